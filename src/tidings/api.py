@@ -1,0 +1,337 @@
+"""The HTTP API: user routes, publisher routes, operations, and the JSON error shape."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tidings.auth import (
+    COOKIE_NAME,
+    UserCredential,
+    check_origin,
+    check_publisher,
+    decode_token,
+    mint_token,
+    read_user,
+)
+from tidings.service import Service
+from tidings.store import StoreUnavailable
+from tidings.validation import ApiError, PublishIn, check_user_id, make_draft
+
+__all__ = ["add_error_handlers", "operations_router", "publisher_router", "user_router"]
+
+log = logging.getLogger("tidings.api")
+
+READY_TIMEOUT = 2.0
+MAX_PAGE = 100
+
+
+def service_of(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(service_of)]
+
+
+def current_user(request: Request, service: ServiceDep) -> UserCredential:
+    return read_user(request, service.settings)
+
+
+UserDep = Annotated[UserCredential, Depends(current_user)]
+
+
+def changing_user(request: Request, service: ServiceDep) -> UserCredential:
+    """A user for a state-changing route: with the cookie, only from an allowed origin."""
+    user = read_user(request, service.settings)
+    if user.via_cookie:
+        check_origin(request, service.settings)
+        # A cross-site form can post urlencoded or multipart, but JSON only after a preflight.
+        if request.method == "POST" and not _is_json(request):
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    return user
+
+
+def _is_json(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json"
+
+
+ChangingUserDep = Annotated[UserCredential, Depends(changing_user)]
+
+
+def publisher(request: Request, service: ServiceDep) -> None:
+    check_publisher(request, service.settings)
+
+
+# --- user routes -------------------------------------------------------------------------------
+
+user_router = APIRouter(tags=["user"])
+
+
+class NotificationOut(BaseModel):
+    id: int
+    user_id: str
+    message: str
+    link: str | None
+    kind: str | None
+    data: dict[str, Any]
+    created_at: str
+    read_at: str | None
+
+
+class UnreadOut(BaseModel):
+    unread: int
+    last_seq: int
+
+
+class ReadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[StrictInt] | None = Field(default=None, max_length=10_000)
+    up_to: StrictInt | None = None
+
+
+class ReadOut(BaseModel):
+    unread: int
+    ids: list[int] | None = None
+    up_to: int | None = None
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: StrictStr
+
+
+class SessionOut(BaseModel):
+    user_id: str
+    expires_at: int
+
+
+@user_router.get("/notifications", response_model=list[NotificationOut])
+async def list_notifications(
+    request: Request,
+    user: UserDep,
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 10,
+    before: Annotated[int | None, Query(ge=1)] = None,
+    unread: Annotated[bool, Query()] = False,
+) -> Response:
+    """The caller's notifications, newest first; `Link: rel="next"` when there are more."""
+    found = await service.store.page(
+        user.user_id, limit=limit + 1, before=before, unread_only=unread
+    )
+    more = len(found) > limit
+    found = found[:limit]
+    headers = {}
+    if more:
+        params = f"limit={limit}&before={found[-1].seq}" + ("&unread=1" if unread else "")
+        headers["link"] = f'<{request.url.path}?{params}>; rel="next"'
+    return JSONResponse([n.to_json() for n in found], headers=headers)
+
+
+@user_router.get("/notifications/unread-count", response_model=UnreadOut)
+async def unread_count(user: UserDep, service: ServiceDep) -> UnreadOut:
+    count = await service.store.unread_count(user.user_id)
+    position = await service.store.position(user.user_id)
+    return UnreadOut(unread=count, last_seq=position.last_seq)
+
+
+@user_router.post("/notifications/read", response_model=ReadOut, response_model_exclude_none=True)
+async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) -> ReadOut:
+    """Mark read by `ids`, or everything up to and including `up_to` (never anything newer)."""
+    if (body.ids is None) == (body.up_to is None):
+        raise ApiError(422, "invalid_request", "give exactly one of ids or up_to")
+    event = await service.mark_read(user.user_id, ids=body.ids, up_to=body.up_to)
+    return ReadOut(
+        unread=event.unread,
+        ids=None if event.ids is None else list(event.ids),
+        up_to=event.up_to,
+    )
+
+
+@user_router.delete("/notifications/{seq}", status_code=204)
+async def delete_notification(seq: int, user: ChangingUserDep, service: ServiceDep) -> Response:
+    if await service.delete(user.user_id, seq) is None:
+        raise ApiError(404, "not_found", f"you have no notification {seq}")
+    return Response(status_code=204)
+
+
+@user_router.post("/notifications/session", response_model=SessionOut)
+async def open_session(
+    body: SessionIn, request: Request, response: Response, service: ServiceDep
+) -> SessionOut:
+    """Exchange a user token for the HttpOnly session cookie that EventSource sends."""
+    check_origin(request, service.settings)
+    user_id, expires = decode_token(service.settings.secret, body.token)
+    set_session_cookie(response, service, body.token, int(expires))
+    return SessionOut(user_id=user_id, expires_at=int(expires))
+
+
+@user_router.delete("/notifications/session", status_code=204)
+async def close_session(request: Request, service: ServiceDep) -> Response:
+    check_origin(request, service.settings)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+def set_session_cookie(response: Response, service: Service, token: str, expires: int) -> None:
+    cross_site = bool(service.settings.cors_origins)
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=max(0, expires - int(time.time())),
+        path="/",
+        httponly=True,
+        samesite="none" if cross_site else "lax",
+        secure=cross_site,
+    )
+
+
+# --- publisher routes --------------------------------------------------------------------------
+
+publisher_router = APIRouter(tags=["publisher"], dependencies=[Depends(publisher)])
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: StrictStr | StrictInt
+    ttl: StrictInt = Field(default=3600, ge=1)
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: int
+
+
+@publisher_router.post(
+    "/api/notifications",
+    status_code=201,
+    responses={201: {"model": NotificationOut | list[NotificationOut]}},
+)
+async def publish(body: PublishIn, service: ServiceDep) -> Response:
+    """Store a notification for `user_id` (returns it) or for each of `user_ids` (an array)."""
+    draft = make_draft(body, service.settings)
+    stored = await service.publish(draft, body.idempotency_key)
+    items = [n.to_json() for n in stored.notifications]
+    content: Any = items[0] if body.user_id is not None and items else items
+    if stored.replayed:
+        return JSONResponse(content, status_code=200, headers={"idempotent-replayed": "true"})
+    return JSONResponse(content, status_code=201)
+
+
+@publisher_router.post("/api/tokens", response_model=TokenOut)
+async def create_token(body: TokenIn, service: ServiceDep) -> TokenOut:
+    """Mint a user token, for host apps without a JWT library."""
+    try:
+        user_id = check_user_id(body.user_id)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", {"field": "user_id", "problem": str(exc)}) from None
+    if body.ttl > service.settings.max_token_ttl:
+        raise ApiError(
+            422,
+            "invalid_request",
+            {"field": "ttl", "problem": f"at most {service.settings.max_token_ttl} seconds"},
+        )
+    token, expires = mint_token(service.settings.secret, user_id, body.ttl)
+    return TokenOut(token=token, expires_at=expires)
+
+
+# --- operations --------------------------------------------------------------------------------
+
+operations_router = APIRouter(tags=["operations"])
+
+
+@operations_router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@operations_router.get("/readyz")
+async def readyz(service: ServiceDep) -> Response:
+    """Ready when the store answers and the bus subscription is live."""
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await service.store.ping()
+        checks["store"] = "ok"
+    except (StoreUnavailable, TimeoutError) as exc:
+        checks["store"] = f"unavailable: {exc}" if str(exc) else "unavailable: timeout"
+    checks["bus"] = "ok" if service.bus.ready() else "unavailable"
+    if service.hub.draining:
+        checks["node"] = "draining"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@operations_router.get("/metrics")
+async def metrics(service: ServiceDep) -> Response:
+    return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+}
+
+
+def _error(
+    status: int, error: str, detail: object, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return _error(exc.status, exc.error, exc.detail)
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        log.warning("store unavailable: %s", exc)
+        return _error(503, "store_unavailable", str(exc), headers={"retry-after": "2"})
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "invalid_json", "the body is not valid JSON")
+        detail = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors
+        ]
+        return _error(422, "invalid_request", detail)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = STATUS_CODES.get(exc.status_code, "error")
+        return _error(exc.status_code, code, exc.detail, headers=exc.headers)
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", "an unexpected error; see the server log")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StoreUnavailable, store_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)

@@ -1,0 +1,156 @@
+"""The ASGI application: the SSE stream as raw ASGI, everything else through FastAPI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidings.api import add_error_handlers, operations_router, publisher_router, user_router
+from tidings.service import Service
+from tidings.settings import Settings
+from tidings.stream import stream_endpoint
+
+__all__ = ["TidingsApp", "create_app"]
+
+STREAM_PATH = "/notifications/stream"
+
+
+class TidingsApp:
+    """Routes the stream past the framework; exposes the `service` for the CLI and tests."""
+
+    def __init__(self, service: Service, api: FastAPI) -> None:
+        self.service = service
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == STREAM_PATH:
+            await stream_endpoint(self.service, scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse a request body over the limit with 413, before anything reads it whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(send, self.limit)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps(
+        {"error": "too_large", "detail": f"the body exceeds {limit} bytes (TIDINGS_MAX_BODY_BYTES)"}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings) -> TidingsApp:
+    service = Service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with service.running():
+            yield
+
+    api = FastAPI(
+        title="tidings",
+        version="0.1.0",
+        summary="Real-time notifications for web applications, pushed over Server-Sent Events.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    api.state.service = service
+    add_error_handlers(api)
+    api.include_router(user_router)
+    api.include_router(publisher_router)
+    api.include_router(operations_router)
+    static = resources.files("tidings") / "web" / "static"
+    api.mount("/static", StaticFiles(directory=str(static)), name="static")
+    if settings.demo:
+        from tidings.demo import demo_router
+
+        api.include_router(demo_router)
+    if settings.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "last-event-id"],
+            expose_headers=["link"],
+        )
+    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    _document_stream(api)
+    return TidingsApp(service, api)
+
+
+def _document_stream(api: FastAPI) -> None:
+    """The stream bypasses FastAPI's router; describe it in /openapi.json all the same."""
+    original = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is not None:
+            return api.openapi_schema
+        schema = original()
+        schema["paths"][STREAM_PATH] = {
+            "get": {
+                "tags": ["user"],
+                "summary": "SSE stream of the caller's notifications",
+                "description": (
+                    "Server-Sent Events: `retry:`, then `new-notification` events (id = seq), "
+                    "`notifications-read`, `notification-deleted`, `reset`, and a `ping` every "
+                    "heartbeat. Resume with the `Last-Event-ID` header or `last_event_id` query."
+                ),
+                "parameters": [
+                    {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "the stream", "content": {"text/event-stream": {}}},
+                    "401": {"description": "no valid user credential"},
+                    "429": {"description": "too many streams for this user"},
+                },
+            }
+        }
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,124 @@
+"""Credentials: user tokens (HS256 JWT), publisher keys, and the CSRF rule for cookie sessions."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import jwt
+from starlette.requests import HTTPConnection
+
+from tidings.settings import Settings
+from tidings.validation import ApiError, check_user_id
+
+__all__ = [
+    "COOKIE_NAME",
+    "UserCredential",
+    "check_origin",
+    "check_publisher",
+    "mint_token",
+    "read_user",
+]
+
+COOKIE_NAME = "tidings_session"
+ALGORITHM = "HS256"
+LEEWAY_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class UserCredential:
+    user_id: str
+    expires_at: float  # unix seconds
+    via_cookie: bool
+
+
+def mint_token(secret: str, user_id: str, ttl: int) -> tuple[str, int]:
+    expires = int(time.time()) + ttl
+    token = jwt.encode({"sub": user_id, "exp": expires}, secret, algorithm=ALGORITHM)
+    return token, expires
+
+
+def decode_token(secret: str, token: str) -> tuple[str, float]:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp"]},
+            leeway=LEEWAY_SECONDS,
+        )
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, "token_expired", "the user token has expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise ApiError(401, "invalid_token", f"the user token has no {exc.claim!r} claim") from None
+    except jwt.InvalidTokenError as exc:
+        raise ApiError(401, "invalid_token", f"the user token is not valid: {exc}") from None
+    sub = claims["sub"]
+    if isinstance(sub, int) and not isinstance(sub, bool):
+        sub = str(sub)
+    if not isinstance(sub, str):
+        raise ApiError(401, "invalid_token", "the token's 'sub' must be a string")
+    try:
+        user_id = check_user_id(sub)
+    except ValueError as exc:
+        raise ApiError(401, "invalid_token", f"the token's 'sub' is not a user id: {exc}") from None
+    return user_id, float(claims["exp"])
+
+
+def read_user(conn: HTTPConnection, settings: Settings) -> UserCredential:
+    """The caller's user credential: cookie, else `Authorization: Bearer`, else (opt-in) query."""
+    token = conn.cookies.get(COOKIE_NAME)
+    via_cookie = bool(token)
+    if not token:
+        scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            token = value.strip()
+    if not token and "token" in conn.query_params:
+        if not settings.allow_query_token:
+            raise ApiError(
+                401,
+                "query_token_refused",
+                "tokens in URLs are refused (they end up in logs); use the session cookie "
+                "(POST /notifications/session) or set TIDINGS_ALLOW_QUERY_TOKEN=1",
+            )
+        token = conn.query_params["token"]
+    if not token:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a user token is required: the tidings_session cookie or Authorization: Bearer",
+        )
+    user_id, expires = decode_token(settings.secret, token)
+    return UserCredential(user_id=user_id, expires_at=expires, via_cookie=via_cookie)
+
+
+def check_publisher(conn: HTTPConnection, settings: Settings) -> None:
+    scheme, _, key = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "unauthorized", "a publisher key is required: Authorization: Bearer")
+    presented = key.strip().encode()
+    # Compare against every key, so the time taken does not tell which one nearly matched.
+    matched = False
+    for candidate in settings.publisher_keys:
+        matched |= hmac.compare_digest(presented, candidate.encode())
+    if not matched:
+        raise ApiError(403, "forbidden", "the publisher key is not valid")
+
+
+def check_origin(conn: HTTPConnection, settings: Settings) -> None:
+    """CSRF: a cookie-authenticated change must come from our own origin or an allowed one."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return  # not a browser cross-site request: browsers send Origin on every POST/DELETE
+    if origin in settings.cors_origins:
+        return
+    if urlsplit(origin).netloc == conn.headers.get("host", ""):
+        return
+    raise ApiError(403, "forbidden_origin", f"requests from origin {origin!r} are not allowed")
+
+
+def allowed_cors_origin(conn: HTTPConnection, settings: Settings) -> str | None:
+    origin = conn.headers.get("origin")
+    return origin if origin is not None and origin in settings.cors_origins else None

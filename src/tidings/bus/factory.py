@@ -1,0 +1,39 @@
+"""The one place that maps a bus URL to a bus."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from urllib.parse import urlsplit
+
+from tidings.bus.base import Bus
+from tidings.settings import ConfigError
+
+__all__ = ["create_bus", "is_single_process"]
+
+
+def create_bus(url: str, database_url: str) -> Bus:
+    parts = urlsplit(url)
+    if parts.scheme == "local":
+        from tidings.bus.local import LocalBus
+
+        return LocalBus(parts.path or default_socket_path(database_url))
+    raise ConfigError(
+        f"TIDINGS_BUS_URL: unsupported scheme {parts.scheme!r} "
+        "(use local://, redis://… or postgresql://…)"
+    )
+
+
+def is_single_process(url: str) -> bool:
+    """The local bus reaches one server process only (plus the CLI on the same machine)."""
+    return urlsplit(url).scheme == "local"
+
+
+def default_socket_path(database_url: str) -> str:
+    """One socket per database, so `tidings send` finds the server that serves the same data."""
+    key = database_url
+    if database_url.startswith("sqlite:///"):
+        key = "sqlite:" + os.path.abspath(database_url[len("sqlite:///") :])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"tidings-{digest}.sock")

@@ -1,0 +1,63 @@
+"""Demo mode (`tidings serve --demo`): a page to log in as a demo user and send notifications.
+
+These routes exist only in demo mode: /demo/login hands out a session for a fixed set of users
+without any password, which is the point of a demo and never acceptable otherwise.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from tidings.api import ServiceDep, set_session_cookie
+from tidings.auth import check_origin, mint_token
+from tidings.validation import PublishIn, make_draft
+
+__all__ = ["DEMO_USERS", "demo_router"]
+
+DEMO_USERS = ("alice", "bob", "carol")
+DEMO_TOKEN_TTL = 12 * 3600
+
+demo_router = APIRouter(tags=["demo"], include_in_schema=False)
+
+DemoUser = Literal["alice", "bob", "carol"]
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: DemoUser
+
+
+class SendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: DemoUser
+    message: StrictStr
+    link: StrictStr | None = None
+
+
+@demo_router.get("/", response_class=HTMLResponse)
+async def demo_page() -> HTMLResponse:
+    page = (resources.files("tidings") / "web" / "demo.html").read_text(encoding="utf-8")
+    return HTMLResponse(page)
+
+
+@demo_router.post("/demo/login")
+async def demo_login(
+    body: LoginIn, request: Request, response: Response, service: ServiceDep
+) -> dict[str, object]:
+    check_origin(request, service.settings)
+    token, expires = mint_token(service.settings.secret, body.user_id, DEMO_TOKEN_TTL)
+    set_session_cookie(response, service, token, expires)
+    return {"user_id": body.user_id, "expires_at": expires}
+
+
+@demo_router.post("/demo/send", status_code=201)
+async def demo_send(body: SendIn, request: Request, service: ServiceDep) -> dict[str, object]:
+    check_origin(request, service.settings)
+    publish = PublishIn(user_id=body.user_id, message=body.message, link=body.link or None)
+    stored = await service.publish(make_draft(publish, service.settings))
+    return stored.notifications[0].to_json()

@@ -1,0 +1,239 @@
+"""This node's live streams, by user: routes bus events into bounded per-stream queues.
+
+The hub never touches the store. It hands each stream what the bus announced; the stream itself
+dedupes by seq and fills gaps from the store. Heartbeats go out from one timer that visits a
+sixteenth of the streams per tick, so 10,000 streams never get their ping in the same instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import deque
+from collections.abc import Iterator
+from typing import Final
+
+from tidings.metrics import Metrics
+from tidings.models import Deleted, Event, Notification, Published, ReadChanged, Resync
+from tidings.settings import Settings
+
+__all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber", "encode_notification"]
+
+HEARTBEAT_SLOTS: Final = 16
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+PING: Final = _Marker("PING")
+# "Look in the store": the bus may have dropped something (it reconnected).
+CHECK: Final = _Marker("CHECK")
+
+
+class Frame:
+    """A notification ready to write; `body` is None when the bus carried only (user, seq)."""
+
+    __slots__ = ("body", "created_ms", "seq")
+
+    def __init__(self, seq: int, body: bytes | None, created_ms: int) -> None:
+        self.seq = seq
+        self.body = body
+        self.created_ms = created_ms
+
+
+class End:
+    """Close the stream cleanly: drain (with a `retry:` to spread reconnects) or expiry."""
+
+    __slots__ = ("reason", "retry_ms")
+
+    def __init__(self, reason: str, retry_ms: int | None = None) -> None:
+        self.reason = reason
+        self.retry_ms = retry_ms
+
+
+Item = Frame | bytes | End | _Marker
+
+
+def encode_notification(notification: Notification) -> bytes:
+    return (
+        f"id: {notification.seq}\nevent: new-notification\ndata: {notification.dumps()}\n\n"
+    ).encode()
+
+
+def encode_event(name: str, body: object) -> bytes:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {name}\ndata: {data}\n\n".encode()
+
+
+class Subscriber:
+    """One open stream's mailbox: a bounded queue in items and bytes, and how to stop it."""
+
+    __slots__ = (
+        "_abort",
+        "_bytes",
+        "_items",
+        "_max_bytes",
+        "_max_items",
+        "_waiter",
+        "expiry",
+        "reason",
+        "slot",
+        "user_id",
+    )
+
+    def __init__(self, user_id: str, max_items: int, max_bytes: int) -> None:
+        self.user_id = user_id
+        self.reason: str | None = None
+        self.slot = 0
+        self.expiry: asyncio.TimerHandle | None = None
+        self._items: deque[Item] = deque()
+        self._bytes = 0
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._waiter: asyncio.Future[None] | None = None
+        self._abort: asyncio.Timeout | None = None
+
+    def bind(self, abort: asyncio.Timeout) -> None:
+        """The stream's cancel scope: `abort()` interrupts whatever the stream awaits."""
+        self._abort = abort
+
+    def push(self, item: Item) -> None:
+        if self.reason is not None:
+            return
+        size = _size(item)
+        if isinstance(item, Frame | bytes) and (
+            len(self._items) >= self._max_items or self._bytes + size > self._max_bytes
+        ):
+            self.abort("slow")
+            return
+        self._items.append(item)
+        self._bytes += size
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> list[Item]:
+        """Everything queued, waiting for at least one item."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items = list(self._items)
+        self._items.clear()
+        self._bytes = 0
+        return items
+
+    def abort(self, reason: str) -> None:
+        """Stop at once, also in the middle of a write to a client that does not read."""
+        if self.reason is None:
+            self.reason = reason
+        if self._abort is not None and self._abort.expired() is False:
+            self._abort.reschedule(asyncio.get_running_loop().time())
+
+
+def _size(item: Item) -> int:
+    if isinstance(item, Frame):
+        return len(item.body) if item.body is not None else 16
+    if isinstance(item, bytes):
+        return len(item)
+    return 0
+
+
+class Hub:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.draining = False
+        self._users: dict[str, set[Subscriber]] = {}
+        self._slots: list[set[Subscriber]] = [set() for _ in range(HEARTBEAT_SLOTS)]
+        self._next_slot = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def subscribers(self) -> Iterator[Subscriber]:
+        for subs in self._users.values():
+            yield from subs
+
+    def new_subscriber(self, user_id: str) -> Subscriber:
+        return Subscriber(user_id, self.settings.stream_queue, self.settings.stream_queue_bytes)
+
+    def add(self, sub: Subscriber, expires_at: float | None) -> bool:
+        """Register a stream; False when the user is at the per-node connection cap."""
+        subs = self._users.setdefault(sub.user_id, set())
+        if len(subs) >= self.settings.max_streams_per_user:
+            if not subs:
+                del self._users[sub.user_id]
+            return False
+        subs.add(sub)
+        sub.slot = self._next_slot
+        self._next_slot = (self._next_slot + 1) % HEARTBEAT_SLOTS
+        self._slots[sub.slot].add(sub)
+        self._count += 1
+        self.metrics.streams_open.inc()
+        if expires_at is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, expires_at - loop.time())
+            sub.expiry = loop.call_later(delay, sub.push, End("expired"))
+        return True
+
+    def remove(self, sub: Subscriber) -> None:
+        subs = self._users.get(sub.user_id)
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._users[sub.user_id]
+        self._slots[sub.slot].discard(sub)
+        if sub.expiry is not None:
+            sub.expiry.cancel()
+        self._count -= 1
+        self.metrics.streams_open.dec()
+
+    def deliver(self, event: Event) -> None:
+        """Called by the bus, on the event loop, for every event of every node."""
+        if isinstance(event, Resync):
+            for sub in list(self.subscribers()):
+                sub.push(CHECK)
+            return
+        subs = self._users.get(event.user_id)
+        if not subs:
+            return
+        item: Item
+        if isinstance(event, Published):
+            n = event.notification
+            body = encode_notification(n) if n is not None else None
+            item = Frame(event.seq, body, n.created_ms if n is not None else 0)
+        elif isinstance(event, ReadChanged):
+            item = encode_event("notifications-read", event.to_json())
+        elif isinstance(event, Deleted):
+            item = encode_event("notification-deleted", event.to_json())
+        for sub in list(subs):
+            sub.push(item)
+
+    async def heartbeat(self) -> None:
+        """Run until cancelled: one tick visits one slot of streams and queues their ping."""
+        tick = self.settings.heartbeat / HEARTBEAT_SLOTS
+        slot = 0
+        while True:
+            await asyncio.sleep(tick)
+            for sub in list(self._slots[slot]):
+                sub.push(PING)
+            slot = (slot + 1) % HEARTBEAT_SLOTS
+
+    def drain(self) -> None:
+        """Close every stream with a jittered `retry:` so clients spread over other nodes."""
+        self.draining = True
+        top = self.settings.drain_retry_max_ms
+        for sub in list(self.subscribers()):
+            sub.push(End("drain", retry_ms=random.randint(min(500, top), top)))

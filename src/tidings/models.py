@@ -1,0 +1,132 @@
+"""The values that travel between layers: frozen dataclasses, never driver rows or dicts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "Deleted",
+    "Draft",
+    "Event",
+    "Notification",
+    "Position",
+    "Published",
+    "ReadChanged",
+    "Resync",
+    "Stored",
+    "iso_ms",
+    "now_ms",
+]
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def iso_ms(ms: int) -> str:
+    """`2026-11-27T21:07:50.123Z`, the one timestamp format of the API."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What a publisher asks to store, already validated; the store assigns seq and time."""
+
+    user_ids: tuple[str, ...]
+    message: str
+    link: str | None = None
+    kind: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    user_id: str
+    seq: int
+    message: str
+    link: str | None
+    kind: str | None
+    data: dict[str, Any]
+    created_ms: int
+    read_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.seq,
+            "user_id": self.user_id,
+            "message": self.message,
+            "link": self.link,
+            "kind": self.kind,
+            "data": self.data,
+            "created_at": iso_ms(self.created_ms),
+            "read_at": None if self.read_ms is None else iso_ms(self.read_ms),
+        }
+
+    def dumps(self) -> str:
+        """One line of JSON: control characters (`\\n`, `\\r`) are escaped, so it is SSE-safe."""
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The outcome of `Store.add`: the notifications, and whether they existed already."""
+
+    notifications: tuple[Notification, ...]
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a user's log stands: the newest seq, and up to which seq retention pruned."""
+
+    last_seq: int = 0
+    pruned_upto: int = 0
+
+
+# Events carried by the bus from the node that changed something to every node's hub.
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    user_id: str
+    seq: int
+    # Present when the bus can carry it, so a node delivers without a store query.
+    notification: Notification | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadChanged:
+    user_id: str
+    unread: int
+    ids: tuple[int, ...] | None = None
+    up_to: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"unread": self.unread}
+        if self.up_to is not None:
+            body["up_to"] = self.up_to
+        else:
+            body["ids"] = list(self.ids or ())
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    user_id: str
+    seq: int
+    unread: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.seq, "unread": self.unread}
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The bus may have dropped messages (it reconnected): every stream checks the store."""
+
+
+Event = Published | ReadChanged | Deleted | Resync

@@ -1,0 +1,116 @@
+"""The parts of one node wired together: store, bus, hub, and the background work they need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from tidings.bus import Bus, create_bus
+from tidings.hub import Hub
+from tidings.metrics import Metrics
+from tidings.models import Deleted, Draft, Event, Published, ReadChanged, Stored, now_ms
+from tidings.settings import Settings
+from tidings.store import Store, create_store
+from tidings.store.instrumented import InstrumentedStore
+
+__all__ = ["Service"]
+
+log = logging.getLogger("tidings")
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store: Store = InstrumentedStore(create_store(settings.database_url), self.metrics)
+        self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
+        self.hub = Hub(settings, self.metrics)
+
+    @contextlib.asynccontextmanager
+    async def publishing(self) -> AsyncIterator[Service]:
+        """Store and bus for publishing only (the CLI): no subscription, no streams."""
+        await self.store.open()
+        try:
+            yield self
+        finally:
+            await self.bus.close()
+            await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Service]:
+        """A serving node: subscribed to the bus, heartbeats and retention running."""
+        await self.store.open()
+        try:
+            await self.bus.start(self.hub.deliver)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    heartbeat = tg.create_task(self.hub.heartbeat(), name="tidings-heartbeat")
+                    pruner = tg.create_task(self.prune_forever(), name="tidings-retention")
+                    try:
+                        yield self
+                    finally:
+                        heartbeat.cancel()
+                        pruner.cancel()
+            finally:
+                await self.bus.close()
+        finally:
+            await self.store.close()
+
+    async def publish(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        stored = await self.store.add(draft, idempotency_key)
+        if not stored.replayed:
+            self.metrics.published.inc(len(stored.notifications))
+            await self.announce([Published(n.user_id, n.seq, n) for n in stored.notifications])
+        return stored
+
+    async def mark_read(
+        self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
+    ) -> ReadChanged:
+        changed = await self.store.mark_read(user_id, ids=ids, up_to=up_to)
+        unread = await self.store.unread_count(user_id)
+        event = ReadChanged(
+            user_id=user_id,
+            unread=unread,
+            ids=tuple(changed) if up_to is None else None,
+            up_to=up_to,
+        )
+        if changed:
+            await self.announce([event])
+        return event
+
+    async def delete(self, user_id: str, seq: int) -> Deleted | None:
+        if not await self.store.delete(user_id, seq):
+            return None
+        event = Deleted(user_id=user_id, seq=seq, unread=await self.store.unread_count(user_id))
+        await self.announce([event])
+        return event
+
+    async def announce(self, events: Sequence[Event]) -> None:
+        # Committed already: a bus failure delays live delivery, it must not fail the caller.
+        try:
+            await self.bus.announce(events)
+        except Exception:
+            log.warning("bus announce failed; streams catch up from the store", exc_info=True)
+
+    async def prune_forever(self) -> None:
+        while True:
+            try:
+                await self.prune_once()
+            except Exception:
+                log.warning("retention prune failed; trying again later", exc_info=True)
+            await asyncio.sleep(self.settings.prune_interval)
+
+    async def prune_once(self) -> int:
+        """Delete everything older than the retention, in bounded batches; return the count."""
+        cutoff = now_ms() - int(self.settings.retention_days * DAY_MS)
+        total = 0
+        while True:
+            count = await self.store.prune(cutoff, self.settings.prune_batch)
+            total += count
+            if count < self.settings.prune_batch:
+                return total
+            await asyncio.sleep(0)  # let streams run between batches

@@ -1,0 +1,133 @@
+"""The one frozen settings object, built from the environment at start-up.
+
+Nothing else in tidings reads the environment: the CLI calls `Settings.from_env()` once and passes
+the result down. Every limit is a number here, documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["ConfigError", "Settings"]
+
+PREFIX = "TIDINGS_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite:///tidings.db"
+    bus_url: str = "local://"
+    secret: str = ""
+    publisher_keys: tuple[str, ...] = ()
+    heartbeat: float = 15.0
+    retention_days: float = 90.0
+    cors_origins: tuple[str, ...] = ()
+    allow_query_token: bool = False
+    # Limits on what a publisher may send.
+    max_message_bytes: int = 4096
+    max_link_bytes: int = 2048
+    max_kind_bytes: int = 64
+    max_data_bytes: int = 16384
+    max_user_ids: int = 10000
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_token_ttl: int = 7 * 24 * 3600
+    # Limits on every stream.
+    max_streams_per_user: int = 20
+    stream_queue: int = 1000
+    stream_queue_bytes: int = 1024 * 1024
+    replay_max: int = 1000
+    retry_ms: int = 3000
+    drain_retry_max_ms: int = 5000
+    # Housekeeping.
+    prune_interval: float = 3600.0
+    prune_batch: int = 1000
+    demo: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, demo: bool = False) -> Settings:
+        """Build settings from `TIDINGS_*` variables; unknown `TIDINGS_*` names are an error."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"demo"}
+        values: dict[str, object] = {"demo": demo}
+        for key, raw in environ.items():
+            if not key.startswith(PREFIX) or key.startswith("TIDINGS_TEST_"):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name in {"require_services"}:
+                continue
+            if name not in known:
+                raise ConfigError(f"{key} is not a tidings setting (see docs/configuration.md)")
+            values[name] = _parse(cls, name, key, raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not settings.secret:
+            if not demo:
+                raise ConfigError("TIDINGS_SECRET is required (any long random string)")
+            settings = dataclasses.replace(settings, secret=secrets.token_urlsafe(32))
+        if demo and not settings.publisher_keys:
+            settings = dataclasses.replace(
+                settings, publisher_keys=(f"demo-{secrets.token_urlsafe(16)}",)
+            )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if len(self.secret) < 32:
+            raise ConfigError(
+                "TIDINGS_SECRET must be at least 32 characters (HS256 wants a 256-bit key)"
+            )
+        if self.heartbeat <= 0:
+            raise ConfigError("TIDINGS_HEARTBEAT must be a positive number of seconds")
+        if self.retention_days <= 0:
+            raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
+        positive = (
+            "max_message_bytes",
+            "max_link_bytes",
+            "max_kind_bytes",
+            "max_data_bytes",
+            "max_user_ids",
+            "max_body_bytes",
+            "max_token_ttl",
+            "max_streams_per_user",
+            "stream_queue",
+            "stream_queue_bytes",
+            "replay_max",
+            "retry_ms",
+            "drain_retry_max_ms",
+            "prune_batch",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+        for origin in self.cors_origins:
+            if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
+                raise ConfigError(
+                    f"TIDINGS_CORS_ORIGINS: {origin!r} is not an origin like https://app.example"
+                )
+
+
+def _parse(cls: type[Settings], name: str, key: str, raw: str) -> object:
+    default = next(f for f in dataclasses.fields(cls) if f.name == name).default
+    raw = raw.strip()
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        kind = type(default).__name__
+        raise ConfigError(f"{key}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,66 @@
+"""A store wrapper that counts every operation, for /metrics and the idle-cost guarantee."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tidings.metrics import Metrics
+from tidings.models import Draft, Notification, Position, Stored
+from tidings.store.base import Store
+
+__all__ = ["InstrumentedStore"]
+
+
+class InstrumentedStore:
+    def __init__(self, inner: Store, metrics: Metrics) -> None:
+        self.inner = inner
+        self._count = metrics.store_queries
+
+    def _op(self, name: str) -> None:
+        self._count.labels(name).inc()
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        self._op("ping")
+        await self.inner.ping()
+
+    async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        self._op("add")
+        return await self.inner.add(draft, idempotency_key)
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        self._op("after")
+        return await self.inner.after(user_id, seq, limit)
+
+    async def position(self, user_id: str) -> Position:
+        self._op("position")
+        return await self.inner.position(user_id)
+
+    async def page(
+        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+    ) -> list[Notification]:
+        self._op("page")
+        return await self.inner.page(user_id, limit=limit, before=before, unread_only=unread_only)
+
+    async def unread_count(self, user_id: str) -> int:
+        self._op("unread_count")
+        return await self.inner.unread_count(user_id)
+
+    async def mark_read(
+        self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
+    ) -> list[int]:
+        self._op("mark_read")
+        return await self.inner.mark_read(user_id, ids=ids, up_to=up_to)
+
+    async def delete(self, user_id: str, seq: int) -> bool:
+        self._op("delete")
+        return await self.inner.delete(user_id, seq)
+
+    async def prune(self, older_than_ms: int, batch: int) -> int:
+        self._op("prune")
+        return await self.inner.prune(older_than_ms, batch)

@@ -1,0 +1,315 @@
+"""SQLite store: the embedded default, one file in WAL mode.
+
+Each connection lives on its own thread (sqlite3 blocks), and a whole transaction runs in one hop
+to that thread. Writers take the database lock with `BEGIN IMMEDIATE` before reading a user's last
+seq, so seq order is commit order also across processes (the CLI writes while a server runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tidings.models import Draft, Notification, Position, Stored, now_ms
+from tidings.store.base import StoreUnavailable
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+# SQLite's default limit on bound parameters is 32766; stay well below it.
+IN_CHUNK = 500
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    user_id     TEXT PRIMARY KEY,
+    last_seq    INTEGER NOT NULL,
+    pruned_upto INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notifications (
+    user_id    TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    message    TEXT NOT NULL,
+    link       TEXT,
+    kind       TEXT,
+    data       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    read_ms    INTEGER,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS notifications_unread
+    ON notifications (user_id, seq) WHERE read_ms IS NULL;
+CREATE INDEX IF NOT EXISTS notifications_created ON notifications (created_ms);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key        TEXT PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    refs       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
+"""
+
+COLUMNS = "user_id, seq, message, link, kind, data, created_ms, read_ms"
+
+
+def _row(row: sqlite3.Row | tuple[Any, ...]) -> Notification:
+    return Notification(
+        user_id=row[0],
+        seq=row[1],
+        message=row[2],
+        link=row[3],
+        kind=row[4],
+        data=json.loads(row[5]),
+        created_ms=row[6],
+        read_ms=row[7],
+    )
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Connection:
+    """One sqlite3 connection, used only from its own thread."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            return fn(self._conn)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL survives a process crash; only an OS crash can lose the newest commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    async def close(self) -> None:
+        def _close(_: sqlite3.Connection) -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        if self._conn is not None:
+            await self.run(_close)
+        self._executor.shutdown(wait=True)
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer = _Connection(path, "tidings-sqlite-w")
+        self._reader = _Connection(path, "tidings-sqlite-r")
+
+    async def open(self) -> None:
+        parent = Path(self.path).parent
+        if not parent.is_dir():
+            raise StoreUnavailable(f"SQLite: folder {str(parent)!r} does not exist")
+        await self._writer.run(_migrate)
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._reader.close()
+
+    async def ping(self) -> None:
+        await self._reader.run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        return await self._writer.run(lambda c: _add(c, draft, idempotency_key))
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        sql = (
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?"
+        )
+        rows = await self._reader.run(lambda c: c.execute(sql, (user_id, seq, limit)).fetchall())
+        return [_row(r) for r in rows]
+
+    async def position(self, user_id: str) -> Position:
+        sql = "SELECT last_seq, pruned_upto FROM users WHERE user_id = ?"
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        return Position() if row is None else Position(last_seq=row[0], pruned_upto=row[1])
+
+    async def page(
+        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+    ) -> list[Notification]:
+        where = "user_id = ?"
+        params: list[Any] = [user_id]
+        if before is not None:
+            where += " AND seq < ?"
+            params.append(before)
+        if unread_only:
+            where += " AND read_ms IS NULL"
+        params.append(limit)
+        sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
+        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
+        return [_row(r) for r in rows]
+
+    async def unread_count(self, user_id: str) -> int:
+        sql = "SELECT count(*) FROM notifications WHERE user_id = ? AND read_ms IS NULL"
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        return int(row[0])
+
+    async def mark_read(
+        self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
+    ) -> list[int]:
+        def _mark(c: sqlite3.Connection) -> list[int]:
+            stamp = now_ms()
+            if up_to is not None:
+                rows = c.execute(
+                    "UPDATE notifications SET read_ms = ? "
+                    "WHERE user_id = ? AND seq <= ? AND read_ms IS NULL RETURNING seq",
+                    (stamp, user_id, up_to),
+                ).fetchall()
+                return sorted(r[0] for r in rows)
+            changed: list[int] = []
+            wanted = sorted(set(ids or ()))
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in _chunks(wanted, IN_CHUNK):
+                    marks = ",".join("?" * len(chunk))
+                    rows = c.execute(
+                        "UPDATE notifications SET read_ms = ? WHERE user_id = ? "
+                        f"AND seq IN ({marks}) AND read_ms IS NULL RETURNING seq",
+                        (stamp, user_id, *chunk),
+                    ).fetchall()
+                    changed.extend(r[0] for r in rows)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return sorted(changed)
+
+        return await self._writer.run(_mark)
+
+    async def delete(self, user_id: str, seq: int) -> bool:
+        sql = "DELETE FROM notifications WHERE user_id = ? AND seq = ?"
+        count = await self._writer.run(lambda c: c.execute(sql, (user_id, seq)).rowcount)
+        return bool(count)
+
+    async def prune(self, older_than_ms: int, batch: int) -> int:
+        return await self._writer.run(lambda c: _prune(c, older_than_ms, batch))
+
+
+def _migrate(c: sqlite3.Connection) -> None:
+    version = c.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"SQLite: database schema {version} is newer than this tidings ({SCHEMA_VERSION})"
+        )
+    c.executescript(SCHEMA)
+    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add(c: sqlite3.Connection, draft: Draft, key: str | None) -> Stored:
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        if key is not None:
+            found = c.execute("SELECT refs FROM idempotency WHERE key = ?", (key,)).fetchone()
+            if found is not None:
+                c.execute("COMMIT")
+                return Stored(tuple(_fetch_refs(c, json.loads(found[0]))), replayed=True)
+        last: dict[str, int] = {}
+        for chunk in _chunks(draft.user_ids, IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            rows = c.execute(
+                f"SELECT user_id, last_seq FROM users WHERE user_id IN ({marks})", chunk
+            ).fetchall()
+            last.update((r[0], r[1]) for r in rows)
+        stamp = now_ms()
+        data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
+        made = tuple(
+            Notification(
+                user_id=user_id,
+                seq=last.get(user_id, 0) + 1,
+                message=draft.message,
+                link=draft.link,
+                kind=draft.kind,
+                data=draft.data,
+                created_ms=stamp,
+            )
+            for user_id in draft.user_ids
+        )
+        c.executemany(
+            "INSERT INTO users (user_id, last_seq) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET last_seq = excluded.last_seq",
+            [(n.user_id, n.seq) for n in made],
+        )
+        c.executemany(
+            f"INSERT INTO notifications ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+            [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp) for n in made],
+        )
+        if key is not None:
+            refs = json.dumps([[n.user_id, n.seq] for n in made], separators=(",", ":"))
+            c.execute("INSERT INTO idempotency VALUES (?, ?, ?)", (key, stamp, refs))
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return Stored(made)
+
+
+def _fetch_refs(c: sqlite3.Connection, refs: list[list[Any]]) -> list[Notification]:
+    found: list[Notification] = []
+    for user_id, seq in refs:
+        row = c.execute(
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq = ?", (user_id, seq)
+        ).fetchone()
+        if row is not None:
+            found.append(_row(row))
+    return found
+
+
+def _prune(c: sqlite3.Connection, older_than_ms: int, batch: int) -> int:
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        rows = c.execute(
+            "SELECT user_id, seq FROM notifications WHERE created_ms < ? "
+            "ORDER BY created_ms LIMIT ?",
+            (older_than_ms, batch),
+        ).fetchall()
+        highest: dict[str, int] = {}
+        for user_id, seq in rows:
+            highest[user_id] = max(seq, highest.get(user_id, 0))
+        c.executemany(
+            "DELETE FROM notifications WHERE user_id = ? AND seq = ?", [tuple(r) for r in rows]
+        )
+        c.executemany(
+            "UPDATE users SET pruned_upto = max(pruned_upto, ?) WHERE user_id = ?",
+            [(seq, user_id) for user_id, seq in highest.items()],
+        )
+        c.execute(
+            "DELETE FROM idempotency WHERE key IN "
+            "(SELECT key FROM idempotency WHERE created_ms < ? LIMIT ?)",
+            (older_than_ms, batch),
+        )
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return len(rows)

@@ -1,0 +1,242 @@
+"""`GET /notifications/stream`: replay from the store after the resume point, then live.
+
+A raw ASGI endpoint: a stream lives for hours, so it carries no framework per-message cost. Its
+order of work is what makes the guarantees hold:
+
+1. register with the hub first, so nothing announced from now on is missed;
+2. read the user's position and replay what follows the resume point (or send `reset`);
+3. then write what the hub queues, skipping seqs already sent and filling any gap from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
+
+from tidings.auth import allowed_cors_origin, read_user
+from tidings.hub import CHECK, PING, End, Frame, Subscriber, encode_event, encode_notification
+from tidings.models import Notification, now_ms
+from tidings.service import Service
+from tidings.store import StoreUnavailable
+from tidings.validation import ApiError
+
+__all__ = ["stream_endpoint"]
+
+log = logging.getLogger("tidings.stream")
+
+PING_FRAME = b"event: ping\ndata: {}\n\n"
+# A fixed set of header lines; sent once per stream.
+BASE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def _json_response(send: Send, status: int, body: dict[str, Any], extra: list[Any]) -> None:
+    raw = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": raw})
+
+
+async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
+    settings = service.settings
+    hub = service.hub
+    metrics = service.metrics
+    conn = HTTPConnection(scope)
+    cors: list[tuple[bytes, bytes]] = []
+    if (origin := allowed_cors_origin(conn, settings)) is not None:
+        cors = [
+            (b"access-control-allow-origin", origin.encode()),
+            (b"access-control-allow-credentials", b"true"),
+            (b"vary", b"origin"),
+        ]
+    if scope["method"] != "GET":
+        await _json_response(
+            send, 405, {"error": "method_not_allowed", "detail": "use GET"}, [(b"allow", b"GET")]
+        )
+        return
+    try:
+        user = read_user(conn, settings)
+    except ApiError as exc:
+        metrics.refused.labels("unauthorized").inc()
+        await _json_response(send, exc.status, {"error": exc.error, "detail": exc.detail}, cors)
+        return
+    if hub.draining:
+        # This node is going away: tell the client to come back (to another node) shortly.
+        metrics.refused.labels("draining").inc()
+        await send({"type": "http.response.start", "status": 200, "headers": BASE_HEADERS + cors})
+        retry = f"retry: {settings.drain_retry_max_ms}\n\n".encode()
+        await send({"type": "http.response.body", "body": retry})
+        return
+
+    sub = hub.new_subscriber(user.user_id)
+    loop = asyncio.get_running_loop()
+    expires_at = loop.time() + (user.expires_at - time.time())
+    if not hub.add(sub, expires_at):
+        metrics.refused.labels("limit").inc()
+        detail = (
+            f"at most {settings.max_streams_per_user} streams per user on this node "
+            "(TIDINGS_MAX_STREAMS_PER_USER)"
+        )
+        await _json_response(send, 429, {"error": "too_many_streams", "detail": detail}, cors)
+        return
+    try:
+        await _serve(service, sub, conn, cors, receive, send)
+    finally:
+        hub.remove(sub)
+        metrics.disconnects.labels(sub.reason or "error").inc()
+
+
+async def _serve(
+    service: Service,
+    sub: Subscriber,
+    conn: HTTPConnection,
+    cors: list[tuple[bytes, bytes]],
+    receive: Receive,
+    send: Send,
+) -> None:
+    settings = service.settings
+    store = service.store
+    metrics = service.metrics
+    user_id = sub.user_id
+    try:
+        position = await store.position(user_id)
+    except StoreUnavailable as exc:
+        sub.reason = "store"
+        metrics.refused.labels("store").inc()
+        await _json_response(
+            send, 503, {"error": "store_unavailable", "detail": str(exc)}, [(b"retry-after", b"2")]
+        )
+        return
+
+    await send({"type": "http.response.start", "status": 200, "headers": BASE_HEADERS + cors})
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        sub.abort("client")
+
+    head = [f"retry: {settings.retry_ms}\n\n".encode()]
+    last = position.last_seq
+    resume_raw = conn.headers.get("last-event-id") or conn.query_params.get("last_event_id")
+    reset: str | None = None
+    if resume_raw is not None:
+        resume = _parse_seq(resume_raw)
+        if resume is None:
+            reset = "invalid"
+        elif resume > position.last_seq:
+            reset = "future"
+        elif resume < position.pruned_upto:
+            reset = "pruned"
+        elif position.last_seq - resume > settings.replay_max:
+            reset = "too_far"
+        else:
+            last = resume
+    if reset is not None:
+        metrics.resets.labels(reset).inc()
+        head.append(_reset_frame(position.last_seq, reset))
+
+    try:
+        async with asyncio.timeout(None) as scope, asyncio.TaskGroup() as tg:
+            sub.bind(scope)
+            if sub.reason is not None:
+                return
+            watcher = tg.create_task(watch_disconnect())
+            try:
+                out = head
+                if last < position.last_seq:
+                    out, last = await _catch_up(service, user_id, last, head)
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                await _pump(service, sub, last, send)
+            finally:
+                watcher.cancel()
+    except TimeoutError:
+        # sub.abort(): the client left, or it stopped reading and its queue overflowed.
+        return
+    if sub.reason is not None and sub.reason != "client":
+        # A clean end: the client's EventSource reconnects after the retry we sent.
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> None:
+    metrics = service.metrics
+    while True:
+        items = await sub.take()
+        out: list[bytes] = []
+        end: End | None = None
+        for item in items:
+            if isinstance(item, Frame):
+                if item.seq <= last:
+                    continue
+                if item.seq == last + 1 and item.body is not None:
+                    out.append(item.body)
+                    last = item.seq
+                    metrics.delivered.inc()
+                    metrics.latency.observe(max(0.0, (now_ms() - item.created_ms) / 1000))
+                else:
+                    # A gap (an announcement overtook an earlier one, or the bus carried no
+                    # body): everything up to here is committed, so the store has it.
+                    out, last = await _catch_up(service, sub.user_id, last, out)
+            elif isinstance(item, bytes):
+                out.append(item)
+            elif item is PING:
+                out.append(PING_FRAME)
+            elif item is CHECK:
+                out, last = await _catch_up(service, sub.user_id, last, out)
+            elif isinstance(item, End):
+                end = item
+                break
+        if end is not None:
+            sub.reason = end.reason
+            if end.retry_ms is not None:
+                out.append(f"retry: {end.retry_ms}\n\n".encode())
+        if out:
+            await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+        if end is not None:
+            return
+
+
+async def _catch_up(
+    service: Service, user_id: str, last: int, out: list[bytes]
+) -> tuple[list[bytes], int]:
+    """Append every stored notification after `last` to `out`; return it and the new last."""
+    limit = service.settings.replay_max
+    while True:
+        try:
+            found: list[Notification] = await service.store.after(user_id, last, limit)
+        except StoreUnavailable:
+            # The store is away: keep the stream; the next event or check tries again.
+            log.warning("catch-up for a stream failed: store unavailable")
+            return out, last
+        for n in found:
+            out.append(encode_notification(n))
+            last = n.seq
+        service.metrics.delivered.inc(len(found))
+        if len(found) < limit:
+            return out, last
+
+
+def _reset_frame(last_seq: int, reason: str) -> bytes:
+    # The id moves the browser's Last-Event-ID to now, so its next reconnect resumes from here.
+    return f"id: {last_seq}\n".encode() + encode_event(
+        "reset", {"last_seq": last_seq, "reason": reason}
+    )
+
+
+def _parse_seq(raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        return None
+    return int(raw)

@@ -1,0 +1,111 @@
+"""What a publisher may send, checked once for the HTTP API and the CLI alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from tidings.models import Draft
+from tidings.settings import Settings
+
+__all__ = ["ApiError", "PublishIn", "check_user_id", "make_draft"]
+
+MAX_USER_ID_CHARS = 128
+
+
+class ApiError(Exception):
+    """An error the caller caused (or a dependency is down): status, code and a clear detail."""
+
+    def __init__(self, status: int, error: str, detail: object = None) -> None:
+        super().__init__(f"{error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+class PublishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictStr | StrictInt | None = None
+    user_ids: list[StrictStr | StrictInt] | None = None
+    message: StrictStr
+    link: StrictStr | None = None
+    kind: StrictStr | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: StrictStr | None = Field(default=None, min_length=1, max_length=200)
+
+
+def check_user_id(raw: str | int) -> str:
+    """User ids are opaque strings of 1–128 characters; integers become their decimal string."""
+    value = str(raw)
+    if not value:
+        raise ValueError("a user id must not be empty")
+    if len(value) > MAX_USER_ID_CHARS:
+        raise ValueError(f"a user id has at most {MAX_USER_ID_CHARS} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("a user id must not contain control characters")
+    return value
+
+
+def _invalid(field: str, problem: str) -> ApiError:
+    return ApiError(422, "invalid_notification", {"field": field, "problem": problem})
+
+
+def make_draft(body: PublishIn, settings: Settings) -> Draft:
+    if (body.user_id is None) == (body.user_ids is None):
+        raise _invalid("user_id", "give exactly one of user_id or user_ids")
+    raw_ids: list[str | int] = [body.user_id] if body.user_id is not None else body.user_ids or []
+    if not raw_ids:
+        raise _invalid("user_ids", "must not be empty")
+    if len(raw_ids) > settings.max_user_ids:
+        raise _invalid(
+            "user_ids", f"at most {settings.max_user_ids} users per call (TIDINGS_MAX_USER_IDS)"
+        )
+    user_ids: dict[str, None] = {}
+    for raw in raw_ids:
+        try:
+            user_ids[check_user_id(raw)] = None
+        except ValueError as exc:
+            raise _invalid("user_id", str(exc)) from None
+
+    message = body.message
+    if not message.strip():
+        raise _invalid("message", "must not be empty")
+    if len(message.encode()) > settings.max_message_bytes:
+        raise _invalid(
+            "message", f"at most {settings.max_message_bytes} bytes (TIDINGS_MAX_MESSAGE_BYTES)"
+        )
+
+    link = body.link or None
+    if link is not None:
+        if len(link.encode()) > settings.max_link_bytes:
+            raise _invalid(
+                "link", f"at most {settings.max_link_bytes} bytes (TIDINGS_MAX_LINK_BYTES)"
+            )
+        if not _safe_link(link):
+            raise _invalid("link", "must be an http(s) URL or a path starting with /")
+
+    kind = body.kind or None
+    if kind is not None and len(kind.encode()) > settings.max_kind_bytes:
+        raise _invalid("kind", f"at most {settings.max_kind_bytes} bytes (TIDINGS_MAX_KIND_BYTES)")
+
+    encoded = json.dumps(body.data, ensure_ascii=False, separators=(",", ":"))
+    if len(encoded.encode()) > settings.max_data_bytes:
+        raise _invalid(
+            "data", f"at most {settings.max_data_bytes} bytes as JSON (TIDINGS_MAX_DATA_BYTES)"
+        )
+
+    return Draft(user_ids=tuple(user_ids), message=message, link=link, kind=kind, data=body.data)
+
+
+def _safe_link(link: str) -> bool:
+    if any(ord(ch) <= 32 or ord(ch) == 127 for ch in link):
+        return False
+    parts = urlsplit(link)
+    if parts.scheme:
+        return parts.scheme.lower() in {"http", "https"} and bool(parts.netloc)
+    # A root-relative path on the host app's own site; "//host" would be another site.
+    return link.startswith("/") and not link.startswith("//")

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import Server, tidings_env
+
+ServerFactory = Callable[..., Server]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def require_services() -> bool:
+    return os.environ.get("TIDINGS_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tidings.db'}"
+
+
+@pytest.fixture
+def make_server(tmp_path: Path, database_url: str) -> Iterator[ServerFactory]:
+    """Start `tidings serve` processes: make_server(TIDINGS_HEARTBEAT="1", ...)."""
+    started: list[Server] = []
+
+    def make(*args: str, database: str | None = None, **env: str) -> Server:
+        extra = {
+            f"TIDINGS_{k.upper()}" if not k.startswith("TIDINGS_") else k: v for k, v in env.items()
+        }
+        server = Server(
+            env=tidings_env(database or database_url, extra),
+            log_path=tmp_path / f"server-{len(started)}.log",
+        )
+        started.append(server)
+        server.start(*args)
+        return server
+
+    yield make
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def server(make_server: ServerFactory) -> Server:
+    return make_server()

@@ -1,0 +1,242 @@
+"""Real parts for tests: a tidings server in its own process on a free port, and SSE clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from httpx_sse import aconnect_sse
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+PUBLISHER_KEY = "test-publisher-key"
+STARTUP_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def make_token(user_id: str, ttl: float = 3600, secret: str = SECRET, **claims: Any) -> str:
+    body: dict[str, Any] = {"sub": user_id, "exp": int(time.time() + ttl), **claims}
+    return jwt.encode(body, secret, algorithm="HS256")
+
+
+def tidings_env(database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update(
+        {
+            "TIDINGS_DATABASE_URL": database_url,
+            "TIDINGS_SECRET": SECRET,
+            "TIDINGS_PUBLISHER_KEYS": PUBLISHER_KEY,
+            "TIDINGS_HEARTBEAT": "15",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    env: Mapping[str, str], *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@dataclass
+class Server:
+    """`tidings serve` in a subprocess; stop and start it again on the same database."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *extra_args: str) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port), *extra_args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tidings exited at start:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"tidings did not start within {STARTUP_TIMEOUT}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
+        """Send `sig`, wait for the exit; return how long the process took to exit."""
+        assert self.proc is not None
+        began = time.monotonic()
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=timeout)
+        return time.monotonic() - began
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def publish(self, user: str | list[str], message: str, **fields: Any) -> httpx.Response:
+        body: dict[str, Any] = {"message": message, **fields}
+        body["user_ids" if isinstance(user, list) else "user_id"] = user
+        return httpx.post(
+            f"{self.url}/api/notifications",
+            json=body,
+            headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
+            timeout=10,
+        )
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """The value of one sample of /metrics, e.g. metric("tidings_store_queries_total")."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        total = 0.0
+        found = False
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            key, _, value = line.rpartition(" ")
+            sample, _, sample_labels = key.partition("{")
+            if sample == name and (not labels or labels in sample_labels):
+                total += float(value)
+                found = True
+        if not found:
+            return 0.0
+        return total
+
+
+@dataclass
+class Event:
+    event: str
+    data: str
+    id: str
+    retry: int | None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class Stream:
+    """An SSE client reading in the background; events land in a queue to await."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.status: int | None = None
+        self.ended = asyncio.Event()
+        self.opened = asyncio.Event()
+        # Every `retry:` value the server sent, in order (a block with only retry is no event).
+        self.retries: list[int] = []
+
+    async def next(self, timeout: float = 5.0, *, skip_pings: bool = True) -> Event:
+        while True:
+            event = await asyncio.wait_for(self.events.get(), timeout)
+            if skip_pings and event.event == "ping":
+                continue
+            return event
+
+    async def notifications(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The next `count` new-notification payloads (other events are skipped)."""
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            event = await self.next(max(0.01, deadline - time.monotonic()))
+            if event.event == "new-notification":
+                found.append(event.json())
+        return found
+
+    async def quiet(self, seconds: float) -> list[Event]:
+        """Whatever non-ping events arrive within `seconds` (expected: none)."""
+        got: list[Event] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while True:
+                    got.append(await self.next(seconds))
+        return got
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    base_url: str,
+    token: str | None,
+    *,
+    last_event_id: str | None = None,
+    query: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[Stream]:
+    """Open the SSE stream and read it in a task until the block ends."""
+    stream = Stream()
+    sent_headers = dict(headers or {})
+    if token is not None:
+        sent_headers["authorization"] = f"Bearer {token}"
+    if last_event_id is not None:
+        sent_headers["last-event-id"] = last_event_id
+    url = f"{base_url}/notifications/stream{query}"
+
+    async def read() -> None:
+        try:
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client,
+                aconnect_sse(client, "GET", url, headers=sent_headers) as source,
+            ):
+                stream.status = source.response.status_code
+                stream.opened.set()
+                if source.response.status_code != 200:
+                    return
+                async for sse in source.aiter_sse():
+                    if sse.retry is not None:
+                        stream.retries.append(sse.retry)
+                    if sse.event in ("", "message") and not sse.data:
+                        continue
+                    await stream.events.put(Event(sse.event, sse.data, sse.id, sse.retry))
+        except httpx.TransportError:
+            pass
+        finally:
+            stream.opened.set()
+            stream.ended.set()
+
+    task = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(stream.opened.wait(), 10)
+        yield stream
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -50,3 +50,19 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[ServerFactory]:
 @pytest.fixture
 def server(make_server: ServerFactory) -> Server:
     return make_server()
+
+
+def service_url(name: str) -> str:
+    """The URL of a test server from `scripts/services up` (TIDINGS_TEST_<NAME>_URL).
+
+    Skips the test when the server is missing, or fails it under TIDINGS_REQUIRE_SERVICES=1.
+    Names: POSTGRES, REDIS, MONGODB.
+    """
+    variable = f"TIDINGS_TEST_{name.upper()}_URL"
+    url = os.environ.get(variable)
+    if url:
+        return url
+    reason = f"{variable} is not set: start the test servers with `eval \"$(scripts/services up)\"`"
+    if require_services():
+        pytest.fail(reason)
+    pytest.skip(reason)

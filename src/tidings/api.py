@@ -158,13 +158,6 @@ async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) ->
     )
 
 
-@user_router.delete("/notifications/{seq}", status_code=204)
-async def delete_notification(seq: int, user: ChangingUserDep, service: ServiceDep) -> Response:
-    if await service.delete(user.user_id, seq) is None:
-        raise ApiError(404, "not_found", f"you have no notification {seq}")
-    return Response(status_code=204)
-
-
 @user_router.post("/notifications/session", response_model=SessionOut)
 async def open_session(
     body: SessionIn, request: Request, response: Response, service: ServiceDep
@@ -182,6 +175,14 @@ async def close_session(request: Request, service: ServiceDep) -> Response:
     response = Response(status_code=204)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response
+
+
+# After the session routes: "/notifications/{seq}" would otherwise shadow DELETE .../session.
+@user_router.delete("/notifications/{seq}", status_code=204)
+async def delete_notification(seq: int, user: ChangingUserDep, service: ServiceDep) -> Response:
+    if await service.delete(user.user_id, seq) is None:
+        raise ApiError(404, "not_found", f"you have no notification {seq}")
+    return Response(status_code=204)
 
 
 def set_session_cookie(response: Response, service: Service, token: str, expires: int) -> None:

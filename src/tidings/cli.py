@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -43,11 +44,17 @@ class _DrainingServer(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        # Here, not at start-up: each worker process of `--workers N` sets up logging anew.
+        logging.getLogger("uvicorn.error").addFilter(_SlowClientFilter())
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
-        service = getattr(self.config.loaded_app, "service", None)
+        # uvicorn wraps the app in its own middleware (proxy headers): find ours inside.
+        app = self.config.loaded_app
+        while app is not None and not hasattr(app, "service"):
+            app = getattr(app, "app", None)
+        service = getattr(app, "service", None)
         if service is not None and self._loop is not None:
             # A signal handler may run in the middle of the loop's work: hand over, don't touch.
             self._loop.call_soon_threadsafe(service.hub.drain)
@@ -134,10 +141,11 @@ def _serve(args: argparse.Namespace) -> int:
             f"--workers {args.workers} needs a bus every worker shares: set TIDINGS_BUS_URL to "
             "redis://host:6379/0 or postgresql://… (the local:// bus reaches one process)"
         )
-    if args.workers > 1:
-        raise ConfigError("--workers above 1 is not supported by this build yet")
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
     if not settings.publisher_keys:
         raise ConfigError("TIDINGS_PUBLISHER_KEYS is required (comma-separated publisher keys)")
+    # Built here also with --workers, where each worker builds its own: a bad URL fails now.
     app = create_app(settings)
     if args.demo:
         print(
@@ -147,7 +155,9 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
     config = uvicorn.Config(
-        app,
+        # With workers, a factory: each worker process builds its own app and bus subscription.
+        app if args.workers == 1 else functools.partial(create_app, settings),
+        factory=args.workers > 1,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -155,8 +165,11 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         access_log=False,
     )
+    if args.workers > 1:
+        from tidings.workers import run_workers
+
+        return run_workers(config, args.workers, _DrainingServer)
     server = _DrainingServer(config)
-    logging.getLogger("uvicorn.error").addFilter(_SlowClientFilter())
     server.run()
     return 0 if server.started else 1
 

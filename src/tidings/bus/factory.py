@@ -19,6 +19,14 @@ def create_bus(url: str, database_url: str) -> Bus:
         from tidings.bus.local import LocalBus
 
         return LocalBus(parts.path or default_socket_path(database_url))
+    if parts.scheme in {"redis", "rediss"}:
+        from tidings.bus.redis import RedisBus
+
+        return RedisBus(url)
+    if parts.scheme in {"postgresql", "postgres"}:
+        from tidings.bus.postgres import PostgresBus
+
+        return PostgresBus(url)
     raise ConfigError(
         f"TIDINGS_BUS_URL: unsupported scheme {parts.scheme!r} "
         "(use local://, redis://… or postgresql://…)"

@@ -1,0 +1,136 @@
+"""The bytes a shared bus carries between nodes: small JSON batches of events.
+
+One message is a JSON array of events, packed up to a size limit (PostgreSQL NOTIFY payloads stop
+at 8000 bytes), so publishing to 10,000 users is a handful of messages, not 10,000. A
+`Published` event carries the notification itself when it fits, so the receiving node delivers
+without a store query; a large one travels as (user, seq) and the stream reads it from the store.
+A `resync` entry asks every node to let all its streams check the store: the sender had a
+message it could not announce.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from tidings.models import Deleted, Event, Notification, Published, ReadChanged, Resync
+
+__all__ = ["decode", "encode", "resync_message"]
+
+log = logging.getLogger("tidings.bus")
+
+# Below PostgreSQL's 8000-byte NOTIFY limit with room for the array brackets and separators.
+DEFAULT_LIMIT = 7900
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _entries(event: Event) -> Iterator[dict[str, Any]]:
+    if isinstance(event, Published):
+        entry: dict[str, Any] = {"t": "p", "u": event.user_id, "s": event.seq}
+        n = event.notification
+        if n is not None:
+            entry["n"] = [n.message, n.link, n.kind, n.data, n.created_ms, n.read_ms]
+        yield entry
+    elif isinstance(event, ReadChanged):
+        if event.up_to is not None:
+            yield {"t": "r", "u": event.user_id, "c": event.unread, "up": event.up_to}
+        else:
+            # Split a long id list into parts that fit; each part is a valid event on its own.
+            ids = list(event.ids or ())
+            step = 500
+            for start in range(0, max(len(ids), 1), step):
+                yield {
+                    "t": "r",
+                    "u": event.user_id,
+                    "c": event.unread,
+                    "i": ids[start : start + step],
+                }
+    elif isinstance(event, Deleted):
+        yield {"t": "d", "u": event.user_id, "s": event.seq, "c": event.unread}
+    elif isinstance(event, Resync):
+        yield {"t": "x"}
+
+
+def encode(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[str]:
+    """Pack `events` into as few JSON arrays of at most `limit` bytes (UTF-8) as possible."""
+    messages: list[str] = []
+    batch: list[str] = []
+    size = 2
+    for event in events:
+        for entry in _entries(event):
+            raw = _compact(entry)
+            if len(raw.encode()) + 2 > limit and "n" in entry:
+                del entry["n"]  # too large to carry: the receiving stream reads the store
+                raw = _compact(entry)
+            length = len(raw.encode()) + 1
+            if batch and size + length > limit:
+                messages.append("[" + ",".join(batch) + "]")
+                batch, size = [], 2
+            batch.append(raw)
+            size += length
+    if batch:
+        messages.append("[" + ",".join(batch) + "]")
+    return messages
+
+
+def resync_message() -> str:
+    return '[{"t":"x"}]'
+
+
+def decode(raw: str | bytes) -> list[Event]:
+    """The events of one message; a malformed entry is skipped (and logged), never raised."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        log.warning("bus: ignoring a message that is not JSON")
+        return []
+    if not isinstance(entries, list):
+        return []
+    events: list[Event] = []
+    for entry in entries:
+        try:
+            events.append(_event(entry))
+        except (KeyError, TypeError, ValueError, IndexError):
+            log.warning("bus: ignoring a malformed entry")
+    return events
+
+
+def _event(entry: dict[str, Any]) -> Event:
+    kind = entry["t"]
+    if kind == "x":
+        return Resync()
+    user_id = str(entry["u"])
+    if kind == "p":
+        seq = int(entry["s"])
+        notification = None
+        if (body := entry.get("n")) is not None:
+            message, link, nkind, data, created_ms, read_ms = body
+            if not isinstance(data, dict):
+                raise TypeError("data")
+            notification = Notification(
+                user_id=user_id,
+                seq=seq,
+                message=str(message),
+                link=None if link is None else str(link),
+                kind=None if nkind is None else str(nkind),
+                data=data,
+                created_ms=int(created_ms),
+                read_ms=None if read_ms is None else int(read_ms),
+            )
+        return Published(user_id=user_id, seq=seq, notification=notification)
+    if kind == "r":
+        up_to = entry.get("up")
+        return ReadChanged(
+            user_id=user_id,
+            unread=int(entry["c"]),
+            ids=None if up_to is not None else tuple(int(i) for i in entry["i"]),
+            up_to=None if up_to is None else int(up_to),
+        )
+    if kind == "d":
+        return Deleted(user_id=user_id, seq=int(entry["s"]), unread=int(entry["c"]))
+    raise ValueError(kind)

@@ -45,6 +45,13 @@ async def demo_page() -> HTMLResponse:
     return HTMLResponse(page)
 
 
+@demo_router.get("/demo/vue", response_class=HTMLResponse)
+async def demo_vue_page() -> HTMLResponse:
+    """The Vue 2.7 and Vue 3 bells side by side (Vue from /static/vendor/)."""
+    page = (resources.files("tidings") / "web" / "demo-vue.html").read_text(encoding="utf-8")
+    return HTMLResponse(page)
+
+
 @demo_router.post("/demo/login")
 async def demo_login(
     body: LoginIn, request: Request, response: Response, service: ServiceDep
@@ -52,7 +59,8 @@ async def demo_login(
     check_origin(request, service.settings)
     token, expires = mint_token(service.settings.secret, body.user_id, DEMO_TOKEN_TTL)
     set_session_cookie(response, service, token, expires)
-    return {"user_id": body.user_id, "expires_at": expires}
+    # The token too, so the demo page can show the credential-refresh flow (getToken).
+    return {"user_id": body.user_id, "expires_at": expires, "token": token}
 
 
 @demo_router.post("/demo/send", status_code=201)

@@ -1,0 +1,451 @@
+"""One load-generator process: many SSE readers (as browsers) or one open-loop publisher.
+
+Runs as `python -m bench.loadgen HOST PORT` and takes one JSON command per line on stdin, answering
+one JSON line on stdout. The coordinator (bench/main.py) runs several of these so that no single
+Python process has to read every socket; each reports its own CPU time so a figure limited by the
+generator can be labelled as such.
+
+Readers use raw asyncio protocols: an HTTP/1.1 response head, chunked transfer decoding, and the
+SSE framing (`id:`, `event:`, `data:`, `retry:`, blank line). A notification's payload carries
+`"t"` (the publisher's scheduled send time, wall clock) and `"k"` (a unique publish number),
+wherever the server nests them; latency is receive time minus `t` on the same machine's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import sys
+import time
+from array import array
+from typing import Any
+
+RE_K = re.compile(rb'"k":\s*(\d+)')
+RE_T = re.compile(rb'"t":\s*([0-9.]+)')
+DEFAULT_RETRY_MS = 3000
+MAX_RETRY_MS = 10000
+CONNECT_TIMEOUT = 10.0
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lat = array("d")
+        self.keys: dict[int, int] = {}
+        self.kmax: dict[int, float] = {}
+        self.dups = 0
+        self.events = 0
+
+
+class Reader(asyncio.Protocol):
+    """One SSE stream as a browser's EventSource holds it (reconnects with Last-Event-ID)."""
+
+    def __init__(self, gen: Readers, user: str, path: str, headers: dict[str, str]) -> None:
+        self.gen = gen
+        self.user = user
+        self.path = path
+        self.headers = headers
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.sse = bytearray()
+        self.head_done = False
+        self.chunked = False
+        self.status = 0
+        self.last_id: str | None = None
+        self.retry_ms = DEFAULT_RETRY_MS
+        self.seen: set[int] = set()
+        self.count = 0  # notifications since the last mark
+        self.done = False
+        self.ready: asyncio.Future[bool] | None = None
+        self.closing = False
+        self.connected = False
+
+    def request(self) -> bytes:
+        lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.gen.host}:{self.gen.port}"]
+        lines += [f"{k}: {v}" for k, v in self.headers.items()]
+        lines.append("Accept: text/event-stream")
+        if self.last_id is not None:
+            lines.append(f"Last-Event-ID: {self.last_id}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buf.clear()
+        self.sse.clear()
+        self.head_done = False
+        self.transport.write(self.request())  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.head_done:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end]).decode("latin-1").split("\r\n")
+            del buf[: end + 4]
+            parts = head[0].split(" ", 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            lowered = [h.lower() for h in head[1:]]
+            self.chunked = any(
+                h.startswith("transfer-encoding:") and "chunked" in h for h in lowered
+            )
+            self.head_done = True
+            if self.status != 200:
+                self._settle(False)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self.connected = True
+            self.gen.open += 1
+            self._settle(True)
+        if self.chunked:
+            while True:
+                nl = buf.find(b"\r\n")
+                if nl < 0:
+                    break
+                try:
+                    size = int(bytes(buf[:nl]).split(b";", 1)[0], 16)
+                except ValueError:
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+                if size == 0:
+                    del buf[:]
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+                if len(buf) < nl + 2 + size + 2:
+                    break
+                self.sse += buf[nl + 2 : nl + 2 + size]
+                del buf[: nl + 2 + size + 2]
+        else:
+            self.sse += buf
+            buf.clear()
+        self._events()
+
+    def _events(self) -> None:
+        sse = self.sse
+        if b"\r" in sse:
+            sse[:] = sse.replace(b"\r\n", b"\n")
+        end = sse.rfind(b"\n\n")
+        if end < 0:
+            return
+        blocks = bytes(sse[:end]).split(b"\n\n")
+        del sse[: end + 2]
+        now = time.time()
+        stats = self.gen.stats
+        for block in blocks:
+            event = b"message"
+            data: list[bytes] = []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[5:].lstrip(b" ") if line[5:6] == b" " else line[5:])
+                elif line.startswith(b"id:"):
+                    self.last_id = line[3:].strip().decode()
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip()
+                elif line.startswith(b"retry:"):
+                    value = line[6:].strip()
+                    if value.isdigit():
+                        self.retry_ms = min(int(value), MAX_RETRY_MS)
+            if not data or event not in (b"message", b"new-notification"):
+                continue
+            payload = b"\n".join(data)
+            mk = RE_K.search(payload)
+            mt = RE_T.search(payload)
+            if mk is None or mt is None:
+                continue
+            k = int(mk.group(1))
+            stats.events += 1
+            if k in self.seen:
+                stats.dups += 1
+                continue
+            self.seen.add(k)
+            lat = now - float(mt.group(1))
+            stats.lat.append(lat)
+            stats.keys[k] = stats.keys.get(k, 0) + 1
+            if lat > stats.kmax.get(k, -1.0):
+                stats.kmax[k] = lat
+            self.count += 1
+            if not self.done and self.gen.target and self.count >= self.gen.target:
+                self.done = True
+                self.gen.done += 1
+                self.gen.last_done = now
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.connected:
+            self.gen.open -= 1
+        self.connected = False
+        self.transport = None
+        self._settle(False)
+        if not self.closing and self.gen.reconnect:
+            self.gen.reconnects += 1
+            delay = self.retry_ms / 1000
+            asyncio.get_running_loop().call_later(delay, self.gen.spawn, self)
+
+    def _settle(self, ok: bool) -> None:
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_result(ok)
+
+
+class Readers:
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.stats = Stats()
+        self.readers: list[Reader] = []
+        self.open = 0
+        self.reconnect = False
+        self.reconnects = 0
+        self.target = 0
+        self.done = 0
+        self.last_done = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, reader: Reader) -> None:
+        if reader.closing:
+            return
+        task = asyncio.get_running_loop().create_task(self.connect(reader))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def connect(self, reader: Reader) -> bool:
+        loop = asyncio.get_running_loop()
+        reader.ready = loop.create_future()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: reader, self.host, self.port), CONNECT_TIMEOUT
+            )
+            return await asyncio.wait_for(reader.ready, CONNECT_TIMEOUT)
+        except (OSError, TimeoutError):
+            if reader.transport is not None:
+                reader.transport.close()
+            elif not reader.closing and self.reconnect:
+                # Refused (the server is down): try again after the retry, as EventSource does.
+                self.reconnects += 1
+                loop.call_later(reader.retry_ms / 1000, self.spawn, reader)
+            return False
+
+    async def open_many(self, conns: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+        sem = asyncio.Semaphore(concurrency)
+        failed = 0
+
+        async def one(reader: Reader) -> None:
+            nonlocal failed
+            async with sem:
+                if not await self.connect(reader):
+                    failed += 1
+
+        started = time.time()
+        new = [Reader(self, c["user"], c["path"], c.get("headers", {})) for c in conns]
+        self.readers += new
+        await asyncio.gather(*(one(r) for r in new))
+        return {"opened": len(new) - failed, "failed": failed, "elapsed": time.time() - started}
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.closing = True
+            if r.transport is not None:
+                r.transport.close()
+
+
+class Publisher:
+    """Open loop: publish i is scheduled at t0 + i/rate and stamped with that time (not the send
+    time), so a server that falls behind shows its queueing in the latency."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    async def _conn(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 10)
+
+    async def _request(
+        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes
+    ) -> int:
+        reader, writer = conn
+        writer.write(raw)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        length = 0
+        chunked = False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if chunked:
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        elif length:
+            await asyncio.wait_for(reader.readexactly(length), 30)
+        return status
+
+    def build(self, tpl: dict[str, Any], user: str, t: float, k: int) -> bytes:
+        body = (
+            tpl["body"]
+            .replace("__USER__", user)
+            .replace("__T__", f"{t:.6f}")
+            .replace("__K__", str(k))
+        ).encode()
+        lines = [f"{tpl['method']} {tpl['path']} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k2}: {v}" for k2, v in tpl["headers"].items()]
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        rate: float = cmd["rate"]
+        count = int(rate * cmd["duration"])
+        users: list[str] = cmd["users"]
+        tpl = cmd["template"]
+        k0: int = cmd["k0"]
+        t0: float = cmd.get("start_at") or time.time() + 0.2
+        pool = int(cmd.get("connections", 32))
+        queue: asyncio.Queue[tuple[int, str, float] | None] = asyncio.Queue()
+        ok: dict[int, str] = {}
+        errors = 0
+        behind = 0.0
+        rng = random.Random(cmd.get("seed", 1))
+
+        async def worker() -> None:
+            nonlocal errors
+            conn = None
+            while True:
+                job = await queue.get()
+                if job is None:
+                    break
+                k, user, t = job
+                for _attempt in range(2):
+                    try:
+                        if conn is None:
+                            conn = await self._conn()
+                        status = await self._request(conn, self.build(tpl, user, t, k))
+                        if 200 <= status < 300:
+                            ok[k] = user
+                        else:
+                            errors += 1
+                        break
+                    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+                        if conn is not None:
+                            conn[1].close()
+                        conn = None
+                else:
+                    errors += 1
+            if conn is not None:
+                conn[1].close()
+
+        workers = [asyncio.create_task(worker()) for _ in range(pool)]
+        cpu0 = _cpu()
+        i = 0
+        while i < count:
+            now = time.time()
+            while i < count and t0 + i / rate <= now:
+                t = t0 + i / rate
+                behind = max(behind, now - t)
+                queue.put_nowait((k0 + i, rng.choice(users), t))
+                i += 1
+            await asyncio.sleep(min(0.002, max(0.0, t0 + i / rate - time.time())))
+        for _ in workers:
+            queue.put_nowait(None)
+        await asyncio.wait_for(asyncio.gather(*workers), 120)
+        end = time.time()
+        return {
+            "sent": len(ok),
+            "errors": errors,
+            "ok": {str(k): u for k, u in ok.items()},
+            "behind_max": behind,
+            "cpu": _cpu() - cpu0,
+            "wall": end - t0,
+        }
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+async def main(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=1 << 30)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    readers = Readers(host, port)
+    publisher = Publisher(host, port)
+    mark_cpu = _cpu()
+    mark_wall = time.time()
+
+    def reply(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    while True:
+        line = await stdin.readline()
+        if not line:
+            break
+        cmd = json.loads(line)
+        op = cmd["cmd"]
+        if op == "open":
+            readers.reconnect = bool(cmd.get("reconnect", False))
+            reply(await readers.open_many(cmd["conns"], int(cmd.get("concurrency", 64))))
+        elif op == "reconnect":
+            readers.reconnect = bool(cmd["on"])
+            reply({"ok": True})
+        elif op == "mark":
+            for r in readers.readers:
+                r.count = 0
+                r.done = False
+            readers.target = int(cmd["target"])
+            readers.done = 0
+            readers.last_done = 0.0
+            readers.stats.reset()
+            mark_cpu, mark_wall = _cpu(), time.time()
+            reply({"ok": True})
+        elif op == "stats":
+            s = readers.stats
+            out: dict[str, Any] = {
+                "open": readers.open,
+                "readers": len(readers.readers),
+                "reconnects": readers.reconnects,
+                "done": readers.done,
+                "last_done": readers.last_done,
+                "events": s.events,
+                "dups": s.dups,
+                "cpu": _cpu() - mark_cpu,
+                "wall": time.time() - mark_wall,
+            }
+            if cmd.get("full"):
+                out["lat"] = list(s.lat)
+                out["keys"] = {str(k): v for k, v in s.keys.items()}
+                out["kmax"] = {str(k): v for k, v in s.kmax.items()}
+            reply(out)
+        elif op == "publish":
+            reply(await publisher.run(cmd))
+        elif op == "close":
+            readers.close()
+            await asyncio.sleep(0.2)
+            reply({"ok": True})
+            break
+        else:
+            reply({"error": f"unknown command {op}"})
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main(sys.argv[1], int(sys.argv[2])))

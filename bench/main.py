@@ -1,0 +1,564 @@
+"""The benchmark coordinator: `bench/run [--quick] [SCENARIO…] [--targets a,b]`.
+
+For every scenario it starts each server in turn on a free port on 127.0.0.1, drives it with the
+same load-generator processes (bench/loadgen.py), samples the server's CPU and memory from /proc,
+always stops what it started, and writes bench/results/<scenario>-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.targets import PER_PROCESS, PYTHON, Server, Target, all_targets
+
+SCENARIOS = ("idle", "latency", "broadcast", "storm", "stores")
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    idle_levels: tuple[int, ...]
+    idle_window: float
+    latency_streams: tuple[int, ...]
+    rates: tuple[int, ...]
+    required_rates: tuple[int, ...]
+    rate_seconds: float
+    broadcast_users: int
+    broadcast_repeat: int
+    storm_streams: int
+    storm_per_user: int
+
+
+FULL = Config(
+    quick=False,
+    idle_levels=(1_000, 5_000, 10_000, 19_000, 50_000),
+    idle_window=16.0,  # longer than one heartbeat interval (15 s)
+    latency_streams=(1_000, 10_000),
+    rates=(100, 1_000, 2_000, 5_000, 8_000, 12_000),
+    required_rates=(100, 1_000, 5_000),
+    rate_seconds=10.0,
+    broadcast_users=10_000,
+    broadcast_repeat=3,
+    storm_streams=10_000,
+    storm_per_user=10,
+)
+QUICK = Config(
+    quick=True,
+    idle_levels=(1_000, 2_000),
+    idle_window=4.0,
+    latency_streams=(1_000,),
+    rates=(100, 1_000),
+    required_rates=(100, 1_000),
+    rate_seconds=3.0,
+    broadcast_users=1_000,
+    broadcast_repeat=2,
+    storm_streams=1_000,
+    storm_per_user=10,
+)
+
+
+# --- the generator processes ---------------------------------------------------------------------
+
+
+class Generator:
+    """Several bench/loadgen.py processes reading streams, and one more publishing."""
+
+    def __init__(self, port: int, readers: int) -> None:
+        self.port = port
+        self.procs = [self._spawn() for _ in range(readers)]
+        self.publisher = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        argv = [PYTHON, "-m", "bench.loadgen", common.HOST, str(self.port)]
+        return common.spawn(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=common.ROOT,
+            log_path=common.WORK / "logs" / "loadgen.log",
+        )
+
+    @staticmethod
+    def _call(procs: list[Any], cmds: list[dict[str, Any]], timeout: float) -> list[Any]:
+        for proc, cmd in zip(procs, cmds, strict=True):
+            proc.stdin.write((json.dumps(cmd) + "\n").encode())
+            proc.stdin.flush()
+        out = []
+        deadline = time.time() + timeout
+        for proc in procs:
+            line = b""
+            while not line.endswith(b"\n"):
+                left = deadline - time.time()
+                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
+                if not ready:
+                    raise TimeoutError(f"load generator gave no answer within {timeout} s")
+                chunk = proc.stdout.readline()
+                if not chunk:
+                    raise RuntimeError("a load generator exited (see bench/.work/logs)")
+                line += chunk
+            out.append(json.loads(line))
+        return out
+
+    def open(
+        self, conns: list[dict[str, Any]], reconnect: bool = False, concurrency: int = 256
+    ) -> dict[str, Any]:
+        n = len(self.procs)
+        per = max(1, concurrency // n)
+        cmds = [
+            {"cmd": "open", "conns": conns[i::n], "concurrency": per, "reconnect": reconnect}
+            for i in range(n)
+        ]
+        started = time.time()
+        replies = self._call(self.procs, cmds, timeout=60 + len(conns) / 200)
+        elapsed = time.time() - started
+        opened = sum(r["opened"] for r in replies)
+        return {"opened": opened, "failed": sum(r["failed"] for r in replies), "elapsed": elapsed}
+
+    def mark(self, target: int = 0) -> None:
+        self._call(self.procs, [{"cmd": "mark", "target": target}] * len(self.procs), 30)
+
+    def reconnect(self, on: bool) -> None:
+        self._call(self.procs, [{"cmd": "reconnect", "on": on}] * len(self.procs), 30)
+
+    def stats(self, full: bool = False) -> dict[str, Any]:
+        replies = self._call(self.procs, [{"cmd": "stats", "full": full}] * len(self.procs), 120)
+        merged: dict[str, Any] = {
+            key: sum(r[key] for r in replies)
+            for key in ("open", "readers", "reconnects", "done", "events", "dups")
+        }
+        merged["last_done"] = max(r["last_done"] for r in replies)
+        merged["cpu_share_max"] = max(r["cpu"] / max(r["wall"], 1e-9) for r in replies)
+        merged["cpu_total"] = sum(r["cpu"] for r in replies)
+        if full:
+            lat: list[float] = []
+            keys: dict[int, int] = {}
+            kmax: dict[int, float] = {}
+            for r in replies:
+                lat += r["lat"]
+                for k, v in r["keys"].items():
+                    keys[int(k)] = keys.get(int(k), 0) + v
+                for k, v in r["kmax"].items():
+                    kmax[int(k)] = max(kmax.get(int(k), 0.0), v)
+            merged.update(lat=lat, keys=keys, kmax=kmax)
+        return merged
+
+    def publish(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        reply: dict[str, Any] = self._call(
+            [self.publisher], [{"cmd": "publish", **cmd}], cmd["duration"] + 180
+        )[0]
+        return reply
+
+    def close(self) -> None:
+        for proc in [*self.procs, self.publisher]:
+            with contextlib.suppress(OSError, TimeoutError, RuntimeError, ValueError):
+                self._call([proc], [{"cmd": "close"}], 10)
+            common.stop(proc, timeout=5)
+
+
+def users(n: int, prefix: str = "u") -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def reader_procs(streams: int) -> int:
+    # Each process below the open-file limit, and at least two so reading is not one core's job.
+    return max(2, math.ceil(streams / 15_000))
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def ms(x: float | None) -> float | None:
+    return None if x is None else round(x * 1000, 2)
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+
+def scenario_idle(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
+    levels = []
+    for n in cfg.idle_levels:
+        workers = 1 if n <= PER_PROCESS else math.ceil(n / 15_000)
+        if workers > 1 and target.multi_process_reason:
+            levels.append({"streams": n, "skipped": target.multi_process_reason})
+            continue
+        common.log(f"idle: {target.name}, {n} streams")
+        server = target.start(work, workers)
+        gen = None
+        try:
+            time.sleep(1.0)
+            base = server.sample()
+            gen = Generator(server.port, reader_procs(n))
+            opened = gen.open([target.stream(u) for u in users(n)])
+            time.sleep(2.0 if cfg.quick else 5.0)
+            s0, q0 = server.sample(), server.queries()
+            gen.mark()
+            time.sleep(cfg.idle_window)
+            s1, q1 = server.sample(), server.queries()
+            g = gen.stats()
+            wall = s1["t"] - s0["t"]
+            levels.append(
+                {
+                    "streams": n,
+                    "workers": workers,
+                    "opened": opened["opened"],
+                    "failed": opened["failed"],
+                    "still_open": g["open"],
+                    "open_seconds": round(opened["elapsed"], 3),
+                    "open_rate": round(opened["opened"] / max(opened["elapsed"], 1e-9)),
+                    "rss_base_mb": round(base["rss"] / 2**20, 1),
+                    "rss_mb": round(s1["rss"] / 2**20, 1),
+                    "rss_per_stream_kb": round(
+                        (s1["rss"] - base["rss"]) / max(opened["opened"], 1) / 1024, 2
+                    ),
+                    "idle_cpu_pct": round((s1["cpu"] - s0["cpu"]) / wall * 100, 2),
+                    "queries_per_s": None
+                    if q0 is None or q1 is None
+                    else round((q1 - q0) / wall, 2),
+                    "generator_cpu_share_max": round(g["cpu_share_max"], 3),
+                    "window_s": round(wall, 1),
+                }
+            )
+            common.log(f"  -> {levels[-1]}")
+        finally:
+            if gen is not None:
+                gen.close()
+            server.stop()
+    return {"levels": levels}
+
+
+def wait_delivered(gen: Generator, expected: int, quiet: float, limit: float) -> None:
+    """Until `expected` distinct deliveries arrived, or nothing new for `quiet` s, or `limit` s."""
+    start = last_change = time.time()
+    last = -1
+    while time.time() - start < limit:
+        s = gen.stats()
+        seen = s["events"] - s["dups"]
+        if seen >= expected:
+            return
+        if seen != last:
+            last, last_change = seen, time.time()
+        elif time.time() - last_change > quiet:
+            return
+        time.sleep(0.3)
+
+
+def scenario_latency(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
+    runs = []
+    k_next = 1
+    for n in cfg.latency_streams:
+        common.log(f"latency: {target.name}, {n} streams")
+        server = target.start(work)
+        gen = None
+        try:
+            gen = Generator(server.port, reader_procs(n))
+            names = users(n)
+            opened = gen.open([target.stream(u) for u in names])
+            if opened["failed"]:
+                common.log(f"  {opened['failed']} streams failed to open")
+            time.sleep(1.0 if cfg.quick else 3.0)
+            passing = True
+            for rate in cfg.rates:
+                if rate not in cfg.required_rates and not passing:
+                    continue
+                gen.mark()
+                s0 = server.sample()
+                count = int(rate * cfg.rate_seconds)
+                pub = gen.publish(
+                    {
+                        "rate": rate,
+                        "duration": cfg.rate_seconds,
+                        "users": names,
+                        "template": target.publish_template(),
+                        "k0": k_next,
+                        "connections": 64,
+                    }
+                )
+                k_next += count
+                wait_delivered(gen, pub["sent"], quiet=4.0, limit=30.0)
+                s1 = server.sample()
+                st = gen.stats(full=True)
+                ok = {int(k) for k in pub["ok"]}
+                lost = sum(1 for k in ok if st["keys"].get(k, 0) == 0)
+                lat = st["lat"]
+                p99 = pct(lat, 0.99)
+                row = {
+                    "streams": n,
+                    "rate": rate,
+                    "published": count,
+                    "publish_ok": pub["sent"],
+                    "publish_errors": pub["errors"],
+                    "delivered": len(lat),
+                    "lost": lost,
+                    "duplicates": st["dups"],
+                    "p50_ms": ms(pct(lat, 0.5)),
+                    "p99_ms": ms(p99),
+                    "max_ms": ms(max(lat) if lat else None),
+                    "server_cpu_pct": round(
+                        (s1["cpu"] - s0["cpu"]) / max(s1["t"] - s0["t"], 1e-9) * 100, 1
+                    ),
+                    "publisher_behind_max_ms": ms(pub["behind_max"]),
+                    "publisher_cpu_share": round(pub["cpu"] / max(pub["wall"], 1e-9), 3),
+                    "reader_cpu_share_max": round(st["cpu_share_max"], 3),
+                }
+                row["generator_limited"] = (
+                    row["publisher_cpu_share"] > 0.85 or row["reader_cpu_share_max"] > 0.85
+                )
+                row["ok"] = p99 is not None and p99 < 0.1 and lost == 0 and pub["errors"] == 0
+                passing = passing and row["ok"]
+                runs.append(row)
+                common.log(f"  -> {row}")
+        finally:
+            if gen is not None:
+                gen.close()
+            server.stop()
+    best: dict[int, int | None] = {}
+    for n in cfg.latency_streams:
+        good = [r["rate"] for r in runs if r["streams"] == n and r["ok"]]
+        best[n] = max(good) if good else None
+    return {"runs": runs, "highest_rate_p99_under_100ms": {str(k): v for k, v in best.items()}}
+
+
+def scenario_broadcast(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
+    n = cfg.broadcast_users
+    common.log(f"broadcast: {target.name}, {n} users")
+    server = target.start(work)
+    gen = None
+    rounds = []
+    try:
+        gen = Generator(server.port, reader_procs(n))
+        names = users(n)
+        opened = gen.open([target.stream(u) for u in names])
+        time.sleep(1.0 if cfg.quick else 3.0)
+        for i in range(cfg.broadcast_repeat):
+            gen.mark()
+            k = 10_000_000 + i
+            s0 = server.sample()
+            status, t = target.broadcast(server, names, k)
+            call_s = time.time() - t
+            wait_delivered(gen, opened["opened"], quiet=5.0, limit=60.0)
+            s1 = server.sample()
+            st = gen.stats(full=True)
+            got = st["keys"].get(k, 0)
+            rounds.append(
+                {
+                    "users": n,
+                    "streams_open": opened["opened"],
+                    "status": status,
+                    "publish_call_ms": ms(call_s),
+                    "received": got,
+                    "lost": opened["opened"] - got,
+                    "duplicates": st["dups"],
+                    "last_ms": ms(st["kmax"].get(k)),
+                    "p50_ms": ms(pct(st["lat"], 0.5)),
+                    "server_cpu_s": round(s1["cpu"] - s0["cpu"], 3),
+                    "reader_cpu_share_max": round(st["cpu_share_max"], 3),
+                }
+            )
+            common.log(f"  -> {rounds[-1]}")
+            time.sleep(1.0)
+    finally:
+        if gen is not None:
+            gen.close()
+        server.stop()
+    lasts = [r["last_ms"] for r in rounds if r["last_ms"] is not None]
+    return {"rounds": rounds, "last_ms_median": pct(lasts, 0.5) if lasts else None}
+
+
+def scenario_storm(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
+    if target.durable_reason:
+        return {"skipped": target.durable_reason}
+    n, per = cfg.storm_streams, cfg.storm_per_user
+    common.log(f"storm: {target.name}, {n} streams, {per} each while down")
+    port = common.free_port()
+    server: Server | None = target.start(work, port=port)
+    gen = None
+    try:
+        assert server is not None
+        gen = Generator(port, reader_procs(n))
+        names = users(n)
+        opened = gen.open([target.stream(u) for u in names], reconnect=True)
+        # Every stream first receives one notification, so it holds a Last-Event-ID as a browser
+        # that loaded its list would.
+        gen.mark(1)
+        target.broadcast(server, names, 20_000_000)
+        wait_delivered(gen, opened["opened"], quiet=5.0, limit=60.0)
+        warm = gen.stats()["done"]
+        t_stop = time.time()
+        server.stop()
+        stop_s = time.time() - t_stop
+        server = None
+        t_pub = time.time()
+        stored = publish_offline(target, work, names, per, port)
+        pub_s = time.time() - t_pub
+        gen.mark(per)
+        t0 = time.time()
+        server = target.start(work, fresh=False, port=port)
+        deadline = t0 + (60 if cfg.quick else 180)
+        while time.time() < deadline:
+            st = gen.stats()
+            if st["done"] >= opened["opened"]:
+                break
+            time.sleep(0.25)
+        st = gen.stats(full=True)
+        received = sum(v for k, v in st["keys"].items() if 30_000_000 <= k < 30_000_000 + per)
+        result = {
+            "streams": n,
+            "opened": opened["opened"],
+            "warm": warm,
+            "per_user": per,
+            "stored_while_down": stored,
+            "stop_s": round(stop_s, 2),
+            "publish_while_down_s": round(pub_s, 2),
+            "server_ready_s": round(server.startup_s, 2),
+            "resumed": st["done"],
+            "all_received_s": round(st["last_done"] - t0, 2)
+            if st["done"] >= opened["opened"]
+            else None,
+            "expected": opened["opened"] * per,
+            "received": received,
+            "lost": opened["opened"] * per - received,
+            "duplicates": st["dups"],
+            "reconnect_attempts": st["reconnects"],
+        }
+        common.log(f"  -> {result}")
+        return result
+    finally:
+        if gen is not None:
+            gen.close()
+        if server is not None:
+            server.stop()
+
+
+def publish_offline(target: Target, work: Path, names: list[str], per: int, port: int) -> int:
+    stub = Server(target, subprocess.Popen(["true"]), port, work, 1)
+    stub.proc.wait()
+    return target.publish_offline(stub, names, per, 30_000_000)
+
+
+def scenario_stores(cfg: Config) -> dict[str, Any]:
+    script = common.BENCH / "stores.py"
+    if not script.exists():
+        return {"skipped": "bench/stores.py is not there yet (another engineer writes it)"}
+    argv = [PYTHON, "-m", "bench.stores"] + (["--quick"] if cfg.quick else [])
+    try:
+        out = subprocess.run(
+            argv,
+            cwd=common.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300 if cfg.quick else 1200,
+        )
+    except subprocess.TimeoutExpired:
+        return {"skipped": "bench/stores.py timed out"}
+    return {
+        "returncode": out.returncode,
+        "output": out.stdout[-4000:],
+        "stderr": out.stderr[-2000:],
+    }
+
+
+RUNNERS = {
+    "idle": scenario_idle,
+    "latency": scenario_latency,
+    "broadcast": scenario_broadcast,
+    "storm": scenario_storm,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small loads, under 5 minutes")
+    parser.add_argument(
+        "--targets",
+        default="",
+        help="comma-separated subset of: " + ", ".join(t.name for t in all_targets()),
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="skip rendering docs/benchmarks.md"
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not build missing Go peers first"
+    )
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
+    args = parser.parse_args(argv)
+    chosen = args.scenarios or list(SCENARIOS)
+    for s in chosen:
+        if s not in SCENARIOS:
+            parser.error(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
+    cfg = QUICK if args.quick else FULL
+    wanted = set(filter(None, args.targets.split(",")))
+    targets = [t for t in all_targets() if not wanted or t.name in wanted]
+    work = common.WORK / "run"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    written = []
+    with common.cleanup():
+        from bench import peers
+
+        peer_status = peers.status() if args.no_install else peers.ensure(quiet=True)
+        base = {
+            "machine": common.machine(),
+            "versions": {
+                **common.versions(),
+                **{t.name: t.version() for t in targets if t.available() is None and t.version()},
+            },
+            "peers": peer_status,
+            "git": common.git_commit(),
+            "quick": cfg.quick,
+            "config": dict(cfg.__dict__.items()),
+        }
+        for name in chosen:
+            common.log(f"scenario {name}")
+            t_scen = time.time()
+            result: dict[str, Any] = {
+                "scenario": name,
+                **base,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "targets": {},
+            }
+            if name == "stores":
+                result["stores"] = scenario_stores(cfg)
+            else:
+                for target in targets:
+                    entry: dict[str, Any] = {"label": target.label}
+                    why = target.available()
+                    if why is not None:
+                        entry["skipped"] = why
+                    else:
+                        try:
+                            entry.update(RUNNERS[name](target, cfg, work))
+                        except Exception as exc:
+                            common.log(f"  {target.name} failed: {exc!r}")
+                            entry["error"] = repr(exc)[:2000]
+                    result["targets"][target.name] = entry
+            result["seconds"] = round(time.time() - t_scen, 1)
+            path = common.write_result(name, result)
+            written.append(path)
+            common.log(f"wrote {path.relative_to(common.ROOT)}")
+    common.log(f"done in {time.time() - started:.0f} s")
+    if not args.no_report:
+        from bench import report
+
+        report.main([])
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(common.ROOT)
+    sys.exit(main())

@@ -26,7 +26,8 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.store: Store = InstrumentedStore(create_store(settings.database_url), self.metrics)
+        store = create_store(settings.database_url, retention_days=settings.retention_days)
+        self.store: Store = InstrumentedStore(store, self.metrics)
         self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
         self.hub = Hub(settings, self.metrics)
 

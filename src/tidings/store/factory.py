@@ -10,12 +10,21 @@ from tidings.store.base import Store
 __all__ = ["create_store"]
 
 
-def create_store(url: str) -> Store:
+def create_store(url: str, *, retention_days: float | None = None) -> Store:
+    """`retention_days` sizes the MongoDB TTL index (a safety net behind the pruning)."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from tidings.store.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url))
+    if scheme in ("postgresql", "postgres"):
+        from tidings.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if scheme in ("mongodb", "mongodb+srv"):
+        from tidings.store.mongo import MongoStore
+
+        return MongoStore(url, mongo_database(url), retention_days=retention_days)
     raise ConfigError(
         f"TIDINGS_DATABASE_URL: unsupported scheme {scheme!r} "
         "(use sqlite:///path, postgresql://… or mongodb://…/dbname)"
@@ -28,3 +37,13 @@ def sqlite_path(url: str) -> str:
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise ConfigError(f"TIDINGS_DATABASE_URL: expected sqlite:///path, got {url!r}")
     return url[len(prefix) :]
+
+
+def mongo_database(url: str) -> str:
+    """`mongodb://host:27017/dbname?…`: the database is the URL's path, and it is required."""
+    name = urlsplit(url).path.lstrip("/")
+    if not name or "/" in name:
+        raise ConfigError(
+            "TIDINGS_DATABASE_URL: name the database in the path, e.g. mongodb://host:27017/tidings"
+        )
+    return name

@@ -1,0 +1,334 @@
+"""PostgreSQL store: asyncpg, pooled; the users row is the per-user lock.
+
+A publish increments `users.last_seq` with `INSERT … ON CONFLICT DO UPDATE … RETURNING`. That
+takes the user's row lock and holds it to commit, so a second publisher to the same user (in any
+process) waits for the first to commit before it can read the counter: commit order is seq order.
+A batch locks its users in user_id order, so two batches never deadlock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+
+from tidings.models import Draft, Notification, Position, Stored, now_ms
+from tidings.store.base import StoreUnavailable
+
+__all__ = ["PostgresStore"]
+
+SCHEMA_VERSION = 1
+# Every network await is bounded: connecting, waiting for a pooled connection, each statement.
+CONNECT_TIMEOUT = 5.0
+ACQUIRE_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 30.0
+POOL_MIN = 1
+POOL_MAX = 10
+# An arbitrary constant: one schema migration at a time across nodes starting together.
+MIGRATION_LOCK = 0x7469_6469_6E67
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE IF NOT EXISTS tidings_users (
+    user_id     text PRIMARY KEY,
+    last_seq    bigint NOT NULL,
+    pruned_upto bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tidings_notifications (
+    user_id    text NOT NULL,
+    seq        bigint NOT NULL,
+    message    text NOT NULL,
+    link       text,
+    kind       text,
+    data       text NOT NULL,
+    created_ms bigint NOT NULL,
+    read_ms    bigint,
+    PRIMARY KEY (user_id, seq)
+);
+CREATE INDEX IF NOT EXISTS tidings_notifications_unread
+    ON tidings_notifications (user_id, seq) WHERE read_ms IS NULL;
+CREATE INDEX IF NOT EXISTS tidings_notifications_created
+    ON tidings_notifications (created_ms);
+CREATE TABLE IF NOT EXISTS tidings_idempotency (
+    key        text PRIMARY KEY,
+    created_ms bigint NOT NULL,
+    refs       text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tidings_idempotency_created ON tidings_idempotency (created_ms);
+""",
+}
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+COLUMNS = "user_id, seq, message, link, kind, data, created_ms, read_ms"
+
+# What a lost or refused connection looks like through asyncpg.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _row(row: asyncpg.Record) -> Notification:
+    return Notification(
+        user_id=row["user_id"],
+        seq=row["seq"],
+        message=row["message"],
+        link=row["link"],
+        kind=row["kind"],
+        data=json.loads(row["data"]),
+        created_ms=row["created_ms"],
+        read_ms=row["read_ms"],
+    )
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, pool_max: int = POOL_MAX) -> None:
+        self.url = url
+        self._pool_max = pool_max
+        self._pool: asyncpg.Pool | None = None
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[Conn]:
+        if self._pool is None:
+            raise StoreUnavailable("PostgreSQL: the store is not open")
+        try:
+            async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=POOL_MIN,
+                max_size=self._pool_max,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT,
+                # Prepared statements survive in the pool; no JIT for short OLTP queries.
+                server_settings={"jit": "off", "application_name": "tidings"},
+            )
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        async with self._conn() as conn:
+            await _migrate(conn)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await pool.close()
+            except UNAVAILABLE:
+                pool.terminate()
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        user_ids = list(dict.fromkeys(draft.user_ids))
+        stamp = now_ms()
+        data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
+        async with self._conn() as conn, conn.transaction():
+            if idempotency_key is not None:
+                # A concurrent first call holds this key's index entry until it commits; we wait
+                # for it here and then find its refs.
+                fresh = await conn.fetchval(
+                    "INSERT INTO tidings_idempotency (key, created_ms, refs) VALUES ($1, $2, '[]') "
+                    "ON CONFLICT (key) DO NOTHING RETURNING true",
+                    idempotency_key,
+                    stamp,
+                )
+                if not fresh:
+                    refs = await conn.fetchval(
+                        "SELECT refs FROM tidings_idempotency WHERE key = $1", idempotency_key
+                    )
+                    found = await _fetch_refs(conn, json.loads(refs))
+                    return Stored(tuple(found), replayed=True)
+            rows = await conn.fetch(
+                "INSERT INTO tidings_users AS u (user_id, last_seq) "
+                "SELECT id, 1 FROM unnest($1::text[]) AS id ORDER BY id "
+                "ON CONFLICT (user_id) DO UPDATE SET last_seq = u.last_seq + 1 "
+                "RETURNING user_id, last_seq",
+                user_ids,
+            )
+            seqs = {r["user_id"]: r["last_seq"] for r in rows}
+            ordered = [seqs[u] for u in user_ids]
+            await conn.execute(
+                f"INSERT INTO tidings_notifications ({COLUMNS}) "
+                "SELECT id, seq, $3, $4, $5, $6, $7, NULL "
+                "FROM unnest($1::text[], $2::bigint[]) AS t (id, seq)",
+                user_ids,
+                ordered,
+                draft.message,
+                draft.link,
+                draft.kind,
+                data,
+                stamp,
+            )
+            if idempotency_key is not None:
+                refs_text = json.dumps([[u, s] for u, s in zip(user_ids, ordered, strict=True)])
+                await conn.execute(
+                    "UPDATE tidings_idempotency SET refs = $2 WHERE key = $1",
+                    idempotency_key,
+                    refs_text,
+                )
+        return Stored(
+            tuple(
+                Notification(
+                    user_id=u,
+                    seq=s,
+                    message=draft.message,
+                    link=draft.link,
+                    kind=draft.kind,
+                    data=draft.data,
+                    created_ms=stamp,
+                )
+                for u, s in zip(user_ids, ordered, strict=True)
+            )
+        )
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM tidings_notifications "
+                "WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                user_id,
+                seq,
+                limit,
+            )
+        return [_row(r) for r in rows]
+
+    async def position(self, user_id: str) -> Position:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT last_seq, pruned_upto FROM tidings_users WHERE user_id = $1", user_id
+            )
+        if row is None:
+            return Position()
+        return Position(last_seq=row["last_seq"], pruned_upto=row["pruned_upto"])
+
+    async def page(
+        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+    ) -> list[Notification]:
+        where = "user_id = $1 AND seq < $2"
+        if unread_only:
+            where += " AND read_ms IS NULL"
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM tidings_notifications WHERE {where} "
+                "ORDER BY seq DESC LIMIT $3",
+                user_id,
+                before if before is not None else 2**62,
+                limit,
+            )
+        return [_row(r) for r in rows]
+
+    async def unread_count(self, user_id: str) -> int:
+        async with self._conn() as conn:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM tidings_notifications WHERE user_id = $1 AND read_ms IS NULL",
+                user_id,
+            )
+        return int(count)
+
+    async def mark_read(
+        self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
+    ) -> list[int]:
+        stamp = now_ms()
+        async with self._conn() as conn:
+            if up_to is not None:
+                rows = await conn.fetch(
+                    "UPDATE tidings_notifications SET read_ms = $1 "
+                    "WHERE user_id = $2 AND seq <= $3 AND read_ms IS NULL RETURNING seq",
+                    stamp,
+                    user_id,
+                    up_to,
+                )
+            else:
+                rows = await conn.fetch(
+                    "UPDATE tidings_notifications SET read_ms = $1 "
+                    "WHERE user_id = $2 AND seq = ANY($3::bigint[]) AND read_ms IS NULL "
+                    "RETURNING seq",
+                    stamp,
+                    user_id,
+                    sorted(set(ids or ())),
+                )
+        return sorted(r["seq"] for r in rows)
+
+    async def delete(self, user_id: str, seq: int) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "DELETE FROM tidings_notifications WHERE user_id = $1 AND seq = $2", user_id, seq
+            )
+        return bool(status != "DELETE 0")
+
+    async def prune(self, older_than_ms: int, batch: int) -> int:
+        async with self._conn() as conn, conn.transaction():
+            # One statement: delete the oldest batch and move each touched user's pruned_upto,
+            # so a stream resuming below it is told to reset.
+            count = await conn.fetchval(
+                "WITH gone AS ("
+                "  DELETE FROM tidings_notifications WHERE (user_id, seq) IN ("
+                "    SELECT user_id, seq FROM tidings_notifications WHERE created_ms < $1 "
+                "    ORDER BY created_ms LIMIT $2 FOR UPDATE SKIP LOCKED) "
+                "  RETURNING user_id, seq), "
+                "top AS (SELECT user_id, max(seq) AS seq FROM gone GROUP BY user_id), "
+                "moved AS (UPDATE tidings_users AS u SET pruned_upto = greatest(u.pruned_upto, "
+                "  top.seq) FROM top WHERE u.user_id = top.user_id RETURNING 1) "
+                "SELECT count(*) FROM gone",
+                older_than_ms,
+                batch,
+            )
+            await conn.execute(
+                "DELETE FROM tidings_idempotency WHERE key IN (SELECT key FROM "
+                "tidings_idempotency WHERE created_ms < $1 ORDER BY created_ms LIMIT $2 "
+                "FOR UPDATE SKIP LOCKED)",
+                older_than_ms,
+                batch,
+            )
+        return int(count)
+
+
+async def _migrate(conn: Conn) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS tidings_schema (version integer NOT NULL, "
+            "applied_ms bigint NOT NULL)"
+        )
+        version = await conn.fetchval("SELECT max(version) FROM tidings_schema") or 0
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"PostgreSQL: database schema {version} is newer than this tidings "
+                f"({SCHEMA_VERSION})"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            await conn.execute(MIGRATIONS[step])
+            await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, now_ms())
+
+
+async def _fetch_refs(conn: Conn, refs: list[list[Any]]) -> list[Notification]:
+    if not refs:
+        return []
+    rows = await conn.fetch(
+        "SELECT n.user_id, n.seq, n.message, n.link, n.kind, n.data, n.created_ms, n.read_ms "
+        "FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r (user_id, seq, i) "
+        "JOIN tidings_notifications AS n ON n.user_id = r.user_id AND n.seq = r.seq ORDER BY r.i",
+        [r[0] for r in refs],
+        [r[1] for r in refs],
+    )
+    return [_row(r) for r in rows]

@@ -1,0 +1,267 @@
+"""One store contract, run unchanged against SQLite, PostgreSQL and a MongoDB-protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tidings.models import Draft, Notification, now_ms
+from tidings.store import Store
+
+pytestmark = pytest.mark.anyio
+
+# Keys FerretDB refuses in a document, nested arrays, and text beyond ASCII: all must round-trip.
+AWKWARD_DATA: dict[str, Any] = {
+    "a.b": 1,
+    "$dollar": "x",
+    "nested": [[1, 2], [3, [4]]],
+    "text": 'héllo ✓ \n"quoted"',
+    "empty": {},
+    "null": None,
+    "float": 1.5,
+}
+
+
+async def add(store: Store, user: str | tuple[str, ...], message: str = "m", **kw: Any) -> int:
+    users = (user,) if isinstance(user, str) else user
+    stored = await store.add(Draft(user_ids=users, message=message, **kw))
+    return stored.notifications[0].seq
+
+
+async def add_many(store: Store, user: str, count: int) -> None:
+    for i in range(count):
+        await add(store, user, f"n{i + 1}")
+
+
+def seqs(found: list[Notification]) -> list[int]:
+    return [n.seq for n in found]
+
+
+async def test_add_assigns_seqs_per_user_and_round_trips_every_field(store: Store) -> None:
+    stored = await store.add(
+        Draft(
+            user_ids=("alice",),
+            message="hello ✓",
+            link="https://example.com/x?y=1",
+            kind="comment",
+            data=AWKWARD_DATA,
+        )
+    )
+    assert not stored.replayed
+    [made] = stored.notifications
+    assert (made.user_id, made.seq, made.read_ms) == ("alice", 1, None)
+    assert abs(made.created_ms - now_ms()) < 60_000
+    [found] = await store.after("alice", 0, 10)
+    assert found == made
+    assert found.data == AWKWARD_DATA
+    assert await add(store, "alice") == 2
+    assert await add(store, "bob") == 1
+    plain = await store.add(Draft(user_ids=("carol",), message="plain"))
+    [got] = await store.after("carol", 0, 10)
+    assert (got.link, got.kind, got.data) == (None, None, {})
+    assert got == plain.notifications[0]
+
+
+async def test_after_replays_exactly_the_seqs_after_the_resume_point(store: Store) -> None:
+    await add_many(store, "alice", 7)
+    assert seqs(await store.after("alice", 0, 100)) == [1, 2, 3, 4, 5, 6, 7]
+    assert seqs(await store.after("alice", 4, 100)) == [5, 6, 7]
+    assert seqs(await store.after("alice", 2, 3)) == [3, 4, 5]
+    assert await store.after("alice", 7, 100) == []
+    assert await store.after("nobody", 0, 100) == []
+    position = await store.position("alice")
+    assert (position.last_seq, position.pruned_upto) == (7, 0)
+    empty = await store.position("nobody")
+    assert (empty.last_seq, empty.pruned_upto) == (0, 0)
+
+
+async def test_pages_are_newest_first_and_continue_before_a_seq(store: Store) -> None:
+    await add_many(store, "alice", 25)
+    first = await store.page("alice", limit=10, before=None, unread_only=False)
+    assert seqs(first) == list(range(25, 15, -1))
+    second = await store.page("alice", limit=10, before=16, unread_only=False)
+    assert seqs(second) == list(range(15, 5, -1))
+    last = await store.page("alice", limit=10, before=6, unread_only=False)
+    assert seqs(last) == [5, 4, 3, 2, 1]
+    assert await store.page("alice", limit=10, before=1, unread_only=False) == []
+    assert [n.message for n in last] == ["n5", "n4", "n3", "n2", "n1"]
+
+
+async def test_unread_filter_and_count(store: Store) -> None:
+    await add_many(store, "alice", 6)
+    assert await store.unread_count("alice") == 6
+    assert await store.mark_read("alice", ids=[2, 4]) == [2, 4]
+    assert await store.unread_count("alice") == 4
+    unread = await store.page("alice", limit=10, before=None, unread_only=True)
+    assert seqs(unread) == [6, 5, 3, 1]
+    assert seqs(await store.page("alice", limit=2, before=5, unread_only=True)) == [3, 1]
+    everything = await store.page("alice", limit=10, before=None, unread_only=False)
+    read = {n.seq for n in everything if n.read_ms is not None}
+    assert read == {2, 4}
+    assert await store.unread_count("nobody") == 0
+
+
+async def test_mark_read_by_ids_and_up_to_reports_only_what_changed(store: Store) -> None:
+    await add_many(store, "alice", 5)
+    await add_many(store, "bob", 5)
+    assert await store.mark_read("alice", ids=[1, 3, 99]) == [1, 3]
+    assert await store.mark_read("alice", ids=[1, 3]) == []
+    assert await store.mark_read("alice", up_to=4) == [2, 4]
+    assert await store.unread_count("alice") == 1
+    # A notification that arrives after the client's "mark all read" stays unread.
+    await add(store, "alice")
+    assert await store.mark_read("alice", up_to=5) == [5]
+    assert await store.unread_count("alice") == 1
+    assert await store.mark_read("alice", ids=[]) == []
+    assert await store.unread_count("bob") == 5
+
+
+async def test_delete_removes_one_and_never_frees_its_seq(store: Store) -> None:
+    await add_many(store, "alice", 3)
+    assert await store.delete("alice", 2) is True
+    assert await store.delete("alice", 2) is False
+    assert await store.delete("alice", 42) is False
+    assert seqs(await store.after("alice", 0, 10)) == [1, 3]
+    # Deleting the newest must not let the next publish reuse its seq (a client holds it).
+    assert await store.delete("alice", 3) is True
+    assert await add(store, "alice") == 4
+    assert (await store.position("alice")).last_seq == 4
+
+
+async def test_users_are_isolated(store: Store) -> None:
+    await add_many(store, "alice", 3)
+    await add_many(store, "bob", 2)
+    assert await store.mark_read("bob", ids=[1, 2, 3]) == [1, 2]
+    assert await store.mark_read("bob", up_to=3) == []
+    assert await store.unread_count("alice") == 3
+    assert await store.delete("bob", 3) is False
+    assert seqs(await store.after("alice", 0, 10)) == [1, 2, 3]
+    assert {n.user_id for n in await store.after("bob", 0, 10)} == {"bob"}
+    assert {
+        n.user_id for n in await store.page("alice", limit=10, before=None, unread_only=False)
+    } == {"alice"}
+    # User ids are opaque: a prefix or a different case is another user.
+    await add(store, "Alice")
+    await add(store, "alice2")
+    assert (await store.position("alice")).last_seq == 3
+
+
+async def test_a_repeated_idempotency_key_returns_the_original_and_stores_nothing(
+    store: Store,
+) -> None:
+    draft = Draft(user_ids=("alice", "bob"), message="once", data={"k": 1})
+    first = await store.add(draft, "key-1")
+    again = await store.add(draft, "key-1")
+    assert not first.replayed
+    assert again.replayed
+    assert again.notifications == first.notifications
+    assert (await store.position("alice")).last_seq == 1
+    other = await store.add(Draft(user_ids=("alice",), message="other"), "key-2")
+    assert other.notifications[0].seq == 2
+    assert seqs(await store.after("alice", 0, 10)) == [1, 2]
+
+
+async def test_concurrent_calls_with_one_idempotency_key_store_once(store: Store) -> None:
+    draft = Draft(user_ids=("alice",), message="once")
+    results = await asyncio.gather(*(store.add(draft, "same") for _ in range(5)))
+    assert sum(not r.replayed for r in results) == 1
+    assert {r.notifications[0].seq for r in results} == {1}
+    assert seqs(await store.after("alice", 0, 10)) == [1]
+
+
+async def test_prune_deletes_oldest_in_bounded_batches_and_records_pruned_upto(
+    store: Store,
+) -> None:
+    await add_many(store, "alice", 5)
+    await add_many(store, "bob", 2)
+    cutoff = now_ms() + 1
+    await asyncio.sleep(0.01)
+    await add(store, "alice", "fresh")
+    assert await store.prune(cutoff, 3) == 3
+    assert seqs(await store.after("alice", 0, 10)) == [4, 5, 6]
+    position = await store.position("alice")
+    assert (position.last_seq, position.pruned_upto) == (6, 3)
+    total = 0
+    while (count := await store.prune(cutoff, 3)) > 0:
+        total += count
+    assert total == 4
+    assert seqs(await store.after("alice", 0, 10)) == [6]
+    assert (await store.position("alice")).pruned_upto == 5
+    assert await store.after("bob", 0, 10) == []
+    bob = await store.position("bob")
+    assert (bob.last_seq, bob.pruned_upto) == (2, 2)
+    # A pruned seq is never handed out again, even when it was the user's newest.
+    assert await add(store, "bob") == 3
+
+
+async def test_an_old_idempotency_key_is_pruned(store: Store) -> None:
+    await store.add(Draft(user_ids=("alice",), message="x"), "old-key")
+    await asyncio.sleep(0.01)
+    await store.prune(now_ms(), 100)
+    again = await store.add(Draft(user_ids=("alice",), message="x"), "old-key")
+    assert not again.replayed
+    assert again.notifications[0].seq == 2
+
+
+@pytest.mark.slow
+async def test_a_batch_to_10000_users_is_one_write_per_user(store: Store) -> None:
+    users = tuple(f"u{i}" for i in range(10_000))
+    began = time.monotonic()
+    stored = await store.add(Draft(user_ids=users, message="broadcast"))
+    elapsed = time.monotonic() - began
+    assert [n.user_id for n in stored.notifications] == list(users)
+    assert {n.seq for n in stored.notifications} == {1}
+    again = await store.add(Draft(user_ids=(*users[:3], "newcomer"), message="second"))
+    assert [n.seq for n in again.notifications] == [2, 2, 2, 1]
+    assert seqs(await store.after("u9999", 0, 10)) == [1]
+    assert (await store.position("u5000")).last_seq == 1
+    assert elapsed < 120, f"a 10,000-user batch took {elapsed:.1f}s"
+
+
+@pytest.mark.slow
+async def test_concurrent_publishers_in_several_processes_get_gapless_commit_ordered_seqs(
+    store_url: str, store: Store
+) -> None:
+    workers, each = 4, 40
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.contract.publisher",
+            store_url,
+            "hot",
+            f"other{w}",
+            str(each),
+        )
+        for w in range(workers)
+    ]
+    # Watch while they write: a seq must never be visible before every smaller one.
+    seen: list[int] = []
+    waiting = [asyncio.create_task(p.wait()) for p in procs]
+    try:
+        async with asyncio.timeout(180):
+            while True:
+                done = all(t.done() for t in waiting)
+                found = seqs(await store.after("hot", seen[-1] if seen else 0, 1000))
+                expected = list(range(len(seen) + 1, len(seen) + 1 + len(found)))
+                assert found == expected, f"saw {found} after {len(seen)}: a gap"
+                seen.extend(found)
+                if done:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        for task in waiting:
+            task.cancel()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert [p.returncode for p in procs] == [0] * workers
+    assert seen == list(range(1, workers * each + 1))
+    assert (await store.position("hot")).last_seq == workers * each
+    for w in range(workers):
+        assert seqs(await store.after(f"other{w}", 0, 100)) == list(range(1, each // 3 + 1))

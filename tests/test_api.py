@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -13,6 +14,22 @@ import pytest
 from tests.support import PUBLISHER_KEY, Server, make_token, open_stream, tidings_env
 
 pytestmark = pytest.mark.anyio
+
+
+def _no_cookies() -> CookieJar:
+    # Each request names its credential itself; a remembered session cookie would override it.
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+# One client for the module: building one costs ~0.2 s (it loads the CA bundle).
+HTTP = httpx.Client(timeout=10, cookies=_no_cookies())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    HTTP.close()
+
 
 ALLOWED_ORIGIN = "https://app.example"
 FOREIGN_ORIGIN = "https://evil.example"
@@ -28,6 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     started = Server(env=env, log_path=folder / "server.log")
     started.start()
     yield started
+    assert "Traceback" not in started.log(), started.log()
     started.close()
 
 
@@ -41,7 +59,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def as_user(server: Server, user: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {**bearer(make_token(user)), **kwargs.pop("headers", {})}
-    return httpx.request(method, f"{server.url}{path}", headers=headers, timeout=10, **kwargs)
+    return HTTP.request(method, f"{server.url}{path}", headers=headers, timeout=10, **kwargs)
 
 
 def with_cookie(
@@ -50,12 +68,12 @@ def with_cookie(
     # The cookie goes in by hand: with CORS origins set it is `Secure`, which a client's cookie
     # jar would keep from plain-HTTP 127.0.0.1.
     headers = {"cookie": f"tidings_session={token}", **kwargs.pop("headers", {})}
-    return httpx.request(method, f"{server.url}{path}", headers=headers, timeout=10, **kwargs)
+    return HTTP.request(method, f"{server.url}{path}", headers=headers, timeout=10, **kwargs)
 
 
 def publish_many(server: Server, user: str, count: int) -> None:
     for index in range(1, count + 1):
-        response = server.publish(user, f"message {index}")
+        response = publish_to(server, user, f"message {index}")
         assert response.status_code == 201, response.text
 
 
@@ -75,7 +93,7 @@ def listed(server: Server, user: str, query: str = "") -> list[dict[str, Any]]:
 
 def get(url: str, **kwargs: Any) -> httpx.Response:
     """A plain GET; blocking on purpose (the server is another process)."""
-    return httpx.get(url, timeout=10, **kwargs)
+    return HTTP.get(url, timeout=10, **kwargs)
 
 
 def next_link(response: httpx.Response) -> str | None:
@@ -164,7 +182,7 @@ def test_list_limit_is_bounded(server: Server) -> None:
 
 
 def test_list_needs_a_user_credential(server: Server) -> None:
-    response = httpx.get(f"{server.url}/notifications", timeout=10)
+    response = HTTP.get(f"{server.url}/notifications", timeout=10)
     assert response.status_code == 401
     assert set(response.json()) == {"error", "detail"}
 
@@ -298,7 +316,7 @@ async def test_delete_is_announced_on_the_stream(server: Server) -> None:
 
 
 def open_session(server: Server, token: str, **headers: str) -> httpx.Response:
-    return httpx.post(
+    return HTTP.post(
         f"{server.url}/notifications/session", json={"token": token}, headers=headers, timeout=10
     )
 
@@ -354,13 +372,13 @@ async def test_session_cookie_works_for_rest_and_the_stream(server: Server) -> N
         server.url, None, headers={"cookie": f"tidings_session={cookie}"}
     ) as stream:
         assert stream.status == 200
-        server.publish(user, "over the cookie stream")
+        publish_to(server, user, "over the cookie stream")
         [got] = await stream.notifications(1)
         assert (got["id"], got["message"]) == (3, "over the cookie stream")
 
 
 def test_closing_the_session_clears_the_cookie(server: Server) -> None:
-    response = httpx.delete(f"{server.url}/notifications/session", timeout=10)
+    response = HTTP.delete(f"{server.url}/notifications/session", timeout=10)
     assert response.status_code == 204
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("tidings_session=")
@@ -449,7 +467,7 @@ def test_bearer_requests_are_not_subject_to_the_origin_rule(server: Server) -> N
 
 
 def test_cors_preflight_for_an_allowed_origin(server: Server) -> None:
-    response = httpx.options(
+    response = HTTP.options(
         f"{server.url}/notifications/read",
         headers={
             "origin": ALLOWED_ORIGIN,
@@ -461,7 +479,7 @@ def test_cors_preflight_for_an_allowed_origin(server: Server) -> None:
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
     assert response.headers["access-control-allow-credentials"] == "true"
-    refused = httpx.options(
+    refused = HTTP.options(
         f"{server.url}/notifications/read",
         headers={"origin": FOREIGN_ORIGIN, "access-control-request-method": "POST"},
         timeout=10,
@@ -507,13 +525,13 @@ async def test_query_tokens_work_when_allowed(tmp_path_factory: pytest.TempPathF
     try:
         user = new_user()
         token = make_token(user)
-        allowed.publish(user, "one")
+        publish_to(allowed, user, "one")
         response = get(f"{allowed.url}/notifications", params={"token": token})
         assert response.status_code == 200
         assert [n["message"] for n in response.json()] == ["one"]
         async with open_stream(allowed.url, None, query=f"?token={token}") as stream:
             assert stream.status == 200
-            allowed.publish(user, "two")
+            publish_to(allowed, user, "two")
             [got] = await stream.notifications(1)
             assert got["message"] == "two"
     finally:
@@ -524,7 +542,7 @@ async def test_query_tokens_work_when_allowed(tmp_path_factory: pytest.TempPathF
 
 
 def as_publisher(server: Server, path: str, body: Any) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", json=body, headers=bearer(PUBLISHER_KEY), timeout=10)
+    return HTTP.post(f"{server.url}{path}", json=body, headers=bearer(PUBLISHER_KEY), timeout=10)
 
 
 def test_api_tokens_mints_a_token_the_server_accepts(server: Server) -> None:
@@ -533,8 +551,8 @@ def test_api_tokens_mints_a_token_the_server_accepts(server: Server) -> None:
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"token", "expires_at"}
-    server.publish(user, "for the minted token")
-    listing = httpx.get(f"{server.url}/notifications", headers=bearer(body["token"]), timeout=10)
+    publish_to(server, user, "for the minted token")
+    listing = HTTP.get(f"{server.url}/notifications", headers=bearer(body["token"]), timeout=10)
     assert listing.status_code == 200
     assert [n["message"] for n in listing.json()] == ["for the minted token"]
 
@@ -543,7 +561,7 @@ def test_api_tokens_accepts_an_integer_user_id_and_default_ttl(server: Server) -
     response = as_publisher(server, "/api/tokens", {"user_id": 4242})
     assert response.status_code == 200
     token = response.json()["token"]
-    listing = httpx.get(f"{server.url}/notifications", headers=bearer(token), timeout=10)
+    listing = HTTP.get(f"{server.url}/notifications", headers=bearer(token), timeout=10)
     assert listing.status_code == 200
 
 
@@ -565,9 +583,9 @@ def test_api_tokens_refuses_bad_input(server: Server, body: Any) -> None:
 
 
 def test_api_tokens_needs_the_publisher_key(server: Server) -> None:
-    response = httpx.post(f"{server.url}/api/tokens", json={"user_id": "42"}, timeout=10)
+    response = HTTP.post(f"{server.url}/api/tokens", json={"user_id": "42"}, timeout=10)
     assert response.status_code == 401
-    user_token = httpx.post(
+    user_token = HTTP.post(
         f"{server.url}/api/tokens",
         json={"user_id": "42"},
         headers=bearer(make_token("42")),
@@ -609,8 +627,8 @@ def test_publish_accepts_an_integer_user_id_as_its_decimal_string(server: Server
 
 def test_publish_to_user_ids_returns_an_array(server: Server) -> None:
     users = [new_user() for _ in range(3)]
-    server.publish(users[1], "earlier")
-    response = server.publish(users, "to all three")
+    publish_to(server, users[1], "earlier")
+    response = publish_to(server, users, "to all three")
     assert response.status_code == 201
     body = response.json()
     assert isinstance(body, list)
@@ -625,14 +643,14 @@ def test_publish_to_user_ids_returns_an_array(server: Server) -> None:
 
 def test_publish_to_user_ids_with_one_user_still_returns_an_array(server: Server) -> None:
     user = new_user()
-    response = server.publish([user], "alone")
+    response = publish_to(server, [user], "alone")
     assert response.status_code == 201
     assert [n["user_id"] for n in response.json()] == [user]
 
 
 def test_publish_to_user_ids_stores_a_repeated_id_once(server: Server) -> None:
     user = new_user()
-    response = server.publish([user, user], "twice named")
+    response = publish_to(server, [user, user], "twice named")
     assert response.status_code == 201
     assert len(response.json()) == 1
     assert unread(server, user) == {"unread": 1, "last_seq": 1}
@@ -643,13 +661,13 @@ def test_repeated_idempotency_key_returns_the_original_and_stores_nothing(
 ) -> None:
     user = new_user()
     key = f"order-7-shipped-{uuid.uuid4().hex}"
-    first = server.publish(user, "Your order shipped", idempotency_key=key)
+    first = publish_to(server, user, "Your order shipped", idempotency_key=key)
     assert first.status_code == 201
-    again = server.publish(user, "Your order shipped", idempotency_key=key)
+    again = publish_to(server, user, "Your order shipped", idempotency_key=key)
     assert again.status_code == 200
     assert again.json() == first.json()
     # Even a different body: the key names the event, the first one wins.
-    other = server.publish(user, "something else", idempotency_key=key)
+    other = publish_to(server, user, "something else", idempotency_key=key)
     assert other.status_code == 200
     assert other.json() == first.json()
     assert unread(server, user) == {"unread": 1, "last_seq": 1}
@@ -661,9 +679,9 @@ def test_repeated_idempotency_key_for_user_ids_returns_the_original_array(
 ) -> None:
     users = [new_user(), new_user()]
     key = f"batch-{uuid.uuid4().hex}"
-    first = server.publish(users, "batch", idempotency_key=key)
+    first = publish_to(server, users, "batch", idempotency_key=key)
     assert first.status_code == 201
-    again = server.publish(users, "batch", idempotency_key=key)
+    again = publish_to(server, users, "batch", idempotency_key=key)
     assert again.status_code == 200
     assert again.json() == first.json()
     for user in users:
@@ -674,10 +692,10 @@ async def test_a_repeated_idempotency_key_sends_nothing_to_the_stream(server: Se
     user = new_user()
     key = f"once-{uuid.uuid4().hex}"
     async with open_stream(server.url, make_token(user)) as stream:
-        server.publish(user, "once", idempotency_key=key)
+        publish_to(server, user, "once", idempotency_key=key)
         [got] = await stream.notifications(1)
         assert got["id"] == 1
-        assert server.publish(user, "once", idempotency_key=key).status_code == 200
+        assert publish_to(server, user, "once", idempotency_key=key).status_code == 200
         assert await stream.quiet(0.5) == []
 
 
@@ -685,10 +703,10 @@ async def test_a_repeated_idempotency_key_sends_nothing_to_the_stream(server: Se
 
 
 def test_healthz_and_readyz(server: Server) -> None:
-    health = httpx.get(f"{server.url}/healthz", timeout=10)
+    health = HTTP.get(f"{server.url}/healthz", timeout=10)
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
-    ready = httpx.get(f"{server.url}/readyz", timeout=10)
+    ready = HTTP.get(f"{server.url}/readyz", timeout=10)
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
     assert ready.json()["checks"] == {"store": "ok", "bus": "ok"}
@@ -697,7 +715,7 @@ def test_healthz_and_readyz(server: Server) -> None:
 async def test_metrics_names_the_service_measures(server: Server) -> None:
     user = new_user()
     async with open_stream(server.url, make_token(user)) as stream:
-        server.publish(user, "measured")
+        publish_to(server, user, "measured")
         await stream.notifications(1)
         response = get(f"{server.url}/metrics")
     assert response.status_code == 200
@@ -717,7 +735,7 @@ async def test_metrics_names_the_service_measures(server: Server) -> None:
 
 
 def test_openapi_lists_every_route_of_the_contract(server: Server) -> None:
-    response = httpx.get(f"{server.url}/openapi.json", timeout=10)
+    response = HTTP.get(f"{server.url}/openapi.json", timeout=10)
     assert response.status_code == 200
     paths = response.json()["paths"]
     expected = {
@@ -738,9 +756,22 @@ def test_openapi_lists_every_route_of_the_contract(server: Server) -> None:
 
 
 def test_unknown_route_and_wrong_method_use_the_error_shape(server: Server) -> None:
-    missing = httpx.get(f"{server.url}/nope", timeout=10)
+    missing = HTTP.get(f"{server.url}/nope", timeout=10)
     assert missing.status_code == 404
     assert set(missing.json()) == {"error", "detail"}
-    wrong = httpx.get(f"{server.url}/api/notifications", timeout=10)
+    wrong = HTTP.get(f"{server.url}/api/notifications", timeout=10)
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
+
+
+def publish_to(
+    server: Server, user: str | list[str], message: str, **fields: Any
+) -> httpx.Response:
+    """`Server.publish` over the module's client."""
+    body: dict[str, Any] = {"message": message, **fields}
+    body["user_ids" if isinstance(user, list) else "user_id"] = user
+    return HTTP.post(
+        f"{server.url}/api/notifications",
+        json=body,
+        headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
+    )

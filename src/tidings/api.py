@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -33,6 +33,10 @@ log = logging.getLogger("tidings.api")
 
 READY_TIMEOUT = 2.0
 MAX_PAGE = 100
+# Seqs are 64-bit integers in every store; a larger number is a client error, not a crash.
+MAX_SEQ = 2**63 - 1
+
+Seq = Annotated[StrictInt, Field(ge=-MAX_SEQ, le=MAX_SEQ)]
 
 
 def service_of(request: Request) -> Service:
@@ -96,8 +100,8 @@ class UnreadOut(BaseModel):
 
 class ReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[StrictInt] | None = Field(default=None, max_length=10_000)
-    up_to: StrictInt | None = None
+    ids: list[Seq] | None = Field(default=None, max_length=10_000)
+    up_to: Seq | None = None
 
 
 class ReadOut(BaseModel):
@@ -122,7 +126,7 @@ async def list_notifications(
     user: UserDep,
     service: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 10,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     unread: Annotated[bool, Query()] = False,
 ) -> Response:
     """The caller's notifications, newest first; `Link: rel="next"` when there are more."""
@@ -179,7 +183,9 @@ async def close_session(request: Request, service: ServiceDep) -> Response:
 
 # After the session routes: "/notifications/{seq}" would otherwise shadow DELETE .../session.
 @user_router.delete("/notifications/{seq}", status_code=204)
-async def delete_notification(seq: int, user: ChangingUserDep, service: ServiceDep) -> Response:
+async def delete_notification(
+    seq: Annotated[int, Path(ge=-MAX_SEQ, le=MAX_SEQ)], user: ChangingUserDep, service: ServiceDep
+) -> Response:
     if await service.delete(user.user_id, seq) is None:
         raise ApiError(404, "not_found", f"you have no notification {seq}")
     return Response(status_code=204)
@@ -303,6 +309,20 @@ def _error(
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
+def _authenticate(request: Request) -> None:
+    """Run the credential check of the matched route (by its router's tag) again."""
+    route = request.scope.get("route")
+    tags = getattr(route, "tags", None) or ()
+    service = service_of(request)
+    if "publisher" in tags:
+        check_publisher(request, service.settings)
+    elif "user" in tags and getattr(route, "path", "") != "/notifications/session":
+        if request.method in {"GET", "HEAD"}:
+            current_user(request, service)
+        else:
+            changing_user(request, service)
+
+
 def add_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -314,6 +334,12 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        # FastAPI parses the body before it runs the credential checks: a caller without a
+        # valid credential learns that first, not what a valid body looks like.
+        try:
+            _authenticate(request)
+        except ApiError as refused:
+            return _error(refused.status, refused.error, refused.detail)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return _error(400, "invalid_json", "the body is not valid JSON")

@@ -53,19 +53,27 @@ class BodyLimit:
                 await _too_large(send, self.limit)
                 return
         seen = 0
+        refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                # Answer now: a framework reading the body may catch the exception below and
+                # answer 400 on its own; `guarded` drops that answer.
+                if not refused:
+                    refused = True
+                    await _too_large(send, self.limit)
                 raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _too_large(send, self.limit)
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, limited, guarded)
 
 
 class _TooLarge(Exception):

@@ -11,7 +11,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from tidings.settings import Settings
-from tidings.validation import ApiError, check_user_id
+from tidings.validation import ApiError, check_user_id, is_unicode
 
 __all__ = [
     "COOKIE_NAME",
@@ -25,6 +25,8 @@ __all__ = [
 COOKIE_NAME = "tidings_session"
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 5
+# 9999-12-31: an `exp` past this is treated as this (a float holds it; a datetime still does).
+MAX_EXPIRY = 253402300799.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ def mint_token(secret: str, user_id: str, ttl: int) -> tuple[str, int]:
 
 
 def decode_token(secret: str, token: str) -> tuple[str, float]:
+    if not is_unicode(token):
+        raise ApiError(401, "invalid_token", "the user token is not valid: not a JWT")
     try:
         claims = jwt.decode(
             token,
@@ -64,7 +68,12 @@ def decode_token(secret: str, token: str) -> tuple[str, float]:
         user_id = check_user_id(sub)
     except ValueError as exc:
         raise ApiError(401, "invalid_token", f"the token's 'sub' is not a user id: {exc}") from None
-    return user_id, float(claims["exp"])
+    try:
+        expires = float(claims["exp"])
+    except OverflowError:
+        # Far beyond any clock; the stream's expiry timer still wants a finite number.
+        expires = MAX_EXPIRY
+    return user_id, min(expires, MAX_EXPIRY)
 
 
 def read_user(conn: HTTPConnection, settings: Settings) -> UserCredential:

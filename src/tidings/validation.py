@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from tidings.models import Draft
 from tidings.settings import Settings
 
-__all__ = ["ApiError", "PublishIn", "check_user_id", "make_draft"]
+__all__ = ["ApiError", "PublishIn", "check_user_id", "is_unicode", "make_draft"]
 
 MAX_USER_ID_CHARS = 128
 
@@ -47,7 +47,25 @@ def check_user_id(raw: str | int) -> str:
         raise ValueError(f"a user id has at most {MAX_USER_ID_CHARS} characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("a user id must not contain control characters")
+    if not is_unicode(value):
+        raise ValueError("a user id must be valid Unicode (it has a lone surrogate)")
     return value
+
+
+def is_unicode(value: str) -> bool:
+    """False for a string with lone surrogates: JSON can escape them, UTF-8 cannot hold them."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8_size(field: str, value: str) -> int:
+    try:
+        return len(value.encode())
+    except UnicodeEncodeError:
+        raise _invalid(field, "must be valid Unicode (it has a lone surrogate)") from None
 
 
 def _invalid(field: str, problem: str) -> ApiError:
@@ -74,14 +92,14 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
     message = body.message
     if not message.strip():
         raise _invalid("message", "must not be empty")
-    if len(message.encode()) > settings.max_message_bytes:
+    if _utf8_size("message", message) > settings.max_message_bytes:
         raise _invalid(
             "message", f"at most {settings.max_message_bytes} bytes (TIDINGS_MAX_MESSAGE_BYTES)"
         )
 
     link = body.link or None
     if link is not None:
-        if len(link.encode()) > settings.max_link_bytes:
+        if _utf8_size("link", link) > settings.max_link_bytes:
             raise _invalid(
                 "link", f"at most {settings.max_link_bytes} bytes (TIDINGS_MAX_LINK_BYTES)"
             )
@@ -89,20 +107,26 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
             raise _invalid("link", "must be an http(s) URL or a path starting with /")
 
     kind = body.kind or None
-    if kind is not None and len(kind.encode()) > settings.max_kind_bytes:
+    if kind is not None and _utf8_size("kind", kind) > settings.max_kind_bytes:
         raise _invalid("kind", f"at most {settings.max_kind_bytes} bytes (TIDINGS_MAX_KIND_BYTES)")
 
     encoded = json.dumps(body.data, ensure_ascii=False, separators=(",", ":"))
-    if len(encoded.encode()) > settings.max_data_bytes:
+    if _utf8_size("data", encoded) > settings.max_data_bytes:
         raise _invalid(
             "data", f"at most {settings.max_data_bytes} bytes as JSON (TIDINGS_MAX_DATA_BYTES)"
         )
+
+    if body.idempotency_key is not None:
+        _utf8_size("idempotency_key", body.idempotency_key)
 
     return Draft(user_ids=tuple(user_ids), message=message, link=link, kind=kind, data=body.data)
 
 
 def _safe_link(link: str) -> bool:
     if any(ord(ch) <= 32 or ord(ch) == 127 for ch in link):
+        return False
+    # Browsers read a backslash as "/" in http(s) URLs: "/\evil.example" goes to evil.example.
+    if "\\" in link:
         return False
     parts = urlsplit(link)
     if parts.scheme:

@@ -206,7 +206,8 @@ export const NotificationBell = {
       if (change.type === "notification") this.announce(change.notification);
     });
     this.onDocumentClick = (event) => {
-      if (this.isOpen && !this.$el.contains(event.target)) this.isOpen = false;
+      // The path, not contains(): the clicked button may be gone already (re-rendered).
+      if (this.isOpen && !event.composedPath().includes(this.$el)) this.isOpen = false;
     };
     document.addEventListener("click", this.onDocumentClick);
   },
@@ -263,6 +264,8 @@ export const NotificationBell = {
         this.announcement = this.t("announce", { message: notification.message });
       });
       this.$emit("new-notification", notification);
+      // Also as a DOM event, like <tidings-bell>, for host code outside Vue.
+      this.$el.dispatchEvent(new CustomEvent("new-notification", { detail: notification, bubbles: true }));
     },
     onKeydown(event) {
       if (event.key === "Escape" && this.isOpen) {

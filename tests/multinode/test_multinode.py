@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.multinode.client import ReconnectingClient, running
@@ -38,7 +39,7 @@ async def publish_steadily(
     """One notification every `every` seconds until `stop` (the one in flight completes)."""
     i = 0
     while not stop.is_set():
-        await pub.publish(urls, user, f"{tag}-{i}")
+        await pub.publish(urls, user, f"{tag}-{user}-{i}")
         i += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
@@ -135,7 +136,13 @@ async def test_a_redis_outage_of_5_s_loses_nothing(
                 tg.create_task(publish_steadily(pub, urls, user, tag, stop, every=0.1))
             await asyncio.sleep(1.5)
             private_redis.stop()
-            await asyncio.sleep(5)
+            began = time.monotonic()
+            async with httpx.AsyncClient(timeout=5) as http:
+                # /readyz reports the outage while publishing goes on.
+                while (await http.get(f"{nodes[0].url}/readyz")).status_code != 503:
+                    assert time.monotonic() - began < 4, "/readyz did not report the bus outage"
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(5 - (time.monotonic() - began))
             private_redis.start()
             await asyncio.sleep(1.5)
             stop.set()
@@ -147,6 +154,7 @@ async def test_a_redis_outage_of_5_s_loses_nothing(
         assert_exactly_once(client, pub.stored[user], f"client {index} ({user})")
         # The stream held on: the catch-up came through the open connection.
         assert client.connects == 1
+    assert "reconnected; streams catch up from the store" in cluster.logs()
 
 
 async def test_a_rolling_restart_under_load_loses_nothing_and_duplicates_nothing(

@@ -134,9 +134,7 @@ def test_the_page_recovers_by_itself_after_the_stream_answered_503(
         # The browser's EventSource gave up at the first 503; the client kept trying.
         streams = [p for p in paths if p.startswith("/notifications/stream")]
         assert len(streams) >= 2, paths
-        expect(page.locator("tidings-bell")).to_have_attribute(
-            "data-connection", "reconnecting"
-        )
+        expect(page.locator("tidings-bell")).to_have_attribute("data-connection", "reconnecting")
         open_bell(page)
         expect(page.locator("tidings-bell .banner")).to_have_text("Reconnecting…")
     server.start("--demo")

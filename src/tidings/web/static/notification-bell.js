@@ -150,6 +150,7 @@ export const NotificationBell = {
   name: "NotificationBell",
   props: {
     baseUrl: { type: String, default: "" },
+    token: { type: String, default: "" },
     pageSize: { type: Number, default: 10 },
     heartbeat: { type: Number, default: 15 },
     getToken: { type: Function, default: null },
@@ -185,14 +186,15 @@ export const NotificationBell = {
       if (this.actionError) return this.t("actionError");
       if (s.connection === "offline") return this.t("offline");
       if (s.connection === "unauthorized") return this.t("unauthorized");
-      if (s.connection === "reconnecting") return this.t("reconnecting");
       if (s.status === "error" && s.items.length) return this.t("error");
+      if (s.connection === "reconnecting") return this.t("reconnecting");
       return "";
     },
   },
   mounted() {
     injectStyle();
     this.tidingsClient = createTidings({
+      token: this.token || undefined,
       baseUrl: this.baseUrl || undefined,
       pageSize: this.pageSize,
       heartbeat: this.heartbeat,

@@ -3,7 +3,7 @@
 //   <script type="module" src="https://tidings.example.com/static/tidings-bell.js"></script>
 //   <tidings-bell base-url="https://tidings.example.com"></tidings-bell>
 //
-// Attributes: base-url, page-size, heartbeat (the server's TIDINGS_HEARTBEAT), theme ("light" |
+// Attributes: token (a user token; exchanged for the session cookie), base-url, page-size, heartbeat (the server's TIDINGS_HEARTBEAT), theme ("light" |
 // "dark"; default: the system's), no-desktop (hide the desktop-alerts switch).
 // Properties: getToken (async () => token, called on 401), strings (replace any of STRINGS),
 // client (the tidings.js client, read-only). Events: `new-notification` (detail: the notification).
@@ -238,7 +238,11 @@ export class TidingsBell extends HTMLElement {
       const value = Number(this.getAttribute(name));
       return Number.isFinite(value) && value > 0 ? value : fallback;
     };
+    // A token rendered into the page: used once, then taken out of the DOM.
+    const token = this.getAttribute("token") || undefined;
+    this.removeAttribute("token");
     this._client = createTidings({
+      token,
       baseUrl: this.getAttribute("base-url") || undefined,
       pageSize: number("page-size", 10),
       heartbeat: number("heartbeat", 15),
@@ -394,8 +398,8 @@ export class TidingsBell extends HTMLElement {
     if (this._actionError) return text(s.actionError);
     if (state.connection === "offline") return text(s.offline);
     if (state.connection === "unauthorized") return text(s.unauthorized);
-    if (state.connection === "reconnecting") return text(s.reconnecting);
     if (state.status === "error" && state.items.length) return text(s.error);
+    if (state.connection === "reconnecting") return text(s.reconnecting);
     return null;
   }
 

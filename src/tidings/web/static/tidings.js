@@ -221,7 +221,9 @@ class Tidings {
     g.addEventListener?.("offline", this._onWindow.offline);
     g.document?.addEventListener("visibilitychange", this._onWindow.visibilitychange);
 
-    this._loaded = this.refresh().catch(() => {});
+    // A token the host page rendered in: exchanged for the session cookie before anything else.
+    const start = this._opts.token ? this._session(this._opts.token) : Promise.resolve(true);
+    this._loaded = start.then(() => this.refresh()).catch(() => {});
     if (canShare) this._elect();
     else {
       this._role = "solo";
@@ -259,7 +261,7 @@ class Tidings {
         this._error = null;
         this._emit({ type: "state" });
       } catch (error) {
-        this._status = this._status === "ready" ? "ready" : "error";
+        this._status = "error"; // what is loaded stays; the bell says the reload failed
         this._error = describe(error);
         this._emit({ type: "error", action: "refresh", error });
         throw error;
@@ -415,7 +417,9 @@ class Tidings {
     } else if (m.t === "resync") {
       this.refresh().catch(() => {});
     } else if (m.t === "reconnect") {
-      this._loaded = this.refresh().catch(() => {});
+      // A token the host page rendered in: exchanged for the session cookie before anything else.
+    const start = this._opts.token ? this._session(this._opts.token) : Promise.resolve(true);
+    this._loaded = start.then(() => this.refresh()).catch(() => {});
       if (this._isLeader()) {
         this._attempt = 0;
         this._loaded.then(() => this._open());
@@ -653,6 +657,16 @@ class Tidings {
     return response.status === 204 ? null : response.json();
   }
 
+  /** POST /notifications/session: the token becomes the HttpOnly cookie EventSource sends. */
+  async _session(token) {
+    try {
+      const response = await this._fetch(`${this._base}/notifications/session`, this._init("POST", { token }));
+      return response.ok;
+    } catch {
+      return false;
+    }
+  }
+
   /** Ask the host page for a fresh token and turn it into the session cookie (single flight). */
   _refreshCredential() {
     const getToken = this._opts.getToken;
@@ -661,12 +675,7 @@ class Tidings {
       this._credential = (async () => {
         try {
           const token = await getToken();
-          if (!token) return false;
-          const response = await this._fetch(
-            `${this._base}/notifications/session`,
-            this._init("POST", { token })
-          );
-          return response.ok;
+          return token ? await this._session(token) : false;
         } catch {
           return false;
         } finally {
@@ -686,7 +695,7 @@ function describe(error) {
 /**
  * Create a client. Options: `baseUrl` (the tidings server; default this origin), `pageSize` (10),
  * `heartbeat` (the server's TIDINGS_HEARTBEAT in seconds, 15; the watchdog also learns it from
- * the pings), `getToken` (async () => a fresh user token, called on 401), `share` (true: one
+ * the pings), `token` (a user token to start the session with), `getToken` (async () => a fresh user token, called on 401), `share` (true: one
  * stream for all tabs), `backoff` ({initial: 1000, max: 30000} ms), `withCredentials` (default:
  * true when baseUrl is another origin).
  */

@@ -106,10 +106,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("user_id", metavar="USER_ID")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    sub.add_parser(
+        "bench",
+        help="run the benchmark harness: bench/run [--quick] [SCENARIO…] (docs/benchmarks.md)",
+        add_help=False,
+    )
     return parser
 
 
+def _bench(argv: list[str]) -> int:
+    # The harness lives in the repository checkout (bench/), not in the installed package.
+    from pathlib import Path
+    from subprocess import call
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "run"
+    if not script.is_file():
+        print("tidings: bench/run not found; run it from a repository checkout", file=sys.stderr)
+        return 2
+    return call([str(script), *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["bench"]:
+        # Passed through untouched: bench/run parses its own options.
+        return _bench(raw[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":

@@ -27,7 +27,10 @@ RE_K = re.compile(rb'"k":\s*(\d+)')
 RE_T = re.compile(rb'"t":\s*([0-9.]+)')
 DEFAULT_RETRY_MS = 3000
 MAX_RETRY_MS = 10000
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 30.0
+# A browser waits long for a response head; giving up early would abandon sockets the server still
+# writes to, which the server counts as delivered.
+HEAD_TIMEOUT = 120.0
 
 
 class Stats:
@@ -75,6 +78,8 @@ class Reader(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is not None:
+            self.gen.doubles += 1
         self.transport = transport  # type: ignore[assignment]
         self.buf.clear()
         self.sse.clear()
@@ -97,6 +102,7 @@ class Reader(asyncio.Protocol):
                 h.startswith("transfer-encoding:") and "chunked" in h for h in lowered
             )
             self.head_done = True
+            self.gen.statuses[str(self.status)] = self.gen.statuses.get(str(self.status), 0) + 1
             if self.status != 200:
                 self._settle(False)
                 if self.transport is not None:
@@ -204,6 +210,8 @@ class Readers:
         self.open = 0
         self.reconnect = False
         self.reconnects = 0
+        self.doubles = 0
+        self.statuses: dict[str, int] = {}
         self.target = 0
         self.done = 0
         self.last_done = 0.0
@@ -223,7 +231,7 @@ class Readers:
             await asyncio.wait_for(
                 loop.create_connection(lambda: reader, self.host, self.port), CONNECT_TIMEOUT
             )
-            return await asyncio.wait_for(reader.ready, CONNECT_TIMEOUT)
+            return await asyncio.wait_for(reader.ready, HEAD_TIMEOUT)
         except (OSError, TimeoutError):
             if reader.transport is not None:
                 reader.transport.close()
@@ -417,6 +425,8 @@ async def main(host: str, port: int) -> None:
                 "open": readers.open,
                 "readers": len(readers.readers),
                 "reconnects": readers.reconnects,
+                "doubles": readers.doubles,
+                "statuses": readers.statuses,
                 "done": readers.done,
                 "last_done": readers.last_done,
                 "events": s.events,

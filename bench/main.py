@@ -121,7 +121,7 @@ class Generator:
             for i in range(n)
         ]
         started = time.time()
-        replies = self._call(self.procs, cmds, timeout=60 + len(conns) / 200)
+        replies = self._call(self.procs, cmds, timeout=150 + len(conns) / 200)
         elapsed = time.time() - started
         opened = sum(r["opened"] for r in replies)
         return {"opened": opened, "failed": sum(r["failed"] for r in replies), "elapsed": elapsed}
@@ -435,6 +435,7 @@ def scenario_storm(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             "lost": opened["opened"] * per - received,
             "duplicates": st["dups"],
             "reconnect_attempts": st["reconnects"],
+            "open_at_end": st["open"],
         }
         common.log(f"  -> {result}")
         return result

@@ -36,6 +36,7 @@ TTL = 600
 
 _uniq = itertools.count()
 queries = {"poll": 0, "pull": 0, "write": 0}
+sent = {"frames": 0, "streams": 0, "aborted_before_send": 0}
 _db: sqlite3.Connection | None = None
 
 
@@ -118,6 +119,7 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
         (b"cache-control", b"no-cache"),
     ]
     conn = db()
+    sent["streams"] += 1
     pattern = f"{PREFIX}user.{user}.new_notification.%"
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -132,6 +134,9 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
             for key in keys:
                 value = cache_pull(conn, key)
                 if value:
+                    sent["frames"] += 1
+                    if aborted:
+                        sent["aborted_before_send"] += 1
                     frame = f"event: new-notification\nid: {uniqid()}\ndata: {value}\n\n"
                     await send(
                         {"type": "http.response.body", "body": frame.encode(), "more_body": True}
@@ -183,6 +188,7 @@ async def publish(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def metrics() -> bytes:
     lines = [f'tidings_store_queries_total{{op="{op}"}} {n}' for op, n in queries.items()]
+    lines += [f"bench_polling_{name} {n}" for name, n in sent.items()]
     return ("\n".join(lines) + "\n").encode()
 
 

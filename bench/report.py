@@ -1,0 +1,355 @@
+"""Render docs/benchmarks.md and PNG plots from the newest bench/results/<scenario>-*.json.
+
+`python -m bench.report` (bench/run calls it at the end). Tables compare every target with tidings
+side by side; ratios are tidings / other (below 1 means tidings needs less, or is faster).
+Plots need matplotlib (the `bench` extra); without it the tables are still written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from bench.common import RESULTS, ROOT
+
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOTS = RESULTS
+ORDER = ("tidings", "floor", "polling", "centrifugo", "mercure")
+
+
+def newest(scenario: str) -> dict[str, Any] | None:
+    files = sorted(RESULTS.glob(f"{scenario}-*.json"))
+    if not files:
+        return None
+    data: dict[str, Any] = json.loads(files[-1].read_text())
+    data["_file"] = files[-1].relative_to(ROOT).as_posix()
+    return data
+
+
+def fmt(x: Any, unit: str = "") -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        x = f"{x:,.2f}" if abs(x) < 100 else f"{x:,.0f}"
+    elif isinstance(x, int):
+        x = f"{x:,}"
+    return f"{x}{unit}"
+
+
+def ratio(ours: Any, other: Any) -> str:
+    if not isinstance(ours, int | float) or not isinstance(other, int | float) or other == 0:
+        return "–"
+    return f"{ours / other:.2f}×"
+
+
+def targets(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = data.get("targets", {})
+    return [(name, found[name]) for name in ORDER if name in found]
+
+
+def skipped_lines(data: dict[str, Any]) -> list[str]:
+    out = []
+    for name, entry in targets(data):
+        why = entry.get("skipped") or entry.get("error")
+        if why:
+            out.append(f"- **{name}** not measured: {why}")
+    return out
+
+
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def idle_section(data: dict[str, Any]) -> list[str]:
+    out = ["## 1. Idle capacity", "", f"Source: `{data['_file']}`.", ""]
+    ours = {lv["streams"]: lv for lv in data["targets"].get("tidings", {}).get("levels", [])}
+    rows = []
+    for name, entry in targets(data):
+        for lv in entry.get("levels", []):
+            if "skipped" in lv:
+                rows.append([name, fmt(lv["streams"]), "skipped: " + lv["skipped"]] + [""] * 6)
+                continue
+            mine = ours.get(lv["streams"], {})
+            rows.append(
+                [
+                    name,
+                    fmt(lv["streams"]),
+                    f"{fmt(lv['opened'])} ({fmt(lv['failed'])} failed)",
+                    fmt(lv["open_rate"], "/s"),
+                    fmt(lv["rss_per_stream_kb"], " KB"),
+                    ratio(mine.get("rss_per_stream_kb"), lv["rss_per_stream_kb"]),
+                    fmt(lv["idle_cpu_pct"], " %"),
+                    fmt(lv["queries_per_s"]),
+                    fmt(lv["generator_cpu_share_max"]),
+                ]
+            )
+    head = [
+        "server",
+        "streams",
+        "opened",
+        "open rate",
+        "RSS / stream",
+        "tidings / this (RSS)",
+        "idle CPU",
+        "store queries/s",
+        "generator CPU (max proc)",
+    ]
+    return out + table(head, rows) + [""] + skipped_lines(data) + [""]
+
+
+def latency_section(data: dict[str, Any]) -> list[str]:
+    out = ["## 2. Latency under load", "", f"Source: `{data['_file']}`.", ""]
+    ours = {
+        (r["streams"], r["rate"]): r for r in data["targets"].get("tidings", {}).get("runs", [])
+    }
+    rows = []
+    for name, entry in targets(data):
+        for r in entry.get("runs", []):
+            mine = ours.get((r["streams"], r["rate"]), {})
+            flag = " (generator-limited)" if r.get("generator_limited") else ""
+            rows.append(
+                [
+                    name,
+                    fmt(r["streams"]),
+                    fmt(r["rate"], "/s") + flag,
+                    fmt(r["p50_ms"], " ms"),
+                    fmt(r["p99_ms"], " ms"),
+                    fmt(r["max_ms"], " ms"),
+                    ratio(mine.get("p99_ms"), r["p99_ms"]),
+                    f"{fmt(r['lost'])} / {fmt(r['duplicates'])}",
+                    fmt(r["publish_errors"]),
+                    fmt(r["server_cpu_pct"], " %"),
+                ]
+            )
+    head = [
+        "server",
+        "streams",
+        "rate",
+        "p50",
+        "p99",
+        "max",
+        "tidings / this (p99)",
+        "lost / dup",
+        "publish errors",
+        "server CPU",
+    ]
+    out += [*table(head, rows), ""]
+    best = [
+        f"- {name}: "
+        + ", ".join(
+            f"{fmt(int(n))} streams → {fmt(v, '/s') if v else 'none of the rates'}"
+            for n, v in entry.get("highest_rate_p99_under_100ms", {}).items()
+        )
+        for name, entry in targets(data)
+        if entry.get("highest_rate_p99_under_100ms")
+    ]
+    if best:
+        out += ["Highest rate measured with p99 < 100 ms and nothing lost:", "", *best, ""]
+    return out + skipped_lines(data) + [""]
+
+
+def broadcast_section(data: dict[str, Any]) -> list[str]:
+    out = ["## 3. Broadcast", "", f"Source: `{data['_file']}`.", ""]
+    ours = data["targets"].get("tidings", {}).get("last_ms_median")
+    rows = []
+    for name, entry in targets(data):
+        rounds = entry.get("rounds", [])
+        if not rounds:
+            continue
+        rows.append(
+            [
+                name,
+                fmt(rounds[0]["users"]),
+                fmt(entry.get("last_ms_median"), " ms"),
+                ratio(ours, entry.get("last_ms_median")),
+                ", ".join(fmt(r["last_ms"], " ms") for r in rounds),
+                fmt(sum(r["lost"] for r in rounds)),
+                fmt(sum(r["duplicates"] for r in rounds)),
+                fmt(rounds[0]["publish_call_ms"], " ms"),
+            ]
+        )
+    head = [
+        "server",
+        "users",
+        "last received (median)",
+        "tidings / this",
+        "each round",
+        "lost",
+        "dup",
+        "publish call",
+    ]
+    return out + table(head, rows) + [""] + skipped_lines(data) + [""]
+
+
+def storm_section(data: dict[str, Any]) -> list[str]:
+    out = ["## 4. Reconnect storm", "", f"Source: `{data['_file']}`.", ""]
+    rows = []
+    for name, entry in targets(data):
+        if "streams" not in entry:
+            continue
+        rows.append(
+            [
+                name,
+                fmt(entry["opened"]),
+                fmt(entry["per_user"]),
+                fmt(entry["server_ready_s"], " s"),
+                fmt(entry["all_received_s"], " s")
+                if entry["all_received_s"] is not None
+                else f"not all ({fmt(entry['resumed'])} done)",
+                fmt(entry["lost"]),
+                fmt(entry["duplicates"]),
+                fmt(entry["reconnect_attempts"]),
+            ]
+        )
+    head = [
+        "server",
+        "streams",
+        "published per user while down",
+        "server ready after",
+        "every stream has its notifications after",
+        "lost",
+        "dup",
+        "reconnect attempts",
+    ]
+    return out + table(head, rows) + [""] + skipped_lines(data) + [""]
+
+
+def stores_section() -> list[str]:
+    out = ["## 5. Stores and buses", ""]
+    files = sorted(RESULTS.glob("stores*.json"))
+    if not files:
+        return [*out, "No results yet (bench/stores.py, written separately, produces them).", ""]
+    data = json.loads(files[-1].read_text())
+    out.append(f"Source: `{files[-1].relative_to(ROOT).as_posix()}`.")
+    out += ["", "```json", json.dumps(data.get("stores", data), indent=1)[:6000], "```", ""]
+    return out
+
+
+def plots(latency: dict[str, Any] | None, idle: dict[str, Any] | None) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ["(plots skipped: matplotlib is not installed; `pip install -e '.[bench]'`)", ""]
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    out = []
+    if latency:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, entry in targets(latency):
+            by_streams: dict[int, list[tuple[int, float]]] = {}
+            for r in entry.get("runs", []):
+                if r["p99_ms"] is not None:
+                    by_streams.setdefault(r["streams"], []).append((r["rate"], r["p99_ms"]))
+            for n, pts in sorted(by_streams.items()):
+                pts.sort()
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{name}, {n}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("notifications per second")
+        ax.set_ylabel("p99 latency (ms)")
+        ax.axhline(100, color="grey", linestyle=":", linewidth=1)
+        ax.legend(fontsize=7)
+        ax.set_title("p99 latency against publish rate (streams open)")
+        fig.tight_layout()
+        fig.savefig(PLOTS / "latency.png", dpi=110)
+        plt.close(fig)
+        out += ["![p99 latency against rate](../bench/results/latency.png)", ""]
+    if idle:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, entry in targets(idle):
+            pts = [(lv["opened"], lv["rss_mb"]) for lv in entry.get("levels", []) if "rss_mb" in lv]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.set_xlabel("open streams")
+        ax.set_ylabel("server RSS (MB)")
+        ax.legend(fontsize=8)
+        ax.set_title("server memory against open streams")
+        fig.tight_layout()
+        fig.savefig(PLOTS / "memory.png", dpi=110)
+        plt.close(fig)
+        out += ["![memory against open streams](../bench/results/memory.png)", ""]
+    return out
+
+
+INTRO = """\
+# Benchmarks
+
+tidings measured side by side, in one run on one machine, with the design it replaces, the raw
+floor of SSE in Python, and the Go peers. Reproduce with `bench/run` (full, ≤ 30 min) or
+`bench/run --quick` (≤ 5 min, small loads); `tidings bench …` is the same command. Results land
+in `bench/results/<scenario>-<timestamp>.json` (machine, versions, configuration, every figure);
+`python -m bench.report` renders this page from the newest file of each scenario.
+
+**What is compared.** *tidings*: `tidings serve`, SQLite store, local bus. *floor*:
+`bench/servers/floor.py`, a raw-ASGI SSE server with an in-memory queue per user and nothing else
+(no auth check, store, replay or limits): the ratio tidings / floor is what the guarantees cost.
+*polling*: `bench/servers/polling.py`, the replaced Laravel controller ported to Python on the same
+uvicorn stack: the observer writes a cache row per notification, every stream scans the cache
+table by key prefix and pulls what it finds every 2 s. *Centrifugo*: built from the Go module proxy
+(`bench/peers.py`), unidirectional SSE, each user on their personal channel, publishing over its
+HTTP API. *Mercure*: see the notes where it could not be installed.
+
+**How.** Load generators are separate processes (`bench/loadgen.py`: raw asyncio sockets, uvloop,
+HTTP/1.1 + chunked + SSE parsing), with real signed tokens, publishing over HTTP. A publish is
+scheduled open-loop and stamped with its *scheduled* time in `data.t`; latency is receive time
+minus that, on the same clock, so queueing in an overloaded server shows. Every publish carries a
+unique `data.k`; a notification a stream never received is *lost*, one it received twice is a
+*dup*. Each generator process reports its CPU share; a row where a generator process used more
+than 85 % of a core is marked *generator-limited*. Server CPU and RSS come from `/proc` for the
+server's process tree.
+
+**Read with care.** The generator shares the machine's cores with the server, so absolute figures
+are lower than on a dedicated box; compare ratios within one run. A `--quick` run uses small loads
+and short windows, and its figures are indicative only.
+"""
+
+
+def render() -> str:
+    idle, latency = newest("idle"), newest("latency")
+    broadcast, storm = newest("broadcast"), newest("storm")
+    first = next((d for d in (idle, latency, broadcast, storm) if d), None)
+    out = [INTRO]
+    if first is not None:
+        m, v = first["machine"], first["versions"]
+        peers = first.get("peers", {})
+        out += [
+            "## Machine and versions",
+            "",
+            f"- {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+            f"open files {m['nofile'][0]}, somaxconn {m['somaxconn']}, load at start "
+            f"{m['loadavg_at_start']}",
+            f"- Python {v.get('python')}, uvicorn {v.get('uvicorn')}, uvloop {v.get('uvloop')}, "
+            f"httptools {v.get('httptools')}, SQLite {v.get('sqlite')}, tidings {v.get('tidings')}"
+            f" (commit {first.get('git')})",
+            f"- Centrifugo: {v.get('centrifugo') or peers.get('centrifugo', 'not built')}",
+            f"- Mercure: {peers.get('mercure', 'not attempted')}",
+            f"- Run: {'--quick' if first.get('quick') else 'full'}",
+            "",
+        ]
+    out += plots(latency, idle)
+    for data, section in (
+        (idle, idle_section),
+        (latency, latency_section),
+        (broadcast, broadcast_section),
+        (storm, storm_section),
+    ):
+        if data is not None:
+            out += section(data)
+    out += stores_section()
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str]) -> int:
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(render())
+    print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

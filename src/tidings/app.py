@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.api import add_error_handlers, operations_router, publisher_router, user_router
 from tidings.service import Service
-from tidings.settings import Settings
+from tidings.settings import ConfigError, Settings
+from tidings.store import StoreUnavailable
 from tidings.stream import stream_endpoint
 
 __all__ = ["TidingsApp", "create_app"]
@@ -29,12 +30,27 @@ class TidingsApp:
     def __init__(self, service: Service, api: FastAPI) -> None:
         self.service = service
         self.api = api
+        # Why start-up failed, when the cause is the operator's to fix (not a bug in tidings).
+        self.startup_error: Exception | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == STREAM_PATH:
             await stream_endpoint(self.service, scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await self.api(scope, receive, self._one_line_startup_failure(send))
+            return
         await self.api(scope, receive, send)
+
+    def _one_line_startup_failure(self, send: Send) -> Send:
+        """A failed start-up comes with a traceback; a cause the operator can fix needs one line."""
+
+        async def reporting(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.startup_error is not None:
+                message = {**message, "message": f"tidings: {self.startup_error}"}
+            await send(message)
+
+        return reporting
 
 
 class BodyLimit:
@@ -94,8 +110,15 @@ def create_app(settings: Settings) -> TidingsApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with service.running():
-            yield
+        started = False
+        try:
+            async with service.running():
+                started = True
+                yield
+        except (StoreUnavailable, ConfigError, OSError) as exc:
+            if not started:
+                app.startup_error = exc
+            raise
 
     api = FastAPI(
         title="tidings",
@@ -127,7 +150,8 @@ def create_app(settings: Settings) -> TidingsApp:
         )
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     _document_stream(api)
-    return TidingsApp(service, api)
+    app = TidingsApp(service, api)
+    return app
 
 
 def _document_stream(api: FastAPI) -> None:

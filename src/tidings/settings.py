@@ -7,6 +7,7 @@ the result down. Every limit is a number here, documented in docs/configuration.
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ class Settings:
             raise ConfigError("TIDINGS_HEARTBEAT must be a positive number of seconds")
         if self.retention_days <= 0:
             raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
+        if self.prune_interval <= 0:
+            raise ConfigError("TIDINGS_PRUNE_INTERVAL must be a positive number of seconds")
         positive = (
             "max_message_bytes",
             "max_link_bytes",
@@ -111,6 +114,9 @@ class Settings:
                 )
 
 
+_KINDS = {bool: "a boolean (1/0, true/false)", int: "a whole number", float: "a number"}
+
+
 def _parse(cls: type[Settings], name: str, key: str, raw: str) -> object:
     default = next(f for f in dataclasses.fields(cls) if f.name == name).default
     raw = raw.strip()
@@ -124,10 +130,14 @@ def _parse(cls: type[Settings], name: str, key: str, raw: str) -> object:
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            number = float(raw)
+            if math.isfinite(number):
+                return number
         if isinstance(default, tuple):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError:
-        kind = type(default).__name__
-        raise ConfigError(f"{key}={raw!r} is not a valid {kind}") from None
+        kind = _KINDS.get(type(default), type(default).__name__)
+        raise ConfigError(f"{key}={raw!r} is not {kind}") from None
+    if isinstance(default, float):
+        raise ConfigError(f"{key}={raw!r} is not a finite number")
     return raw

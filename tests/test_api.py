@@ -385,6 +385,24 @@ def test_closing_the_session_clears_the_cookie(server: Server) -> None:
     assert "max-age=0" in cookie.lower()
 
 
+def test_an_explicit_bearer_token_wins_over_a_stale_cookie(server: Server) -> None:
+    user = new_user()
+    publish_to(server, user, "one")
+    stale = make_token(user, secret="the-secret-before-rotation-0123456789")
+    response = HTTP.get(
+        f"{server.url}/notifications/unread-count",
+        headers={"cookie": f"tidings_session={stale}", **bearer(make_token(user))},
+    )
+    assert response.status_code == 200
+    assert response.json() == {"unread": 1, "last_seq": 1}
+    # And a wrong bearer token is reported, not papered over by a good cookie.
+    response = HTTP.get(
+        f"{server.url}/notifications/unread-count",
+        headers={"cookie": f"tidings_session={make_token(user)}", **bearer(stale)},
+    )
+    assert response.status_code == 401
+
+
 # --- CSRF and CORS ------------------------------------------------------------------------------
 
 

@@ -77,13 +77,19 @@ def decode_token(secret: str, token: str) -> tuple[str, float]:
 
 
 def read_user(conn: HTTPConnection, settings: Settings) -> UserCredential:
-    """The caller's user credential: cookie, else `Authorization: Bearer`, else (opt-in) query."""
-    token = conn.cookies.get(COOKIE_NAME)
-    via_cookie = bool(token)
+    """The caller's user credential: `Authorization: Bearer`, else the cookie, else (opt-in) query.
+
+    The header wins because it is explicit: a page's stale session cookie (expired, or signed
+    before a secret rotation) must not shadow the fresh token a caller sends on purpose.
+    """
+    token: str | None = None
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        token = value.strip()
+    via_cookie = False
     if not token:
-        scheme, _, value = conn.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            token = value.strip()
+        token = conn.cookies.get(COOKIE_NAME)
+        via_cookie = bool(token)
     if not token and "token" in conn.query_params:
         if not settings.allow_query_token:
             raise ApiError(

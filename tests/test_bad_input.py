@@ -321,6 +321,39 @@ def test_data_that_is_not_an_object_is_422(server: Server, data: Any) -> None:
     assert_nothing_stored(server, user)
 
 
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_data_with_nan_or_infinity_is_422(server: Server, literal: bytes) -> None:
+    # Python's JSON parser takes these; browsers' JSON.parse does not, so they must not be stored.
+    user = new_user()
+    raw = b'{"user_id": "%s", "message": "hi", "data": {"x": %s}}' % (user.encode(), literal)
+    detail = assert_error(post(server, "/api/notifications", raw=raw), 422, "invalid_notification")
+    assert field_of(detail) == "data"
+    assert_nothing_stored(server, user)
+
+
+def nested_data(user: str, lists: int) -> bytes:
+    """A body whose `data` nests `lists + 1` levels: {"a": [[...[1]...]]}."""
+    data = b'{"a":' + b"[" * lists + b"1" + b"]" * lists + b"}"
+    return b'{"user_id": "%s", "message": "hi", "data": %s}' % (user.encode(), data)
+
+
+def test_data_nested_too_deeply_is_422(server: Server) -> None:
+    user = new_user()
+    response = post(server, "/api/notifications", raw=nested_data(user, 32))
+    detail = assert_error(response, 422, "invalid_notification")
+    assert field_of(detail) == "data"
+    assert_nothing_stored(server, user)
+    assert post(server, "/api/notifications", raw=nested_data(user, 31)).status_code == 201
+    assert as_user(server, user, "GET", "/notifications").status_code == 200
+
+
+def test_data_nested_beyond_the_parser_is_400(server: Server) -> None:
+    user = new_user()
+    response = post(server, "/api/notifications", raw=nested_data(user, 3000))
+    assert_error(response, 400)
+    assert_nothing_stored(server, user)
+
+
 # --- user ids -----------------------------------------------------------------------------------
 
 

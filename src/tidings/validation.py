@@ -14,6 +14,8 @@ from tidings.settings import Settings
 __all__ = ["ApiError", "PublishIn", "check_user_id", "is_unicode", "make_draft"]
 
 MAX_USER_ID_CHARS = 128
+# Deeper data gains nothing and comes near the JSON libraries' recursion limits on the way out.
+MAX_DATA_DEPTH = 32
 
 
 class ApiError(Exception):
@@ -110,7 +112,13 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
     if kind is not None and _utf8_size("kind", kind) > settings.max_kind_bytes:
         raise _invalid("kind", f"at most {settings.max_kind_bytes} bytes (TIDINGS_MAX_KIND_BYTES)")
 
-    encoded = json.dumps(body.data, ensure_ascii=False, separators=(",", ":"))
+    if _depth(body.data) > MAX_DATA_DEPTH:
+        raise _invalid("data", f"nests at most {MAX_DATA_DEPTH} levels deep")
+    try:
+        # NaN and Infinity parse in Python but are not JSON: a browser could not read them back.
+        encoded = json.dumps(body.data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise _invalid("data", "must be JSON: NaN and Infinity are not allowed") from None
     if _utf8_size("data", encoded) > settings.max_data_bytes:
         raise _invalid(
             "data", f"at most {settings.max_data_bytes} bytes as JSON (TIDINGS_MAX_DATA_BYTES)"
@@ -120,6 +128,22 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
         _utf8_size("idempotency_key", body.idempotency_key)
 
     return Draft(user_ids=tuple(user_ids), message=message, link=link, kind=kind, data=body.data)
+
+
+def _depth(value: object) -> int:
+    """How deeply `value` nests, iteratively: a deep value must not exhaust Python's stack."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_DATA_DEPTH:
+            return deepest
+        if isinstance(item, dict):
+            pending.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _safe_link(link: str) -> bool:

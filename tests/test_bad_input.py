@@ -145,6 +145,33 @@ def test_a_json_body_that_is_not_an_object_is_422(server: Server, body: Any) -> 
     assert_error(response, 422, "invalid_request")
 
 
+@pytest.mark.parametrize(
+    "content_type", [None, "application/x-www-form-urlencoded", "text/plain"], ids=str
+)
+def test_a_body_that_is_not_sent_as_json_is_415(server: Server, content_type: str | None) -> None:
+    # `curl -d '{...}'` sends a form content type: say so, rather than "not an object".
+    user = new_user()
+    headers = {"authorization": f"Bearer {PUBLISHER_KEY}"}
+    if content_type is not None:
+        headers["content-type"] = content_type
+    body = json.dumps({"user_id": user, "message": "hi"}).encode()
+    response = HTTP.post(f"{server.url}/api/notifications", content=body, headers=headers)
+    assert "application/json" in assert_error(response, 415, "unsupported_media_type")
+    assert_nothing_stored(server, user)
+
+
+def test_a_json_media_type_with_a_suffix_or_charset_is_json(server: Server) -> None:
+    user = new_user()
+    body = json.dumps({"user_id": user, "message": "hi"}).encode()
+    for content_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+        response = HTTP.post(
+            f"{server.url}/api/notifications",
+            content=body,
+            headers={"authorization": f"Bearer {PUBLISHER_KEY}", "content-type": content_type},
+        )
+        assert response.status_code == 201, response.text
+
+
 def test_invalid_json_on_a_user_route_is_400(server: Server) -> None:
     user = new_user()
     publish_to(server, user, "one")

@@ -67,7 +67,10 @@ def changing_user(request: Request, service: ServiceDep) -> UserCredential:
 
 def _is_json(request: Request) -> bool:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return media == "application/json"
+    # What the framework parses as JSON; all of it needs a CORS preflight cross-site.
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 ChangingUserDep = Annotated[UserCredential, Depends(changing_user)]
@@ -343,6 +346,13 @@ def add_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return _error(400, "invalid_json", "the body is not valid JSON")
+        if not _is_json(request) and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            # `curl -d` sends a form content type; say what is wrong instead of "not an object".
+            return _error(
+                415,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            )
         detail = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors
         ]

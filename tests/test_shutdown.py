@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
+import httpx
 import pytest
 
 from tests.conftest import ServerFactory
 from tests.raw_sse import RawResponse, parse_response, stream_request
-from tests.support import make_token
+from tests.support import PUBLISHER_KEY, make_token
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +81,36 @@ async def test_sigterm_with_a_thousand_streams_ends_each_cleanly_and_exits_withi
     # Jittered, so the clients do not all come back in the same instant.
     assert len(set(drain_retries)) > STREAMS // 10
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.slow
+async def test_sigterm_does_not_wait_for_a_client_that_stopped_reading(
+    make_server: ServerFactory,
+) -> None:
+    # A queue this large never overflows here: the stream stays, blocked in a write.
+    server = make_server(stream_queue="5000", stream_queue_bytes=str(64 * 1024 * 1024))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(stream_request(server.port, make_token("stuck")))
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"authorization": f"Bearer {PUBLISHER_KEY}"}, timeout=10
+        ) as api:
+            # Enough to fill the socket buffers (the kernel's grow to a few MB).
+            async def big(i: int) -> None:
+                response = await api.post(
+                    "/api/notifications",
+                    json={"user_id": "stuck", "message": f"big {i}", "data": {"x": "x" * 16_000}},
+                )
+                assert response.status_code == 201
+
+            for start in range(0, 320, 10):
+                await asyncio.gather(*(big(i) for i in range(start, start + 10)))
+        await asyncio.sleep(0.5)
+        assert server.metric("tidings_streams_open") == 1
+        took = await asyncio.to_thread(server.stop)
+    finally:
+        sock.close()
+    assert took < 5.0, f"the server took {took:.1f}s to exit"

@@ -157,9 +157,15 @@ class Hub:
         self._slots: list[set[Subscriber]] = [set() for _ in range(HEARTBEAT_SLOTS)]
         self._next_slot = 0
         self._count = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def __len__(self) -> int:
         return self._count
+
+    async def emptied(self) -> None:
+        """Return once no stream is open (after `drain`, when every stream has ended)."""
+        await self._empty.wait()
 
     def subscribers(self) -> Iterator[Subscriber]:
         for subs in self._users.values():
@@ -180,6 +186,7 @@ class Hub:
         self._next_slot = (self._next_slot + 1) % HEARTBEAT_SLOTS
         self._slots[sub.slot].add(sub)
         self._count += 1
+        self._empty.clear()
         self.metrics.streams_open.inc()
         if expires_at is not None:
             loop = asyncio.get_running_loop()
@@ -198,6 +205,8 @@ class Hub:
         if sub.expiry is not None:
             sub.expiry.cancel()
         self._count -= 1
+        if not self._count:
+            self._empty.set()
         self.metrics.streams_open.dec()
 
     def deliver(self, event: Event) -> None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def install_mercure() -> str:
     if ok and binary.exists():
         return "built"
     tail = (common.WORK / "mercure-build.log").read_text().strip().splitlines()[-3:]
-    return "not built: " + " | ".join(tail)
+    return "not built: " + re.sub(r"https?://\S+", "<proxy>", " | ".join(tail))
 
 
 def status() -> dict[str, str]:

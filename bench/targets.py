@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -272,7 +273,7 @@ class Centrifugo(Target):
             return None
         log = common.WORK / "centrifugo-build.log"
         why = log.read_text()[-600:] if log.exists() else "not installed (bench/peers.py)"
-        return f"not built: {why.strip()}"
+        return "not built: " + re.sub(r"https?://\S+", "<proxy>", why.strip())
 
     def version(self) -> str:
         try:
@@ -342,8 +343,13 @@ class Mercure(Target):
         if (common.WORK / "bin" / "mercure").exists():
             return "built, but this harness has no Mercure driver yet"
         log = common.WORK / "mercure-build.log"
-        why = log.read_text()[-400:].strip() if log.exists() else "not attempted"
-        return f"could not be installed from the Go module proxy: {why}"
+        lines = log.read_text().splitlines() if log.exists() else []
+        if any("403" in x for x in lines):
+            return (
+                "could not be installed: the Go module proxy answers 403 Forbidden (“This module "
+                "version is not available”) for github.com/dunglas/mercure and its caddy module"
+            )
+        return "could not be installed from the Go module proxy: see bench/.work/mercure-build.log"
 
 
 def all_targets() -> list[Target]:

@@ -25,7 +25,7 @@ from tidings.auth import (
 )
 from tidings.service import Service
 from tidings.store import StoreUnavailable
-from tidings.validation import ApiError, PublishIn, check_user_id, make_draft
+from tidings.validation import ApiError, check_user_id
 
 __all__ = ["add_error_handlers", "operations_router", "publisher_router", "user_router"]
 
@@ -39,23 +39,36 @@ MAX_SEQ = 2**63 - 1
 Seq = Annotated[StrictInt, Field(ge=-MAX_SEQ, le=MAX_SEQ)]
 
 
-def service_of(request: Request) -> Service:
+# Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a
+# thread hop per request that cost more than the whole publish.
+
+
+def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
+
+
+async def service_of(request: Request) -> Service:
+    return _service(request)
 
 
 ServiceDep = Annotated[Service, Depends(service_of)]
 
 
-def current_user(request: Request, service: ServiceDep) -> UserCredential:
-    return read_user(request, service.settings)
+async def current_user(request: Request) -> UserCredential:
+    return read_user(request, _service(request).settings)
 
 
 UserDep = Annotated[UserCredential, Depends(current_user)]
 
 
-def changing_user(request: Request, service: ServiceDep) -> UserCredential:
+async def changing_user(request: Request) -> UserCredential:
+    return _changing_user(request)
+
+
+def _changing_user(request: Request) -> UserCredential:
     """A user for a state-changing route: with the cookie, only from an allowed origin."""
+    service = _service(request)
     user = read_user(request, service.settings)
     if user.via_cookie:
         check_origin(request, service.settings)
@@ -76,8 +89,8 @@ def _is_json(request: Request) -> bool:
 ChangingUserDep = Annotated[UserCredential, Depends(changing_user)]
 
 
-def publisher(request: Request, service: ServiceDep) -> None:
-    check_publisher(request, service.settings)
+async def publisher(request: Request) -> None:
+    check_publisher(request, _service(request).settings)
 
 
 # --- user routes -------------------------------------------------------------------------------
@@ -223,22 +236,6 @@ class TokenOut(BaseModel):
     expires_at: int
 
 
-@publisher_router.post(
-    "/api/notifications",
-    status_code=201,
-    responses={201: {"model": NotificationOut | list[NotificationOut]}},
-)
-async def publish(body: PublishIn, service: ServiceDep) -> Response:
-    """Store a notification for `user_id` (returns it) or for each of `user_ids` (an array)."""
-    draft = make_draft(body, service.settings)
-    stored = await service.publish(draft, body.idempotency_key)
-    items = [n.to_json() for n in stored.notifications]
-    content: Any = items[0] if body.user_id is not None and items else items
-    if stored.replayed:
-        return JSONResponse(content, status_code=200, headers={"idempotent-replayed": "true"})
-    return JSONResponse(content, status_code=201)
-
-
 @publisher_router.post("/api/tokens", response_model=TokenOut)
 async def create_token(body: TokenIn, service: ServiceDep) -> TokenOut:
     """Mint a user token, for host apps without a JWT library."""
@@ -316,14 +313,14 @@ def _authenticate(request: Request) -> None:
     """Run the credential check of the matched route (by its router's tag) again."""
     route = request.scope.get("route")
     tags = getattr(route, "tags", None) or ()
-    service = service_of(request)
+    service = _service(request)
     if "publisher" in tags:
         check_publisher(request, service.settings)
     elif "user" in tags and getattr(route, "path", "") != "/notifications/session":
         if request.method in {"GET", "HEAD"}:
-            current_user(request, service)
+            read_user(request, service.settings)
         else:
-            changing_user(request, service)
+            _changing_user(request)
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -1,4 +1,4 @@
-"""The ASGI application: the SSE stream as raw ASGI, everything else through FastAPI."""
+"""The ASGI application: the stream and publish as raw ASGI, everything else through FastAPI."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.api import add_error_handlers, operations_router, publisher_router, user_router
+from tidings.publish import PUBLISH_PATH, openapi_path, publish_endpoint
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
@@ -34,9 +35,15 @@ class TidingsApp:
         self.startup_error: Exception | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == STREAM_PATH:
-            await stream_endpoint(self.service, scope, receive, send)
-            return
+        if scope["type"] == "http":
+            # The two hot routes skip the framework: the stream lives for hours, and a busy
+            # host app publishes many times a second.
+            if scope["path"] == STREAM_PATH:
+                await stream_endpoint(self.service, scope, receive, send)
+                return
+            if scope["path"] == PUBLISH_PATH:
+                await publish_endpoint(self.service, scope, receive, send)
+                return
         if scope["type"] == "lifespan":
             await self.api(scope, receive, self._one_line_startup_failure(send))
             return
@@ -149,13 +156,13 @@ def create_app(settings: Settings) -> TidingsApp:
             expose_headers=["link"],
         )
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    _document_stream(api)
+    _document_raw_routes(api)
     app = TidingsApp(service, api)
     return app
 
 
-def _document_stream(api: FastAPI) -> None:
-    """The stream bypasses FastAPI's router; describe it in /openapi.json all the same."""
+def _document_raw_routes(api: FastAPI) -> None:
+    """Stream and publish bypass FastAPI's router; describe them in /openapi.json all the same."""
     original = api.openapi
 
     def openapi() -> dict[str, Any]:
@@ -181,6 +188,13 @@ def _document_stream(api: FastAPI) -> None:
                     "429": {"description": "too many streams for this user"},
                 },
             }
+        }
+        components = schema.setdefault("components", {})
+        schema["paths"][PUBLISH_PATH] = openapi_path(components.setdefault("schemas", {}))
+        components.setdefault("securitySchemes", {})["publisherKey"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "one of TIDINGS_PUBLISHER_KEYS",
         }
         api.openapi_schema = schema
         return schema

@@ -108,6 +108,10 @@ class Subscriber:
     def push(self, item: Item) -> None:
         if self.reason is not None:
             return
+        if item is PING and self._items:
+            # Something is queued already: the stream is not idle, a ping adds nothing, and a
+            # stream stuck in a write must not collect one per heartbeat without bound.
+            return
         size = _size(item)
         if isinstance(item, Frame | bytes) and (
             len(self._items) >= self._max_items or self._bytes + size > self._max_bytes

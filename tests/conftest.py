@@ -62,7 +62,7 @@ def service_url(name: str) -> str:
     url = os.environ.get(variable)
     if url:
         return url
-    reason = f"{variable} is not set: start the test servers with `eval \"$(scripts/services up)\"`"
+    reason = f'{variable} is not set: start the test servers with `eval "$(scripts/services up)"`'
     if require_services():
         pytest.fail(reason)
     pytest.skip(reason)

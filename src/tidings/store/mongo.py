@@ -1,0 +1,494 @@
+"""MongoDB store on PyMongo's async API; also runs on FerretDB v1 (no transactions there).
+
+Seq order without transactions: the unique index on (user_id, seq) is the per-user lock. A
+publisher computes the user's next seq from what is visible (the newest notification, or the
+`users` floor that deleting and pruning raise before they remove one) and inserts it; when
+another publisher took that seq first, the insert fails on the unique index and the loser
+recomputes and tries again. So N+1 can only be claimed after N was visible, and a seq is visible
+the moment it is claimed: commit order equals seq order, and a reader never meets a hole that
+fills later. No counter to update, no grace period for readers; the same code runs on a MongoDB
+replica set, where a transaction would add nothing to the order.
+
+Retention: `prune` deletes in bounded batches and first raises the users' `pruned_upto`, so a
+stream resuming below it is told to reset. The TTL index is only a safety net for a deployment
+whose nodes stopped pruning: it expires a day after the retention, and deletes silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WaitQueueTimeoutError,
+)
+
+from tidings.models import Draft, Notification, Position, Stored, now_ms
+from tidings.store.base import StoreUnavailable
+
+__all__ = ["MongoStore"]
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+log = logging.getLogger("tidings.store.mongo")
+
+SCHEMA_VERSION = 1
+# Every network await is bounded (pymongo applies these to each operation).
+CONNECT_TIMEOUT_MS = 5_000
+SERVER_SELECTION_TIMEOUT_MS = 5_000
+SOCKET_TIMEOUT_MS = 30_000
+POOL_MAX = 20
+# `$in` lists and bulk writes are sent in chunks of this many users.
+CHUNK = 1000
+# A publisher that keeps losing the race for a seq gives up (it answers 503) instead of spinning.
+CLAIM_ATTEMPTS = 200
+# A repeated idempotency key waits this long for the first call to finish; a claim older than
+# the takeover age is a crashed publisher's and is taken over.
+IDEMPOTENCY_WAIT = 10.0
+IDEMPOTENCY_TAKEOVER_MS = 60_000
+TTL_MARGIN_DAYS = 1.0
+DUPLICATE_KEY = 11000
+BULK_UPDATES = 50
+NOT_IMPLEMENTED = 238
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ConnectionFailure,
+    ExecutionTimeout,
+    WaitQueueTimeoutError,
+    TimeoutError,
+    OSError,
+)
+
+
+def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int) -> Doc:
+    return {
+        "user_id": user_id,
+        "seq": seq,
+        "message": draft.message,
+        "link": draft.link,
+        "kind": draft.kind,
+        # Encoded: FerretDB refuses keys with `.` or a leading `$`, and nested arrays; a string
+        # carries any JSON object through unchanged.
+        "data": data,
+        "created_ms": stamp,
+        "read_ms": None,
+        # For the TTL index, which only expires on dates.
+        "created_at": datetime.fromtimestamp(stamp / 1000, UTC),
+    }
+
+
+def _notification(doc: Doc) -> Notification:
+    return Notification(
+        user_id=doc["user_id"],
+        seq=doc["seq"],
+        message=doc["message"],
+        link=doc.get("link"),
+        kind=doc.get("kind"),
+        data=json.loads(doc["data"]),
+        created_ms=doc["created_ms"],
+        read_ms=doc.get("read_ms"),
+    )
+
+
+def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class MongoStore:
+    def __init__(self, url: str, database: str, *, retention_days: float | None = None) -> None:
+        self.url = url
+        self.database = database
+        self.retention_days = retention_days
+        self._client: AsyncMongoClient[Doc] | None = None
+        self._group_max = True
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @property
+    def _db(self) -> AsyncDatabase[Doc]:
+        if self._client is None:
+            raise StoreUnavailable("MongoDB: the store is not open")
+        return self._client[self.database]
+
+    @property
+    def _notifications(self) -> AsyncCollection[Doc]:
+        return self._db["notifications"]
+
+    @property
+    def _users(self) -> AsyncCollection[Doc]:
+        return self._db["users"]
+
+    @property
+    def _idempotency(self) -> AsyncCollection[Doc]:
+        return self._db["idempotency"]
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"MongoDB: {type(exc).__name__}: {exc}") from exc
+
+    async def open(self) -> None:
+        self._client = AsyncMongoClient(
+            self.url,
+            connectTimeoutMS=CONNECT_TIMEOUT_MS,
+            serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+            socketTimeoutMS=SOCKET_TIMEOUT_MS,
+            waitQueueTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
+            maxPoolSize=POOL_MAX,
+            tz_aware=True,
+            # The claim protocol needs each write's own outcome; a blind retry could report a
+            # duplicate for our own insert.
+            retryWrites=False,
+            appname="tidings",
+        )
+        async with self._guard():
+            await self._migrate()
+
+    async def _migrate(self) -> None:
+        meta = self._db["meta"]
+        found = await meta.find_one({"_id": "schema"})
+        version = 0 if found is None else int(found["version"])
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"MongoDB: database schema {version} is newer than this tidings ({SCHEMA_VERSION})"
+            )
+        notifications = self._notifications
+        # Each user query is a range scan of one of these.
+        await notifications.create_index(
+            [("user_id", ASCENDING), ("seq", ASCENDING)], unique=True, name="user_seq"
+        )
+        await notifications.create_index(
+            [("user_id", ASCENDING), ("read_ms", ASCENDING), ("seq", ASCENDING)],
+            name="user_unread_seq",
+        )
+        await notifications.create_index([("created_ms", ASCENDING)], name="created_ms")
+        await self._idempotency.create_index([("created_ms", ASCENDING)], name="created_ms")
+        if self.retention_days is not None:
+            await self._ensure_ttl(notifications)
+        await meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+
+    async def _ensure_ttl(self, notifications: AsyncCollection[Doc]) -> None:
+        assert self.retention_days is not None
+        seconds = int((self.retention_days + TTL_MARGIN_DAYS) * 86400)
+        try:
+            current = await notifications.index_information()
+            ttl = current.get("created_at_ttl")
+            if ttl is not None and ttl.get("expireAfterSeconds") != seconds:
+                # The retention changed; a TTL index is rebuilt rather than altered, because
+                # collMod is not on every MongoDB-protocol server.
+                await notifications.drop_index("created_at_ttl")
+            await notifications.create_index(
+                [("created_at", ASCENDING)], expireAfterSeconds=seconds, name="created_at_ttl"
+            )
+        except OperationFailure as exc:
+            # Explicit pruning does the work; the TTL index is a safety net only.
+            log.warning("MongoDB: no TTL index (%s); retention relies on pruning", exc)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(PyMongoError):
+                await client.close()
+
+    async def ping(self) -> None:
+        async with self._guard():
+            await self._db.command("ping")
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        user_ids = list(dict.fromkeys(draft.user_ids))
+        async with self._guard():
+            owner = None
+            if idempotency_key is not None:
+                owner, replayed = await self._claim_key(idempotency_key)
+                if replayed is not None:
+                    return replayed
+            try:
+                made = await self._insert(user_ids, draft)
+                if idempotency_key is not None:
+                    # Documents, not pairs: FerretDB refuses nested arrays.
+                    refs = [{"u": n.user_id, "s": n.seq} for n in made]
+                    await self._idempotency.update_one(
+                        {"_id": idempotency_key, "owner": owner}, {"$set": {"refs": refs}}
+                    )
+            except BaseException:
+                if idempotency_key is not None:
+                    # Free the key for a retry; if this fails too, the takeover age frees it.
+                    with contextlib.suppress(PyMongoError, OSError):
+                        await self._idempotency.delete_one(
+                            {"_id": idempotency_key, "owner": owner, "refs": None}
+                        )
+                raise
+        return Stored(tuple(made))
+
+    async def _claim_key(self, key: str) -> tuple[str, Stored | None]:
+        """Own the key (first call), or return what its first call stored."""
+        owner = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IDEMPOTENCY_WAIT
+        while True:
+            stamp = now_ms()
+            try:
+                await self._idempotency.insert_one(
+                    {"_id": key, "created_ms": stamp, "owner": owner, "refs": None}
+                )
+                return owner, None
+            except DuplicateKeyError:
+                pass
+            found = await self._idempotency.find_one({"_id": key})
+            if found is None:
+                continue  # freed meanwhile
+            if found.get("refs") is not None:
+                return owner, Stored(tuple(await self._fetch_refs(found["refs"])), replayed=True)
+            if stamp - int(found["created_ms"]) > IDEMPOTENCY_TAKEOVER_MS:
+                taken = await self._idempotency.update_one(
+                    {"_id": key, "owner": found["owner"], "refs": None},
+                    {"$set": {"owner": owner, "created_ms": stamp}},
+                )
+                if taken.modified_count:
+                    return owner, None
+            if loop.time() > deadline:
+                raise StoreUnavailable(
+                    "MongoDB: a publish with this idempotency key is still in progress"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _fetch_refs(self, refs: list[Doc]) -> list[Notification]:
+        found: list[Notification] = []
+        for chunk in _chunks([(r["u"], r["s"]) for r in refs]):
+            query = {"$or": [{"user_id": u, "seq": s} for u, s in chunk]}
+            docs = {(d["user_id"], d["seq"]): d async for d in self._notifications.find(query)}
+            found.extend(_notification(docs[(u, s)]) for u, s in chunk if (u, s) in docs)
+        return found
+
+    async def _insert(self, user_ids: list[str], draft: Draft) -> list[Notification]:
+        data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
+        last = await self._taken(user_ids)
+        claimed: dict[str, tuple[int, int]] = {}
+        pending = user_ids
+        for _ in range(CLAIM_ATTEMPTS):
+            stamp = now_ms()
+            docs = [_doc(u, last[u] + 1, draft, data, stamp) for u in pending]
+            lost: list[str] = []
+            for chunk in _chunks(docs):
+                lost.extend(await self._insert_chunk(chunk))
+            lost_set = set(lost)
+            for doc in docs:
+                if doc["user_id"] not in lost_set:
+                    claimed[doc["user_id"]] = (doc["seq"], stamp)
+            if not lost:
+                break
+            # Another publisher claimed those seqs first: start again from what is visible now.
+            taken = await self._taken(lost)
+            for u in lost:
+                last[u] = max(last[u] + 1, taken[u])
+            pending = lost
+        else:
+            raise StoreUnavailable("MongoDB: too much contention for the users' next seq")
+        return [
+            Notification(
+                user_id=u,
+                seq=claimed[u][0],
+                message=draft.message,
+                link=draft.link,
+                kind=draft.kind,
+                data=draft.data,
+                created_ms=claimed[u][1],
+            )
+            for u in user_ids
+        ]
+
+    async def _insert_chunk(self, docs: Sequence[Doc]) -> list[str]:
+        """Insert; return the users whose seq was taken by another publisher."""
+        try:
+            await self._notifications.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+            if other:
+                raise StoreUnavailable(f"MongoDB: insert failed: {other[0].get('errmsg')}") from exc
+            return [docs[e["index"]]["user_id"] for e in errors]
+        return []
+
+    async def _taken(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """Per user, the highest seq ever handed out (0 for a new user).
+
+        The newest notification, or the `users` floor where deleting or pruning removed the
+        newest. Publishing writes nothing but the notification: updates are what a
+        MongoDB-protocol server on SQLite does slowly.
+        """
+        if len(user_ids) == 1:
+            [user_id] = user_ids
+            floor, newest = await asyncio.gather(self._floors(user_ids), self._newest(user_id))
+            return {user_id: max(floor[user_id], newest)}
+        taken = await self._floors(user_ids)
+        for chunk in _chunks(user_ids):
+            async for user_id, seq in self._newest_many(list(chunk)):
+                taken[user_id] = max(taken[user_id], seq)
+        return taken
+
+    async def _newest_many(self, user_ids: list[str]) -> AsyncIterator[tuple[str, int]]:
+        if self._group_max:
+            pipeline: list[Doc] = [
+                {"$match": {"user_id": {"$in": user_ids}}},
+                {"$group": {"_id": "$user_id", "seq": {"$max": "$seq"}}},
+            ]
+            try:
+                async for doc in await self._notifications.aggregate(pipeline):
+                    yield doc["_id"], int(doc["seq"])
+                return
+            except OperationFailure as exc:
+                if exc.code != NOT_IMPLEMENTED:
+                    raise
+                # FerretDB v1 has no $group accumulators: read the seqs and take the max here.
+                self._group_max = False
+        cursor = self._notifications.find({"user_id": {"$in": user_ids}}, {"user_id": 1, "seq": 1})
+        async for doc in cursor:
+            yield doc["user_id"], int(doc["seq"])
+
+    async def _newest(self, user_id: str) -> int:
+        doc = await self._notifications.find_one(
+            {"user_id": user_id}, {"seq": 1}, sort=[("seq", DESCENDING)]
+        )
+        return 0 if doc is None else int(doc["seq"])
+
+    async def _floors(self, user_ids: Sequence[str]) -> dict[str, int]:
+        floors = dict.fromkeys(user_ids, 0)
+        for chunk in _chunks(user_ids):
+            async for doc in self._users.find({"_id": {"$in": list(chunk)}}):
+                floors[doc["_id"]] = max(doc.get("floor", 0), doc.get("pruned_upto", 0))
+        return floors
+
+    async def _raise(self, seqs: dict[str, int], fields: tuple[str, ...]) -> None:
+        """Raise the users' floor (and pruned_upto) to at least the given seqs."""
+        ops = [
+            UpdateOne({"_id": u}, {"$max": dict.fromkeys(fields, s)}, upsert=True)
+            for u, s in seqs.items()
+        ]
+        # Small bulk writes: FerretDB v1 stalls on an update command with ~100 statements.
+        for chunk in _chunks(ops, BULK_UPDATES):
+            try:
+                await self._users.bulk_write(list(chunk), ordered=False)
+            except BulkWriteError as exc:
+                # Two writers upserting a new user at once: one insert loses; apply it again,
+                # now as an update of the document the other created.
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise StoreUnavailable("MongoDB: could not record the users' floors") from exc
+                again = [chunk[e["index"]] for e in errors]
+                await self._users.bulk_write(again, ordered=False)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        async with self._guard():
+            cursor = (
+                self._notifications.find({"user_id": user_id, "seq": {"$gt": seq}})
+                .sort("seq", ASCENDING)
+                .limit(limit)
+            )
+            return [_notification(d) async for d in cursor]
+
+    async def position(self, user_id: str) -> Position:
+        async with self._guard():
+            user, newest = await asyncio.gather(
+                self._users.find_one({"_id": user_id}), self._newest(user_id)
+            )
+        pruned = 0 if user is None else int(user.get("pruned_upto", 0))
+        floor = 0 if user is None else int(user.get("floor", 0))
+        return Position(last_seq=max(pruned, floor, newest), pruned_upto=pruned)
+
+    async def page(
+        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+    ) -> list[Notification]:
+        query: Doc = {"user_id": user_id}
+        if before is not None:
+            query["seq"] = {"$lt": before}
+        if unread_only:
+            query["read_ms"] = None
+        async with self._guard():
+            cursor = self._notifications.find(query).sort("seq", DESCENDING).limit(limit)
+            return [_notification(d) async for d in cursor]
+
+    async def unread_count(self, user_id: str) -> int:
+        async with self._guard():
+            return await self._notifications.count_documents({"user_id": user_id, "read_ms": None})
+
+    # -- changing ---------------------------------------------------------------------------------
+
+    async def mark_read(
+        self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
+    ) -> list[int]:
+        query: Doc = {"user_id": user_id, "read_ms": None}
+        if up_to is not None:
+            query["seq"] = {"$lte": up_to}
+        else:
+            query["seq"] = {"$in": sorted(set(ids or ()))}
+        async with self._guard():
+            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
+            if not seqs:
+                return []
+            await self._notifications.update_many(
+                {"user_id": user_id, "read_ms": None, "seq": {"$in": seqs}},
+                {"$set": {"read_ms": now_ms()}},
+            )
+        return sorted(seqs)
+
+    async def delete(self, user_id: str, seq: int) -> bool:
+        async with self._guard():
+            doc = await self._notifications.find_one({"user_id": user_id, "seq": seq}, {"seq": 1})
+            if doc is None:
+                return False
+            # Remember the seq before it goes, so deleting the newest never lets it be reused.
+            await self._raise({user_id: seq}, ("floor",))
+            result = await self._notifications.delete_one({"user_id": user_id, "seq": seq})
+        return bool(result.deleted_count)
+
+    async def prune(self, older_than_ms: int, batch: int) -> int:
+        async with self._guard():
+            cursor = (
+                self._notifications.find(
+                    {"created_ms": {"$lt": older_than_ms}}, {"user_id": 1, "seq": 1}
+                )
+                .sort("created_ms", ASCENDING)
+                .limit(batch)
+            )
+            docs = [d async for d in cursor]
+            highest: dict[str, int] = {}
+            for d in docs:
+                highest[d["user_id"]] = max(d["seq"], highest.get(d["user_id"], 0))
+            # pruned_upto first: a stream never sees a hole that is not announced as pruned.
+            await self._raise(highest, ("floor", "pruned_upto"))
+            deleted = 0
+            for chunk in _chunks([d["_id"] for d in docs]):
+                result = await self._notifications.delete_many({"_id": {"$in": list(chunk)}})
+                deleted += result.deleted_count
+            keys = [
+                d["_id"]
+                async for d in self._idempotency.find(
+                    {"created_ms": {"$lt": older_than_ms}, "refs": {"$ne": None}}, {"_id": 1}
+                ).limit(batch)
+            ]
+            if keys:
+                await self._idempotency.delete_many({"_id": {"$in": keys}})
+        return deleted

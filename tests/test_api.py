@@ -793,3 +793,13 @@ def publish_to(
         json=body,
         headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
     )
+
+
+def test_a_token_whose_sub_is_an_integer_is_that_users_decimal_string(server: Server) -> None:
+    # Host apps often mint `"sub": 42` (their primary key); it is user "42".
+    user_number = int(uuid.uuid4().int % 10**12)
+    assert server.publish(str(user_number), "for the integer user").status_code == 201
+    token = make_token(user_number)  # type: ignore[arg-type]
+    response = HTTP.get(f"{server.url}/notifications", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert [n["message"] for n in response.json()] == ["for the integer user"]

@@ -50,7 +50,8 @@ def decode_token(secret: str, token: str) -> tuple[str, float]:
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp"]},
+            # PyJWT refuses a non-string `sub`; host apps commonly mint `"sub": 42`, accepted below.
+            options={"require": ["sub", "exp"], "verify_sub": False},
             leeway=LEEWAY_SECONDS,
         )
     except jwt.ExpiredSignatureError:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 import uvicorn
+from pydantic import ValidationError
 
 from tidings.bus.factory import is_single_process
 from tidings.server import DrainingServer
@@ -175,14 +176,19 @@ async def _send(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("--data must be a JSON object")
-    body = PublishIn(
-        user_id=args.user_id,
-        message=args.message,
-        link=args.link,
-        kind=args.kind,
-        data=data,
-        idempotency_key=args.idempotency_key,
-    )
+    try:
+        body = PublishIn(
+            user_id=args.user_id,
+            message=args.message,
+            link=args.link,
+            kind=args.kind,
+            data=data,
+            idempotency_key=args.idempotency_key,
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(p) for p in problem["loc"]).replace("_", "-")
+        raise ConfigError(f"--{field}: {problem['msg']}") from None
     draft = make_draft(body, settings)
     async with Service(settings).publishing() as service:
         stored = await service.publish(draft, args.idempotency_key)

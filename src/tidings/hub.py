@@ -8,14 +8,21 @@ sixteenth of the streams per tick, so 10,000 streams never get their ping in the
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections import deque
 from collections.abc import Iterator
 from typing import Final
 
 from tidings.metrics import Metrics
-from tidings.models import Deleted, Event, Notification, Published, ReadChanged, Resync
+from tidings.models import (
+    Deleted,
+    Event,
+    Notification,
+    Published,
+    ReadChanged,
+    Resync,
+    one_line_json,
+)
 from tidings.settings import Settings
 
 __all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber", "encode_notification"]
@@ -69,7 +76,7 @@ def encode_notification(notification: Notification) -> bytes:
 
 
 def encode_event(name: str, body: object) -> bytes:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    data = one_line_json(body)
     return f"event: {name}\ndata: {data}\n\n".encode()
 
 
@@ -85,6 +92,7 @@ class Subscriber:
         "_waiter",
         "expiry",
         "reason",
+        "recheck",
         "slot",
         "user_id",
     )
@@ -94,6 +102,7 @@ class Subscriber:
         self.reason: str | None = None
         self.slot = 0
         self.expiry: asyncio.TimerHandle | None = None
+        self.recheck: asyncio.TimerHandle | None = None
         self._items: deque[Item] = deque()
         self._bytes = 0
         self._max_items = max_items
@@ -108,9 +117,9 @@ class Subscriber:
     def push(self, item: Item) -> None:
         if self.reason is not None:
             return
-        if item is PING and self._items:
-            # Something is queued already: the stream is not idle, a ping adds nothing, and a
-            # stream stuck in a write must not collect one per heartbeat without bound.
+        if (item is PING and self._items) or (item is CHECK and CHECK in self._items):
+            # A ping when something is queued adds nothing (and a stream stuck in a write must
+            # not collect one per heartbeat); one pending check covers any number.
             return
         size = _size(item)
         if isinstance(item, Frame | bytes) and (
@@ -136,12 +145,26 @@ class Subscriber:
         self._bytes = 0
         return items
 
+    def check_later(self, delay: float) -> None:
+        """Queue a store check after `delay` seconds (one pending at a time)."""
+        if self.recheck is None or self.recheck.cancelled() or self.recheck.when() < _now():
+            self.recheck = asyncio.get_running_loop().call_later(delay, self.push, CHECK)
+
+    def cancel_timers(self) -> None:
+        for handle in (self.expiry, self.recheck):
+            if handle is not None:
+                handle.cancel()
+
     def abort(self, reason: str) -> None:
         """Stop at once, also in the middle of a write to a client that does not read."""
         if self.reason is None:
             self.reason = reason
         if self._abort is not None and self._abort.expired() is False:
             self._abort.reschedule(asyncio.get_running_loop().time())
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _size(item: Item) -> int:
@@ -206,8 +229,7 @@ class Hub:
         if not subs:
             del self._users[sub.user_id]
         self._slots[sub.slot].discard(sub)
-        if sub.expiry is not None:
-            sub.expiry.cancel()
+        sub.cancel_timers()
         self._count -= 1
         if not self._count:
             self._empty.set()

@@ -22,6 +22,20 @@ __all__ = [
 ]
 
 
+# JSON escapes CR and LF itself; these three are line breaks to some line splitters (Python's
+# str.splitlines, for one) though not to SSE, so a client reading lines that way would see the
+# JSON cut in two.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+
+
+def one_line_json(value: object) -> str:
+    """Compact JSON with every character any line splitter could break on escaped."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if text.isascii():
+        return text
+    return text.translate(_LINE_BREAKS)
+
+
 def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
@@ -67,8 +81,8 @@ class Notification:
         }
 
     def dumps(self) -> str:
-        """One line of JSON: control characters (`\\n`, `\\r`) are escaped, so it is SSE-safe."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        """One line of JSON, safe in an SSE `data:` line (see `one_line_json`)."""
+        return one_line_json(self.to_json())
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,16 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
             send, 503, {"error": "store_unavailable", "detail": str(exc)}, [(b"retry-after", b"2")]
         )
         return
+    except Exception:
+        # As the framework's routes do: logged with its traceback, answered as JSON without it.
+        log.exception("unexpected error on POST %s", PUBLISH_PATH)
+        await _respond(
+            send,
+            500,
+            {"error": "internal_error", "detail": "an unexpected error; see the server log"},
+            [],
+        )
+        return
     items = [n.to_json() for n in stored.notifications]
     content: Any = items[0] if body.user_id is not None and items else items
     if stored.replayed:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -31,6 +32,9 @@ __all__ = ["stream_endpoint"]
 log = logging.getLogger("tidings.stream")
 
 PING_FRAME = b"event: ping\ndata: {}\n\n"
+# After a failed catch-up, look in the store again after this many seconds (jittered).
+CATCH_UP_RETRY_MIN = 1.0
+CATCH_UP_RETRY_MAX = 3.0
 # A fixed set of header lines; sent once per stream.
 BASE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -77,7 +81,8 @@ async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send
         # This node is going away: tell the client to come back (to another node) shortly.
         metrics.refused.labels("draining").inc()
         await send({"type": "http.response.start", "status": 200, "headers": BASE_HEADERS + cors})
-        retry = f"retry: {settings.drain_retry_max_ms}\n\n".encode()
+        top = settings.drain_retry_max_ms
+        retry = f"retry: {random.randint(min(500, top), top)}\n\n".encode()
         await send({"type": "http.response.body", "body": retry})
         return
 
@@ -157,7 +162,7 @@ async def _serve(
             try:
                 out = head
                 if last < position.last_seq:
-                    out, last = await _catch_up(service, user_id, last, head)
+                    out, last = await _catch_up(service, sub, last, head)
                 await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                 await _pump(service, sub, last, send)
             finally:
@@ -188,13 +193,13 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
                 else:
                     # A gap (an announcement overtook an earlier one, or the bus carried no
                     # body): everything up to here is committed, so the store has it.
-                    out, last = await _catch_up(service, sub.user_id, last, out)
+                    out, last = await _catch_up(service, sub, last, out)
             elif isinstance(item, bytes):
                 out.append(item)
             elif item is PING:
                 out.append(PING_FRAME)
             elif item is CHECK:
-                out, last = await _catch_up(service, sub.user_id, last, out)
+                out, last = await _catch_up(service, sub, last, out)
             elif isinstance(item, End):
                 end = item
                 break
@@ -209,23 +214,33 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
 
 
 async def _catch_up(
-    service: Service, user_id: str, last: int, out: list[bytes]
+    service: Service, sub: Subscriber, last: int, out: list[bytes]
 ) -> tuple[list[bytes], int]:
-    """Append every stored notification after `last` to `out`; return it and the new last."""
+    """Append the stored notifications after `last` to `out`; return it and the new last.
+
+    At most `TIDINGS_REPLAY_MAX` of them: a stream further behind than that (say, after a long
+    bus outage) gets `reset`, as a reconnect would, and the client reloads its list.
+    """
+    store = service.store
     limit = service.settings.replay_max
-    while True:
-        try:
-            found: list[Notification] = await service.store.after(user_id, last, limit)
-        except StoreUnavailable:
-            # The store is away: keep the stream; the next event or check tries again.
-            log.warning("catch-up for a stream failed: store unavailable")
-            return out, last
-        for n in found:
-            out.append(encode_notification(n))
-            last = n.seq
-        service.metrics.delivered.inc(len(found))
-        if len(found) < limit:
-            return out, last
+    try:
+        found: list[Notification] = await store.after(sub.user_id, last, limit + 1)
+        position = await store.position(sub.user_id) if len(found) > limit else None
+    except StoreUnavailable:
+        # The store is away: keep the stream, and look again shortly (not only at the user's
+        # next notification, which may be days away).
+        log.warning("catch-up for a stream failed (store unavailable); retrying shortly")
+        sub.check_later(random.uniform(CATCH_UP_RETRY_MIN, CATCH_UP_RETRY_MAX))
+        return out, last
+    if position is not None:
+        service.metrics.resets.labels("too_far").inc()
+        out.append(_reset_frame(position.last_seq, "too_far"))
+        return out, position.last_seq
+    for n in found:
+        out.append(encode_notification(n))
+        last = n.seq
+    service.metrics.delivered.inc(len(found))
+    return out, last
 
 
 def _reset_frame(last_seq: int, reason: str) -> bytes:

@@ -94,6 +94,14 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
     message = body.message
     if not message.strip():
         raise _invalid("message", "must not be empty")
+    # NUL is valid JSON but no text column of PostgreSQL can hold it, and no page shows it.
+    for field, text in (
+        ("message", message),
+        ("kind", body.kind),
+        ("idempotency_key", body.idempotency_key),
+    ):
+        if text is not None and "\x00" in text:
+            raise _invalid(field, "must not contain NUL (\\u0000) characters")
     if _utf8_size("message", message) > settings.max_message_bytes:
         raise _invalid(
             "message", f"at most {settings.max_message_bytes} bytes (TIDINGS_MAX_MESSAGE_BYTES)"

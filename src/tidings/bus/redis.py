@@ -94,7 +94,6 @@ class RedisBus(SharedBus):
                     last_seen, ping_sent = now, None
                     if message["type"] == "message":
                         self._received(message["data"])
-                    continue
                 if ping_sent is not None and now - ping_sent > PING_TIMEOUT:
                     raise RedisConnectionError("no answer to a ping")
                 if ping_sent is None and now - last_seen > KEEPALIVE:

@@ -203,6 +203,14 @@ class SqliteStore:
                     outcomes = await self._writer.run(functools.partial(_add_batch, work=work))
                 except Exception as exc:
                     outcomes = [exc] * len(batch)
+                except asyncio.CancelledError:
+                    # Closing mid-batch: the thread finishes the transaction, but nobody waits
+                    # for it; tell the callers rather than leave them hanging.
+                    closing = StoreUnavailable("SQLite: the store closed during the write")
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(closing)
+                    raise
                 for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue  # the caller went away; what was committed stays committed

@@ -27,7 +27,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is active, and the async tests of the other packages could not run theirs.
+@pytest.fixture(scope="package")
 def playwright_instance() -> Iterator[Playwright]:
     if not Path(CHROMIUM).is_file():
         reason = f"{CHROMIUM} is missing: apt-get install chromium (scripts/install-system)"
@@ -38,7 +40,7 @@ def playwright_instance() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser = playwright_instance.chromium.launch(
         executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True

@@ -265,3 +265,69 @@ async def test_concurrent_publishers_in_several_processes_get_gapless_commit_ord
     assert (await store.position("hot")).last_seq == workers * each
     for w in range(workers):
         assert seqs(await store.after(f"other{w}", 0, 100)) == list(range(1, each // 3 + 1))
+
+
+async def test_a_deleted_seq_is_never_handed_out_again(store: Store) -> None:
+    await add_many(store, "alice", 3)
+    assert await store.delete("alice", 3) is True
+    assert await add(store, "alice") == 4
+
+
+async def test_a_deleted_notification_is_gone_from_every_read(store: Store) -> None:
+    await add(store, "alice", "one")
+    keyed = await store.add(Draft(user_ids=("alice",), message="two"), "key-2")
+    await add(store, "alice", "three")
+    assert await store.delete("alice", 2) is True
+    assert await store.delete("alice", 3) is True
+    assert seqs(await store.after("alice", 0, 10)) == [1]
+    assert seqs(await store.after("alice", 1, 10)) == []
+    assert seqs(await store.page("alice", limit=10, before=None, unread_only=False)) == [1]
+    assert seqs(await store.page("alice", limit=10, before=None, unread_only=True)) == [1]
+    assert await store.unread_count("alice") == 1
+    assert await store.mark_read("alice", ids=[2, 3]) == []
+    assert await store.mark_read("alice", up_to=3) == [1]
+    replay = await store.add(Draft(user_ids=("alice",), message="two"), "key-2")
+    assert replay.replayed
+    assert keyed.notifications[0].seq == 2
+    assert replay.notifications == ()
+    assert (await store.position("alice")).last_seq == 3
+    # Pruning takes the deleted ones with the rest, and still never hands their seqs out.
+    while await store.prune(now_ms() + 1, 2) > 0:
+        pass
+    assert await store.after("alice", 0, 10) == []
+    assert (await store.position("alice")).pruned_upto >= 1
+    assert await add(store, "alice") == 4
+
+
+@pytest.mark.slow
+async def test_prune_alongside_multi_user_publishes_never_fails(store: Store) -> None:
+    users = [f"u{i:02d}" for i in range(16)]
+    # Old notifications created round-robin in descending user order: a prune batch meets its
+    # users in the reverse of the order a multi-user publish locks them.
+    for _ in range(6):
+        for user in reversed(users):
+            await add(store, user, "old")
+    cutoff = now_ms() + 1
+    await asyncio.sleep(0.01)
+    got: dict[str, list[int]] = {u: [] for u in users}
+
+    async def publish(rounds: int) -> None:
+        for i in range(rounds):
+            stored = await store.add(Draft(user_ids=tuple(users), message=f"new {i}"))
+            for n in stored.notifications:
+                got[n.user_id].append(n.seq)
+
+    async def prune() -> int:
+        total = 0
+        while (count := await store.prune(cutoff, 3)) > 0:
+            total += count
+        return total
+
+    async with asyncio.timeout(120):
+        results = await asyncio.gather(publish(15), publish(15), publish(15), prune(), prune())
+    assert sum(results[3:]) == 6 * len(users)
+    for user in users:
+        assert sorted(got[user]) == list(range(7, 7 + 45)), user
+        assert seqs(await store.after(user, 0, 100)) == list(range(7, 7 + 45))
+        position = await store.position(user)
+        assert (position.last_seq, position.pruned_upto) == (6 + 45, 6)

@@ -9,6 +9,17 @@ the moment it is claimed: commit order equals seq order, and a reader never meet
 fills later. No counter to update, no grace period for readers; the same code runs on a MongoDB
 replica set, where a transaction would add nothing to the order.
 
+Deleting leaves a tombstone: the document keeps its user_id and seq (and so its place in the
+unique index) with the payload stripped and `deleted` set, and every read filters tombstones out.
+Removing the document would free its seq for a publisher that computed it before the delete.
+
+Idempotency: a publish with a key tags its documents with the key. Once an insert may have been
+sent the key is never freed; a failed attempt marks it abandoned, and the retry (or, after a
+crash, the takeover) finds the documents already tagged, inserts only for the users still
+missing, and returns the whole set as a first publish (so it is announced). Removing the
+documents instead is not safe without transactions: they were visible the moment they were
+inserted, and the removal would fail in the very outage that failed the publish.
+
 Retention: `prune` deletes in bounded batches and first raises the users' `pruned_upto`, so a
 stream resuming below it is told to reset. The TTL index is only a safety net for a deployment
 whose nodes stopped pruning: it expires a day after the retention, and deletes silently.
@@ -66,6 +77,8 @@ TTL_MARGIN_DAYS = 1.0
 DUPLICATE_KEY = 11000
 BULK_UPDATES = 50
 NOT_IMPLEMENTED = 238
+# What every read adds to its filter: tombstones are invisible.
+LIVE: Doc = {"deleted": {"$ne": True}}
 
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     ConnectionFailure,
@@ -76,8 +89,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int) -> Doc:
-    return {
+def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int, key: str | None) -> Doc:
+    doc: Doc = {
         "user_id": user_id,
         "seq": seq,
         "message": draft.message,
@@ -91,6 +104,9 @@ def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int) -> Doc:
         # For the TTL index, which only expires on dates.
         "created_at": datetime.fromtimestamp(stamp / 1000, UTC),
     }
+    if key is not None:
+        doc["ikey"] = key
+    return doc
 
 
 def _notification(doc: Doc) -> Notification:
@@ -218,31 +234,51 @@ class MongoStore:
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
         user_ids = list(dict.fromkeys(draft.user_ids))
         async with self._guard():
-            owner = None
-            if idempotency_key is not None:
-                owner, replayed = await self._claim_key(idempotency_key)
-                if replayed is not None:
-                    return replayed
+            if idempotency_key is None:
+                return Stored(tuple(await self._insert(user_ids, draft, None)))
+            key = idempotency_key
+            owner, replayed, recover = await self._claim_key(key)
+            if replayed is not None:
+                return replayed
             try:
-                made = await self._insert(user_ids, draft)
-                if idempotency_key is not None:
-                    # Documents, not pairs: FerretDB refuses nested arrays.
-                    refs = [{"u": n.user_id, "s": n.seq} for n in made]
-                    await self._idempotency.update_one(
-                        {"_id": idempotency_key, "owner": owner}, {"$set": {"refs": refs}}
-                    )
+                done = await self._recover(key, user_ids) if recover else {}
+                made = await self._insert([u for u in user_ids if u not in done], draft, key)
+                new = {n.user_id: n for n in made}
+                result = [
+                    n for u in user_ids if (n := done[u] if u in done else new[u]) is not None
+                ]
+                await self._record_refs(key, owner, result)
             except BaseException:
-                if idempotency_key is not None:
-                    # Free the key for a retry; if this fails too, the takeover age frees it.
-                    with contextlib.suppress(PyMongoError, OSError):
-                        await self._idempotency.delete_one(
-                            {"_id": idempotency_key, "owner": owner, "refs": None}
-                        )
+                # Never free the key once an insert may have been sent: a retry would store
+                # again. Mark it abandoned so the retry takes it over at once and completes it;
+                # if this fails too, the takeover age does the same later.
+                with contextlib.suppress(PyMongoError, OSError):
+                    await self._idempotency.update_one(
+                        {"_id": key, "owner": owner, "refs": None}, {"$set": {"owner": None}}
+                    )
                 raise
-        return Stored(tuple(made))
+        return Stored(tuple(result))
 
-    async def _claim_key(self, key: str) -> tuple[str, Stored | None]:
-        """Own the key (first call), or return what its first call stored."""
+    async def _record_refs(self, key: str, owner: str, made: Sequence[Notification]) -> None:
+        # Documents, not pairs: FerretDB refuses nested arrays.
+        refs = [{"u": n.user_id, "s": n.seq} for n in made]
+        await self._idempotency.update_one({"_id": key, "owner": owner}, {"$set": {"refs": refs}})
+
+    async def _recover(self, key: str, user_ids: Sequence[str]) -> dict[str, Notification | None]:
+        """What an abandoned attempt with this key stored, per user (None: deleted since)."""
+        found: dict[str, Notification | None] = {}
+        for chunk in _chunks(user_ids):
+            query = {"user_id": {"$in": list(chunk)}, "ikey": key}
+            async for doc in self._notifications.find(query):
+                found[doc["user_id"]] = None if doc.get("deleted") else _notification(doc)
+        return found
+
+    async def _claim_key(self, key: str) -> tuple[str, Stored | None, bool]:
+        """Own the key, or return what its first call stored.
+
+        The flag says the key was taken over from an abandoned or crashed attempt, which may
+        have stored for some of the users already.
+        """
         owner = secrets.token_hex(8)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + IDEMPOTENCY_WAIT
@@ -252,21 +288,24 @@ class MongoStore:
                 await self._idempotency.insert_one(
                     {"_id": key, "created_ms": stamp, "owner": owner, "refs": None}
                 )
-                return owner, None
+                return owner, None, False
             except DuplicateKeyError:
                 pass
             found = await self._idempotency.find_one({"_id": key})
             if found is None:
-                continue  # freed meanwhile
+                continue  # pruned meanwhile
             if found.get("refs") is not None:
-                return owner, Stored(tuple(await self._fetch_refs(found["refs"])), replayed=True)
-            if stamp - int(found["created_ms"]) > IDEMPOTENCY_TAKEOVER_MS:
+                stored = Stored(tuple(await self._fetch_refs(found["refs"])), replayed=True)
+                return owner, stored, False
+            abandoned = found.get("owner") is None
+            if abandoned or stamp - int(found["created_ms"]) > IDEMPOTENCY_TAKEOVER_MS:
                 taken = await self._idempotency.update_one(
-                    {"_id": key, "owner": found["owner"], "refs": None},
+                    {"_id": key, "owner": found.get("owner"), "refs": None},
                     {"$set": {"owner": owner, "created_ms": stamp}},
                 )
                 if taken.modified_count:
-                    return owner, None
+                    return owner, None, True
+                continue
             if loop.time() > deadline:
                 raise StoreUnavailable(
                     "MongoDB: a publish with this idempotency key is still in progress"
@@ -276,19 +315,23 @@ class MongoStore:
     async def _fetch_refs(self, refs: list[Doc]) -> list[Notification]:
         found: list[Notification] = []
         for chunk in _chunks([(r["u"], r["s"]) for r in refs]):
-            query = {"$or": [{"user_id": u, "seq": s} for u, s in chunk]}
+            query = {"$or": [{"user_id": u, "seq": s} for u, s in chunk], **LIVE}
             docs = {(d["user_id"], d["seq"]): d async for d in self._notifications.find(query)}
             found.extend(_notification(docs[(u, s)]) for u, s in chunk if (u, s) in docs)
         return found
 
-    async def _insert(self, user_ids: list[str], draft: Draft) -> list[Notification]:
+    async def _insert(
+        self, user_ids: list[str], draft: Draft, key: str | None
+    ) -> list[Notification]:
+        if not user_ids:
+            return []
         data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
         last = await self._taken(user_ids)
         claimed: dict[str, tuple[int, int]] = {}
         pending = user_ids
         for _ in range(CLAIM_ATTEMPTS):
             stamp = now_ms()
-            docs = [_doc(u, last[u] + 1, draft, data, stamp) for u in pending]
+            docs = [_doc(u, last[u] + 1, draft, data, stamp, key) for u in pending]
             lost: list[str] = []
             for chunk in _chunks(docs):
                 lost.extend(await self._insert_chunk(chunk))
@@ -333,19 +376,24 @@ class MongoStore:
     async def _taken(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Per user, the highest seq ever handed out (0 for a new user).
 
-        The newest notification, or the `users` floor where deleting or pruning removed the
-        newest. Publishing writes nothing but the notification: updates are what a
+        The newest document (tombstones included), or the `users` floor where pruning removed
+        the newest. Publishing writes nothing but the notification: updates are what a
         MongoDB-protocol server on SQLite does slowly.
+
+        The newest first, then the floors, never both at once: pruning raises a floor before it
+        removes a document, so a newest document that vanishes between the two reads has left
+        its seq in the floor read second.
         """
+        taken = dict.fromkeys(user_ids, 0)
         if len(user_ids) == 1:
             [user_id] = user_ids
-            floor, newest = await asyncio.gather(self._floors(user_ids), self._newest(user_id))
-            return {user_id: max(floor[user_id], newest)}
-        taken = await self._floors(user_ids)
-        for chunk in _chunks(user_ids):
-            async for user_id, seq in self._newest_many(list(chunk)):
-                taken[user_id] = max(taken[user_id], seq)
-        return taken
+            taken[user_id] = await self._newest(user_id)
+        else:
+            for chunk in _chunks(user_ids):
+                async for user_id, seq in self._newest_many(list(chunk)):
+                    taken[user_id] = max(taken[user_id], seq)
+        floors = await self._floors(user_ids)
+        return {u: max(taken[u], floors[u]) for u in user_ids}
 
     async def _newest_many(self, user_ids: list[str]) -> AsyncIterator[tuple[str, int]]:
         if self._group_max:
@@ -381,29 +429,27 @@ class MongoStore:
 
     async def _raise(self, seqs: dict[str, int], fields: tuple[str, ...]) -> None:
         """Raise the users' floor (and pruned_upto) to at least the given seqs."""
-        ops = [
-            UpdateOne({"_id": u}, {"$max": dict.fromkeys(fields, s)}, upsert=True)
-            for u, s in seqs.items()
-        ]
-        # Small bulk writes: FerretDB v1 stalls on an update command with ~100 statements.
-        for chunk in _chunks(ops, BULK_UPDATES):
+        # Create the missing users first, by plain inserts that may lose to another writer, and
+        # then update without upserting: FerretDB v1 answers an update command whose upsert lost
+        # such a race without the counts PyMongo reads (KeyError: 'nModified').
+        for users in _chunks(list(seqs)):
             try:
-                await self._users.bulk_write(list(chunk), ordered=False)
+                await self._users.insert_many([{"_id": u} for u in users], ordered=False)
             except BulkWriteError as exc:
-                # Two writers upserting a new user at once: one insert loses; apply it again,
-                # now as an update of the document the other created.
                 errors = exc.details.get("writeErrors", [])
                 if any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise StoreUnavailable("MongoDB: could not record the users' floors") from exc
-                again = [chunk[e["index"]] for e in errors]
-                await self._users.bulk_write(again, ordered=False)
+        ops = [UpdateOne({"_id": u}, {"$max": dict.fromkeys(fields, s)}) for u, s in seqs.items()]
+        # Small bulk writes: FerretDB v1 stalls on an update command with ~100 statements.
+        for chunk in _chunks(ops, BULK_UPDATES):
+            await self._users.bulk_write(list(chunk), ordered=False)
 
     # -- reading ----------------------------------------------------------------------------------
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         async with self._guard():
             cursor = (
-                self._notifications.find({"user_id": user_id, "seq": {"$gt": seq}})
+                self._notifications.find({"user_id": user_id, "seq": {"$gt": seq}, **LIVE})
                 .sort("seq", ASCENDING)
                 .limit(limit)
             )
@@ -421,7 +467,7 @@ class MongoStore:
     async def page(
         self, user_id: str, *, limit: int, before: int | None, unread_only: bool
     ) -> list[Notification]:
-        query: Doc = {"user_id": user_id}
+        query: Doc = {"user_id": user_id, **LIVE}
         if before is not None:
             query["seq"] = {"$lt": before}
         if unread_only:
@@ -432,14 +478,16 @@ class MongoStore:
 
     async def unread_count(self, user_id: str) -> int:
         async with self._guard():
-            return await self._notifications.count_documents({"user_id": user_id, "read_ms": None})
+            return await self._notifications.count_documents(
+                {"user_id": user_id, "read_ms": None, **LIVE}
+            )
 
     # -- changing ---------------------------------------------------------------------------------
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
     ) -> list[int]:
-        query: Doc = {"user_id": user_id, "read_ms": None}
+        query: Doc = {"user_id": user_id, "read_ms": None, **LIVE}
         if up_to is not None:
             query["seq"] = {"$lte": up_to}
         else:
@@ -455,14 +503,16 @@ class MongoStore:
         return sorted(seqs)
 
     async def delete(self, user_id: str, seq: int) -> bool:
+        # A tombstone, not a removal: the document keeps holding its seq in the unique index, so
+        # a publisher that computed this seq before the delete loses its insert and moves on.
+        # Read so that the unread count and the unread index skip it; pruning removes it.
+        tombstone = {"deleted": True, "message": "", "link": None, "kind": None, "data": "{}"}
         async with self._guard():
-            doc = await self._notifications.find_one({"user_id": user_id, "seq": seq}, {"seq": 1})
-            if doc is None:
-                return False
-            # Remember the seq before it goes, so deleting the newest never lets it be reused.
-            await self._raise({user_id: seq}, ("floor",))
-            result = await self._notifications.delete_one({"user_id": user_id, "seq": seq})
-        return bool(result.deleted_count)
+            result = await self._notifications.update_one(
+                {"user_id": user_id, "seq": seq, **LIVE},
+                {"$set": {**tombstone, "read_ms": now_ms()}},
+            )
+        return bool(result.modified_count)
 
     async def prune(self, older_than_ms: int, batch: int) -> int:
         async with self._guard():
@@ -477,7 +527,8 @@ class MongoStore:
             highest: dict[str, int] = {}
             for d in docs:
                 highest[d["user_id"]] = max(d["seq"], highest.get(d["user_id"], 0))
-            # pruned_upto first: a stream never sees a hole that is not announced as pruned.
+            # pruned_upto first: a stream never sees a hole that is not announced as pruned, and
+            # a publisher never reuses a removed seq. Tombstones go with the rest.
             await self._raise(highest, ("floor", "pruned_upto"))
             deleted = 0
             for chunk in _chunks([d["_id"] for d in docs]):
@@ -486,7 +537,10 @@ class MongoStore:
             keys = [
                 d["_id"]
                 async for d in self._idempotency.find(
-                    {"created_ms": {"$lt": older_than_ms}, "refs": {"$ne": None}}, {"_id": 1}
+                    # Finished and abandoned keys alike: a key older than the retention is
+                    # garbage (its documents are pruned too).
+                    {"created_ms": {"$lt": older_than_ms}},
+                    {"_id": 1},
                 ).limit(batch)
             ]
             if keys:

@@ -3,15 +3,17 @@
 A publish increments `users.last_seq` with `INSERT … ON CONFLICT DO UPDATE … RETURNING`. That
 takes the user's row lock and holds it to commit, so a second publisher to the same user (in any
 process) waits for the first to commit before it can read the counter: commit order is seq order.
-A batch locks its users in user_id order, so two batches never deadlock.
+A batch locks its users in user_id order, and so does pruning, so they never deadlock; should
+PostgreSQL still abort a transaction as a deadlock or serialization failure, it is retried, and
+past the retries answered as `StoreUnavailable` (503), never as an internal error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
@@ -29,6 +31,10 @@ POOL_MIN = 1
 POOL_MAX = 10
 # An arbitrary constant: one schema migration at a time across nodes starting together.
 MIGRATION_LOCK = 0x7469_6469_6E67
+# A transaction PostgreSQL aborted (deadlock, serialization failure) is run again this often.
+ROLLBACK_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -81,6 +87,21 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+class _RolledBack(StoreUnavailable):
+    """PostgreSQL aborted the transaction (deadlock or serialization failure); nothing was
+    written, and running it again may well succeed."""
+
+
+async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
+    for attempt in range(ROLLBACK_ATTEMPTS):
+        try:
+            return await run()
+        except _RolledBack:
+            if attempt == ROLLBACK_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _row(row: asyncpg.Record) -> Notification:
     return Notification(
         user_id=row["user_id"],
@@ -107,6 +128,8 @@ class PostgresStore:
         try:
             async with self._pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 yield conn
+        except asyncpg.TransactionRollbackError as exc:
+            raise _RolledBack(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
@@ -139,6 +162,9 @@ class PostgresStore:
             await conn.fetchval("SELECT 1")
 
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        return await _retrying(lambda: self._add(draft, idempotency_key))
+
+    async def _add(self, draft: Draft, idempotency_key: str | None) -> Stored:
         user_ids = list(dict.fromkeys(draft.user_ids))
         stamp = now_ms()
         data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
@@ -277,22 +303,41 @@ class PostgresStore:
         return bool(status != "DELETE 0")
 
     async def prune(self, older_than_ms: int, batch: int) -> int:
+        return await _retrying(lambda: self._prune(older_than_ms, batch))
+
+    async def _prune(self, older_than_ms: int, batch: int) -> int:
         async with self._conn() as conn, conn.transaction():
-            # One statement: delete the oldest batch and move each touched user's pruned_upto,
-            # so a stream resuming below it is told to reset.
-            count = await conn.fetchval(
+            # Delete the oldest batch, and per touched user the highest seq deleted.
+            gone = await conn.fetch(
                 "WITH gone AS ("
                 "  DELETE FROM tidings_notifications WHERE (user_id, seq) IN ("
                 "    SELECT user_id, seq FROM tidings_notifications WHERE created_ms < $1 "
                 "    ORDER BY created_ms LIMIT $2 FOR UPDATE SKIP LOCKED) "
-                "  RETURNING user_id, seq), "
-                "top AS (SELECT user_id, max(seq) AS seq FROM gone GROUP BY user_id), "
-                "moved AS (UPDATE tidings_users AS u SET pruned_upto = greatest(u.pruned_upto, "
-                "  top.seq) FROM top WHERE u.user_id = top.user_id RETURNING 1) "
-                "SELECT count(*) FROM gone",
+                "  RETURNING user_id, seq) "
+                "SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone "
+                "GROUP BY user_id ORDER BY user_id",
                 older_than_ms,
                 batch,
             )
+            if gone:
+                users = [r["user_id"] for r in gone]
+                # Lock the users in user_id order, as a multi-user publish does: an UPDATE …
+                # FROM locks them in whatever order its join produces, and two transactions
+                # locking the same rows in different orders deadlock.
+                await conn.execute(
+                    "SELECT 1 FROM tidings_users WHERE user_id = ANY($1::text[]) "
+                    "ORDER BY user_id FOR UPDATE",
+                    users,
+                )
+                # In the same transaction as the delete, so a stream resuming below the new
+                # pruned_upto is told to reset.
+                await conn.execute(
+                    "UPDATE tidings_users AS u SET pruned_upto = greatest(u.pruned_upto, t.seq) "
+                    "FROM unnest($1::text[], $2::bigint[]) AS t (user_id, seq) "
+                    "WHERE u.user_id = t.user_id",
+                    users,
+                    [r["seq"] for r in gone],
+                )
             await conn.execute(
                 "DELETE FROM tidings_idempotency WHERE key IN (SELECT key FROM "
                 "tidings_idempotency WHERE created_ms < $1 ORDER BY created_ms LIMIT $2 "
@@ -300,7 +345,7 @@ class PostgresStore:
                 older_than_ms,
                 batch,
             )
-        return int(count)
+        return sum(int(r["n"]) for r in gone)
 
 
 async def _migrate(conn: Conn) -> None:

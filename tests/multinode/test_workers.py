@@ -1,0 +1,57 @@
+"""`tidings serve --workers 2`: worker processes on one port, joined by the bus, each draining."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import httpx
+import pytest
+
+from tests.multinode.conftest import ClusterFactory
+from tests.support import PUBLISHER_KEY, make_token, open_stream
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+async def test_workers_deliver_across_processes_and_each_drains_on_sigterm(
+    make_cluster: ClusterFactory, redis_bus: str, tag: str
+) -> None:
+    cluster = make_cluster(redis_bus)
+    [node] = cluster.start(1, "--workers", "2")
+    assert node.log().count("Started worker process") == 2, node.log()
+    users = [f"wk-{tag}-{i}" for i in range(8)]
+    async with contextlib.AsyncExitStack() as stack:
+        # Sixteen connections on one port: the kernel spreads them over both workers, and a
+        # publish answered by one worker must reach the streams the other one holds.
+        streams = [
+            await stack.enter_async_context(open_stream(node.url, make_token(user)))
+            for user in users
+            for _ in range(2)
+        ]
+        assert all(s.status == 200 for s in streams)
+        async with httpx.AsyncClient(timeout=10) as client:
+            for user in users:
+                # A new connection per publish, so the publishes are spread over the workers too.
+                response = await client.post(
+                    f"{node.url}/api/notifications",
+                    json={"user_id": user, "message": f"hello {user}"},
+                    headers={"authorization": f"Bearer {PUBLISHER_KEY}", "connection": "close"},
+                )
+                assert response.status_code == 201, response.text
+        for index, stream in enumerate(streams):
+            [got] = await stream.notifications(1, timeout=10)
+            assert got == {
+                **got,
+                "user_id": users[index // 2],
+                "message": f"hello {users[index // 2]}",
+            }
+
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(asyncio.gather(*(s.ended.wait() for s in streams)), 15)
+        # Each stream got its opening retry and then the jittered retry of its worker's drain.
+        assert all(len(s.retries) == 2 for s in streams), [s.retries for s in streams]
+        exit_code = await asyncio.to_thread(node.proc.wait, 20)
+        assert exit_code == 0, node.log()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, ROOT
@@ -219,22 +220,65 @@ def storm_section(data: dict[str, Any]) -> list[str]:
 
 def stores_section() -> list[str]:
     out = ["## 5. Stores and buses", ""]
-    found = False
-    for pattern in ("stores*.json", "buses*.json"):
-        files = sorted(RESULTS.glob(pattern))
-        if not files:
-            continue
-        data = json.loads(files[-1].read_text())
-        if data.get("stores", {}).get("skipped"):
-            continue
-        found = True
-        out.append(
-            f"Source: `{files[-1].relative_to(ROOT).as_posix()}` (written by its own script)."
-        )
-        out += ["", "```json", json.dumps(data.get("stores", data), indent=1)[:6000], "```", ""]
-    if not found:
+    stores = _newest_with("stores*.json", "stores")
+    if stores is not None:
+        path, data = stores
+        out += [
+            f"Source: `{path.relative_to(ROOT).as_posix()}` (`{data.get('command', '')}`).",
+            "",
+        ]
+        rows = []
+        for name, entry in data["stores"].items():
+            single = entry.get("single", {})
+            batch = entry.get("batch_10k", {})
+            replay = entry.get("replay_100", {})
+            rows.append(
+                [
+                    name,
+                    fmt(single.get("sequential_per_s")) + "/s",
+                    fmt(single.get("concurrent16_per_s")) + "/s",
+                    fmt(batch.get("median_s")) + " s",
+                    f"{fmt(replay.get('median_ms'))} / {fmt(replay.get('p95_ms'))} ms",
+                ]
+            )
+        head = [
+            "store",
+            "publishes, one publisher",
+            "publishes, 16 concurrent",
+            "10,000-user batch (median)",
+            "replay of 100 missed (median / p95)",
+        ]
+        out += [
+            *table(head, rows),
+            "",
+            "MongoDB is measured against FerretDB v1 on SQLite (a wire-protocol test server, "
+            "no MongoDB server is installable here): a protocol check, not a production figure.",
+            "",
+        ]
+    buses = _newest_with("buses*.json", "cases")
+    if buses is not None:
+        path, data = buses
+        out.append(f"Source: `{path.relative_to(ROOT).as_posix()}` (written by its own script).")
+        if data.get("note"):
+            out += ["", f"> {data['note']}"]
+        out += ["", "```json", json.dumps(data["cases"], indent=1)[:4000], "```", ""]
+    if stores is None and buses is None:
         out += ["No results yet (bench/stores.py and bench/buses.py produce them).", ""]
     return out
+
+
+def _newest_with(pattern: str, key: str) -> tuple[Path, dict[str, Any]] | None:
+    """The newest result file matching `pattern` that holds `key` (skips wrapper files)."""
+    found: tuple[float, Path, dict[str, Any]] | None = None
+    for path in RESULTS.glob(pattern):
+        data = json.loads(path.read_text())
+        value = data.get(key)
+        # The coordinator's wrapper keeps the script's output as text; read the script's file.
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            stamp = path.stat().st_mtime
+            if found is None or stamp > found[0]:
+                found = (stamp, path, data)
+    return None if found is None else (found[1], found[2])
 
 
 def plots(latency: dict[str, Any] | None, idle: dict[str, Any] | None) -> list[str]:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ from httpx_sse import aconnect_sse
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 PUBLISHER_KEY = "test-publisher-key"
 STARTUP_TIMEOUT = 20.0
+
+
+def cookieless_client() -> httpx.Client:
+    """A client without a cookie jar: each request names its credential itself, and a session
+    cookie remembered from an earlier response would override it."""
+    return httpx.Client(
+        timeout=10, cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    )
 
 
 def free_port() -> int:

@@ -5,24 +5,25 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import PUBLISHER_KEY, Server, make_token, open_stream, tidings_env
+from tests.support import (
+    PUBLISHER_KEY,
+    Server,
+    cookieless_client,
+    make_token,
+    open_stream,
+    tidings_env,
+)
 
 pytestmark = pytest.mark.anyio
 
 
-def _no_cookies() -> CookieJar:
-    # Each request names its credential itself; a remembered session cookie would override it.
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-
-
 # One client for the module: building one costs ~0.2 s (it loads the CA bundle).
-HTTP = httpx.Client(timeout=10, cookies=_no_cookies())
+HTTP = cookieless_client()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -131,6 +131,22 @@ class Target:
         raise NotImplementedError
 
 
+def _offline(kind: str, env: dict[str, str], users: list[str], per_user: int, k0: int) -> int:
+    """Run bench.offline for `kind` (a server that is down); return how many it stored."""
+    spec = json.dumps({"users": users, "per_user": per_user, "k0": k0})
+    out = subprocess.run(
+        [PYTHON, "-m", "bench.offline", kind],
+        input=spec.encode(),
+        env=env,
+        capture_output=True,
+        timeout=600,
+        cwd=common.ROOT,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.decode()[-2000:])
+    return int(out.stdout.decode().strip() or 0)
+
+
 def _uvicorn(app: str, port: int, workers: int) -> list[str]:
     argv = [PYTHON, "-m", "uvicorn", app, "--host", common.HOST, "--port", str(port)]
     argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level"]
@@ -179,18 +195,7 @@ class Tidings(Target):
 
     def publish_offline(self, server: Server, users: list[str], per_user: int, k0: int) -> int:
         # Through tidings' own Python API, as `tidings send` does, with no server running.
-        spec = json.dumps({"users": users, "per_user": per_user, "k0": k0})
-        out = subprocess.run(
-            [PYTHON, "-m", "bench.offline", "tidings"],
-            input=spec.encode(),
-            env=self.env(server.workdir),
-            capture_output=True,
-            timeout=600,
-            cwd=common.ROOT,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr.decode()[-2000:])
-        return int(out.stdout.decode().strip() or 0)
+        return _offline("tidings", self.env(server.workdir), users, per_user, k0)
 
 
 class Polling(Target):
@@ -222,18 +227,7 @@ class Polling(Target):
 
     def publish_offline(self, server: Server, users: list[str], per_user: int, k0: int) -> int:
         # The observer runs in the app (still up in the original); it writes cache rows.
-        spec = json.dumps({"users": users, "per_user": per_user, "k0": k0})
-        out = subprocess.run(
-            [PYTHON, "-m", "bench.offline", "polling"],
-            input=spec.encode(),
-            env=self.env(server.workdir),
-            capture_output=True,
-            timeout=600,
-            cwd=common.ROOT,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr.decode()[-2000:])
-        return int(out.stdout.decode().strip() or 0)
+        return _offline("polling", self.env(server.workdir), users, per_user, k0)
 
 
 class Floor(Target):

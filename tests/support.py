@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -24,6 +24,23 @@ from httpx_sse import aconnect_sse
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 PUBLISHER_KEY = "test-publisher-key"
 STARTUP_TIMEOUT = 20.0
+
+
+def wait_for_200(
+    proc: subprocess.Popen[bytes], url: str, timeout: float, log: Callable[[], str]
+) -> None:
+    """Poll `url` until it answers 200; fail with the process's log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tidings exited at start:\n{log()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"tidings did not answer 200 on {url} within {timeout}s:\n{log()}")
 
 
 def cookieless_client() -> httpx.Client:
@@ -96,17 +113,7 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tidings exited at start:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"tidings did not start within {STARTUP_TIMEOUT}s:\n{self.log()}")
+        wait_for_200(self.proc, f"{self.url}/healthz", STARTUP_TIMEOUT, self.log)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
         """Send `sig`, wait for the exit; return how long the process took to exit."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import PUBLISHER_KEY, free_port, tidings_env
+from tests.support import PUBLISHER_KEY, free_port, tidings_env, wait_for_200
 
 START_TIMEOUT = 60.0
 
@@ -44,17 +44,7 @@ class Node:
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until /readyz answers 200: the store answers and the bus subscription is live."""
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tidings exited at start:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"tidings not ready within {timeout}s:\n{self.log()}")
+        wait_for_200(self.proc, f"{self.url}/readyz", timeout, self.log)
 
     def start(self) -> None:
         self.spawn()

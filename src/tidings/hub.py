@@ -71,7 +71,7 @@ Item = Frame | bytes | End | _Marker
 
 def encode_notification(notification: Notification) -> bytes:
     return (
-        f"id: {notification.seq}\nevent: new-notification\ndata: {notification.dumps()}\n\n"
+        f"id: {notification.seq}\nevent: new-notification\ndata: {notification.line}\n\n"
     ).encode()
 
 

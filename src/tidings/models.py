@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,7 +58,9 @@ class Draft:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+# Not slotted: `dumps` caches its line on the instance (the publish answer and the SSE frame of
+# a notification share one encoding).
+@dataclass(frozen=True)
 class Notification:
     user_id: str
     seq: int
@@ -79,6 +82,11 @@ class Notification:
             "created_at": iso_ms(self.created_ms),
             "read_at": None if self.read_ms is None else iso_ms(self.read_ms),
         }
+
+    @functools.cached_property
+    def line(self) -> str:
+        """`dumps()`, computed once per notification."""
+        return self.dumps()
 
     def dumps(self) -> str:
         """One line of JSON, safe in an SSE `data:` line (see `one_line_json`)."""

@@ -83,12 +83,13 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
             [],
         )
         return
-    items = [n.to_json() for n in stored.notifications]
-    content: Any = items[0] if body.user_id is not None and items else items
+    # The same JSON lines the streams are sent (encoded once per notification).
+    lines = [n.line for n in stored.notifications]
+    answer = lines[0] if body.user_id is not None and lines else "[" + ",".join(lines) + "]"
     if stored.replayed:
-        await _respond(send, 200, content, [(b"idempotent-replayed", b"true")])
+        await _send_json(send, 200, answer.encode(), [(b"idempotent-replayed", b"true")])
     else:
-        await _respond(send, 201, content, [])
+        await _send_json(send, 201, answer.encode(), [])
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -111,6 +112,12 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 async def _respond(send: Send, status: int, content: Any, extra: list[tuple[bytes, bytes]]) -> None:
     body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+    await _send_json(send, status, body, extra)
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]
+) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from tidings.auth import check_publisher
 from tidings.service import Service
-from tidings.store import StoreUnavailable
+from tidings.store import IdempotencyConflict, StoreUnavailable
 from tidings.validation import ApiError, PublishIn, make_draft
 
 __all__ = ["PUBLISH_PATH", "publish_endpoint"]
@@ -62,7 +62,10 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
             ]
             raise ApiError(422, "invalid_request", detail) from None
         draft = make_draft(body, settings)
-        stored = await service.publish(draft, body.idempotency_key)
+        try:
+            stored = await service.publish(draft, body.idempotency_key)
+        except IdempotencyConflict as exc:
+            raise ApiError(409, "idempotency_conflict", str(exc)) from None
     except ApiError as exc:
         extra = [(b"allow", b"POST")] if exc.status == 405 else []
         await _respond(send, exc.status, {"error": exc.error, "detail": exc.detail}, extra)
@@ -140,7 +143,8 @@ def openapi_path(components: dict[str, Any]) -> dict[str, Any]:
             "description": (
                 "Store a notification for `user_id` (answers it) or for each of `user_ids` "
                 "(answers an array). A repeated `idempotency_key` answers the original with 200 "
-                "and `Idempotent-Replayed: true`. Needs `Authorization: Bearer <publisher key>`."
+                "and `Idempotent-Replayed: true`; reused with a different body, 409. "
+                "Needs `Authorization: Bearer <publisher key>`."
             ),
             "requestBody": {
                 "required": True,
@@ -169,6 +173,7 @@ def openapi_path(components: dict[str, Any]) -> dict[str, Any]:
                 "400": error,
                 "401": error,
                 "403": error,
+                "409": error,
                 "413": error,
                 "415": error,
                 "422": error,

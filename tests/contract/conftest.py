@@ -13,6 +13,7 @@ import pytest
 from pymongo import MongoClient
 
 from tests.conftest import service_url
+from tidings.models import Clock, now_ms
 from tidings.store import Store, create_store
 
 STORES = ["sqlite", "postgres", "mongodb"]
@@ -70,8 +71,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = create_store(store_url, retention_days=90)
+def clock() -> Clock:
+    """The store's clock, stopped at the present: a test advances it instead of sleeping."""
+    return Clock(now_ms())
+
+
+@pytest.fixture
+async def store(store_url: str, clock: Clock) -> AsyncIterator[Store]:
+    opened = create_store(store_url, retention_days=90, clock=clock)
     await opened.open()
     try:
         yield opened

@@ -7,6 +7,7 @@ still goes to the real server (MongoDB or FerretDB).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from tests.contract.conftest import fresh_database
 from tidings.models import Clock, Draft, Notification, Stored
 from tidings.store import StoreUnavailable
 from tidings.store.factory import mongo_database
-from tidings.store.mongo import Doc, MongoStore
+from tidings.store.mongo import IDEMPOTENCY_WAIT, Doc, MongoStore
 
 pytestmark = pytest.mark.anyio
 
@@ -198,3 +199,30 @@ async def test_the_slow_node_inserting_first_still_stores_once(mongo_url: str) -
         slow.resume.set()
         await slow.close()
         await fast.close()
+
+
+async def test_a_key_left_in_flight_by_a_crashed_node_completes_on_the_first_retry(
+    mongo_url: str,
+) -> None:
+    """A retry of a key whose node crashed mid-publish is not told `503 still in progress`
+    for a minute: it waits out the short takeover age and completes the publish itself."""
+    name = mongo_database(mongo_url)
+    crashed = await opened(Paused(mongo_url, name))
+    store = await opened(MongoStore(mongo_url, name))
+    draft = Draft(user_ids=("alice",), message="once")
+    try:
+        never_finishes = asyncio.create_task(crashed.add(draft, "key"))
+        await asyncio.wait_for(crashed.claimed.wait(), 10)
+        began = time.monotonic()
+        retried = await store.add(draft, "key")
+        elapsed = time.monotonic() - began
+        assert not retried.replayed
+        assert [(n.user_id, n.seq) for n in retried.notifications] == [("alice", 1)]
+        assert elapsed < IDEMPOTENCY_WAIT + 2, f"the retry took {elapsed:.1f}s"
+        crashed.resume.set()
+        assert (await never_finishes).notifications == retried.notifications
+        assert [n.seq for n in await store.after("alice", 0, 10)] == [1]
+    finally:
+        crashed.resume.set()
+        await crashed.close()
+        await store.close()

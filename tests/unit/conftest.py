@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
 from tests.support import SECRET, make_token
 from tests.unit.fakes import FakeBus, FakeClient, FakeStore
-
 from tidings.models import Draft, Stored
 from tidings.service import Service
 from tidings.settings import Settings

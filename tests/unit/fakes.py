@@ -17,10 +17,19 @@ from typing import Any
 from starlette.types import Message, Scope
 
 from tidings.bus.base import Bus, Deliver
+from tidings.bus.shared import SharedBus
 from tidings.models import Draft, Event, Notification, Position, Stored, now_ms
 from tidings.store.base import Store, StoreUnavailable
 
-__all__ = ["FakeBus", "FakeClient", "FakeStore", "SseEvent", "parse_sse"]
+__all__ = [
+    "Broker",
+    "BrokerBus",
+    "FakeBus",
+    "FakeClient",
+    "FakeStore",
+    "SseEvent",
+    "parse_sse",
+]
 
 
 class FakeStore:
@@ -281,6 +290,82 @@ class FakeClient:
                 await self._changed.wait()
 
 
-def _contracts(store: FakeStore, bus: FakeBus) -> tuple[Store, Bus]:
+class Broker:
+    """What Redis or PostgreSQL is to the shared buses: one channel, and an off switch."""
+
+    def __init__(self) -> None:
+        self.up = True
+        # Publishing fails while subscriptions stay up (a full buffer, a failover).
+        self.refuse_publish = False
+        self.listeners: list[asyncio.Queue[str | None]] = []
+        self.published: list[str] = []
+
+    def publish(self, messages: Sequence[str]) -> None:
+        if not self.up or self.refuse_publish:
+            raise ConnectionError("the broker refused the message")
+        self.published.extend(messages)
+        for queue in self.listeners:
+            for message in messages:
+                queue.put_nowait(message)
+
+    def inject(self, raw: str) -> None:
+        """A message from some other writer on the channel."""
+        for queue in self.listeners:
+            queue.put_nowait(raw)
+
+    def go_down(self) -> None:
+        """Every subscription drops, and nothing connects until `come_back`."""
+        self.up = False
+        for queue in self.listeners:
+            queue.put_nowait(None)
+
+    def come_back(self) -> None:
+        self.up = True
+
+
+class BrokerBus(SharedBus):
+    """A `SharedBus` over a `Broker`: the reconnect and resync logic, without a network.
+
+    The real buses wake every second (`TICK`); this one every `tick`, 10 ms unless told.
+    """
+
+    def __init__(self, broker: Broker, *, limit: int = 7900, tick: float = 0.01) -> None:
+        super().__init__("test")
+        self.broker = broker
+        self.limit = limit
+        self.tick = tick
+
+    def name(self) -> str:
+        return "broker"
+
+    async def _listen(self) -> None:
+        if not self.broker.up:
+            raise ConnectionError("cannot connect")
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.broker.listeners.append(queue)
+        try:
+            self._subscribed()
+            while True:
+                try:
+                    async with asyncio.timeout(self.tick):
+                        raw = await queue.get()
+                except TimeoutError:
+                    raw = ""
+                if raw is None:
+                    raise ConnectionError("connection lost")
+                if raw:
+                    self._received(raw)
+                await self._tick()
+        finally:
+            self.broker.listeners.remove(queue)
+
+    async def _publish(self, messages: Sequence[str]) -> None:
+        self.broker.publish(messages)
+
+    async def _close_publisher(self) -> None:
+        pass
+
+
+def _contracts(store: FakeStore, bus: FakeBus, shared: BrokerBus) -> tuple[Store, Bus, Bus]:
     """mypy checks here that the fakes satisfy the protocols the service uses."""
-    return store, bus
+    return store, bus, shared

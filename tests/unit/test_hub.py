@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.unit.conftest import unit_settings
 
+from tests.unit.conftest import unit_settings
 from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Subscriber
 from tidings.metrics import Metrics
 from tidings.models import Deleted, Notification, Published, ReadChanged, Resync

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tests.support import make_token
 from tests.unit.conftest import Node, OpenStream, unit_settings
 from tests.unit.fakes import FakeClient
-
 from tidings import stream
 from tidings.models import Published, Resync
 from tidings.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import ServerFactory, service_url
 from tests.contract.conftest import STORES, fresh_database
-from tests.support import make_token, open_stream
+from tests.support import make_token, open_stream, publish_sentinel
 
 pytestmark = pytest.mark.anyio
 
@@ -49,12 +49,12 @@ async def test_a_stream_receives_live_and_replays_after_reconnect(
             (4, "missed"),
             (5, "missed too"),
         ]
-        assert await stream.quiet(0.3) == []
-    async with httpx.AsyncClient(timeout=10) as client:
-        listed = await client.get(
-            f"{server.url}/notifications?limit=2", headers={"authorization": f"Bearer {token}"}
-        )
-    assert [n["id"] for n in listed.json()] == [5, 4]
+        async with httpx.AsyncClient(timeout=10) as client:
+            listed = await client.get(
+                f"{server.url}/notifications?limit=2", headers={"authorization": f"Bearer {token}"}
+            )
+        assert [n["id"] for n in listed.json()] == [5, 4]
+        await publish_sentinel(server, "alice", stream)
 
 
 async def get(url: str) -> httpx.Response:

@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.types import Message, Scope
 
+from tests.raw_sse import RawEvent, parse_events
 from tidings.bus.base import Bus, Deliver
 from tidings.bus.shared import SharedBus
 from tidings.models import Draft, Event, Notification, Position, Stored, now_ms
@@ -27,8 +28,6 @@ __all__ = [
     "FakeBus",
     "FakeClient",
     "FakeStore",
-    "SseEvent",
-    "parse_sse",
 ]
 
 
@@ -182,33 +181,6 @@ class FakeBus:
 
 
 @dataclass
-class SseEvent:
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-    retry: int | None = None
-
-
-def parse_sse(body: bytes) -> list[SseEvent]:
-    """The complete event blocks of an SSE body (a block with only `retry:` included)."""
-    events: list[SseEvent] = []
-    for block in body.decode().split("\n\n")[:-1]:
-        event = SseEvent()
-        for line in block.split("\n"):
-            name, _, value = line.partition(": ")
-            if name == "event":
-                event.event = value
-            elif name == "data":
-                event.data = value
-            elif name == "id":
-                event.id = value
-            elif name == "retry":
-                event.retry = int(value)
-        events.append(event)
-    return events
-
-
-@dataclass
 class FakeClient:
     """The ASGI side of one HTTP request: what the endpoint sent, and a way to hang up."""
 
@@ -271,11 +243,11 @@ class FakeClient:
         bodies = [m for m in self.messages if m["type"] == "http.response.body"]
         return bool(bodies) and not bodies[-1].get("more_body", False)
 
-    def blocks(self) -> list[SseEvent]:
+    def blocks(self) -> list[RawEvent]:
         """Every block sent, pings and `retry:`-only blocks included."""
-        return parse_sse(self.body)
+        return parse_events(self.body)
 
-    def events(self) -> list[SseEvent]:
+    def events(self) -> list[RawEvent]:
         """The events a page's EventSource dispatches to its listeners (no pings)."""
         return [e for e in self.blocks() if e.data and e.event != "ping"]
 

@@ -100,9 +100,11 @@ async def test_a_publish_on_one_node_reaches_streams_on_the_others(
             (got,) = await stream.notifications(1, timeout=5)
             assert got["id"] == 6
             assert got["data"] == {"blob": "y" * 6000}
-        await pub.publish(node1.url, user, SENTINEL)
+        # The publisher's idempotency key is the message: one sentinel per test.
+        sentinel = f"{SENTINEL} {tag}"
+        await pub.publish(node1.url, user, sentinel)
         for stream in (on2, on3):
-            await stream.expect_sentinel()
+            await stream.expect_sentinel(sentinel)
 
 
 async def test_kill_9_of_the_node_holding_a_stream_loses_nothing(

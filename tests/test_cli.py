@@ -239,6 +239,15 @@ def test_send_refuses_bad_input_in_one_line_and_stores_nothing(
             assert conn.execute("SELECT count(*) FROM notifications").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("link", ["http://[x", "https://[", "http://a]b/", "http://\uff03x/"])
+def test_send_with_a_link_the_url_parser_rejects_is_one_line_and_exit_2(
+    env: dict[str, str], link: str
+) -> None:
+    result = run_cli(env, "send", "u", "hi", "--link", link)
+    assert_one_line_error(result, "link", "URL")
+    assert result.returncode == 2
+
+
 def test_send_to_a_database_in_a_missing_folder_is_one_line(
     env: dict[str, str], tmp_path: Path
 ) -> None:

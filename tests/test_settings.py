@@ -192,3 +192,32 @@ def test_a_cors_origin_must_be_an_origin(origin: str) -> None:
 def test_an_error_message_is_one_line_even_for_a_multiline_value() -> None:
     message = refused(heartbeat="1\n2")
     assert "TIDINGS_HEARTBEAT" in message
+
+
+# --- the edge: request heads and logs -----------------------------------------------------------
+
+
+def test_head_and_log_settings_have_defaults_and_parse() -> None:
+    default = from_env()
+    assert (default.max_head_bytes, default.head_timeout) == (65536, 10.0)
+    assert (default.log_format, default.log_level) == ("plain", "info")
+    settings = from_env(
+        max_head_bytes="8192", head_timeout="2.5", log_format="json", log_level="warning"
+    )
+    assert (settings.max_head_bytes, settings.head_timeout) == (8192, 2.5)
+    assert (settings.log_format, settings.log_level) == ("json", "warning")
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("max_head_bytes", "100"),
+        ("max_head_bytes", "lots"),
+        ("head_timeout", "0"),
+        ("head_timeout", "-1"),
+        ("log_format", "xml"),
+        ("log_level", "loud"),
+    ],
+)
+def test_bad_head_and_log_settings_name_the_variable(variable: str, raw: str) -> None:
+    assert f"TIDINGS_{variable.upper()}" in refused(**{variable: raw})

@@ -14,6 +14,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from tidings.bus.factory import is_single_process
+from tidings.heads import bound_heads
 from tidings.server import DrainingServer
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
@@ -155,6 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         access_log=False,
     )
+    bound_heads(config, settings)
     if args.workers > 1:
         from tidings.workers import run_workers
 

@@ -50,6 +50,11 @@ class Settings:
     prune_interval: float = 3600.0
     prune_batch: int = 1000
     demo: bool = False
+    # The edge: bounded request heads (tidings.heads) and the log format (tidings.logs).
+    max_head_bytes: int = 64 * 1024
+    head_timeout: float = 10.0
+    log_format: str = "plain"
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, demo: bool = False) -> Settings:
@@ -107,13 +112,26 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+        self._validate_edge()
         for origin in self.cors_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise ConfigError(
                     f"TIDINGS_CORS_ORIGINS: {origin!r} is not an origin like https://app.example"
                 )
 
+    def _validate_edge(self) -> None:
+        if self.max_head_bytes < 1024:
+            raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
+        if self.head_timeout <= 0:
+            raise ConfigError("TIDINGS_HEAD_TIMEOUT must be a positive number of seconds")
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise ConfigError(f"TIDINGS_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"TIDINGS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
 
+
+LOG_FORMATS = ("plain", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _KINDS = {bool: "a boolean (1/0, true/false)", int: "a whole number", float: "a number"}
 
 

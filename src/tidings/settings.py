@@ -55,6 +55,7 @@ class Settings:
     head_timeout: float = 10.0
     log_format: str = "plain"
     log_level: str = "info"
+    log_repeat_window: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, demo: bool = False) -> Settings:
@@ -124,6 +125,8 @@ class Settings:
             raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
         if self.head_timeout <= 0:
             raise ConfigError("TIDINGS_HEAD_TIMEOUT must be a positive number of seconds")
+        if self.log_repeat_window <= 0:
+            raise ConfigError("TIDINGS_LOG_REPEAT_WINDOW must be a positive number of seconds")
         if self.log_format.lower() not in LOG_FORMATS:
             raise ConfigError(f"TIDINGS_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level.lower() not in LOG_LEVELS:

@@ -302,6 +302,18 @@ def test_serve_with_an_unknown_database_scheme_is_one_line(env: dict[str, str]) 
     assert_one_line_error(serve(env), "TIDINGS_DATABASE_URL")
 
 
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [("TIDINGS_BUS_URL", "redis://[x"), ("TIDINGS_DATABASE_URL", "postgresql://db:port/x")],
+)
+def test_serve_and_send_with_a_url_the_parser_rejects_are_one_line(
+    env: dict[str, str], variable: str, url: str
+) -> None:
+    env[variable] = url
+    assert_one_line_error(serve(env), variable)
+    assert_one_line_error(run_cli(env, "send", "u", "hi"), variable)
+
+
 def test_serve_with_a_database_in_a_missing_folder_is_one_line(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -221,3 +221,19 @@ def test_head_and_log_settings_have_defaults_and_parse() -> None:
 )
 def test_bad_head_and_log_settings_name_the_variable(variable: str, raw: str) -> None:
     assert f"TIDINGS_{variable.upper()}" in refused(**{variable: raw})
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("bus_url", "redis://[x"),
+        ("bus_url", "redis://cache:port/0"),
+        ("database_url", "postgresql://u:p@[db/tidings"),
+        ("database_url", "mongodb://db\uff03x/tidings"),
+        ("cors_origins", "https://app.example,https://[x"),
+    ],
+)
+def test_a_url_setting_the_url_parser_rejects_names_the_variable(variable: str, raw: str) -> None:
+    message = refused(**{variable: raw})
+    assert f"TIDINGS_{variable.upper()} is not a valid URL" in message
+    assert "u:p" not in message  # a password in the URL stays out of the message

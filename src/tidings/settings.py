@@ -11,6 +11,7 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -121,6 +122,15 @@ class Settings:
                 )
 
     def _validate_edge(self) -> None:
+        # A URL urlsplit cannot parse would otherwise fail deep in a factory, with a traceback.
+        named = [("TIDINGS_DATABASE_URL", self.database_url), ("TIDINGS_BUS_URL", self.bus_url)]
+        named += [("TIDINGS_CORS_ORIGINS", origin) for origin in self.cors_origins]
+        for variable, url in named:
+            if not _parses(url):
+                raise ConfigError(
+                    f"{variable} is not a valid URL: an unbalanced [ or ], a host that NFKC "
+                    "normalisation changes, or a port that is not a number up to 65535"
+                )
         if self.max_head_bytes < 1024:
             raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
         if self.head_timeout <= 0:
@@ -131,6 +141,14 @@ class Settings:
             raise ConfigError(f"TIDINGS_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"TIDINGS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+
+
+def _parses(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018  (reading the port is what checks it)
+    except ValueError:
+        return False
+    return True
 
 
 LOG_FORMATS = ("plain", "json")

@@ -175,7 +175,7 @@ class HeadGuard:
             return
         self.began = None
         if not self.transport.is_closing():
-            log.info("Closed a connection whose request head took over %gs", self._timeout)
+            log.warning("Closed a connection whose request head took over %gs", self._timeout)
             self.transport.close()
 
 

@@ -435,6 +435,26 @@ def test_cookie_post_with_a_form_content_type_is_415(server: Server, content_typ
     assert unread(server, user)["unread"] == 1
 
 
+@pytest.mark.parametrize("origin", ["http://[x", "https://[", "http://a]b", "http://\uff03x"])
+def test_cookie_post_from_an_origin_the_url_parser_rejects_is_403(
+    server: Server, origin: str
+) -> None:
+    # Sent as UTF-8 bytes: httpx refuses a non-ASCII str header, a raw client sends anything.
+    user = new_user()
+    publish_many(server, user, 1)
+    response = with_cookie(
+        server,
+        make_token(user),
+        "POST",
+        "/notifications/read",
+        json={"up_to": 1},
+        headers={"origin": origin.encode()},
+    )
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == "forbidden_origin"
+    assert unread(server, user) == {"unread": 1, "last_seq": 1}
+
+
 def test_cookie_post_from_the_own_or_an_allowed_origin_works(server: Server) -> None:
     user = new_user()
     publish_many(server, user, 2)

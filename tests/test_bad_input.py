@@ -300,7 +300,48 @@ def test_link_that_is_not_http_is_422(server: Server, link: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "link", ["https://example.com/a?b=c#d", "http://localhost:8000/x", "/orders/7"]
+    "link",
+    [
+        "http://[x",
+        "https://[",
+        "http://a]b/",
+        "http://[v1.x]/",
+        "http://\uff03x/",  # a fullwidth number sign: NFKC turns it into "#"
+        "http://a\u2100b/",  # "℀" becomes "a/c" under NFKC
+        "http://a:b/",
+        "http://a:99999/",
+        "http://\u00e9" + "x" * 60 + ".example/",  # an IDNA label over 63 bytes
+    ],
+    ids=[
+        "unclosed-bracket",
+        "lone-bracket",
+        "closing-bracket",
+        "not-ipv6",
+        "nfkc-number-sign",
+        "nfkc-account-of",
+        "port-not-a-number",
+        "port-too-large",
+        "idna-label-too-long",
+    ],
+)
+def test_link_the_url_parser_rejects_is_422(server: Server, link: str) -> None:
+    user = new_user()
+    response = publish(server, {"user_id": user, "message": "hi", "link": link})
+    detail = assert_error(response, 422, "invalid_notification")
+    assert field_of(detail) == "link"
+    assert "URL" in detail["problem"]
+    assert_nothing_stored(server, user)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://example.com/a?b=c#d",
+        "http://localhost:8000/x",
+        "/orders/7",
+        "http://[::1]:8000/x",
+        "https://m\u00fcnchen.example/",
+    ],
 )
 def test_http_links_and_paths_are_accepted(server: Server, link: str) -> None:
     user = new_user()

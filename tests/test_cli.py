@@ -233,6 +233,15 @@ def test_send_refuses_bad_input_in_one_line_and_stores_nothing(
             assert conn.execute("SELECT count(*) FROM notifications").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("link", ["http://[x", "https://[", "http://a]b/", "http://\uff03x/"])
+def test_send_with_a_link_the_url_parser_rejects_is_one_line_and_exit_2(
+    env: dict[str, str], link: str
+) -> None:
+    result = run_cli(env, "send", "u", "hi", "--link", link)
+    assert_one_line_error(result, "link", "URL")
+    assert result.returncode == 2
+
+
 def test_send_to_a_database_in_a_missing_folder_is_one_line(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -278,6 +287,18 @@ def test_serve_with_an_unknown_setting_is_one_line(env: dict[str, str]) -> None:
 def test_serve_with_an_unknown_database_scheme_is_one_line(env: dict[str, str]) -> None:
     env["TIDINGS_DATABASE_URL"] = "oracle://db/x"
     assert_one_line_error(serve(env), "TIDINGS_DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [("TIDINGS_BUS_URL", "redis://[x"), ("TIDINGS_DATABASE_URL", "postgresql://db:port/x")],
+)
+def test_serve_and_send_with_a_url_the_parser_rejects_are_one_line(
+    env: dict[str, str], variable: str, url: str
+) -> None:
+    env[variable] = url
+    assert_one_line_error(serve(env), variable)
+    assert_one_line_error(run_cli(env, "send", "u", "hi"), variable)
 
 
 def test_serve_with_a_database_in_a_missing_folder_is_one_line(

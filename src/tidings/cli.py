@@ -14,6 +14,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from tidings.bus.factory import is_single_process
+from tidings.heads import bound_heads
+from tidings.logs import configure as configure_logs
+from tidings.logs import log_config
 from tidings.server import DrainingServer, worker_server
 from tidings.settings import ConfigError, Settings
 from tidings.store import IdempotencyConflict, StoreUnavailable
@@ -54,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="add a demo page at / with demo users; generates a secret and a publisher key "
         "when none are set",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="uvicorn's log level (default: TIDINGS_LOG_LEVEL, info)",
+    )
 
     send = sub.add_parser(
         "send",
@@ -150,11 +157,13 @@ def _serve(args: argparse.Namespace) -> int:
         factory=args.workers > 1,
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
+        log_level=args.log_level or settings.log_level,
+        log_config=log_config(settings),
         lifespan="on",
         timeout_graceful_shutdown=5,
         access_log=False,
     )
+    bound_heads(config, settings)
     if args.workers > 1:
         from tidings.workers import run_workers
 
@@ -170,6 +179,7 @@ async def _send(args: argparse.Namespace) -> int:
     # Publishing needs no signing secret; give a placeholder so the settings validate.
     environ = {"TIDINGS_SECRET": "x" * 32, **os.environ}
     settings = Settings.from_env(environ)
+    configure_logs(settings)
     try:
         data = json.loads(args.data) if args.data else {}
     except json.JSONDecodeError as exc:

@@ -179,7 +179,9 @@ export const NotificationBell = {
       return this.notificationCount > 99 ? "99+" : String(this.notificationCount);
     },
     bellLabel() {
-      return this.notificationCount > 0 ? this.t("bellUnread", { n: this.notificationCount }) : this.t("bell");
+      return this.notificationCount > 0
+        ? this.t("bellUnread", { n: this.notificationCount })
+        : this.t("bell");
     },
     banner() {
       const s = this.state;
@@ -202,7 +204,12 @@ export const NotificationBell = {
     });
     this.tidingsUnsubscribe = this.tidingsClient.subscribe((state, change) => {
       this.state = state;
-      if (change.type === "error" && (change.action === "markRead" || change.action === "markAllRead" || change.action === "delete")) {
+      if (
+        change.type === "error" &&
+        (change.action === "markRead" ||
+          change.action === "markAllRead" ||
+          change.action === "delete")
+      ) {
         this.actionError = true;
       }
       if (change.type === "notification") this.announce(change.notification);
@@ -222,10 +229,15 @@ export const NotificationBell = {
   methods: {
     t(key, values) {
       const template = (this.strings && this.strings[key]) || STRINGS[key];
-      return String(template).replace(/\{(\w+)\}/g, (_, name) => (values && name in values ? values[name] : ""));
+      return String(template).replace(/\{(\w+)\}/g, (_, name) =>
+        values && name in values ? values[name] : "",
+      );
     },
     linkOf(notification) {
-      return safeLink(notification.link, typeof location === "undefined" ? undefined : location.href);
+      return safeLink(
+        notification.link,
+        typeof location === "undefined" ? undefined : location.href,
+      );
     },
     timeLabel,
     toggleDropdown() {
@@ -267,7 +279,9 @@ export const NotificationBell = {
       });
       this.$emit("new-notification", notification);
       // Also as a DOM event, like <tidings-bell>, for host code outside Vue.
-      this.$el.dispatchEvent(new CustomEvent("new-notification", { detail: notification, bubbles: true }));
+      this.$el.dispatchEvent(
+        new CustomEvent("new-notification", { detail: notification, bubbles: true }),
+      );
     },
     onKeydown(event) {
       if (event.key === "Escape" && this.isOpen) {
@@ -281,7 +295,8 @@ export const NotificationBell = {
       const at = rows.findIndex((row) => row.contains(document.activeElement));
       let target = null;
       if (event.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
-      else if (event.key === "ArrowUp") target = at === 0 ? this.$refs.button : rows[at < 0 ? rows.length - 1 : at - 1];
+      else if (event.key === "ArrowUp")
+        target = at === 0 ? this.$refs.button : rows[at < 0 ? rows.length - 1 : at - 1];
       else if (event.key === "Home" && at >= 0) target = rows[0];
       else if (event.key === "End" && at >= 0) target = rows[rows.length - 1];
       if (target) {

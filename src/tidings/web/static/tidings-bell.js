@@ -180,10 +180,20 @@ export class TidingsBell extends HTMLElement {
       <div class="sr" role="status" aria-live="polite" aria-atomic="true"></div>`;
     const $ = (sel) => root.querySelector(sel);
     this._el = {
-      bell: $(".bell"), badge: $(".badge"), panel: $(".panel"), title: $("h2"),
-      refresh: $(".refresh"), markAll: $(".mark-all"), banner: $(".banner"), list: $(".list"),
-      loading: $(".loading"), empty: $(".empty"), error: $(".error"), more: $(".more"),
-      desktop: $(".desktop"), live: $(".sr"),
+      bell: $(".bell"),
+      badge: $(".badge"),
+      panel: $(".panel"),
+      title: $("h2"),
+      refresh: $(".refresh"),
+      markAll: $(".mark-all"),
+      banner: $(".banner"),
+      list: $(".list"),
+      loading: $(".loading"),
+      empty: $(".empty"),
+      error: $(".error"),
+      more: $(".more"),
+      desktop: $(".desktop"),
+      live: $(".sr"),
     };
     this._el.bell.addEventListener("click", () => this.toggle());
     this._el.refresh.addEventListener("click", () => this._client?.refresh().catch(() => {}));
@@ -298,7 +308,9 @@ export class TidingsBell extends HTMLElement {
     requestAnimationFrame(() => {
       live.textContent = text(this._strings.announce, n.message);
     });
-    this.dispatchEvent(new CustomEvent("new-notification", { detail: n, bubbles: true, composed: true }));
+    this.dispatchEvent(
+      new CustomEvent("new-notification", { detail: n, bubbles: true, composed: true }),
+    );
     this._desktop(n);
   }
 
@@ -306,7 +318,10 @@ export class TidingsBell extends HTMLElement {
     if (!this._desktopEnabled() || document.visibilityState === "visible") return;
     try {
       // The tag makes the tabs that all got it show one alert, not one each.
-      const alert = new Notification(text(this._strings.desktopTitle), { body: n.message, tag: `tidings-${n.id}` });
+      const alert = new Notification(text(this._strings.desktopTitle), {
+        body: n.message,
+        tag: `tidings-${n.id}`,
+      });
       const href = safeLink(n.link, location.href);
       alert.onclick = () => {
         window.focus();
@@ -333,7 +348,9 @@ export class TidingsBell extends HTMLElement {
     } else {
       // Permission is asked only here, on the user's click.
       const permission =
-        Notification.permission === "default" ? await Notification.requestPermission() : Notification.permission;
+        Notification.permission === "default"
+          ? await Notification.requestPermission()
+          : Notification.permission;
       if (permission === "granted") localStorage.setItem(DESKTOP_KEY, "1");
     }
     this._render();
@@ -483,7 +500,8 @@ export class TidingsBell extends HTMLElement {
     const id = Number(row.dataset.id);
     if (button?.classList.contains("mark-read")) this._client?.markRead([id]);
     else if (button?.classList.contains("delete")) this._client?.delete(id);
-    else if (e.target.closest("a.message") && row.classList.contains("unread")) this._client?.markRead([id]);
+    else if (e.target.closest("a.message") && row.classList.contains("unread"))
+      this._client?.markRead([id]);
   }
 
   _onKeydown(e) {
@@ -499,7 +517,8 @@ export class TidingsBell extends HTMLElement {
     const at = rows.findIndex((row) => row.contains(active));
     let target = null;
     if (e.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
-    else if (e.key === "ArrowUp") target = at <= 0 ? (at === 0 ? this._el.bell : rows[rows.length - 1]) : rows[at - 1];
+    else if (e.key === "ArrowUp")
+      target = at <= 0 ? (at === 0 ? this._el.bell : rows[rows.length - 1]) : rows[at - 1];
     else if (e.key === "Home" && at >= 0) target = rows[0];
     else if (e.key === "End" && at >= 0) target = rows[rows.length - 1];
     else if (e.key === "Enter" && active?.classList?.contains("item")) {

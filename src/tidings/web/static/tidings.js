@@ -8,7 +8,13 @@
 //
 // Nothing here touches browser globals at import time, so the pure helpers below run in Node.
 
-const STREAM_EVENTS = ["new-notification", "notifications-read", "notification-deleted", "reset", "ping"];
+const STREAM_EVENTS = [
+  "new-notification",
+  "notifications-read",
+  "notification-deleted",
+  "reset",
+  "ping",
+];
 
 /** Jittered, capped exponential backoff ("equal jitter"): half fixed, half random. */
 export function backoffDelay(attempt, { initial = 1000, max = 30000, random = Math.random } = {}) {
@@ -418,8 +424,8 @@ class Tidings {
       this.refresh().catch(() => {});
     } else if (m.t === "reconnect") {
       // A token the host page rendered in: exchanged for the session cookie before anything else.
-    const start = this._opts.token ? this._session(this._opts.token) : Promise.resolve(true);
-    this._loaded = start.then(() => this.refresh()).catch(() => {});
+      const start = this._opts.token ? this._session(this._opts.token) : Promise.resolve(true);
+      this._loaded = start.then(() => this.refresh()).catch(() => {});
       if (this._isLeader()) {
         this._attempt = 0;
         this._loaded.then(() => this._open());
@@ -439,7 +445,7 @@ class Tidings {
     clearTimeout(this._retryTimer);
     const es = new globalThis.EventSource(
       `${this._base}/notifications/stream?last_event_id=${this._resume}`,
-      { withCredentials: this._opts.withCredentials }
+      { withCredentials: this._opts.withCredentials },
     );
     this._source = es;
     this._lastPing = 0;
@@ -468,7 +474,9 @@ class Tidings {
         this._recover();
       } else {
         // CONNECTING: the browser retries by itself after the server's `retry:`.
-        this._leaderSetConnection(globalThis.navigator?.onLine === false ? "offline" : "reconnecting");
+        this._leaderSetConnection(
+          globalThis.navigator?.onLine === false ? "offline" : "reconnecting",
+        );
       }
     };
     for (const type of STREAM_EVENTS) {
@@ -499,7 +507,10 @@ class Tidings {
     this._leaderSetConnection(offline ? "offline" : "reconnecting");
     let status = 0;
     try {
-      const response = await this._fetch(`${this._base}/notifications/unread-count`, this._init("GET"));
+      const response = await this._fetch(
+        `${this._base}/notifications/unread-count`,
+        this._init("GET"),
+      );
       status = response.status;
     } catch {
       status = 0; // the network or the server is away
@@ -660,7 +671,10 @@ class Tidings {
   /** POST /notifications/session: the token becomes the HttpOnly cookie EventSource sends. */
   async _session(token) {
     try {
-      const response = await this._fetch(`${this._base}/notifications/session`, this._init("POST", { token }));
+      const response = await this._fetch(
+        `${this._base}/notifications/session`,
+        this._init("POST", { token }),
+      );
       return response.ok;
     } catch {
       return false;

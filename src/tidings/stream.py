@@ -31,7 +31,13 @@ __all__ = ["stream_endpoint"]
 
 log = logging.getLogger("tidings.stream")
 
-PING_FRAME = b"event: ping\ndata: {}\n\n"
+
+def ping_frame(heartbeat: float) -> bytes:
+    """The heartbeat as a named event whose one-line JSON data announces its interval (seconds),
+    so the browser client's watchdog knows what to expect instead of guessing from arrival gaps."""
+    return b'event: ping\ndata: {"heartbeat": %s}\n\n' % f"{heartbeat:g}".encode()
+
+
 # After a failed catch-up, look in the store again after this many seconds (jittered).
 CATCH_UP_RETRY_MIN = 1.0
 CATCH_UP_RETRY_MAX = 3.0
@@ -177,6 +183,7 @@ async def _serve(
 
 async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> None:
     metrics = service.metrics
+    ping = ping_frame(service.settings.heartbeat)
     while True:
         items = await sub.take()
         out: list[bytes] = []
@@ -197,7 +204,7 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
             elif isinstance(item, bytes):
                 out.append(item)
             elif item is PING:
-                out.append(PING_FRAME)
+                out.append(ping)
             elif item is CHECK:
                 out, last = await _catch_up(service, sub, last, out)
             elif isinstance(item, End):

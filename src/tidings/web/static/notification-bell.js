@@ -248,29 +248,34 @@ export const NotificationBell = {
       this.isOpen = false;
       this.$nextTick(() => this.$refs.button && this.$refs.button.focus());
     },
+    // A failed call is shown from the client's `error` change (tidings.js rejects and emits),
+    // so its rejection is handled here.
+    act(method, ...args) {
+      return this.tidingsClient[method](...args).catch(() => {});
+    },
     refreshNotifications() {
       this.actionError = false;
-      return this.tidingsClient.refresh().catch(() => {});
+      return this.act("refresh");
     },
     markRead(notification, event) {
       const button = event && event.currentTarget;
       const row = button && button.closest("li");
-      this.tidingsClient.markRead([notification.id]);
+      this.act("markRead", [notification.id]);
       // The button goes away with the unread mark: keep the focus on its row.
       if (row) this.$nextTick(() => row.focus());
     },
     markAllRead() {
       this.actionError = false;
-      this.tidingsClient.markAllRead();
+      this.act("markAllRead");
     },
     remove(notification) {
-      this.tidingsClient.delete(notification.id);
+      this.act("delete", notification.id);
       this.$nextTick(() => {
         if (this.isOpen && !this.$el.contains(document.activeElement)) this.$refs.button.focus();
       });
     },
     loadMore() {
-      this.tidingsClient.loadMore();
+      this.act("loadMore");
     },
     announce(notification) {
       this.announcement = "";

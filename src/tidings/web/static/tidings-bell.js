@@ -3,10 +3,12 @@
 //   <script type="module" src="https://tidings.example.com/static/tidings-bell.js"></script>
 //   <tidings-bell base-url="https://tidings.example.com"></tidings-bell>
 //
-// Attributes: token (a user token; exchanged for the session cookie), base-url, page-size, heartbeat (the server's TIDINGS_HEARTBEAT), theme ("light" |
-// "dark"; default: the system's), no-desktop (hide the desktop-alerts switch).
-// Properties: getToken (async () => token, called on 401), strings (replace any of STRINGS),
-// client (the tidings.js client, read-only). Events: `new-notification` (detail: the notification).
+// Attributes: token (a user token; exchanged for the session cookie), base-url, page-size,
+// heartbeat (the server's TIDINGS_HEARTBEAT until its pings announce it), theme ("light" | "dark";
+// default: the system's), no-desktop (hide the desktop-alerts switch), strings (JSON).
+// Properties: getToken (async () => token: on 401 and before a token's exp), strings (replace any
+// of STRINGS), client (the tidings.js client, read-only), open. Methods: show(), close(),
+// toggle(). Events: `new-notification` (detail: the notification).
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 
 import { createTidings, safeLink } from "./tidings.js";
@@ -146,6 +148,10 @@ function timeLabel(iso) {
   return when.toLocaleDateString();
 }
 
+/**
+ * The `<tidings-bell>` element. Attributes are read once, when it is first connected (`theme`
+ * and `no-desktop` also later); a failed action (mark read, delete, …) shows in its banner.
+ */
 export class TidingsBell extends HTMLElement {
   constructor() {
     super();
@@ -155,6 +161,11 @@ export class TidingsBell extends HTMLElement {
     this._open = false;
     this._rows = new Map();
     this._actionError = false;
+    /**
+     * The host's refresh callback: a fresh user token, or null when logged out. May be set at
+     * any time; it is read when needed.
+     * @type {(() => (string | null | Promise<string | null>)) | null}
+     */
     this.getToken = this.getToken ?? null;
     const id = `tidings-bell-${++counter}`;
     const root = this.attachShadow({ mode: "open" });
@@ -196,9 +207,9 @@ export class TidingsBell extends HTMLElement {
       live: $(".sr"),
     };
     this._el.bell.addEventListener("click", () => this.toggle());
-    this._el.refresh.addEventListener("click", () => this._client?.refresh().catch(() => {}));
-    this._el.markAll.addEventListener("click", () => this._client?.markAllRead());
-    this._el.more.addEventListener("click", () => this._client?.loadMore());
+    this._el.refresh.addEventListener("click", () => this._act("refresh"));
+    this._el.markAll.addEventListener("click", () => this._act("markAllRead"));
+    this._el.more.addEventListener("click", () => this._act("loadMore"));
     this._el.desktop.addEventListener("click", () => this._toggleDesktop());
     this._el.list.addEventListener("click", (e) => this._onListClick(e));
     root.addEventListener("keydown", (e) => this._onKeydown(e));
@@ -216,10 +227,12 @@ export class TidingsBell extends HTMLElement {
     if (this._state) this._render();
   }
 
+  /** The tidings.js client (null while disconnected). @returns {ReturnType<typeof createTidings> | null} */
   get client() {
     return this._client;
   }
 
+  /** The strings shown (see STRINGS); setting merges over the defaults. @returns {typeof STRINGS} */
   get strings() {
     return this._strings;
   }
@@ -230,6 +243,7 @@ export class TidingsBell extends HTMLElement {
     if (this._state) this._render();
   }
 
+  /** Whether the dropdown is open. @returns {boolean} */
   get open() {
     return this._open;
   }
@@ -270,22 +284,37 @@ export class TidingsBell extends HTMLElement {
     this._state = null;
   }
 
+  /** Open the dropdown when closed, close it when open. */
   toggle() {
     if (this._open) this.close();
     else this.show();
   }
 
+  /** Open the dropdown. */
   show() {
     this._open = true;
     this._actionError = false;
     this._render();
   }
 
+  /**
+   * Close the dropdown.
+   * @param {{focus?: boolean}} [options] focus: give the focus back to the bell button (true)
+   */
   close({ focus = true } = {}) {
     if (!this._open) return;
     this._open = false;
     this._render();
     if (focus) this._el.bell.focus();
+  }
+
+  /**
+   * Run a client method for a click. Its failure is already on screen: the client emits it as an
+   * `error` change, which sets the banner (tidings.js: reject and emit), so the rejection is
+   * handled here and goes no further.
+   */
+  _act(method, ...args) {
+    this._client?.[method](...args).catch(() => {});
   }
 
   // --- state -----------------------------------------------------------------------------------
@@ -498,10 +527,10 @@ export class TidingsBell extends HTMLElement {
     const row = e.target.closest(".item");
     if (!row) return;
     const id = Number(row.dataset.id);
-    if (button?.classList.contains("mark-read")) this._client?.markRead([id]);
-    else if (button?.classList.contains("delete")) this._client?.delete(id);
+    if (button?.classList.contains("mark-read")) this._act("markRead", [id]);
+    else if (button?.classList.contains("delete")) this._act("delete", id);
     else if (e.target.closest("a.message") && row.classList.contains("unread"))
-      this._client?.markRead([id]);
+      this._act("markRead", [id]);
   }
 
   _onKeydown(e) {
@@ -524,7 +553,7 @@ export class TidingsBell extends HTMLElement {
     else if (e.key === "Enter" && active?.classList?.contains("item")) {
       const link = active.querySelector("a.message");
       if (link) link.click();
-      else this._client?.markRead([Number(active.dataset.id)]);
+      else this._act("markRead", [Number(active.dataset.id)]);
       e.preventDefault();
       return;
     }

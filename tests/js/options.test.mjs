@@ -87,6 +87,9 @@ test("renewal: at four fifths of the lifetime, at most a minute early", () => {
   assert.equal(renewDelay(jwt({ exp: at(3600) }), now), 3540000);
   // Nothing usable: the client renews on the server's 401 instead.
   assert.equal(renewDelay(jwt({ exp: at(-5) }), now), null);
+  // Due within a second (a cached token about to expire): no renewal loop, the 401 path instead.
+  assert.equal(renewDelay(jwt({ exp: at(1) }), now), null);
+  assert.equal(renewDelay(jwt({ exp: at(1.25) }), now), 1000);
   assert.equal(renewDelay(jwt({ sub: "alice" }), now), null);
   assert.equal(renewDelay(jwt({ exp: "soon" }), now), null);
   assert.equal(renewDelay("opaque-session-token", now), null);

@@ -210,7 +210,8 @@ export function jwtClaims(token) {
  * In how many ms to fetch a new credential for `token`, so it is in place before `exp`: at four
  * fifths of the lifetime, and at most a minute early. The lifetime is `exp - iat` when the token
  * has `iat` (immune to a wrong browser clock), else `exp` minus this clock. Null when the token
- * says nothing usable (then the client renews on the server's 401, as before).
+ * says nothing usable or the renewal would be due within a second (then the client renews on the
+ * server's 401, as before).
  * @param {string} token
  * @param {number} [now] ms since the epoch
  * @returns {number | null}
@@ -220,8 +221,10 @@ export function renewDelay(token, now = Date.now()) {
   if (!claims || typeof claims.exp !== "number" || !Number.isFinite(claims.exp)) return null;
   const hasIat = typeof claims.iat === "number" && claims.iat < claims.exp;
   const lifetime = hasIat ? (claims.exp - claims.iat) * 1000 : claims.exp * 1000 - now;
-  if (!(lifetime > 0)) return null;
-  return Math.min(MAX_TIMER_MS, Math.round(lifetime - Math.min(60000, lifetime / 5)));
+  const delay = Math.round(lifetime - Math.min(60000, lifetime / 5));
+  // Under a second: a token about to expire (a host that hands out a cached one). Renewing it
+  // again and again would only spin; the 401 path takes over.
+  return delay >= 1000 ? Math.min(MAX_TIMER_MS, delay) : null;
 }
 
 /**

@@ -165,6 +165,37 @@ def test_the_credential_is_renewed_before_it_expires_with_no_gap_in_the_stream(
     assert proxy.count("/notifications/unread-count") == 1, "\n".join(map(str, proxy.requests))
 
 
+def test_with_two_tabs_each_token_is_renewed_once_and_neither_sees_a_gap(
+    behind_proxy: Setup,
+) -> None:
+    server, proxy, first = behind_proxy("1")
+    minted: list[float] = []
+
+    def mint() -> str:
+        minted.append(time.monotonic())
+        return make_token("alice", ttl=10)
+
+    second = new_page(first.context)
+    for page in (first, second):
+        page.expose_function("mintToken", mint)
+        # Each tab is rendered with its own token, as a host page would.
+        mount_bell(page, proxy.url, make_token("alice", ttl=10))
+    began = time.monotonic()
+
+    deadline = began + 45
+    while len(minted) < 2:
+        assert time.monotonic() < deadline, f"renewed {len(minted)} times"
+        first.wait_for_timeout(100)  # Playwright runs `mint` while it waits
+    # One renewal per token lifetime (about 8 s apart), not one per tab (at the same moment).
+    assert minted[1] - minted[0] > 4, [m - began for m in minted]
+    for page in (first, second):
+        assert since_open(page) == ["open"], connection_changes(page)
+    server.publish("alice", "both tabs")
+    for page in (first, second):
+        wait_arrival(page, "both tabs")
+    assert proxy.count("/notifications/unread-count") == 2, proxy.requests  # one load per tab
+
+
 def test_the_offline_banner_follows_the_stream_not_the_browsers_guess(behind_proxy: Setup) -> None:
     server, proxy, page = behind_proxy("1")
     open_demo(page, server, "alice", via=proxy.url)

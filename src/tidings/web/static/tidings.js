@@ -419,6 +419,7 @@ class Tidings {
     this._retryTimer = null;
     this._connectTimer = null;
     this._renewTimer = null;
+    this._renewAt = null; // when the credential in the cookie is due for renewal (ms), if known
     this._lastAlive = 0;
     // Until the stream announces it (in its pings), the heartbeat is the one we were told.
     this._heartbeatMs = this._opts.heartbeat * 1000;
@@ -644,6 +645,7 @@ class Tidings {
         return new Promise((resolve) => {
           this._releaseLock = resolve;
           this._role = "leader";
+          this._armRenew();
           this._emit({ type: "state" });
           this._loaded.then(() => this._open());
         });
@@ -675,10 +677,8 @@ class Tidings {
       this._wake("poke");
     } else if (m.t === "resync") {
       this.refresh().catch(() => {});
-    } else if (m.t === "renewed") {
-      // Another tab put a fresh credential in the (shared) cookie: no need to renew here too.
-      this._scheduleRenew(m.delay);
-      if (this._isLeader()) this._reopenQuietly();
+    } else if (m.t === "session") {
+      this._onSession(m.renewAt);
     } else if (m.t === "reconnect") {
       this._start();
       if (this._isLeader()) {
@@ -866,31 +866,35 @@ class Tidings {
   }
 
   // --- renewing the credential before it expires -----------------------------------------------
+  //
+  // The session cookie is shared by the tabs, and so is this: the tab that put a token in the
+  // cookie tells the others when it is due for renewal; only the leader renews (so each token is
+  // renewed once) and keeps the stream on the newest credential.
 
-  /** A token went into the cookie: renew it before its `exp` (when it is a JWT that says so). */
-  _learnExpiry(token) {
-    const delay = renewDelay(token);
-    this._scheduleRenew(delay);
-    return delay;
+  /** A token went into the cookie (this tab or another): when to renew it, and a stream on it. */
+  _onSession(renewAt) {
+    this._renewAt = renewAt;
+    this._armRenew();
+    // The open stream still runs on the previous credential and would end at its expiry (a gap
+    // of the server's `retry:`): switch to a stream on the new one now.
+    if (this._isLeader()) this._reopenQuietly();
   }
 
-  _scheduleRenew(delay) {
+  _armRenew() {
     clearTimeout(this._renewTimer);
     this._renewTimer = null;
-    if (this._closed || typeof delay !== "number" || typeof this._opts.getToken !== "function") {
-      return;
-    }
-    this._renewTimer = setTimeout(() => this._renew(), Math.max(0, delay));
+    const at = this._renewAt;
+    if (this._closed || !this._isLeader() || typeof at !== "number") return;
+    if (typeof this._opts.getToken !== "function") return;
+    this._renewTimer = setTimeout(() => this._renew(), Math.max(0, at - Date.now()));
   }
 
   async _renew() {
     this._renewTimer = null;
-    if (this._closed || !(await this._refreshCredential())) return; // the 401 path remains
-    if (this._closed) return;
-    this._post({ t: "renewed", delay: this._renewAfter });
-    // The open stream still runs on the old credential and would end at its expiry (a gap of
-    // the server's `retry:`): switch to a stream on the new one now.
-    if (this._isLeader()) this._reopenQuietly();
+    this._renewAt = null;
+    // Success goes through _session (a new renewal time, a stream on the new credential);
+    // failure leaves the 401 path at expiry.
+    if (!this._closed && this._isLeader()) await this._refreshCredential();
   }
 
   _reopenQuietly() {
@@ -1035,7 +1039,12 @@ class Tidings {
       const url = `${this._base}/notifications/session`;
       const response = await this._timed(url, "POST", { token });
       response.body?.cancel().catch(() => {});
-      if (response.ok) this._renewAfter = this._learnExpiry(token);
+      if (response.ok) {
+        const delay = renewDelay(token);
+        const renewAt = delay === null ? null : Date.now() + delay;
+        this._post({ t: "session", renewAt });
+        this._onSession(renewAt);
+      }
       return response.ok;
     } catch {
       return false;

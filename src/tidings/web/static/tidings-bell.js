@@ -486,7 +486,7 @@ export class TidingsBell extends HTMLElement {
     const message = document.createElement(href ? "a" : "span");
     message.className = "message";
     message.textContent = n.message;
-    if (href) message.href = href;
+    if (href) /** @type {HTMLAnchorElement} */ (message).href = href;
     const time = document.createElement("time");
     time.dateTime = n.created_at || "";
     time.textContent = timeLabel(n.created_at);
@@ -542,7 +542,7 @@ export class TidingsBell extends HTMLElement {
     if (!this._open) return;
     const rows = [...this._el.list.children];
     if (!rows.length) return;
-    const active = this.shadowRoot.activeElement;
+    const active = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
     const at = rows.findIndex((row) => row.contains(active));
     let target = null;
     if (e.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
@@ -551,7 +551,7 @@ export class TidingsBell extends HTMLElement {
     else if (e.key === "Home" && at >= 0) target = rows[0];
     else if (e.key === "End" && at >= 0) target = rows[rows.length - 1];
     else if (e.key === "Enter" && active?.classList?.contains("item")) {
-      const link = active.querySelector("a.message");
+      const link = /** @type {HTMLElement | null} */ (active.querySelector("a.message"));
       if (link) link.click();
       else this._act("markRead", [Number(active.dataset.id)]);
       e.preventDefault();

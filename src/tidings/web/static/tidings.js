@@ -150,7 +150,7 @@ export function checkOptions(options = {}) {
   }
   const known = Object.keys(OPTION_TYPES);
   const out = { ...DEFAULTS, backoff: { initial: 1000, max: 30000 } };
-  for (const [key, value] of Object.entries(options)) {
+  for (const [key, value] of Object.entries(/** @type {Record<string, any>} */ (options))) {
     if (!Object.hasOwn(OPTION_TYPES, key)) throw unknownKey(where, key, known);
     if (value === undefined || (value === null && key === "getToken")) continue;
     if (value === "" && (key === "token" || key === "baseUrl")) continue;
@@ -350,7 +350,12 @@ export class NotificationList {
     for (const n of [...newer, ...fresh]) this.add(n);
   }
 
-  /** Mark read by `ids` or everything `upTo`; returns the ids that changed from unread. */
+  /**
+   * Mark read by `ids` or everything `upTo`; returns the ids that changed from unread.
+   * @param {{ids?: number[], upTo?: number | null}} which
+   * @param {string} at the read_at to set
+   * @returns {number[]}
+   */
   markRead({ ids, upTo }, at) {
     const wanted = ids ? new Set(ids) : null;
     const changed = [];

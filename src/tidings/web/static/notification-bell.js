@@ -146,6 +146,14 @@ function injectStyle() {
   document.head.append(style);
 }
 
+/**
+ * The bell as a Vue component (Options API).
+ * Props: `baseUrl` (string), `token` (string), `pageSize` (number, 10), `heartbeat` (number, 15:
+ * seconds, until the server's pings announce it), `getToken` (() => token | Promise<token>,
+ * called on 401 and before a token's exp), `strings` (object, any keys of STRINGS).
+ * Events: `new-notification` (the notification). Method: `refreshNotifications()` (a promise
+ * that always resolves: a failure shows in the bell, from the client's `error` change).
+ */
 export const NotificationBell = {
   name: "NotificationBell",
   props: {

@@ -381,7 +381,7 @@ async def test_an_idle_stream_makes_no_store_query_and_gets_a_ping_every_heartbe
         for _ in range(5):
             event = await stream.next(2.5, skip_pings=False)
             assert event.event == "ping", event
-            assert event.json() == {}
+            assert event.json() == {"heartbeat": 0.5}  # announced for the client's watchdog
         # One ping per heartbeat, not more: five intervals of 0.5 s each (less some delivery
         # jitter); two pings a beat would take half that.
         assert time.monotonic() - began >= 2.0

@@ -1,0 +1,30 @@
+"""Django for the integration tests: the site in django_site/, configured once per session.
+
+Its database is a SQLite file (not :memory:), so the threads that async tests hand Django code to
+see the same tables.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+FOLDER = tempfile.mkdtemp(prefix="tidings-django-")
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.integrations.django_site.settings"
+os.environ["DJANGO_SITE_DB"] = os.path.join(FOLDER, "site.db")
+
+
+@pytest.fixture(scope="session")
+def django_site() -> Iterator[None]:
+    import django
+    from django.core.management import call_command
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    django.setup()
+    setup_test_environment()
+    call_command("migrate", verbosity=0)
+    yield
+    teardown_test_environment()

@@ -2,9 +2,9 @@
 
 namespace Tidings\Laravel;
 
-use Illuminate\Http\Request;
 use Illuminate\Notifications\ChannelManager;
 use Illuminate\Support\ServiceProvider;
+use Tidings\Laravel\Http\TokenController;
 use Tidings\Laravel\View\Bell;
 
 class TidingsServiceProvider extends ServiceProvider
@@ -44,26 +44,10 @@ class TidingsServiceProvider extends ServiceProvider
         if ($this->app->bound('router') && $this->app->make('config')->get('tidings.routes', true)) {
             $router = $this->app->make('router');
             $router->middleware($this->app->make('config')->get('tidings.middleware', ['web']))
-                ->get('tidings/token', [self::class, 'token'])
+                ->get('tidings/token', TokenController::class)
                 ->name('tidings.token');
             // A name given after the route was added is found once the lookups are rebuilt.
             $router->getRoutes()->refreshNameLookups();
         }
-    }
-
-    /**
-     * GET /tidings/token: a fresh token for the logged-in user; 401 JSON for a guest (never a
-     * redirect to the login page: the bell reads 401 as "the session has ended").
-     */
-    public static function token(Request $request)
-    {
-        $user = $request->user();
-        if ($user === null) {
-            return response()->json(['error' => 'unauthorized', 'detail' => 'not logged in'], 401);
-        }
-        $ttl = (int) config('tidings.token_ttl', 900);
-
-        return response()->json(['token' => app(Tidings::class)->token($user->getAuthIdentifier(), $ttl)])
-            ->header('Cache-Control', 'no-store');
     }
 }

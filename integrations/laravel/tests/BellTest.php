@@ -20,9 +20,22 @@ class BellTest extends TestCase
         $this->assertSame('laravel-bell', $claims['sub']);
     }
 
-    public function testNothingForAGuest(): void
+    public function testTheLayoutOfTheGuideShowsTheBellToTheLoggedInUserOnly(): void
     {
-        $this->assertSame('', trim($this->render('<x-tidings-bell />', [])));
+        $layout = __DIR__ . '/Fixtures/views/app.blade.php';
+        $this->assertStringNotContainsString('tidings-bell', $this->app->make('view')->file($layout)->render());
+
+        // The app's auth: the component asks it for the logged-in user.
+        $this->app->instance('auth', new class {
+            public function user()
+            {
+                return new User(['id' => 'laravel-layout']);
+            }
+        });
+        $html = $this->app->make('view')->file($layout)->render();
+        preg_match('/<tidings-bell [^>]*token="([^"]+)"/', $html, $match);
+        $claims = json_decode(base64_decode(strtr(explode('.', $match[1])[1], '-_', '+/')), true);
+        $this->assertSame('laravel-layout', $claims['sub']);
     }
 
     private function render(string $blade, array $data): string

@@ -23,7 +23,16 @@ def django_site() -> Iterator[None]:
     from django.core.management import call_command
     from django.test.utils import setup_test_environment, teardown_test_environment
 
-    django.setup()
+    # The site's settings read the app's .env names, once; each test then overrides TIDINGS with
+    # its own server. Set only while the settings load, so no other test inherits them.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TIDINGS_URL", "http://127.0.0.1:9")
+        patch.setenv("TIDINGS_PUBLISHER_KEY", "unset")
+        patch.setenv("TIDINGS_SECRET", "unset")
+        django.setup()
+        from django.conf import settings
+
+        assert settings.TIDINGS["URL"] == "http://127.0.0.1:9"
     setup_test_environment()
     call_command("migrate", verbosity=0)
     yield

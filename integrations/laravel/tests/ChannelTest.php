@@ -17,7 +17,9 @@ class ChannelTest extends TestCase
     {
         // tests/integrations/test_laravel.py holds this user's stream open and reads it.
         $user = new User(['id' => 'laravel-invoice']);
+        // --8<-- [start:notify]
         $user->notify(new InvoicePaid(7));
+        // --8<-- [end:notify]
 
         $listed = $this->listed('laravel-invoice');
         $this->assertCount(1, $listed);

@@ -4,6 +4,7 @@ namespace Tidings\Laravel\Tests;
 
 use GuzzleHttp\Client;
 use Tidings\Laravel\Facades\Tidings;
+use Tidings\Laravel\Tests\Fixtures\User;
 use Tidings\Laravel\TidingsException;
 
 class FacadeTest extends TestCase
@@ -22,12 +23,28 @@ class FacadeTest extends TestCase
         }
     }
 
-    public function testPublishAndPublishManyReturnWhatWasStored(): void
+    public function testPublishPublishManyAndTokenAsTheGuideShowsThem(): void
     {
-        $one = Tidings::publish('laravel-facade', 'Hello', ['link' => '/hello', 'kind' => null]);
-        $this->assertSame(['laravel-facade', 'Hello', '/hello', null], [$one['user_id'], $one['message'], $one['link'], $one['kind']]);
-        $many = Tidings::publishMany(['laravel-many-a', 42], 'Maintenance at 22:00');
-        $this->assertSame(['laravel-many-a', '42'], array_column($many, 'user_id'));
+        $user = new User(['id' => 'laravel-facade']);
+        // --8<-- [start:facade]
+        $stored = Tidings::publish($user->id, 'Your export is ready', [
+            'link' => '/exports/3',
+            'kind' => 'export.ready',
+            'idempotency_key' => 'export-3-ready',
+        ]);
+        $many = Tidings::publishMany([1, 2, 3], 'Maintenance tonight at 22:00');
+        // --8<-- [end:facade]
+        // --8<-- [start:token]
+        $token = Tidings::token($user->id, 900);
+        // --8<-- [end:token]
+        $this->assertSame(['laravel-facade', 'Your export is ready', '/exports/3', 'export.ready'], [
+            $stored['user_id'], $stored['message'], $stored['link'], $stored['kind'],
+        ]);
+        $this->assertSame(['1', '2', '3'], array_column($many, 'user_id'));
+        $this->assertSame([$stored], $this->listed('laravel-facade'));
+        $claims = json_decode(base64_decode(strtr(explode('.', $token)[1], '-_', '+/')), true);
+        $this->assertSame('laravel-facade', $claims['sub']);
+        $this->assertEqualsWithDelta(time() + 900, $claims['exp'], 5);
     }
 
     public function testARefusalIsAnExceptionWithTheServersAnswerAndIsNotRetried(): void

@@ -19,9 +19,6 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
-    # --8<-- [start:installed-apps]
-    "tidings.django",
-    # --8<-- [end:installed-apps]
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -50,9 +47,12 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
 # --8<-- [start:settings]
+INSTALLED_APPS += ["tidings.django"]
+
+# The names of the .env shared with tidings (tidings ignores the first two).
 TIDINGS = {
-    "URL": os.environ.get("TIDINGS_URL", "http://127.0.0.1:8000"),
-    "PUBLISHER_KEY": os.environ.get("TIDINGS_PUBLISHER_KEY", ""),
-    "SECRET": os.environ.get("TIDINGS_SECRET", ""),
+    "URL": os.environ["TIDINGS_URL"],
+    "PUBLISHER_KEY": os.environ["TIDINGS_PUBLISHER_KEY"],
+    "SECRET": os.environ["TIDINGS_SECRET"],
 }
 # --8<-- [end:settings]

@@ -2,6 +2,7 @@
 
 namespace Tidings\Laravel\Tests\Fixtures;
 
+// --8<-- [start:notification]
 use Illuminate\Notifications\Notification;
 
 class InvoicePaid extends Notification
@@ -29,3 +30,4 @@ class InvoicePaid extends Notification
         ];
     }
 }
+// --8<-- [end:notification]

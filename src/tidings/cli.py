@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     send = sub.add_parser(
         "send",
         help="publish a notification through the configured store and bus",
-        description="Store a notification for USER_ID and announce it to the running server(s).",
+        description="Store a notification for USER_ID and announce it to the running server(s).\n"
+        "It writes to the server's database (TIDINGS_DATABASE_URL): a SQLite file that does not\n"
+        "exist yet is refused, not created.",
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     send.add_argument("user_id", metavar="USER_ID")
     send.add_argument("message", metavar="MESSAGE")
@@ -258,7 +261,7 @@ def _send(args: argparse.Namespace) -> int:
     for n in stored.notifications:
         print(n.dumps())
     if served is False:
-        where = database or "the configured database"
+        where = database or _redacted(settings.database_url)
         print(
             f"tidings: stored in {where}; no running server uses it, so no open stream saw "
             "it live (it is listed, and streamed on reconnect, once a server serves it)",
@@ -270,6 +273,17 @@ def _send(args: argparse.Namespace) -> int:
 async def _publish(service: Service, draft: Draft, idempotency_key: str | None) -> Stored:
     async with service.publishing():
         return await service.publish(draft, idempotency_key)
+
+
+def _redacted(url: str) -> str:
+    """The database URL without its password, to name it in a message."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _listening(socket_path: str) -> bool:

@@ -16,9 +16,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from tidings.bus.factory import is_single_process
-from tidings.server import DrainingServer
+from tidings.server import DrainingServer, worker_server
 from tidings.settings import ConfigError, Settings
-from tidings.store import StoreUnavailable
+from tidings.store import IdempotencyConflict, StoreUnavailable
 from tidings.validation import ApiError, PublishIn, make_draft
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _send(args)
         if args.command == "token":
             return _token(args)
-    except (ConfigError, StoreUnavailable) as exc:
+    except (ConfigError, StoreUnavailable, IdempotencyConflict) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
     except ApiError as exc:
@@ -189,8 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from tidings.workers import run_workers
 
-        return run_workers(config, args.workers, DrainingServer)
-    server = DrainingServer(config)
+        return run_workers(config, args.workers, functools.partial(worker_server, settings))
+    server = DrainingServer(config, app.service)
     server.run()
     return 0 if server.started else 1
 

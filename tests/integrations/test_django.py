@@ -25,6 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     started.start()
     yield started
+    from tidings.django.conf import close_clients
+
+    close_clients()
     started.close()
 
 

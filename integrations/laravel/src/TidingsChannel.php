@@ -12,8 +12,8 @@ use InvalidArgumentException;
  * The message comes from the notification's toTidings($notifiable) (a string, or an array with
  * `message` and any of link, kind, data…), else toArray($notifiable) with a `message` key. The
  * user is the notifiable's routeNotificationForTidings($notification), else its key. The
- * notification's id is the idempotency key, so a retried send is stored once; the publish runs
- * after the surrounding database transaction commits (at once outside one).
+ * notification's id (with the user's) is the idempotency key, so a retried send is stored once;
+ * the publish runs after the surrounding database transaction commits (at once outside one).
  */
 class TidingsChannel
 {
@@ -39,8 +39,10 @@ class TidingsChannel
         if ($user === null) {
             return; // nobody to tell, as Laravel's own channels do with an empty route
         }
-        // Laravel gives every notification a UUID before sending it.
-        $fields['idempotency_key'] = $fields['idempotency_key'] ?? $notification->id;
+        // Laravel gives every notification a UUID before sending it (one per notifiable, unless
+        // the app set one); with the user, one notification sent to several users is one
+        // publish each, and a retry of any of them is stored once.
+        $fields['idempotency_key'] = $fields['idempotency_key'] ?? "{$notification->id}:{$user}";
         $publish = function () use ($user, $message, $fields): void {
             $this->tidings->publish($user, $message, $fields);
         };

@@ -29,15 +29,18 @@ class ChannelTest extends TestCase
         $this->assertSame(['invoice' => 7], $listed[0]['data']);
     }
 
-    public function testTheNotificationIdIsTheIdempotencyKey(): void
+    public function testTheNotificationIdIsTheIdempotencyKeyPerUser(): void
     {
         $user = new User(['id' => 'laravel-once']);
+        $other = new User(['id' => 'laravel-once-other']);
         $notification = new InvoicePaid(8);
         $notification->id = 'invoice-8-paid';
         $user->notify($notification);
         $user->notify($notification); // a retried job: the same notification, the same id
+        Notification::send([$user, $other], $notification); // and to two users at once
 
         $this->assertCount(1, $this->listed('laravel-once'));
+        $this->assertCount(1, $this->listed('laravel-once-other'));
     }
 
     public function testToArrayAndTheRoutingMethodAreUsed(): void

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,15 +51,26 @@ def get() -> TidingsSettings:
     )
 
 
+_clients: dict[tuple[str, str], Client] = {}
+_lock = threading.Lock()
+
+
 def client() -> Client:
     """One client (and its connection pool) per configuration, shared by all threads."""
     config = get()
-    return _client(config.url, config.publisher_key)
+    key = (config.url, config.publisher_key)
+    with _lock:
+        if key not in _clients:
+            _clients[key] = Client(config.url, config.publisher_key)
+        return _clients[key]
 
 
-@functools.lru_cache(maxsize=4)
-def _client(url: str, publisher_key: str) -> Client:
-    return Client(url, publisher_key)
+def close_clients() -> None:
+    """Close the shared clients' connections (at shutdown, or between tests)."""
+    with _lock:
+        for shared in _clients.values():
+            shared.close()
+        _clients.clear()
 
 
 def user_id_of(user: Any) -> str:

@@ -218,3 +218,13 @@ def test_a_wrong_configuration_names_the_key(
         notify(1, "hi")
     for word in words:
         assert word in str(info.value)
+
+
+@pytest.mark.usefixtures("tidings_settings")
+def test_notify_refuses_a_user_without_a_key() -> None:
+    from django.contrib.auth.models import AnonymousUser
+
+    from tidings.django import notify
+
+    with pytest.raises(ValueError, match="no primary key"):
+        notify(AnonymousUser(), "to nobody")

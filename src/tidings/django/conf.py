@@ -75,4 +75,8 @@ def close_clients() -> None:
 
 def user_id_of(user: Any) -> str:
     """A user object's primary key, or the id itself: tidings' user id is its decimal string."""
-    return str(getattr(user, "pk", user))
+    key = getattr(user, "pk", user)
+    if key is None:
+        # An AnonymousUser or an unsaved user: "None" would be somebody's user id.
+        raise ValueError(f"{user!r} has no primary key: notify a saved user or its id")
+    return str(key)

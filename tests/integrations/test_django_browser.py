@@ -120,6 +120,7 @@ def test_a_view_that_notifies_updates_the_badge_without_a_reload(
         bell.locator("button").first.click()
         link = bell.get_by_role("link", name="Invoice #7 was paid")
         expect(link).to_be_visible(timeout=10000)
+        # A /path resolves against the page (the app), not against tidings' origin.
         expect(link).to_have_attribute("href", f"{site_url}/invoices/7")
     finally:
         context.close()

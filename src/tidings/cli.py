@@ -214,6 +214,7 @@ def _check_bind(host: str, port: int) -> None:
 
 def _send(args: argparse.Namespace) -> int:
     from tidings.bus.local import LocalBus
+    from tidings.service import Service
     from tidings.store.factory import sqlite_path
 
     # Publishing signs nothing: TIDINGS_SECRET may be absent (a configured one is still checked).
@@ -241,14 +242,6 @@ def _send(args: argparse.Namespace) -> int:
     database: str | None = None
     if settings.database_url.startswith("sqlite:"):
         database = os.path.abspath(sqlite_path(settings.database_url))
-    from tidings.service import Service
-
-    service = Service(settings)
-    # Only the local bus can tell whether a server is there (its socket); a shared bus reaches
-    # whoever subscribes, and is checked by the server's /readyz instead.
-    served: bool | None = None
-    if isinstance(service.bus, LocalBus):
-        served = _listening(service.bus.socket_path)
     if database is not None and not os.path.exists(database):
         # The classic mistake: `send` from another folder would create an empty database there,
         # print success, and no server would ever see it.
@@ -257,6 +250,12 @@ def _send(args: argparse.Namespace) -> int:
             "with the server's TIDINGS_DATABASE_URL (sqlite:///relative paths start in the "
             "working directory)"
         )
+    service = Service(settings)
+    # Only the local bus can tell whether a server is there (its socket); a shared bus reaches
+    # whoever subscribes, and is checked by the server's /readyz instead.
+    served: bool | None = None
+    if isinstance(service.bus, LocalBus):
+        served = _listening(service.bus.socket_path)
     stored = asyncio.run(_publish(service, draft, args.idempotency_key))
     for n in stored.notifications:
         print(n.dumps())

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from tests.support import tidings_env
 from tidings.settings import ConfigError, Settings
 
 SECRET = "s" * 32
@@ -51,10 +52,42 @@ def test_other_environment_variables_are_ignored() -> None:
         "PATH": "/usr/bin",
         "HOME": "/root",
         "tidings_heartbeat": "nonsense",  # not our prefix: environment names are case-sensitive
-        "TIDINGS_TEST_POSTGRES_URL": "postgresql://x",  # the test suite's own
-        "TIDINGS_REQUIRE_SERVICES": "1",
     }
     assert Settings.from_env(environ).heartbeat == 15
+
+
+def test_the_app_side_names_of_a_shared_env_file_are_accepted_and_ignored() -> None:
+    # The guides' app settings live in the same .env as the server's.
+    settings = from_env(url="https://tidings.example/", publisher_key="k1", publisher_keys="k1,k2")
+    assert settings.publisher_keys == ("k1", "k2")
+    assert not hasattr(settings, "url")
+
+
+@pytest.mark.parametrize("name", ["publisher_keyz", "urls", "secrets", "heartbeats"])
+def test_a_misspelled_setting_is_still_refused(name: str) -> None:
+    message = refused(**{name: "1"})
+    assert f"TIDINGS_{name.upper()} is not a tidings setting" in message
+
+
+def test_the_test_harness_variables_are_not_settings() -> None:
+    # Knowledge of the test suite lives in tests/support.py (tidings_env drops them), not here.
+    assert "TIDINGS_TEST_POSTGRES_URL" in refused(test_postgres_url="postgresql://x")
+    assert "TIDINGS_REQUIRE_SERVICES" in refused(require_services="1")
+
+
+def test_the_server_environment_of_the_tests_drops_the_harness_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TIDINGS_TEST_POSTGRES_URL", "postgresql://x")
+    monkeypatch.setenv("TIDINGS_REQUIRE_SERVICES", "1")
+    env = tidings_env("sqlite:///t.db")
+    assert Settings.from_env(env).database_url == "sqlite:///t.db"
+
+
+def test_without_require_secret_a_missing_secret_stays_empty() -> None:
+    assert Settings.from_env({}, require_secret=False).secret == ""
+    with pytest.raises(ConfigError, match="at least 32"):
+        Settings.from_env({"TIDINGS_SECRET": "short"}, require_secret=False)
 
 
 def test_values_are_parsed_by_type() -> None:

@@ -17,6 +17,11 @@ __all__ = ["ConfigError", "Settings"]
 
 PREFIX = "TIDINGS_"
 
+# Names the host app reads from the same `.env` (every guide uses them): tidings accepts and ignores
+# them, so one file serves both. Any other unknown TIDINGS_* name is still refused, which catches a
+# misspelled setting. The server's own key list is TIDINGS_PUBLISHER_KEYS (plural).
+APP_SIDE = frozenset({"TIDINGS_URL", "TIDINGS_PUBLISHER_KEY"})
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
@@ -63,33 +68,38 @@ class Settings:
     log_repeat_window: float = 10.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, demo: bool = False) -> Settings:
-        """Build settings from `TIDINGS_*` variables; unknown `TIDINGS_*` names are an error."""
+    def from_env(
+        cls, environ: Mapping[str, str], *, demo: bool = False, require_secret: bool = True
+    ) -> Settings:
+        """Build settings from `TIDINGS_*` variables; unknown `TIDINGS_*` names are an error.
+
+        `require_secret=False` is for commands that sign nothing (`tidings send`): a missing
+        secret is then left empty, while a configured one is still checked.
+        """
         known = {f.name for f in dataclasses.fields(cls)} - {"demo"}
         values: dict[str, object] = {"demo": demo}
         for key, raw in environ.items():
-            if not key.startswith(PREFIX) or key.startswith("TIDINGS_TEST_"):
+            if not key.startswith(PREFIX) or key in APP_SIDE:
                 continue
             name = key[len(PREFIX) :].lower()
-            if name in {"require_services"}:
-                continue
             if name not in known:
                 raise ConfigError(f"{key} is not a tidings setting (see docs/configuration.md)")
             values[name] = _parse(cls, name, key, raw)
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.secret:
-            if not demo:
+            if demo:
+                settings = dataclasses.replace(settings, secret=secrets.token_urlsafe(32))
+            elif require_secret:
                 raise ConfigError("TIDINGS_SECRET is required (any long random string)")
-            settings = dataclasses.replace(settings, secret=secrets.token_urlsafe(32))
         if demo and not settings.publisher_keys:
             settings = dataclasses.replace(
                 settings, publisher_keys=(f"demo-{secrets.token_urlsafe(16)}",)
             )
-        settings.validate()
+        settings.validate(require_secret=require_secret)
         return settings
 
-    def validate(self) -> None:
-        if len(self.secret) < 32:
+    def validate(self, *, require_secret: bool = True) -> None:
+        if (require_secret or self.secret) and len(self.secret) < 32:
             raise ConfigError(
                 "TIDINGS_SECRET must be at least 32 characters (HS256 wants a 256-bit key)"
             )

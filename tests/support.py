@@ -105,22 +105,37 @@ class Server:
     log_path: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # Arguments of `tidings serve` besides the port, on every start.
+    args: tuple[str, ...] = ()
+    # What `start` waits for: /healthz (the process serves) or /readyz (its store and bus too).
+    ready_path: str = "/healthz"
+    start_timeout: float = STARTUP_TIMEOUT
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *extra_args: str) -> None:
+    def spawn(self, *extra_args: str) -> None:
+        """Start the process without waiting (several at once start faster on a busy machine)."""
         assert self.proc is None or self.proc.poll() is not None
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port), *extra_args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for_200(self.proc, f"{self.url}/healthz", STARTUP_TIMEOUT, self.log)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "tidings", "serve", "--port", str(self.port),
+                    *self.args, *extra_args,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
+        wait_for_200(self.proc, f"{self.url}{self.ready_path}", self.start_timeout, self.log)
+
+    def start(self, *extra_args: str) -> None:
+        self.spawn(*extra_args)
+        self.wait_ready()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
         """Send `sig`, wait for the exit; return how long the process took to exit."""
@@ -129,6 +144,11 @@ class Server:
         self.proc.send_signal(sig)
         self.proc.wait(timeout=timeout)
         return time.monotonic() - began
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import ServerFactory
 from tests.support import (
     HTTP,
     PUBLISHER_KEY,
@@ -18,7 +19,6 @@ from tests.support import (
     open_stream,
     publish_sentinel,
     serving,
-    tidings_env,
 )
 
 pytestmark = pytest.mark.anyio
@@ -543,25 +543,19 @@ async def test_query_tokens_are_refused_by_default(server: Server) -> None:
         assert stream.status == 401
 
 
-async def test_query_tokens_work_when_allowed(tmp_path_factory: pytest.TempPathFactory) -> None:
-    folder = tmp_path_factory.mktemp("query-token")
-    env = tidings_env(f"sqlite:///{folder / 'tidings.db'}", {"TIDINGS_ALLOW_QUERY_TOKEN": "1"})
-    allowed = Server(env=env, log_path=folder / "server.log")
-    allowed.start()
-    try:
-        user = new_user()
-        token = make_token(user)
-        allowed.publish(user, "one")
-        response = get(f"{allowed.url}/notifications", params={"token": token})
-        assert response.status_code == 200
-        assert [n["message"] for n in response.json()] == ["one"]
-        async with open_stream(allowed.url, None, query=f"?token={token}") as stream:
-            assert stream.status == 200
-            allowed.publish(user, "two")
-            [got] = await stream.notifications(1)
-            assert got["message"] == "two"
-    finally:
-        allowed.close()
+async def test_query_tokens_work_when_allowed(make_server: ServerFactory) -> None:
+    allowed = make_server(allow_query_token="1")
+    user = new_user()
+    token = make_token(user)
+    allowed.publish(user, "one")
+    response = get(f"{allowed.url}/notifications", params={"token": token})
+    assert response.status_code == 200
+    assert [n["message"] for n in response.json()] == ["one"]
+    async with open_stream(allowed.url, None, query=f"?token={token}") as stream:
+        assert stream.status == 200
+        allowed.publish(user, "two")
+        [got] = await stream.notifications(1)
+        assert got["message"] == "two"
 
 
 # --- publisher routes ----------------------------------------------------------------------------

@@ -197,6 +197,7 @@ def test_retention_must_be_a_positive_finite_number(raw: str) -> None:
         "retry_ms",
         "drain_retry_max_ms",
         "prune_batch",
+        "store_max_concurrency",
     ],
 )
 def test_every_limit_must_be_a_positive_integer(name: str) -> None:
@@ -206,6 +207,17 @@ def test_every_limit_must_be_a_positive_integer(name: str) -> None:
     assert variable in refused(**{name: "1.5"})
     assert variable in refused(**{name: "lots"})
     assert getattr(from_env(**{name: "7"}), name) == 7
+
+
+@pytest.mark.parametrize("raw", ["-1", "61", "nan", "soon"])
+def test_the_store_queue_timeout_is_a_number_of_seconds_up_to_a_minute(raw: str) -> None:
+    assert "TIDINGS_STORE_QUEUE_TIMEOUT" in refused(store_queue_timeout=raw)
+
+
+def test_sqlite_synchronous_is_normal_or_full() -> None:
+    assert "TIDINGS_SQLITE_SYNCHRONOUS" in refused(sqlite_synchronous="OFF")
+    assert from_env().sqlite_synchronous == "FULL"
+    assert from_env(sqlite_synchronous="normal").sqlite_synchronous.upper() == "NORMAL"
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "nan"])

@@ -262,6 +262,7 @@ def test_an_open_stream_outlives_the_head_timeout(server: Running) -> None:
             raise AssertionError("the stream ended before the notification arrived")
 
 
+@pytest.mark.slow
 def test_workers_bound_heads_too(make_server: ServerFactory) -> None:
     node = make_server(
         "--workers", "2", TIDINGS_BUS_URL=service_url("REDIS"), TIDINGS_HEAD_TIMEOUT="1"

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import PUBLISHER_KEY, Server, free_port, run_cli, tidings_env
+from tests.multinode.cluster import START_TIMEOUT, Node
+from tests.support import PUBLISHER_KEY, free_port, run_cli, tidings_env, wait_for_200
 
 WINDOW = 1.0
 PUBLISHING = 3.5
@@ -23,6 +23,8 @@ PLAIN_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
     r"(?P<logger>[\w.]+): (?P<message>.*)$"
 )
+pytestmark = pytest.mark.slow
+
 REPEATED = re.compile(r"\(repeated (\d+) times in (\d+) s\)$")
 
 
@@ -38,7 +40,7 @@ def unreachable_bus_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     )
 
 
-def publish_for(server: Server, seconds: float) -> int:
+def publish_for(server: Node, seconds: float) -> int:
     """Publish as fast as one client can for `seconds`; every one must still be stored."""
     count = 0
     deadline = time.monotonic() + seconds
@@ -52,19 +54,22 @@ def publish_for(server: Server, seconds: float) -> int:
     return count
 
 
-def run_and_stop(server: Server, *args: str) -> tuple[int, str]:
+def run_and_stop(server: Node) -> tuple[int, str]:
     """Start, publish, stop with SIGTERM (as systemd does); the log is complete then."""
-    server.start(*args)
+    server.spawn()
     try:
+        # Not /readyz: the bus stays down. The multi-node start-up bound: workers start slowly.
+        assert server.proc is not None
+        wait_for_200(server.proc, f"{server.url}/healthz", START_TIMEOUT, server.log)
         published = publish_for(server, PUBLISHING)
-        server.stop(signal.SIGTERM)
+        server.stop()
     finally:
         server.close()
     return published, server.log()
 
 
 def test_plain_lines_have_time_level_and_logger_and_repeats_are_counted(tmp_path: Path) -> None:
-    server = Server(env=unreachable_bus_env(tmp_path), log_path=tmp_path / "server.log")
+    server = Node(unreachable_bus_env(tmp_path), tmp_path / "server.log")
     published, log = run_and_stop(server)
     records: list[re.Match[str]] = []
     traceback_lines = 0
@@ -95,8 +100,8 @@ def test_plain_lines_have_time_level_and_logger_and_repeats_are_counted(tmp_path
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_json_lines_parse_and_carry_level_logger_and_counts(tmp_path: Path, workers: str) -> None:
     env = unreachable_bus_env(tmp_path, log_format="json")
-    server = Server(env=env, log_path=tmp_path / "server.log")
-    published, log = run_and_stop(server, "--workers", workers)
+    server = Node(env, tmp_path / "server.log", ("--workers", workers))
+    published, log = run_and_stop(server)
     entries = [json.loads(line) for line in log.splitlines()]
     for entry in entries:
         assert {"time", "level", "logger", "message"} <= set(entry), entry

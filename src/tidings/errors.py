@@ -51,6 +51,7 @@ _WHY = {
     403: "a wrong publisher key, or a cookie request from a foreign origin",
     404: "no such notification",
     405: "a method the route does not answer (see `Allow`)",
+    409: "the idempotency key was used before with a different body (`idempotency_conflict`)",
     413: "the body exceeds TIDINGS_MAX_BODY_BYTES",
     415: "the body is not sent as application/json",
     422: "a field is missing or wrong",

@@ -18,6 +18,7 @@ from tidings.auth import check_publisher
 from tidings.errors import ApiError, is_json_media, send_json, too_large
 from tidings.routes import RawRoute
 from tidings.service import Service
+from tidings.store import IdempotencyConflict
 from tidings.validation import PublishIn, make_draft
 
 __all__ = ["ROUTE", "publish_endpoint"]
@@ -50,7 +51,10 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
         ]
         raise ApiError(422, "invalid_request", detail) from None
     draft = make_draft(body, settings)
-    stored = await service.publish(draft, body.idempotency_key)
+    try:
+        stored = await service.publish(draft, body.idempotency_key)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
     # The same JSON lines the streams are sent (encoded once per notification).
     lines = [n.line for n in stored.notifications]
     answer = lines[0] if body.user_id is not None and lines else "[" + ",".join(lines) + "]"
@@ -92,7 +96,8 @@ ROUTE = RawRoute(
     description=(
         "Store a notification for `user_id` (answers it) or for each of `user_ids` (answers an "
         "array). A repeated `idempotency_key` answers the original with 200 and "
-        "`Idempotent-Replayed: true`. Needs `Authorization: Bearer <publisher key>`."
+        "`Idempotent-Replayed: true`; reused with a different body, 409. "
+        "Needs `Authorization: Bearer <publisher key>`."
     ),
     answers={
         201: ("stored", "application/json", _NOTIFICATIONS),
@@ -102,7 +107,7 @@ ROUTE = RawRoute(
             _NOTIFICATIONS,
         ),
     },
-    errors=(400, 401, 403, 413, 415, 422, 503),
+    errors=(400, 401, 403, 409, 413, 415, 422, 503),
     security="publisherKey",
     body=PublishIn,
 )

@@ -100,7 +100,7 @@ def test_plain_lines_have_time_level_and_logger_and_repeats_are_counted(tmp_path
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_json_lines_parse_and_carry_level_logger_and_counts(tmp_path: Path, workers: str) -> None:
     env = unreachable_bus_env(tmp_path, log_format="json")
-    server = Node(env, tmp_path / "server.log", ("--workers", workers))
+    server = Node(env, tmp_path / "server.log", args=("--workers", workers))
     published, log = run_and_stop(server)
     entries = [json.loads(line) for line in log.splitlines()]
     for entry in entries:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.auth import (
@@ -34,7 +34,7 @@ from tidings.errors import (
 )
 from tidings.service import Service
 from tidings.store import StoreUnavailable
-from tidings.validation import check_user_id
+from tidings.validation import WholeNumber, check_user_id, exactly_one, whole
 
 __all__ = [
     "add_error_handlers",
@@ -51,7 +51,7 @@ MAX_PAGE = 100
 # Seqs are 64-bit integers in every store; a larger number is a client error, not a crash.
 MAX_SEQ = 2**63 - 1
 
-Seq = Annotated[StrictInt, Field(ge=-MAX_SEQ, le=MAX_SEQ)]
+Seq = Annotated[int, Field(strict=True, ge=-MAX_SEQ, le=MAX_SEQ), BeforeValidator(whole)]
 
 
 # Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a
@@ -137,7 +137,7 @@ class UnreadOut(BaseModel):
 
 
 class ReadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("ids", "up_to"))
     ids: list[Seq] | None = Field(default=None, max_length=10_000)
     up_to: Seq | None = None
 
@@ -266,8 +266,8 @@ publisher_router = APIRouter(tags=["publisher"], dependencies=[Depends(publisher
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: StrictStr | StrictInt
-    ttl: StrictInt = Field(default=3600, ge=1)
+    user_id: StrictStr | WholeNumber
+    ttl: Annotated[int, Field(strict=True, ge=1), BeforeValidator(whole)] = 3600
 
 
 class TokenOut(BaseModel):
@@ -434,4 +434,24 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
     """The generated schema, with the error shape every error answer refers to."""
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    _integer_bounds(schema)
     return schema
+
+
+# FastAPI's OpenAPI model holds `maximum` as a float, which turns 2**63 - 1 into 2**63.
+_EXACT_BOUNDS = {float(MAX_SEQ): MAX_SEQ, float(-MAX_SEQ): -MAX_SEQ}
+
+
+def _integer_bounds(node: object) -> None:
+    """Give every integer's bounds back as exact integers."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum"):
+                value = node.get(key)
+                if isinstance(value, float):
+                    node[key] = _EXACT_BOUNDS.get(value, int(value))
+        for child in node.values():
+            _integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _integer_bounds(child)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings import publish, stream
@@ -33,6 +34,7 @@ from tidings.routes import MethodTable, RawRoute, raw_openapi
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
+from tidings.validation import describe
 
 __all__ = ["RAW_ROUTES", "TidingsApp", "create_app"]
 
@@ -48,13 +50,15 @@ class TidingsApp:
     `service` is here for the CLI and tests.
     """
 
-    def __init__(self, service: Service, api: FastAPI, settings: Settings) -> None:
+    def __init__(
+        self, service: Service, api: FastAPI, settings: Settings, routes: Sequence[BaseRoute]
+    ) -> None:
         self.service = service
         self.api = api
         # Why start-up failed, when the cause is the operator's to fix (not a bug in tidings).
         self.startup_error: Exception | None = None
         self._raw = {route.path: route for route in RAW_ROUTES}
-        self._methods = MethodTable(RAW_ROUTES, api.routes)
+        self._methods = MethodTable(RAW_ROUTES, routes)
         self._http: ASGIApp = self._route
         if settings.cors_origins:
             # Around both kinds of route: one CORS answer, preflights included.
@@ -194,15 +198,15 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     )
     api.state.service = service
     add_error_handlers(api)
-    api.include_router(user_router)
-    api.include_router(publisher_router)
-    api.include_router(operations_router)
+    routers = [user_router, publisher_router, operations_router]
     static = resources.files("tidings") / "web" / "static"
     api.mount("/static", StaticFiles(directory=str(static)), name="static")
     if settings.demo:
         from tidings.demo import demo_router
 
-        api.include_router(demo_router)
+        routers.append(demo_router)
+    for router in routers:
+        api.include_router(router)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     original = api.openapi
 
@@ -210,9 +214,13 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
         if api.openapi_schema is None:
             schema = document(original())
             raw_openapi(RAW_ROUTES, schema)
+            describe(schema["components"]["schemas"], settings)
             api.openapi_schema = schema
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
-    app = TidingsApp(service, api, settings)
+    # Every route with its methods: the app's own (docs, static files) and the routers' (FastAPI
+    # lists an included router as one opaque entry of `api.routes`).
+    routes = [*api.routes, *(route for router in routers for route in router.routes)]
+    app = TidingsApp(service, api, settings, routes)
     return app

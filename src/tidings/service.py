@@ -28,12 +28,7 @@ class Service:
         self.settings = settings
         self.clock = clock or Clock()
         self.metrics = Metrics()
-        store = create_store(
-            settings.database_url,
-            retention_days=settings.retention_days,
-            clock=self.clock,
-            sqlite_synchronous=settings.sqlite_synchronous.upper(),
-        )
+        store = create_store(settings.database_url, settings, clock=self.clock)
         bounded = BoundedStore(
             store,
             limit=settings.store_max_concurrency,

@@ -81,7 +81,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def store(store_url: str, clock: Clock) -> AsyncIterator[Store]:
-    opened = create_store(store_url, retention_days=90, clock=clock)
+    opened = create_store(store_url, clock=clock)
     await opened.open()
     try:
         yield opened

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract.conftest import fresh_database
+from tidings.settings import Settings
 from tidings.store import create_store
 from tidings.store.mongo import MongoStore
 from tidings.store.sqlite import SqliteStore
@@ -23,7 +24,11 @@ async def test_sqlite_commits_at_the_configured_sync_level(
     tmp_path: Path, level: str | None
 ) -> None:
     url = f"sqlite:///{tmp_path / 'sync.db'}"
-    store = create_store(url) if level is None else create_store(url, sqlite_synchronous=level)
+    store = (
+        create_store(url)
+        if level is None
+        else create_store(url, Settings(sqlite_synchronous=level))
+    )
     assert isinstance(store, SqliteStore)
     await store.open()
     try:

@@ -10,31 +10,24 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import (
+    HTTP,
     SECRET,
+    SENTINEL,
     Server,
+    free_port,
     make_token,
     open_stream,
     run_cli,
+    serving,
     tidings_env,
 )
 
 pytestmark = pytest.mark.anyio
-
-# Cookies are sent by hand where a test wants them.
-HTTP = httpx.Client(timeout=10, cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_http() -> Iterator[None]:
-    yield
-    HTTP.close()
 
 
 @pytest.fixture
@@ -44,16 +37,10 @@ def env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("cli")
     # One .env shared with the app: the app-side names of the guides are in it too.
-    env = tidings_env(
-        f"sqlite:///{folder / 'tidings.db'}",
-        {"TIDINGS_URL": "http://127.0.0.1:1/", "TIDINGS_PUBLISHER_KEY": "test-publisher-key"},
-    )
-    started = Server(env=env, log_path=folder / "server.log")
-    started.start()
-    yield started
-    started.close()
+    app_side = {"TIDINGS_URL": "http://127.0.0.1:1/", "TIDINGS_PUBLISHER_KEY": "test-publisher-key"}
+    with serving(tmp_path_factory.mktemp("cli"), app_side) as started:
+        yield started
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -289,6 +276,15 @@ def test_send_refuses_bad_input_in_one_line_and_stores_nothing(
             assert conn.execute("SELECT count(*) FROM notifications").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("link", ["http://[x", "https://[", "http://a]b/", "http://\uff03x/"])
+def test_send_with_a_link_the_url_parser_rejects_is_one_line_and_exit_2(
+    env: dict[str, str], link: str
+) -> None:
+    result = run_cli(env, "send", "u", "hi", "--link", link)
+    assert_one_line_error(result, "link", "URL")
+    assert result.returncode == 2
+
+
 def test_send_to_a_database_in_a_missing_folder_is_one_line(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -301,15 +297,8 @@ def test_send_to_a_database_in_a_missing_folder_is_one_line(
 
 def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`tidings serve` that is expected to refuse to start (a timeout fails the test)."""
-    port = str(_free_port())
+    port = str(free_port())
     return run_cli(env, "serve", "--port", port, *args, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_serve_without_a_secret_is_one_line(env: dict[str, str]) -> None:
@@ -341,6 +330,18 @@ def test_serve_with_an_unknown_setting_is_one_line(env: dict[str, str]) -> None:
 def test_serve_with_an_unknown_database_scheme_is_one_line(env: dict[str, str]) -> None:
     env["TIDINGS_DATABASE_URL"] = "oracle://db/x"
     assert_one_line_error(serve(env), "TIDINGS_DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [("TIDINGS_BUS_URL", "redis://[x"), ("TIDINGS_DATABASE_URL", "postgresql://db:port/x")],
+)
+def test_serve_and_send_with_a_url_the_parser_rejects_are_one_line(
+    env: dict[str, str], variable: str, url: str
+) -> None:
+    env[variable] = url
+    assert_one_line_error(serve(env), variable)
+    assert_one_line_error(run_cli(env, "send", "u", "hi"), variable)
 
 
 def test_serve_with_a_database_in_a_missing_folder_is_one_line(
@@ -460,7 +461,15 @@ async def test_demo_login_and_send_reach_the_stream(demo: Server) -> None:
         assert got["message"] == "hello from the demo"
         assert got["user_id"] == "alice"
         assert got["id"] == sent.json()["id"]
-        assert await b.quiet(0.3) == []
+        # Bob's own notification is the sentinel: had alice's reached him, it would come first.
+        to_bob = await asyncio.to_thread(
+            HTTP.post,
+            f"{demo.url}/demo/send",
+            json={"user_id": "bob", "message": SENTINEL},
+            headers={"cookie": f"tidings_session={alice}", "origin": demo.url},
+        )
+        assert to_bob.status_code == 201, to_bob.text
+        await b.expect_sentinel()
     listed = await asyncio.to_thread(
         HTTP.get, f"{demo.url}/notifications", headers={"cookie": f"tidings_session={alice}"}
     )

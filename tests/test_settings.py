@@ -225,3 +225,48 @@ def test_a_cors_origin_must_be_an_origin(origin: str) -> None:
 def test_an_error_message_is_one_line_even_for_a_multiline_value() -> None:
     message = refused(heartbeat="1\n2")
     assert "TIDINGS_HEARTBEAT" in message
+
+
+# --- the edge: request heads and logs -----------------------------------------------------------
+
+
+def test_head_and_log_settings_have_defaults_and_parse() -> None:
+    default = from_env()
+    assert (default.max_head_bytes, default.head_timeout) == (65536, 10.0)
+    assert (default.log_format, default.log_level) == ("plain", "info")
+    settings = from_env(
+        max_head_bytes="8192", head_timeout="2.5", log_format="json", log_level="warning"
+    )
+    assert (settings.max_head_bytes, settings.head_timeout) == (8192, 2.5)
+    assert (settings.log_format, settings.log_level) == ("json", "warning")
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("max_head_bytes", "100"),
+        ("max_head_bytes", "lots"),
+        ("head_timeout", "0"),
+        ("head_timeout", "-1"),
+        ("log_format", "xml"),
+        ("log_level", "loud"),
+    ],
+)
+def test_bad_head_and_log_settings_name_the_variable(variable: str, raw: str) -> None:
+    assert f"TIDINGS_{variable.upper()}" in refused(**{variable: raw})
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("bus_url", "redis://[x"),
+        ("bus_url", "redis://cache:port/0"),
+        ("database_url", "postgresql://u:p@[db/tidings"),
+        ("database_url", "mongodb://db\uff03x/tidings"),
+        ("cors_origins", "https://app.example,https://[x"),
+    ],
+)
+def test_a_url_setting_the_url_parser_rejects_names_the_variable(variable: str, raw: str) -> None:
+    message = refused(**{variable: raw})
+    assert f"TIDINGS_{variable.upper()} is not a valid URL" in message
+    assert "u:p" not in message  # a password in the URL stays out of the message

@@ -16,6 +16,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from tidings.bus.factory import is_single_process
+from tidings.heads import bound_heads
+from tidings.logs import configure as configure_logs
+from tidings.logs import log_config
 from tidings.server import DrainingServer, worker_server
 from tidings.settings import ConfigError, Settings
 from tidings.store import IdempotencyConflict, StoreUnavailable
@@ -60,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         help="add a demo page at / with demo users; generates a secret and a publisher key "
         "when none are set",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="uvicorn's log level (default: TIDINGS_LOG_LEVEL, info)",
+    )
 
     send = sub.add_parser(
         "send",
@@ -181,11 +188,13 @@ def _serve(args: argparse.Namespace) -> int:
         factory=args.workers > 1,
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
+        log_level=args.log_level or settings.log_level,
+        log_config=log_config(settings),
         lifespan="on",
         timeout_graceful_shutdown=5,
         access_log=False,
     )
+    bound_heads(config, settings)
     if args.workers > 1:
         from tidings.workers import run_workers
 
@@ -219,6 +228,7 @@ def _send(args: argparse.Namespace) -> int:
 
     # Publishing signs nothing: TIDINGS_SECRET may be absent (a configured one is still checked).
     settings = Settings.from_env(os.environ, require_secret=False)
+    configure_logs(settings)
     try:
         data = json.loads(args.data) if args.data else {}
     except json.JSONDecodeError as exc:

@@ -11,6 +11,7 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -59,6 +60,12 @@ class Settings:
     prune_interval: float = 3600.0
     prune_batch: int = 1000
     demo: bool = False
+    # The edge: bounded request heads (tidings.heads) and the log format (tidings.logs).
+    max_head_bytes: int = 64 * 1024
+    head_timeout: float = 10.0
+    log_format: str = "plain"
+    log_level: str = "info"
+    log_repeat_window: float = 10.0
 
     @classmethod
     def from_env(
@@ -126,13 +133,45 @@ class Settings:
             raise ConfigError("TIDINGS_STORE_QUEUE_TIMEOUT must be between 0 and 60 seconds")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise ConfigError("TIDINGS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        self._validate_edge()
         for origin in self.cors_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise ConfigError(
                     f"TIDINGS_CORS_ORIGINS: {origin!r} is not an origin like https://app.example"
                 )
 
+    def _validate_edge(self) -> None:
+        # A URL urlsplit cannot parse would otherwise fail deep in a factory, with a traceback.
+        named = [("TIDINGS_DATABASE_URL", self.database_url), ("TIDINGS_BUS_URL", self.bus_url)]
+        named += [("TIDINGS_CORS_ORIGINS", origin) for origin in self.cors_origins]
+        for variable, url in named:
+            if not _parses(url):
+                raise ConfigError(
+                    f"{variable} is not a valid URL: an unbalanced [ or ], a host that NFKC "
+                    "normalisation changes, or a port that is not a number up to 65535"
+                )
+        if self.max_head_bytes < 1024:
+            raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
+        if self.head_timeout <= 0:
+            raise ConfigError("TIDINGS_HEAD_TIMEOUT must be a positive number of seconds")
+        if self.log_repeat_window <= 0:
+            raise ConfigError("TIDINGS_LOG_REPEAT_WINDOW must be a positive number of seconds")
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise ConfigError(f"TIDINGS_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"TIDINGS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
 
+
+def _parses(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018  (reading the port is what checks it)
+    except ValueError:
+        return False
+    return True
+
+
+LOG_FORMATS = ("plain", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _KINDS = {bool: "a boolean (1/0, true/false)", int: "a whole number", float: "a number"}
 
 

@@ -136,7 +136,8 @@ class Publisher:
                 )
             except httpx.TransportError:
                 response = None
-            if response is not None and response.status_code == 201:
+            # 200 is an idempotent replay: an earlier attempt was stored, its answer was lost.
+            if response is not None and response.status_code in (200, 201):
                 seq: int = response.json()["id"]
                 self.stored.setdefault(user, []).append(seq)
                 return seq

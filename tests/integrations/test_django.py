@@ -12,23 +12,25 @@ import httpx
 import jwt
 import pytest
 
-from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, tidings_env
+from tests.support import (
+    PUBLISHER_KEY,
+    SECRET,
+    Server,
+    make_token,
+    open_stream,
+    serving,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("django_site")]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("django")
-    started = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "server.log"
-    )
-    started.start()
-    yield started
     from tidings.django.conf import close_clients
 
-    close_clients()
-    started.close()
+    with serving(tmp_path_factory.mktemp("django")) as started:
+        yield started
+        close_clients()
 
 
 @pytest.fixture

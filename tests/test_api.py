@@ -11,25 +11,17 @@ import httpx
 import pytest
 
 from tests.support import (
+    HTTP,
     PUBLISHER_KEY,
     Server,
-    cookieless_client,
     make_token,
     open_stream,
+    publish_sentinel,
+    serving,
     tidings_env,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-# One client for the module: building one costs ~0.2 s (it loads the CA bundle).
-HTTP = cookieless_client()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_http() -> Iterator[None]:
-    yield
-    HTTP.close()
 
 
 ALLOWED_ORIGIN = "https://app.example"
@@ -39,15 +31,10 @@ FOREIGN_ORIGIN = "https://evil.example"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the module: every test uses users of its own."""
-    folder = tmp_path_factory.mktemp("api")
-    env = tidings_env(
-        f"sqlite:///{folder / 'tidings.db'}", {"TIDINGS_CORS_ORIGINS": ALLOWED_ORIGIN}
-    )
-    started = Server(env=env, log_path=folder / "server.log")
-    started.start()
-    yield started
-    assert "Traceback" not in started.log(), started.log()
-    started.close()
+    with serving(
+        tmp_path_factory.mktemp("api"), {"TIDINGS_CORS_ORIGINS": ALLOWED_ORIGIN}
+    ) as started:
+        yield started
 
 
 def new_user() -> str:
@@ -74,7 +61,7 @@ def with_cookie(
 
 def publish_many(server: Server, user: str, count: int) -> None:
     for index in range(1, count + 1):
-        response = publish_to(server, user, f"message {index}")
+        response = server.publish(user, f"message {index}")
         assert response.status_code == 201, response.text
 
 
@@ -373,7 +360,7 @@ async def test_session_cookie_works_for_rest_and_the_stream(server: Server) -> N
         server.url, None, headers={"cookie": f"tidings_session={cookie}"}
     ) as stream:
         assert stream.status == 200
-        publish_to(server, user, "over the cookie stream")
+        server.publish(user, "over the cookie stream")
         [got] = await stream.notifications(1)
         assert (got["id"], got["message"]) == (3, "over the cookie stream")
 
@@ -388,7 +375,7 @@ def test_closing_the_session_clears_the_cookie(server: Server) -> None:
 
 def test_an_explicit_bearer_token_wins_over_a_stale_cookie(server: Server) -> None:
     user = new_user()
-    publish_to(server, user, "one")
+    server.publish(user, "one")
     stale = make_token(user, secret="the-secret-before-rotation-0123456789")
     response = HTTP.get(
         f"{server.url}/notifications/unread-count",
@@ -564,13 +551,13 @@ async def test_query_tokens_work_when_allowed(tmp_path_factory: pytest.TempPathF
     try:
         user = new_user()
         token = make_token(user)
-        publish_to(allowed, user, "one")
+        allowed.publish(user, "one")
         response = get(f"{allowed.url}/notifications", params={"token": token})
         assert response.status_code == 200
         assert [n["message"] for n in response.json()] == ["one"]
         async with open_stream(allowed.url, None, query=f"?token={token}") as stream:
             assert stream.status == 200
-            publish_to(allowed, user, "two")
+            allowed.publish(user, "two")
             [got] = await stream.notifications(1)
             assert got["message"] == "two"
     finally:
@@ -590,7 +577,7 @@ def test_api_tokens_mints_a_token_the_server_accepts(server: Server) -> None:
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"token", "expires_at"}
-    publish_to(server, user, "for the minted token")
+    server.publish(user, "for the minted token")
     listing = HTTP.get(f"{server.url}/notifications", headers=bearer(body["token"]), timeout=10)
     assert listing.status_code == 200
     assert [n["message"] for n in listing.json()] == ["for the minted token"]
@@ -666,8 +653,8 @@ def test_publish_accepts_an_integer_user_id_as_its_decimal_string(server: Server
 
 def test_publish_to_user_ids_returns_an_array(server: Server) -> None:
     users = [new_user() for _ in range(3)]
-    publish_to(server, users[1], "earlier")
-    response = publish_to(server, users, "to all three")
+    server.publish(users[1], "earlier")
+    response = server.publish(users, "to all three")
     assert response.status_code == 201
     body = response.json()
     assert isinstance(body, list)
@@ -682,14 +669,14 @@ def test_publish_to_user_ids_returns_an_array(server: Server) -> None:
 
 def test_publish_to_user_ids_with_one_user_still_returns_an_array(server: Server) -> None:
     user = new_user()
-    response = publish_to(server, [user], "alone")
+    response = server.publish([user], "alone")
     assert response.status_code == 201
     assert [n["user_id"] for n in response.json()] == [user]
 
 
 def test_publish_to_user_ids_stores_a_repeated_id_once(server: Server) -> None:
     user = new_user()
-    response = publish_to(server, [user, user], "twice named")
+    response = server.publish([user, user], "twice named")
     assert response.status_code == 201
     assert len(response.json()) == 1
     assert unread(server, user) == {"unread": 1, "last_seq": 1}
@@ -700,15 +687,16 @@ def test_repeated_idempotency_key_returns_the_original_and_stores_nothing(
 ) -> None:
     user = new_user()
     key = f"order-7-shipped-{uuid.uuid4().hex}"
-    first = publish_to(server, user, "Your order shipped", idempotency_key=key)
+    first = server.publish(user, "Your order shipped", idempotency_key=key)
     assert first.status_code == 201
-    again = publish_to(server, user, "Your order shipped", idempotency_key=key)
+    again = server.publish(user, "Your order shipped", idempotency_key=key)
     assert again.status_code == 200
     assert again.json() == first.json()
-    # Even a different body: the key names the event, the first one wins.
-    other = publish_to(server, user, "something else", idempotency_key=key)
-    assert other.status_code == 200
-    assert other.json() == first.json()
+    # A different body under the same key is a client bug, refused rather than answered with
+    # the first notification (as payment APIs do).
+    other = server.publish(user, "something else", idempotency_key=key)
+    assert other.status_code == 409
+    assert other.json()["error"] == "idempotency_conflict"
     assert unread(server, user) == {"unread": 1, "last_seq": 1}
     assert len(listed(server, user)) == 1
 
@@ -718,9 +706,9 @@ def test_repeated_idempotency_key_for_user_ids_returns_the_original_array(
 ) -> None:
     users = [new_user(), new_user()]
     key = f"batch-{uuid.uuid4().hex}"
-    first = publish_to(server, users, "batch", idempotency_key=key)
+    first = server.publish(users, "batch", idempotency_key=key)
     assert first.status_code == 201
-    again = publish_to(server, users, "batch", idempotency_key=key)
+    again = server.publish(users, "batch", idempotency_key=key)
     assert again.status_code == 200
     assert again.json() == first.json()
     for user in users:
@@ -731,11 +719,11 @@ async def test_a_repeated_idempotency_key_sends_nothing_to_the_stream(server: Se
     user = new_user()
     key = f"once-{uuid.uuid4().hex}"
     async with open_stream(server.url, make_token(user)) as stream:
-        publish_to(server, user, "once", idempotency_key=key)
+        server.publish(user, "once", idempotency_key=key)
         [got] = await stream.notifications(1)
         assert got["id"] == 1
-        assert publish_to(server, user, "once", idempotency_key=key).status_code == 200
-        assert await stream.quiet(0.5) == []
+        assert server.publish(user, "once", idempotency_key=key).status_code == 200
+        await publish_sentinel(server, user, stream)
 
 
 # --- operations ------------------------------------------------------------------------------
@@ -754,7 +742,7 @@ def test_healthz_and_readyz(server: Server) -> None:
 async def test_metrics_names_the_service_measures(server: Server) -> None:
     user = new_user()
     async with open_stream(server.url, make_token(user)) as stream:
-        publish_to(server, user, "measured")
+        server.publish(user, "measured")
         await stream.notifications(1)
         response = get(f"{server.url}/metrics")
     assert response.status_code == 200
@@ -801,19 +789,6 @@ def test_unknown_route_and_wrong_method_use_the_error_shape(server: Server) -> N
     wrong = HTTP.get(f"{server.url}/api/notifications", timeout=10)
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
-
-
-def publish_to(
-    server: Server, user: str | list[str], message: str, **fields: Any
-) -> httpx.Response:
-    """`Server.publish` over the module's client."""
-    body: dict[str, Any] = {"message": message, **fields}
-    body["user_ids" if isinstance(user, list) else "user_id"] = user
-    return HTTP.post(
-        f"{server.url}/api/notifications",
-        json=body,
-        headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
-    )
 
 
 def test_a_token_whose_sub_is_an_integer_is_that_users_decimal_string(server: Server) -> None:

@@ -8,31 +8,24 @@ import re
 import socket
 import subprocess
 from collections.abc import Iterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import (
+    HTTP,
     SECRET,
+    SENTINEL,
     Server,
+    free_port,
     make_token,
     open_stream,
     run_cli,
+    serving,
     tidings_env,
 )
 
 pytestmark = pytest.mark.anyio
-
-# Cookies are sent by hand where a test wants them.
-HTTP = httpx.Client(timeout=10, cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_http() -> Iterator[None]:
-    yield
-    HTTP.close()
 
 
 @pytest.fixture
@@ -42,13 +35,8 @@ def env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("cli")
-    started = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "server.log"
-    )
-    started.start()
-    yield started
-    started.close()
+    with serving(tmp_path_factory.mktemp("cli")) as started:
+        yield started
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -210,6 +198,12 @@ def test_send_with_an_idempotency_key_stores_once(server: Server) -> None:
         headers={"authorization": f"Bearer {make_token(user)}"},
     )
     assert count.json() == {"unread": 1, "last_seq": 1}
+    reused = run_cli(server.env, "send", user, "different", "--idempotency-key", "k-cli-1")
+    assert_one_line_error(reused, "k-cli-1", "different publish")
+    assert HTTP.get(
+        f"{server.url}/notifications/unread-count",
+        headers={"authorization": f"Bearer {make_token(user)}"},
+    ).json() == {"unread": 1, "last_seq": 1}
 
 
 def test_send_works_with_no_server_running(env: dict[str, str]) -> None:
@@ -260,15 +254,8 @@ def test_send_to_a_database_in_a_missing_folder_is_one_line(
 
 def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`tidings serve` that is expected to refuse to start (a timeout fails the test)."""
-    port = str(_free_port())
+    port = str(free_port())
     return run_cli(env, "serve", "--port", port, *args, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_serve_without_a_secret_is_one_line(env: dict[str, str]) -> None:
@@ -407,7 +394,15 @@ async def test_demo_login_and_send_reach_the_stream(demo: Server) -> None:
         assert got["message"] == "hello from the demo"
         assert got["user_id"] == "alice"
         assert got["id"] == sent.json()["id"]
-        assert await b.quiet(0.3) == []
+        # Bob's own notification is the sentinel: had alice's reached him, it would come first.
+        to_bob = await asyncio.to_thread(
+            HTTP.post,
+            f"{demo.url}/demo/send",
+            json={"user_id": "bob", "message": SENTINEL},
+            headers={"cookie": f"tidings_session={alice}", "origin": demo.url},
+        )
+        assert to_bob.status_code == 201, to_bob.text
+        await b.expect_sentinel()
     listed = await asyncio.to_thread(
         HTTP.get, f"{demo.url}/notifications", headers={"cookie": f"tidings_session={alice}"}
     )

@@ -37,10 +37,11 @@ from tidings.server import DrainingServer
 from tidings.settings import Settings
 
 settings = Settings.from_env(os.environ)
-config = uvicorn.Config(create_app(settings), port=int(sys.argv[1]), lifespan="on")
+app = create_app(settings)
+config = uvicorn.Config(app, port=int(sys.argv[1]), lifespan="on")
 bound_heads(config, settings)
 config.http = "tidings.heads:BoundedH11Protocol"
-DrainingServer(config).run()
+DrainingServer(config, app.service).run()
 """
 
 

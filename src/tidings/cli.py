@@ -17,9 +17,9 @@ from tidings.bus.factory import is_single_process
 from tidings.heads import bound_heads
 from tidings.logs import configure as configure_logs
 from tidings.logs import log_config
-from tidings.server import DrainingServer
+from tidings.server import DrainingServer, worker_server
 from tidings.settings import ConfigError, Settings
-from tidings.store import StoreUnavailable
+from tidings.store import IdempotencyConflict, StoreUnavailable
 from tidings.validation import ApiError, PublishIn, make_draft
 
 __all__ = ["main"]
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_send(args))
         if args.command == "token":
             return _token(args)
-    except (ConfigError, StoreUnavailable) as exc:
+    except (ConfigError, StoreUnavailable, IdempotencyConflict) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
     except ApiError as exc:
@@ -167,8 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from tidings.workers import run_workers
 
-        return run_workers(config, args.workers, DrainingServer)
-    server = DrainingServer(config)
+        return run_workers(config, args.workers, functools.partial(worker_server, settings))
+    server = DrainingServer(config, app.service)
     server.run()
     return 0 if server.started else 1
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from tidings.errors import ApiError
 from tidings.models import Draft
 from tidings.settings import Settings
 
@@ -19,16 +20,6 @@ MAX_USER_ID_CHARS = 128
 MAX_DATA_DEPTH = 32
 LINK_RULE = "must be an http(s) URL or a path starting with /"
 HOST_UNPARSABLE = "is not a valid URL: its host does not parse (a bracket, or NFKC changes it)"
-
-
-class ApiError(Exception):
-    """An error the caller caused (or a dependency is down): status, code and a clear detail."""
-
-    def __init__(self, status: int, error: str, detail: object = None) -> None:
-        super().__init__(f"{error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
 
 
 class PublishIn(BaseModel):

@@ -2,9 +2,9 @@
 
 uvicorn's own supervisor builds a plain `uvicorn.Server` in each worker, which would lose the
 drain on SIGTERM; this one is small enough to own. The parent binds the socket, starts N spawned
-workers, each running the given server class (so each drains its streams on SIGTERM), starts a
-new worker when one dies, and on SIGTERM or SIGINT closes its copy of the socket, passes SIGTERM
-to every worker and waits for them to drain and exit.
+workers, each running the server `make_server` builds (so each drains its streams on SIGTERM),
+starts a new worker when one dies, and on SIGTERM or SIGINT closes its copy of the socket, passes
+SIGTERM to every worker and waits for them to drain and exit.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import uvicorn
 
 __all__ = ["run_workers"]
+
+# Builds a worker's server from the config (picklable: workers are spawned).
+MakeServer = Callable[[uvicorn.Config], uvicorn.Server]
 
 log = logging.getLogger("uvicorn.error")
 
@@ -35,19 +39,17 @@ EXIT_GRACE = 10.0
 RESTART_PAUSE = 1.0
 
 
-def _worker(
-    server_class: type[uvicorn.Server], config: uvicorn.Config, sock: socket.socket
-) -> None:
+def _worker(make_server: MakeServer, config: uvicorn.Config, sock: socket.socket) -> None:
     """The body of one worker process (spawned: a fresh interpreter, so logging is set anew)."""
     config.configure_logging()
-    server = server_class(config)
+    server = make_server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
 
-def run_workers(config: uvicorn.Config, workers: int, server_class: type[uvicorn.Server]) -> int:
+def run_workers(config: uvicorn.Config, workers: int, make_server: MakeServer) -> int:
     """Serve with `workers` processes until SIGTERM/SIGINT; return the exit status."""
     context = multiprocessing.get_context("spawn")
     sock = config.bind_socket()
@@ -61,7 +63,7 @@ def run_workers(config: uvicorn.Config, workers: int, server_class: type[uvicorn
 
     def start() -> tuple[BaseProcess, float]:
         process = context.Process(
-            target=_worker, args=(server_class, config, sock), name="tidings-worker"
+            target=_worker, args=(make_server, config, sock), name="tidings-worker"
         )
         process.start()
         log.info("Started worker process [%s]", process.pid)

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from tidings.models import Clock
 from tidings.settings import ConfigError
 from tidings.store.base import Store
 
 __all__ = ["create_store"]
 
 
-def create_store(url: str, *, retention_days: float | None = None) -> Store:
-    """`retention_days` sizes the MongoDB TTL index (a safety net behind the pruning)."""
+def create_store(
+    url: str,
+    *,
+    retention_days: float | None = None,
+    clock: Clock | None = None,
+    sqlite_synchronous: str = "FULL",
+) -> Store:
+    """`retention_days` sizes the MongoDB TTL index (a safety net behind the pruning); `clock`
+    stamps what the store writes (tests pass one they set)."""
+    clock = clock or Clock()
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from tidings.store.sqlite import SqliteStore
 
-        return SqliteStore(sqlite_path(url))
+        return SqliteStore(sqlite_path(url), clock=clock, synchronous=sqlite_synchronous)
     if scheme in ("postgresql", "postgres"):
         from tidings.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, clock=clock)
     if scheme in ("mongodb", "mongodb+srv"):
         from tidings.store.mongo import MongoStore
 
-        return MongoStore(url, mongo_database(url), retention_days=retention_days)
+        return MongoStore(url, mongo_database(url), retention_days=retention_days, clock=clock)
     raise ConfigError(
         f"TIDINGS_DATABASE_URL: unsupported scheme {scheme!r} "
         "(use sqlite:///path, postgresql://… or mongodb://…/dbname)"

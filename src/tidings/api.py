@@ -72,7 +72,8 @@ async def service_of(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(service_of)]
 
 
-# For /openapi.json only (the checks below read the header themselves, and the cookie).
+# For /openapi.json only: they put the security schemes on the routes. The checks below read
+# the header themselves (and the cookie); these never refuse anything.
 user_token = HTTPBearer(
     scheme_name="userToken",
     description="a user token (or the tidings_session cookie)",
@@ -81,17 +82,18 @@ user_token = HTTPBearer(
 publisher_key = HTTPBearer(
     scheme_name="publisherKey", description="one of TIDINGS_PUBLISHER_KEYS", auto_error=False
 )
-Documented = Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]
+UserTokenDoc = Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]
+PublisherKeyDoc = Annotated[HTTPAuthorizationCredentials | None, Security(publisher_key)]
 
 
-async def current_user(request: Request, _: Documented) -> UserCredential:
+async def current_user(request: Request, _: UserTokenDoc) -> UserCredential:
     return read_user(request, _service(request).settings)
 
 
 UserDep = Annotated[UserCredential, Depends(current_user)]
 
 
-async def changing_user(request: Request, _: Documented) -> UserCredential:
+async def changing_user(request: Request, _: UserTokenDoc) -> UserCredential:
     return _changing_user(request)
 
 
@@ -110,10 +112,7 @@ def _changing_user(request: Request) -> UserCredential:
 ChangingUserDep = Annotated[UserCredential, Depends(changing_user)]
 
 
-async def publisher(
-    request: Request,
-    _: Annotated[HTTPAuthorizationCredentials | None, Security(publisher_key)],
-) -> None:
+async def publisher(request: Request, _: PublisherKeyDoc) -> None:
     check_publisher(request, _service(request).settings)
 
 

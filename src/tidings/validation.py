@@ -187,6 +187,11 @@ def _safe_link(link: str) -> bool:
 # Neither NUL nor any other control character (what `check_user_id` refuses).
 _USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 _NO_NUL = r"^[^\x00]*$"
+# What `str.strip()` strips (`str.isspace()`), spelled out: `\s` means less in JSON Schema's
+# regular expressions (ECMA-262), which leave out \x1c-\x1f and \x85.
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# At least one character that is neither space nor NUL, and no NUL.
+_NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 # What `_safe_link` accepts, narrowed where a URL parser is stricter than the rule (the host).
 _LINK_PATTERN = (
     r"^(?:/(?:[^/\x00-\x20\x7f\\][^\x00-\x20\x7f\\]*)?"
@@ -258,9 +263,7 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
             "maxItems": settings.max_user_ids,
         }
     )
-    props["message"] = _text(
-        settings.max_message_bytes, r"^[^\x00]*[^\x00\s][^\x00]*$", "not blank, no NUL"
-    )
+    props["message"] = _text(settings.max_message_bytes, _NOT_BLANK, "not blank, no NUL")
     props["link"] = _nullable(
         _text(settings.max_link_bytes, _LINK_PATTERN, "an http(s) URL or a path starting with /")
     )

@@ -47,7 +47,7 @@ class TidingsApp:
         self.api = api
         # Why start-up failed, when the cause is the operator's to fix (not a bug in tidings).
         self.startup_error: Exception | None = None
-        self._raw = {route.path: route for route in RAW_ROUTES}
+        self._raw = {(route.path, route.method): route for route in RAW_ROUTES}
         self._methods = MethodTable(RAW_ROUTES, routes)
         self._http: ASGIApp = self._route
         if settings.cors_origins:
@@ -72,8 +72,8 @@ class TidingsApp:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        raw = self._raw.get(path)
-        if raw is not None and scope["method"] == raw.method:
+        raw = self._raw.get((path, scope["method"]))
+        if raw is not None:
             await serve_raw(raw, self.service, scope, receive, send)
             return
         # Here for every route, before the framework's router: it would answer a wrong method

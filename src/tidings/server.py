@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 
+from tidings.logs import flush_counts
+
 if TYPE_CHECKING:
     from tidings.service import Service
     from tidings.settings import Settings
@@ -112,6 +114,7 @@ class DrainingServer(uvicorn.Server):
         await asyncio.sleep(STUCK_CHECK_SECONDS)
         self._reap_stuck(closing_only=False)
         await super().shutdown(sockets)
+        flush_counts()  # uvicorn re-raises the signal next: no logging.shutdown will run
 
     def _with_unsent_data(self) -> list[_Transport]:
         found: list[_Transport] = []

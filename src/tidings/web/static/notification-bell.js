@@ -146,6 +146,14 @@ function injectStyle() {
   document.head.append(style);
 }
 
+/**
+ * The bell as a Vue component (Options API).
+ * Props: `baseUrl` (string), `token` (string), `pageSize` (number, 10), `heartbeat` (number, 15:
+ * seconds, until the server's pings announce it), `getToken` (() => token | Promise<token>,
+ * called on 401 and before a token's exp), `strings` (object, any keys of STRINGS).
+ * Events: `new-notification` (the notification). Method: `refreshNotifications()` (a promise
+ * that always resolves: a failure shows in the bell, from the client's `error` change).
+ */
 export const NotificationBell = {
   name: "NotificationBell",
   props: {
@@ -179,7 +187,9 @@ export const NotificationBell = {
       return this.notificationCount > 99 ? "99+" : String(this.notificationCount);
     },
     bellLabel() {
-      return this.notificationCount > 0 ? this.t("bellUnread", { n: this.notificationCount }) : this.t("bell");
+      return this.notificationCount > 0
+        ? this.t("bellUnread", { n: this.notificationCount })
+        : this.t("bell");
     },
     banner() {
       const s = this.state;
@@ -202,7 +212,12 @@ export const NotificationBell = {
     });
     this.tidingsUnsubscribe = this.tidingsClient.subscribe((state, change) => {
       this.state = state;
-      if (change.type === "error" && (change.action === "markRead" || change.action === "markAllRead" || change.action === "delete")) {
+      if (
+        change.type === "error" &&
+        (change.action === "markRead" ||
+          change.action === "markAllRead" ||
+          change.action === "delete")
+      ) {
         this.actionError = true;
       }
       if (change.type === "notification") this.announce(change.notification);
@@ -222,10 +237,15 @@ export const NotificationBell = {
   methods: {
     t(key, values) {
       const template = (this.strings && this.strings[key]) || STRINGS[key];
-      return String(template).replace(/\{(\w+)\}/g, (_, name) => (values && name in values ? values[name] : ""));
+      return String(template).replace(/\{(\w+)\}/g, (_, name) =>
+        values && name in values ? values[name] : "",
+      );
     },
     linkOf(notification) {
-      return safeLink(notification.link, typeof location === "undefined" ? undefined : location.href);
+      return safeLink(
+        notification.link,
+        typeof location === "undefined" ? undefined : location.href,
+      );
     },
     timeLabel,
     toggleDropdown() {
@@ -236,29 +256,34 @@ export const NotificationBell = {
       this.isOpen = false;
       this.$nextTick(() => this.$refs.button && this.$refs.button.focus());
     },
+    // A failed call is shown from the client's `error` change (tidings.js rejects and emits),
+    // so its rejection is handled here.
+    act(method, ...args) {
+      return this.tidingsClient[method](...args).catch(() => {});
+    },
     refreshNotifications() {
       this.actionError = false;
-      return this.tidingsClient.refresh().catch(() => {});
+      return this.act("refresh");
     },
     markRead(notification, event) {
       const button = event && event.currentTarget;
       const row = button && button.closest("li");
-      this.tidingsClient.markRead([notification.id]);
+      this.act("markRead", [notification.id]);
       // The button goes away with the unread mark: keep the focus on its row.
       if (row) this.$nextTick(() => row.focus());
     },
     markAllRead() {
       this.actionError = false;
-      this.tidingsClient.markAllRead();
+      this.act("markAllRead");
     },
     remove(notification) {
-      this.tidingsClient.delete(notification.id);
+      this.act("delete", notification.id);
       this.$nextTick(() => {
         if (this.isOpen && !this.$el.contains(document.activeElement)) this.$refs.button.focus();
       });
     },
     loadMore() {
-      this.tidingsClient.loadMore();
+      this.act("loadMore");
     },
     announce(notification) {
       this.announcement = "";
@@ -267,7 +292,9 @@ export const NotificationBell = {
       });
       this.$emit("new-notification", notification);
       // Also as a DOM event, like <tidings-bell>, for host code outside Vue.
-      this.$el.dispatchEvent(new CustomEvent("new-notification", { detail: notification, bubbles: true }));
+      this.$el.dispatchEvent(
+        new CustomEvent("new-notification", { detail: notification, bubbles: true }),
+      );
     },
     onKeydown(event) {
       if (event.key === "Escape" && this.isOpen) {
@@ -281,7 +308,8 @@ export const NotificationBell = {
       const at = rows.findIndex((row) => row.contains(document.activeElement));
       let target = null;
       if (event.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
-      else if (event.key === "ArrowUp") target = at === 0 ? this.$refs.button : rows[at < 0 ? rows.length - 1 : at - 1];
+      else if (event.key === "ArrowUp")
+        target = at === 0 ? this.$refs.button : rows[at < 0 ? rows.length - 1 : at - 1];
       else if (event.key === "Home" && at >= 0) target = rows[0];
       else if (event.key === "End" && at >= 0) target = rows[rows.length - 1];
       if (target) {

@@ -3,10 +3,12 @@
 //   <script type="module" src="https://tidings.example.com/static/tidings-bell.js"></script>
 //   <tidings-bell base-url="https://tidings.example.com"></tidings-bell>
 //
-// Attributes: token (a user token; exchanged for the session cookie), base-url, page-size, heartbeat (the server's TIDINGS_HEARTBEAT), theme ("light" |
-// "dark"; default: the system's), no-desktop (hide the desktop-alerts switch).
-// Properties: getToken (async () => token, called on 401), strings (replace any of STRINGS),
-// client (the tidings.js client, read-only). Events: `new-notification` (detail: the notification).
+// Attributes: token (a user token; exchanged for the session cookie), base-url, page-size,
+// heartbeat (the server's TIDINGS_HEARTBEAT until its pings announce it), theme ("light" | "dark";
+// default: the system's), no-desktop (hide the desktop-alerts switch), strings (JSON).
+// Properties: getToken (async () => token: on 401 and before a token's exp), strings (replace any
+// of STRINGS), client (the tidings.js client, read-only), open. Methods: show(), close(),
+// toggle(). Events: `new-notification` (detail: the notification).
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 
 import { createTidings, safeLink } from "./tidings.js";
@@ -146,6 +148,10 @@ function timeLabel(iso) {
   return when.toLocaleDateString();
 }
 
+/**
+ * The `<tidings-bell>` element. Attributes are read once, when it is first connected (`theme`
+ * and `no-desktop` also later); a failed action (mark read, delete, …) shows in its banner.
+ */
 export class TidingsBell extends HTMLElement {
   constructor() {
     super();
@@ -155,6 +161,11 @@ export class TidingsBell extends HTMLElement {
     this._open = false;
     this._rows = new Map();
     this._actionError = false;
+    /**
+     * The host's refresh callback: a fresh user token, or null when logged out. May be set at
+     * any time; it is read when needed.
+     * @type {(() => (string | null | Promise<string | null>)) | null}
+     */
     this.getToken = this.getToken ?? null;
     const id = `tidings-bell-${++counter}`;
     const root = this.attachShadow({ mode: "open" });
@@ -180,15 +191,25 @@ export class TidingsBell extends HTMLElement {
       <div class="sr" role="status" aria-live="polite" aria-atomic="true"></div>`;
     const $ = (sel) => root.querySelector(sel);
     this._el = {
-      bell: $(".bell"), badge: $(".badge"), panel: $(".panel"), title: $("h2"),
-      refresh: $(".refresh"), markAll: $(".mark-all"), banner: $(".banner"), list: $(".list"),
-      loading: $(".loading"), empty: $(".empty"), error: $(".error"), more: $(".more"),
-      desktop: $(".desktop"), live: $(".sr"),
+      bell: $(".bell"),
+      badge: $(".badge"),
+      panel: $(".panel"),
+      title: $("h2"),
+      refresh: $(".refresh"),
+      markAll: $(".mark-all"),
+      banner: $(".banner"),
+      list: $(".list"),
+      loading: $(".loading"),
+      empty: $(".empty"),
+      error: $(".error"),
+      more: $(".more"),
+      desktop: $(".desktop"),
+      live: $(".sr"),
     };
     this._el.bell.addEventListener("click", () => this.toggle());
-    this._el.refresh.addEventListener("click", () => this._client?.refresh().catch(() => {}));
-    this._el.markAll.addEventListener("click", () => this._client?.markAllRead());
-    this._el.more.addEventListener("click", () => this._client?.loadMore());
+    this._el.refresh.addEventListener("click", () => this._act("refresh"));
+    this._el.markAll.addEventListener("click", () => this._act("markAllRead"));
+    this._el.more.addEventListener("click", () => this._act("loadMore"));
     this._el.desktop.addEventListener("click", () => this._toggleDesktop());
     this._el.list.addEventListener("click", (e) => this._onListClick(e));
     root.addEventListener("keydown", (e) => this._onKeydown(e));
@@ -206,10 +227,12 @@ export class TidingsBell extends HTMLElement {
     if (this._state) this._render();
   }
 
+  /** The tidings.js client (null while disconnected). @returns {ReturnType<typeof createTidings> | null} */
   get client() {
     return this._client;
   }
 
+  /** The strings shown (see STRINGS); setting merges over the defaults. @returns {typeof STRINGS} */
   get strings() {
     return this._strings;
   }
@@ -220,6 +243,7 @@ export class TidingsBell extends HTMLElement {
     if (this._state) this._render();
   }
 
+  /** Whether the dropdown is open. @returns {boolean} */
   get open() {
     return this._open;
   }
@@ -260,22 +284,37 @@ export class TidingsBell extends HTMLElement {
     this._state = null;
   }
 
+  /** Open the dropdown when closed, close it when open. */
   toggle() {
     if (this._open) this.close();
     else this.show();
   }
 
+  /** Open the dropdown. */
   show() {
     this._open = true;
     this._actionError = false;
     this._render();
   }
 
+  /**
+   * Close the dropdown.
+   * @param {{focus?: boolean}} [options] focus: give the focus back to the bell button (true)
+   */
   close({ focus = true } = {}) {
     if (!this._open) return;
     this._open = false;
     this._render();
     if (focus) this._el.bell.focus();
+  }
+
+  /**
+   * Run a client method for a click. Its failure is already on screen: the client emits it as an
+   * `error` change, which sets the banner (tidings.js: reject and emit), so the rejection is
+   * handled here and goes no further.
+   */
+  _act(method, ...args) {
+    this._client?.[method](...args).catch(() => {});
   }
 
   // --- state -----------------------------------------------------------------------------------
@@ -298,7 +337,9 @@ export class TidingsBell extends HTMLElement {
     requestAnimationFrame(() => {
       live.textContent = text(this._strings.announce, n.message);
     });
-    this.dispatchEvent(new CustomEvent("new-notification", { detail: n, bubbles: true, composed: true }));
+    this.dispatchEvent(
+      new CustomEvent("new-notification", { detail: n, bubbles: true, composed: true }),
+    );
     this._desktop(n);
   }
 
@@ -306,7 +347,10 @@ export class TidingsBell extends HTMLElement {
     if (!this._desktopEnabled() || document.visibilityState === "visible") return;
     try {
       // The tag makes the tabs that all got it show one alert, not one each.
-      const alert = new Notification(text(this._strings.desktopTitle), { body: n.message, tag: `tidings-${n.id}` });
+      const alert = new Notification(text(this._strings.desktopTitle), {
+        body: n.message,
+        tag: `tidings-${n.id}`,
+      });
       const href = safeLink(n.link, location.href);
       alert.onclick = () => {
         window.focus();
@@ -333,7 +377,9 @@ export class TidingsBell extends HTMLElement {
     } else {
       // Permission is asked only here, on the user's click.
       const permission =
-        Notification.permission === "default" ? await Notification.requestPermission() : Notification.permission;
+        Notification.permission === "default"
+          ? await Notification.requestPermission()
+          : Notification.permission;
       if (permission === "granted") localStorage.setItem(DESKTOP_KEY, "1");
     }
     this._render();
@@ -440,7 +486,7 @@ export class TidingsBell extends HTMLElement {
     const message = document.createElement(href ? "a" : "span");
     message.className = "message";
     message.textContent = n.message;
-    if (href) message.href = href;
+    if (href) /** @type {HTMLAnchorElement} */ (message).href = href;
     const time = document.createElement("time");
     time.dateTime = n.created_at || "";
     time.textContent = timeLabel(n.created_at);
@@ -481,9 +527,10 @@ export class TidingsBell extends HTMLElement {
     const row = e.target.closest(".item");
     if (!row) return;
     const id = Number(row.dataset.id);
-    if (button?.classList.contains("mark-read")) this._client?.markRead([id]);
-    else if (button?.classList.contains("delete")) this._client?.delete(id);
-    else if (e.target.closest("a.message") && row.classList.contains("unread")) this._client?.markRead([id]);
+    if (button?.classList.contains("mark-read")) this._act("markRead", [id]);
+    else if (button?.classList.contains("delete")) this._act("delete", id);
+    else if (e.target.closest("a.message") && row.classList.contains("unread"))
+      this._act("markRead", [id]);
   }
 
   _onKeydown(e) {
@@ -495,17 +542,18 @@ export class TidingsBell extends HTMLElement {
     if (!this._open) return;
     const rows = [...this._el.list.children];
     if (!rows.length) return;
-    const active = this.shadowRoot.activeElement;
+    const active = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
     const at = rows.findIndex((row) => row.contains(active));
     let target = null;
     if (e.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
-    else if (e.key === "ArrowUp") target = at <= 0 ? (at === 0 ? this._el.bell : rows[rows.length - 1]) : rows[at - 1];
+    else if (e.key === "ArrowUp")
+      target = at <= 0 ? (at === 0 ? this._el.bell : rows[rows.length - 1]) : rows[at - 1];
     else if (e.key === "Home" && at >= 0) target = rows[0];
     else if (e.key === "End" && at >= 0) target = rows[rows.length - 1];
     else if (e.key === "Enter" && active?.classList?.contains("item")) {
-      const link = active.querySelector("a.message");
+      const link = /** @type {HTMLElement | null} */ (active.querySelector("a.message"));
       if (link) link.click();
-      else this._client?.markRead([Number(active.dataset.id)]);
+      else this._act("markRead", [Number(active.dataset.id)]);
       e.preventDefault();
       return;
     }

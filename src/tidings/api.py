@@ -29,8 +29,10 @@ from tidings.errors import (
     error_response,
     error_responses,
     internal_error,
+    invalid_json,
     is_json_media,
     store_unavailable,
+    unsupported_media_type,
 )
 from tidings.service import Service
 from tidings.store import StoreUnavailable
@@ -101,7 +103,7 @@ def _changing_user(request: Request) -> UserCredential:
         check_origin(request, service.settings)
         # A cross-site form can post urlencoded or multipart, but JSON only after a preflight.
         if request.method == "POST" and not is_json_media(request.headers.get("content-type", "")):
-            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+            raise unsupported_media_type()
     return user
 
 
@@ -396,18 +398,12 @@ def add_error_handlers(app: FastAPI) -> None:
             return error_response(refused)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(ApiError(400, "invalid_json", "the body is not valid JSON"))
+            return error_response(invalid_json())
         if not is_json_media(request.headers.get("content-type", "")) and any(
             tuple(e.get("loc", ())) == ("body",) for e in errors
         ):
             # `curl -d` sends a form content type; say what is wrong instead of "not an object".
-            return error_response(
-                ApiError(
-                    415,
-                    "unsupported_media_type",
-                    "send the body as JSON with Content-Type: application/json",
-                )
-            )
+            return error_response(unsupported_media_type())
         detail = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors
         ]

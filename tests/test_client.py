@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.flaky import FlakyProxy, body_of
-from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, tidings_env
+from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, serving
 from tidings.client import AsyncClient, Client, TidingsError, mint_token
 
 pytestmark = pytest.mark.anyio
@@ -19,13 +19,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("client")
-    started = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "server.log"
-    )
-    started.start()
-    yield started
-    started.close()
+    with serving(tmp_path_factory.mktemp("client")) as started:
+        yield started
 
 
 def listed(server: Server, user: str) -> list[dict[str, object]]:

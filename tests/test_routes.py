@@ -7,19 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import PUBLISHER_KEY, Server, cookieless_client, make_token, tidings_env
+from tests.support import PUBLISHER_KEY, Server, cookieless_client, make_token, serving
 
 ORIGIN = "https://app.example"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("routes")
-    env = tidings_env(f"sqlite:///{folder / 'tidings.db'}", {"TIDINGS_CORS_ORIGINS": ORIGIN})
-    one = Server(env=env, log_path=folder / "server.log")
-    one.start()
-    yield one
-    one.close()
+    with serving(tmp_path_factory.mktemp("routes"), {"TIDINGS_CORS_ORIGINS": ORIGIN}) as started:
+        yield started
 
 
 WRONG_METHODS = {

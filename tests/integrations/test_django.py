@@ -12,24 +12,17 @@ import httpx
 import jwt
 import pytest
 
-from tests.support import (
-    PUBLISHER_KEY,
-    SECRET,
-    Server,
-    make_token,
-    open_stream,
-    serving,
-)
+from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("django_site")]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from tidings.django.conf import close_clients
-
     with serving(tmp_path_factory.mktemp("django")) as started:
         yield started
+        from tidings.django.conf import close_clients
+
         close_clients()
 
 
@@ -49,17 +42,6 @@ def make_user(name: str) -> Any:
     return User.objects.create_user(name, password=f"pw-{name}-0123")
 
 
-def listed(server: Server, user_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(
-        f"{server.url}/notifications",
-        headers={"authorization": f"Bearer {make_token(user_id)}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    answer: list[dict[str, Any]] = response.json()
-    return answer
-
-
 @pytest.mark.usefixtures("tidings_settings")
 async def test_notify_publishes_after_the_commit_and_the_stream_receives_it(
     server: Server,
@@ -75,7 +57,7 @@ async def test_notify_publishes_after_the_commit_and_the_stream_receives_it(
         with transaction.atomic():
             notify(user, "Invoice #7 was paid", link="/invoices/7", kind="invoice.paid")
             # Still inside the transaction: nothing has been published yet.
-            return listed(server, user_id)
+            return server.listed(user_id)
 
     async with open_stream(server.url, make_token(user_id)) as stream:
         assert stream.status == 200
@@ -108,7 +90,7 @@ def test_a_rolled_back_transaction_publishes_nothing(server: Server) -> None:
     with pytest.raises(Abandoned):
         abandon()
     notify(user.pk, "sentinel")  # outside a transaction: at once
-    assert [n["message"] for n in listed(server, str(user.pk))] == ["sentinel"]
+    assert [n["message"] for n in server.listed(str(user.pk))] == ["sentinel"]
 
 
 @pytest.mark.usefixtures("tidings_settings")
@@ -120,7 +102,7 @@ def test_the_view_of_the_guide_notifies_through_a_logged_in_post(server: Server)
     browser.force_login(user)
     response = browser.post("/invoices/12/pay")
     assert response.status_code == 200
-    [stored] = listed(server, str(user.pk))
+    [stored] = server.listed(str(user.pk))
     assert (stored["message"], stored["link"]) == ("Invoice #12 was paid", "/invoices/12")
 
 

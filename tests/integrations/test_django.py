@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -90,6 +91,30 @@ def test_a_rolled_back_transaction_publishes_nothing(server: Server) -> None:
     with pytest.raises(Abandoned):
         abandon()
     notify(user.pk, "sentinel")  # outside a transaction: at once
+    assert [n["message"] for n in server.listed(str(user.pk))] == ["sentinel"]
+
+
+@pytest.mark.usefixtures("tidings_settings")
+@pytest.mark.parametrize(
+    ("fields", "raised"),
+    [
+        ({"lnik": "/typo"}, TypeError),
+        ({"deliver_at": datetime(2030, 1, 1)}, ValueError),
+    ],
+)
+def test_bad_fields_raise_at_the_call_not_after_the_commit(
+    server: Server, fields: dict[str, Any], raised: type[Exception]
+) -> None:
+    from django.db import transaction
+
+    from tidings.django import notify
+
+    user = make_user(f"dj-fields-{raised.__name__}")
+    # Raised inside the transaction, so the caller sees it and the view's work rolls back;
+    # in the commit callback it would turn a committed request into a 500.
+    with pytest.raises(raised), transaction.atomic():
+        notify(user, "never sent", **fields)
+    notify(user.pk, "sentinel")
     assert [n["message"] for n in server.listed(str(user.pk))] == ["sentinel"]
 
 

@@ -316,6 +316,10 @@ class Publisher:
     async def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
         rate: float = cmd["rate"]
         count = int(rate * cmd["duration"])
+        # Several publisher processes share one schedule: this one sends publishes
+        # offset, offset + stride, … of it, each still stamped with its own scheduled time.
+        offset = int(cmd.get("offset", 0))
+        stride = int(cmd.get("stride", 1))
         users: list[str] = cmd["users"]
         tpl = cmd["template"]
         k0: int = cmd["k0"]
@@ -325,7 +329,7 @@ class Publisher:
         ok: dict[int, str] = {}
         errors = 0
         behind = 0.0
-        rng = random.Random(cmd.get("seed", 1))
+        rng = random.Random(cmd.get("seed", 1) * 1000 + offset)
 
         async def worker() -> None:
             nonlocal errors
@@ -356,14 +360,14 @@ class Publisher:
 
         workers = [asyncio.create_task(worker()) for _ in range(pool)]
         cpu0 = _cpu()
-        i = 0
+        i = offset
         while i < count:
             now = time.time()
             while i < count and t0 + i / rate <= now:
                 t = t0 + i / rate
                 behind = max(behind, now - t)
                 queue.put_nowait((k0 + i, rng.choice(users), t))
-                i += 1
+                i += stride
             await asyncio.sleep(min(0.002, max(0.0, t0 + i / rate - time.time())))
         for _ in workers:
             queue.put_nowait(None)

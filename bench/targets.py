@@ -177,6 +177,8 @@ class Tidings(Target):
             TIDINGS_DATABASE_URL=f"sqlite:///{workdir / 'tidings.db'}",
             TIDINGS_SECRET=SECRET,
             TIDINGS_PUBLISHER_KEYS=PUBLISHER_KEY,
+            # Collector pauses of 5 ms or more in the log, read by the idle scenario's stall probe.
+            TIDINGS_DEBUG_STALLS="5",
         )
         if self.bus_url:
             env["TIDINGS_BUS_URL"] = self.bus_url

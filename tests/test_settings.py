@@ -53,6 +53,7 @@ def test_other_environment_variables_are_ignored() -> None:
         "tidings_heartbeat": "nonsense",  # not our prefix: environment names are case-sensitive
         "TIDINGS_TEST_POSTGRES_URL": "postgresql://x",  # the test suite's own
         "TIDINGS_REQUIRE_SERVICES": "1",
+        "TIDINGS_DEBUG_STALLS": "5",  # a debugging aid (tidings.stalls), not a setting
     }
     assert Settings.from_env(environ).heartbeat == 15
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 
+from tidings import stalls
+
 if TYPE_CHECKING:
     from tidings.service import Service
 
@@ -72,6 +74,7 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         # Here, not at start-up: each worker process of `--workers N` sets up logging anew.
         logging.getLogger("uvicorn.error").addFilter(_SlowClientFilter())
+        stalls.watch_from_env()
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -60,7 +60,8 @@ class Settings:
             if not key.startswith(PREFIX) or key.startswith("TIDINGS_TEST_"):
                 continue
             name = key[len(PREFIX) :].lower()
-            if name in {"require_services"}:
+            # Not settings: the test suite's switch and a debugging aid (tidings.stalls).
+            if name in {"require_services", "debug_stalls"}:
                 continue
             if name not in known:
                 raise ConfigError(f"{key} is not a tidings setting (see docs/configuration.md)")

@@ -1,0 +1,49 @@
+"""TIDINGS_DEBUG_STALLS: collector pauses in the log, and nothing installed when it is unset."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from tidings import stalls
+
+
+@pytest.fixture
+def callbacks() -> Iterator[None]:
+    before = list(gc.callbacks)
+    yield
+    gc.callbacks[:] = before
+
+
+@pytest.mark.usefixtures("callbacks")
+def test_every_collection_is_logged_at_threshold_zero(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(stalls.ENV, "0")
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    assert stalls.watch_from_env()
+    gc.collect()
+    pauses = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gc pause")]
+    assert any(p.startswith("gc pause gen=2 ") and p.endswith(" collected)") for p in pauses)
+
+
+@pytest.mark.usefixtures("callbacks")
+def test_unset_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(stalls.ENV, raising=False)
+    before = len(gc.callbacks)
+    assert not stalls.watch_from_env()
+    assert len(gc.callbacks) == before
+
+
+@pytest.mark.usefixtures("callbacks")
+def test_a_pause_under_the_threshold_is_not_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(stalls.ENV, "60000")
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    assert stalls.watch_from_env()
+    gc.collect()
+    assert not [r for r in caplog.records if r.getMessage().startswith("gc pause")]

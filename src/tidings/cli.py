@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import uvicorn
 from pydantic import ValidationError
 
-from tidings.bus.factory import is_single_process
 from tidings.server import DrainingServer
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
@@ -126,11 +125,6 @@ def _serve(args: argparse.Namespace) -> int:
     from tidings.app import create_app
 
     settings = Settings.from_env(os.environ, demo=args.demo)
-    if args.workers > 1 and is_single_process(settings.bus_url):
-        raise ConfigError(
-            f"--workers {args.workers} needs a bus every worker shares: set TIDINGS_BUS_URL to "
-            "redis://host:6379/0 or postgresql://… (the local:// bus reaches one process)"
-        )
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if not settings.publisher_keys:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,11 +23,26 @@ from tidings.auth import (
     mint_token,
     read_user,
 )
+from tidings.errors import (
+    ERROR_SCHEMA,
+    ApiError,
+    error_response,
+    error_responses,
+    internal_error,
+    is_json_media,
+    store_unavailable,
+)
 from tidings.service import Service
 from tidings.store import StoreUnavailable
-from tidings.validation import ApiError, check_user_id
+from tidings.validation import check_user_id
 
-__all__ = ["add_error_handlers", "operations_router", "publisher_router", "user_router"]
+__all__ = [
+    "add_error_handlers",
+    "document",
+    "operations_router",
+    "publisher_router",
+    "user_router",
+]
 
 log = logging.getLogger("tidings.api")
 
@@ -55,14 +70,26 @@ async def service_of(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(service_of)]
 
 
-async def current_user(request: Request) -> UserCredential:
+# For /openapi.json only (the checks below read the header themselves, and the cookie).
+user_token = HTTPBearer(
+    scheme_name="userToken",
+    description="a user token (or the tidings_session cookie)",
+    auto_error=False,
+)
+publisher_key = HTTPBearer(
+    scheme_name="publisherKey", description="one of TIDINGS_PUBLISHER_KEYS", auto_error=False
+)
+Documented = Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]
+
+
+async def current_user(request: Request, _: Documented) -> UserCredential:
     return read_user(request, _service(request).settings)
 
 
 UserDep = Annotated[UserCredential, Depends(current_user)]
 
 
-async def changing_user(request: Request) -> UserCredential:
+async def changing_user(request: Request, _: Documented) -> UserCredential:
     return _changing_user(request)
 
 
@@ -73,23 +100,18 @@ def _changing_user(request: Request) -> UserCredential:
     if user.via_cookie:
         check_origin(request, service.settings)
         # A cross-site form can post urlencoded or multipart, but JSON only after a preflight.
-        if request.method == "POST" and not _is_json(request):
+        if request.method == "POST" and not is_json_media(request.headers.get("content-type", "")):
             raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     return user
-
-
-def _is_json(request: Request) -> bool:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    # What the framework parses as JSON; all of it needs a CORS preflight cross-site.
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
 
 
 ChangingUserDep = Annotated[UserCredential, Depends(changing_user)]
 
 
-async def publisher(request: Request) -> None:
+async def publisher(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(publisher_key)],
+) -> None:
     check_publisher(request, _service(request).settings)
 
 
@@ -136,7 +158,11 @@ class SessionOut(BaseModel):
     expires_at: int
 
 
-@user_router.get("/notifications", response_model=list[NotificationOut])
+@user_router.get(
+    "/notifications",
+    response_model=list[NotificationOut],
+    responses=error_responses((401, 422, 503)),
+)
 async def list_notifications(
     request: Request,
     user: UserDep,
@@ -158,14 +184,21 @@ async def list_notifications(
     return JSONResponse([n.to_json() for n in found], headers=headers)
 
 
-@user_router.get("/notifications/unread-count", response_model=UnreadOut)
+@user_router.get(
+    "/notifications/unread-count", response_model=UnreadOut, responses=error_responses((401, 503))
+)
 async def unread_count(user: UserDep, service: ServiceDep) -> UnreadOut:
     count = await service.store.unread_count(user.user_id)
     position = await service.store.position(user.user_id)
     return UnreadOut(unread=count, last_seq=position.last_seq)
 
 
-@user_router.post("/notifications/read", response_model=ReadOut, response_model_exclude_none=True)
+@user_router.post(
+    "/notifications/read",
+    response_model=ReadOut,
+    response_model_exclude_none=True,
+    responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
+)
 async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) -> ReadOut:
     """Mark read by `ids`, or everything up to and including `up_to` (never anything newer)."""
     if (body.ids is None) == (body.up_to is None):
@@ -178,7 +211,11 @@ async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) ->
     )
 
 
-@user_router.post("/notifications/session", response_model=SessionOut)
+@user_router.post(
+    "/notifications/session",
+    response_model=SessionOut,
+    responses=error_responses((400, 401, 403, 413, 415, 422)),
+)
 async def open_session(
     body: SessionIn, request: Request, response: Response, service: ServiceDep
 ) -> SessionOut:
@@ -189,7 +226,7 @@ async def open_session(
     return SessionOut(user_id=user_id, expires_at=int(expires))
 
 
-@user_router.delete("/notifications/session", status_code=204)
+@user_router.delete("/notifications/session", status_code=204, responses=error_responses((403,)))
 async def close_session(request: Request, service: ServiceDep) -> Response:
     check_origin(request, service.settings)
     response = Response(status_code=204)
@@ -198,7 +235,9 @@ async def close_session(request: Request, service: ServiceDep) -> Response:
 
 
 # After the session routes: "/notifications/{seq}" would otherwise shadow DELETE .../session.
-@user_router.delete("/notifications/{seq}", status_code=204)
+@user_router.delete(
+    "/notifications/{seq}", status_code=204, responses=error_responses((401, 403, 404, 422, 503))
+)
 async def delete_notification(
     seq: Annotated[int, Path(ge=-MAX_SEQ, le=MAX_SEQ)], user: ChangingUserDep, service: ServiceDep
 ) -> Response:
@@ -236,7 +275,11 @@ class TokenOut(BaseModel):
     expires_at: int
 
 
-@publisher_router.post("/api/tokens", response_model=TokenOut)
+@publisher_router.post(
+    "/api/tokens",
+    response_model=TokenOut,
+    responses=error_responses((400, 401, 403, 413, 415, 422)),
+)
 async def create_token(body: TokenIn, service: ServiceDep) -> TokenOut:
     """Mint a user token, for host apps without a JWT library."""
     try:
@@ -263,7 +306,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@operations_router.get("/readyz")
+class ReadyOut(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+@operations_router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"description": "not ready: the failing check", "model": ReadyOut}},
+)
 async def readyz(service: ServiceDep) -> Response:
     """Ready when the store answers and the bus subscription is live."""
     checks: dict[str, str] = {}
@@ -283,13 +335,18 @@ async def readyz(service: ServiceDep) -> Response:
     )
 
 
-@operations_router.get("/metrics")
+@operations_router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+)
 async def metrics(service: ServiceDep) -> Response:
     return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 # --- errors ------------------------------------------------------------------------------------
 
+# The framework's own HTTPExceptions (unknown path, an unreadable body) by status.
 STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -301,12 +358,6 @@ STATUS_CODES = {
     422: "invalid_request",
     429: "too_many_requests",
 }
-
-
-def _error(
-    status: int, error: str, detail: object, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
 def _authenticate(request: Request) -> None:
@@ -324,13 +375,16 @@ def _authenticate(request: Request) -> None:
 
 
 def add_error_handlers(app: FastAPI) -> None:
+    """Answer every error of the framework's routes as an `ApiError` (tidings.app: raw routes)."""
+
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return _error(exc.status, exc.error, exc.detail)
+        return error_response(exc)
 
     async def store_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StoreUnavailable)
         log.warning("store unavailable: %s", exc)
-        return _error(503, "store_unavailable", str(exc), headers={"retry-after": "2"})
+        return error_response(store_unavailable(exc))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -339,33 +393,45 @@ def add_error_handlers(app: FastAPI) -> None:
         try:
             _authenticate(request)
         except ApiError as refused:
-            return _error(refused.status, refused.error, refused.detail)
+            return error_response(refused)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return _error(400, "invalid_json", "the body is not valid JSON")
-        if not _is_json(request) and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            return error_response(ApiError(400, "invalid_json", "the body is not valid JSON"))
+        if not is_json_media(request.headers.get("content-type", "")) and any(
+            tuple(e.get("loc", ())) == ("body",) for e in errors
+        ):
             # `curl -d` sends a form content type; say what is wrong instead of "not an object".
-            return _error(
-                415,
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
+            return error_response(
+                ApiError(
+                    415,
+                    "unsupported_media_type",
+                    "send the body as JSON with Content-Type: application/json",
+                )
             )
         detail = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors
         ]
-        return _error(422, "invalid_request", detail)
+        return error_response(ApiError(422, "invalid_request", detail))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = STATUS_CODES.get(exc.status_code, "error")
-        return _error(exc.status_code, code, exc.detail, headers=exc.headers)
+        headers = (exc.headers or {}).items()
+        return error_response(ApiError(exc.status_code, code, exc.detail, headers))
 
-    async def internal_error(request: Request, exc: Exception) -> Response:
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal_error", "an unexpected error; see the server log")
+        return error_response(internal_error())
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StoreUnavailable, store_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, internal_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """The generated schema, with the error shape every error answer refers to."""
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    return schema

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -13,41 +13,105 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidings.api import add_error_handlers, operations_router, publisher_router, user_router
-from tidings.publish import PUBLISH_PATH, openapi_path, publish_endpoint
+from tidings import publish, stream
+from tidings.api import (
+    add_error_handlers,
+    document,
+    operations_router,
+    publisher_router,
+    user_router,
+)
+from tidings.errors import (
+    ApiError,
+    internal_error,
+    method_not_allowed,
+    send_error,
+    store_unavailable,
+    too_large,
+)
+from tidings.routes import MethodTable, RawRoute, raw_openapi
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
-from tidings.stream import stream_endpoint
 
-__all__ = ["TidingsApp", "create_app"]
+__all__ = ["RAW_ROUTES", "TidingsApp", "create_app"]
 
-STREAM_PATH = "/notifications/stream"
+log = logging.getLogger("tidings.api")
+
+# The routes that skip the framework (see tidings.routes): how to add one is documented there.
+RAW_ROUTES: tuple[RawRoute, ...] = (stream.ROUTE, publish.ROUTE)
 
 
 class TidingsApp:
-    """Routes the stream past the framework; exposes the `service` for the CLI and tests."""
+    """The raw routes past the framework, everything else through it; one CORS and 405 path.
 
-    def __init__(self, service: Service, api: FastAPI) -> None:
+    `service` is here for the CLI and tests.
+    """
+
+    def __init__(self, service: Service, api: FastAPI, settings: Settings) -> None:
         self.service = service
         self.api = api
         # Why start-up failed, when the cause is the operator's to fix (not a bug in tidings).
         self.startup_error: Exception | None = None
+        self._raw = {route.path: route for route in RAW_ROUTES}
+        self._methods = MethodTable(RAW_ROUTES, api.routes)
+        self._http: ASGIApp = self._route
+        if settings.cors_origins:
+            # Around both kinds of route: one CORS answer, preflights included.
+            self._http = CORSMiddleware(
+                self._route,
+                allow_origins=list(settings.cors_origins),
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["authorization", "content-type", "last-event-id"],
+                expose_headers=["link"],
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            # The two hot routes skip the framework: the stream lives for hours, and a busy
-            # host app publishes many times a second.
-            if scope["path"] == STREAM_PATH:
-                await stream_endpoint(self.service, scope, receive, send)
-                return
-            if scope["path"] == PUBLISH_PATH:
-                await publish_endpoint(self.service, scope, receive, send)
-                return
+            await self._http(scope, receive, send)
+            return
         if scope["type"] == "lifespan":
             await self.api(scope, receive, self._one_line_startup_failure(send))
             return
         await self.api(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        raw = self._raw.get(path)
+        if raw is not None and scope["method"] == raw.method:
+            await self._run_raw(raw, scope, receive, send)
+            return
+        # Here for every route, before the framework's router: it would answer a wrong method
+        # on `/notifications/unread-count` as a DELETE of `/notifications/{seq}` (422).
+        allowed = self._methods.allowed(path)
+        if allowed is not None and scope["method"] not in allowed:
+            await send_error(send, method_not_allowed(allowed))
+            return
+        await self.api(scope, receive, send)
+
+    async def _run_raw(self, route: RawRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        """The framework's error handlers, for a raw route (see `add_error_handlers`)."""
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await route.endpoint(self.service, scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise  # too late to answer: uvicorn logs it and closes the connection
+            if isinstance(exc, ApiError):
+                await send_error(send, exc)
+            elif isinstance(exc, StoreUnavailable):
+                log.warning("store unavailable: %s", exc)
+                await send_error(send, store_unavailable(exc))
+            else:
+                log.exception("unexpected error on %s %s", route.method, route.path)
+                await send_error(send, internal_error())
 
     def _one_line_startup_failure(self, send: Send) -> Send:
         """A failed start-up comes with a traceback; a cause the operator can fix needs one line."""
@@ -73,7 +137,7 @@ class BodyLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _too_large(send, self.limit)
+                await send_error(send, too_large(self.limit))
                 return
         seen = 0
         refused = False
@@ -87,7 +151,7 @@ class BodyLimit:
                 # answer 400 on its own; `guarded` drops that answer.
                 if not refused:
                     refused = True
-                    await _too_large(send, self.limit)
+                    await send_error(send, too_large(self.limit))
                 raise _TooLarge
             return message
 
@@ -101,15 +165,6 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     pass
-
-
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"error": "too_large", "detail": f"the body exceeds {limit} bytes (TIDINGS_MAX_BODY_BYTES)"}
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(settings: Settings) -> TidingsApp:
@@ -146,57 +201,16 @@ def create_app(settings: Settings) -> TidingsApp:
         from tidings.demo import demo_router
 
         api.include_router(demo_router)
-    if settings.cors_origins:
-        api.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
-            allow_credentials=True,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "content-type", "last-event-id"],
-            expose_headers=["link"],
-        )
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    _document_raw_routes(api)
-    app = TidingsApp(service, api)
-    return app
-
-
-def _document_raw_routes(api: FastAPI) -> None:
-    """Stream and publish bypass FastAPI's router; describe them in /openapi.json all the same."""
     original = api.openapi
 
     def openapi() -> dict[str, Any]:
-        if api.openapi_schema is not None:
-            return api.openapi_schema
-        schema = original()
-        schema["paths"][STREAM_PATH] = {
-            "get": {
-                "tags": ["user"],
-                "summary": "SSE stream of the caller's notifications",
-                "description": (
-                    "Server-Sent Events: `retry:`, then `new-notification` events (id = seq), "
-                    "`notifications-read`, `notification-deleted`, `reset`, and a `ping` every "
-                    "heartbeat. Resume with the `Last-Event-ID` header or `last_event_id` query."
-                ),
-                "parameters": [
-                    {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
-                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": {"description": "the stream", "content": {"text/event-stream": {}}},
-                    "401": {"description": "no valid user credential"},
-                    "429": {"description": "too many streams for this user"},
-                },
-            }
-        }
-        components = schema.setdefault("components", {})
-        schema["paths"][PUBLISH_PATH] = openapi_path(components.setdefault("schemas", {}))
-        components.setdefault("securitySchemes", {})["publisherKey"] = {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "one of TIDINGS_PUBLISHER_KEYS",
-        }
-        api.openapi_schema = schema
-        return schema
+        if api.openapi_schema is None:
+            schema = document(original())
+            raw_openapi(RAW_ROUTES, schema)
+            api.openapi_schema = schema
+        return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
+    app = TidingsApp(service, api, settings)
+    return app

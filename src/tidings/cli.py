@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import uvicorn
 from pydantic import ValidationError
 
-from tidings.server import DrainingServer
+from tidings.server import DrainingServer, worker_server
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
 from tidings.validation import ApiError, PublishIn, make_draft
@@ -152,8 +152,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from tidings.workers import run_workers
 
-        return run_workers(config, args.workers, DrainingServer)
-    server = DrainingServer(config)
+        return run_workers(config, args.workers, functools.partial(worker_server, settings))
+    server = DrainingServer(config, app.service)
     server.run()
     return 0 if server.started else 1
 

@@ -8,24 +8,16 @@ sixteenth of the streams per tick, so 10,000 streams never get their ping in the
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 from collections.abc import Iterator
 from typing import Final
 
+from tidings import sse
 from tidings.metrics import Metrics
-from tidings.models import (
-    Deleted,
-    Event,
-    Notification,
-    Published,
-    ReadChanged,
-    Resync,
-    one_line_json,
-)
+from tidings.models import Deleted, Event, Published, ReadChanged, Resync
 from tidings.settings import Settings
 
-__all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber", "encode_notification"]
+__all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber"]
 
 HEARTBEAT_SLOTS: Final = 16
 
@@ -67,17 +59,6 @@ class End:
 
 
 Item = Frame | bytes | End | _Marker
-
-
-def encode_notification(notification: Notification) -> bytes:
-    return (
-        f"id: {notification.seq}\nevent: new-notification\ndata: {notification.line}\n\n"
-    ).encode()
-
-
-def encode_event(name: str, body: object) -> bytes:
-    data = one_line_json(body)
-    return f"event: {name}\ndata: {data}\n\n".encode()
 
 
 class Subscriber:
@@ -247,12 +228,12 @@ class Hub:
         item: Item
         if isinstance(event, Published):
             n = event.notification
-            body = encode_notification(n) if n is not None else None
+            body = sse.notification(n) if n is not None else None
             item = Frame(event.seq, body, n.created_ms if n is not None else 0)
         elif isinstance(event, ReadChanged):
-            item = encode_event("notifications-read", event.to_json())
+            item = sse.event("notifications-read", event.to_json())
         elif isinstance(event, Deleted):
-            item = encode_event("notification-deleted", event.to_json())
+            item = sse.event("notification-deleted", event.to_json())
         for sub in list(subs):
             sub.push(item)
 
@@ -271,4 +252,4 @@ class Hub:
         self.draining = True
         top = self.settings.drain_retry_max_ms
         for sub in list(self.subscribers()):
-            sub.push(End("drain", retry_ms=random.randint(min(500, top), top)))
+            sub.push(End("drain", retry_ms=sse.drain_retry_ms(top)))

@@ -16,8 +16,9 @@ from tidings import stalls
 
 if TYPE_CHECKING:
     from tidings.service import Service
+    from tidings.settings import Settings
 
-__all__ = ["DrainingServer"]
+__all__ = ["DrainingServer", "worker_server"]
 
 
 class _SlowClientFilter(logging.Filter):
@@ -64,8 +65,9 @@ class DrainingServer(uvicorn.Server):
     uvicorn's graceful timeout. ASGI has no way to abort a connection; the server has.
     """
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
         super().__init__(config)
+        self.service = service
         self._loop: asyncio.AbstractEventLoop | None = None
         # Closing connections with unsent data at the last look, and how much was unsent.
         self._closing: dict[_Transport, int] = {}
@@ -79,18 +81,9 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
-        service = self._service()
-        if service is not None and self._loop is not None:
+        if self._loop is not None:
             # A signal handler may run in the middle of the loop's work: hand over, don't touch.
-            self._loop.call_soon_threadsafe(service.hub.drain)
-
-    def _service(self) -> Service | None:
-        # uvicorn wraps the app in its own middleware (proxy headers): find ours inside.
-        app = self.config.loaded_app
-        while app is not None and not hasattr(app, "service"):
-            app = getattr(app, "app", None)
-        service: Service | None = getattr(app, "service", None)
-        return service
+            self._loop.call_soon_threadsafe(self.service.hub.drain)
 
     async def on_tick(self, counter: int) -> bool:
         if counter % REAP_EVERY_TICKS == 0:
@@ -112,11 +105,9 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
             server.close()  # stop accepting now; uvicorn's shutdown closes them again
-        service = self._service()
-        if service is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DRAIN_GRACE_SECONDS):
-                    await service.hub.emptied()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_GRACE_SECONDS):
+                await self.service.hub.emptied()
         # A connection whose unsent data does not shrink now belongs to a client that stopped
         # reading: it would never take its end.
         self._closing = {}
@@ -133,3 +124,13 @@ class DrainingServer(uvicorn.Server):
             if transport is not None and transport.get_write_buffer_size():
                 found.append(transport)
         return found
+
+
+def worker_server(settings: Settings, config: uvicorn.Config) -> DrainingServer:
+    """The server of one `--workers` process, with the app (and service) it builds for itself."""
+    from tidings.app import create_app
+
+    app = create_app(settings)
+    config.app = app
+    config.factory = False
+    return DrainingServer(config, app.service)

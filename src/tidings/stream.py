@@ -11,47 +11,29 @@ order of work is what makes the guarantees hold:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
-from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
-from tidings.auth import allowed_cors_origin, read_user
-from tidings.hub import CHECK, PING, End, Frame, Subscriber, encode_event, encode_notification
+from tidings import sse
+from tidings.auth import read_user
+from tidings.errors import ApiError
+from tidings.hub import CHECK, PING, End, Frame, Subscriber
 from tidings.models import Notification, now_ms
+from tidings.routes import RawRoute
 from tidings.service import Service
 from tidings.store import StoreUnavailable
-from tidings.validation import ApiError
 
-__all__ = ["stream_endpoint"]
+__all__ = ["ROUTE", "stream_endpoint"]
 
 log = logging.getLogger("tidings.stream")
 
-PING_FRAME = b"event: ping\ndata: {}\n\n"
 # After a failed catch-up, look in the store again after this many seconds (jittered).
 CATCH_UP_RETRY_MIN = 1.0
 CATCH_UP_RETRY_MAX = 3.0
-# A fixed set of header lines; sent once per stream.
-BASE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-
-
-async def _json_response(send: Send, status: int, body: dict[str, Any], extra: list[Any]) -> None:
-    raw = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(raw)).encode()),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": raw})
 
 
 async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,30 +41,16 @@ async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send
     hub = service.hub
     metrics = service.metrics
     conn = HTTPConnection(scope)
-    cors: list[tuple[bytes, bytes]] = []
-    if (origin := allowed_cors_origin(conn, settings)) is not None:
-        cors = [
-            (b"access-control-allow-origin", origin.encode()),
-            (b"access-control-allow-credentials", b"true"),
-            (b"vary", b"origin"),
-        ]
-    if scope["method"] != "GET":
-        await _json_response(
-            send, 405, {"error": "method_not_allowed", "detail": "use GET"}, [(b"allow", b"GET")]
-        )
-        return
     try:
         user = read_user(conn, settings)
-    except ApiError as exc:
+    except ApiError:
         metrics.refused.labels("unauthorized").inc()
-        await _json_response(send, exc.status, {"error": exc.error, "detail": exc.detail}, cors)
-        return
+        raise
     if hub.draining:
         # This node is going away: tell the client to come back (to another node) shortly.
         metrics.refused.labels("draining").inc()
-        await send({"type": "http.response.start", "status": 200, "headers": BASE_HEADERS + cors})
-        top = settings.drain_retry_max_ms
-        retry = f"retry: {random.randint(min(500, top), top)}\n\n".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": list(sse.HEADERS)})
+        retry = sse.retry(sse.drain_retry_ms(settings.drain_retry_max_ms))
         await send({"type": "http.response.body", "body": retry})
         return
 
@@ -95,10 +63,9 @@ async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send
             f"at most {settings.max_streams_per_user} streams per user on this node "
             "(TIDINGS_MAX_STREAMS_PER_USER)"
         )
-        await _json_response(send, 429, {"error": "too_many_streams", "detail": detail}, cors)
-        return
+        raise ApiError(429, "too_many_streams", detail)
     try:
-        await _serve(service, sub, conn, cors, receive, send)
+        await _serve(service, sub, conn, receive, send)
     finally:
         hub.remove(sub)
         metrics.disconnects.labels(sub.reason or "error").inc()
@@ -108,7 +75,6 @@ async def _serve(
     service: Service,
     sub: Subscriber,
     conn: HTTPConnection,
-    cors: list[tuple[bytes, bytes]],
     receive: Receive,
     send: Send,
 ) -> None:
@@ -118,22 +84,20 @@ async def _serve(
     user_id = sub.user_id
     try:
         position = await store.position(user_id)
-    except StoreUnavailable as exc:
+    except StoreUnavailable:
         sub.reason = "store"
         metrics.refused.labels("store").inc()
-        await _json_response(
-            send, 503, {"error": "store_unavailable", "detail": str(exc)}, [(b"retry-after", b"2")]
-        )
-        return
+        raise
 
-    await send({"type": "http.response.start", "status": 200, "headers": BASE_HEADERS + cors})
+    # A copy: a middleware (CORS) may add to the list it is sent.
+    await send({"type": "http.response.start", "status": 200, "headers": list(sse.HEADERS)})
 
     async def watch_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         sub.abort("client")
 
-    head = [f"retry: {settings.retry_ms}\n\n".encode()]
+    head = [sse.retry(settings.retry_ms)]
     last = position.last_seq
     resume_raw = conn.headers.get("last-event-id") or conn.query_params.get("last_event_id")
     reset: str | None = None
@@ -151,7 +115,7 @@ async def _serve(
             last = resume
     if reset is not None:
         metrics.resets.labels(reset).inc()
-        head.append(_reset_frame(position.last_seq, reset))
+        head.append(sse.reset(position.last_seq, reset))
 
     try:
         async with asyncio.timeout(None) as scope, asyncio.TaskGroup() as tg:
@@ -197,7 +161,7 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
             elif isinstance(item, bytes):
                 out.append(item)
             elif item is PING:
-                out.append(PING_FRAME)
+                out.append(sse.PING)
             elif item is CHECK:
                 out, last = await _catch_up(service, sub, last, out)
             elif isinstance(item, End):
@@ -206,7 +170,7 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
         if end is not None:
             sub.reason = end.reason
             if end.retry_ms is not None:
-                out.append(f"retry: {end.retry_ms}\n\n".encode())
+                out.append(sse.retry(end.retry_ms))
         if out:
             await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
         if end is not None:
@@ -234,20 +198,13 @@ async def _catch_up(
         return out, last
     if position is not None:
         service.metrics.resets.labels("too_far").inc()
-        out.append(_reset_frame(position.last_seq, "too_far"))
+        out.append(sse.reset(position.last_seq, "too_far"))
         return out, position.last_seq
     for n in found:
-        out.append(encode_notification(n))
+        out.append(sse.notification(n))
         last = n.seq
     service.metrics.delivered.inc(len(found))
     return out, last
-
-
-def _reset_frame(last_seq: int, reason: str) -> bytes:
-    # The id moves the browser's Last-Event-ID to now, so its next reconnect resumes from here.
-    return f"id: {last_seq}\n".encode() + encode_event(
-        "reset", {"last_seq": last_seq, "reason": reason}
-    )
 
 
 def _parse_seq(raw: str) -> int | None:
@@ -255,3 +212,24 @@ def _parse_seq(raw: str) -> int | None:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         return None
     return int(raw)
+
+
+ROUTE = RawRoute(
+    path="/notifications/stream",
+    method="GET",
+    endpoint=stream_endpoint,
+    tag="user",
+    summary="SSE stream of the caller's notifications",
+    description=(
+        "Server-Sent Events: `retry:`, then `new-notification` events (id = seq), "
+        "`notifications-read`, `notification-deleted`, `reset`, and a `ping` every heartbeat. "
+        "Resume with the `Last-Event-ID` header or `last_event_id` query."
+    ),
+    answers={200: ("the stream", "text/event-stream", None)},
+    errors=(401, 429, 503),
+    security="userToken",
+    parameters=(
+        {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
+        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+    ),
+)

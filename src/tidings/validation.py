@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from tidings.errors import ApiError
 from tidings.models import Draft
 from tidings.settings import Settings
 
@@ -16,16 +17,6 @@ __all__ = ["ApiError", "PublishIn", "check_user_id", "is_unicode", "make_draft"]
 MAX_USER_ID_CHARS = 128
 # Deeper data gains nothing and comes near the JSON libraries' recursion limits on the way out.
 MAX_DATA_DEPTH = 32
-
-
-class ApiError(Exception):
-    """An error the caller caused (or a dependency is down): status, code and a clear detail."""
-
-    def __init__(self, status: int, error: str, detail: object = None) -> None:
-        super().__init__(f"{error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
 
 
 class PublishIn(BaseModel):

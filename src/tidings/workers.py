@@ -4,10 +4,10 @@ uvicorn's own supervisor builds a plain `uvicorn.Server` in each worker, which w
 drain on SIGTERM; this one is small enough to own. The parent checks that the port is free,
 starts N spawned workers, each binding its own listening socket with SO_REUSEPORT (so the kernel
 spreads new connections evenly and no worker runs into its open-file limit while another idles,
-as happens when they all accept from one shared socket) and running the given server class (so
-each drains its streams on SIGTERM). It starts a new worker in the same slot when one dies, and
-on SIGTERM or SIGINT passes SIGTERM to every worker and waits for them to drain and exit. Each
-worker knows its slot, so the local bus can reach its siblings (tidings.bus.local).
+as happens when they all accept from one shared socket) and running the server `make_server`
+builds (so each drains its streams on SIGTERM). It starts a new worker in the same slot when one
+dies, and on SIGTERM or SIGINT passes SIGTERM to every worker and waits for them to drain and
+exit. Each worker knows its slot, so the local bus can reach its siblings (tidings.bus.local).
 """
 
 from __future__ import annotations
@@ -21,12 +21,16 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
 import uvicorn
 
 __all__ = ["run_workers"]
+
+# Builds a worker's server from the config (picklable: workers are spawned).
+MakeServer = Callable[[uvicorn.Config], uvicorn.Server]
 
 log = logging.getLogger("uvicorn.error")
 
@@ -60,27 +64,26 @@ def _listen(config: uvicorn.Config) -> socket.socket:
     return sock
 
 
-def _worker(
-    server_class: type[uvicorn.Server], config: uvicorn.Config, slot: int, workers: int
-) -> None:
+def _worker(make_server: MakeServer, config: uvicorn.Config, slot: int, workers: int) -> None:
     """The body of one worker process (spawned: a fresh interpreter, so logging is set anew)."""
     from tidings.bus import local
 
     config.configure_logging()
+    # Before the app (and its bus) is built: the local bus reaches the sibling slots.
     local.join_workers(slot, workers)
     try:
         sock = _listen(config)
     except OSError as exc:
         log.error("Worker %d could not listen on %s:%d: %s", slot, config.host, config.port, exc)
         sys.exit(STARTUP_FAILURE)
-    server = server_class(config)
+    server = make_server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
 
-def run_workers(config: uvicorn.Config, workers: int, server_class: type[uvicorn.Server]) -> int:
+def run_workers(config: uvicorn.Config, workers: int, make_server: MakeServer) -> int:
     """Serve with `workers` processes until SIGTERM/SIGINT; return the exit status."""
     context = multiprocessing.get_context("spawn")
     try:
@@ -98,7 +101,7 @@ def run_workers(config: uvicorn.Config, workers: int, server_class: type[uvicorn
 
     def start(slot: int) -> tuple[BaseProcess, float]:
         process = context.Process(
-            target=_worker, args=(server_class, config, slot, workers), name="tidings-worker"
+            target=_worker, args=(make_server, config, slot, workers), name="tidings-worker"
         )
         process.start()
         log.info("Started worker process [%s]", process.pid)

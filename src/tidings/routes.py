@@ -1,0 +1,125 @@
+"""The raw ASGI routes' way in: a registry of path, methods, endpoint and OpenAPI description.
+
+Two routes skip the framework (see docs/architecture.md): the stream, which lives for hours, and
+the publish, which a busy host app calls many times a second. Everything else a route needs they
+share with the framework's routes, in `tidings.app`: the CORS middleware, the method check (405
+with `Allow`, for every route in one place), the error answer (`tidings.errors`), and the
+credential checks (`tidings.auth`, called by the endpoint as the framework's dependencies call
+them).
+
+To add a raw route: write `async def endpoint(service, scope, receive, send)`, which raises
+`ApiError` (or `StoreUnavailable`) for a refusal *before* it starts its response, and add a
+`RawRoute` for it to `RAW_ROUTES` in `tidings.app`. Its OpenAPI entry is built from the
+`RawRoute` here, with the same error schema as every other route.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from tidings.errors import error_responses
+
+if TYPE_CHECKING:
+    from tidings.service import Service
+
+__all__ = ["Endpoint", "MethodTable", "RawRoute", "raw_openapi"]
+
+Endpoint = Callable[["Service", Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRoute:
+    """One raw ASGI route, and what /openapi.json says about it."""
+
+    path: str
+    method: str
+    endpoint: Endpoint
+    tag: str
+    summary: str
+    description: str
+    # status → (description, media type, schema or None); the error statuses get the error schema.
+    answers: Mapping[int, tuple[str, str, dict[str, Any] | None]]
+    errors: Sequence[int]
+    # The security scheme the caller authenticates with (see `SECURITY_SCHEMES` in tidings.api).
+    security: str
+    body: type[BaseModel] | None = None
+    parameters: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+def raw_openapi(routes: Iterable[RawRoute], schema: dict[str, Any]) -> None:
+    """Add each raw route's operation to a schema FastAPI generated for its own routes."""
+    components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
+    for route in routes:
+        responses: dict[str, Any] = {}
+        for status, (description, media, body_schema) in route.answers.items():
+            content = {media: {} if body_schema is None else {"schema": body_schema}}
+            responses[str(status)] = {"description": description, "content": content}
+        responses.update({str(k): v for k, v in error_responses(route.errors).items()})
+        operation: dict[str, Any] = {
+            "tags": [route.tag],
+            "summary": route.summary,
+            "description": route.description,
+            "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}",
+            "responses": responses,
+            "security": [{route.security: []}],
+        }
+        if route.parameters:
+            operation["parameters"] = [dict(p) for p in route.parameters]
+        if route.body is not None:
+            name = route.body.__name__
+            model = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model.pop("$defs", {}))
+            components[name] = model
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+                },
+            }
+        schema["paths"][route.path] = {route.method.lower(): operation}
+
+
+class MethodTable:
+    """The methods each path answers, for the framework's routes and the raw ones alike.
+
+    A path with a route of its own (`/notifications/unread-count`) answers that route's methods
+    only, even where a templated route (`/notifications/{seq}`) would match it too: a wrong
+    method there is 405, not a 422 about `seq`.
+    """
+
+    def __init__(self, raw: Iterable[RawRoute], framework: Iterable[BaseRoute]) -> None:
+        exact: dict[str, set[str]] = {}
+        self._templated: list[tuple[re.Pattern[str], frozenset[str]]] = []
+        for r in raw:
+            exact.setdefault(r.path, set()).add(r.method)
+        for route in framework:
+            if isinstance(route, Mount):
+                # The static files: StaticFiles reads with GET and HEAD only.
+                self._templated.append((route.path_regex, frozenset({"GET", "HEAD"})))
+            elif isinstance(route, Route):
+                methods = route.methods or set()
+                if route.param_convertors:
+                    self._templated.append((route.path_regex, frozenset(methods)))
+                else:
+                    exact.setdefault(route.path, set()).update(methods)
+        self._exact = {path: frozenset(methods) for path, methods in exact.items()}
+
+    def allowed(self, path: str) -> frozenset[str] | None:
+        """The methods `path` answers, or None for a path no route serves (a 404)."""
+        exact = self._exact.get(path)
+        if exact is not None:
+            return exact
+        found: set[str] = set()
+        matched = False
+        for pattern, methods in self._templated:
+            if pattern.match(path):
+                matched = True
+                found |= methods
+        return frozenset(found) if matched else None

@@ -1,0 +1,58 @@
+"""The SSE wire format: every byte a stream writes is built here.
+
+One owner, as sse-starlette's `ServerSentEvent.encode` is: the hub queues frames built by these
+functions, the stream writes them. Each frame ends with the blank line that dispatches it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Final
+
+from tidings.models import Notification, one_line_json
+
+__all__ = [
+    "HEADERS",
+    "PING",
+    "drain_retry_ms",
+    "event",
+    "notification",
+    "reset",
+    "retry",
+]
+
+# The header block of every stream (copied per stream: a middleware may add to it).
+HEADERS: Final = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # nginx: pass each frame on as it comes, do not buffer the stream.
+    (b"x-accel-buffering", b"no"),
+)
+
+PING: Final = b"event: ping\ndata: {}\n\n"
+# The shortest reconnect delay a draining node hands out: a node needs a moment to go away.
+DRAIN_RETRY_MIN_MS: Final = 500
+
+
+def retry(ms: int) -> bytes:
+    """How long the browser's EventSource waits before it reconnects."""
+    return f"retry: {ms}\n\n".encode()
+
+
+def event(name: str, body: object) -> bytes:
+    return f"event: {name}\ndata: {one_line_json(body)}\n\n".encode()
+
+
+def notification(n: Notification) -> bytes:
+    # The id is the seq: the browser sends it back as Last-Event-ID when it reconnects.
+    return f"id: {n.seq}\nevent: new-notification\ndata: {n.line}\n\n".encode()
+
+
+def reset(last_seq: int, reason: str) -> bytes:
+    # The id moves the browser's Last-Event-ID to now, so its next reconnect resumes from here.
+    return f"id: {last_seq}\n".encode() + event("reset", {"last_seq": last_seq, "reason": reason})
+
+
+def drain_retry_ms(top: int) -> int:
+    """A jittered reconnect delay, so the clients of a draining node spread over the others."""
+    return random.randint(min(DRAIN_RETRY_MIN_MS, top), top)

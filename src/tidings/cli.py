@@ -148,6 +148,9 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
         access_log=False,
+        # uvicorn's proxy-headers middleware wraps every request, for a client address and
+        # scheme tidings never reads; it is on only when FORWARDED_ALLOW_IPS names the proxies.
+        proxy_headers="FORWARDED_ALLOW_IPS" in os.environ,
     )
     if args.workers > 1:
         from tidings.workers import run_workers

@@ -493,9 +493,20 @@ HTTP/1.1 + chunked + SSE parsing), with real signed tokens, publishing over HTTP
 scheduled open-loop and stamped with its *scheduled* time in `data.t`; latency is receive time
 minus that, on the same clock, so queueing in an overloaded server shows. Every publish carries a
 unique `data.k`; a notification a stream never received is *lost*, one it received twice is a
-*dup*. Each generator process reports its CPU share; a row where a generator process used more
-than 85 % of a core is marked *generator-limited*. Server CPU and RSS come from `/proc` for the
-server's process tree.
+*dup*. The publisher side is one schedule split round-robin over `ceil(rate / 1,000)` processes
+(at most 4), so a rate above what one Python process can send still measures the server. Each
+generator process reports its CPU share, and each row the generator's total CPU (all its
+processes, % of one core, publisher processes in brackets); a row where a generator process used
+more than 85 % of a core, or the publisher handed a publish out over 100 ms late, is marked
+*generator-limited*. Server CPU and RSS come from `/proc` for the server's process tree; *server
+CPU / notification* (CPU seconds over the rate's window divided by the notifications published,
+heartbeats included) is the figure to compare changes by on a shared machine, where latency
+suffers from every other process and CPU time much less.
+
+**Scenarios** (`bench/run [SCENARIO…]`): `idle` (memory, idle CPU, store queries, loop stalls),
+`latency` (rates at 1,000 and 10,000 streams), `broadcast`, `storm`, `profile` (py-spy, the CPU
+budget per notification), `stores` (bench/stores.py), `buses` (tidings `--workers 2` on the Redis
+and PostgreSQL buses, bench/buses.py). A full run takes about 20 minutes on this machine.
 
 **Read with care.** The generator shares the machine's cores with the server, so absolute figures
 are lower than on a dedicated box; compare ratios within one run. A `--quick` run uses small loads

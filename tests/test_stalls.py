@@ -47,3 +47,15 @@ def test_a_pause_under_the_threshold_is_not_logged(
     assert stalls.watch_from_env()
     gc.collect()
     assert not [r for r in caplog.records if r.getMessage().startswith("gc pause")]
+
+
+def test_settle_freezes_what_start_up_built_and_collects_young_objects_less_often() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        stalls.settle()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == stalls.THRESHOLDS
+        assert stalls.THRESHOLDS[0] > thresholds[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

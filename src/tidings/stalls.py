@@ -1,9 +1,14 @@
-"""Collector pauses in the server log, to tell loop stalls apart: off unless TIDINGS_DEBUG_STALLS.
+"""The collector against loop stalls: settled after start-up, and its pauses in the log on demand.
 
-`TIDINGS_DEBUG_STALLS=<ms>` logs, at WARNING on `uvicorn.error`, every garbage collection that
-held the process for at least that many milliseconds (`0`: every one), as
-`gc pause gen=<generation> <ms> ms (<collected> collected)`. bench/ reads these lines next to its
-`/healthz` probes; a debugging aid, not a setting: unset, nothing is installed.
+`settle()` runs once the server has started: what start-up built (modules, the app, its schemas)
+lives as long as the process, so it is frozen out of every later collection, and young objects
+are collected less often (each young collection under load also ages survivors toward the full
+collections that walk every stream's objects).
+
+`TIDINGS_DEBUG_STALLS=<ms>` (off when unset: nothing is installed) logs, at WARNING on
+`uvicorn.error`, every garbage collection that held the process for at least that many
+milliseconds (`0`: every one), as `gc pause gen=<generation> <ms> ms (<collected> collected)`.
+bench/ reads these lines next to its `/healthz` probes; a debugging aid, not a setting.
 """
 
 from __future__ import annotations
@@ -14,9 +19,20 @@ import os
 import time
 from typing import Any
 
-__all__ = ["ENV", "watch_from_env"]
+__all__ = ["ENV", "settle", "watch_from_env"]
 
 ENV = "TIDINGS_DEBUG_STALLS"
+# CPython's defaults are (700, 10, 10): a young collection every 700 net allocations.
+THRESHOLDS = (10_000, 20, 20)
+
+
+def settle() -> None:
+    """Freeze what start-up built and collect young objects less often (once, after start-up)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
+
+
 log = logging.getLogger("uvicorn.error")
 
 

@@ -40,6 +40,8 @@ STARTUP_FAILURE = 3
 EXIT_GRACE = 10.0
 # A worker that dies within this many seconds of its start is not restarted at once.
 RESTART_PAUSE = 1.0
+# How often a worker checks that its parent is still there.
+PARENT_CHECK_SECONDS = 1.0
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -64,11 +66,25 @@ def _listen(config: uvicorn.Config) -> socket.socket:
     return sock
 
 
+def _exit_with_parent() -> None:
+    """Drain and exit when the parent dies without stopping us (SIGKILL, a crash): an orphan
+    would keep serving on the port alone, and a restarted server would find the port taken."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tidings-parent-watch", daemon=True).start()
+
+
 def _worker(make_server: MakeServer, config: uvicorn.Config, slot: int, workers: int) -> None:
     """The body of one worker process (spawned: a fresh interpreter, so logging is set anew)."""
     from tidings.bus import local
 
     config.configure_logging()
+    _exit_with_parent()
     # Before the app (and its bus) is built: the local bus reaches the sibling slots.
     local.join_workers(slot, workers)
     try:

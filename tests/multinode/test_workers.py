@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -102,3 +104,27 @@ async def test_workers_on_sqlite_and_the_local_bus_deliver_across_processes(
                 assert got["message"] == "from the cli"
     finally:
         cluster.close()
+
+
+async def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, f"sqlite:///{tmp_path / 'tidings.db'}", "local://")
+    try:
+        [node] = cluster.start(1, "--workers", "2")
+        pids = [int(p) for p in re.findall(r"Started worker process \[(\d+)\]", node.log())]
+        assert len(pids) == 2, node.log()
+        node.kill()  # SIGKILL: the parent cannot pass anything on
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:  # noqa: ASYNC110 -- a poll with a deadline
+            await asyncio.sleep(0.2)
+        assert not [pid for pid in pids if _alive(pid)]
+    finally:
+        cluster.close()
+
+
+def _alive(pid: int) -> bool:
+    """Running, not exited (an orphan that exited may linger as a zombie nobody reaps)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

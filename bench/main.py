@@ -669,6 +669,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-install", action="store_true", help="do not build missing Go peers first"
     )
+    parser.add_argument(
+        "--idle-levels",
+        default="",
+        help="comma-separated stream counts for the idle scenario (an A/B of one level)",
+    )
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
     args = parser.parse_args(argv)
     chosen = args.scenarios or list(SCENARIOS)
@@ -676,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
     cfg = QUICK if args.quick else FULL
+    if args.idle_levels:
+        levels = tuple(int(x) for x in args.idle_levels.split(","))
+        cfg = dataclasses.replace(cfg, idle_levels=levels)
     wanted = set(filter(None, args.targets.split(",")))
     targets = [t for t in all_targets() if not wanted or t.name in wanted]
     work = common.WORK / "run"

@@ -548,6 +548,10 @@ def render() -> str:
         if data is not None:
             out += section(data)
     out += stores_section()
+    # Hand-written: which change moved which figure (kept with the harness, not generated).
+    changes = ROOT / "bench" / "changes.md"
+    if changes.exists():
+        out += ["", changes.read_text().rstrip(), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -548,10 +548,12 @@ def render() -> str:
         if data is not None:
             out += section(data)
     out += stores_section()
-    # Hand-written: which change moved which figure (kept with the harness, not generated).
-    changes = ROOT / "bench" / "changes.md"
-    if changes.exists():
-        out += ["", changes.read_text().rstrip(), ""]
+    # Hand-written sections, kept next to the harness so a new run does not erase them: the
+    # SQLite durability levels (bench/sqlite_sync.py) and which change moved which figure.
+    for name in ("sqlite-durability.md", "changes.md"):
+        page = ROOT / "bench" / name
+        if page.exists():
+            out += ["", page.read_text().rstrip(), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -144,7 +144,7 @@ async def measure_batch(store: Store, repeats: int) -> dict[str, Any]:
 
 
 async def store_part(url: str, single: int, batches: int) -> dict[str, Any]:
-    store = create_store(url, retention_days=90)
+    store = create_store(url)
     await store.open()
     try:
         return {

@@ -685,10 +685,11 @@ def test_repeated_idempotency_key_returns_the_original_and_stores_nothing(
     again = publish_to(server, user, "Your order shipped", idempotency_key=key)
     assert again.status_code == 200
     assert again.json() == first.json()
-    # Even a different body: the key names the event, the first one wins.
+    # A different body under the same key is a client bug, refused rather than answered with
+    # the first notification (as payment APIs do).
     other = publish_to(server, user, "something else", idempotency_key=key)
-    assert other.status_code == 200
-    assert other.json() == first.json()
+    assert other.status_code == 409
+    assert other.json()["error"] == "idempotency_conflict"
     assert unread(server, user) == {"unread": 1, "last_seq": 1}
     assert len(listed(server, user)) == 1
 

@@ -210,6 +210,12 @@ def test_send_with_an_idempotency_key_stores_once(server: Server) -> None:
         headers={"authorization": f"Bearer {make_token(user)}"},
     )
     assert count.json() == {"unread": 1, "last_seq": 1}
+    reused = run_cli(server.env, "send", user, "different", "--idempotency-key", "k-cli-1")
+    assert_one_line_error(reused, "k-cli-1", "different publish")
+    assert HTTP.get(
+        f"{server.url}/notifications/unread-count",
+        headers={"authorization": f"Bearer {make_token(user)}"},
+    ).json() == {"unread": 1, "last_seq": 1}
 
 
 def test_send_works_with_no_server_running(env: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.auth import (
@@ -29,12 +29,14 @@ from tidings.errors import (
     error_response,
     error_responses,
     internal_error,
+    invalid_json,
     is_json_media,
     store_unavailable,
+    unsupported_media_type,
 )
 from tidings.service import Service
 from tidings.store import StoreUnavailable
-from tidings.validation import check_user_id
+from tidings.validation import WholeNumber, check_user_id, exactly_one, whole
 
 __all__ = [
     "add_error_handlers",
@@ -51,7 +53,7 @@ MAX_PAGE = 100
 # Seqs are 64-bit integers in every store; a larger number is a client error, not a crash.
 MAX_SEQ = 2**63 - 1
 
-Seq = Annotated[StrictInt, Field(ge=-MAX_SEQ, le=MAX_SEQ)]
+Seq = Annotated[int, Field(strict=True, ge=-MAX_SEQ, le=MAX_SEQ), BeforeValidator(whole)]
 
 
 # Dependencies are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a
@@ -70,7 +72,8 @@ async def service_of(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(service_of)]
 
 
-# For /openapi.json only (the checks below read the header themselves, and the cookie).
+# For /openapi.json only: they put the security schemes on the routes. The checks below read
+# the header themselves (and the cookie); these never refuse anything.
 user_token = HTTPBearer(
     scheme_name="userToken",
     description="a user token (or the tidings_session cookie)",
@@ -79,17 +82,18 @@ user_token = HTTPBearer(
 publisher_key = HTTPBearer(
     scheme_name="publisherKey", description="one of TIDINGS_PUBLISHER_KEYS", auto_error=False
 )
-Documented = Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]
+UserTokenDoc = Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]
+PublisherKeyDoc = Annotated[HTTPAuthorizationCredentials | None, Security(publisher_key)]
 
 
-async def current_user(request: Request, _: Documented) -> UserCredential:
+async def current_user(request: Request, _: UserTokenDoc) -> UserCredential:
     return read_user(request, _service(request).settings)
 
 
 UserDep = Annotated[UserCredential, Depends(current_user)]
 
 
-async def changing_user(request: Request, _: Documented) -> UserCredential:
+async def changing_user(request: Request, _: UserTokenDoc) -> UserCredential:
     return _changing_user(request)
 
 
@@ -101,17 +105,14 @@ def _changing_user(request: Request) -> UserCredential:
         check_origin(request, service.settings)
         # A cross-site form can post urlencoded or multipart, but JSON only after a preflight.
         if request.method == "POST" and not is_json_media(request.headers.get("content-type", "")):
-            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+            raise unsupported_media_type()
     return user
 
 
 ChangingUserDep = Annotated[UserCredential, Depends(changing_user)]
 
 
-async def publisher(
-    request: Request,
-    _: Annotated[HTTPAuthorizationCredentials | None, Security(publisher_key)],
-) -> None:
+async def publisher(request: Request, _: PublisherKeyDoc) -> None:
     check_publisher(request, _service(request).settings)
 
 
@@ -137,7 +138,7 @@ class UnreadOut(BaseModel):
 
 
 class ReadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one("ids", "up_to"))
     ids: list[Seq] | None = Field(default=None, max_length=10_000)
     up_to: Seq | None = None
 
@@ -266,8 +267,8 @@ publisher_router = APIRouter(tags=["publisher"], dependencies=[Depends(publisher
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: StrictStr | StrictInt
-    ttl: StrictInt = Field(default=3600, ge=1)
+    user_id: StrictStr | WholeNumber
+    ttl: Annotated[int, Field(strict=True, ge=1), BeforeValidator(whole)] = 3600
 
 
 class TokenOut(BaseModel):
@@ -396,18 +397,12 @@ def add_error_handlers(app: FastAPI) -> None:
             return error_response(refused)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(ApiError(400, "invalid_json", "the body is not valid JSON"))
+            return error_response(invalid_json())
         if not is_json_media(request.headers.get("content-type", "")) and any(
             tuple(e.get("loc", ())) == ("body",) for e in errors
         ):
             # `curl -d` sends a form content type; say what is wrong instead of "not an object".
-            return error_response(
-                ApiError(
-                    415,
-                    "unsupported_media_type",
-                    "send the body as JSON with Content-Type: application/json",
-                )
-            )
+            return error_response(unsupported_media_type())
         detail = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors
         ]
@@ -434,4 +429,24 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
     """The generated schema, with the error shape every error answer refers to."""
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    _integer_bounds(schema)
     return schema
+
+
+# FastAPI's OpenAPI model holds `maximum` as a float, which turns 2**63 - 1 into 2**63.
+_EXACT_BOUNDS = {float(MAX_SEQ): MAX_SEQ, float(-MAX_SEQ): -MAX_SEQ}
+
+
+def _integer_bounds(node: object) -> None:
+    """Give every integer's bounds back as exact integers."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum"):
+                value = node.get(key)
+                if isinstance(value, float):
+                    node[key] = _EXACT_BOUNDS.get(value, int(value))
+        for child in node.values():
+            _integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _integer_bounds(child)

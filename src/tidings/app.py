@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings import publish, stream
@@ -21,22 +21,14 @@ from tidings.api import (
     publisher_router,
     user_router,
 )
-from tidings.errors import (
-    ApiError,
-    internal_error,
-    method_not_allowed,
-    send_error,
-    store_unavailable,
-    too_large,
-)
-from tidings.routes import MethodTable, RawRoute, raw_openapi
+from tidings.errors import method_not_allowed, send_error, too_large
+from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
+from tidings.validation import describe
 
 __all__ = ["RAW_ROUTES", "TidingsApp", "create_app"]
-
-log = logging.getLogger("tidings.api")
 
 # The routes that skip the framework (see tidings.routes): how to add one is documented there.
 RAW_ROUTES: tuple[RawRoute, ...] = (stream.ROUTE, publish.ROUTE)
@@ -48,13 +40,15 @@ class TidingsApp:
     `service` is here for the CLI and tests.
     """
 
-    def __init__(self, service: Service, api: FastAPI, settings: Settings) -> None:
+    def __init__(
+        self, service: Service, api: FastAPI, settings: Settings, routes: Sequence[BaseRoute]
+    ) -> None:
         self.service = service
         self.api = api
         # Why start-up failed, when the cause is the operator's to fix (not a bug in tidings).
         self.startup_error: Exception | None = None
-        self._raw = {route.path: route for route in RAW_ROUTES}
-        self._methods = MethodTable(RAW_ROUTES, api.routes)
+        self._raw = {(route.path, route.method): route for route in RAW_ROUTES}
+        self._methods = MethodTable(RAW_ROUTES, routes)
         self._http: ASGIApp = self._route
         if settings.cors_origins:
             # Around both kinds of route: one CORS answer, preflights included.
@@ -78,9 +72,9 @@ class TidingsApp:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        raw = self._raw.get(path)
-        if raw is not None and scope["method"] == raw.method:
-            await self._run_raw(raw, scope, receive, send)
+        raw = self._raw.get((path, scope["method"]))
+        if raw is not None:
+            await serve_raw(raw, self.service, scope, receive, send)
             return
         # Here for every route, before the framework's router: it would answer a wrong method
         # on `/notifications/unread-count` as a DELETE of `/notifications/{seq}` (422).
@@ -89,29 +83,6 @@ class TidingsApp:
             await send_error(send, method_not_allowed(allowed))
             return
         await self.api(scope, receive, send)
-
-    async def _run_raw(self, route: RawRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        """The framework's error handlers, for a raw route (see `add_error_handlers`)."""
-        started = False
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await route.endpoint(self.service, scope, receive, watched)
-        except Exception as exc:
-            if started:
-                raise  # too late to answer: uvicorn logs it and closes the connection
-            if isinstance(exc, ApiError):
-                await send_error(send, exc)
-            elif isinstance(exc, StoreUnavailable):
-                log.warning("store unavailable: %s", exc)
-                await send_error(send, store_unavailable(exc))
-            else:
-                log.exception("unexpected error on %s %s", route.method, route.path)
-                await send_error(send, internal_error())
 
     def _one_line_startup_failure(self, send: Send) -> Send:
         """A failed start-up comes with a traceback; a cause the operator can fix needs one line."""
@@ -192,15 +163,15 @@ def create_app(settings: Settings) -> TidingsApp:
     )
     api.state.service = service
     add_error_handlers(api)
-    api.include_router(user_router)
-    api.include_router(publisher_router)
-    api.include_router(operations_router)
+    routers = [user_router, publisher_router, operations_router]
     static = resources.files("tidings") / "web" / "static"
     api.mount("/static", StaticFiles(directory=str(static)), name="static")
     if settings.demo:
         from tidings.demo import demo_router
 
-        api.include_router(demo_router)
+        routers.append(demo_router)
+    for router in routers:
+        api.include_router(router)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     original = api.openapi
 
@@ -208,9 +179,13 @@ def create_app(settings: Settings) -> TidingsApp:
         if api.openapi_schema is None:
             schema = document(original())
             raw_openapi(RAW_ROUTES, schema)
+            describe(schema["components"]["schemas"], settings)
             api.openapi_schema = schema
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
-    app = TidingsApp(service, api, settings)
+    # Every route with its methods: the app's own (docs, static files) and the routers' (FastAPI
+    # lists an included router as one opaque entry of `api.routes`).
+    routes = [*api.routes, *(route for router in routers for route in router.routes)]
+    app = TidingsApp(service, api, settings, routes)
     return app

@@ -59,7 +59,9 @@ def decode_token(secret: str, token: str) -> tuple[str, float]:
     except jwt.MissingRequiredClaimError as exc:
         raise ApiError(401, "invalid_token", f"the user token has no {exc.claim!r} claim") from None
     except jwt.InvalidTokenError as exc:
-        raise ApiError(401, "invalid_token", f"the user token is not valid: {exc}") from None
+        # A fixed sentence: the library's own text can quote the token (a codec error on a
+        # megabyte of it), and says nothing a caller could act on.
+        raise ApiError(401, "invalid_token", _why_invalid(exc)) from None
     sub = claims["sub"]
     if isinstance(sub, int) and not isinstance(sub, bool):
         sub = str(sub)
@@ -75,6 +77,21 @@ def decode_token(secret: str, token: str) -> tuple[str, float]:
         # Far beyond any clock; the stream's expiry timer still wants a finite number.
         expires = MAX_EXPIRY
     return user_id, min(expires, MAX_EXPIRY)
+
+
+_INVALID = (
+    (jwt.InvalidSignatureError, "its signature does not match (signed with another secret?)"),
+    (jwt.InvalidAlgorithmError, f"it must be signed with {ALGORITHM}"),
+    (jwt.ImmatureSignatureError, "it is not valid yet (nbf or iat is in the future)"),
+    (jwt.DecodeError, "not a well-formed JWT, or a claim of the wrong type"),
+)
+
+
+def _why_invalid(exc: jwt.InvalidTokenError) -> str:
+    for kind, why in _INVALID:
+        if isinstance(exc, kind):
+            return f"the user token is not valid: {why}"
+    return "the user token is not valid"
 
 
 def read_user(conn: HTTPConnection, settings: Settings) -> UserCredential:

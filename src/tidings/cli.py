@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from tidings.server import DrainingServer, worker_server
 from tidings.settings import ConfigError, Settings
-from tidings.store import StoreUnavailable
+from tidings.store import IdempotencyConflict, StoreUnavailable
 from tidings.validation import ApiError, PublishIn, make_draft
 
 __all__ = ["main"]
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_send(args))
         if args.command == "token":
             return _token(args)
-    except (ConfigError, StoreUnavailable) as exc:
+    except (ConfigError, StoreUnavailable, IdempotencyConflict) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
     except ApiError as exc:

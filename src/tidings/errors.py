@@ -22,12 +22,14 @@ __all__ = [
     "error_response",
     "error_responses",
     "internal_error",
+    "invalid_json",
     "is_json_media",
     "method_not_allowed",
     "send_error",
     "send_json",
     "store_unavailable",
     "too_large",
+    "unsupported_media_type",
 ]
 
 JSON_MEDIA = "application/json"
@@ -51,6 +53,7 @@ _WHY = {
     403: "a wrong publisher key, or a cookie request from a foreign origin",
     404: "no such notification",
     405: "a method the route does not answer (see `Allow`)",
+    409: "the idempotency key was used before with a different body (`idempotency_conflict`)",
     413: "the body exceeds TIDINGS_MAX_BODY_BYTES",
     415: "the body is not sent as application/json",
     422: "a field is missing or wrong",
@@ -104,6 +107,16 @@ def method_not_allowed(allowed: Iterable[str]) -> ApiError:
 
 def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the body exceeds {limit} bytes (TIDINGS_MAX_BODY_BYTES)")
+
+
+def invalid_json() -> ApiError:
+    return ApiError(400, "invalid_json", "the body is not valid JSON")
+
+
+def unsupported_media_type() -> ApiError:
+    return ApiError(
+        415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
+    )
 
 
 def internal_error() -> ApiError:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "Clock",
     "Deleted",
     "Draft",
     "Event",
@@ -41,6 +44,27 @@ def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
+class Clock:
+    """The time the stores and the service stamp things with, in ms since the epoch.
+
+    One object passed in rather than `now_ms()` called inside, so a test sets the time (`set`,
+    `advance`) instead of sleeping to order timestamps or editing rows by hand.
+    """
+
+    def __init__(self, fixed_ms: int | None = None) -> None:
+        self._fixed = fixed_ms
+
+    def now_ms(self) -> int:
+        return now_ms() if self._fixed is None else self._fixed
+
+    def set(self, ms: int) -> None:
+        """Stop the clock at `ms`; it stays there until set or advanced again."""
+        self._fixed = ms
+
+    def advance(self, ms: int) -> None:
+        self._fixed = self.now_ms() + ms
+
+
 def iso_ms(ms: int) -> str:
     """`2026-11-27T21:07:50.123Z`, the one timestamp format of the API."""
     moment = datetime.fromtimestamp(ms / 1000, UTC)
@@ -56,6 +80,13 @@ class Draft:
     link: str | None = None
     kind: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A digest of the canonical publish (every field, keys sorted), stored with an
+        idempotency key so a reuse of the key with a different body can be told apart."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 # Not slotted: `dumps` caches its line on the instance (the publish answer and the SSE frame of

@@ -15,9 +15,17 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from tidings.auth import check_publisher
-from tidings.errors import ApiError, is_json_media, send_json, too_large
+from tidings.errors import (
+    ApiError,
+    invalid_json,
+    is_json_media,
+    send_json,
+    too_large,
+    unsupported_media_type,
+)
 from tidings.routes import RawRoute
 from tidings.service import Service
+from tidings.store import IdempotencyConflict
 from tidings.validation import PublishIn, make_draft
 
 __all__ = ["ROUTE", "publish_endpoint"]
@@ -29,11 +37,7 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
     check_publisher(conn, settings)
     raw = await _read_body(receive, settings.max_body_bytes)
     if not is_json_media(conn.headers.get("content-type", "")):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        )
+        raise unsupported_media_type()
     if not raw:
         # As on the framework's routes: a missing body is a missing field, not bad JSON.
         raise ApiError(422, "invalid_request", [{"loc": ["body"], "msg": "Field required"}])
@@ -41,7 +45,7 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
         parsed = json.loads(raw)
     except (ValueError, RecursionError):
         # RecursionError: nested deeper than the parser goes, which no real payload is.
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        raise invalid_json() from None
     try:
         body = PublishIn.model_validate(parsed)
     except ValidationError as exc:
@@ -50,7 +54,10 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
         ]
         raise ApiError(422, "invalid_request", detail) from None
     draft = make_draft(body, settings)
-    stored = await service.publish(draft, body.idempotency_key)
+    try:
+        stored = await service.publish(draft, body.idempotency_key)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
     # The same JSON lines the streams are sent (encoded once per notification).
     lines = [n.line for n in stored.notifications]
     answer = lines[0] if body.user_id is not None and lines else "[" + ",".join(lines) + "]"
@@ -92,7 +99,8 @@ ROUTE = RawRoute(
     description=(
         "Store a notification for `user_id` (answers it) or for each of `user_ids` (answers an "
         "array). A repeated `idempotency_key` answers the original with 200 and "
-        "`Idempotent-Replayed: true`. Needs `Authorization: Bearer <publisher key>`."
+        "`Idempotent-Replayed: true`; reused with a different body, 409. "
+        "Needs `Authorization: Bearer <publisher key>`."
     ),
     answers={
         201: ("stored", "application/json", _NOTIFICATIONS),
@@ -102,7 +110,7 @@ ROUTE = RawRoute(
             _NOTIFICATIONS,
         ),
     },
-    errors=(400, 401, 403, 413, 415, 422, 503),
+    errors=(400, 401, 403, 409, 413, 415, 422, 503),
     security="publisherKey",
     body=PublishIn,
 )

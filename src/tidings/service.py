@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 from tidings.bus import Bus, create_bus
 from tidings.hub import Hub
 from tidings.metrics import Metrics
-from tidings.models import Deleted, Draft, Event, Published, ReadChanged, Stored, now_ms
+from tidings.models import Clock, Deleted, Draft, Event, Published, ReadChanged, Stored
 from tidings.settings import Settings
 from tidings.store import Store, create_store
+from tidings.store.bounded import BoundedStore
 from tidings.store.instrumented import InstrumentedStore
 
 __all__ = ["Service"]
@@ -23,11 +24,17 @@ DAY_MS = 24 * 3600 * 1000
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or Clock()
         self.metrics = Metrics()
-        store = create_store(settings.database_url, retention_days=settings.retention_days)
-        self.store: Store = InstrumentedStore(store, self.metrics)
+        store = create_store(settings.database_url, settings, clock=self.clock)
+        bounded = BoundedStore(
+            store,
+            limit=settings.store_max_concurrency,
+            queue_timeout=settings.store_queue_timeout,
+        )
+        self.store: Store = InstrumentedStore(bounded, self.metrics)
         self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
         self.hub = Hub(settings, self.metrics)
 
@@ -65,7 +72,10 @@ class Service:
         stored = await self.store.add(draft, idempotency_key)
         if not stored.replayed:
             self.metrics.published.inc(len(stored.notifications))
-            await self.announce([Published(n.user_id, n.seq, n) for n in stored.notifications])
+        # A replay is announced too: the first attempt may have committed and never announced
+        # (its node died, or the connection dropped after COMMIT), and then this retry is the
+        # only way its open streams hear of it live. Streams drop a seq they already delivered.
+        await self.announce([Published(n.user_id, n.seq, n) for n in stored.notifications])
         return stored
 
     async def mark_read(
@@ -107,7 +117,7 @@ class Service:
 
     async def prune_once(self) -> int:
         """Delete everything older than the retention, in bounded batches; return the count."""
-        cutoff = now_ms() - int(self.settings.retention_days * DAY_MS)
+        cutoff = self.clock.now_ms() - int(self.settings.retention_days * DAY_MS)
         total = 0
         while True:
             count = await self.store.prune(cutoff, self.settings.prune_batch)

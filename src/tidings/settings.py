@@ -46,6 +46,10 @@ class Settings:
     replay_max: int = 1000
     retry_ms: int = 3000
     drain_retry_max_ms: int = 5000
+    # The store: how much work may wait on it, and how durable a SQLite commit is.
+    store_max_concurrency: int = 64
+    store_queue_timeout: float = 1.0
+    sqlite_synchronous: str = "FULL"
     # Housekeeping.
     prune_interval: float = 3600.0
     prune_batch: int = 1000
@@ -104,10 +108,15 @@ class Settings:
             "retry_ms",
             "drain_retry_max_ms",
             "prune_batch",
+            "store_max_concurrency",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+        if not 0 <= self.store_queue_timeout <= 60:
+            raise ConfigError("TIDINGS_STORE_QUEUE_TIMEOUT must be between 0 and 60 seconds")
+        if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ConfigError("TIDINGS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
         for origin in self.cors_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise ConfigError(

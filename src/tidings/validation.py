@@ -3,27 +3,51 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
 from tidings.errors import ApiError
 from tidings.models import Draft
 from tidings.settings import Settings
 
-__all__ = ["ApiError", "PublishIn", "check_user_id", "is_unicode", "make_draft"]
+__all__ = [
+    "ApiError",
+    "PublishIn",
+    "WholeNumber",
+    "check_user_id",
+    "describe",
+    "exactly_one",
+    "is_unicode",
+    "make_draft",
+    "whole",
+]
 
 MAX_USER_ID_CHARS = 128
 # Deeper data gains nothing and comes near the JSON libraries' recursion limits on the way out.
 MAX_DATA_DEPTH = 32
 
 
+def whole(value: object) -> object:
+    # JSON does not tell 3 from 3.0 (JSON Schema calls both integers): a whole float is that
+    # integer. Strings and booleans stay refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer in JSON's sense: `3` or `3.0`, never `"3"` or `true`.
+# With bounds: Annotated[int, Field(strict=True, ge=…), BeforeValidator(whole)] (this order, so
+# the bounds stay in the JSON schema).
+WholeNumber = Annotated[StrictInt, BeforeValidator(whole)]
+
+
 class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: StrictStr | StrictInt | None = None
-    user_ids: list[StrictStr | StrictInt] | None = None
+    user_id: StrictStr | WholeNumber | None = None
+    user_ids: list[StrictStr | WholeNumber] | None = None
     message: StrictStr
     link: StrictStr | None = None
     kind: StrictStr | None = None
@@ -156,3 +180,101 @@ def _safe_link(link: str) -> bool:
         return parts.scheme.lower() in {"http", "https"} and bool(parts.netloc)
     # A root-relative path on the host app's own site; "//host" would be another site.
     return link.startswith("/") and not link.startswith("//")
+
+
+# --- the same rules, as /openapi.json states them ------------------------------------------------
+
+# Neither NUL nor any other control character (what `check_user_id` refuses).
+_USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+_NO_NUL = r"^[^\x00]*$"
+# What `str.strip()` strips (`str.isspace()`), spelled out: `\s` means less in JSON Schema's
+# regular expressions (ECMA-262), which leave out \x1c-\x1f and \x85.
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# At least one character that is neither space nor NUL, and no NUL.
+_NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+# What `_safe_link` accepts, narrowed where a URL parser is stricter than the rule (the host).
+_LINK_PATTERN = (
+    r"^(?:/(?:[^/\x00-\x20\x7f\\][^\x00-\x20\x7f\\]*)?"
+    r"|[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:[/?#][^\x00-\x20\x7f\\]*)?)?$"
+)
+
+
+def _user_id_schema() -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_USER_ID_CHARS,
+                "pattern": _USER_ID_PATTERN,
+            },
+            # Its decimal string is the user id: at most MAX_USER_ID_CHARS digits and sign.
+            {
+                "type": "integer",
+                "minimum": -(10 ** (MAX_USER_ID_CHARS - 1) - 1),
+                "maximum": 10**MAX_USER_ID_CHARS - 1,
+            },
+        ]
+    }
+
+
+def _text(max_bytes: int, pattern: str, description: str) -> dict[str, Any]:
+    """A string limited in bytes of UTF-8: `maxLength` (characters) holds, and the format says
+    the rest (`utf8-max-N`: at most N bytes), which JSON Schema cannot count."""
+    return {
+        "type": "string",
+        "description": f"{description}; at most {max_bytes} bytes of UTF-8",
+        "format": f"utf8-max-{max_bytes}",
+        "maxLength": max_bytes,
+        "pattern": pattern,
+    }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def exactly_one(first: str, second: str) -> dict[str, Any]:
+    """JSON schema for: one of the two properties is given (not null), the other not."""
+
+    def given(name: str, other: str) -> dict[str, Any]:
+        return {
+            "required": [name],
+            "properties": {name: {"not": {"type": "null"}}, other: {"type": "null"}},
+        }
+
+    return {"oneOf": [given(first, second), given(second, first)]}
+
+
+def describe(schemas: dict[str, Any], settings: Settings) -> None:
+    """Write the rules `make_draft` and the token route check into the models' JSON schemas.
+
+    Pydantic sees the types only; the limits come from the running settings. The byte limits
+    appear as `maxLength`, which counts characters: the description says which is meant.
+    """
+    publish = schemas["PublishIn"]
+    props = publish["properties"]
+    props["user_id"] = _nullable(_user_id_schema())
+    props["user_ids"] = _nullable(
+        {
+            "type": "array",
+            "items": _user_id_schema(),
+            "minItems": 1,
+            "maxItems": settings.max_user_ids,
+        }
+    )
+    props["message"] = _text(settings.max_message_bytes, _NOT_BLANK, "not blank, no NUL")
+    props["link"] = _nullable(
+        _text(settings.max_link_bytes, _LINK_PATTERN, "an http(s) URL or a path starting with /")
+    )
+    props["kind"] = _nullable(_text(settings.max_kind_bytes, _NO_NUL, "a label, no NUL"))
+    key = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_NUL}
+    props["idempotency_key"] = _nullable(key)
+    props["data"]["description"] = (
+        f"at most {settings.max_data_bytes} bytes as JSON, nested at most {MAX_DATA_DEPTH} deep"
+    )
+    publish.update(exactly_one("user_id", "user_ids"))
+    token = schemas.get("TokenIn")
+    if token is not None:
+        token["properties"]["user_id"] = _user_id_schema()
+        token["properties"]["ttl"]["maximum"] = settings.max_token_ttl

@@ -6,18 +6,20 @@ still goes to the real server (MongoDB or FerretDB).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from pymongo.errors import AutoReconnect
 
 from tests.contract.conftest import fresh_database
-from tidings.models import Draft, Notification
+from tidings.models import Clock, Draft, Notification, Stored
 from tidings.store import StoreUnavailable
 from tidings.store.factory import mongo_database
-from tidings.store.mongo import Doc, MongoStore
+from tidings.store.mongo import IDEMPOTENCY_WAIT, Doc, MongoStore
 
 pytestmark = pytest.mark.anyio
 
@@ -118,4 +120,109 @@ async def test_a_retry_after_a_failure_midway_stores_nothing_twice(
         ].seq == 2
     finally:
         await failing.close()
+        await store.close()
+
+
+class Paused(MongoStore):
+    """Stops between owning an idempotency key and inserting, until the test lets it go: a node
+    whose commands are slow (but within the driver's timeout)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claimed = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    async def _claim_key(self, key: str, draft: Draft) -> tuple[str, Stored | None, bool]:
+        claim = await super()._claim_key(key, draft)
+        self.claimed.set()
+        await self.resume.wait()
+        return claim
+
+
+@pytest.mark.parametrize("users", [("alice",), ("alice", "bob", "carol")])
+async def test_a_key_taken_over_from_a_slow_node_is_stored_once(
+    mongo_url: str, users: tuple[str, ...]
+) -> None:
+    name = mongo_database(mongo_url)
+    slow = await opened(Paused(mongo_url, name, takeover_ms=200))
+    # The retrying node's clock is past the takeover age: no sleeping for it to pass.
+    later = Clock()
+    fast = await opened(MongoStore(mongo_url, name, takeover_ms=200, clock=later))
+    draft = Draft(user_ids=users, message="once")
+    try:
+        first = asyncio.create_task(slow.add(draft, "key"))
+        await asyncio.wait_for(slow.claimed.wait(), 10)
+        later.set(slow.clock.now_ms() + 1000)
+        retried = await fast.add(draft, "key")
+        slow.resume.set()
+        late = await asyncio.wait_for(first, 10)
+        # One notification per user, and both callers answer with it.
+        assert [(n.user_id, n.seq) for n in retried.notifications] == [(u, 1) for u in users]
+        assert late.notifications == retried.notifications
+        for user in users:
+            assert [n.seq for n in await fast.after(user, 0, 10)] == [1]
+            assert (await fast.position(user)).last_seq == 1
+        replay = await fast.add(draft, "key")
+        assert replay.replayed
+        assert replay.notifications == retried.notifications
+    finally:
+        slow.resume.set()
+        await slow.close()
+        await fast.close()
+
+
+async def test_the_slow_node_inserting_first_still_stores_once(mongo_url: str) -> None:
+    """The other order: the slow node's insert lands while the new owner is recovering."""
+    name = mongo_database(mongo_url)
+    slow = await opened(Paused(mongo_url, name, takeover_ms=200))
+    later = Clock()
+    fast = await opened(Raced(mongo_url, name, takeover_ms=200, clock=later))
+    draft = Draft(user_ids=("alice", "bob"), message="once")
+    try:
+        first = asyncio.create_task(slow.add(draft, "key"))
+        await asyncio.wait_for(slow.claimed.wait(), 10)
+        later.set(slow.clock.now_ms() + 1000)
+
+        async def slow_node_inserts() -> None:
+            slow.resume.set()
+            await asyncio.wait_for(asyncio.shield(first), 10)
+
+        # Between the new owner reading the users' seqs and inserting, the slow node inserts.
+        fast.race = slow_node_inserts
+        retried = await fast.add(draft, "key")
+        late = await first
+        assert [(n.user_id, n.seq) for n in late.notifications] == [("alice", 1), ("bob", 1)]
+        assert retried.notifications == late.notifications
+        for user in ("alice", "bob"):
+            assert [n.seq for n in await fast.after(user, 0, 10)] == [1]
+    finally:
+        slow.resume.set()
+        await slow.close()
+        await fast.close()
+
+
+async def test_a_key_left_in_flight_by_a_crashed_node_completes_on_the_first_retry(
+    mongo_url: str,
+) -> None:
+    """A retry of a key whose node crashed mid-publish is not told `503 still in progress`
+    for a minute: it waits out the short takeover age and completes the publish itself."""
+    name = mongo_database(mongo_url)
+    crashed = await opened(Paused(mongo_url, name))
+    store = await opened(MongoStore(mongo_url, name))
+    draft = Draft(user_ids=("alice",), message="once")
+    try:
+        never_finishes = asyncio.create_task(crashed.add(draft, "key"))
+        await asyncio.wait_for(crashed.claimed.wait(), 10)
+        began = time.monotonic()
+        retried = await store.add(draft, "key")
+        elapsed = time.monotonic() - began
+        assert not retried.replayed
+        assert [(n.user_id, n.seq) for n in retried.notifications] == [("alice", 1)]
+        assert elapsed < IDEMPOTENCY_WAIT + 2, f"the retry took {elapsed:.1f}s"
+        crashed.resume.set()
+        assert (await never_finishes).notifications == retried.notifications
+        assert [n.seq for n in await store.after("alice", 0, 10)] == [1]
+    finally:
+        crashed.resume.set()
+        await crashed.close()
         await store.close()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tidings.models import Draft, Notification, now_ms
-from tidings.store import Store
+from tidings.models import Clock, Draft, Notification
+from tidings.store import IdempotencyConflict, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,9 @@ def seqs(found: list[Notification]) -> list[int]:
     return [n.seq for n in found]
 
 
-async def test_add_assigns_seqs_per_user_and_round_trips_every_field(store: Store) -> None:
+async def test_add_assigns_seqs_per_user_and_round_trips_every_field(
+    store: Store, clock: Clock
+) -> None:
     stored = await store.add(
         Draft(
             user_ids=("alice",),
@@ -54,7 +56,7 @@ async def test_add_assigns_seqs_per_user_and_round_trips_every_field(store: Stor
     assert not stored.replayed
     [made] = stored.notifications
     assert (made.user_id, made.seq, made.read_ms) == ("alice", 1, None)
-    assert abs(made.created_ms - now_ms()) < 60_000
+    assert made.created_ms == clock.now_ms()
     [found] = await store.after("alice", 0, 10)
     assert found == made
     assert found.data == AWKWARD_DATA
@@ -165,6 +167,35 @@ async def test_a_repeated_idempotency_key_returns_the_original_and_stores_nothin
     assert seqs(await store.after("alice", 0, 10)) == [1, 2]
 
 
+async def test_a_key_reused_with_a_different_body_is_refused_and_stores_nothing(
+    store: Store,
+) -> None:
+    draft = Draft(user_ids=("alice", "bob"), message="once", link="/a", data={"k": 1})
+    first = await store.add(draft, "key-1")
+    different = [
+        Draft(user_ids=("alice", "bob"), message="twice", link="/a", data={"k": 1}),
+        Draft(user_ids=("alice",), message="once", link="/a", data={"k": 1}),
+        Draft(user_ids=("alice", "bob"), message="once", link="/b", data={"k": 1}),
+        Draft(user_ids=("alice", "bob"), message="once", link="/a", kind="x", data={"k": 1}),
+        Draft(user_ids=("alice", "bob"), message="once", link="/a", data={"k": 2}),
+    ]
+    for other in different:
+        with pytest.raises(IdempotencyConflict, match="key-1"):
+            await store.add(other, "key-1")
+    same = Draft(user_ids=("alice", "bob"), message="once", link="/a", data={"k": 1})
+    again = await store.add(same, "key-1")
+    assert again.replayed
+    assert again.notifications == first.notifications
+    for user in ("alice", "bob"):
+        assert seqs(await store.after(user, 0, 10)) == [1]
+        assert (await store.position(user)).last_seq == 1
+    # The same body with its data keys in another order is the same publish.
+    reordered = Draft(user_ids=("u",), message="m", data={"a": 1, "b": [1, {"c": 2, "d": 3}]})
+    await store.add(reordered, "key-2")
+    swapped = Draft(user_ids=("u",), message="m", data={"b": [1, {"d": 3, "c": 2}], "a": 1})
+    assert (await store.add(swapped, "key-2")).replayed
+
+
 async def test_concurrent_calls_with_one_idempotency_key_store_once(store: Store) -> None:
     draft = Draft(user_ids=("alice",), message="once")
     results = await asyncio.gather(*(store.add(draft, "same") for _ in range(5)))
@@ -174,12 +205,12 @@ async def test_concurrent_calls_with_one_idempotency_key_store_once(store: Store
 
 
 async def test_prune_deletes_oldest_in_bounded_batches_and_records_pruned_upto(
-    store: Store,
+    store: Store, clock: Clock
 ) -> None:
     await add_many(store, "alice", 5)
     await add_many(store, "bob", 2)
-    cutoff = now_ms() + 1
-    await asyncio.sleep(0.01)
+    clock.advance(10)
+    cutoff = clock.now_ms()
     await add(store, "alice", "fresh")
     assert await store.prune(cutoff, 3) == 3
     assert seqs(await store.after("alice", 0, 10)) == [4, 5, 6]
@@ -198,10 +229,10 @@ async def test_prune_deletes_oldest_in_bounded_batches_and_records_pruned_upto(
     assert await add(store, "bob") == 3
 
 
-async def test_an_old_idempotency_key_is_pruned(store: Store) -> None:
+async def test_an_old_idempotency_key_is_pruned(store: Store, clock: Clock) -> None:
     await store.add(Draft(user_ids=("alice",), message="x"), "old-key")
-    await asyncio.sleep(0.01)
-    await store.prune(now_ms(), 100)
+    clock.advance(10)
+    await store.prune(clock.now_ms(), 100)
     again = await store.add(Draft(user_ids=("alice",), message="x"), "old-key")
     assert not again.replayed
     assert again.notifications[0].seq == 2
@@ -273,7 +304,7 @@ async def test_a_deleted_seq_is_never_handed_out_again(store: Store) -> None:
     assert await add(store, "alice") == 4
 
 
-async def test_a_deleted_notification_is_gone_from_every_read(store: Store) -> None:
+async def test_a_deleted_notification_is_gone_from_every_read(store: Store, clock: Clock) -> None:
     await add(store, "alice", "one")
     keyed = await store.add(Draft(user_ids=("alice",), message="two"), "key-2")
     await add(store, "alice", "three")
@@ -292,7 +323,7 @@ async def test_a_deleted_notification_is_gone_from_every_read(store: Store) -> N
     assert replay.notifications == ()
     assert (await store.position("alice")).last_seq == 3
     # Pruning takes the deleted ones with the rest, and still never hands their seqs out.
-    while await store.prune(now_ms() + 1, 2) > 0:
+    while await store.prune(clock.now_ms() + 1, 2) > 0:
         pass
     assert await store.after("alice", 0, 10) == []
     assert (await store.position("alice")).pruned_upto >= 1
@@ -300,15 +331,15 @@ async def test_a_deleted_notification_is_gone_from_every_read(store: Store) -> N
 
 
 @pytest.mark.slow
-async def test_prune_alongside_multi_user_publishes_never_fails(store: Store) -> None:
+async def test_prune_alongside_multi_user_publishes_never_fails(store: Store, clock: Clock) -> None:
     users = [f"u{i:02d}" for i in range(16)]
     # Old notifications created round-robin in descending user order: a prune batch meets its
     # users in the reverse of the order a multi-user publish locks them.
     for _ in range(6):
         for user in reversed(users):
             await add(store, user, "old")
-    cutoff = now_ms() + 1
-    await asyncio.sleep(0.01)
+    clock.advance(10)
+    cutoff = clock.now_ms()
     got: dict[str, list[int]] = {u: [] for u in users}
 
     async def publish(rounds: int) -> None:

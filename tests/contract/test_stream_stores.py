@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ServerFactory, service_url
-from tests.contract.conftest import STORES, fresh_database
+from tests.conftest import ServerFactory
+from tests.contract.conftest import services
 from tests.support import make_token, open_stream
 
 pytestmark = pytest.mark.anyio
-
-SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services"
-
-
-@pytest.fixture(params=STORES)
-def served_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_database(request.param, tmp_path) as url:
-        yield url
 
 
 async def test_a_stream_receives_live_and_replays_after_reconnect(
@@ -60,32 +49,6 @@ async def test_a_stream_receives_live_and_replays_after_reconnect(
 async def get(url: str) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as client:
         return await client.get(url)
-
-
-def services(state: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(SERVICES), "--state", str(state), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-@pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A PostgreSQL of this test's own, so stopping it disturbs no other test."""
-    service_url("POSTGRES")  # skip (or fail under CI) exactly when the shared one is missing
-    state = tmp_path / "services"
-    out = services(state, "up", "postgres")
-    url = out.strip().partition("=")[2]
-    assert url.startswith("postgresql://"), out
-    try:
-        yield url, state
-    finally:
-        services(state, "down")
 
 
 async def test_a_lost_database_answers_503_keeps_streams_and_catches_up(

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from tidings.bus.base import Bus
 from tidings.settings import ConfigError
+from tidings.store.factory import database_key
 
 __all__ = ["create_bus"]
 
@@ -35,8 +36,5 @@ def create_bus(url: str, database_url: str) -> Bus:
 
 def default_socket_path(database_url: str) -> str:
     """One socket per database, so `tidings send` finds the server that serves the same data."""
-    key = database_url
-    if database_url.startswith("sqlite:///"):
-        key = "sqlite:" + os.path.abspath(database_url[len("sqlite:///") :])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(database_key(database_url).encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), f"tidings-{digest}.sock")

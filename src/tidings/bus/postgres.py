@@ -16,8 +16,14 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from tidings.bus.redis import split_channel
-from tidings.bus.shared import CONNECT_TIMEOUT, KEEPALIVE, PING_TIMEOUT, TICK, SharedBus
+from tidings.bus.shared import (
+    CONNECT_TIMEOUT,
+    KEEPALIVE,
+    PING_TIMEOUT,
+    TICK,
+    SharedBus,
+    split_channel,
+)
 from tidings.settings import ConfigError
 
 __all__ = ["PostgresBus"]

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -26,6 +26,7 @@ from tidings.bus.shared import (
     PING_TIMEOUT,
     TICK,
     SharedBus,
+    split_channel,
 )
 
 __all__ = ["RedisBus"]
@@ -33,20 +34,6 @@ __all__ = ["RedisBus"]
 DEFAULT_CHANNEL: Final = "tidings"
 # Redis takes far larger messages; batches this size keep one message cheap for every node.
 REDIS_LIMIT: Final = 32 * 1024
-
-
-def split_channel(url: str, default: str) -> tuple[str, str]:
-    """`(url without ?channel=, channel)`: the driver would not know the parameter."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    channel = default
-    kept: list[tuple[str, str]] = []
-    for key, value in query:
-        if key == "channel" and value:
-            channel = value
-        else:
-            kept.append((key, value))
-    return urlunsplit(parts._replace(query=urlencode(kept))), channel
 
 
 class RedisBus(SharedBus):

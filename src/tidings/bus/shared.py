@@ -16,12 +16,13 @@ import logging
 import random
 from collections.abc import Sequence
 from typing import Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings.bus import wire
 from tidings.bus.base import Deliver
 from tidings.models import Event, Resync
 
-__all__ = ["SharedBus"]
+__all__ = ["SharedBus", "split_channel"]
 
 log = logging.getLogger("tidings.bus")
 
@@ -36,6 +37,20 @@ TICK: Final = 1.0
 # With no traffic for this long the reader pings; no answer within PING_TIMEOUT is a dead link.
 KEEPALIVE: Final = 10.0
 PING_TIMEOUT: Final = 5.0
+
+
+def split_channel(url: str, default: str) -> tuple[str, str]:
+    """`(url without ?channel=, channel)`: the driver would not know the parameter."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    channel = default
+    kept: list[tuple[str, str]] = []
+    for key, value in query:
+        if key == "channel" and value:
+            channel = value
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), channel
 
 
 class SharedBus(abc.ABC):

@@ -1,4 +1,8 @@
-"""The store contract: the database is the event log, and every backend honours it alike."""
+"""The store contract: the database is the event log, and every backend honours it alike.
+
+`tests/contract` runs one suite against every backend; what a method's docstring promises here
+is what that suite checks. Shared logic lives in `store/common.py`; a backend holds only its I/O.
+"""
 
 from __future__ import annotations
 
@@ -7,48 +11,66 @@ from typing import Protocol
 
 from tidings.models import Draft, Notification, Position, Stored
 
-__all__ = ["Store", "StoreUnavailable"]
+__all__ = ["IdempotencyConflict", "Store", "StoreUnavailable"]
 
 
 class StoreUnavailable(RuntimeError):
-    """The database cannot be reached; nothing was written. Publishing answers 503."""
+    """The database cannot answer now (down, overloaded, or this node's limit on concurrent
+    store work is reached). A publish that raised it may or may not have been stored; a retry
+    with the same idempotency key is always safe. Answered 503 with `retry-after`."""
+
+
+class IdempotencyConflict(ValueError):
+    """An idempotency key was reused with a different publish. Nothing was stored; answered 409."""
 
 
 class Store(Protocol):
     async def open(self) -> None:
-        """Connect, and create or upgrade the schema (idempotent)."""
+        """Connect, and create or upgrade the schema in place (idempotent; several nodes may
+        open at once). Raise `StoreUnavailable` for a database a newer tidings has upgraded."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections; a call waiting on the store fails with `StoreUnavailable`."""
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` when the database cannot answer."""
 
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
-        """Store one notification per user in `draft.user_ids`, in one transaction.
+        """Store one notification per user in `draft.user_ids`, all or none.
 
-        Each gets its user's next seq, and commit order equals seq order per user, also with
-        concurrent writers in other processes. A repeated `idempotency_key` returns what the
-        first call stored and stores nothing.
+        Each gets its user's next seq (never one handed out before, even if deleted or pruned),
+        and commit order equals seq order per user, also with concurrent writers in other
+        processes. A repeated `idempotency_key` with the same draft stores nothing and returns
+        what the first call stored, `replayed`; with a different draft it raises
+        `IdempotencyConflict`. A key whose first call failed midway is completed by the retry,
+        never stored twice, and returned as a first publish (not `replayed`).
         """
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
-        """Notifications with a seq greater than `seq`, ascending, at most `limit`."""
+        """The user's notifications with a seq greater than `seq`, ascending, at most `limit`;
+        deleted and pruned ones are absent. A seq is never visible before a smaller one."""
 
-    async def position(self, user_id: str) -> Position: ...
+    async def position(self, user_id: str) -> Position:
+        """The newest seq handed out to the user, and up to which seq pruning removed (0, 0
+        for a user never published to)."""
 
     async def page(
         self, user_id: str, *, limit: int, before: int | None, unread_only: bool
     ) -> list[Notification]:
         """Newest first; `before` excludes that seq and everything newer."""
 
-    async def unread_count(self, user_id: str) -> int: ...
+    async def unread_count(self, user_id: str) -> int:
+        """The user's notifications not marked read and not deleted."""
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
     ) -> list[int]:
-        """Mark the user's own unread notifications read; return the seqs that changed."""
+        """Mark the user's own unread notifications read; return the seqs that changed,
+        ascending. Someone else's seqs, deleted and already read ones are not changed."""
 
-    async def delete(self, user_id: str, seq: int) -> bool: ...
+    async def delete(self, user_id: str, seq: int) -> bool:
+        """Remove one of the user's notifications; False when it was not there."""
 
     async def prune(self, older_than_ms: int, batch: int) -> int:
-        """Delete at most `batch` notifications created before `older_than_ms`; return count."""
+        """Delete at most `batch` notifications created before `older_than_ms` (and idempotency
+        keys as old), raising the users' `pruned_upto` in the same step; return the count."""

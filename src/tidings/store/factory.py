@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
-from tidings.settings import ConfigError
+from tidings.models import Clock
+from tidings.settings import ConfigError, Settings
 from tidings.store.base import Store
 
-__all__ = ["create_store"]
+__all__ = ["create_store", "database_key"]
 
 
-def create_store(url: str, *, retention_days: float | None = None) -> Store:
-    """`retention_days` sizes the MongoDB TTL index (a safety net behind the pruning)."""
+def create_store(
+    url: str, settings: Settings | None = None, *, clock: Clock | None = None
+) -> Store:
+    """The store `url` names. Each backend takes its own options from `settings` here, so no
+    caller passes an option only one backend knows; `clock` stamps what the store writes (tests
+    pass one they set)."""
+    settings = settings or Settings()
+    clock = clock or Clock()
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from tidings.store.sqlite import SqliteStore
 
-        return SqliteStore(sqlite_path(url))
+        synchronous = settings.sqlite_synchronous.upper()
+        return SqliteStore(sqlite_path(url), clock=clock, synchronous=synchronous)
     if scheme in ("postgresql", "postgres"):
         from tidings.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, clock=clock)
     if scheme in ("mongodb", "mongodb+srv"):
         from tidings.store.mongo import MongoStore
 
-        return MongoStore(url, mongo_database(url), retention_days=retention_days)
+        # The TTL index behind the pruning is sized from the retention.
+        retention = settings.retention_days
+        return MongoStore(url, mongo_database(url), retention_days=retention, clock=clock)
     raise ConfigError(
         f"TIDINGS_DATABASE_URL: unsupported scheme {scheme!r} "
         "(use sqlite:///path, postgresql://… or mongodb://…/dbname)"
@@ -37,6 +48,13 @@ def sqlite_path(url: str) -> str:
     if not url.startswith(prefix) or len(url) == len(prefix):
         raise ConfigError(f"TIDINGS_DATABASE_URL: expected sqlite:///path, got {url!r}")
     return url[len(prefix) :]
+
+
+def database_key(url: str) -> str:
+    """What names the data `url` points at: one SQLite file, however its path is written."""
+    if urlsplit(url).scheme == "sqlite":
+        return "sqlite:" + os.path.abspath(sqlite_path(url))
+    return url
 
 
 def mongo_database(url: str) -> str:

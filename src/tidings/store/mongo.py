@@ -20,6 +20,15 @@ missing, and returns the whole set as a first publish (so it is announced). Remo
 documents instead is not safe without transactions: they were visible the moment they were
 inserted, and the removal would fail in the very outage that failed the publish.
 
+The fence: a keyed document's `_id` is made of the key and the user, so the unique `_id` index
+refuses a second document for one key and user at insert time, whoever sends it. A slow node
+whose claim was taken over meanwhile loses that insert, finds the document the new owner
+stored, and answers with it: one notification per key and user, whatever the timing. That is
+what lets the takeover age be seconds instead of a minute.
+
+Write concern: `w=majority` with journaling unless the URL sets `w` or `journal`, so an
+acknowledged publish is on disk (and on most replica-set members) before it is answered.
+
 Retention: `prune` deletes in bounded batches and first raises the users' `pruned_upto`, so a
 stream resuming below it is told to reset. The TTL index is only a safety net for a deployment
 whose nodes stopped pruning: it expires a day after the retention, and deletes silently.
@@ -32,9 +41,10 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -49,17 +59,24 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from tidings.models import Draft, Notification, Position, Stored, now_ms
+from tidings.models import Clock, Draft, Notification, Position, Stored
 from tidings.store.base import StoreUnavailable
+from tidings.store.common import (
+    SCHEMA_VERSION,
+    check_fingerprint,
+    check_schema,
+    chunks,
+    encode_data,
+    made,
+    notification,
+)
 
 __all__ = ["MongoStore"]
 
-T = TypeVar("T")
 Doc = dict[str, Any]
 
 log = logging.getLogger("tidings.store.mongo")
 
-SCHEMA_VERSION = 1
 # Every network await is bounded (pymongo applies these to each operation).
 CONNECT_TIMEOUT_MS = 5_000
 SERVER_SELECTION_TIMEOUT_MS = 5_000
@@ -70,9 +87,12 @@ CHUNK = 1000
 # A publisher that keeps losing the race for a seq gives up (it answers 503) instead of spinning.
 CLAIM_ATTEMPTS = 200
 # A repeated idempotency key waits this long for the first call to finish; a claim older than
-# the takeover age is a crashed publisher's and is taken over.
-IDEMPOTENCY_WAIT = 10.0
-IDEMPOTENCY_TAKEOVER_MS = 60_000
+# the takeover age is a crashed (or very slow) publisher's and is taken over. Short, because the
+# `_id` fence makes a takeover of a live publisher harmless; the wait outlasts the takeover age,
+# so a retry after a crash completes the publish itself instead of answering 503.
+IDEMPOTENCY_WAIT = 4.0
+IDEMPOTENCY_POLL = 0.1
+IDEMPOTENCY_TAKEOVER_MS = 3_000
 TTL_MARGIN_DAYS = 1.0
 DUPLICATE_KEY = 11000
 BULK_UPDATES = 50
@@ -89,6 +109,11 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def _fence(key: str, user_id: str) -> str:
+    """The `_id` of the one document a key may have for a user."""
+    return json.dumps([key, user_id], ensure_ascii=False, separators=(",", ":"))
+
+
 def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int, key: str | None) -> Doc:
     doc: Doc = {
         "user_id": user_id,
@@ -96,8 +121,6 @@ def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int, key: str |
         "message": draft.message,
         "link": draft.link,
         "kind": draft.kind,
-        # Encoded: FerretDB refuses keys with `.` or a leading `$`, and nested arrays; a string
-        # carries any JSON object through unchanged.
         "data": data,
         "created_ms": stamp,
         "read_ms": None,
@@ -105,33 +128,52 @@ def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int, key: str |
         "created_at": datetime.fromtimestamp(stamp / 1000, UTC),
     }
     if key is not None:
+        doc["_id"] = _fence(key, user_id)
         doc["ikey"] = key
     return doc
 
 
 def _notification(doc: Doc) -> Notification:
-    return Notification(
-        user_id=doc["user_id"],
-        seq=doc["seq"],
-        message=doc["message"],
-        link=doc.get("link"),
-        kind=doc.get("kind"),
-        data=json.loads(doc["data"]),
-        created_ms=doc["created_ms"],
-        read_ms=doc.get("read_ms"),
+    return notification(
+        (
+            doc["user_id"],
+            doc["seq"],
+            doc["message"],
+            doc.get("link"),
+            doc.get("kind"),
+            doc["data"],
+            doc["created_ms"],
+            doc.get("read_ms"),
+        )
     )
 
 
-def _chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _write_concern(url: str) -> dict[str, Any]:
+    """Durable by default; a URL that sets `w` or `journal` itself is taken as it is."""
+    given = {k.lower() for k in parse_qs(urlsplit(url).query)}
+    concern: dict[str, Any] = {}
+    if "w" not in given:
+        concern["w"] = "majority"
+    if "journal" not in given:
+        concern["journal"] = True
+    return concern
 
 
 class MongoStore:
-    def __init__(self, url: str, database: str, *, retention_days: float | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        retention_days: float | None = None,
+        clock: Clock | None = None,
+        takeover_ms: int = IDEMPOTENCY_TAKEOVER_MS,
+    ) -> None:
         self.url = url
         self.database = database
         self.retention_days = retention_days
+        self.clock = clock or Clock()
+        self.takeover_ms = takeover_ms
         self._client: AsyncMongoClient[Doc] | None = None
         self._group_max = True
 
@@ -175,6 +217,7 @@ class MongoStore:
             # duplicate for our own insert.
             retryWrites=False,
             appname="tidings",
+            **_write_concern(self.url),
         )
         async with self._guard():
             await self._migrate()
@@ -183,10 +226,7 @@ class MongoStore:
         meta = self._db["meta"]
         found = await meta.find_one({"_id": "schema"})
         version = 0 if found is None else int(found["version"])
-        if version > SCHEMA_VERSION:
-            raise StoreUnavailable(
-                f"MongoDB: database schema {version} is newer than this tidings ({SCHEMA_VERSION})"
-            )
+        check_schema("MongoDB", version)
         notifications = self._notifications
         # Each user query is a range scan of one of these.
         await notifications.create_index(
@@ -235,18 +275,15 @@ class MongoStore:
         user_ids = list(dict.fromkeys(draft.user_ids))
         async with self._guard():
             if idempotency_key is None:
-                return Stored(tuple(await self._insert(user_ids, draft, None)))
+                return Stored(tuple(await self._insert_unkeyed(user_ids, draft)))
             key = idempotency_key
-            owner, replayed, recover = await self._claim_key(key)
+            owner, replayed, recover = await self._claim_key(key, draft)
             if replayed is not None:
                 return replayed
             try:
                 done = await self._recover(key, user_ids) if recover else {}
-                made = await self._insert([u for u in user_ids if u not in done], draft, key)
-                new = {n.user_id: n for n in made}
-                result = [
-                    n for u in user_ids if (n := done[u] if u in done else new[u]) is not None
-                ]
+                done.update(await self._insert([u for u in user_ids if u not in done], draft, key))
+                result = [n for u in user_ids if (n := done[u]) is not None]
                 await self._record_refs(key, owner, result)
             except BaseException:
                 # Never free the key once an insert may have been sent: a retry would store
@@ -259,6 +296,10 @@ class MongoStore:
                 raise
         return Stored(tuple(result))
 
+    async def _insert_unkeyed(self, user_ids: list[str], draft: Draft) -> list[Notification]:
+        got = await self._insert(user_ids, draft, None)
+        return [n for u in user_ids if (n := got[u]) is not None]
+
     async def _record_refs(self, key: str, owner: str, made: Sequence[Notification]) -> None:
         # Documents, not pairs: FerretDB refuses nested arrays.
         refs = [{"u": n.user_id, "s": n.seq} for n in made]
@@ -267,26 +308,33 @@ class MongoStore:
     async def _recover(self, key: str, user_ids: Sequence[str]) -> dict[str, Notification | None]:
         """What an abandoned attempt with this key stored, per user (None: deleted since)."""
         found: dict[str, Notification | None] = {}
-        for chunk in _chunks(user_ids):
+        for chunk in chunks(user_ids, CHUNK):
             query = {"user_id": {"$in": list(chunk)}, "ikey": key}
             async for doc in self._notifications.find(query):
                 found[doc["user_id"]] = None if doc.get("deleted") else _notification(doc)
         return found
 
-    async def _claim_key(self, key: str) -> tuple[str, Stored | None, bool]:
+    async def _claim_key(self, key: str, draft: Draft) -> tuple[str, Stored | None, bool]:
         """Own the key, or return what its first call stored.
 
         The flag says the key was taken over from an abandoned or crashed attempt, which may
         have stored for some of the users already.
         """
         owner = secrets.token_hex(8)
+        fingerprint = draft.fingerprint()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + IDEMPOTENCY_WAIT
         while True:
-            stamp = now_ms()
+            stamp = self.clock.now_ms()
             try:
                 await self._idempotency.insert_one(
-                    {"_id": key, "created_ms": stamp, "owner": owner, "refs": None}
+                    {
+                        "_id": key,
+                        "created_ms": stamp,
+                        "owner": owner,
+                        "refs": None,
+                        "fp": fingerprint,
+                    }
                 )
                 return owner, None, False
             except DuplicateKeyError:
@@ -294,11 +342,12 @@ class MongoStore:
             found = await self._idempotency.find_one({"_id": key})
             if found is None:
                 continue  # pruned meanwhile
+            check_fingerprint(key, found.get("fp"), draft)
             if found.get("refs") is not None:
                 stored = Stored(tuple(await self._fetch_refs(found["refs"])), replayed=True)
                 return owner, stored, False
             abandoned = found.get("owner") is None
-            if abandoned or stamp - int(found["created_ms"]) > IDEMPOTENCY_TAKEOVER_MS:
+            if abandoned or stamp - int(found["created_ms"]) > self.takeover_ms:
                 taken = await self._idempotency.update_one(
                     {"_id": key, "owner": found.get("owner"), "refs": None},
                     {"$set": {"owner": owner, "created_ms": stamp}},
@@ -310,11 +359,11 @@ class MongoStore:
                 raise StoreUnavailable(
                     "MongoDB: a publish with this idempotency key is still in progress"
                 )
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(IDEMPOTENCY_POLL)
 
     async def _fetch_refs(self, refs: list[Doc]) -> list[Notification]:
         found: list[Notification] = []
-        for chunk in _chunks([(r["u"], r["s"]) for r in refs]):
+        for chunk in chunks([(r["u"], r["s"]) for r in refs], CHUNK):
             query = {"$or": [{"user_id": u, "seq": s} for u, s in chunk], **LIVE}
             docs = {(d["user_id"], d["seq"]): d async for d in self._notifications.find(query)}
             found.extend(_notification(docs[(u, s)]) for u, s in chunk if (u, s) in docs)
@@ -322,25 +371,33 @@ class MongoStore:
 
     async def _insert(
         self, user_ids: list[str], draft: Draft, key: str | None
-    ) -> list[Notification]:
+    ) -> dict[str, Notification | None]:
+        """Per user, the notification stored (None: the key's document, deleted since)."""
         if not user_ids:
-            return []
-        data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
+            return {}
+        data = encode_data(draft.data)
         last = await self._taken(user_ids)
-        claimed: dict[str, tuple[int, int]] = {}
+        result: dict[str, Notification | None] = {}
         pending = user_ids
         for _ in range(CLAIM_ATTEMPTS):
-            stamp = now_ms()
+            stamp = self.clock.now_ms()
             docs = [_doc(u, last[u] + 1, draft, data, stamp, key) for u in pending]
             lost: list[str] = []
-            for chunk in _chunks(docs):
+            for chunk in chunks(docs, CHUNK):
                 lost.extend(await self._insert_chunk(chunk))
             lost_set = set(lost)
-            for doc in docs:
-                if doc["user_id"] not in lost_set:
-                    claimed[doc["user_id"]] = (doc["seq"], stamp)
+            mine = [(d["user_id"], d["seq"]) for d in docs if d["user_id"] not in lost_set]
+            result.update((n.user_id, n) for n in made(draft, mine, stamp))
             if not lost:
                 break
+            if key is not None:
+                # Lost to the fence: another owner of this key (one that took it over, or
+                # the slow one it was taken from) stored for these users; theirs stands.
+                fenced = await self._recover(key, lost)
+                result.update(fenced)
+                lost = [u for u in lost if u not in fenced]
+                if not lost:
+                    break
             # Another publisher claimed those seqs first: start again from what is visible now.
             taken = await self._taken(lost)
             for u in lost:
@@ -348,18 +405,7 @@ class MongoStore:
             pending = lost
         else:
             raise StoreUnavailable("MongoDB: too much contention for the users' next seq")
-        return [
-            Notification(
-                user_id=u,
-                seq=claimed[u][0],
-                message=draft.message,
-                link=draft.link,
-                kind=draft.kind,
-                data=draft.data,
-                created_ms=claimed[u][1],
-            )
-            for u in user_ids
-        ]
+        return result
 
     async def _insert_chunk(self, docs: Sequence[Doc]) -> list[str]:
         """Insert; return the users whose seq was taken by another publisher."""
@@ -389,7 +435,7 @@ class MongoStore:
             [user_id] = user_ids
             taken[user_id] = await self._newest(user_id)
         else:
-            for chunk in _chunks(user_ids):
+            for chunk in chunks(user_ids, CHUNK):
                 async for user_id, seq in self._newest_many(list(chunk)):
                     taken[user_id] = max(taken[user_id], seq)
         floors = await self._floors(user_ids)
@@ -422,7 +468,7 @@ class MongoStore:
 
     async def _floors(self, user_ids: Sequence[str]) -> dict[str, int]:
         floors = dict.fromkeys(user_ids, 0)
-        for chunk in _chunks(user_ids):
+        for chunk in chunks(user_ids, CHUNK):
             async for doc in self._users.find({"_id": {"$in": list(chunk)}}):
                 floors[doc["_id"]] = max(doc.get("floor", 0), doc.get("pruned_upto", 0))
         return floors
@@ -432,7 +478,7 @@ class MongoStore:
         # Create the missing users first, by plain inserts that may lose to another writer, and
         # then update without upserting: FerretDB v1 answers an update command whose upsert lost
         # such a race without the counts PyMongo reads (KeyError: 'nModified').
-        for users in _chunks(list(seqs)):
+        for users in chunks(list(seqs), CHUNK):
             try:
                 await self._users.insert_many([{"_id": u} for u in users], ordered=False)
             except BulkWriteError as exc:
@@ -441,7 +487,7 @@ class MongoStore:
                     raise StoreUnavailable("MongoDB: could not record the users' floors") from exc
         ops = [UpdateOne({"_id": u}, {"$max": dict.fromkeys(fields, s)}) for u, s in seqs.items()]
         # Small bulk writes: FerretDB v1 stalls on an update command with ~100 statements.
-        for chunk in _chunks(ops, BULK_UPDATES):
+        for chunk in chunks(ops, BULK_UPDATES):
             await self._users.bulk_write(list(chunk), ordered=False)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -498,7 +544,7 @@ class MongoStore:
                 return []
             await self._notifications.update_many(
                 {"user_id": user_id, "read_ms": None, "seq": {"$in": seqs}},
-                {"$set": {"read_ms": now_ms()}},
+                {"$set": {"read_ms": self.clock.now_ms()}},
             )
         return sorted(seqs)
 
@@ -510,7 +556,7 @@ class MongoStore:
         async with self._guard():
             result = await self._notifications.update_one(
                 {"user_id": user_id, "seq": seq, **LIVE},
-                {"$set": {**tombstone, "read_ms": now_ms()}},
+                {"$set": {**tombstone, "read_ms": self.clock.now_ms()}},
             )
         return bool(result.modified_count)
 
@@ -531,7 +577,7 @@ class MongoStore:
             # a publisher never reuses a removed seq. Tombstones go with the rest.
             await self._raise(highest, ("floor", "pruned_upto"))
             deleted = 0
-            for chunk in _chunks([d["_id"] for d in docs]):
+            for chunk in chunks([d["_id"] for d in docs], CHUNK):
                 result = await self._notifications.delete_many({"_id": {"$in": list(chunk)}})
                 deleted += result.deleted_count
             keys = [

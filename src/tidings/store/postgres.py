@@ -17,12 +17,20 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from tidings.models import Draft, Notification, Position, Stored, now_ms
+from tidings.models import Clock, Draft, Notification, Position, Stored
 from tidings.store.base import StoreUnavailable
+from tidings.store.common import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    check_fingerprint,
+    check_schema,
+    encode_data,
+    made,
+    notification,
+)
 
 __all__ = ["PostgresStore"]
 
-SCHEMA_VERSION = 1
 # Every network await is bounded: connecting, waiting for a pooled connection, each statement.
 CONNECT_TIMEOUT = 5.0
 ACQUIRE_TIMEOUT = 5.0
@@ -65,6 +73,7 @@ CREATE TABLE IF NOT EXISTS tidings_idempotency (
 );
 CREATE INDEX IF NOT EXISTS tidings_idempotency_created ON tidings_idempotency (created_ms);
 """,
+    2: "ALTER TABLE tidings_idempotency ADD COLUMN IF NOT EXISTS fingerprint text;",
 }
 
 if TYPE_CHECKING:
@@ -72,14 +81,15 @@ if TYPE_CHECKING:
 
     Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-COLUMNS = "user_id, seq, message, link, kind, data, created_ms, read_ms"
-
-# What a lost or refused connection looks like through asyncpg.
+# What a lost or refused connection looks like through asyncpg. InternalClientError covers the
+# protocol state errors met when the server goes away mid-operation ("cannot switch to state
+# 15; another operation is in progress"): the connection is unusable, the database unreachable.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
@@ -102,22 +112,10 @@ async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-def _row(row: asyncpg.Record) -> Notification:
-    return Notification(
-        user_id=row["user_id"],
-        seq=row["seq"],
-        message=row["message"],
-        link=row["link"],
-        kind=row["kind"],
-        data=json.loads(row["data"]),
-        created_ms=row["created_ms"],
-        read_ms=row["read_ms"],
-    )
-
-
 class PostgresStore:
-    def __init__(self, url: str, *, pool_max: int = POOL_MAX) -> None:
+    def __init__(self, url: str, *, pool_max: int = POOL_MAX, clock: Clock | None = None) -> None:
         self.url = url
+        self.clock = clock or Clock()
         self._pool_max = pool_max
         self._pool: asyncpg.Pool | None = None
 
@@ -147,7 +145,7 @@ class PostgresStore:
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
         async with self._conn() as conn:
-            await _migrate(conn)
+            await _migrate(conn, self.clock.now_ms())
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -166,23 +164,28 @@ class PostgresStore:
 
     async def _add(self, draft: Draft, idempotency_key: str | None) -> Stored:
         user_ids = list(dict.fromkeys(draft.user_ids))
-        stamp = now_ms()
-        data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
+        stamp = self.clock.now_ms()
+        data = encode_data(draft.data)
         async with self._conn() as conn, conn.transaction():
             if idempotency_key is not None:
                 # A concurrent first call holds this key's index entry until it commits; we wait
                 # for it here and then find its refs.
                 fresh = await conn.fetchval(
-                    "INSERT INTO tidings_idempotency (key, created_ms, refs) VALUES ($1, $2, '[]') "
-                    "ON CONFLICT (key) DO NOTHING RETURNING true",
+                    "INSERT INTO tidings_idempotency (key, created_ms, refs, fingerprint) "
+                    "VALUES ($1, $2, '[]', $3) ON CONFLICT (key) DO NOTHING RETURNING true",
                     idempotency_key,
                     stamp,
+                    draft.fingerprint(),
                 )
                 if not fresh:
-                    refs = await conn.fetchval(
-                        "SELECT refs FROM tidings_idempotency WHERE key = $1", idempotency_key
+                    row = await conn.fetchrow(
+                        "SELECT refs, fingerprint FROM tidings_idempotency WHERE key = $1",
+                        idempotency_key,
                     )
-                    found = await _fetch_refs(conn, json.loads(refs))
+                    if row is None:  # pruned since the insert met it
+                        raise StoreUnavailable("PostgreSQL: the idempotency key changed; retry")
+                    check_fingerprint(idempotency_key, row["fingerprint"], draft)
+                    found = await _fetch_refs(conn, json.loads(row["refs"]))
                     return Stored(tuple(found), replayed=True)
             rows = await conn.fetch(
                 "INSERT INTO tidings_users AS u (user_id, last_seq) "
@@ -212,20 +215,7 @@ class PostgresStore:
                     idempotency_key,
                     refs_text,
                 )
-        return Stored(
-            tuple(
-                Notification(
-                    user_id=u,
-                    seq=s,
-                    message=draft.message,
-                    link=draft.link,
-                    kind=draft.kind,
-                    data=draft.data,
-                    created_ms=stamp,
-                )
-                for u, s in zip(user_ids, ordered, strict=True)
-            )
-        )
+        return Stored(made(draft, zip(user_ids, ordered, strict=True), stamp))
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         async with self._conn() as conn:
@@ -236,7 +226,7 @@ class PostgresStore:
                 seq,
                 limit,
             )
-        return [_row(r) for r in rows]
+        return [notification(r) for r in rows]
 
     async def position(self, user_id: str) -> Position:
         async with self._conn() as conn:
@@ -261,7 +251,7 @@ class PostgresStore:
                 before if before is not None else 2**62,
                 limit,
             )
-        return [_row(r) for r in rows]
+        return [notification(r) for r in rows]
 
     async def unread_count(self, user_id: str) -> int:
         async with self._conn() as conn:
@@ -274,7 +264,7 @@ class PostgresStore:
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
     ) -> list[int]:
-        stamp = now_ms()
+        stamp = self.clock.now_ms()
         async with self._conn() as conn:
             if up_to is not None:
                 rows = await conn.fetch(
@@ -348,7 +338,7 @@ class PostgresStore:
         return sum(int(r["n"]) for r in gone)
 
 
-async def _migrate(conn: Conn) -> None:
+async def _migrate(conn: Conn, stamp: int) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute(
@@ -356,24 +346,21 @@ async def _migrate(conn: Conn) -> None:
             "applied_ms bigint NOT NULL)"
         )
         version = await conn.fetchval("SELECT max(version) FROM tidings_schema") or 0
-        if version > SCHEMA_VERSION:
-            raise StoreUnavailable(
-                f"PostgreSQL: database schema {version} is newer than this tidings "
-                f"({SCHEMA_VERSION})"
-            )
+        check_schema("PostgreSQL", version)
         for step in range(version + 1, SCHEMA_VERSION + 1):
             await conn.execute(MIGRATIONS[step])
-            await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, now_ms())
+            await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, stamp)
 
 
 async def _fetch_refs(conn: Conn, refs: list[list[Any]]) -> list[Notification]:
     if not refs:
         return []
+    columns = ", ".join(f"n.{c.strip()}" for c in COLUMNS.split(","))
     rows = await conn.fetch(
-        "SELECT n.user_id, n.seq, n.message, n.link, n.kind, n.data, n.created_ms, n.read_ms "
+        f"SELECT {columns} "
         "FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r (user_id, seq, i) "
         "JOIN tidings_notifications AS n ON n.user_id = r.user_id AND n.seq = r.seq ORDER BY r.i",
         [r[0] for r in refs],
         [r[1] for r in refs],
     )
-    return [_row(r) for r in rows]
+    return [notification(r) for r in rows]

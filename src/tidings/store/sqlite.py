@@ -18,19 +18,28 @@ import contextlib
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tidings.models import Draft, Notification, Position, Stored, now_ms
+from tidings.models import Clock, Draft, Notification, Position, Stored
 from tidings.store.base import StoreUnavailable
+from tidings.store.common import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    check_fingerprint,
+    check_schema,
+    chunks,
+    encode_data,
+    made,
+    notification,
+)
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
 # Reads never wait for writers in WAL mode; this only covers a checkpoint's brief exclusive moment.
 READ_BUSY_TIMEOUT_MS = 250
@@ -39,7 +48,14 @@ MAX_BATCH = 256
 # SQLite's default limit on bound parameters is 32766; stay well below it.
 IN_CHUNK = 500
 
-SCHEMA = """
+# `PRAGMA synchronous` levels offered (TIDINGS_SQLITE_SYNCHRONOUS). In WAL mode NORMAL survives a
+# process crash but an OS crash or power cut can lose the newest commits; FULL syncs the WAL on
+# every commit (one fsync per group-committed batch), so an acknowledged publish survives both.
+SYNCHRONOUS = ("NORMAL", "FULL")
+
+# Schema version -> the step that reaches it from the one before.
+MIGRATIONS: dict[int, str] = {
+    1: """
 CREATE TABLE IF NOT EXISTS users (
     user_id     TEXT PRIMARY KEY,
     last_seq    INTEGER NOT NULL,
@@ -65,34 +81,23 @@ CREATE TABLE IF NOT EXISTS idempotency (
     refs       TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
-"""
-
-COLUMNS = "user_id, seq, message, link, kind, data, created_ms, read_ms"
-
-
-def _row(row: sqlite3.Row | tuple[Any, ...]) -> Notification:
-    return Notification(
-        user_id=row[0],
-        seq=row[1],
-        message=row[2],
-        link=row[3],
-        kind=row[4],
-        data=json.loads(row[5]),
-        created_ms=row[6],
-        read_ms=row[7],
-    )
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+""",
+    2: "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
+}
 
 
 class _Connection:
     """One sqlite3 connection, used only from its own thread."""
 
-    def __init__(self, path: str, name: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        path: str,
+        name: str,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        synchronous: str = "FULL",
+    ) -> None:
         self._path = path
+        self._synchronous = synchronous
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
         self._busy_timeout_ms = busy_timeout_ms
@@ -119,8 +124,7 @@ class _Connection:
         )
         conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
-        # In WAL mode NORMAL survives a process crash; only an OS crash can lose the newest commits.
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
 
     async def close(self) -> None:
@@ -151,9 +155,12 @@ _Pending = tuple[Draft, "str | None", "asyncio.Future[Stored]"]
 
 
 class SqliteStore:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, clock: Clock | None = None, synchronous: str = "FULL") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
         self.path = path
-        self._writer = _Connection(path, "tidings-sqlite-w")
+        self.clock = clock or Clock()
+        self._writer = _Connection(path, "tidings-sqlite-w", synchronous=synchronous)
         self._reader = _Inline(path)
         self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
@@ -199,8 +206,9 @@ class SqliteStore:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
                 work = [(draft, key) for draft, key, _ in batch]
+                add = functools.partial(_add_batch, work=work, stamp=self.clock.now_ms())
                 try:
-                    outcomes = await self._writer.run(functools.partial(_add_batch, work=work))
+                    outcomes = await self._writer.run(add)
                 except Exception as exc:
                     outcomes = [exc] * len(batch)
                 except asyncio.CancelledError:
@@ -225,7 +233,7 @@ class SqliteStore:
             "ORDER BY seq LIMIT ?"
         )
         rows = await self._reader.run(lambda c: c.execute(sql, (user_id, seq, limit)).fetchall())
-        return [_row(r) for r in rows]
+        return [notification(r) for r in rows]
 
     async def position(self, user_id: str) -> Position:
         sql = "SELECT last_seq, pruned_upto FROM users WHERE user_id = ?"
@@ -245,7 +253,7 @@ class SqliteStore:
         params.append(limit)
         sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [_row(r) for r in rows]
+        return [notification(r) for r in rows]
 
     async def unread_count(self, user_id: str) -> int:
         sql = "SELECT count(*) FROM notifications WHERE user_id = ? AND read_ms IS NULL"
@@ -255,8 +263,9 @@ class SqliteStore:
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
     ) -> list[int]:
+        stamp = self.clock.now_ms()
+
         def _mark(c: sqlite3.Connection) -> list[int]:
-            stamp = now_ms()
             if up_to is not None:
                 rows = c.execute(
                     "UPDATE notifications SET read_ms = ? "
@@ -268,7 +277,7 @@ class SqliteStore:
             wanted = sorted(set(ids or ()))
             c.execute("BEGIN IMMEDIATE")
             try:
-                for chunk in _chunks(wanted, IN_CHUNK):
+                for chunk in chunks(wanted, IN_CHUNK):
                     marks = ",".join("?" * len(chunk))
                     rows = c.execute(
                         "UPDATE notifications SET read_ms = ? WHERE user_id = ? "
@@ -295,16 +304,27 @@ class SqliteStore:
 
 def _migrate(c: sqlite3.Connection) -> None:
     version = c.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StoreUnavailable(
-            f"SQLite: database schema {version} is newer than this tidings ({SCHEMA_VERSION})"
-        )
-    c.executescript(SCHEMA)
-    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    check_schema("SQLite", version)
+    if version == SCHEMA_VERSION:
+        return
+    # Under the write lock, and the version read again under it: two processes starting
+    # together must not both run a step (ADD COLUMN fails the second time).
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    c.execute(statement)
+        c.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
 
 
 def _add_batch(
-    c: sqlite3.Connection, work: list[tuple[Draft, str | None]]
+    c: sqlite3.Connection, work: list[tuple[Draft, str | None]], stamp: int
 ) -> list[Stored | Exception]:
     """One transaction for many publishes; one that fails is rolled back alone (a savepoint)."""
     outcomes: list[Stored | Exception] = []
@@ -313,7 +333,7 @@ def _add_batch(
         for draft, key in work:
             c.execute("SAVEPOINT publish")
             try:
-                outcomes.append(_add(c, draft, key))
+                outcomes.append(_add(c, draft, key, stamp))
             except sqlite3.OperationalError:
                 raise  # the database itself failed: the whole batch fails
             except Exception as exc:
@@ -327,46 +347,40 @@ def _add_batch(
     return outcomes
 
 
-def _add(c: sqlite3.Connection, draft: Draft, key: str | None) -> Stored:
+def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> Stored:
     """One publish, inside the caller's transaction."""
     if key is not None:
-        found = c.execute("SELECT refs FROM idempotency WHERE key = ?", (key,)).fetchone()
+        found = c.execute(
+            "SELECT refs, fingerprint FROM idempotency WHERE key = ?", (key,)
+        ).fetchone()
         if found is not None:
+            check_fingerprint(key, found[1], draft)
             return Stored(tuple(_fetch_refs(c, json.loads(found[0]))), replayed=True)
     last: dict[str, int] = {}
-    for chunk in _chunks(draft.user_ids, IN_CHUNK):
+    for chunk in chunks(draft.user_ids, IN_CHUNK):
         marks = ",".join("?" * len(chunk))
         rows = c.execute(
             f"SELECT user_id, last_seq FROM users WHERE user_id IN ({marks})", chunk
         ).fetchall()
         last.update((r[0], r[1]) for r in rows)
-    stamp = now_ms()
-    data = json.dumps(draft.data, ensure_ascii=False, separators=(",", ":"))
-    made = tuple(
-        Notification(
-            user_id=user_id,
-            seq=last.get(user_id, 0) + 1,
-            message=draft.message,
-            link=draft.link,
-            kind=draft.kind,
-            data=draft.data,
-            created_ms=stamp,
-        )
-        for user_id in draft.user_ids
-    )
+    data = encode_data(draft.data)
+    new = made(draft, ((u, last.get(u, 0) + 1) for u in draft.user_ids), stamp)
     c.executemany(
         "INSERT INTO users (user_id, last_seq) VALUES (?, ?) "
         "ON CONFLICT (user_id) DO UPDATE SET last_seq = excluded.last_seq",
-        [(n.user_id, n.seq) for n in made],
+        [(n.user_id, n.seq) for n in new],
     )
     c.executemany(
         f"INSERT INTO notifications ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-        [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp) for n in made],
+        [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp) for n in new],
     )
     if key is not None:
-        refs = json.dumps([[n.user_id, n.seq] for n in made], separators=(",", ":"))
-        c.execute("INSERT INTO idempotency VALUES (?, ?, ?)", (key, stamp, refs))
-    return Stored(made)
+        refs = json.dumps([[n.user_id, n.seq] for n in new], separators=(",", ":"))
+        c.execute(
+            "INSERT INTO idempotency (key, created_ms, refs, fingerprint) VALUES (?, ?, ?, ?)",
+            (key, stamp, refs, draft.fingerprint()),
+        )
+    return Stored(new)
 
 
 def _fetch_refs(c: sqlite3.Connection, refs: list[list[Any]]) -> list[Notification]:
@@ -376,7 +390,7 @@ def _fetch_refs(c: sqlite3.Connection, refs: list[list[Any]]) -> list[Notificati
             f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq = ?", (user_id, seq)
         ).fetchone()
         if row is not None:
-            found.append(_row(row))
+            found.append(notification(row))
     return found
 
 

@@ -1,0 +1,93 @@
+"""A store wrapper that bounds the work one node can queue on its database.
+
+After a node or database restart, hundreds of reconnecting streams and retrying publishers
+arrive at once. Unbounded, each waits for a pooled connection for the driver's full timeout,
+the queue outlives the clients that filled it, and the node takes minutes to recover. Here at
+most `limit` store operations run at once; the next ones wait at most `queue_timeout` seconds
+for a slot and are then refused with `StoreUnavailable` (503 and `retry-after`), so every
+request is answered within seconds and the retries spread out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+from tidings.models import Draft, Notification, Position, Stored
+from tidings.store.base import Store, StoreUnavailable
+
+__all__ = ["BoundedStore"]
+
+
+class BoundedStore:
+    def __init__(self, inner: Store, *, limit: int, queue_timeout: float) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.queue_timeout = queue_timeout
+        self._slots = asyncio.Semaphore(limit)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self.queue_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"the store is busy ({self.limit} operations in progress on this node)"
+                ) from None
+        else:
+            await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        async with self._slot():
+            await self.inner.ping()
+
+    async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        async with self._slot():
+            return await self.inner.add(draft, idempotency_key)
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        async with self._slot():
+            return await self.inner.after(user_id, seq, limit)
+
+    async def position(self, user_id: str) -> Position:
+        async with self._slot():
+            return await self.inner.position(user_id)
+
+    async def page(
+        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+    ) -> list[Notification]:
+        async with self._slot():
+            return await self.inner.page(
+                user_id, limit=limit, before=before, unread_only=unread_only
+            )
+
+    async def unread_count(self, user_id: str) -> int:
+        async with self._slot():
+            return await self.inner.unread_count(user_id)
+
+    async def mark_read(
+        self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
+    ) -> list[int]:
+        async with self._slot():
+            return await self.inner.mark_read(user_id, ids=ids, up_to=up_to)
+
+    async def delete(self, user_id: str, seq: int) -> bool:
+        async with self._slot():
+            return await self.inner.delete(user_id, seq)
+
+    async def prune(self, older_than_ms: int, batch: int) -> int:
+        async with self._slot():
+            return await self.inner.prune(older_than_ms, batch)

@@ -1,0 +1,104 @@
+"""What every store shares: the row shape, the data encoding, draft to notification, the schema
+check, the idempotency fingerprint check and chunking. Each backend keeps only its own I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from tidings.models import Draft, Notification
+from tidings.store.base import IdempotencyConflict, StoreUnavailable
+
+__all__ = [
+    "COLUMNS",
+    "SCHEMA_VERSION",
+    "check_fingerprint",
+    "check_schema",
+    "chunks",
+    "decode_data",
+    "encode_data",
+    "made",
+    "notification",
+]
+
+T = TypeVar("T")
+
+# 1: the first schema. 2: idempotency keys carry the fingerprint of their publish (NULL/absent
+# for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
+SCHEMA_VERSION = 2
+
+# The order of a notification row in every SQL store, and of `notification()`'s argument.
+COLUMNS = "user_id, seq, message, link, kind, data, created_ms, read_ms"
+
+
+def encode_data(data: dict[str, Any]) -> str:
+    """`data` is stored as JSON text everywhere: FerretDB refuses keys with `.` or a leading
+    `$` and nested arrays, and a string carries any JSON object through every store unchanged."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_data(text: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(text)
+    return value
+
+
+class Row(Protocol):
+    """What a driver row offers: values by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def notification(row: Row) -> Notification:
+    """A row in `COLUMNS` order (an sqlite3 tuple, an asyncpg Record, or a document's values)."""
+    return Notification(
+        user_id=row[0],
+        seq=row[1],
+        message=row[2],
+        link=row[3],
+        kind=row[4],
+        data=decode_data(row[5]),
+        created_ms=row[6],
+        read_ms=row[7],
+    )
+
+
+def made(draft: Draft, seqs: Iterable[tuple[str, int]], stamp: int) -> tuple[Notification, ...]:
+    """The notifications a publish of `draft` stored, given each user's new seq."""
+    return tuple(
+        Notification(
+            user_id=user_id,
+            seq=seq,
+            message=draft.message,
+            link=draft.link,
+            kind=draft.kind,
+            data=draft.data,
+            created_ms=stamp,
+        )
+        for user_id, seq in seqs
+    )
+
+
+def check_schema(backend: str, version: int) -> None:
+    """Refuse a database a newer tidings has upgraded: this code would misread it."""
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"{backend}: database schema {version} is newer than this tidings ({SCHEMA_VERSION})"
+        )
+
+
+def check_fingerprint(key: str, stored: str | None, draft: Draft) -> None:
+    """A key reused with a different publish is a client bug, not a retry: refuse it.
+
+    Keys stored before fingerprints existed (`None`) replay whatever the body, as they did.
+    """
+    if stored is not None and stored != draft.fingerprint():
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was used for a different publish; "
+            "use a new key for a new notification"
+        )
+
+
+def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,113 @@
+"""A database written by the previous schema (1) is upgraded in place on open, on every store.
+
+The schema-1 database is written here as tidings at schema 1 wrote it: its own DDL (each store
+keeps its steps) and rows in that shape, one of them published with an idempotency key, which has
+no fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from pymongo import AsyncMongoClient
+
+from tidings.models import Draft, now_ms
+from tidings.store import IdempotencyConflict, Store, create_store
+from tidings.store import postgres as pg_store
+from tidings.store import sqlite as sqlite_store
+from tidings.store.factory import mongo_database
+
+pytestmark = pytest.mark.anyio
+
+ROW = ("alice", 1, "old", None, None, '{"k":1}')
+
+
+async def write_schema_1(url: str, stamp: int) -> None:
+    scheme = urlsplit(url).scheme
+    refs = json.dumps([["alice", 1]])
+    if scheme == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
+            db.executescript(sqlite_store.MIGRATIONS[1])
+            db.execute("INSERT INTO users (user_id, last_seq) VALUES ('alice', 1)")
+            db.execute(
+                "INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", (*ROW, stamp)
+            )
+            db.execute("INSERT INTO idempotency VALUES ('old-key', ?, ?)", (stamp, refs))
+            db.execute("PRAGMA user_version = 1")
+    elif scheme.startswith("postgres"):
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            await conn.execute(
+                "CREATE TABLE tidings_schema (version integer NOT NULL, applied_ms bigint NOT NULL)"
+            )
+            await conn.execute(pg_store.MIGRATIONS[1])
+            await conn.execute("INSERT INTO tidings_schema VALUES (1, $1)", stamp)
+            await conn.execute("INSERT INTO tidings_users (user_id, last_seq) VALUES ('alice', 1)")
+            await conn.execute(
+                "INSERT INTO tidings_notifications VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+                *ROW,
+                stamp,
+            )
+            await conn.execute(
+                "INSERT INTO tidings_idempotency VALUES ('old-key', $1, $2)", stamp, refs
+            )
+        finally:
+            await conn.close(timeout=5)
+    else:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=5000
+        )
+        try:
+            mdb = client[mongo_database(url)]
+            user_id, seq, message, link, kind, data = ROW
+            await mdb["notifications"].insert_one(
+                {
+                    "user_id": user_id,
+                    "seq": seq,
+                    "message": message,
+                    "link": link,
+                    "kind": kind,
+                    "data": data,
+                    "created_ms": stamp,
+                    "read_ms": None,
+                    "ikey": "old-key",
+                }
+            )
+            claim = {"_id": "old-key", "created_ms": stamp, "owner": "x"}
+            await mdb["idempotency"].insert_one({**claim, "refs": [{"u": "alice", "s": 1}]})
+            await mdb["meta"].insert_one({"_id": "schema", "version": 1})
+        finally:
+            await client.close()
+
+
+async def test_a_schema_1_database_is_upgraded_and_its_keys_replay_as_before(
+    store_url: str,
+) -> None:
+    await write_schema_1(store_url, now_ms())
+    store: Store = create_store(store_url)
+    await store.open()
+    try:
+        [old] = await store.after("alice", 0, 10)
+        assert (old.seq, old.message, old.data) == (1, "old", {"k": 1})
+        # A key from before fingerprints replays whatever the body, as it did.
+        replay = await store.add(Draft(user_ids=("alice",), message="another body"), "old-key")
+        assert replay.replayed
+        assert replay.notifications == (old,)
+        # Keys stored now carry one.
+        new = Draft(user_ids=("alice",), message="new")
+        assert [n.seq for n in (await store.add(new, "new-key")).notifications] == [2]
+        with pytest.raises(IdempotencyConflict):
+            await store.add(Draft(user_ids=("alice",), message="changed"), "new-key")
+    finally:
+        await store.close()
+    # Opening again finds the schema current and changes nothing.
+    again: Store = create_store(store_url)
+    await again.open()
+    try:
+        assert [n.seq for n in await again.after("alice", 0, 10)] == [1, 2]
+    finally:
+        await again.close()

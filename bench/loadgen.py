@@ -202,9 +202,12 @@ class Reader(asyncio.Protocol):
 
 
 class Readers:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, source: str | None = None) -> None:
         self.host = host
         self.port = port
+        # One source address per process: connections to one host:port from one address are
+        # capped by the ephemeral port range (~28,000), far below 50,000 streams.
+        self.local_addr = (source, 0) if source else None
         self.stats = Stats()
         self.readers: list[Reader] = []
         self.open = 0
@@ -229,7 +232,10 @@ class Readers:
         reader.ready = loop.create_future()
         try:
             await asyncio.wait_for(
-                loop.create_connection(lambda: reader, self.host, self.port), CONNECT_TIMEOUT
+                loop.create_connection(
+                    lambda: reader, self.host, self.port, local_addr=self.local_addr
+                ),
+                CONNECT_TIMEOUT,
             )
             return await asyncio.wait_for(reader.ready, HEAD_TIMEOUT)
         except (OSError, TimeoutError):
@@ -388,11 +394,11 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-async def main(host: str, port: int) -> None:
+async def main(host: str, port: int, source: str | None) -> None:
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader(limit=1 << 30)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    readers = Readers(host, port)
+    readers = Readers(host, port, source)
     publisher = Publisher(host, port)
     mark_cpu = _cpu()
     mark_wall = time.time()
@@ -462,4 +468,5 @@ if __name__ == "__main__":
     except ImportError:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main(sys.argv[1], int(sys.argv[2])))
+        source = sys.argv[3] if len(sys.argv) > 3 else None
+        runner.run(main(sys.argv[1], int(sys.argv[2]), source))

@@ -113,11 +113,15 @@ class Generator:
 
     def __init__(self, port: int, readers: int) -> None:
         self.port = port
-        self.procs = [self._spawn() for _ in range(readers)]
+        # Reader process i connects from 127.0.0.(2 + i): each source address has its own
+        # ephemeral ports (~28,000 to one server port), so 50,000 streams fit.
+        self.procs = [self._spawn(f"127.0.0.{2 + i}") for i in range(readers)]
         self.publishers = [self._spawn()]
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, source: str | None = None) -> subprocess.Popen[bytes]:
         argv = [PYTHON, "-m", "bench.loadgen", common.HOST, str(self.port)]
+        if source is not None and common.HOST == "127.0.0.1":
+            argv.append(source)
         return common.spawn(
             argv,
             stdin=subprocess.PIPE,
@@ -298,8 +302,9 @@ def scenario_idle(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
                         (s1["rss"] - base["rss"]) / max(opened["opened"], 1) / 1024, 2
                     ),
                     "idle_cpu_pct": round((s1["cpu"] - s0["cpu"]) / wall * 100, 2),
+                    # With workers, each /metrics answer is one worker's own counters.
                     "queries_per_s": None
-                    if q0 is None or q1 is None
+                    if q0 is None or q1 is None or workers > 1
                     else round((q1 - q0) / wall, 2),
                     "generator_cpu_share_max": round(g["cpu_share_max"], 3),
                     "window_s": round(wall, 1),

@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import h11
 import uvicorn
@@ -179,23 +179,32 @@ class HeadGuard:
             self.transport.close()
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the head guard."""
+class _Guarded(asyncio.Protocol):
+    """What both protocols add around uvicorn's own: the guard, armed per connection.
+
+    First in the bases, before uvicorn's protocol, so its calls go on to that one's."""
+
+    loop: asyncio.AbstractEventLoop
+    cycle: Any
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
         self._head = HeadGuard(_limits(config), self.loop, self._responding)
 
     def _responding(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._head.connected(transport)
+        self._head.connected(cast(asyncio.Transport, transport))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head.lost()
         super().connection_lost(exc)
+
+
+class BoundedH11Protocol(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol with the head guard."""
 
     def data_received(self, data: bytes) -> None:
         # h11 stays IDLE until a whole head is parsed; after it, the request owns the bytes.
@@ -219,24 +228,12 @@ except ImportError:  # pragma: no cover - uvicorn[standard] installs httptools
 else:
     __all__ += ["BoundedHttpToolsProtocol"]
 
-    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    class BoundedHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         """uvicorn's httptools protocol with the head guard."""
 
         def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
             super().__init__(config, *args, **kwargs)
-            self._head = HeadGuard(_limits(config), self.loop, self._responding)
             self._between = False  # a request ended and no byte of the next one came yet
-
-        def _responding(self) -> bool:
-            return self.cycle is not None and not self.cycle.response_complete
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._head.connected(transport)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._head.lost()
-            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             if self._head.refused:

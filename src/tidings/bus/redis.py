@@ -89,10 +89,13 @@ class RedisBus(SharedBus):
                     ping_sent = now
                 await self._tick()
         finally:
-            # The connection may be gone already; closing is best effort.
+            # The connection may be gone already; closing is best effort, each on its own, so a
+            # failed pub/sub close still frees the client's pool (once per reconnect otherwise).
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py: untyped
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
                     await client.aclose()
 
     async def _publish(self, messages: Sequence[str]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, tidings_env
+from tests.support import HTTP, Server, tidings_env
 
 ServerFactory = Callable[..., Server]
 
@@ -66,3 +66,9 @@ def service_url(name: str) -> str:
     if require_services():
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_shared_client() -> Iterator[None]:
+    yield
+    HTTP.close()

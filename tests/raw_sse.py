@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["RawEvent", "RawResponse", "parse_response", "stream_request"]
+__all__ = ["RawEvent", "RawResponse", "parse_events", "parse_response", "stream_request"]
 
 
 def stream_request(port: int, token: str, last_event_id: str | None = None) -> bytes:
@@ -64,9 +64,13 @@ def parse_response(raw: bytes) -> RawResponse:
         body, response.complete = _dechunk(rest)
     else:
         body = rest
-    for block in body.decode(errors="replace").split("\n\n")[:-1]:
-        response.events.append(_event(block))
+    response.events = parse_events(body)
     return response
+
+
+def parse_events(body: bytes) -> list[RawEvent]:
+    """The complete event blocks of an SSE body, in order (a block with only `retry:` too)."""
+    return [_event(block) for block in body.decode(errors="replace").split("\n\n")[:-1]]
 
 
 def _dechunk(raw: bytes) -> tuple[bytes, bool]:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -24,6 +24,8 @@ from httpx_sse import aconnect_sse
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 PUBLISHER_KEY = "test-publisher-key"
 STARTUP_TIMEOUT = 20.0
+# The message of the notification a test publishes to show that nothing else is on its way.
+SENTINEL = "sentinel: nothing before me"
 
 
 def wait_for_200(
@@ -49,6 +51,11 @@ def cookieless_client() -> httpx.Client:
     return httpx.Client(
         timeout=10, cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
     )
+
+
+# One client for the whole test session: building one costs ~0.2 s (it loads the CA bundle).
+# tests/conftest.py closes it at the end.
+HTTP = cookieless_client()
 
 
 def free_port() -> int:
@@ -98,22 +105,37 @@ class Server:
     log_path: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # Arguments of `tidings serve` besides the port, on every start.
+    args: tuple[str, ...] = ()
+    # What `start` waits for: /healthz (the process serves) or /readyz (its store and bus too).
+    ready_path: str = "/healthz"
+    start_timeout: float = STARTUP_TIMEOUT
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *extra_args: str) -> None:
+    def spawn(self, *extra_args: str) -> None:
+        """Start the process without waiting (several at once start faster on a busy machine)."""
         assert self.proc is None or self.proc.poll() is not None
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tidings", "serve", "--port", str(self.port), *extra_args],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for_200(self.proc, f"{self.url}/healthz", STARTUP_TIMEOUT, self.log)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "tidings", "serve", "--port", str(self.port),
+                    *self.args, *extra_args,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
+        wait_for_200(self.proc, f"{self.url}{self.ready_path}", self.start_timeout, self.log)
+
+    def start(self, *extra_args: str) -> None:
+        self.spawn(*extra_args)
+        self.wait_ready()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
         """Send `sig`, wait for the exit; return how long the process took to exit."""
@@ -122,6 +144,11 @@ class Server:
         self.proc.send_signal(sig)
         self.proc.wait(timeout=timeout)
         return time.monotonic() - began
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -134,12 +161,23 @@ class Server:
     def publish(self, user: str | list[str], message: str, **fields: Any) -> httpx.Response:
         body: dict[str, Any] = {"message": message, **fields}
         body["user_ids" if isinstance(user, list) else "user_id"] = user
-        return httpx.post(
+        return HTTP.post(
             f"{self.url}/api/notifications",
             json=body,
             headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
             timeout=10,
         )
+
+    def listed(self, user: str) -> list[dict[str, Any]]:
+        """The user's notifications as `GET /notifications` answers them (newest first)."""
+        response = HTTP.get(
+            f"{self.url}/notifications",
+            headers={"authorization": f"Bearer {make_token(user)}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        answer: list[dict[str, Any]] = response.json()
+        return answer
 
     def metric(self, name: str, labels: str = "") -> float:
         """The value of one sample of /metrics, e.g. metric("tidings_store_queries_total")."""
@@ -157,6 +195,27 @@ class Server:
         if not found:
             return 0.0
         return total
+
+
+@contextlib.contextmanager
+def serving(folder: Path, extra: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """A server on a new SQLite database in `folder`, for a module's tests to share.
+
+    Its tests use users of their own. On the way out it must still publish and be ready, and its
+    log must hold no traceback: whatever the tests sent, in whatever order they ran.
+    """
+    server = Server(
+        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}", extra),
+        log_path=folder / "server.log",
+    )
+    server.start()
+    try:
+        yield server
+        assert server.publish("after-the-module", "still here").status_code == 201
+        assert HTTP.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        assert "Traceback" not in server.log(), server.log()
+    finally:
+        server.close()
 
 
 @dataclass
@@ -198,14 +257,23 @@ class Stream:
                 found.append(event.json())
         return found
 
-    async def quiet(self, seconds: float) -> list[Event]:
-        """Whatever non-ping events arrive within `seconds` (expected: none)."""
-        got: list[Event] = []
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                while True:
-                    got.append(await self.next(seconds))
-        return got
+    async def expect_sentinel(self, message: str = SENTINEL, timeout: float = 10.0) -> None:
+        """The next event is the notification `message`: nothing came before it.
+
+        How a test proves that something did not arrive: publish a sentinel after it (a stream
+        sends a user's events in order) and wait for the sentinel, instead of a quiet window.
+        """
+        event = await self.next(timeout)
+        assert event.event == "new-notification", event
+        assert event.json()["message"] == message, event
+
+
+async def publish_sentinel(server: Server, user: str, *streams: Stream) -> None:
+    """Publish the sentinel to `user` and check it is the next event on each of `streams`."""
+    response = await asyncio.to_thread(server.publish, user, SENTINEL)
+    assert response.status_code == 201, response.text
+    for stream in streams:
+        await stream.expect_sentinel()
 
 
 @contextlib.asynccontextmanager

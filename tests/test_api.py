@@ -10,26 +10,18 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import ServerFactory
 from tests.support import (
+    HTTP,
     PUBLISHER_KEY,
     Server,
-    cookieless_client,
     make_token,
     open_stream,
-    tidings_env,
+    publish_sentinel,
+    serving,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-# One client for the module: building one costs ~0.2 s (it loads the CA bundle).
-HTTP = cookieless_client()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_http() -> Iterator[None]:
-    yield
-    HTTP.close()
 
 
 ALLOWED_ORIGIN = "https://app.example"
@@ -39,15 +31,10 @@ FOREIGN_ORIGIN = "https://evil.example"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the module: every test uses users of its own."""
-    folder = tmp_path_factory.mktemp("api")
-    env = tidings_env(
-        f"sqlite:///{folder / 'tidings.db'}", {"TIDINGS_CORS_ORIGINS": ALLOWED_ORIGIN}
-    )
-    started = Server(env=env, log_path=folder / "server.log")
-    started.start()
-    yield started
-    assert "Traceback" not in started.log(), started.log()
-    started.close()
+    with serving(
+        tmp_path_factory.mktemp("api"), {"TIDINGS_CORS_ORIGINS": ALLOWED_ORIGIN}
+    ) as started:
+        yield started
 
 
 def new_user() -> str:
@@ -74,7 +61,7 @@ def with_cookie(
 
 def publish_many(server: Server, user: str, count: int) -> None:
     for index in range(1, count + 1):
-        response = publish_to(server, user, f"message {index}")
+        response = server.publish(user, f"message {index}")
         assert response.status_code == 201, response.text
 
 
@@ -373,7 +360,7 @@ async def test_session_cookie_works_for_rest_and_the_stream(server: Server) -> N
         server.url, None, headers={"cookie": f"tidings_session={cookie}"}
     ) as stream:
         assert stream.status == 200
-        publish_to(server, user, "over the cookie stream")
+        server.publish(user, "over the cookie stream")
         [got] = await stream.notifications(1)
         assert (got["id"], got["message"]) == (3, "over the cookie stream")
 
@@ -388,7 +375,7 @@ def test_closing_the_session_clears_the_cookie(server: Server) -> None:
 
 def test_an_explicit_bearer_token_wins_over_a_stale_cookie(server: Server) -> None:
     user = new_user()
-    publish_to(server, user, "one")
+    server.publish(user, "one")
     stale = make_token(user, secret="the-secret-before-rotation-0123456789")
     response = HTTP.get(
         f"{server.url}/notifications/unread-count",
@@ -446,6 +433,26 @@ def test_cookie_post_with_a_form_content_type_is_415(server: Server, content_typ
     assert response.status_code == 415
     assert response.json()["error"] == "unsupported_media_type"
     assert unread(server, user)["unread"] == 1
+
+
+@pytest.mark.parametrize("origin", ["http://[x", "https://[", "http://a]b", "http://\uff03x"])
+def test_cookie_post_from_an_origin_the_url_parser_rejects_is_403(
+    server: Server, origin: str
+) -> None:
+    # Sent as UTF-8 bytes: httpx refuses a non-ASCII str header, a raw client sends anything.
+    user = new_user()
+    publish_many(server, user, 1)
+    response = with_cookie(
+        server,
+        make_token(user),
+        "POST",
+        "/notifications/read",
+        json={"up_to": 1},
+        headers={"origin": origin.encode()},
+    )
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == "forbidden_origin"
+    assert unread(server, user) == {"unread": 1, "last_seq": 1}
 
 
 def test_cookie_post_from_the_own_or_an_allowed_origin_works(server: Server) -> None:
@@ -536,25 +543,19 @@ async def test_query_tokens_are_refused_by_default(server: Server) -> None:
         assert stream.status == 401
 
 
-async def test_query_tokens_work_when_allowed(tmp_path_factory: pytest.TempPathFactory) -> None:
-    folder = tmp_path_factory.mktemp("query-token")
-    env = tidings_env(f"sqlite:///{folder / 'tidings.db'}", {"TIDINGS_ALLOW_QUERY_TOKEN": "1"})
-    allowed = Server(env=env, log_path=folder / "server.log")
-    allowed.start()
-    try:
-        user = new_user()
-        token = make_token(user)
-        publish_to(allowed, user, "one")
-        response = get(f"{allowed.url}/notifications", params={"token": token})
-        assert response.status_code == 200
-        assert [n["message"] for n in response.json()] == ["one"]
-        async with open_stream(allowed.url, None, query=f"?token={token}") as stream:
-            assert stream.status == 200
-            publish_to(allowed, user, "two")
-            [got] = await stream.notifications(1)
-            assert got["message"] == "two"
-    finally:
-        allowed.close()
+async def test_query_tokens_work_when_allowed(make_server: ServerFactory) -> None:
+    allowed = make_server(allow_query_token="1")
+    user = new_user()
+    token = make_token(user)
+    allowed.publish(user, "one")
+    response = get(f"{allowed.url}/notifications", params={"token": token})
+    assert response.status_code == 200
+    assert [n["message"] for n in response.json()] == ["one"]
+    async with open_stream(allowed.url, None, query=f"?token={token}") as stream:
+        assert stream.status == 200
+        allowed.publish(user, "two")
+        [got] = await stream.notifications(1)
+        assert got["message"] == "two"
 
 
 # --- publisher routes ----------------------------------------------------------------------------
@@ -570,7 +571,7 @@ def test_api_tokens_mints_a_token_the_server_accepts(server: Server) -> None:
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"token", "expires_at"}
-    publish_to(server, user, "for the minted token")
+    server.publish(user, "for the minted token")
     listing = HTTP.get(f"{server.url}/notifications", headers=bearer(body["token"]), timeout=10)
     assert listing.status_code == 200
     assert [n["message"] for n in listing.json()] == ["for the minted token"]
@@ -646,8 +647,8 @@ def test_publish_accepts_an_integer_user_id_as_its_decimal_string(server: Server
 
 def test_publish_to_user_ids_returns_an_array(server: Server) -> None:
     users = [new_user() for _ in range(3)]
-    publish_to(server, users[1], "earlier")
-    response = publish_to(server, users, "to all three")
+    server.publish(users[1], "earlier")
+    response = server.publish(users, "to all three")
     assert response.status_code == 201
     body = response.json()
     assert isinstance(body, list)
@@ -662,14 +663,14 @@ def test_publish_to_user_ids_returns_an_array(server: Server) -> None:
 
 def test_publish_to_user_ids_with_one_user_still_returns_an_array(server: Server) -> None:
     user = new_user()
-    response = publish_to(server, [user], "alone")
+    response = server.publish([user], "alone")
     assert response.status_code == 201
     assert [n["user_id"] for n in response.json()] == [user]
 
 
 def test_publish_to_user_ids_stores_a_repeated_id_once(server: Server) -> None:
     user = new_user()
-    response = publish_to(server, [user, user], "twice named")
+    response = server.publish([user, user], "twice named")
     assert response.status_code == 201
     assert len(response.json()) == 1
     assert unread(server, user) == {"unread": 1, "last_seq": 1}
@@ -680,14 +681,14 @@ def test_repeated_idempotency_key_returns_the_original_and_stores_nothing(
 ) -> None:
     user = new_user()
     key = f"order-7-shipped-{uuid.uuid4().hex}"
-    first = publish_to(server, user, "Your order shipped", idempotency_key=key)
+    first = server.publish(user, "Your order shipped", idempotency_key=key)
     assert first.status_code == 201
-    again = publish_to(server, user, "Your order shipped", idempotency_key=key)
+    again = server.publish(user, "Your order shipped", idempotency_key=key)
     assert again.status_code == 200
     assert again.json() == first.json()
     # A different body under the same key is a client bug, refused rather than answered with
     # the first notification (as payment APIs do).
-    other = publish_to(server, user, "something else", idempotency_key=key)
+    other = server.publish(user, "something else", idempotency_key=key)
     assert other.status_code == 409
     assert other.json()["error"] == "idempotency_conflict"
     assert unread(server, user) == {"unread": 1, "last_seq": 1}
@@ -699,9 +700,9 @@ def test_repeated_idempotency_key_for_user_ids_returns_the_original_array(
 ) -> None:
     users = [new_user(), new_user()]
     key = f"batch-{uuid.uuid4().hex}"
-    first = publish_to(server, users, "batch", idempotency_key=key)
+    first = server.publish(users, "batch", idempotency_key=key)
     assert first.status_code == 201
-    again = publish_to(server, users, "batch", idempotency_key=key)
+    again = server.publish(users, "batch", idempotency_key=key)
     assert again.status_code == 200
     assert again.json() == first.json()
     for user in users:
@@ -712,11 +713,11 @@ async def test_a_repeated_idempotency_key_sends_nothing_to_the_stream(server: Se
     user = new_user()
     key = f"once-{uuid.uuid4().hex}"
     async with open_stream(server.url, make_token(user)) as stream:
-        publish_to(server, user, "once", idempotency_key=key)
+        server.publish(user, "once", idempotency_key=key)
         [got] = await stream.notifications(1)
         assert got["id"] == 1
-        assert publish_to(server, user, "once", idempotency_key=key).status_code == 200
-        assert await stream.quiet(0.5) == []
+        assert server.publish(user, "once", idempotency_key=key).status_code == 200
+        await publish_sentinel(server, user, stream)
 
 
 # --- operations ------------------------------------------------------------------------------
@@ -735,7 +736,7 @@ def test_healthz_and_readyz(server: Server) -> None:
 async def test_metrics_names_the_service_measures(server: Server) -> None:
     user = new_user()
     async with open_stream(server.url, make_token(user)) as stream:
-        publish_to(server, user, "measured")
+        server.publish(user, "measured")
         await stream.notifications(1)
         response = get(f"{server.url}/metrics")
     assert response.status_code == 200
@@ -782,19 +783,6 @@ def test_unknown_route_and_wrong_method_use_the_error_shape(server: Server) -> N
     wrong = HTTP.get(f"{server.url}/api/notifications", timeout=10)
     assert wrong.status_code == 405
     assert wrong.json()["error"] == "method_not_allowed"
-
-
-def publish_to(
-    server: Server, user: str | list[str], message: str, **fields: Any
-) -> httpx.Response:
-    """`Server.publish` over the module's client."""
-    body: dict[str, Any] = {"message": message, **fields}
-    body["user_ids" if isinstance(user, list) else "user_id"] = user
-    return HTTP.post(
-        f"{server.url}/api/notifications",
-        json=body,
-        headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
-    )
 
 
 def test_a_token_whose_sub_is_an_integer_is_that_users_decimal_string(server: Server) -> None:

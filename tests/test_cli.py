@@ -5,34 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import (
+    HTTP,
     SECRET,
+    SENTINEL,
     Server,
+    free_port,
     make_token,
     open_stream,
     run_cli,
+    serving,
     tidings_env,
 )
 
 pytestmark = pytest.mark.anyio
-
-# Cookies are sent by hand where a test wants them.
-HTTP = httpx.Client(timeout=10, cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_http() -> Iterator[None]:
-    yield
-    HTTP.close()
 
 
 @pytest.fixture
@@ -42,13 +37,10 @@ def env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("cli")
-    started = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "server.log"
-    )
-    started.start()
-    yield started
-    started.close()
+    # One .env shared with the app: the app-side names of the guides are in it too.
+    app_side = {"TIDINGS_URL": "http://127.0.0.1:1/", "TIDINGS_PUBLISHER_KEY": "test-publisher-key"}
+    with serving(tmp_path_factory.mktemp("cli"), app_side) as started:
+        yield started
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -103,8 +95,6 @@ def test_each_command_explains_itself(
 
 def test_the_installed_command_runs(env: dict[str, str]) -> None:
     # The console script of pyproject.toml, next to the interpreter of the virtual environment.
-    import sys
-
     script = Path(sys.executable).parent / "tidings"
     if not script.exists():
         pytest.skip(f"{script} is not installed (pip install -e .)")
@@ -183,6 +173,7 @@ async def test_send_stores_and_an_open_stream_receives_it_live(server: Server) -
             '{"order": 7}',
         )
         assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # a server shares the database: no warning
         printed = json.loads(result.stdout)
         assert printed["id"] == 1
         assert printed["user_id"] == user
@@ -218,10 +209,50 @@ def test_send_with_an_idempotency_key_stores_once(server: Server) -> None:
     ).json() == {"unread": 1, "last_seq": 1}
 
 
-def test_send_works_with_no_server_running(env: dict[str, str]) -> None:
+def test_send_needs_no_secret(server: Server) -> None:
+    env = dict(server.env)
+    del env["TIDINGS_SECRET"]
+    result = run_cli(env, "send", "cli-no-secret", "hi")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["user_id"] == "cli-no-secret"
+
+
+def test_send_to_an_existing_database_with_no_server_warns_where_it_stored(
+    env: dict[str, str], database_url: str
+) -> None:
+    path = Path(database_url.removeprefix("sqlite:///"))
+    path.touch()
     result = run_cli(env, "send", "offline-user", "stored for later")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["id"] == 1
+    warning = result.stderr.strip()
+    assert "\n" not in warning
+    assert warning.startswith("tidings: stored in ")
+    assert str(path) in warning
+    assert "no running server" in warning
+
+
+def test_send_to_a_fresh_database_refuses_and_creates_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # As a user runs it from another folder: the default relative URL, resolved there.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env["TIDINGS_DATABASE_URL"] = "sqlite:///tidings.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "tidings", "send", "u", "hi"],
+        env=env,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    line = assert_one_line_error(result, str(elsewhere / "tidings.db"), "no running server")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "TIDINGS_DATABASE_URL" in line
+    assert list(elsewhere.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -245,6 +276,15 @@ def test_send_refuses_bad_input_in_one_line_and_stores_nothing(
             assert conn.execute("SELECT count(*) FROM notifications").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("link", ["http://[x", "https://[", "http://a]b/", "http://\uff03x/"])
+def test_send_with_a_link_the_url_parser_rejects_is_one_line_and_exit_2(
+    env: dict[str, str], link: str
+) -> None:
+    result = run_cli(env, "send", "u", "hi", "--link", link)
+    assert_one_line_error(result, "link", "URL")
+    assert result.returncode == 2
+
+
 def test_send_to_a_database_in_a_missing_folder_is_one_line(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -257,15 +297,8 @@ def test_send_to_a_database_in_a_missing_folder_is_one_line(
 
 def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`tidings serve` that is expected to refuse to start (a timeout fails the test)."""
-    port = str(_free_port())
+    port = str(free_port())
     return run_cli(env, "serve", "--port", port, *args, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_serve_without_a_secret_is_one_line(env: dict[str, str]) -> None:
@@ -299,6 +332,18 @@ def test_serve_with_an_unknown_database_scheme_is_one_line(env: dict[str, str]) 
     assert_one_line_error(serve(env), "TIDINGS_DATABASE_URL")
 
 
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [("TIDINGS_BUS_URL", "redis://[x"), ("TIDINGS_DATABASE_URL", "postgresql://db:port/x")],
+)
+def test_serve_and_send_with_a_url_the_parser_rejects_are_one_line(
+    env: dict[str, str], variable: str, url: str
+) -> None:
+    env[variable] = url
+    assert_one_line_error(serve(env), variable)
+    assert_one_line_error(run_cli(env, "send", "u", "hi"), variable)
+
+
 def test_serve_with_a_database_in_a_missing_folder_is_one_line(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -315,23 +360,47 @@ def test_serve_with_zero_workers_is_one_line(env: dict[str, str]) -> None:
     assert_one_line_error(serve(env, "--workers", "0"), "--workers")
 
 
-def test_serve_on_a_port_in_use_fails_without_a_traceback(env: dict[str, str]) -> None:
+def test_serve_on_a_port_in_use_is_one_line_before_any_key(env: dict[str, str]) -> None:
+    # --demo would print a generated secret and publisher key: none of it may come first.
+    del env["TIDINGS_SECRET"]
+    del env["TIDINGS_PUBLISHER_KEYS"]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        result = run_cli(env, "serve", "--port", port, timeout=30)
-    assert result.returncode != 0
-    output = result.stderr + result.stdout
-    assert "Traceback" not in output
-    assert "address already in use" in output.lower()
+        result = run_cli(env, "serve", "--demo", "--port", port, timeout=30)
+    assert_one_line_error(result, f"127.0.0.1:{port}", "address already in use", "--port")
+    assert result.returncode == 2
+    assert result.stdout == ""
 
 
-def test_serve_with_a_bad_port_is_a_usage_error(env: dict[str, str]) -> None:
-    result = run_cli(env, "serve", "--port", "eighty")
+@pytest.mark.parametrize("port", ["eighty", "0", "99999", "-1", "65536"])
+def test_serve_with_a_bad_port_is_a_usage_error(env: dict[str, str], port: str) -> None:
+    result = run_cli(env, "serve", "--port", port)
     assert result.returncode == 2
     assert "--port" in result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_bench_outside_a_checkout_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    # An installed (non-editable) tidings: the package alone, without the repository around it.
+    import tidings
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(tidings.__file__).parent, site / "tidings")
+    env["PYTHONPATH"] = str(site)
+    result = subprocess.run(
+        [sys.executable, "-m", "tidings", "bench", "--quick"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert_one_line_error(result, "checkout", "bench/run")
+    assert result.returncode == 2
 
 
 # --- demo mode -----------------------------------------------------------------------------------
@@ -387,7 +456,15 @@ async def test_demo_login_and_send_reach_the_stream(demo: Server) -> None:
         assert got["message"] == "hello from the demo"
         assert got["user_id"] == "alice"
         assert got["id"] == sent.json()["id"]
-        assert await b.quiet(0.3) == []
+        # Bob's own notification is the sentinel: had alice's reached him, it would come first.
+        to_bob = await asyncio.to_thread(
+            HTTP.post,
+            f"{demo.url}/demo/send",
+            json={"user_id": "bob", "message": SENTINEL},
+            headers={"cookie": f"tidings_session={alice}", "origin": demo.url},
+        )
+        assert to_bob.status_code == 201, to_bob.text
+        await b.expect_sentinel()
     listed = await asyncio.to_thread(
         HTTP.get, f"{demo.url}/notifications", headers={"cookie": f"tidings_session={alice}"}
     )

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import PUBLISHER_KEY, Server, cookieless_client, make_token, tidings_env
+from tests.support import PUBLISHER_KEY, Server, cookieless_client, make_token, serving
 
 ORIGIN = "https://app.example"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("routes")
-    env = tidings_env(f"sqlite:///{folder / 'tidings.db'}", {"TIDINGS_CORS_ORIGINS": ORIGIN})
-    one = Server(env=env, log_path=folder / "server.log")
-    one.start()
-    yield one
-    one.close()
+    with serving(tmp_path_factory.mktemp("routes"), {"TIDINGS_CORS_ORIGINS": ORIGIN}) as started:
+        yield started
 
 
 WRONG_METHODS = {
@@ -83,3 +80,21 @@ def test_an_error_of_a_raw_route_carries_the_cors_headers(server: Server) -> Non
     assert published.status_code == 201
     assert published.headers["access-control-allow-origin"] == ORIGIN
     assert published.headers["access-control-expose-headers"] == "link"
+
+
+def test_the_schema_states_errors_bounds_and_media_types_as_answered(server: Server) -> None:
+    with cookieless_client() as http:
+        raw = http.get(f"{server.url}/openapi.json").text
+    schema = json.loads(raw)
+    # 2**63 - 1 exactly: FastAPI's model would turn it into the float 2**63.
+    assert "e+18" not in raw
+    assert '"maximum":9223372036854775807' in raw.replace(" ", "")
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")) and path != "/readyz":
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Error", (method, path, status)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    metrics = schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]

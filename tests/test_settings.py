@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from tests.support import tidings_env
 from tidings.settings import ConfigError, Settings
 
 SECRET = "s" * 32
@@ -51,11 +52,43 @@ def test_other_environment_variables_are_ignored() -> None:
         "PATH": "/usr/bin",
         "HOME": "/root",
         "tidings_heartbeat": "nonsense",  # not our prefix: environment names are case-sensitive
-        "TIDINGS_TEST_POSTGRES_URL": "postgresql://x",  # the test suite's own
-        "TIDINGS_REQUIRE_SERVICES": "1",
         "TIDINGS_DEBUG_STALLS": "5",  # a debugging aid (tidings.stalls), not a setting
     }
     assert Settings.from_env(environ).heartbeat == 15
+
+
+def test_the_app_side_names_of_a_shared_env_file_are_accepted_and_ignored() -> None:
+    # The guides' app settings live in the same .env as the server's.
+    settings = from_env(url="https://tidings.example/", publisher_key="k1", publisher_keys="k1,k2")
+    assert settings.publisher_keys == ("k1", "k2")
+    assert not hasattr(settings, "url")
+
+
+@pytest.mark.parametrize("name", ["publisher_keyz", "urls", "secrets", "heartbeats"])
+def test_a_misspelled_setting_is_still_refused(name: str) -> None:
+    message = refused(**{name: "1"})
+    assert f"TIDINGS_{name.upper()} is not a tidings setting" in message
+
+
+def test_the_test_harness_variables_are_not_settings() -> None:
+    # Knowledge of the test suite lives in tests/support.py (tidings_env drops them), not here.
+    assert "TIDINGS_TEST_POSTGRES_URL" in refused(test_postgres_url="postgresql://x")
+    assert "TIDINGS_REQUIRE_SERVICES" in refused(require_services="1")
+
+
+def test_the_server_environment_of_the_tests_drops_the_harness_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TIDINGS_TEST_POSTGRES_URL", "postgresql://x")
+    monkeypatch.setenv("TIDINGS_REQUIRE_SERVICES", "1")
+    env = tidings_env("sqlite:///t.db")
+    assert Settings.from_env(env).database_url == "sqlite:///t.db"
+
+
+def test_without_require_secret_a_missing_secret_stays_empty() -> None:
+    assert Settings.from_env({}, require_secret=False).secret == ""
+    with pytest.raises(ConfigError, match="at least 32"):
+        Settings.from_env({"TIDINGS_SECRET": "short"}, require_secret=False)
 
 
 def test_values_are_parsed_by_type() -> None:
@@ -165,6 +198,7 @@ def test_retention_must_be_a_positive_finite_number(raw: str) -> None:
         "retry_ms",
         "drain_retry_max_ms",
         "prune_batch",
+        "store_max_concurrency",
     ],
 )
 def test_every_limit_must_be_a_positive_integer(name: str) -> None:
@@ -174,6 +208,17 @@ def test_every_limit_must_be_a_positive_integer(name: str) -> None:
     assert variable in refused(**{name: "1.5"})
     assert variable in refused(**{name: "lots"})
     assert getattr(from_env(**{name: "7"}), name) == 7
+
+
+@pytest.mark.parametrize("raw", ["-1", "61", "nan", "soon"])
+def test_the_store_queue_timeout_is_a_number_of_seconds_up_to_a_minute(raw: str) -> None:
+    assert "TIDINGS_STORE_QUEUE_TIMEOUT" in refused(store_queue_timeout=raw)
+
+
+def test_sqlite_synchronous_is_normal_or_full() -> None:
+    assert "TIDINGS_SQLITE_SYNCHRONOUS" in refused(sqlite_synchronous="OFF")
+    assert from_env().sqlite_synchronous == "FULL"
+    assert from_env(sqlite_synchronous="normal").sqlite_synchronous.upper() == "NORMAL"
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "nan"])
@@ -193,3 +238,48 @@ def test_a_cors_origin_must_be_an_origin(origin: str) -> None:
 def test_an_error_message_is_one_line_even_for_a_multiline_value() -> None:
     message = refused(heartbeat="1\n2")
     assert "TIDINGS_HEARTBEAT" in message
+
+
+# --- the edge: request heads and logs -----------------------------------------------------------
+
+
+def test_head_and_log_settings_have_defaults_and_parse() -> None:
+    default = from_env()
+    assert (default.max_head_bytes, default.head_timeout) == (65536, 10.0)
+    assert (default.log_format, default.log_level) == ("plain", "info")
+    settings = from_env(
+        max_head_bytes="8192", head_timeout="2.5", log_format="json", log_level="warning"
+    )
+    assert (settings.max_head_bytes, settings.head_timeout) == (8192, 2.5)
+    assert (settings.log_format, settings.log_level) == ("json", "warning")
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("max_head_bytes", "100"),
+        ("max_head_bytes", "lots"),
+        ("head_timeout", "0"),
+        ("head_timeout", "-1"),
+        ("log_format", "xml"),
+        ("log_level", "loud"),
+    ],
+)
+def test_bad_head_and_log_settings_name_the_variable(variable: str, raw: str) -> None:
+    assert f"TIDINGS_{variable.upper()}" in refused(**{variable: raw})
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("bus_url", "redis://[x"),
+        ("bus_url", "redis://cache:port/0"),
+        ("database_url", "postgresql://u:p@[db/tidings"),
+        ("database_url", "mongodb://db\uff03x/tidings"),
+        ("cors_origins", "https://app.example,https://[x"),
+    ],
+)
+def test_a_url_setting_the_url_parser_rejects_names_the_variable(variable: str, raw: str) -> None:
+    message = refused(**{variable: raw})
+    assert f"TIDINGS_{variable.upper()} is not a valid URL" in message
+    assert "u:p" not in message  # a password in the URL stays out of the message

@@ -12,7 +12,15 @@ import httpx
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.support import PUBLISHER_KEY, Server, Stream, make_token, open_stream, tidings_env
+from tests.support import (
+    PUBLISHER_KEY,
+    Server,
+    Stream,
+    make_token,
+    open_stream,
+    publish_sentinel,
+    serving,
+)
 from tidings.models import Clock, Draft, now_ms
 from tidings.store import create_store
 
@@ -27,15 +35,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     Each test uses users of its own (the `alice` and `bob` fixtures), so they do not meet.
     """
-    folder = tmp_path_factory.mktemp("stream")
     env = {"TIDINGS_HEARTBEAT": "0.5", "TIDINGS_MAX_STREAMS_PER_USER": "2"}
-    server = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}", env),
-        log_path=folder / "server.log",
-    )
-    server.start()
-    yield server
-    server.close()
+    with serving(tmp_path_factory.mktemp("stream"), env) as server:
+        yield server
 
 
 @pytest.fixture
@@ -93,8 +95,8 @@ async def test_each_notification_reaches_every_stream_of_its_user_only(
             assert [n["message"] for n in got] == ["for alice 0", "for alice 1", "for alice 2"]
         [bobs] = await b.notifications(1)
         assert (bobs["user_id"], bobs["id"], bobs["message"]) == (bob, 1, "for bob 0")
-        for stream in (a1, a2, b):
-            assert await stream.quiet(0.5) == []
+        await publish_sentinel(shared, alice, a1, a2)
+        await publish_sentinel(shared, bob, b)
 
 
 async def test_the_stream_starts_with_retry_and_sse_headers(shared: Server, alice: str) -> None:
@@ -130,7 +132,7 @@ async def test_resume_replays_exactly_what_follows_then_continues_live(
         assert await seqs_of(stream, 3) == [3, 4, 5]
         await publish(shared, alice, 2)
         assert await seqs_of(stream, 2) == [6, 7]
-        assert await stream.quiet(0.5) == []
+        await publish_sentinel(shared, alice, stream)
 
 
 async def test_the_header_wins_over_the_query_parameter(shared: Server, alice: str) -> None:
@@ -139,14 +141,14 @@ async def test_the_header_wins_over_the_query_parameter(shared: Server, alice: s
         shared.url, make_token(alice), last_event_id="3", query="?last_event_id=1"
     ) as stream:
         assert await seqs_of(stream, 1) == [4]
-        assert await stream.quiet(0.5) == []
+        await publish_sentinel(shared, alice, stream)
 
 
 async def test_no_resume_point_means_now(shared: Server, alice: str) -> None:
     await publish(shared, alice, 3)
     async with open_stream(shared.url, make_token(alice)) as stream:
-        assert await stream.quiet(0.5) == []
         await publish(shared, alice, 1)
+        # A replay of 1-3 would come first: the new notification is the sentinel.
         assert await seqs_of(stream, 1) == [4]
 
 
@@ -216,7 +218,7 @@ async def test_reset_beyond_the_replay_cap(make_server: ServerFactory, alice: st
         assert await seqs_of(stream, 1) == [11]
     async with open_stream(server.url, token, last_event_id="6") as stream:
         assert await seqs_of(stream, 5) == [7, 8, 9, 10, 11]
-        assert await stream.quiet(0.3) == []
+        await read_sentinel(server, alice, stream, 7)
 
 
 @pytest.mark.slow
@@ -250,7 +252,7 @@ async def test_reset_for_a_point_pruned_at_start_up(
     # From the newest pruned seq on, nothing is missing: replay as usual.
     async with open_stream(server.url, token, last_event_id="8") as stream:
         assert await seqs_of(stream, 3) == [9, 10, 11]
-        assert await stream.quiet(0.3) == []
+        await publish_sentinel(server, alice, stream)
     # Bob's log was not touched.
     async with open_stream(server.url, make_token(bob), last_event_id="0") as stream:
         assert await seqs_of(stream, 2) == [1, 2]
@@ -275,10 +277,19 @@ async def test_periodic_pruning_with_a_short_retention(
         assert await seqs_of(stream, 1) == [4]
     # A resume at the newest seq lost nothing, so it is no reset.
     async with open_stream(server.url, token, last_event_id="4") as stream:
-        assert await stream.quiet(0.3) == []
+        await publish_sentinel(server, alice, stream)
 
 
 # --- 6. read state, on every stream of the user ---------------------------------------------------
+
+
+async def read_sentinel(server: Server, user: str, stream: Stream, seq: int) -> None:
+    """Mark `seq` read and expect that as the stream's next event: a sentinel that leaves the
+    user's log as it was (a notification would shift every seq after it)."""
+    async with user_api(server, user) as api:
+        response = await api.post("/notifications/read", json={"ids": [seq]})
+    assert response.json()["ids"] == [seq], response.text
+    assert (await next_read(stream))["ids"] == [seq]
 
 
 async def next_read(stream: Stream) -> dict[str, Any]:
@@ -325,15 +336,13 @@ async def test_mark_read_reaches_every_stream_and_respects_up_to(
         assert response.json() == {"unread": 2, "ids": []}
         count = (await api.get("/notifications/unread-count")).json()
         assert count == {"unread": 1, "last_seq": 6}
-        for stream in (a1, a2, b):
-            assert await stream.quiet(0.5) == []
 
-        # Bob marking his own reaches only bob.
+        # Bob marking his own reaches only bob. It is b's sentinel for the step above (had b
+        # heard of bob's first call, that would come first); alice's sentinel covers both steps.
         response = await bob_api.post("/notifications/read", json={"up_to": 1})
         assert response.json() == {"unread": 1, "up_to": 1}
         assert await next_read(b) == {"unread": 1, "up_to": 1}
-        for stream in (a1, a2):
-            assert await stream.quiet(0.3) == []
+        await publish_sentinel(shared, alice, a1, a2)
 
 
 async def test_a_deletion_reaches_every_stream_of_the_user(
@@ -352,7 +361,7 @@ async def test_a_deletion_reaches_every_stream_of_the_user(
             event = await stream.next()
             assert event.event == "notification-deleted"
             assert event.json() == {"id": 1, "unread": 1}
-            assert await stream.quiet(0.3) == []
+        await publish_sentinel(shared, alice, a1, a2)
 
 
 # --- 9. an idle stream costs no query, and gets its ping ----------------------------------------
@@ -367,14 +376,15 @@ async def test_an_idle_stream_makes_no_store_query_and_gets_a_ping_every_heartbe
         assert first.event == "ping"
         queries = shared.metric("tidings_store_queries_total")
         began = time.monotonic()
-        pings = 0
-        while time.monotonic() - began < 3.0:
+        # Five more heartbeats, each well within its time (2.5 s: a loaded machine is slow) and
+        # nothing else in between.
+        for _ in range(5):
             event = await stream.next(2.5, skip_pings=False)
             assert event.event == "ping", event
-            assert event.json() == {}
-            pings += 1
-        # Six heartbeats of 0.5 s fit in 3 s; a loaded machine may delay one or two.
-        assert 4 <= pings <= 8
+            assert event.json() == {"heartbeat": 0.5}  # announced for the client's watchdog
+        # One ping per heartbeat, not more: five intervals of 0.5 s each (less some delivery
+        # jitter); two pings a beat would take half that.
+        assert time.monotonic() - began >= 2.0
         assert shared.metric("tidings_store_queries_total") == queries
 
 

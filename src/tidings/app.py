@@ -138,8 +138,10 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings) -> TidingsApp:
-    service = Service(settings)
+def create_app(settings: Settings, service: Service | None = None) -> TidingsApp:
+    """The whole application; `service` wires it to given parts (the unit tests' fakes)."""
+    if service is None:
+        service = Service(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import time
 from dataclasses import dataclass
@@ -147,11 +148,7 @@ def check_origin(conn: HTTPConnection, settings: Settings) -> None:
         return  # not a browser cross-site request: browsers send Origin on every POST/DELETE
     if origin in settings.cors_origins:
         return
-    if urlsplit(origin).netloc == conn.headers.get("host", ""):
-        return
+    with contextlib.suppress(ValueError):  # an Origin urlsplit cannot parse is no own origin
+        if urlsplit(origin).netloc == conn.headers.get("host", ""):
+            return
     raise ApiError(403, "forbidden_origin", f"requests from origin {origin!r} are not allowed")
-
-
-def allowed_cors_origin(conn: HTTPConnection, settings: Settings) -> str | None:
-    origin = conn.headers.get("origin")
-    return origin if origin is not None and origin in settings.cors_origins else None

@@ -7,16 +7,25 @@ import asyncio
 import functools
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import ValidationError
 
+from tidings.heads import bound_heads
+from tidings.logs import configure as configure_logs
+from tidings.logs import log_config
 from tidings.server import DrainingServer, worker_server
 from tidings.settings import ConfigError, Settings
 from tidings.store import IdempotencyConflict, StoreUnavailable
 from tidings.validation import ApiError, PublishIn, make_draft
+
+if TYPE_CHECKING:
+    from tidings.models import Draft, Stored
+    from tidings.service import Service
 
 __all__ = ["main"]
 
@@ -40,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the tidings server: the API, the SSE stream and (--demo) a demo page.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to bind (default 8000)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -53,12 +62,19 @@ def _parser() -> argparse.ArgumentParser:
         help="add a demo page at / with demo users; generates a secret and a publisher key "
         "when none are set",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="uvicorn's log level (default: TIDINGS_LOG_LEVEL, info)",
+    )
 
     send = sub.add_parser(
         "send",
         help="publish a notification through the configured store and bus",
-        description="Store a notification for USER_ID and announce it to the running server(s).",
+        description="Store a notification for USER_ID and announce it to the running server(s).\n"
+        "It writes to the server's database (TIDINGS_DATABASE_URL): a SQLite file that does not\n"
+        "exist yet is refused, not created.",
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     send.add_argument("user_id", metavar="USER_ID")
     send.add_argument("message", metavar="MESSAGE")
@@ -82,16 +98,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        # uvicorn would take 0 as "any free port" and wrap larger numbers silently.
+        raise argparse.ArgumentTypeError(f"{port} is not a port between 1 and 65535")
+    return port
+
+
 def _bench(argv: list[str]) -> int:
-    # The harness lives in the repository checkout (bench/), not in the installed package.
+    # The harness (bench/) ships with the repository, not in the package: an editable install
+    # finds it next to src/, any install finds it in a checkout it is run from.
     from pathlib import Path
     from subprocess import call
 
-    script = Path(__file__).resolve().parents[2] / "bench" / "run"
-    if not script.is_file():
-        print("tidings: bench/run not found; run it from a repository checkout", file=sys.stderr)
-        return 2
-    return call([str(script), *argv])
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        script = root / "bench" / "run"
+        if script.is_file():
+            return call([str(script), *argv])
+    print(
+        "tidings: `tidings bench` needs a repository checkout (it runs bench/run there); "
+        "run it from the checkout's root",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args)
         if args.command == "send":
-            return asyncio.run(_send(args))
+            return _send(args)
         if args.command == "token":
             return _token(args)
     except (ConfigError, StoreUnavailable, IdempotencyConflict) as exc:
@@ -128,7 +161,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if not settings.publisher_keys:
-        raise ConfigError("TIDINGS_PUBLISHER_KEYS is required (comma-separated publisher keys)")
+        raise ConfigError(
+            "TIDINGS_PUBLISHER_KEYS is required (comma-separated publisher keys; "
+            "TIDINGS_PUBLISHER_KEY, singular, is the app's copy and is not read by the server)"
+        )
+    # Before any banner or key is printed: a busy port is one line, not a log after the keys.
+    _check_bind(args.host, args.port)
     # Built here also with --workers, where each worker builds its own: a bad URL fails now.
     app = create_app(settings)
     if args.demo:
@@ -144,7 +182,8 @@ def _serve(args: argparse.Namespace) -> int:
         factory=args.workers > 1,
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
+        log_level=args.log_level or settings.log_level,
+        log_config=log_config(settings),
         lifespan="on",
         timeout_graceful_shutdown=5,
         access_log=False,
@@ -152,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
         # scheme tidings never reads; it is on only when FORWARDED_ALLOW_IPS names the proxies.
         proxy_headers="FORWARDED_ALLOW_IPS" in os.environ,
     )
+    bound_heads(config, settings)
     if args.workers > 1:
         from tidings.workers import run_workers
 
@@ -161,12 +201,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
-async def _send(args: argparse.Namespace) -> int:
-    from tidings.service import Service
+def _check_bind(host: str, port: int) -> None:
+    """Bind and release the address as uvicorn will (SO_REUSEADDR), to fail before starting."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            hint = "; stop what listens there or choose another --port"
+            raise ConfigError(f"{host}:{port}: {reason}{hint}") from None
 
-    # Publishing needs no signing secret; give a placeholder so the settings validate.
-    environ = {"TIDINGS_SECRET": "x" * 32, **os.environ}
-    settings = Settings.from_env(environ)
+
+def _send(args: argparse.Namespace) -> int:
+    from tidings.bus.local import LocalBus
+    from tidings.service import Service
+    from tidings.store.factory import sqlite_path
+
+    # Publishing signs nothing: TIDINGS_SECRET may be absent (a configured one is still checked).
+    settings = Settings.from_env(os.environ, require_secret=False)
+    configure_logs(settings)
     try:
         data = json.loads(args.data) if args.data else {}
     except json.JSONDecodeError as exc:
@@ -187,11 +246,50 @@ async def _send(args: argparse.Namespace) -> int:
         field = ".".join(str(p) for p in problem["loc"]).replace("_", "-")
         raise ConfigError(f"--{field}: {problem['msg']}") from None
     draft = make_draft(body, settings)
-    async with Service(settings).publishing() as service:
-        stored = await service.publish(draft, args.idempotency_key)
+    database: str | None = None
+    if settings.database_url.startswith("sqlite:"):
+        database = os.path.abspath(sqlite_path(settings.database_url))
+    if database is not None and not os.path.exists(database):
+        # The classic mistake: `send` from another folder would create an empty database there,
+        # print success, and no server would ever see it.
+        raise ConfigError(
+            f"no database at {database} and no running server uses it; run `tidings send` "
+            "with the server's TIDINGS_DATABASE_URL (sqlite:///relative paths start in the "
+            "working directory)"
+        )
+    service = Service(settings)
+    # Only the local bus can tell whether a server is there (its socket); a shared bus reaches
+    # whoever subscribes, and is checked by the server's /readyz instead.
+    served: bool | None = None
+    if isinstance(service.bus, LocalBus):
+        served = service.bus.listening()
+    stored = asyncio.run(_publish(service, draft, args.idempotency_key))
     for n in stored.notifications:
         print(n.dumps())
+    if served is False:
+        where = database or _redacted(settings.database_url)
+        print(
+            f"tidings: stored in {where}; no running server uses it, so no open stream saw "
+            "it live (it is listed, and streamed on reconnect, once a server serves it)",
+            file=sys.stderr,
+        )
     return 0
+
+
+async def _publish(service: Service, draft: Draft, idempotency_key: str | None) -> Stored:
+    async with service.publishing():
+        return await service.publish(draft, idempotency_key)
+
+
+def _redacted(url: str) -> str:
+    """The database URL without its password, to name it in a message."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _token(args: argparse.Namespace) -> int:

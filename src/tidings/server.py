@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import uvicorn
 
 from tidings import stalls
+from tidings.logs import flush_counts
 
 if TYPE_CHECKING:
     from tidings.service import Service
@@ -120,6 +121,7 @@ class DrainingServer(uvicorn.Server):
         await asyncio.sleep(STUCK_CHECK_SECONDS)
         self._reap_stuck(closing_only=False)
         await super().shutdown(sockets)
+        flush_counts()  # uvicorn re-raises the signal next: no logging.shutdown will run
 
     def _with_unsent_data(self) -> list[_Transport]:
         found: list[_Transport] = []

@@ -11,10 +11,16 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 __all__ = ["ConfigError", "Settings"]
 
 PREFIX = "TIDINGS_"
+
+# Names the host app reads from the same `.env` (every guide uses them): tidings accepts and ignores
+# them, so one file serves both. Any other unknown TIDINGS_* name is still refused, which catches a
+# misspelled setting. The server's own key list is TIDINGS_PUBLISHER_KEYS (plural).
+APP_SIDE = frozenset({"TIDINGS_URL", "TIDINGS_PUBLISHER_KEY"})
 
 
 class ConfigError(ValueError):
@@ -54,36 +60,49 @@ class Settings:
     prune_interval: float = 3600.0
     prune_batch: int = 1000
     demo: bool = False
+    # The edge: bounded request heads (tidings.heads) and the log format (tidings.logs).
+    max_head_bytes: int = 64 * 1024
+    head_timeout: float = 10.0
+    log_format: str = "plain"
+    log_level: str = "info"
+    log_repeat_window: float = 10.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, demo: bool = False) -> Settings:
-        """Build settings from `TIDINGS_*` variables; unknown `TIDINGS_*` names are an error."""
+    def from_env(
+        cls, environ: Mapping[str, str], *, demo: bool = False, require_secret: bool = True
+    ) -> Settings:
+        """Build settings from `TIDINGS_*` variables; unknown `TIDINGS_*` names are an error.
+
+        `require_secret=False` is for commands that sign nothing (`tidings send`): a missing
+        secret is then left empty, while a configured one is still checked.
+        """
         known = {f.name for f in dataclasses.fields(cls)} - {"demo"}
         values: dict[str, object] = {"demo": demo}
         for key, raw in environ.items():
-            if not key.startswith(PREFIX) or key.startswith("TIDINGS_TEST_"):
+            if not key.startswith(PREFIX) or key in APP_SIDE:
                 continue
             name = key[len(PREFIX) :].lower()
-            # Not settings: the test suite's switch and a debugging aid (tidings.stalls).
-            if name in {"require_services", "debug_stalls"}:
+            # Not a setting: a debugging aid (tidings.stalls).
+            if name == "debug_stalls":
                 continue
             if name not in known:
                 raise ConfigError(f"{key} is not a tidings setting (see docs/configuration.md)")
             values[name] = _parse(cls, name, key, raw)
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.secret:
-            if not demo:
+            if demo:
+                settings = dataclasses.replace(settings, secret=secrets.token_urlsafe(32))
+            elif require_secret:
                 raise ConfigError("TIDINGS_SECRET is required (any long random string)")
-            settings = dataclasses.replace(settings, secret=secrets.token_urlsafe(32))
         if demo and not settings.publisher_keys:
             settings = dataclasses.replace(
                 settings, publisher_keys=(f"demo-{secrets.token_urlsafe(16)}",)
             )
-        settings.validate()
+        settings.validate(require_secret=require_secret)
         return settings
 
-    def validate(self) -> None:
-        if len(self.secret) < 32:
+    def validate(self, *, require_secret: bool = True) -> None:
+        if (require_secret or self.secret) and len(self.secret) < 32:
             raise ConfigError(
                 "TIDINGS_SECRET must be at least 32 characters (HS256 wants a 256-bit key)"
             )
@@ -117,13 +136,45 @@ class Settings:
             raise ConfigError("TIDINGS_STORE_QUEUE_TIMEOUT must be between 0 and 60 seconds")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise ConfigError("TIDINGS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        self._validate_edge()
         for origin in self.cors_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise ConfigError(
                     f"TIDINGS_CORS_ORIGINS: {origin!r} is not an origin like https://app.example"
                 )
 
+    def _validate_edge(self) -> None:
+        # A URL urlsplit cannot parse would otherwise fail deep in a factory, with a traceback.
+        named = [("TIDINGS_DATABASE_URL", self.database_url), ("TIDINGS_BUS_URL", self.bus_url)]
+        named += [("TIDINGS_CORS_ORIGINS", origin) for origin in self.cors_origins]
+        for variable, url in named:
+            if not _parses(url):
+                raise ConfigError(
+                    f"{variable} is not a valid URL: an unbalanced [ or ], a host that NFKC "
+                    "normalisation changes, or a port that is not a number up to 65535"
+                )
+        if self.max_head_bytes < 1024:
+            raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
+        if self.head_timeout <= 0:
+            raise ConfigError("TIDINGS_HEAD_TIMEOUT must be a positive number of seconds")
+        if self.log_repeat_window <= 0:
+            raise ConfigError("TIDINGS_LOG_REPEAT_WINDOW must be a positive number of seconds")
+        if self.log_format.lower() not in LOG_FORMATS:
+            raise ConfigError(f"TIDINGS_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"TIDINGS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
 
+
+def _parses(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018  (reading the port is what checks it)
+    except ValueError:
+        return False
+    return True
+
+
+LOG_FORMATS = ("plain", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _KINDS = {bool: "a boolean (1/0, true/false)", int: "a whole number", float: "a number"}
 
 

@@ -13,7 +13,6 @@ from tidings.models import Notification, one_line_json
 
 __all__ = [
     "HEADERS",
-    "PING",
     "drain_retry_ms",
     "event",
     "notification",
@@ -29,9 +28,15 @@ HEADERS: Final = (
     (b"x-accel-buffering", b"no"),
 )
 
-PING: Final = b"event: ping\ndata: {}\n\n"
 # The shortest reconnect delay a draining node hands out: a node needs a moment to go away.
 DRAIN_RETRY_MIN_MS: Final = 500
+
+
+def ping(heartbeat: float) -> bytes:
+    """The heartbeat: a named event (comments never reach JavaScript) whose one-line JSON data
+    announces the interval in seconds, so the browser's watchdog knows what to expect instead of
+    guessing it from arrival gaps."""
+    return b'event: ping\ndata: {"heartbeat": %s}\n\n' % f"{heartbeat:g}".encode()
 
 
 def retry(ms: int) -> bytes:

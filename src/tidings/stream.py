@@ -141,6 +141,7 @@ async def _serve(
 
 async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> None:
     deliveries = service.metrics.deliveries
+    ping = sse.ping(service.settings.heartbeat)
     while True:
         items = await sub.take()
         out: list[bytes] = []
@@ -160,7 +161,7 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
             elif isinstance(item, bytes):
                 out.append(item)
             elif item is PING:
-                out.append(sse.PING)
+                out.append(ping)
             elif item is CHECK:
                 out, last = await _catch_up(service, sub, last, out)
             elif isinstance(item, End):

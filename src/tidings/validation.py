@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -27,6 +28,8 @@ __all__ = [
 MAX_USER_ID_CHARS = 128
 # Deeper data gains nothing and comes near the JSON libraries' recursion limits on the way out.
 MAX_DATA_DEPTH = 32
+LINK_RULE = "must be an http(s) URL or a path starting with /"
+HOST_UNPARSABLE = "is not a valid URL: its host does not parse (a bracket, or NFKC changes it)"
 
 
 def whole(value: object) -> object:
@@ -128,8 +131,9 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
             raise _invalid(
                 "link", f"at most {settings.max_link_bytes} bytes (TIDINGS_MAX_LINK_BYTES)"
             )
-        if not _safe_link(link):
-            raise _invalid("link", "must be an http(s) URL or a path starting with /")
+        problem = _link_problem(link)
+        if problem is not None:
+            raise _invalid("link", problem)
 
     kind = body.kind or None
     if kind is not None and _utf8_size("kind", kind) > settings.max_kind_bytes:
@@ -169,17 +173,44 @@ def _depth(value: object) -> int:
     return deepest
 
 
-def _safe_link(link: str) -> bool:
+def _link_problem(link: str) -> str | None:
+    """Why `link` is not a link a browser could follow safely, or None when it is one."""
     if any(ord(ch) <= 32 or ord(ch) == 127 for ch in link):
-        return False
+        return LINK_RULE
     # Browsers read a backslash as "/" in http(s) URLs: "/\evil.example" goes to evil.example.
     if "\\" in link:
-        return False
-    parts = urlsplit(link)
-    if parts.scheme:
-        return parts.scheme.lower() in {"http", "https"} and bool(parts.netloc)
-    # A root-relative path on the host app's own site; "//host" would be another site.
-    return link.startswith("/") and not link.startswith("//")
+        return LINK_RULE
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        # Unbalanced brackets ("http://[x", "http://a]b/") or a host that NFKC changes.
+        return HOST_UNPARSABLE
+    try:
+        port = parts.port  # reading it checks it: "http://a:b/" and "http://a:99999/" raise
+    except ValueError:
+        return "is not a valid URL: its port is not a number from 1 to 65535"
+    if not parts.scheme:
+        # A root-relative path on the host app's own site; "//host" would be another site.
+        if link.startswith("/") and not link.startswith("//"):
+            return None
+        return LINK_RULE
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        return LINK_RULE
+    if port == 0:
+        return "is not a valid URL: its port is not a number from 1 to 65535"
+    if "[" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(parts.hostname)
+        except ValueError:
+            return HOST_UNPARSABLE
+    elif not parts.hostname.isascii():
+        try:
+            # What a browser does with an international name; a host it cannot encode
+            # (an empty or over-long label, a forbidden character) leads nowhere.
+            parts.hostname.encode("idna")
+        except UnicodeError:
+            return "is not a valid URL: its host is not a valid international domain name"
+    return None
 
 
 # --- the same rules, as /openapi.json states them ------------------------------------------------
@@ -192,10 +223,15 @@ _NO_NUL = r"^[^\x00]*$"
 _SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # At least one character that is neither space nor NUL, and no NUL.
 _NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
-# What `_safe_link` accepts, narrowed where a URL parser is stricter than the rule (the host).
+# 1 to 65535 (leading zeros allowed, as the URL parser reads them), or nothing.
+_PORT = (
+    r"(?:0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}"
+    r"|655[0-2][0-9]|6553[0-5]))?"
+)
+# What `_link_problem` accepts, narrowed where a URL parser is stricter than the rule (the host).
 _LINK_PATTERN = (
     r"^(?:/(?:[^/\x00-\x20\x7f\\][^\x00-\x20\x7f\\]*)?"
-    r"|[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:[/?#][^\x00-\x20\x7f\\]*)?)?$"
+    r"|[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(?::" + _PORT + r")?(?:[/?#][^\x00-\x20\x7f\\]*)?)?$"
 )
 
 

@@ -13,10 +13,14 @@ from tests.support import Server
 TIMEOUT_MS = 15_000
 
 # Recorded in every page, so a test can tell *when* something happened there:
-# arrivals (the bell's `new-notification` event) and every change of the unread badge.
+# arrivals (the bell's `new-notification` event), every change of the unread badge and of the
+# connection state, every EventSource the page opened and every `ping` they delivered.
 RECORDER = """
 window.__arrivals = [];
 window.__unread = [];
+window.__connection = [];
+window.__streams = [];
+window.__pings = 0;
 document.addEventListener("new-notification", (e) => {
   window.__arrivals.push({ id: e.detail.id, message: e.detail.message, at: Date.now() });
 }, true);
@@ -24,9 +28,23 @@ new MutationObserver((records) => {
   for (const r of records) {
     if (r.attributeName === "data-unread") {
       window.__unread.push({ value: Number(r.target.dataset.unread), at: Date.now() });
+    } else if (r.attributeName === "data-connection") {
+      const value = r.target.dataset.connection;  // re-rendered often: record changes only
+      if (window.__connection.at(-1)?.value !== value) {
+        window.__connection.push({ value, at: Date.now() });
+      }
     }
   }
-}).observe(document, { attributes: true, subtree: true, attributeFilter: ["data-unread"] });
+}).observe(document, {
+  attributes: true, subtree: true, attributeFilter: ["data-unread", "data-connection"],
+});
+window.EventSource = class extends window.EventSource {
+  constructor(url, init) {
+    super(url, init);
+    window.__streams.push({ url: String(url), at: Date.now() });
+    this.addEventListener("ping", () => { window.__pings += 1; });
+  }
+};
 """
 
 
@@ -35,9 +53,9 @@ def new_page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
-def open_demo(page: Page, server: Server, user: str) -> None:
-    """Open the demo page and log in as `user` with the user switcher."""
-    page.goto(f"{server.url}/")
+def open_demo(page: Page, server: Server, user: str, *, via: str | None = None) -> None:
+    """Open the demo page (at `via`, a proxy's URL, if given) and log in as `user`."""
+    page.goto(f"{via or server.url}/")
     page.get_by_label(user, exact=True).check()
     wait_live(page)
 

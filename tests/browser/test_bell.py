@@ -25,7 +25,7 @@ from tests.browser.helpers import (
     wait_live,
 )
 from tests.conftest import ServerFactory
-from tests.support import make_token, run_cli
+from tests.support import SENTINEL, make_token, run_cli
 
 HEARTBEAT = {"TIDINGS_HEARTBEAT": "1"}
 
@@ -47,10 +47,12 @@ def test_a_notification_shows_within_a_second_for_its_user_only(
     expect_badge(alice, 1)
     live = alice.locator("tidings-bell [role=status]")
     expect(live).to_have_text("New notification: Your report is ready")
-    time.sleep(1)
-    assert unread(bob) == 0
-    expect_badge(bob, 0)
-    assert bob.evaluate("window.__arrivals") == []
+    # Bob's own sentinel: had alice's notification reached him, it would have come first.
+    assert server.publish("bob", SENTINEL).status_code == 201
+    wait_arrival(bob, SENTINEL)
+    assert [a["message"] for a in bob.evaluate("window.__arrivals")] == [SENTINEL]
+    expect_badge(bob, 1)
+    assert unread(bob) == 1
 
 
 def test_what_was_published_while_the_server_was_down_shows_once_without_a_reload(
@@ -74,12 +76,16 @@ def test_what_was_published_while_the_server_was_down_shows_once_without_a_reloa
     wait_arrival(page, "while you were away")
     expect_badge(page, 2)
     wait_live(page)
-    time.sleep(1.5)  # a late duplicate (replay + list reload) would show by now
+    # A late duplicate (replay + list reload) would come before the sentinel.
+    assert server.publish("alice", SENTINEL).status_code == 201
+    wait_arrival(page, SENTINEL)
+    expect_badge(page, 3)
     open_bell(page)
-    assert messages(page) == ["while you were away", "before"]
+    assert messages(page) == [SENTINEL, "while you were away", "before"]
     assert [a["message"] for a in page.evaluate("window.__arrivals")] == [
         "before",
         "while you were away",
+        SENTINEL,
     ]
     assert page.evaluate("window.__same_page") is True
 

@@ -1,4 +1,5 @@
-"""A database written by the previous schema (1) is upgraded in place on open, on every store.
+"""A database written by the previous schema (1) is upgraded in place on open, on every store,
+and one a newer tidings upgraded is refused.
 
 The schema-1 database is written here as tidings at schema 1 wrote it: its own DDL (each store
 keeps its steps) and rows in that shape, one of them published with an idempotency key, which has
@@ -16,9 +17,10 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from tidings.models import Draft, now_ms
-from tidings.store import IdempotencyConflict, Store, create_store
+from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
+from tidings.store.common import SCHEMA_VERSION
 from tidings.store.factory import mongo_database
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +113,38 @@ async def test_a_schema_1_database_is_upgraded_and_its_keys_replay_as_before(
         assert [n.seq for n in await again.after("alice", 0, 10)] == [1, 2]
     finally:
         await again.close()
+
+
+async def mark_schema(url: str, version: int) -> None:
+    """Record `version` where each store keeps its schema version."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
+            db.execute(f"PRAGMA user_version = {version}")
+    elif scheme.startswith("postgres"):
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            await conn.execute("INSERT INTO tidings_schema VALUES ($1, 0)", version)
+        finally:
+            await conn.close(timeout=5)
+    else:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=5000
+        )
+        try:
+            meta = client[mongo_database(url)]["meta"]
+            await meta.update_one({"_id": "schema"}, {"$set": {"version": version}})
+        finally:
+            await client.close()
+
+
+async def test_a_database_a_newer_tidings_upgraded_is_refused(store_url: str) -> None:
+    store: Store = create_store(store_url)
+    await store.open()
+    await store.add(Draft(user_ids=("alice",), message="kept"))
+    await store.close()
+    await mark_schema(store_url, SCHEMA_VERSION + 1)
+    newer: Store = create_store(store_url)
+    with pytest.raises(StoreUnavailable, match=f"schema {SCHEMA_VERSION + 1} is newer"):
+        await newer.open()
+    await newer.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from tidings.models import Clock, Draft, Notification
-from tidings.store import IdempotencyConflict, Store
+from tidings.store import IdempotencyConflict, Store, StoreUnavailable
+from tidings.store.bounded import BoundedStore
 
 pytestmark = pytest.mark.anyio
 
@@ -362,3 +363,41 @@ async def test_prune_alongside_multi_user_publishes_never_fails(store: Store, cl
         assert seqs(await store.after(user, 0, 100)) == list(range(7, 7 + 45))
         position = await store.position(user)
         assert (position.last_seq, position.pruned_upto) == (6 + 45, 6)
+
+
+class Stalled:
+    """A real store whose `after` waits for the test first: a query the database sits on."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        await self.release.wait()
+        return await self.inner.after(user_id, seq, limit)
+
+
+async def test_past_the_concurrency_limit_work_is_refused_at_once_not_queued(
+    store: Store,
+) -> None:
+    stalled = Stalled(store)
+    bounded = BoundedStore(cast(Store, stalled), limit=2, queue_timeout=0.2)
+    held = [asyncio.create_task(bounded.after("alice", 0, 10)) for _ in range(2)]
+    await asyncio.sleep(0)  # let both take their slots
+    began = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="busy"):
+        await bounded.add(Draft(user_ids=("alice",), message="refused"))
+    with pytest.raises(StoreUnavailable, match="busy"):
+        await bounded.position("alice")
+    # Readiness is not business: the database still answers, so /readyz must say so.
+    await bounded.ping()
+    assert time.monotonic() - began < 2
+    assert await store.after("alice", 0, 10) == []
+    stalled.release.set()
+    assert await asyncio.gather(*held) == [[], []]
+    # The slots are free again.
+    assert await add(bounded, "alice", "after") == 1
+    assert seqs(await bounded.after("alice", 0, 10)) == [1]

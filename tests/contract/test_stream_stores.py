@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ServerFactory
 from tests.contract.conftest import services
-from tests.support import make_token, open_stream
+from tests.support import make_token, open_stream, publish_sentinel
 
 pytestmark = pytest.mark.anyio
 
@@ -38,12 +38,12 @@ async def test_a_stream_receives_live_and_replays_after_reconnect(
             (4, "missed"),
             (5, "missed too"),
         ]
-        assert await stream.quiet(0.3) == []
-    async with httpx.AsyncClient(timeout=10) as client:
-        listed = await client.get(
-            f"{server.url}/notifications?limit=2", headers={"authorization": f"Bearer {token}"}
-        )
-    assert [n["id"] for n in listed.json()] == [5, 4]
+        async with httpx.AsyncClient(timeout=10) as client:
+            listed = await client.get(
+                f"{server.url}/notifications?limit=2", headers={"authorization": f"Bearer {token}"}
+            )
+        assert [n["id"] for n in listed.json()] == [5, 4]
+        await publish_sentinel(server, "alice", stream)
 
 
 async def get(url: str) -> httpx.Response:

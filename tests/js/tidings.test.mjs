@@ -33,7 +33,10 @@ test("backoff spreads clients: two random draws differ", () => {
 });
 
 test("the next link is found among several, with any spacing and case", () => {
-  assert.equal(parseNextLink('</notifications?limit=10&before=5>; rel="next"'), "/notifications?limit=10&before=5");
+  assert.equal(
+    parseNextLink('</notifications?limit=10&before=5>; rel="next"'),
+    "/notifications?limit=10&before=5",
+  );
   assert.equal(parseNextLink('</a>; rel="prev", </b>; rel="next"'), "/b");
   assert.equal(parseNextLink("</c>;rel=next"), "/c");
   assert.equal(parseNextLink('</d>; title="x, y"; REL="Next"'), "/d");
@@ -81,7 +84,10 @@ test("the list keeps one per id, newest first, whatever the arrival order", () =
   assert.equal(list.add(n(3)), true);
   assert.equal(list.add(n(5)), false);
   assert.equal(list.add({ id: "x" }), false);
-  assert.deepEqual(list.items.map((x) => x.id), [5, 3, 2]);
+  assert.deepEqual(
+    list.items.map((x) => x.id),
+    [5, 3, 2],
+  );
   assert.equal(list.newest, 5);
   assert.equal(list.oldest, 2);
   assert.equal(list.remove(3).id, 3);
@@ -93,9 +99,15 @@ test("a fresh first page keeps live arrivals, drops older pages and what was del
   const list = new NotificationList([n(9), n(8), n(7), n(6), n(2), n(1)]);
   // The server now has 8, 7, 5 on its first page (6 was deleted) and 9 arrived after the page.
   list.replacePage([n(8), n(7), n(5)]);
-  assert.deepEqual(list.items.map((x) => x.id), [9, 8, 7, 5]);
+  assert.deepEqual(
+    list.items.map((x) => x.id),
+    [9, 8, 7, 5],
+  );
   list.replacePage([]);
-  assert.deepEqual(list.items.map((x) => x.id), [9, 8, 7, 5]);
+  assert.deepEqual(
+    list.items.map((x) => x.id),
+    [9, 8, 7, 5],
+  );
 });
 
 test("mark read by ids and up to a seq; only unread ones change; undo restores", () => {

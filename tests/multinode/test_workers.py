@@ -99,6 +99,7 @@ async def test_workers_on_sqlite_and_the_local_bus_deliver_across_processes(
             # `tidings send` on the same machine reaches every worker's streams too.
             sent = await asyncio.to_thread(run_cli, cluster.env, "send", users[0], "from the cli")
             assert sent.returncode == 0, sent.stderr
+            assert "no running server" not in sent.stderr  # it finds the workers' sockets
             for stream in streams[:2]:
                 [got] = await stream.notifications(1, timeout=10)
                 assert got["message"] == "from the cli"

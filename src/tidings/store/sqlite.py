@@ -312,11 +312,12 @@ def _migrate(c: sqlite3.Connection) -> None:
     c.execute("BEGIN IMMEDIATE")
     try:
         version = c.execute("PRAGMA user_version").fetchone()[0]
+        check_schema("SQLite", version)
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[step].split(";"):
                 if statement.strip():
                     c.execute(statement)
-        c.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         c.execute("COMMIT")
     except BaseException:
         c.execute("ROLLBACK")

@@ -3,10 +3,12 @@
 //   <script type="module" src="https://tidings.example.com/static/tidings-bell.js"></script>
 //   <tidings-bell base-url="https://tidings.example.com"></tidings-bell>
 //
-// Attributes: token (a user token; exchanged for the session cookie), base-url, page-size, heartbeat (the server's TIDINGS_HEARTBEAT), theme ("light" |
-// "dark"; default: the system's), no-desktop (hide the desktop-alerts switch).
-// Properties: getToken (async () => token, called on 401), strings (replace any of STRINGS),
-// client (the tidings.js client, read-only). Events: `new-notification` (detail: the notification).
+// Attributes: token (a user token; exchanged for the session cookie), base-url, page-size,
+// heartbeat (the server's TIDINGS_HEARTBEAT until its pings announce it), theme ("light" | "dark";
+// default: the system's), no-desktop (hide the desktop-alerts switch), strings (JSON).
+// Properties: getToken (async () => token: on 401 and before a token's exp), strings (replace any
+// of STRINGS), client (the tidings.js client, read-only), open. Methods: show(), close(),
+// toggle(). Events: `new-notification` (detail: the notification).
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 
 import { createTidings, safeLink } from "./tidings.js";
@@ -82,13 +84,15 @@ button { font: inherit; color: inherit; cursor: pointer; }
 :focus-visible { outline: 2px solid var(--_accent); outline-offset: 2px; }
 .bell {
   position: relative; display: inline-grid; place-items: center; width: 2.5rem; height: 2.5rem;
-  border: 0; border-radius: 50%; background: transparent; color: var(--tidings-bell-color, currentColor);
+  border: 0; border-radius: 50%; background: transparent;
+  color: var(--tidings-bell-color, currentColor);
 }
 .bell:hover { background: color-mix(in srgb, var(--_accent) 12%, transparent); }
 .bell svg { width: 1.5rem; height: 1.5rem; }
 .badge {
   position: absolute; top: 0; right: 0; min-width: 1.25rem; height: 1.25rem; padding: 0 .3rem;
-  box-sizing: border-box; border-radius: .625rem; background: var(--_badge-bg); color: var(--_badge-fg);
+  box-sizing: border-box; border-radius: .625rem; background: var(--_badge-bg);
+  color: var(--_badge-fg);
   font-size: .72rem; font-weight: 700; line-height: 1.25rem; text-align: center;
 }
 .badge[hidden], [hidden] { display: none !important; }
@@ -98,36 +102,59 @@ button { font: inherit; color: inherit; cursor: pointer; }
   background: var(--_bg); color: var(--_fg); border: 1px solid var(--_border);
   border-radius: var(--_radius); box-shadow: var(--_shadow); overflow: hidden;
 }
-.head { display: flex; align-items: center; gap: .5rem; padding: .6rem .75rem; border-bottom: 1px solid var(--_border); }
+.head {
+  display: flex; align-items: center; gap: .5rem; padding: .6rem .75rem;
+  border-bottom: 1px solid var(--_border);
+}
 .head h2 { flex: 1; margin: 0; font-size: 1rem; }
 .link-button {
-  border: 0; background: none; padding: .2rem .35rem; border-radius: 4px; color: var(--_accent); font-size: .85rem;
+  border: 0; background: none; padding: .2rem .35rem; border-radius: 4px; color: var(--_accent);
+  font-size: .85rem;
 }
 .link-button:hover { text-decoration: underline; }
 .link-button:disabled { color: var(--_muted); cursor: default; text-decoration: none; }
-.banner { margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg); font-size: .85rem; }
-.list { list-style: none; margin: 0; padding: 0; max-height: var(--tidings-max-height, 24rem); overflow-y: auto; }
+.banner {
+  margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg);
+  font-size: .85rem;
+}
+.list {
+  list-style: none; margin: 0; padding: 0; max-height: var(--tidings-max-height, 24rem);
+  overflow-y: auto;
+}
 .item { display: flex; gap: .5rem; padding: .6rem .75rem; border-bottom: 1px solid var(--_border); }
 .item:last-child { border-bottom: 0; }
 .item.unread { background: var(--_unread-bg); }
 .item:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
-.dot { flex: none; width: .5rem; height: .5rem; margin-top: .45rem; border-radius: 50%; background: transparent; }
+.dot {
+  flex: none; width: .5rem; height: .5rem; margin-top: .45rem; border-radius: 50%;
+  background: transparent;
+}
 .item.unread .dot { background: var(--_accent); }
 .body { flex: 1; min-width: 0; }
 .message { display: block; overflow-wrap: anywhere; color: inherit; text-decoration: none; }
 a.message:hover { text-decoration: underline; }
 .item.unread .message { font-weight: 600; }
-.meta { display: flex; align-items: center; gap: .25rem; margin-top: .15rem; color: var(--_muted); font-size: .78rem; }
+.meta {
+  display: flex; align-items: center; gap: .25rem; margin-top: .15rem; color: var(--_muted);
+  font-size: .78rem;
+}
 .meta time { flex: 1; }
 .meta .link-button { font-size: .78rem; padding: .1rem .3rem; }
 .note { margin: 0; padding: 1.5rem .75rem; color: var(--_muted); text-align: center; }
-.foot { display: flex; justify-content: space-between; gap: .5rem; padding: .4rem .75rem; border-top: 1px solid var(--_border); }
-.sr { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
+.foot {
+  display: flex; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
+  border-top: 1px solid var(--_border);
+}
+.sr {
+  position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
+  clip: rect(0 0 0 0); white-space: nowrap; border: 0;
+}
 `;
 
 const BELL_ICON = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
   stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">
-  <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/><path d="M13.73 21a2 2 0 0 1-3.46 0"/></svg>`;
+  <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/>
+  <path d="M13.73 21a2 2 0 0 1-3.46 0"/></svg>`;
 
 let counter = 0;
 
@@ -146,6 +173,10 @@ function timeLabel(iso) {
   return when.toLocaleDateString();
 }
 
+/**
+ * The `<tidings-bell>` element. Attributes are read once, when it is first connected (`theme`
+ * and `no-desktop` also later); a failed action (mark read, delete, …) shows in its banner.
+ */
 export class TidingsBell extends HTMLElement {
   constructor() {
     super();
@@ -155,13 +186,20 @@ export class TidingsBell extends HTMLElement {
     this._open = false;
     this._rows = new Map();
     this._actionError = false;
+    /**
+     * The host's refresh callback: a fresh user token, or null when logged out. May be set at
+     * any time; it is read when needed.
+     * @type {(() => (string | null | Promise<string | null>)) | null}
+     */
     this.getToken = this.getToken ?? null;
     const id = `tidings-bell-${++counter}`;
     const root = this.attachShadow({ mode: "open" });
     root.innerHTML = `<style>${STYLE}</style>
       <button class="bell" part="button" type="button" aria-haspopup="true" aria-expanded="false"
-        aria-controls="${id}-panel">${BELL_ICON}<span class="badge" part="badge" hidden></span></button>
-      <div class="panel" part="panel" id="${id}-panel" role="region" aria-labelledby="${id}-title" hidden>
+        aria-controls="${id}-panel">${BELL_ICON}<span class="badge" part="badge"
+        hidden></span></button>
+      <div class="panel" part="panel" id="${id}-panel" role="region"
+        aria-labelledby="${id}-title" hidden>
         <div class="head">
           <h2 id="${id}-title"></h2>
           <button class="link-button refresh" type="button"></button>
@@ -180,15 +218,25 @@ export class TidingsBell extends HTMLElement {
       <div class="sr" role="status" aria-live="polite" aria-atomic="true"></div>`;
     const $ = (sel) => root.querySelector(sel);
     this._el = {
-      bell: $(".bell"), badge: $(".badge"), panel: $(".panel"), title: $("h2"),
-      refresh: $(".refresh"), markAll: $(".mark-all"), banner: $(".banner"), list: $(".list"),
-      loading: $(".loading"), empty: $(".empty"), error: $(".error"), more: $(".more"),
-      desktop: $(".desktop"), live: $(".sr"),
+      bell: $(".bell"),
+      badge: $(".badge"),
+      panel: $(".panel"),
+      title: $("h2"),
+      refresh: $(".refresh"),
+      markAll: $(".mark-all"),
+      banner: $(".banner"),
+      list: $(".list"),
+      loading: $(".loading"),
+      empty: $(".empty"),
+      error: $(".error"),
+      more: $(".more"),
+      desktop: $(".desktop"),
+      live: $(".sr"),
     };
     this._el.bell.addEventListener("click", () => this.toggle());
-    this._el.refresh.addEventListener("click", () => this._client?.refresh().catch(() => {}));
-    this._el.markAll.addEventListener("click", () => this._client?.markAllRead());
-    this._el.more.addEventListener("click", () => this._client?.loadMore());
+    this._el.refresh.addEventListener("click", () => this._act("refresh"));
+    this._el.markAll.addEventListener("click", () => this._act("markAllRead"));
+    this._el.more.addEventListener("click", () => this._act("loadMore"));
     this._el.desktop.addEventListener("click", () => this._toggleDesktop());
     this._el.list.addEventListener("click", (e) => this._onListClick(e));
     root.addEventListener("keydown", (e) => this._onKeydown(e));
@@ -206,10 +254,18 @@ export class TidingsBell extends HTMLElement {
     if (this._state) this._render();
   }
 
+  /**
+   * The tidings.js client (null while disconnected).
+   * @returns {ReturnType<typeof createTidings> | null}
+   */
   get client() {
     return this._client;
   }
 
+  /**
+   * The strings shown (see STRINGS); setting merges over the defaults.
+   * @returns {typeof STRINGS}
+   */
   get strings() {
     return this._strings;
   }
@@ -220,6 +276,7 @@ export class TidingsBell extends HTMLElement {
     if (this._state) this._render();
   }
 
+  /** Whether the dropdown is open. @returns {boolean} */
   get open() {
     return this._open;
   }
@@ -260,22 +317,37 @@ export class TidingsBell extends HTMLElement {
     this._state = null;
   }
 
+  /** Open the dropdown when closed, close it when open. */
   toggle() {
     if (this._open) this.close();
     else this.show();
   }
 
+  /** Open the dropdown. */
   show() {
     this._open = true;
     this._actionError = false;
     this._render();
   }
 
+  /**
+   * Close the dropdown.
+   * @param {{focus?: boolean}} [options] focus: give the focus back to the bell button (true)
+   */
   close({ focus = true } = {}) {
     if (!this._open) return;
     this._open = false;
     this._render();
     if (focus) this._el.bell.focus();
+  }
+
+  /**
+   * Run a client method for a click. Its failure is already on screen: the client emits it as an
+   * `error` change, which sets the banner (tidings.js: reject and emit), so the rejection is
+   * handled here and goes no further.
+   */
+  _act(method, ...args) {
+    this._client?.[method](...args).catch(() => {});
   }
 
   // --- state -----------------------------------------------------------------------------------
@@ -298,7 +370,9 @@ export class TidingsBell extends HTMLElement {
     requestAnimationFrame(() => {
       live.textContent = text(this._strings.announce, n.message);
     });
-    this.dispatchEvent(new CustomEvent("new-notification", { detail: n, bubbles: true, composed: true }));
+    this.dispatchEvent(
+      new CustomEvent("new-notification", { detail: n, bubbles: true, composed: true }),
+    );
     this._desktop(n);
   }
 
@@ -306,7 +380,10 @@ export class TidingsBell extends HTMLElement {
     if (!this._desktopEnabled() || document.visibilityState === "visible") return;
     try {
       // The tag makes the tabs that all got it show one alert, not one each.
-      const alert = new Notification(text(this._strings.desktopTitle), { body: n.message, tag: `tidings-${n.id}` });
+      const alert = new Notification(text(this._strings.desktopTitle), {
+        body: n.message,
+        tag: `tidings-${n.id}`,
+      });
       const href = safeLink(n.link, location.href);
       alert.onclick = () => {
         window.focus();
@@ -333,7 +410,9 @@ export class TidingsBell extends HTMLElement {
     } else {
       // Permission is asked only here, on the user's click.
       const permission =
-        Notification.permission === "default" ? await Notification.requestPermission() : Notification.permission;
+        Notification.permission === "default"
+          ? await Notification.requestPermission()
+          : Notification.permission;
       if (permission === "granted") localStorage.setItem(DESKTOP_KEY, "1");
     }
     this._render();
@@ -440,7 +519,7 @@ export class TidingsBell extends HTMLElement {
     const message = document.createElement(href ? "a" : "span");
     message.className = "message";
     message.textContent = n.message;
-    if (href) message.href = href;
+    if (href) /** @type {HTMLAnchorElement} */ (message).href = href;
     const time = document.createElement("time");
     time.dateTime = n.created_at || "";
     time.textContent = timeLabel(n.created_at);
@@ -481,9 +560,10 @@ export class TidingsBell extends HTMLElement {
     const row = e.target.closest(".item");
     if (!row) return;
     const id = Number(row.dataset.id);
-    if (button?.classList.contains("mark-read")) this._client?.markRead([id]);
-    else if (button?.classList.contains("delete")) this._client?.delete(id);
-    else if (e.target.closest("a.message") && row.classList.contains("unread")) this._client?.markRead([id]);
+    if (button?.classList.contains("mark-read")) this._act("markRead", [id]);
+    else if (button?.classList.contains("delete")) this._act("delete", id);
+    else if (e.target.closest("a.message") && row.classList.contains("unread"))
+      this._act("markRead", [id]);
   }
 
   _onKeydown(e) {
@@ -495,17 +575,18 @@ export class TidingsBell extends HTMLElement {
     if (!this._open) return;
     const rows = [...this._el.list.children];
     if (!rows.length) return;
-    const active = this.shadowRoot.activeElement;
+    const active = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
     const at = rows.findIndex((row) => row.contains(active));
     let target = null;
     if (e.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
-    else if (e.key === "ArrowUp") target = at <= 0 ? (at === 0 ? this._el.bell : rows[rows.length - 1]) : rows[at - 1];
+    else if (e.key === "ArrowUp")
+      target = at <= 0 ? (at === 0 ? this._el.bell : rows[rows.length - 1]) : rows[at - 1];
     else if (e.key === "Home" && at >= 0) target = rows[0];
     else if (e.key === "End" && at >= 0) target = rows[rows.length - 1];
     else if (e.key === "Enter" && active?.classList?.contains("item")) {
-      const link = active.querySelector("a.message");
+      const link = /** @type {HTMLElement | null} */ (active.querySelector("a.message"));
       if (link) link.click();
-      else this._client?.markRead([Number(active.dataset.id)]);
+      else this._act("markRead", [Number(active.dataset.id)]);
       e.preventDefault();
       return;
     }

@@ -7,8 +7,241 @@
 // lock takes over at once. Everything else (REST calls, the list) is per tab.
 //
 // Nothing here touches browser globals at import time, so the pure helpers below run in Node.
+//
+// Failure convention: every method that talks to the server returns a promise that resolves when
+// the server agreed and rejects with a `TidingsError` when it did not; the same error is also
+// emitted to subscribers as a change `{type: "error", action, error}`, so a UI can render failures
+// from `subscribe()` alone and still `await` a single call.
 
-const STREAM_EVENTS = ["new-notification", "notifications-read", "notification-deleted", "reset", "ping"];
+/**
+ * A notification as the server sends it (see docs/api.md).
+ * @typedef {object} Notification
+ * @property {number} id the user's seq
+ * @property {string} message
+ * @property {string | null} [link]
+ * @property {string | null} [kind]
+ * @property {Record<string, unknown>} [data]
+ * @property {string} [created_at]
+ * @property {string | null} [read_at]
+ */
+
+/**
+ * Options of `createTidings()`. An unknown key or a value of the wrong type throws a TypeError.
+ * @typedef {object} TidingsOptions
+ * @property {string} [baseUrl] the tidings server; default: this page's origin
+ * @property {string} [token] a user token to start the session with (POST /notifications/session)
+ * @property {(() => (string | null | Promise<string | null>)) | null} [getToken] the host's
+ *   refresh callback: a fresh user token, or null when the user is logged out
+ * @property {number} [pageSize] notifications per page, 1-100 (10)
+ * @property {number} [heartbeat] seconds between the server's pings until the stream announces
+ *   its own (15)
+ * @property {number} [timeout] ms a REST call or a stream connect may take before it is abandoned
+ *   and retried (10000)
+ * @property {{initial?: number, max?: number}} [backoff] reconnect backoff in ms
+ *   ({initial: 1000, max: 30000})
+ * @property {boolean} [share] one stream for all tabs of the browser (true)
+ * @property {boolean} [withCredentials] send cookies cross-origin (default: true when baseUrl is
+ *   another origin)
+ * @property {typeof fetch} [fetch] the fetch to use (default: the global one)
+ */
+
+/**
+ * What subscribers get: a new frozen object on every change.
+ * @typedef {object} TidingsState
+ * @property {Notification[]} items newest first
+ * @property {number} unread the server's unread count (plus arrivals since)
+ * @property {"loading" | "ready" | "error"} status of the list
+ * @property {string | null} error the last failure, short: "unauthorized", "network" or the
+ *   server's detail
+ * @property {"connecting" | "open" | "reconnecting" | "offline" | "unauthorized" | "closed"}
+ *   connection the shared stream's real state
+ * @property {"leader" | "follower" | "solo" | "starting"} role this tab's part in sharing
+ * @property {boolean} hasMore an older page exists
+ * @property {boolean} loadingMore
+ */
+
+/**
+ * Why subscribers are called.
+ * @typedef {{type: "state"} | {type: "notification", notification: Notification}
+ *   | {type: "error", action: string, error: TidingsError}} TidingsChange
+ */
+
+const STREAM_EVENTS = [
+  "new-notification",
+  "notifications-read",
+  "notification-deleted",
+  "reset",
+  "ping",
+];
+
+/** The longest setTimeout delay browsers honour (about 24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Every failure of a client method: the promise rejects with one, and subscribers get it.
+ * `status` is the HTTP status, or 0 when no answer came (network down, `timeout` elapsed);
+ * `code` is the server's `error` code, or "network" / "timeout" / "bad_response".
+ */
+export class TidingsError extends Error {
+  /**
+   * @param {string} message
+   * @param {{status?: number, code?: string, action?: string}} [details]
+   */
+  constructor(message, { status = 0, code = "network", action = "" } = {}) {
+    super(message);
+    this.name = "TidingsError";
+    /** @type {number} */
+    this.status = status;
+    /** @type {string} */
+    this.code = code;
+    /** @type {string} the client method that failed ("refresh", "markRead", …) */
+    this.action = action;
+  }
+}
+
+const OPTION_TYPES = {
+  baseUrl: "string",
+  token: "string",
+  getToken: "function",
+  pageSize: "integer",
+  heartbeat: "number",
+  timeout: "number",
+  backoff: "object",
+  share: "boolean",
+  withCredentials: "boolean",
+  fetch: "function",
+};
+const BACKOFF_KEYS = ["initial", "max"];
+const DEFAULTS = { pageSize: 10, heartbeat: 15, timeout: 10000, share: true, getToken: null };
+
+/** Edit distance, for "did you mean" on a misspelled option. */
+function distance(a, b) {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      next.push(Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + cost));
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+
+function unknownKey(where, key, known) {
+  const lower = key.toLowerCase();
+  const near = known.find((k) => k.toLowerCase() === lower || distance(k, key) <= 2);
+  const hint = near ? ` (did you mean "${near}"?)` : ` (known: ${known.join(", ")})`;
+  return new TypeError(`${where}: unknown option "${key}"${hint}`);
+}
+
+/**
+ * The options with defaults filled in; a TypeError for an unknown key or a wrong type, so a
+ * misspelled option fails loudly instead of being ignored. `undefined` counts as absent (so a
+ * wrapper may pass every option through), and so do `null` for getToken and "" for token and
+ * baseUrl.
+ * @param {TidingsOptions} [options]
+ * @returns {TidingsOptions & {backoff: {initial: number, max: number}}}
+ */
+export function checkOptions(options = {}) {
+  const where = "createTidings";
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new TypeError(`${where}: options must be an object`);
+  }
+  const known = Object.keys(OPTION_TYPES);
+  const out = { ...DEFAULTS, backoff: { initial: 1000, max: 30000 } };
+  for (const [key, value] of Object.entries(/** @type {Record<string, any>} */ (options))) {
+    if (!Object.hasOwn(OPTION_TYPES, key)) throw unknownKey(where, key, known);
+    if (value === undefined || (value === null && key === "getToken")) continue;
+    if (value === "" && (key === "token" || key === "baseUrl")) continue;
+    const type = OPTION_TYPES[key];
+    const bad = (what) =>
+      new TypeError(`${where}: option "${key}" must be ${what}, got ${show(value)}`);
+    if (type === "integer") {
+      if (!Number.isInteger(value) || value < 1 || value > 100)
+        throw bad("an integer from 1 to 100");
+    } else if (type === "number") {
+      if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+        throw bad("a positive number");
+      }
+    } else if (type === "object") {
+      if (value === null || typeof value !== "object" || Array.isArray(value)) {
+        throw bad("an object like {initial: 1000, max: 30000}");
+      }
+      for (const [sub, ms] of Object.entries(value)) {
+        if (!BACKOFF_KEYS.includes(sub)) throw unknownKey(`${where}: backoff`, sub, BACKOFF_KEYS);
+        if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0) {
+          throw new TypeError(`${where}: backoff.${sub} must be a positive number of ms`);
+        }
+      }
+      out.backoff = { ...out.backoff, ...value };
+      continue;
+    } else if (typeof value !== type) {
+      throw bad(`a ${type}`);
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+function show(value) {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "function") return "a function";
+  if (Array.isArray(value)) return "an array";
+  return String(value);
+}
+
+/** The claims of a JWT, unverified (only to read `exp`), or null when it is not one. */
+export function jwtClaims(token) {
+  if (typeof token !== "string") return null;
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const b64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = globalThis.atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+    const claims = JSON.parse(json);
+    return claims !== null && typeof claims === "object" && !Array.isArray(claims) ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * In how many ms to fetch a new credential for `token`, so it is in place before `exp`: at four
+ * fifths of the lifetime, and at most a minute early. The lifetime is `exp - iat` when the token
+ * has `iat` (immune to a wrong browser clock), else `exp` minus this clock. Null when the token
+ * says nothing usable or the renewal would be due within a second (then the client renews on the
+ * server's 401, as before).
+ * @param {string} token
+ * @param {number} [now] ms since the epoch
+ * @returns {number | null}
+ */
+export function renewDelay(token, now = Date.now()) {
+  const claims = jwtClaims(token);
+  if (!claims || typeof claims.exp !== "number" || !Number.isFinite(claims.exp)) return null;
+  const hasIat = typeof claims.iat === "number" && claims.iat < claims.exp;
+  const lifetime = hasIat ? (claims.exp - claims.iat) * 1000 : claims.exp * 1000 - now;
+  const delay = Math.round(lifetime - Math.min(60000, lifetime / 5));
+  // Under a second: a token about to expire (a host that hands out a cached one). Renewing it
+  // again and again would only spin; the 401 path takes over.
+  return delay >= 1000 ? Math.min(MAX_TIMER_MS, delay) : null;
+}
+
+/**
+ * The ms without any event after which an open stream counts as dead: 2.5 heartbeats (one ping
+ * may be late, one lost) plus a second of slack.
+ */
+export function staleAfter(heartbeatMs) {
+  return heartbeatMs * 2.5 + 1000;
+}
+
+/** The heartbeat (ms) a `ping` event announces (`{"heartbeat": seconds}`), or null. */
+export function announcedHeartbeat(data) {
+  const seconds = data?.heartbeat;
+  return typeof seconds === "number" && Number.isFinite(seconds) && seconds > 0
+    ? seconds * 1000
+    : null;
+}
 
 /** Jittered, capped exponential backoff ("equal jitter"): half fixed, half random. */
 export function backoffDelay(attempt, { initial = 1000, max = 30000, random = Math.random } = {}) {
@@ -117,7 +350,12 @@ export class NotificationList {
     for (const n of [...newer, ...fresh]) this.add(n);
   }
 
-  /** Mark read by `ids` or everything `upTo`; returns the ids that changed from unread. */
+  /**
+   * Mark read by `ids` or everything `upTo`; returns the ids that changed from unread.
+   * @param {{ids?: number[], upTo?: number | null}} which
+   * @param {string} at the read_at to set
+   * @returns {number[]}
+   */
   markRead({ ids, upTo }, at) {
     const wanted = ids ? new Set(ids) : null;
     const changed = [];
@@ -142,40 +380,31 @@ function snapshot(c) {
   return Object.freeze({
     items: c._list.items.map((n) => ({ ...n })),
     unread: c._unread,
-    status: c._status, // "loading" | "ready" | "error"
-    error: c._error, // the last failure, a short string, or null
-    connection: c._connection, // "connecting" | "open" | "reconnecting" | "offline" | "unauthorized" | "closed"
-    role: c._role, // "leader" | "follower" | "solo" | "starting"
+    status: c._status,
+    error: c._error,
+    connection: c._connection,
+    role: c._role,
     hasMore: c._nextUrl !== null,
-    loadingMore: c._loadingMore,
+    loadingMore: c._loadingMore !== null,
   });
-}
-
-class HttpError extends Error {
-  constructor(status, detail) {
-    super(detail || `HTTP ${status}`);
-    this.status = status;
-  }
 }
 
 const nowIso = () => new Date().toISOString();
 
+/**
+ * The client: made by `createTidings()`. Its methods that talk to the server resolve when the
+ * server agreed and reject with a TidingsError (also emitted as an `error` change) when not.
+ */
 class Tidings {
-  constructor(options = {}) {
+  /** @param {TidingsOptions} options */
+  constructor(options) {
     const g = globalThis;
-    const base = new URL(options.baseUrl || "/", g.location?.href ?? "http://localhost/");
+    const opts = checkOptions(options);
+    const base = new URL(opts.baseUrl || "/", g.location?.href ?? "http://localhost/");
     this._base = base.href.replace(/\/$/, "");
     const crossOrigin = g.location ? base.origin !== g.location.origin : false;
-    this._opts = {
-      pageSize: 10,
-      heartbeat: 15,
-      backoff: { initial: 1000, max: 30000 },
-      share: true,
-      withCredentials: crossOrigin,
-      getToken: null,
-      ...options,
-    };
-    this._fetch = options.fetch ?? g.fetch.bind(g);
+    this._opts = { withCredentials: crossOrigin, ...opts };
+    this._fetch = opts.fetch ?? g.fetch.bind(g);
     this._list = new NotificationList();
     this._unread = 0;
     this._countSeq = 0; // the newest seq the unread count already includes
@@ -186,19 +415,23 @@ class Tidings {
     this._connection = "connecting";
     this._role = "starting";
     this._nextUrl = null;
-    this._loadingMore = false;
+    this._loadingMore = null;
     this._listeners = new Set();
     this._closed = false;
     this._source = null;
     this._attempt = 0;
     this._authTries = 0;
     this._retryTimer = null;
+    this._connectTimer = null;
+    this._renewTimer = null;
+    this._renewAt = null; // when the credential in the cookie is due for renewal (ms), if known
     this._lastAlive = 0;
-    this._lastPing = 0;
-    this._pingInterval = null;
+    // Until the stream announces it (in its pings), the heartbeat is the one we were told.
+    this._heartbeatMs = this._opts.heartbeat * 1000;
     this._needResync = false;
     this._refreshing = null;
     this._credential = null;
+    /** @type {TidingsState} */
     this.state = snapshot(this);
 
     this._channelName = `tidings:${this._base}`;
@@ -212,7 +445,7 @@ class Tidings {
     }
     this._onWindow = {
       online: () => this._wake("online"),
-      offline: () => this._leaderSetConnection("offline"),
+      offline: () => this._onOffline(),
       visibilitychange: () => {
         if (g.document?.visibilityState === "visible") this._wake("visible");
       },
@@ -221,9 +454,7 @@ class Tidings {
     g.addEventListener?.("offline", this._onWindow.offline);
     g.document?.addEventListener("visibilitychange", this._onWindow.visibilitychange);
 
-    // A token the host page rendered in: exchanged for the session cookie before anything else.
-    const start = this._opts.token ? this._session(this._opts.token) : Promise.resolve(true);
-    this._loaded = start.then(() => this.refresh()).catch(() => {});
+    this._start();
     if (canShare) this._elect();
     else {
       this._role = "solo";
@@ -233,28 +464,41 @@ class Tidings {
 
   // --- public API ------------------------------------------------------------------------------
 
-  /** Call `listener(state, change)` now and on every change; returns the unsubscribe function. */
+  /**
+   * Call `listener(state, change)` now and on every change.
+   * @param {(state: TidingsState, change: TidingsChange) => void} listener
+   * @returns {() => void} unsubscribe
+   */
   subscribe(listener) {
     this._listeners.add(listener);
     listener(this.state, { type: "state" });
     return () => this._listeners.delete(listener);
   }
 
-  /** Reload the unread count and the first page (what the Refresh button does). */
+  /**
+   * Reload the unread count and the first page (what the Refresh button does). Concurrent calls
+   * share one reload.
+   * @returns {Promise<void>}
+   */
   refresh() {
     if (this._refreshing) return this._refreshing;
     this._refreshing = (async () => {
       try {
         // The count first: a notification newer than it is then in the page or comes by stream.
-        const count = await this._json("GET", "/notifications/unread-count");
-        const response = await this._request("GET", `/notifications?limit=${this._opts.pageSize}`);
-        const page = await response.json();
+        const { data: count } = await this._call("refresh", "GET", "/notifications/unread-count");
+        const { data: page, link } = await this._call(
+          "refresh",
+          "GET",
+          `/notifications?limit=${this._opts.pageSize}`,
+        );
         this._list.replacePage(Array.isArray(page) ? page : []);
-        this._nextUrl = parseNextLink(response.headers.get("link"));
+        this._nextUrl = parseNextLink(link);
         // Kept live arrivals newer than the count are not in it yet.
-        const uncounted = this._list.items.filter((n) => n.id > count.last_seq);
-        this._unread = count.unread + uncounted.filter((n) => !n.read_at).length;
-        this._countSeq = Math.max(count.last_seq, this._list.newest);
+        const lastSeq = Number.isInteger(count?.last_seq) ? count.last_seq : 0;
+        const uncounted = this._list.items.filter((n) => n.id > lastSeq);
+        const unread = Number.isInteger(count?.unread) ? count.unread : 0;
+        this._unread = unread + uncounted.filter((n) => !n.read_at).length;
+        this._countSeq = Math.max(lastSeq, this._list.newest);
         this._resume = Math.max(this._resume, this._countSeq);
         this._newestSeen = Math.max(this._newestSeen, this._list.newest);
         this._status = "ready";
@@ -262,9 +506,7 @@ class Tidings {
         this._emit({ type: "state" });
       } catch (error) {
         this._status = "error"; // what is loaded stays; the bell says the reload failed
-        this._error = describe(error);
-        this._emit({ type: "error", action: "refresh", error });
-        throw error;
+        throw this._fail("refresh", error);
       } finally {
         this._refreshing = null;
       }
@@ -272,7 +514,11 @@ class Tidings {
     return this._refreshing;
   }
 
-  /** Mark the given notifications read (optimistic; rolled back when the server refuses). */
+  /**
+   * Mark the given notifications read (optimistic; rolled back when the server refuses).
+   * @param {number | number[]} ids
+   * @returns {Promise<void>}
+   */
   async markRead(ids) {
     const wanted = [].concat(ids).map(Number);
     const changed = this._list.markRead({ ids: wanted }, nowIso());
@@ -280,18 +526,19 @@ class Tidings {
     this._unread = Math.max(0, this._unread - changed.length);
     this._emit({ type: "state" });
     try {
-      const result = await this._json("POST", "/notifications/read", { ids: wanted });
-      this._applyAndRelay("notifications-read", { ids: wanted, unread: result.unread });
+      const { data } = await this._call("markRead", "POST", "/notifications/read", { ids: wanted });
+      this._applyAndRelay("notifications-read", { ids: wanted, unread: data?.unread });
     } catch (error) {
       this._list.markUnread(changed);
       this._unread += changed.length;
-      this._fail("markRead", error);
+      throw this._fail("markRead", error);
     }
   }
 
   /**
    * Mark read everything up to the newest notification this tab has seen; one that arrives
    * meanwhile stays unread (the server marks `up_to`, never newer).
+   * @returns {Promise<void>}
    */
   async markAllRead() {
     const upTo = this._newestSeen;
@@ -301,16 +548,22 @@ class Tidings {
     this._unread = this._list.items.filter((n) => n.id > upTo && !n.read_at).length;
     this._emit({ type: "state" });
     try {
-      const result = await this._json("POST", "/notifications/read", { up_to: upTo });
-      this._applyAndRelay("notifications-read", { up_to: upTo, unread: result.unread });
+      const body = { up_to: upTo };
+      const { data } = await this._call("markAllRead", "POST", "/notifications/read", body);
+      this._applyAndRelay("notifications-read", { up_to: upTo, unread: data?.unread });
     } catch (error) {
       this._list.markUnread(changed);
       this._unread = before;
-      this._fail("markAllRead", error);
+      throw this._fail("markAllRead", error);
     }
   }
 
-  /** Delete one notification (optimistic; put back when the server refuses). */
+  /**
+   * Delete one notification (optimistic; put back when the server refuses). One that is already
+   * gone (404) counts as deleted.
+   * @param {number} id
+   * @returns {Promise<void>}
+   */
   async delete(id) {
     id = Number(id);
     const removed = this._list.remove(id);
@@ -319,32 +572,36 @@ class Tidings {
     this._emit({ type: "state" });
     try {
       // The server tells every tab (this one too) over the stream, with the new count.
-      await this._request("DELETE", `/notifications/${id}`);
+      await this._call("delete", "DELETE", `/notifications/${id}`);
     } catch (error) {
-      if (error instanceof HttpError && error.status === 404) return; // already gone
+      if (error instanceof TidingsError && error.status === 404) return; // already gone
       this._list.add(removed);
       if (!removed.read_at) this._unread += 1;
-      this._fail("delete", error);
+      throw this._fail("delete", error);
     }
   }
 
-  /** Append the next (older) page. */
-  async loadMore() {
-    if (!this._nextUrl || this._loadingMore) return;
-    this._loadingMore = true;
+  /**
+   * Append the next (older) page; a call while one is loading joins it.
+   * @returns {Promise<void>}
+   */
+  loadMore() {
+    if (this._loadingMore) return this._loadingMore;
+    if (!this._nextUrl) return Promise.resolve();
+    this._loadingMore = (async () => {
+      try {
+        const { data: page, link } = await this._call("loadMore", "GET", this._nextUrl);
+        for (const n of Array.isArray(page) ? page : []) this._list.add(n);
+        this._nextUrl = parseNextLink(link);
+      } catch (error) {
+        throw this._fail("loadMore", error);
+      } finally {
+        this._loadingMore = null;
+        this._emit({ type: "state" });
+      }
+    })();
     this._emit({ type: "state" });
-    try {
-      const response = await this._request("GET", this._nextUrl);
-      const page = await response.json();
-      for (const n of Array.isArray(page) ? page : []) this._list.add(n);
-      this._nextUrl = parseNextLink(response.headers.get("link"));
-    } catch (error) {
-      this._error = describe(error);
-      this._emit({ type: "error", action: "loadMore", error });
-    } finally {
-      this._loadingMore = false;
-      this._emit({ type: "state" });
-    }
+    return this._loadingMore;
   }
 
   /** Reload everything in every tab and reopen the stream (e.g. after the user changed). */
@@ -359,6 +616,7 @@ class Tidings {
     this._closed = true;
     this._closeSource();
     clearTimeout(this._retryTimer);
+    clearTimeout(this._renewTimer);
     clearInterval(this._watchdog);
     this._releaseLock?.();
     this._lockAbort?.abort();
@@ -372,7 +630,14 @@ class Tidings {
     this._listeners.clear();
   }
 
-  // --- leadership ------------------------------------------------------------------------------
+  // --- start-up and leadership -----------------------------------------------------------------
+
+  /** Load the list: on creation and on reconnect(). `_loaded` settles when it is done. */
+  _start() {
+    // A token the host page rendered in: exchanged for the session cookie before anything else.
+    const session = this._opts.token ? this._session(this._opts.token) : Promise.resolve(true);
+    this._loaded = session.then(() => this.refresh()).catch(() => {});
+  }
 
   _elect() {
     this._role = "follower";
@@ -385,6 +650,7 @@ class Tidings {
         return new Promise((resolve) => {
           this._releaseLock = resolve;
           this._role = "leader";
+          this._armRenew();
           this._emit({ type: "state" });
           this._loaded.then(() => this._open());
         });
@@ -416,10 +682,10 @@ class Tidings {
       this._wake("poke");
     } else if (m.t === "resync") {
       this.refresh().catch(() => {});
+    } else if (m.t === "session") {
+      this._onSession(m.renewAt);
     } else if (m.t === "reconnect") {
-      // A token the host page rendered in: exchanged for the session cookie before anything else.
-    const start = this._opts.token ? this._session(this._opts.token) : Promise.resolve(true);
-    this._loaded = start.then(() => this.refresh()).catch(() => {});
+      this._start();
       if (this._isLeader()) {
         this._attempt = 0;
         this._loaded.then(() => this._open());
@@ -433,25 +699,29 @@ class Tidings {
 
   // --- the stream (leader only) ----------------------------------------------------------------
 
-  _open() {
+  /**
+   * (Re)open the stream from `_resume`. `quiet`: a planned switch (a renewed credential) while
+   * the stream works, so the connection state stays "open" instead of flashing "reconnecting".
+   */
+  _open({ quiet = false } = {}) {
     if (this._closed || !this._isLeader()) return;
     this._closeSource();
     clearTimeout(this._retryTimer);
     const es = new globalThis.EventSource(
       `${this._base}/notifications/stream?last_event_id=${this._resume}`,
-      { withCredentials: this._opts.withCredentials }
+      { withCredentials: this._opts.withCredentials },
     );
     this._source = es;
-    this._lastPing = 0;
-    if (this._connection !== "offline") {
+    this._armConnectTimer(es);
+    if (!quiet && this._connection !== "offline") {
       this._leaderSetConnection(this._connection === "open" ? "reconnecting" : this._connection);
     }
     es.onopen = () => {
       if (es !== this._source) return;
+      clearTimeout(this._connectTimer);
       this._attempt = 0;
       this._authTries = 0;
-      this._lastAlive = Date.now();
-      this._leaderSetConnection("open");
+      this._alive();
       this._startWatchdog();
       if (this._needResync) {
         // Read marks and deletions made while we were away are not replayed: reload the list.
@@ -464,33 +734,61 @@ class Tidings {
       if (es !== this._source) return;
       this._needResync = true;
       if (es.readyState === 2 /* CLOSED: a non-200 answer; EventSource gives up */) {
+        clearTimeout(this._connectTimer);
         this._source = null;
         this._recover();
       } else {
-        // CONNECTING: the browser retries by itself after the server's `retry:`.
-        this._leaderSetConnection(globalThis.navigator?.onLine === false ? "offline" : "reconnecting");
+        // CONNECTING: the browser retries by itself after the server's `retry:`; that attempt
+        // gets the same bound as ours, or a connect nobody answers would hang here for minutes.
+        this._armConnectTimer(es);
+        this._leaderSetConnection(
+          globalThis.navigator?.onLine === false ? "offline" : "reconnecting",
+        );
       }
     };
     for (const type of STREAM_EVENTS) {
       es.addEventListener(type, (e) => {
         if (es !== this._source) return;
-        this._lastAlive = Date.now();
+        this._alive();
+        const data = parseEventData(e.data);
         if (type === "ping") {
-          if (this._lastPing) this._pingInterval = this._lastAlive - this._lastPing;
-          this._lastPing = this._lastAlive;
+          const heartbeat = announcedHeartbeat(data);
+          if (heartbeat !== null && heartbeat !== this._heartbeatMs) {
+            this._heartbeatMs = heartbeat;
+            this._startWatchdog();
+          }
           return;
         }
-        const data = parseEventData(e.data);
         if (data) this._applyAndRelay(type, data);
       });
     }
   }
 
+  /** The stream delivered something: it is open, whatever `navigator.onLine` claims. */
+  _alive() {
+    this._lastAlive = Date.now();
+    this._leaderSetConnection("open");
+  }
+
   _closeSource() {
+    clearTimeout(this._connectTimer);
     if (this._source) {
       this._source.close();
       this._source = null;
     }
+  }
+
+  /** A connect (ours or the browser's own retry) that is not answered in time is abandoned. */
+  _armConnectTimer(es) {
+    clearTimeout(this._connectTimer);
+    this._connectTimer = setTimeout(() => {
+      if (es !== this._source || es.readyState === 1) return;
+      this._closeSource();
+      this._needResync = true;
+      const offline = globalThis.navigator?.onLine === false;
+      this._leaderSetConnection(offline ? "offline" : "reconnecting");
+      this._schedule(backoffDelay(this._attempt++, this._opts.backoff));
+    }, this._opts.timeout);
   }
 
   /** The stream was refused: learn why (a 401 means a new credential), then retry later. */
@@ -499,10 +797,11 @@ class Tidings {
     this._leaderSetConnection(offline ? "offline" : "reconnecting");
     let status = 0;
     try {
-      const response = await this._fetch(`${this._base}/notifications/unread-count`, this._init("GET"));
+      const response = await this._timed(`${this._base}/notifications/unread-count`, "GET");
       status = response.status;
+      response.body?.cancel().catch(() => {});
     } catch {
-      status = 0; // the network or the server is away
+      status = 0; // the network or the server is away, or did not answer in time
     }
     if (this._closed || !this._isLeader() || this._source) return;
     if (status === 401) {
@@ -525,7 +824,7 @@ class Tidings {
 
   _startWatchdog() {
     clearInterval(this._watchdog);
-    const every = Math.max(1000, (this._opts.heartbeat * 1000) / 2);
+    const every = Math.max(1000, this._heartbeatMs / 2);
     this._watchdog = setInterval(() => {
       if (this._source?.readyState === 1 && this._stale()) {
         // No heartbeat: the socket died silently (sleep, network change). Reopen now.
@@ -536,8 +835,7 @@ class Tidings {
   }
 
   _stale() {
-    const expected = this._pingInterval ?? this._opts.heartbeat * 1000;
-    return Date.now() - this._lastAlive > expected * 2.5 + 1000;
+    return Date.now() - this._lastAlive > staleAfter(this._heartbeatMs);
   }
 
   /** `online`, a tab made visible, or a follower's poke: reopen a stream that may be dead. */
@@ -554,12 +852,58 @@ class Tidings {
     }
   }
 
+  /**
+   * The browser says it is offline. That is a guess (a proxy, a VPN or localhost may still
+   * work): an open stream that is still delivering keeps "open", and if it really died its error
+   * or the watchdog says so; only a stream that is not open is shown offline at once.
+   */
+  _onOffline() {
+    if (this._isLeader() && this._source?.readyState === 1 && !this._stale()) return;
+    this._leaderSetConnection("offline");
+  }
+
   _leaderSetConnection(connection) {
     if (this._role === "follower") return;
     if (connection === this._connection) return;
     this._connection = connection;
     this._post({ t: "status", connection });
     this._emit({ type: "state" });
+  }
+
+  // --- renewing the credential before it expires -----------------------------------------------
+  //
+  // The session cookie is shared by the tabs, and so is this: the tab that put a token in the
+  // cookie tells the others when it is due for renewal; only the leader renews (so each token is
+  // renewed once) and keeps the stream on the newest credential.
+
+  /** A token went into the cookie (this tab or another): when to renew it, and a stream on it. */
+  _onSession(renewAt) {
+    this._renewAt = renewAt;
+    this._armRenew();
+    // The open stream still runs on the previous credential and would end at its expiry (a gap
+    // of the server's `retry:`): switch to a stream on the new one now.
+    if (this._isLeader()) this._reopenQuietly();
+  }
+
+  _armRenew() {
+    clearTimeout(this._renewTimer);
+    this._renewTimer = null;
+    const at = this._renewAt;
+    if (this._closed || !this._isLeader() || typeof at !== "number") return;
+    if (typeof this._opts.getToken !== "function") return;
+    this._renewTimer = setTimeout(() => this._renew(), Math.max(0, at - Date.now()));
+  }
+
+  async _renew() {
+    this._renewTimer = null;
+    this._renewAt = null;
+    // Success goes through _session (a new renewal time, a stream on the new credential);
+    // failure leaves the 401 path at expiry.
+    if (!this._closed && this._isLeader()) await this._refreshCredential();
+  }
+
+  _reopenQuietly() {
+    if (this._source?.readyState === 1) this._open({ quiet: true });
   }
 
   // --- applying events -------------------------------------------------------------------------
@@ -613,16 +957,20 @@ class Tidings {
     }
   }
 
+  /** Record and emit a failure; returns the TidingsError for the caller to throw. */
   _fail(action, error) {
-    this._error = describe(error);
-    this._emit({ type: "error", action, error });
+    const failure = toTidingsError(error, action);
+    this._error = describe(failure);
+    this._emit({ type: "error", action, error: failure });
+    return failure;
   }
 
   // --- HTTP ------------------------------------------------------------------------------------
 
-  _init(method, body) {
+  _init(method, body, signal) {
     const init = {
       method,
+      signal,
       credentials: this._opts.withCredentials ? "include" : "same-origin",
       headers: { accept: "application/json" },
     };
@@ -633,34 +981,75 @@ class Tidings {
     return init;
   }
 
-  async _request(method, path, body) {
-    const url = new URL(path, `${this._base}/`).href;
-    let response = await this._fetch(url, this._init(method, body));
-    if (response.status === 401 && (await this._refreshCredential())) {
-      response = await this._fetch(url, this._init(method, body));
-    }
-    if (!response.ok) {
-      let detail = "";
-      try {
-        const problem = await response.json();
-        detail = typeof problem.detail === "string" ? problem.detail : problem.error;
-      } catch {
-        // not JSON: keep the status
+  /**
+   * fetch, abandoned after `timeout` ms (a server or proxy that never answers must not hang a
+   * call); `read` runs within the same bound, so a body that stalls is abandoned too.
+   */
+  async _timed(url, method, body, read = async (response) => response) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this._opts.timeout);
+    try {
+      return await read(await this._fetch(url, this._init(method, body, abort.signal)));
+    } catch (error) {
+      if (abort.signal.aborted) {
+        throw new TidingsError(`no answer within ${this._opts.timeout} ms`, { code: "timeout" });
       }
-      throw new HttpError(response.status, detail);
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
-    return response;
   }
 
-  async _json(method, path, body) {
-    const response = await this._request(method, path, body);
-    return response.status === 204 ? null : response.json();
+  /** One REST call: `{data, link}` on 2xx, else a TidingsError; a 401 renews and retries once. */
+  async _call(action, method, path, body) {
+    const url = new URL(path, `${this._base}/`).href;
+    const read = async (response) => {
+      const link = response.headers.get("link");
+      if (response.ok) {
+        const data = response.status === 204 ? null : await response.json();
+        return { ok: true, status: response.status, data, link };
+      }
+      let problem = null;
+      try {
+        problem = await response.json();
+      } catch {
+        // not JSON: the status says enough
+      }
+      return { ok: false, status: response.status, data: problem, link };
+    };
+    let result;
+    try {
+      result = await this._timed(url, method, body, read);
+      if (result.status === 401 && (await this._refreshCredential())) {
+        result = await this._timed(url, method, body, read);
+      }
+    } catch (error) {
+      throw toTidingsError(error, action);
+    }
+    if (!result.ok) {
+      const problem = result.data;
+      const detail = typeof problem?.detail === "string" ? problem.detail : problem?.error;
+      throw new TidingsError(detail || `HTTP ${result.status}`, {
+        status: result.status,
+        code: typeof problem?.error === "string" ? problem.error : "http",
+        action,
+      });
+    }
+    return result;
   }
 
   /** POST /notifications/session: the token becomes the HttpOnly cookie EventSource sends. */
   async _session(token) {
     try {
-      const response = await this._fetch(`${this._base}/notifications/session`, this._init("POST", { token }));
+      const url = `${this._base}/notifications/session`;
+      const response = await this._timed(url, "POST", { token });
+      response.body?.cancel().catch(() => {});
+      if (response.ok) {
+        const delay = renewDelay(token);
+        const renewAt = delay === null ? null : Date.now() + delay;
+        this._post({ t: "session", renewAt });
+        this._onSession(renewAt);
+      }
       return response.ok;
     } catch {
       return false;
@@ -687,17 +1076,27 @@ class Tidings {
   }
 }
 
+function toTidingsError(error, action) {
+  if (error instanceof TidingsError) {
+    if (!error.action) error.action = action;
+    return error;
+  }
+  if (error instanceof SyntaxError) {
+    return new TidingsError("the server's answer was not JSON", { code: "bad_response", action });
+  }
+  return new TidingsError(error?.message || "network error", { code: "network", action });
+}
+
 function describe(error) {
-  if (error instanceof HttpError) return error.status === 401 ? "unauthorized" : error.message;
-  return "network";
+  if (error.status === 401) return "unauthorized";
+  if (error.status === 0) return "network";
+  return error.message;
 }
 
 /**
- * Create a client. Options: `baseUrl` (the tidings server; default this origin), `pageSize` (10),
- * `heartbeat` (the server's TIDINGS_HEARTBEAT in seconds, 15; the watchdog also learns it from
- * the pings), `token` (a user token to start the session with), `getToken` (async () => a fresh user token, called on 401), `share` (true: one
- * stream for all tabs), `backoff` ({initial: 1000, max: 30000} ms), `withCredentials` (default:
- * true when baseUrl is another origin).
+ * Create a client (see TidingsOptions; an unknown option throws a TypeError).
+ * @param {TidingsOptions} [options]
+ * @returns {Tidings}
  */
 export function createTidings(options = {}) {
   return new Tidings(options);

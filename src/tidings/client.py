@@ -1,0 +1,369 @@
+"""Publish to tidings from Python: `Client` and `AsyncClient` (on httpx), and `mint_token`.
+
+    from tidings.client import Client
+
+    with Client("http://127.0.0.1:8000", "pk-app") as tidings:
+        tidings.publish("42", "Invoice #7 was paid", link="/invoices/7")
+
+A publish is retried on network errors and on 503 (the store is briefly unavailable), never on
+another answer, and every attempt sends the same idempotency key (one is generated when none is
+given): a request that reached the store before its answer was lost is stored once. Any other
+non-2xx answer raises `TidingsError` with the server's `error` and `detail`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Generator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx
+import jwt
+
+__all__ = ["AsyncClient", "Client", "TidingsError", "mint_token"]
+
+TIMEOUT = 10.0
+RETRIES = 3
+BACKOFF = 0.25
+MAX_DELAY = 5.0
+
+PUBLISH_PATH = "/api/notifications"
+TOKENS_PATH = "/api/tokens"
+
+
+class TidingsError(Exception):
+    """tidings refused a request (`status` 4xx/5xx), or could not be reached (`status` None).
+
+    `error` is the server's machine-readable code (`invalid_request`, `unauthorized`, …), or
+    `network_error`; `detail` its explanation (a string, or `{"field", "problem"}`).
+    """
+
+    def __init__(self, status: int | None, error: str, detail: Any) -> None:
+        super().__init__(f"{status or 'no answer'} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def mint_token(secret: str, user_id: str | int, ttl: int = 3600) -> str:
+    """A user token signed locally with `TIDINGS_SECRET` (HS256, claims `sub` and `exp`)."""
+    body = {"sub": str(user_id), "exp": int(time.time()) + ttl}
+    return jwt.encode(body, secret, algorithm="HS256")
+
+
+class _Attempts:
+    """The retry policy shared by both clients: which outcomes are retried, and how long to wait."""
+
+    def __init__(self, retries: int, backoff: float) -> None:
+        self.retries = retries
+        self.backoff = backoff
+
+    def delays(self) -> Generator[float, None, None]:
+        """Yields before each retry the seconds to wait first (exponential, with jitter)."""
+        for attempt in range(self.retries):
+            yield min(MAX_DELAY, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+
+    @staticmethod
+    def retry_after(response: httpx.Response, delay: float) -> float:
+        raw = response.headers.get("retry-after", "")
+        return min(MAX_DELAY, float(raw)) if raw.isdigit() else delay
+
+
+class BaseClient:
+    """What `Client` and `AsyncClient` share: the URL, the request bodies, the answers."""
+
+    def __init__(
+        self,
+        url: str,
+        publisher_key: str,
+        *,
+        timeout: float = TIMEOUT,
+        retries: int = RETRIES,
+        backoff: float = BACKOFF,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        # "https://tidings.example/" and "https://tidings.example" name the same server.
+        self.url = url.rstrip("/")
+        self.publisher_key = publisher_key
+        self.timeout = timeout
+        self._attempts = _Attempts(retries, backoff)
+
+    def _headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.publisher_key}", "accept": "application/json"}
+
+    @staticmethod
+    def _publish_body(
+        target: dict[str, Any], message: str, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {**target, "message": message}
+        for name, value in fields.items():
+            # Absent, not null: a server that predates a field accepts a publish without it.
+            if value is None:
+                continue
+            if isinstance(value, datetime):
+                if value.tzinfo is None:
+                    raise ValueError(f"{name} must be timezone-aware (e.g. datetime.now(UTC))")
+                value = value.isoformat()
+            body[name] = value
+        # Generated once per call, so every retry of this publish carries the same key.
+        body.setdefault("idempotency_key", uuid.uuid4().hex)
+        return body
+
+    def check_fields(self, fields: Mapping[str, Any]) -> None:
+        """Raise what `publish` would raise for these fields before sending anything."""
+        self._publish_body({}, "", dict(fields))
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
+        if response.is_success:
+            return response.json()
+        try:
+            problem = response.json()
+            error, detail = str(problem["error"]), problem.get("detail")
+        except (ValueError, KeyError, TypeError):
+            error, detail = "http_error", response.text[:500]
+        raise TidingsError(response.status_code, error, detail)
+
+    @staticmethod
+    def _unreachable(url: str, exc: httpx.TransportError) -> TidingsError:
+        return TidingsError(None, "network_error", f"{url}: {exc!r}")
+
+
+def _fields(
+    link: str | None,
+    kind: str | None,
+    category: str | None,
+    data: Mapping[str, Any] | None,
+    actor: Mapping[str, Any] | None,
+    actions: Sequence[Mapping[str, str]] | None,
+    group: str | None,
+    deliver_at: datetime | str | None,
+    expires_at: datetime | str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    return {
+        "link": link,
+        "kind": kind,
+        "category": category,
+        "data": dict(data) if data is not None else None,
+        "actor": dict(actor) if actor is not None else None,
+        "actions": [dict(a) for a in actions] if actions is not None else None,
+        "group": group,
+        "deliver_at": deliver_at,
+        "expires_at": expires_at,
+        "idempotency_key": idempotency_key,
+    }
+
+
+class Client(BaseClient):
+    """The blocking client. Use it as a context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        url: str,
+        publisher_key: str,
+        *,
+        timeout: float = TIMEOUT,
+        retries: int = RETRIES,
+        backoff: float = BACKOFF,
+    ) -> None:
+        super().__init__(url, publisher_key, timeout=timeout, retries=retries, backoff=backoff)
+        self._http = httpx.Client(timeout=timeout, headers=self._headers())
+
+    def publish(
+        self,
+        user_id: str | int,
+        message: str,
+        *,
+        link: str | None = None,
+        kind: str | None = None,
+        category: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        actor: Mapping[str, Any] | None = None,
+        actions: Sequence[Mapping[str, str]] | None = None,
+        group: str | None = None,
+        deliver_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a notification for `user_id`; returns it as stored (`id` is the user's seq)."""
+        fields = _fields(
+            link, kind, category, data, actor, actions, group, deliver_at, expires_at,
+            idempotency_key,
+        )  # fmt: skip
+        body = self._publish_body({"user_id": user_id}, message, fields)
+        stored: dict[str, Any] = self._post(PUBLISH_PATH, body)
+        return stored
+
+    def publish_many(
+        self,
+        user_ids: Sequence[str | int],
+        message: str,
+        *,
+        link: str | None = None,
+        kind: str | None = None,
+        category: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        actor: Mapping[str, Any] | None = None,
+        actions: Sequence[Mapping[str, str]] | None = None,
+        group: str | None = None,
+        deliver_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The same notification for each of `user_ids`, in one request; returns them stored."""
+        fields = _fields(
+            link, kind, category, data, actor, actions, group, deliver_at, expires_at,
+            idempotency_key,
+        )  # fmt: skip
+        body = self._publish_body({"user_ids": list(user_ids)}, message, fields)
+        stored: list[dict[str, Any]] = self._post(PUBLISH_PATH, body)
+        return stored
+
+    def token(self, user_id: str | int, ttl: int = 3600) -> str:
+        """A user token minted by the server (for apps that do not hold `TIDINGS_SECRET`)."""
+        answer = self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
+        return str(answer["token"])
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        url = self.url + path
+        delays = self._attempts.delays()
+        while True:
+            try:
+                response = self._http.post(url, json=body)
+            except httpx.TransportError as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise self._unreachable(url, exc) from exc
+                time.sleep(delay)
+                continue
+            if response.status_code == 503:
+                delay = next(delays, None)
+                if delay is not None:
+                    time.sleep(self._attempts.retry_after(response, delay))
+                    continue
+            return self._answer(response)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(BaseClient):
+    """The asyncio (or trio) client. Use it as an async context manager, or await `aclose()`."""
+
+    def __init__(
+        self,
+        url: str,
+        publisher_key: str,
+        *,
+        timeout: float = TIMEOUT,
+        retries: int = RETRIES,
+        backoff: float = BACKOFF,
+    ) -> None:
+        super().__init__(url, publisher_key, timeout=timeout, retries=retries, backoff=backoff)
+        self._http = httpx.AsyncClient(timeout=timeout, headers=self._headers())
+
+    async def publish(
+        self,
+        user_id: str | int,
+        message: str,
+        *,
+        link: str | None = None,
+        kind: str | None = None,
+        category: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        actor: Mapping[str, Any] | None = None,
+        actions: Sequence[Mapping[str, str]] | None = None,
+        group: str | None = None,
+        deliver_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a notification for `user_id`; returns it as stored (`id` is the user's seq)."""
+        fields = _fields(
+            link, kind, category, data, actor, actions, group, deliver_at, expires_at,
+            idempotency_key,
+        )  # fmt: skip
+        body = self._publish_body({"user_id": user_id}, message, fields)
+        stored: dict[str, Any] = await self._post(PUBLISH_PATH, body)
+        return stored
+
+    async def publish_many(
+        self,
+        user_ids: Sequence[str | int],
+        message: str,
+        *,
+        link: str | None = None,
+        kind: str | None = None,
+        category: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        actor: Mapping[str, Any] | None = None,
+        actions: Sequence[Mapping[str, str]] | None = None,
+        group: str | None = None,
+        deliver_at: datetime | str | None = None,
+        expires_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The same notification for each of `user_ids`, in one request; returns them stored."""
+        fields = _fields(
+            link, kind, category, data, actor, actions, group, deliver_at, expires_at,
+            idempotency_key,
+        )  # fmt: skip
+        body = self._publish_body({"user_ids": list(user_ids)}, message, fields)
+        stored: list[dict[str, Any]] = await self._post(PUBLISH_PATH, body)
+        return stored
+
+    async def token(self, user_id: str | int, ttl: int = 3600) -> str:
+        """A user token minted by the server (for apps that do not hold `TIDINGS_SECRET`)."""
+        answer = await self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
+        return str(answer["token"])
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        url = self.url + path
+        delays = self._attempts.delays()
+        while True:
+            try:
+                response = await self._http.post(url, json=body)
+            except httpx.TransportError as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    raise self._unreachable(url, exc) from exc
+                await anyio.sleep(delay)
+                continue
+            if response.status_code == 503:
+                delay = next(delays, None)
+                if delay is not None:
+                    await anyio.sleep(self._attempts.retry_after(response, delay))
+                    continue
+            return self._answer(response)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

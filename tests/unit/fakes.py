@@ -1,0 +1,343 @@
+"""In-memory stand-ins for the store, the bus and an SSE client, for the unit tier.
+
+They honour the contracts in `tidings.store.base` and `tidings.bus.base` (the real backends are
+held to those by `tests/contract`), so the hub and the stream run here exactly as in a server,
+without a socket or a database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import Message, Scope
+
+from tests.raw_sse import RawEvent, parse_events
+from tidings.bus.base import Bus, Deliver
+from tidings.bus.shared import SharedBus
+from tidings.models import Draft, Event, Notification, Position, Stored, now_ms
+from tidings.store.base import Store, StoreUnavailable
+
+__all__ = [
+    "Broker",
+    "BrokerBus",
+    "FakeBus",
+    "FakeClient",
+    "FakeStore",
+]
+
+
+class FakeStore:
+    """The store contract in dicts. `down = True` makes every call raise `StoreUnavailable`."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[Notification]] = {}
+        self.last: dict[str, int] = {}
+        self.pruned: dict[str, int] = {}
+        self.keys: dict[str, Stored] = {}
+        self.down = False
+        # Set each time a call fails because the store is down.
+        self.failed = asyncio.Event()
+
+    def _check(self) -> None:
+        if self.down:
+            self.failed.set()
+            raise StoreUnavailable("the fake store is down")
+
+    async def open(self) -> None:
+        self._check()
+
+    async def close(self) -> None:
+        pass
+
+    async def ping(self) -> None:
+        self._check()
+
+    async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        self._check()
+        if idempotency_key is not None and idempotency_key in self.keys:
+            return dataclasses.replace(self.keys[idempotency_key], replayed=True)
+        created = now_ms()
+        stored: list[Notification] = []
+        for user_id in draft.user_ids:
+            seq = self.last.get(user_id, 0) + 1
+            self.last[user_id] = seq
+            n = Notification(
+                user_id=user_id,
+                seq=seq,
+                message=draft.message,
+                link=draft.link,
+                kind=draft.kind,
+                data=draft.data,
+                created_ms=created,
+            )
+            self.rows.setdefault(user_id, []).append(n)
+            stored.append(n)
+        result = Stored(tuple(stored))
+        if idempotency_key is not None:
+            self.keys[idempotency_key] = result
+        return result
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        self._check()
+        return [n for n in self.rows.get(user_id, []) if n.seq > seq][:limit]
+
+    async def position(self, user_id: str) -> Position:
+        self._check()
+        return Position(self.last.get(user_id, 0), self.pruned.get(user_id, 0))
+
+    async def page(
+        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+    ) -> list[Notification]:
+        self._check()
+        rows = [
+            n
+            for n in reversed(self.rows.get(user_id, []))
+            if (before is None or n.seq < before) and not (unread_only and n.read_ms is not None)
+        ]
+        return rows[:limit]
+
+    async def unread_count(self, user_id: str) -> int:
+        self._check()
+        return sum(1 for n in self.rows.get(user_id, []) if n.read_ms is None)
+
+    async def mark_read(
+        self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
+    ) -> list[int]:
+        self._check()
+        changed: list[int] = []
+        rows = self.rows.get(user_id, [])
+        for index, n in enumerate(rows):
+            wanted = (ids is not None and n.seq in ids) or (up_to is not None and n.seq <= up_to)
+            if wanted and n.read_ms is None:
+                rows[index] = dataclasses.replace(n, read_ms=now_ms())
+                changed.append(n.seq)
+        return changed
+
+    async def delete(self, user_id: str, seq: int) -> bool:
+        self._check()
+        rows = self.rows.get(user_id, [])
+        kept = [n for n in rows if n.seq != seq]
+        self.rows[user_id] = kept
+        return len(kept) != len(rows)
+
+    async def prune(self, older_than_ms: int, batch: int) -> int:
+        self._check()
+        count = 0
+        for user_id, rows in self.rows.items():
+            gone = [n for n in rows if n.created_ms < older_than_ms][: batch - count]
+            if gone:
+                self.pruned[user_id] = max(self.pruned.get(user_id, 0), gone[-1].seq)
+                self.rows[user_id] = [n for n in rows if n not in gone]
+                count += len(gone)
+        return count
+
+    def forget(self, user_id: str, up_to: int) -> None:
+        """What retention does: the user's notifications up to `up_to` are gone."""
+        self.rows[user_id] = [n for n in self.rows.get(user_id, []) if n.seq > up_to]
+        self.pruned[user_id] = up_to
+
+
+class FakeBus:
+    """One process's bus: announce hands events straight to the hub, like the local bus.
+
+    `hold = True` keeps announced events in `held` instead (a bus that is slow or lost them);
+    `release` hands them on, in any order the test picks.
+    """
+
+    def __init__(self) -> None:
+        self.deliver: Deliver | None = None
+        self.hold = False
+        self.held: list[Event] = []
+
+    async def start(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+
+    async def announce(self, events: Sequence[Event]) -> None:
+        if self.hold:
+            self.held.extend(events)
+            return
+        for event in events:
+            self.send(event)
+
+    def send(self, event: Event) -> None:
+        assert self.deliver is not None, "start the bus first"
+        self.deliver(event)
+
+    def release(self, events: Sequence[Event] | None = None) -> None:
+        for event in self.held if events is None else events:
+            self.send(event)
+        self.held = []
+
+    async def close(self) -> None:
+        self.deliver = None
+
+    def ready(self) -> bool:
+        return True
+
+
+@dataclass
+class FakeClient:
+    """The ASGI side of one HTTP request: what the endpoint sent, and a way to hang up."""
+
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    query: bytes = b""
+    method: str = "GET"
+    messages: list[Message] = field(default_factory=list)
+    stalled: asyncio.Event | None = None
+    _hung_up: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def scope(self) -> Scope:
+        return {
+            "type": "http",
+            "method": self.method,
+            "path": "/notifications/stream",
+            "headers": self.headers,
+            "query_string": self.query,
+        }
+
+    async def receive(self) -> Message:
+        await self._hung_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        if self.stalled is not None:
+            await self.stalled.wait()  # a client that stopped reading: the write never ends
+        self.messages.append(message)
+        self._changed.set()
+
+    def stop_reading(self) -> None:
+        self.stalled = asyncio.Event()
+
+    def hang_up(self) -> None:
+        self._hung_up.set()
+
+    def wake(self) -> None:
+        """Let `wait_until` look again (the endpoint returned without sending)."""
+        self._changed.set()
+
+    @property
+    def status(self) -> int | None:
+        starts = [m for m in self.messages if m["type"] == "http.response.start"]
+        return int(starts[0]["status"]) if starts else None
+
+    @property
+    def response_headers(self) -> dict[bytes, bytes]:
+        starts = [m for m in self.messages if m["type"] == "http.response.start"]
+        return dict(starts[0]["headers"]) if starts else {}
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(
+            m.get("body", b"") for m in self.messages if m["type"] != "http.response.start"
+        )
+
+    @property
+    def finished(self) -> bool:
+        """The endpoint ended the response itself (its last body message has no more_body)."""
+        bodies = [m for m in self.messages if m["type"] == "http.response.body"]
+        return bool(bodies) and not bodies[-1].get("more_body", False)
+
+    def blocks(self) -> list[RawEvent]:
+        """Every block sent, pings and `retry:`-only blocks included."""
+        return parse_events(self.body)
+
+    def events(self) -> list[RawEvent]:
+        """The events a page's EventSource dispatches to its listeners (no pings)."""
+        return [e for e in self.blocks() if e.data and e.event != "ping"]
+
+    def notifications(self) -> list[dict[str, Any]]:
+        return [json.loads(e.data) for e in self.events() if e.event == "new-notification"]
+
+    async def wait_until(self, done: Callable[[], bool], timeout: float = 2.0) -> None:
+        """Wait until `done()` holds after something was sent; fail after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class Broker:
+    """What Redis or PostgreSQL is to the shared buses: one channel, and an off switch."""
+
+    def __init__(self) -> None:
+        self.up = True
+        # Publishing fails while subscriptions stay up (a full buffer, a failover).
+        self.refuse_publish = False
+        self.listeners: list[asyncio.Queue[str | None]] = []
+        self.published: list[str] = []
+
+    def publish(self, messages: Sequence[str]) -> None:
+        if not self.up or self.refuse_publish:
+            raise ConnectionError("the broker refused the message")
+        self.published.extend(messages)
+        for queue in self.listeners:
+            for message in messages:
+                queue.put_nowait(message)
+
+    def inject(self, raw: str) -> None:
+        """A message from some other writer on the channel."""
+        for queue in self.listeners:
+            queue.put_nowait(raw)
+
+    def go_down(self) -> None:
+        """Every subscription drops, and nothing connects until `come_back`."""
+        self.up = False
+        for queue in self.listeners:
+            queue.put_nowait(None)
+
+    def come_back(self) -> None:
+        self.up = True
+
+
+class BrokerBus(SharedBus):
+    """A `SharedBus` over a `Broker`: the reconnect and resync logic, without a network.
+
+    The real buses wake every second (`TICK`); this one every `tick`, 10 ms unless told.
+    """
+
+    def __init__(self, broker: Broker, *, limit: int = 7900, tick: float = 0.01) -> None:
+        super().__init__("test")
+        self.broker = broker
+        self.limit = limit
+        self.tick = tick
+
+    def name(self) -> str:
+        return "broker"
+
+    async def _listen(self) -> None:
+        if not self.broker.up:
+            raise ConnectionError("cannot connect")
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.broker.listeners.append(queue)
+        try:
+            self._subscribed()
+            while True:
+                try:
+                    async with asyncio.timeout(self.tick):
+                        raw = await queue.get()
+                except TimeoutError:
+                    raw = ""
+                if raw is None:
+                    raise ConnectionError("connection lost")
+                if raw:
+                    self._received(raw)
+                await self._tick()
+        finally:
+            self.broker.listeners.remove(queue)
+
+    async def _publish(self, messages: Sequence[str]) -> None:
+        self.broker.publish(messages)
+
+    async def _close_publisher(self) -> None:
+        pass
+
+
+def _contracts(store: FakeStore, bus: FakeBus, shared: BrokerBus) -> tuple[Store, Bus, Bus]:
+    """mypy checks here that the fakes satisfy the protocols the service uses."""
+    return store, bus, shared

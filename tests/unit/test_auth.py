@@ -1,0 +1,151 @@
+"""User tokens and where they are read from: the 401 a caller gets, and which credential wins."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from starlette.requests import HTTPConnection
+
+from tests.support import SECRET, make_token
+from tests.unit.conftest import unit_settings
+from tidings.auth import COOKIE_NAME, decode_token, mint_token, read_user
+from tidings.validation import ApiError
+
+OTHER_SECRET = "another-secret-0123456789-abcdefghijk"
+
+
+def refusal(secret: str, token: str) -> tuple[int, str, str]:
+    with pytest.raises(ApiError) as caught:
+        decode_token(secret, token)
+    return caught.value.status, caught.value.error, str(caught.value.detail)
+
+
+def test_a_minted_token_names_its_user_and_expiry() -> None:
+    token, expires = mint_token(SECRET, "ann", ttl=60)
+    assert decode_token(SECRET, token) == ("ann", float(expires))
+    assert time.time() + 55 < expires <= time.time() + 60
+
+
+def test_an_expired_token_is_token_expired() -> None:
+    assert refusal(SECRET, make_token("ann", ttl=-60))[:2] == (401, "token_expired")
+
+
+def test_a_token_a_few_seconds_past_its_expiry_is_still_accepted() -> None:
+    # Clocks between the host app and tidings differ a little.
+    assert decode_token(SECRET, make_token("ann", ttl=-2))[0] == "ann"
+
+
+def test_a_token_signed_with_another_secret_is_invalid() -> None:
+    assert refusal(SECRET, make_token("ann", secret=OTHER_SECRET))[:2] == (401, "invalid_token")
+
+
+@pytest.mark.parametrize("claim", ["sub", "exp"])
+def test_a_token_without_sub_or_exp_names_the_missing_claim(claim: str) -> None:
+    claims = {"sub": "ann", "exp": int(time.time()) + 60}
+    del claims[claim]
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    status, error, detail = refusal(SECRET, token)
+    assert (status, error) == (401, "invalid_token")
+    assert repr(claim) in detail
+
+
+@pytest.mark.parametrize(
+    ("token", "words"),
+    [
+        ("not-a-jwt", "not valid"),
+        ("", "not valid"),
+        ("a.b\ud800.c", "not a JWT"),
+        (jwt.encode({"sub": "ann", "exp": 2**40}, SECRET * 2, algorithm="HS512"), "not valid"),
+        (make_token(True), "must be a string"),  # type: ignore[arg-type]
+        (make_token(["ann"]), "must be a string"),  # type: ignore[arg-type]
+        (make_token(""), "not a user id"),
+        (make_token("x" * 129), "not a user id"),
+    ],
+    ids=[
+        "garbage",
+        "empty",
+        "surrogate",
+        "other-algorithm",
+        "bool-sub",
+        "list-sub",
+        "empty-sub",
+        "long-sub",
+    ],
+)
+def test_a_token_that_is_not_ours_is_invalid_with_a_reason(token: str, words: str) -> None:
+    status, error, detail = refusal(SECRET, token)
+    assert (status, error) == (401, "invalid_token")
+    assert words in detail
+
+
+def test_an_integer_sub_is_that_users_decimal_string() -> None:
+    assert decode_token(SECRET, make_token(42))[0] == "42"  # type: ignore[arg-type]
+
+
+def test_an_expiry_beyond_any_clock_is_capped_not_an_error() -> None:
+    token = jwt.encode({"sub": "ann", "exp": 10**30}, SECRET, algorithm="HS256")
+    user, expires = decode_token(SECRET, token)
+    assert user == "ann"
+    assert expires == 253402300799.0
+
+
+# --- where the token is read from ---------------------------------------------------------------
+
+
+def connection(
+    *, bearer: str | None = None, cookie: str | None = None, query: str = ""
+) -> HTTPConnection:
+    headers: list[tuple[bytes, bytes]] = []
+    if bearer is not None:
+        headers.append((b"authorization", f"Bearer {bearer}".encode()))
+    if cookie is not None:
+        headers.append((b"cookie", f"{COOKIE_NAME}={cookie}".encode()))
+    return HTTPConnection(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "headers": headers,
+            "query_string": query.encode(),
+        }
+    )
+
+
+def test_the_bearer_header_wins_over_a_stale_cookie() -> None:
+    stale = make_token("old-session", secret=OTHER_SECRET)
+    user = read_user(connection(bearer=make_token("ann"), cookie=stale), unit_settings())
+    assert (user.user_id, user.via_cookie) == ("ann", False)
+
+
+def test_the_cookie_is_used_without_a_header() -> None:
+    user = read_user(connection(cookie=make_token("ann")), unit_settings())
+    assert (user.user_id, user.via_cookie) == ("ann", True)
+
+
+def test_an_empty_bearer_falls_back_to_the_cookie() -> None:
+    user = read_user(connection(bearer=" ", cookie=make_token("ann")), unit_settings())
+    assert user.user_id == "ann"
+
+
+def test_no_credential_is_unauthorized() -> None:
+    with pytest.raises(ApiError) as caught:
+        read_user(connection(), unit_settings())
+    assert (caught.value.status, caught.value.error) == (401, "unauthorized")
+
+
+def test_a_token_in_the_url_is_refused_unless_allowed() -> None:
+    query = f"token={make_token('ann')}"
+    with pytest.raises(ApiError) as caught:
+        read_user(connection(query=query), unit_settings())
+    assert (caught.value.status, caught.value.error) == (401, "query_token_refused")
+    assert "TIDINGS_ALLOW_QUERY_TOKEN" in str(caught.value.detail)
+    user = read_user(connection(query=query), unit_settings(allow_query_token=True))
+    assert user.user_id == "ann"
+
+
+def test_the_token_expiry_travels_with_the_user() -> None:
+    token, expires = mint_token(SECRET, "ann", ttl=120)
+    user = read_user(connection(bearer=token), unit_settings())
+    assert user.expires_at == expires

@@ -1,0 +1,135 @@
+"""The bytes between nodes: every event survives the trip, batches fit, bad input is skipped."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tidings.bus.wire import DEFAULT_LIMIT, decode, encode, resync_message
+from tidings.models import Deleted, Event, Notification, Published, ReadChanged, Resync
+
+
+def notification(
+    user: str = "ann", seq: int = 1, message: str = "hello", **kw: object
+) -> Notification:
+    fields: dict[str, object] = {
+        "link": "/inbox/1",
+        "kind": "comment",
+        "data": {"by": "bob", "n": [1, 2]},
+        "created_ms": 1_700_000_000_123,
+        "read_ms": None,
+        **kw,
+    }
+    return Notification(user_id=user, seq=seq, message=message, **fields)  # type: ignore[arg-type]
+
+
+def round_trip(events: list[Event], limit: int = DEFAULT_LIMIT) -> list[Event]:
+    return [event for message in encode(events, limit) for event in decode(message)]
+
+
+EVERY_KIND: list[Event] = [
+    Published("ann", 7, notification(seq=7)),
+    Published("ann", 8),
+    Published("bob", 1, notification("bob", 1, "ünïcødé ✓ \u2028", link=None, kind=None, data={})),
+    Published("cy", 2, notification("cy", 2, read_ms=1_700_000_000_999)),
+    ReadChanged("ann", unread=3, ids=(1, 2, 5)),
+    ReadChanged("ann", unread=0, up_to=8),
+    Deleted("bob", seq=1, unread=0),
+    Resync(),
+]
+
+
+def test_every_kind_of_event_arrives_as_it_was_sent() -> None:
+    assert round_trip(EVERY_KIND) == EVERY_KIND
+
+
+def test_a_batch_is_one_message_when_it_fits() -> None:
+    messages = encode(EVERY_KIND)
+    assert len(messages) == 1
+    assert len(json.loads(messages[0])) == len(EVERY_KIND)
+
+
+def test_many_events_are_split_into_messages_within_the_limit_and_keep_their_order() -> None:
+    events: list[Event] = [
+        Published(f"user-{i}", i + 1, notification(f"user-{i}", i + 1)) for i in range(300)
+    ]
+    messages = encode(events, limit=2000)
+    assert len(messages) > 1
+    assert all(len(m.encode()) <= 2000 for m in messages)
+    assert round_trip(events, limit=2000) == events
+
+
+def test_a_notification_too_large_to_carry_travels_as_user_and_seq() -> None:
+    big = Published("ann", 3, notification(seq=3, message="x" * 9000))
+    small = Published("ann", 4, notification(seq=4))
+    messages = encode([big, small])
+    assert all(len(m.encode()) <= DEFAULT_LIMIT for m in messages)
+    # The receiving stream reads the large one from the store; the small one keeps its body.
+    assert round_trip([big, small]) == [Published("ann", 3), small]
+
+
+def test_the_size_limit_counts_bytes_not_characters() -> None:
+    # 3000 characters are well under the limit; at 3 bytes each in UTF-8 they are over it.
+    event = Published("ann", 1, notification(message="€" * 3000))
+    assert round_trip([event]) == [Published("ann", 1)]
+
+
+def test_a_long_list_of_read_ids_is_split_into_events_that_add_up() -> None:
+    ids = tuple(range(1, 1201))
+    events = round_trip([ReadChanged("ann", unread=4, ids=ids)])
+    assert len(events) > 1
+    assert all(isinstance(e, ReadChanged) and e.unread == 4 for e in events)
+    assert tuple(i for e in events if isinstance(e, ReadChanged) for i in e.ids or ()) == ids
+
+
+def test_a_read_change_with_no_ids_still_tells_the_new_unread_count() -> None:
+    assert round_trip([ReadChanged("ann", unread=2, ids=())]) == [ReadChanged("ann", 2, ids=())]
+
+
+def test_nothing_to_send_is_no_message() -> None:
+    assert encode([]) == []
+
+
+def test_the_resync_message_asks_for_a_resync() -> None:
+    assert decode(resync_message()) == [Resync()]
+    assert decode(resync_message().encode()) == [Resync()]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\xfe", "not json", "{", '{"t":"x"}', "42", "null", '"text"'],
+    ids=["bytes", "text", "cut", "object", "number", "null", "string"],
+)
+def test_a_message_that_is_not_a_json_array_is_ignored(raw: str | bytes) -> None:
+    assert decode(raw) == []
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {},
+        {"t": "p"},
+        {"t": "p", "u": "ann"},
+        {"t": "p", "u": "ann", "s": "seven"},
+        {"t": "p", "u": "ann", "s": 1, "n": ["short"]},
+        {"t": "p", "u": "ann", "s": 1, "n": ["m", None, None, ["not", "a", "dict"], 1, None]},
+        {"t": "r", "u": "ann"},
+        {"t": "r", "u": "ann", "c": 1, "i": ["one"]},
+        {"t": "d", "u": "ann", "s": 1},
+        {"t": "?", "u": "ann"},
+        "text",
+        None,
+    ],
+    ids=repr,
+)
+def test_a_malformed_entry_is_skipped_and_the_rest_of_the_message_delivered(
+    entry: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    good: list[Event] = [Published("ann", 1), Deleted("bob", 2, 0)]
+    message = json.loads(encode(good)[0])
+    raw = json.dumps([message[0], entry, message[1]])
+    with caplog.at_level(logging.WARNING, logger="tidings.bus"):
+        assert decode(raw) == good
+    assert "malformed" in caplog.text

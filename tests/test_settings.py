@@ -52,7 +52,6 @@ def test_other_environment_variables_are_ignored() -> None:
         "PATH": "/usr/bin",
         "HOME": "/root",
         "tidings_heartbeat": "nonsense",  # not our prefix: environment names are case-sensitive
-        "TIDINGS_DEBUG_STALLS": "5",  # a debugging aid (tidings.stalls), not a setting
     }
     assert Settings.from_env(environ).heartbeat == 15
 

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from tidings import stalls
+from tidings.settings import Settings
+
+ENV = {"TIDINGS_SECRET": "s" * 32}
 
 
 @pytest.fixture
@@ -20,31 +23,28 @@ def callbacks() -> Iterator[None]:
 
 @pytest.mark.usefixtures("callbacks")
 def test_every_collection_is_logged_at_threshold_zero(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv(stalls.ENV, "0")
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
-    assert stalls.watch_from_env()
+    assert stalls.watch(Settings.from_env({**ENV, stalls.ENV: "0"}).debug_stalls)
     gc.collect()
     pauses = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gc pause")]
     assert any(p.startswith("gc pause gen=2 ") and p.endswith(" collected)") for p in pauses)
 
 
 @pytest.mark.usefixtures("callbacks")
-def test_unset_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(stalls.ENV, raising=False)
+def test_unset_installs_nothing() -> None:
     before = len(gc.callbacks)
-    assert not stalls.watch_from_env()
+    assert not stalls.watch(Settings.from_env(ENV).debug_stalls)
     assert len(gc.callbacks) == before
 
 
 @pytest.mark.usefixtures("callbacks")
 def test_a_pause_under_the_threshold_is_not_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv(stalls.ENV, "60000")
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
-    assert stalls.watch_from_env()
+    assert stalls.watch(Settings.from_env({**ENV, stalls.ENV: "60000"}).debug_stalls)
     gc.collect()
     assert not [r for r in caplog.records if r.getMessage().startswith("gc pause")]
 

@@ -77,7 +77,7 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         # Here, not at start-up: each worker process of `--workers N` sets up logging anew.
         logging.getLogger("uvicorn.error").addFilter(_SlowClientFilter())
-        stalls.watch_from_env()
+        stalls.watch(self.service.settings.debug_stalls)
         await super().serve(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -66,6 +66,8 @@ class Settings:
     log_format: str = "plain"
     log_level: str = "info"
     log_repeat_window: float = 10.0
+    # A debugging aid (tidings.stalls): log collector pauses of at least this many ms; < 0: off.
+    debug_stalls: float = -1.0
 
     @classmethod
     def from_env(
@@ -82,9 +84,6 @@ class Settings:
             if not key.startswith(PREFIX) or key in APP_SIDE:
                 continue
             name = key[len(PREFIX) :].lower()
-            # Not a setting: a debugging aid (tidings.stalls).
-            if name == "debug_stalls":
-                continue
             if name not in known:
                 raise ConfigError(f"{key} is not a tidings setting (see docs/configuration.md)")
             values[name] = _parse(cls, name, key, raw)

@@ -5,21 +5,20 @@ lives as long as the process, so it is frozen out of every later collection, and
 are collected less often (each young collection under load also ages survivors toward the full
 collections that walk every stream's objects).
 
-`TIDINGS_DEBUG_STALLS=<ms>` (off when unset: nothing is installed) logs, at WARNING on
+The setting `TIDINGS_DEBUG_STALLS=<ms>` (off when unset: nothing is installed) logs, at WARNING on
 `uvicorn.error`, every garbage collection that held the process for at least that many
 milliseconds (`0`: every one), as `gc pause gen=<generation> <ms> ms (<collected> collected)`.
-bench/ reads these lines next to its `/healthz` probes; a debugging aid, not a setting.
+bench/ reads these lines next to its `/healthz` probes: a debugging aid.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from typing import Any
 
-__all__ = ["ENV", "settle", "watch_from_env"]
+__all__ = ["ENV", "settle", "watch"]
 
 ENV = "TIDINGS_DEBUG_STALLS"
 # CPython's defaults are (700, 10, 10): a young collection every 700 net allocations.
@@ -36,15 +35,13 @@ def settle() -> None:
 log = logging.getLogger("uvicorn.error")
 
 
-def watch_from_env() -> bool:
-    """Install the collector callback when the environment asks for it; True when installed."""
-    raw = os.environ.get(ENV, "").strip()
-    if not raw:
+def watch(threshold_ms: float) -> bool:
+    """Log collector pauses of at least `threshold_ms` (TIDINGS_DEBUG_STALLS); negative: off.
+
+    True when the callback was installed."""
+    if threshold_ms < 0:
         return False
-    try:
-        threshold = float(raw) / 1000
-    except ValueError:
-        threshold = 0.001
+    threshold = threshold_ms / 1000
     started = 0.0
 
     def on_collect(phase: str, info: dict[str, Any]) -> None:
@@ -62,5 +59,7 @@ def watch_from_env() -> bool:
             )
 
     gc.callbacks.append(on_collect)
-    log.warning("stall debugging on (%s): collector pauses of %s ms or more are logged", ENV, raw)
+    log.warning(
+        "stall debugging on (%s): collector pauses of %g ms or more are logged", ENV, threshold_ms
+    )
     return True

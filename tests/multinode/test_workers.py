@@ -117,7 +117,7 @@ async def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:  # noqa: ASYNC110 -- a poll with a deadline
             await asyncio.sleep(0.2)
-        assert not [pid for pid in pids if _alive(pid)]
+        assert not [pid for pid in pids if _alive(pid)], node.log()
     finally:
         cluster.close()
 

@@ -262,7 +262,7 @@ def _send(args: argparse.Namespace) -> int:
     # whoever subscribes, and is checked by the server's /readyz instead.
     served: bool | None = None
     if isinstance(service.bus, LocalBus):
-        served = _listening(service.bus.socket_path)
+        served = service.bus.listening()
     stored = asyncio.run(_publish(service, draft, args.idempotency_key))
     for n in stored.notifications:
         print(n.dumps())
@@ -290,16 +290,6 @@ def _redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return parts._replace(netloc=netloc).geturl()
-
-
-def _listening(socket_path: str) -> bool:
-    """True when a server is bound to the local bus socket (a stale file refuses connections)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(socket_path)
-        except OSError:
-            return False
-    return True
 
 
 def _token(args: argparse.Namespace) -> int:

@@ -66,10 +66,11 @@ def _listen(config: uvicorn.Config) -> socket.socket:
     return sock
 
 
-def _exit_with_parent() -> None:
+def _exit_with_parent(parent: int) -> None:
     """Drain and exit when the parent dies without stopping us (SIGKILL, a crash): an orphan
-    would keep serving on the port alone, and a restarted server would find the port taken."""
-    parent = os.getppid()
+    would keep serving on the port alone, and a restarted server would find the port taken.
+    `parent` is the pid the parent passed, not our ppid at this moment: a parent killed while
+    this worker was still starting has already left it to init."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -79,12 +80,14 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="tidings-parent-watch", daemon=True).start()
 
 
-def _worker(make_server: MakeServer, config: uvicorn.Config, slot: int, workers: int) -> None:
+def _worker(
+    make_server: MakeServer, config: uvicorn.Config, slot: int, workers: int, parent: int
+) -> None:
     """The body of one worker process (spawned: a fresh interpreter, so logging is set anew)."""
     from tidings.bus import local
 
     config.configure_logging()
-    _exit_with_parent()
+    _exit_with_parent(parent)
     # Before the app (and its bus) is built: the local bus reaches the sibling slots.
     local.join_workers(slot, workers)
     try:
@@ -117,7 +120,9 @@ def run_workers(config: uvicorn.Config, workers: int, make_server: MakeServer) -
 
     def start(slot: int) -> tuple[BaseProcess, float]:
         process = context.Process(
-            target=_worker, args=(make_server, config, slot, workers), name="tidings-worker"
+            target=_worker,
+            args=(make_server, config, slot, workers, os.getpid()),
+            name="tidings-worker",
         )
         process.start()
         log.info("Started worker process [%s]", process.pid)

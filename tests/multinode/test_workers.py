@@ -99,6 +99,7 @@ async def test_workers_on_sqlite_and_the_local_bus_deliver_across_processes(
             # `tidings send` on the same machine reaches every worker's streams too.
             sent = await asyncio.to_thread(run_cli, cluster.env, "send", users[0], "from the cli")
             assert sent.returncode == 0, sent.stderr
+            assert "no running server" not in sent.stderr  # it finds the workers' sockets
             for stream in streams[:2]:
                 [got] = await stream.notifications(1, timeout=10)
                 assert got["message"] == "from the cli"
@@ -116,7 +117,7 @@ async def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:  # noqa: ASYNC110 -- a poll with a deadline
             await asyncio.sleep(0.2)
-        assert not [pid for pid in pids if _alive(pid)]
+        assert not [pid for pid in pids if _alive(pid)], node.log()
     finally:
         cluster.close()
 

@@ -134,9 +134,7 @@ class LocalBus:
         published = [e for e in events if isinstance(e, Published)]
         if not published:
             return
-        # The plain socket of a one-process server, or the sockets of every worker.
-        found = glob.glob(glob.escape(self.base_path) + ".*")
-        paths = [self.base_path, *(p for p in found if p.rpartition(".")[2].isdigit())]
+        paths = self._server_paths()
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             for path in paths:
@@ -146,6 +144,23 @@ class LocalBus:
                         sock.sendto(raw, path)
                     except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
                         break
+
+    def _server_paths(self) -> list[str]:
+        """The plain socket of a one-process server, and the sockets of every worker."""
+        found = glob.glob(glob.escape(self.base_path) + ".*")
+        return [self.base_path, *(p for p in found if p.rpartition(".")[2].isdigit())]
+
+    def listening(self) -> bool:
+        """True when a server, or a worker of one, is bound to its socket (a stale file left by
+        a server that is gone refuses connections)."""
+        for path in self._server_paths():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                try:
+                    sock.connect(path)
+                except OSError:
+                    continue
+                return True
+        return False
 
     async def close(self) -> None:
         if self._sock is not None:

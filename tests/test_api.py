@@ -111,8 +111,15 @@ def test_list_is_newest_first_with_default_limit_and_notification_shape(server: 
         "link",
         "kind",
         "data",
+        "category",
+        "actor",
+        "actions",
+        "group",
         "created_at",
+        "expires_at",
         "read_at",
+        "seen_at",
+        "archived_at",
     }
     assert first["user_id"] == user
     assert first["message"] == "message 12"

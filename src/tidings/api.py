@@ -120,6 +120,16 @@ async def publisher(
 user_router = APIRouter(tags=["user"])
 
 
+class ActorOut(BaseModel):
+    name: str
+    avatar_url: str | None
+
+
+class ActionOut(BaseModel):
+    label: str
+    url: str
+
+
 class NotificationOut(BaseModel):
     id: int
     user_id: str
@@ -127,8 +137,15 @@ class NotificationOut(BaseModel):
     link: str | None
     kind: str | None
     data: dict[str, Any]
+    category: str | None
+    actor: ActorOut | None
+    actions: list[ActionOut]
+    group: str | None
     created_at: str
+    expires_at: str | None
     read_at: str | None
+    seen_at: str | None
+    archived_at: str | None
 
 
 class UnreadOut(BaseModel):

@@ -74,6 +74,11 @@ class FakeStore:
                 kind=draft.kind,
                 data=draft.data,
                 created_ms=created,
+                category=draft.category,
+                actor=draft.actor,
+                actions=draft.actions,
+                group=draft.group,
+                expires_ms=draft.expires_ms,
             )
             self.rows.setdefault(user_id, []).append(n)
             stored.append(n)

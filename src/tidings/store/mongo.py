@@ -67,6 +67,7 @@ from tidings.store.common import (
     check_schema,
     chunks,
     encode_data,
+    inbox_values,
     made,
     notification,
 )
@@ -109,6 +110,10 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+# The document fields of `inbox_values`, in its order (`group` is no reserved word here).
+INBOX_FIELDS = ("category", "actor", "actions", "group", "expires_ms")
+
+
 def _fence(key: str, user_id: str) -> str:
     """The `_id` of the one document a key may have for a user."""
     return json.dumps([key, user_id], ensure_ascii=False, separators=(",", ":"))
@@ -127,6 +132,10 @@ def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int, key: str |
         # For the TTL index, which only expires on dates.
         "created_at": datetime.fromtimestamp(stamp / 1000, UTC),
     }
+    # The inbox fields only when set: a document stays as small as schema 2 wrote it otherwise.
+    for name, value in zip(INBOX_FIELDS, inbox_values(draft), strict=True):
+        if value is not None:
+            doc[name] = value
     if key is not None:
         doc["_id"] = _fence(key, user_id)
         doc["ikey"] = key
@@ -144,6 +153,9 @@ def _notification(doc: Doc) -> Notification:
             doc["data"],
             doc["created_ms"],
             doc.get("read_ms"),
+            *(doc.get(name) for name in INBOX_FIELDS),
+            doc.get("seen_ms"),
+            doc.get("archived_ms"),
         )
     )
 
@@ -552,7 +564,14 @@ class MongoStore:
         # A tombstone, not a removal: the document keeps holding its seq in the unique index, so
         # a publisher that computed this seq before the delete loses its insert and moves on.
         # Read so that the unread count and the unread index skip it; pruning removes it.
-        tombstone = {"deleted": True, "message": "", "link": None, "kind": None, "data": "{}"}
+        tombstone = {
+            "deleted": True,
+            "message": "",
+            "link": None,
+            "kind": None,
+            "data": "{}",
+            **dict.fromkeys(INBOX_FIELDS),
+        }
         async with self._guard():
             result = await self._notifications.update_one(
                 {"user_id": user_id, "seq": seq, **LIVE},

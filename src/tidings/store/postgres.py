@@ -25,6 +25,7 @@ from tidings.store.common import (
     check_fingerprint,
     check_schema,
     encode_data,
+    inbox_values,
     made,
     notification,
 )
@@ -74,6 +75,16 @@ CREATE TABLE IF NOT EXISTS tidings_idempotency (
 CREATE INDEX IF NOT EXISTS tidings_idempotency_created ON tidings_idempotency (created_ms);
 """,
     2: "ALTER TABLE tidings_idempotency ADD COLUMN IF NOT EXISTS fingerprint text;",
+    3: """
+ALTER TABLE tidings_notifications
+    ADD COLUMN IF NOT EXISTS category text,
+    ADD COLUMN IF NOT EXISTS actor text,
+    ADD COLUMN IF NOT EXISTS actions text,
+    ADD COLUMN IF NOT EXISTS grp text,
+    ADD COLUMN IF NOT EXISTS expires_ms bigint,
+    ADD COLUMN IF NOT EXISTS seen_ms bigint,
+    ADD COLUMN IF NOT EXISTS archived_ms bigint;
+""",
 }
 
 if TYPE_CHECKING:
@@ -198,7 +209,7 @@ class PostgresStore:
             ordered = [seqs[u] for u in user_ids]
             await conn.execute(
                 f"INSERT INTO tidings_notifications ({COLUMNS}) "
-                "SELECT id, seq, $3, $4, $5, $6, $7, NULL "
+                "SELECT id, seq, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, NULL, NULL "
                 "FROM unnest($1::text[], $2::bigint[]) AS t (id, seq)",
                 user_ids,
                 ordered,
@@ -207,6 +218,7 @@ class PostgresStore:
                 draft.kind,
                 data,
                 stamp,
+                *inbox_values(draft),
             )
             if idempotency_key is not None:
                 refs_text = json.dumps([[u, s] for u, s in zip(user_ids, ordered, strict=True)])

@@ -32,6 +32,7 @@ from tidings.store.common import (
     check_schema,
     chunks,
     encode_data,
+    inbox_values,
     made,
     notification,
 )
@@ -83,6 +84,15 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
 """,
     2: "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
+    3: """
+ALTER TABLE notifications ADD COLUMN category TEXT;
+ALTER TABLE notifications ADD COLUMN actor TEXT;
+ALTER TABLE notifications ADD COLUMN actions TEXT;
+ALTER TABLE notifications ADD COLUMN grp TEXT;
+ALTER TABLE notifications ADD COLUMN expires_ms INTEGER;
+ALTER TABLE notifications ADD COLUMN seen_ms INTEGER;
+ALTER TABLE notifications ADD COLUMN archived_ms INTEGER;
+""",
 }
 
 
@@ -365,6 +375,7 @@ def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> St
         ).fetchall()
         last.update((r[0], r[1]) for r in rows)
     data = encode_data(draft.data)
+    inbox = inbox_values(draft)
     new = made(draft, ((u, last.get(u, 0) + 1) for u in draft.user_ids), stamp)
     c.executemany(
         "INSERT INTO users (user_id, last_seq) VALUES (?, ?) "
@@ -372,8 +383,9 @@ def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> St
         [(n.user_id, n.seq) for n in new],
     )
     c.executemany(
-        f"INSERT INTO notifications ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-        [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp) for n in new],
+        f"INSERT INTO notifications ({COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL)",
+        [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp, *inbox) for n in new],
     )
     if key is not None:
         refs = json.dumps([[n.user_id, n.seq] for n in new], separators=(",", ":"))

@@ -204,3 +204,125 @@ def test_the_schema_states_the_inbox_limits(server: Server) -> None:
     assert schema["ActorIn"]["properties"]["name"]["format"] == "utf8-max-8"
     assert schema["ActionIn"]["properties"]["label"]["format"] == "utf8-max-6"
     assert schema["ActionIn"]["properties"]["url"]["format"] == "utf8-max-40"
+
+
+# --- seen, archive, filters, groups, counts ------------------------------------------------------
+
+
+def as_user(server: Server, user: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {make_token(user)}"}
+    return HTTP.request(method, f"{server.url}{path}", headers=headers, timeout=10, **kwargs)
+
+
+def ids_of(server: Server, user: str, query: str = "") -> list[int]:
+    response = as_user(server, user, "GET", f"/notifications{query}")
+    assert response.status_code == 200, response.text
+    return [n["id"] for n in response.json()]
+
+
+def counts(server: Server, user: str) -> dict[str, Any]:
+    response = as_user(server, user, "GET", "/notifications/unread-count")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_seen_is_told_to_every_stream_and_leaves_newer_ones_unseen(server: Server) -> None:
+    user = new_user()
+    for i in range(3):
+        assert server.publish(user, f"n{i}", category="billing").status_code == 201
+    token = make_token(user)
+    async with open_stream(server.url, token) as one, open_stream(server.url, token) as two:
+        # Published after the bell showed seq 2: seen up to 2 leaves it unseen.
+        response = as_user(server, user, "POST", "/notifications/seen", json={"up_to": 2})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"up_to": 2, "unseen": 1}
+        for stream in (one, two):
+            event = await stream.next()
+            assert (event.event, event.json()) == ("notifications-seen", {"up_to": 2, "unseen": 1})
+    body = counts(server, user)
+    assert (body["unread"], body["unseen"]) == (3, 1)
+    assert body["categories"] == {"billing": {"unread": 3, "unseen": 1}}
+    listed_seen = [n["seen_at"] is not None for n in listed(server, user)]
+    assert listed_seen == [False, True, True]
+
+
+async def test_archive_and_unarchive_move_notifications_and_tell_every_stream(
+    server: Server,
+) -> None:
+    user = new_user()
+    for i in range(3):
+        server.publish(user, f"n{i}", category="billing" if i else "mentions")
+    token = make_token(user)
+    async with open_stream(server.url, token) as one, open_stream(server.url, token) as two:
+        response = as_user(server, user, "POST", "/notifications/archive", json={"ids": [1, 2, 99]})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"ids": [1, 2], "unread": 1, "unseen": 1}
+        back = as_user(server, user, "POST", "/notifications/unarchive", json={"ids": [2]})
+        assert back.json() == {"ids": [2], "unread": 2, "unseen": 2}
+        for stream in (one, two):
+            first, second = await stream.next(), await stream.next()
+            assert (first.event, first.json()) == (
+                "notifications-archived",
+                {"ids": [1, 2], "unread": 1, "unseen": 1},
+            )
+            assert (second.event, second.json()) == (
+                "notifications-unarchived",
+                {"ids": [2], "unread": 2, "unseen": 2},
+            )
+    assert ids_of(server, user) == [3, 2]
+    assert ids_of(server, user, "?archived=1") == [1]
+    assert ids_of(server, user, "?category=mentions") == []
+    assert ids_of(server, user, "?category=mentions&archived=1") == [1]
+    assert ids_of(server, user, "?category=billing") == [3, 2]
+    assert counts(server, user)["categories"] == {"billing": {"unread": 2, "unseen": 2}}
+    # Another user's ids change nothing of this user's.
+    other = as_user(server, new_user(), "POST", "/notifications/archive", json={"ids": [3]})
+    assert other.json() == {"ids": [], "unread": 0, "unseen": 0}
+    assert ids_of(server, user) == [3, 2]
+
+
+def test_grouped_folds_unread_ones_into_the_newest_across_pages(server: Server) -> None:
+    user = new_user()
+    # 1 a, 2 b, 3 a, 4 (none), 5 a, 6 b, 7 a (read)
+    for group in ("a", "b", "a", None, "a", "b", "a"):
+        fields = {} if group is None else {"group": group}
+        assert server.publish(user, f"group {group}", **fields).status_code == 201
+    as_user(server, user, "POST", "/notifications/read", json={"ids": [7]})
+    first = as_user(server, user, "GET", "/notifications?grouped=1&limit=2")
+    assert first.status_code == 200, first.text
+    # The read one stands alone; "b" folds 6 and 2, "a" folds 5, 3 and 1.
+    assert [(n["id"], n["group_count"]) for n in first.json()] == [(7, 1), (6, 2)]
+    link = first.headers["link"]
+    assert "grouped=1" in link
+    path = link[1 : link.index(">")]
+    second = as_user(server, user, "GET", path)
+    assert [(n["id"], n["group_count"]) for n in second.json()] == [(5, 3), (4, 1)]
+    assert "link" not in second.headers
+    plain = listed(server, user)
+    assert [n["id"] for n in plain] == [7, 6, 5, 4, 3, 2, 1]
+    assert "group_count" not in plain[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/notifications/seen", {}),
+        ("/notifications/seen", {"up_to": "3"}),
+        ("/notifications/seen", {"up_to": 3, "ids": [1]}),
+        ("/notifications/archive", {}),
+        ("/notifications/archive", {"ids": "1"}),
+        ("/notifications/unarchive", {"ids": [1.5]}),
+    ],
+)
+def test_a_malformed_seen_or_archive_body_is_refused(
+    server: Server, path: str, body: dict[str, Any]
+) -> None:
+    response = as_user(server, new_user(), "POST", path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_a_category_filter_with_nul_is_refused(server: Server) -> None:
+    response = as_user(server, new_user(), "GET", "/notifications?category=a%00b")
+    assert response.status_code == 422, response.text

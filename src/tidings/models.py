@@ -13,7 +13,9 @@ from typing import Any
 __all__ = [
     "Action",
     "Actor",
+    "ArchiveChanged",
     "Clock",
+    "Counts",
     "Deleted",
     "Draft",
     "Event",
@@ -22,6 +24,7 @@ __all__ = [
     "Published",
     "ReadChanged",
     "Resync",
+    "SeenChanged",
     "Stored",
     "iso_ms",
     "now_ms",
@@ -240,8 +243,59 @@ class Deleted:
 
 
 @dataclass(frozen=True, slots=True)
+class SeenChanged:
+    """Everything up to `up_to` was seen (the bell was opened); `unseen` is what is left."""
+
+    user_id: str
+    up_to: int
+    unseen: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"up_to": self.up_to, "unseen": self.unseen}
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveChanged:
+    """`ids` were archived (or unarchived); the counts leave archived notifications out."""
+
+    user_id: str
+    ids: tuple[int, ...]
+    archived: bool
+    unread: int
+    unseen: int
+
+    @property
+    def name(self) -> str:
+        """The SSE event name."""
+        return "notifications-archived" if self.archived else "notifications-unarchived"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ids": list(self.ids), "unread": self.unread, "unseen": self.unseen}
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A user's badge numbers, archived notifications left out: in all, and per category."""
+
+    unread: int = 0
+    unseen: int = 0
+    # category -> (unread, unseen); only categories with something unread or unseen.
+    categories: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "unread": self.unread,
+            "unseen": self.unseen,
+            "categories": {
+                c: {"unread": unread, "unseen": unseen}
+                for c, (unread, unseen) in sorted(self.categories.items())
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     """The bus may have dropped messages (it reconnected): every stream checks the store."""
 
 
-Event = Published | ReadChanged | Deleted | Resync
+Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync

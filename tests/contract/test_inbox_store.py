@@ -61,3 +61,75 @@ async def test_a_replay_returns_the_inbox_fields_and_a_changed_one_conflicts(
     ):
         with pytest.raises(IdempotencyConflict):
             await store.add(changed, "key-1")
+
+
+async def publish(store: Store, user: str, message: str, **fields: object) -> int:
+    draft = Draft(user_ids=(user,), message=message, **fields)  # type: ignore[arg-type]
+    return (await store.add(draft)).notifications[0].seq
+
+
+async def test_seen_up_to_marks_only_those_at_or_below_it(store: Store, clock: Clock) -> None:
+    for i in range(3):
+        await publish(store, "alice", f"n{i}", category="billing" if i else None)
+    assert (await store.counts("alice")).unseen == 3
+    assert await store.mark_seen("alice", 2) == [1, 2]
+    # Published after the bell was opened: a repeated up_to still leaves it unseen.
+    await publish(store, "alice", "later")
+    assert await store.mark_seen("alice", 2) == []
+    assert await store.mark_seen("bob", 10) == []
+    found = {n.seq: n for n in await store.after("alice", 0, 10)}
+    assert [s for s, n in found.items() if n.seen_ms == clock.now_ms()] == [1, 2]
+    assert [s for s, n in found.items() if n.seen_ms is None] == [3, 4]
+    counts = await store.counts("alice")
+    assert (counts.unread, counts.unseen) == (4, 2)
+    assert counts.categories == {"billing": (2, 1)}
+
+
+async def test_archived_ones_leave_the_list_and_the_counts_until_unarchived(
+    store: Store, clock: Clock
+) -> None:
+    for i in range(4):
+        await publish(store, "alice", f"n{i}", category="billing" if i % 2 else "mentions")
+    await publish(store, "bob", "not alice's")
+    assert await store.archive("alice", [2, 3, 9], True) == [2, 3]
+    assert await store.archive("alice", [2], True) == []
+    assert await store.archive("alice", [1], False) == []
+
+    async def listed(**kw: object) -> list[int]:
+        page = await store.page("alice", limit=10, before=None, unread_only=False, **kw)  # type: ignore[arg-type]
+        return [n.seq for n in page]
+
+    assert await listed() == [4, 1]
+    archived = await store.page("alice", limit=10, before=None, unread_only=False, archived=True)
+    assert [(n.seq, n.archived_ms) for n in archived] == [(3, clock.now_ms()), (2, clock.now_ms())]
+    assert await listed(category="billing") == [4]
+    assert await listed(category="billing", archived=True) == [2]
+    assert await listed(category="nothing") == []
+    assert await store.unread_count("alice") == 2
+    counts = await store.counts("alice")
+    assert (counts.unread, counts.unseen) == (2, 2)
+    assert counts.categories == {"billing": (1, 1), "mentions": (1, 1)}
+    # Someone else's seqs are not touched.
+    assert await store.archive("bob", [2, 3], True) == []
+    assert await store.archive("alice", [3, 2, 4], False) == [2, 3]
+    assert await listed() == [4, 3, 2, 1]
+    assert (await store.counts("alice")).categories == {"billing": (2, 2), "mentions": (2, 2)}
+
+
+async def test_group_heads_are_the_newest_unread_of_each_group(store: Store) -> None:
+    for i in range(5):
+        await publish(store, "alice", f"c{i}", group="thread-1" if i != 2 else "thread-2")
+    await publish(store, "alice", "billing", group="thread-1", category="billing")
+    await store.mark_read("alice", ids=[6])
+    heads = await store.group_heads(
+        "alice", ["thread-1", "thread-2", "none"], category=None, archived=False
+    )
+    assert heads == {"thread-1": (5, 4), "thread-2": (3, 1)}
+    await store.archive("alice", [5], True)
+    assert await store.group_heads("alice", ["thread-1"], category=None, archived=False) == {
+        "thread-1": (4, 3)
+    }
+    assert await store.group_heads("alice", ["thread-1"], category=None, archived=True) == {
+        "thread-1": (5, 1)
+    }
+    assert await store.group_heads("alice", ["thread-1"], category="billing", archived=False) == {}

@@ -11,12 +11,14 @@ from tidings.bus.wire import DEFAULT_LIMIT, decode, encode, resync_message
 from tidings.models import (
     Action,
     Actor,
+    ArchiveChanged,
     Deleted,
     Event,
     Notification,
     Published,
     ReadChanged,
     Resync,
+    SeenChanged,
 )
 
 
@@ -62,6 +64,9 @@ EVERY_KIND: list[Event] = [
     ReadChanged("ann", unread=3, ids=(1, 2, 5)),
     ReadChanged("ann", unread=0, up_to=8),
     Deleted("bob", seq=1, unread=0),
+    SeenChanged("ann", up_to=8, unseen=2),
+    ArchiveChanged("ann", ids=(1, 3), archived=True, unread=1, unseen=0),
+    ArchiveChanged("ann", ids=(3,), archived=False, unread=2, unseen=1),
     Resync(),
 ]
 
@@ -180,3 +185,14 @@ def test_the_inbox_fields_travel_beside_what_an_older_node_reads() -> None:
     # An older node unpacks "n" by its six values; the inbox rides in a key it ignores.
     assert len(entry["n"]) == 6
     assert entry["i"] == {"c": "billing", "g": "g"}
+
+
+def test_a_long_list_of_archived_ids_is_split_into_events_that_add_up() -> None:
+    ids = tuple(range(1, 1201))
+    events = round_trip([ArchiveChanged("ann", ids=ids, archived=True, unread=4, unseen=2)])
+    assert len(events) > 1
+    assert all(
+        isinstance(e, ArchiveChanged) and (e.archived, e.unread, e.unseen) == (True, 4, 2)
+        for e in events
+    )
+    assert tuple(i for e in events if isinstance(e, ArchiveChanged) for i in e.ids) == ids

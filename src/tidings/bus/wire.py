@@ -18,12 +18,14 @@ from typing import Any
 from tidings.models import (
     Action,
     Actor,
+    ArchiveChanged,
     Deleted,
     Event,
     Notification,
     Published,
     ReadChanged,
     Resync,
+    SeenChanged,
 )
 
 __all__ = ["decode", "encode", "resync_message"]
@@ -66,6 +68,19 @@ def _entries(event: Event) -> Iterator[dict[str, Any]]:
                 }
     elif isinstance(event, Deleted):
         yield {"t": "d", "u": event.user_id, "s": event.seq, "c": event.unread}
+    elif isinstance(event, SeenChanged):
+        yield {"t": "s", "u": event.user_id, "up": event.up_to, "n": event.unseen}
+    elif isinstance(event, ArchiveChanged):
+        ids = list(event.ids)
+        step = 500
+        for start in range(0, max(len(ids), 1), step):
+            yield {
+                "t": "a" if event.archived else "ua",
+                "u": event.user_id,
+                "i": ids[start : start + step],
+                "c": event.unread,
+                "n": event.unseen,
+            }
     elif isinstance(event, Resync):
         yield {"t": "x"}
 
@@ -193,4 +208,14 @@ def _event(entry: dict[str, Any]) -> Event:
         )
     if kind == "d":
         return Deleted(user_id=user_id, seq=int(entry["s"]), unread=int(entry["c"]))
+    if kind == "s":
+        return SeenChanged(user_id=user_id, up_to=int(entry["up"]), unseen=int(entry["n"]))
+    if kind in ("a", "ua"):
+        return ArchiveChanged(
+            user_id=user_id,
+            ids=tuple(int(i) for i in entry["i"]),
+            archived=kind == "a",
+            unread=int(entry["c"]),
+            unseen=int(entry["n"]),
+        )
     raise ValueError(kind)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from tidings.models import Action, Actor, Draft, Notification
+from tidings.models import Action, Actor, Counts, Draft, Notification
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "check_fingerprint",
     "check_schema",
     "chunks",
+    "counts_of",
     "decode_actions",
     "decode_actor",
     "decode_data",
@@ -162,3 +163,16 @@ def check_fingerprint(key: str, stored: str | None, draft: Draft) -> None:
 def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def counts_of(rows: Iterable[tuple[str | None, int, int]]) -> Counts:
+    """Counts from (category, unread, unseen) rows, one per category (None: no category)."""
+    unread = unseen = 0
+    categories: dict[str, tuple[int, int]] = {}
+    for category, cat_unread, cat_unseen in rows:
+        unread += cat_unread
+        unseen += cat_unseen
+        if category is not None and (cat_unread or cat_unseen):
+            before = categories.get(category, (0, 0))
+            categories[category] = (before[0] + cat_unread, before[1] + cat_unseen)
+    return Counts(unread=unread, unseen=unseen, categories=categories)

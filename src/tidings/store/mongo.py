@@ -59,13 +59,14 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from tidings.models import Clock, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
     chunks,
+    counts_of,
     encode_data,
     inbox_values,
     made,
@@ -112,6 +113,12 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 # The document fields of `inbox_values`, in its order (`group` is no reserved word here).
 INBOX_FIELDS = ("category", "actor", "actions", "group", "expires_ms")
+
+
+def _archived(archived: bool) -> Doc:
+    """The filter for archived notifications, or for the others (`None` also matches a
+    document stored before schema 3, which has no such field)."""
+    return {"archived_ms": {"$ne": None}} if archived else {"archived_ms": None}
 
 
 def _fence(key: str, user_id: str) -> str:
@@ -523,13 +530,22 @@ class MongoStore:
         return Position(last_seq=max(pruned, floor, newest), pruned_upto=pruned)
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
-        query: Doc = {"user_id": user_id, **LIVE}
+        query: Doc = {"user_id": user_id, **LIVE, **_archived(archived)}
         if before is not None:
             query["seq"] = {"$lt": before}
         if unread_only:
             query["read_ms"] = None
+        if category is not None:
+            query["category"] = category
         async with self._guard():
             cursor = self._notifications.find(query).sort("seq", DESCENDING).limit(limit)
             return [_notification(d) async for d in cursor]
@@ -537,8 +553,46 @@ class MongoStore:
     async def unread_count(self, user_id: str) -> int:
         async with self._guard():
             return await self._notifications.count_documents(
-                {"user_id": user_id, "read_ms": None, **LIVE}
+                {"user_id": user_id, "read_ms": None, **LIVE, **_archived(False)}
             )
+
+    async def counts(self, user_id: str) -> Counts:
+        # Counted here rather than by $group: FerretDB v1 has no $group accumulators. What is
+        # read is the user's unread or unseen notifications, three small fields each.
+        query: Doc = {
+            "user_id": user_id,
+            **LIVE,
+            **_archived(False),
+            "$or": [{"read_ms": None}, {"seen_ms": None}],
+        }
+        fields = {"category": 1, "read_ms": 1, "seen_ms": 1, "_id": 0}
+        rows: list[tuple[str | None, int, int]] = []
+        async with self._guard():
+            async for doc in self._notifications.find(query, fields):
+                unread = int(doc.get("read_ms") is None)
+                unseen = int(doc.get("seen_ms") is None)
+                rows.append((doc.get("category"), unread, unseen))
+        return counts_of(rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        heads: dict[str, tuple[int, int]] = {}
+        async with self._guard():
+            for chunk in chunks(list(dict.fromkeys(groups)), CHUNK):
+                query: Doc = {
+                    "user_id": user_id,
+                    "read_ms": None,
+                    "group": {"$in": list(chunk)},
+                    **LIVE,
+                    **_archived(archived),
+                }
+                if category is not None:
+                    query["category"] = category
+                async for doc in self._notifications.find(query, {"group": 1, "seq": 1}):
+                    head, count = heads.get(doc["group"], (0, 0))
+                    heads[doc["group"]] = (max(head, int(doc["seq"])), count + 1)
+        return heads
 
     # -- changing ---------------------------------------------------------------------------------
 
@@ -557,6 +611,34 @@ class MongoStore:
             await self._notifications.update_many(
                 {"user_id": user_id, "read_ms": None, "seq": {"$in": seqs}},
                 {"$set": {"read_ms": self.clock.now_ms()}},
+            )
+        return sorted(seqs)
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        # As mark_read: the seqs first, then the update of exactly those, so a notification
+        # published meanwhile (a higher seq) is never included.
+        query: Doc = {"user_id": user_id, "seen_ms": None, "seq": {"$lte": up_to}, **LIVE}
+        async with self._guard():
+            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
+            if not seqs:
+                return []
+            await self._notifications.update_many(
+                {"user_id": user_id, "seen_ms": None, "seq": {"$in": seqs}},
+                {"$set": {"seen_ms": self.clock.now_ms()}},
+            )
+        return sorted(seqs)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        state = _archived(not archived)
+        query: Doc = {"user_id": user_id, "seq": {"$in": sorted(set(ids))}, **LIVE, **state}
+        stamp = self.clock.now_ms() if archived else None
+        async with self._guard():
+            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
+            if not seqs:
+                return []
+            await self._notifications.update_many(
+                {"user_id": user_id, "seq": {"$in": seqs}, **state},
+                {"$set": {"archived_ms": stamp}},
             )
         return sorted(seqs)
 

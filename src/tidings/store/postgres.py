@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from tidings.models import Clock, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     COLUMNS,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
+    counts_of,
     encode_data,
     inbox_values,
     made,
@@ -250,28 +251,90 @@ class PostgresStore:
         return Position(last_seq=row["last_seq"], pruned_upto=row["pruned_upto"])
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
         where = "user_id = $1 AND seq < $2"
+        params: list[Any] = [user_id, before if before is not None else 2**62, limit]
         if unread_only:
             where += " AND read_ms IS NULL"
+        if category is not None:
+            params.append(category)
+            where += f" AND category = ${len(params)}"
+        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM tidings_notifications WHERE {where} "
                 "ORDER BY seq DESC LIMIT $3",
-                user_id,
-                before if before is not None else 2**62,
-                limit,
+                *params,
             )
         return [notification(r) for r in rows]
 
     async def unread_count(self, user_id: str) -> int:
         async with self._conn() as conn:
             count = await conn.fetchval(
-                "SELECT count(*) FROM tidings_notifications WHERE user_id = $1 AND read_ms IS NULL",
+                "SELECT count(*) FROM tidings_notifications "
+                "WHERE user_id = $1 AND read_ms IS NULL AND archived_ms IS NULL",
                 user_id,
             )
         return int(count)
+
+    async def counts(self, user_id: str) -> Counts:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT category, count(*) FILTER (WHERE read_ms IS NULL) AS unread, "
+                "count(*) FILTER (WHERE seen_ms IS NULL) AS unseen FROM tidings_notifications "
+                "WHERE user_id = $1 AND archived_ms IS NULL "
+                "AND (read_ms IS NULL OR seen_ms IS NULL) GROUP BY category",
+                user_id,
+            )
+        return counts_of((r["category"], int(r["unread"]), int(r["unseen"])) for r in rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        where = "user_id = $1 AND read_ms IS NULL AND grp = ANY($2::text[])"
+        params: list[Any] = [user_id, list(dict.fromkeys(groups))]
+        if category is not None:
+            params.append(category)
+            where += " AND category = $3"
+        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT grp, max(seq) AS head, count(*) AS n FROM tidings_notifications "
+                f"WHERE {where} GROUP BY grp",
+                *params,
+            )
+        return {r["grp"]: (int(r["head"]), int(r["n"])) for r in rows}
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "UPDATE tidings_notifications SET seen_ms = $1 "
+                "WHERE user_id = $2 AND seq <= $3 AND seen_ms IS NULL RETURNING seq",
+                self.clock.now_ms(),
+                user_id,
+                up_to,
+            )
+        return sorted(r["seq"] for r in rows)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "UPDATE tidings_notifications SET archived_ms = $1 "
+                f"WHERE user_id = $2 AND seq = ANY($3::bigint[]) AND {state} RETURNING seq",
+                self.clock.now_ms() if archived else None,
+                user_id,
+                sorted(set(ids)),
+            )
+        return sorted(r["seq"] for r in rows)
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tidings.models import Clock, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     COLUMNS,
@@ -31,6 +31,7 @@ from tidings.store.common import (
     check_fingerprint,
     check_schema,
     chunks,
+    counts_of,
     encode_data,
     inbox_values,
     made,
@@ -251,7 +252,14 @@ class SqliteStore:
         return Position() if row is None else Position(last_seq=row[0], pruned_upto=row[1])
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
         where = "user_id = ?"
         params: list[Any] = [user_id]
@@ -260,15 +268,82 @@ class SqliteStore:
             params.append(before)
         if unread_only:
             where += " AND read_ms IS NULL"
+        if category is not None:
+            where += " AND category = ?"
+            params.append(category)
+        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
         params.append(limit)
         sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [notification(r) for r in rows]
 
     async def unread_count(self, user_id: str) -> int:
-        sql = "SELECT count(*) FROM notifications WHERE user_id = ? AND read_ms IS NULL"
+        sql = (
+            "SELECT count(*) FROM notifications "
+            "WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL"
+        )
         row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
         return int(row[0])
+
+    async def counts(self, user_id: str) -> Counts:
+        sql = (
+            "SELECT category, sum(read_ms IS NULL), sum(seen_ms IS NULL) FROM notifications "
+            "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL) "
+            "GROUP BY category"
+        )
+        rows = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchall())
+        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        heads: dict[str, tuple[int, int]] = {}
+        for chunk in chunks(list(dict.fromkeys(groups)), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            where = f"user_id = ? AND read_ms IS NULL AND grp IN ({marks})"
+            params: list[Any] = [user_id, *chunk]
+            if category is not None:
+                where += " AND category = ?"
+                params.append(category)
+            where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+            sql = f"SELECT grp, max(seq), count(*) FROM notifications WHERE {where} GROUP BY grp"
+            read = functools.partial(_fetch_all, sql=sql, params=params)
+            rows = await self._reader.run(read)
+            heads.update((r[0], (int(r[1]), int(r[2]))) for r in rows)
+        return heads
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        stamp = self.clock.now_ms()
+        sql = (
+            "UPDATE notifications SET seen_ms = ? "
+            "WHERE user_id = ? AND seq <= ? AND seen_ms IS NULL RETURNING seq"
+        )
+        rows = await self._writer.run(lambda c: c.execute(sql, (stamp, user_id, up_to)).fetchall())
+        return sorted(r[0] for r in rows)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        stamp = self.clock.now_ms() if archived else None
+        state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
+
+        def _archive(c: sqlite3.Connection) -> list[int]:
+            changed: list[int] = []
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in chunks(sorted(set(ids)), IN_CHUNK):
+                    marks = ",".join("?" * len(chunk))
+                    rows = c.execute(
+                        f"UPDATE notifications SET archived_ms = ? WHERE user_id = ? "
+                        f"AND seq IN ({marks}) AND {state} RETURNING seq",
+                        (stamp, user_id, *chunk),
+                    ).fetchall()
+                    changed.extend(r[0] for r in rows)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return sorted(changed)
+
+        return await self._writer.run(_archive)
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
@@ -310,6 +385,10 @@ class SqliteStore:
 
     async def prune(self, older_than_ms: int, batch: int) -> int:
         return await self._writer.run(lambda c: _prune(c, older_than_ms, batch))
+
+
+def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return c.execute(sql, params).fetchall()
 
 
 def _migrate(c: sqlite3.Connection) -> None:

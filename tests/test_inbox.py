@@ -326,3 +326,88 @@ def test_a_malformed_seen_or_archive_body_is_refused(
 def test_a_category_filter_with_nul_is_refused(server: Server) -> None:
     response = as_user(server, new_user(), "GET", "/notifications?category=a%00b")
     assert response.status_code == 422, response.text
+
+
+# --- preferences ---------------------------------------------------------------------------------
+
+DEFAULTS = {"muted_categories": [], "channels": {"push": True, "email": True}}
+
+
+def set_preferences(server: Server, user: str, body: dict[str, Any]) -> httpx.Response:
+    return as_user(server, user, "PUT", "/notifications/preferences", json=body)
+
+
+def test_preferences_start_as_defaults_and_are_replaced_whole(server: Server) -> None:
+    user = new_user()
+    assert as_user(server, user, "GET", "/notifications/preferences").json() == DEFAULTS
+    body = {"muted_categories": ["billing", "billing", "news"], "channels": {"email": False}}
+    response = set_preferences(server, user, body)
+    assert response.status_code == 200, response.text
+    stored = {"muted_categories": ["billing", "news"], "channels": {"push": True, "email": False}}
+    assert response.json() == stored
+    assert as_user(server, user, "GET", "/notifications/preferences").json() == stored
+    assert set_preferences(server, user, {}).json() == DEFAULTS
+
+
+async def test_a_muted_category_is_not_stored_and_the_publish_answer_says_so(
+    server: Server,
+) -> None:
+    muting, other = new_user(), new_user()
+    assert set_preferences(server, muting, {"muted_categories": ["news"]}).status_code == 200
+    async with open_stream(server.url, make_token(muting)) as stream:
+        alone = server.publish(muting, "weekly news", category="news")
+        assert alone.status_code == 200, alone.text
+        assert alone.json() == {"skipped": [{"user_id": muting, "reason": "muted"}]}
+        both = server.publish([muting, other], "more news", category="news")
+        assert both.status_code == 201, both.text
+        assert [n["user_id"] for n in both.json()] == [other]
+        assert both.headers["tidings-skipped"] == "1"
+        # Other categories, and none, still arrive: the next event is this one.
+        billed = server.publish(muting, "invoice", category="billing")
+        assert billed.status_code == 201
+        [live] = await stream.notifications(1)
+        assert live == billed.json()
+    assert ids_of(server, muting) == [1]
+    assert ids_of(server, other) == [1]
+
+
+def test_a_retry_after_muting_replays_what_the_first_publish_stored(server: Server) -> None:
+    first_user, second_user = new_user(), new_user()
+    key = f"k-{uuid.uuid4().hex}"
+    first = server.publish([first_user, second_user], "news", category="news", idempotency_key=key)
+    assert first.status_code == 201
+    set_preferences(server, second_user, {"muted_categories": ["news"]})
+    again = server.publish([first_user, second_user], "news", category="news", idempotency_key=key)
+    assert again.status_code == 200, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"muted_categories": [""]}, "muted_categories[0]"),
+        ({"muted_categories": ["ok", "x" * 11]}, "muted_categories[1]"),
+        ({"muted_categories": ["a\tb"]}, "muted_categories[0]"),
+    ],
+)
+def test_a_bad_muted_category_is_refused(server: Server, body: dict[str, Any], field: str) -> None:
+    response = set_preferences(server, new_user(), body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_preferences"
+    assert response.json()["detail"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"muted_categories": "news"},
+        {"channels": {"push": "yes"}},
+        {"channels": {"sms": True}},
+        {"mute": ["news"]},
+    ],
+)
+def test_a_malformed_preferences_body_is_refused(server: Server, body: dict[str, Any]) -> None:
+    response = set_preferences(server, new_user(), body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_request"

@@ -74,4 +74,4 @@ def test_schemathesis_finds_no_failure(make_server: ServerFactory, tmp_path: Pat
     )
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
-    assert "15 selected / 15 total" in report, report
+    assert "17 selected / 17 total" in report, report

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.auth import (
@@ -33,9 +33,10 @@ from tidings.errors import (
     is_json_media,
     store_unavailable,
 )
+from tidings.models import Preferences
 from tidings.service import Service
 from tidings.store import StoreUnavailable
-from tidings.validation import WholeNumber, check_user_id, exactly_one, whole
+from tidings.validation import WholeNumber, check_muted, check_user_id, exactly_one, whole
 
 __all__ = [
     "add_error_handlers",
@@ -178,6 +179,28 @@ class SeenOut(BaseModel):
 class ArchiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ids: list[Seq] = Field(max_length=10_000)
+
+
+class ChannelsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    push: StrictBool = True
+    email: StrictBool = True
+
+
+class PreferencesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    muted_categories: list[StrictStr] = Field(default_factory=list)
+    channels: ChannelsIn = Field(default_factory=ChannelsIn)
+
+
+class ChannelsOut(BaseModel):
+    push: bool
+    email: bool
+
+
+class PreferencesOut(BaseModel):
+    muted_categories: list[str]
+    channels: ChannelsOut
 
 
 class ArchiveOut(BaseModel):
@@ -332,6 +355,34 @@ async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) ->
         ids=None if event.ids is None else list(event.ids),
         up_to=event.up_to,
     )
+
+
+@user_router.get(
+    "/notifications/preferences",
+    response_model=PreferencesOut,
+    responses=error_responses((401, 503)),
+)
+async def get_preferences(user: UserDep, service: ServiceDep) -> dict[str, Any]:
+    """The caller's muted categories and channels (all on, nothing muted, until set)."""
+    return (await service.store.preferences(user.user_id)).to_json()
+
+
+@user_router.put(
+    "/notifications/preferences",
+    response_model=PreferencesOut,
+    responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
+)
+async def put_preferences(
+    body: PreferencesIn, user: ChangingUserDep, service: ServiceDep
+) -> dict[str, Any]:
+    """Replace the caller's preferences. A muted category is not stored for the caller: a
+    publish in it skips them."""
+    preferences = Preferences(
+        muted_categories=check_muted(body.muted_categories, service.settings),
+        push=body.channels.push,
+        email=body.channels.email,
+    )
+    return (await service.set_preferences(user.user_id, preferences)).to_json()
 
 
 @user_router.post(

@@ -21,6 +21,7 @@ __all__ = [
     "Event",
     "Notification",
     "Position",
+    "Preferences",
     "Published",
     "ReadChanged",
     "Resync",
@@ -122,13 +123,20 @@ class Draft:
     actions: tuple[Action, ...] = ()
     group: str | None = None
     expires_ms: int | None = None
+    # The users the publisher named, when some of them are skipped (they muted the category):
+    # the fingerprint is of what was asked, so a retry after a preference change still replays.
+    audience: tuple[str, ...] | None = None
 
     def fingerprint(self) -> str:
         """A digest of the canonical publish (every field, keys sorted), stored with an
         idempotency key so a reuse of the key with a different body can be told apart."""
         fields: dict[str, Any] = {}
         for f in dataclasses.fields(self):
+            if f.name == "audience":
+                continue
             value = getattr(self, f.name)
+            if f.name == "user_ids" and self.audience is not None:
+                value = self.audience
             if f.name not in _FIRST_FIELDS and value in (None, ()):
                 continue
             if isinstance(value, Actor):
@@ -195,6 +203,23 @@ class Stored:
 
     notifications: tuple[Notification, ...]
     replayed: bool = False
+    # (user_id, reason) of the users the publish did not store for: "muted".
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What a user chose: categories they do not want, and the ways they may be reached."""
+
+    muted_categories: tuple[str, ...] = ()
+    push: bool = True
+    email: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "muted_categories": list(self.muted_categories),
+            "channels": {"push": self.push, "email": self.email},
+        }
 
 
 @dataclass(frozen=True, slots=True)

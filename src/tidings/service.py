@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -17,6 +18,7 @@ from tidings.models import (
     Draft,
     Event,
     Notification,
+    Preferences,
     Published,
     ReadChanged,
     SeenChanged,
@@ -80,6 +82,20 @@ class Service:
             await self.store.close()
 
     async def publish(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        skipped: tuple[tuple[str, str], ...] = ()
+        # Only a publish with a category can be muted: the others cost no extra query.
+        if draft.category is not None:
+            muted = await self.store.muting(draft.user_ids, draft.category)
+            if muted:
+                skipped = tuple((u, "muted") for u in draft.user_ids if u in muted)
+                kept = tuple(u for u in draft.user_ids if u not in muted)
+                if not kept:
+                    return Stored((), skipped=skipped)
+                draft = dataclasses.replace(draft, user_ids=kept, audience=draft.user_ids)
+        stored = await self._store(draft, idempotency_key)
+        return dataclasses.replace(stored, skipped=skipped) if skipped else stored
+
+    async def _store(self, draft: Draft, idempotency_key: str | None) -> Stored:
         stored = await self.store.add(draft, idempotency_key)
         if not stored.replayed:
             self.metrics.published.inc(len(stored.notifications))
@@ -172,6 +188,10 @@ class Service:
             if len(found) < batch:
                 return shown, None
             cursor = found[-1].seq
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> Preferences:
+        await self.store.set_preferences(user_id, preferences)
+        return preferences
 
     async def delete(self, user_id: str, seq: int) -> Deleted | None:
         if not await self.store.delete(user_id, seq):

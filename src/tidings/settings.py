@@ -46,6 +46,7 @@ class Settings:
     max_group_bytes: int = 128
     max_actor_name_bytes: int = 256
     max_action_label_bytes: int = 64
+    max_muted_categories: int = 100
     max_user_ids: int = 10000
     max_body_bytes: int = 4 * 1024 * 1024
     max_token_ttl: int = 7 * 24 * 3600
@@ -122,6 +123,7 @@ class Settings:
             "max_group_bytes",
             "max_actor_name_bytes",
             "max_action_label_bytes",
+            "max_muted_categories",
             "max_user_ids",
             "max_body_bytes",
             "max_token_ttl",

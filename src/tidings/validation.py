@@ -21,6 +21,7 @@ __all__ = [
     "ApiError",
     "PublishIn",
     "WholeNumber",
+    "check_muted",
     "check_user_id",
     "describe",
     "exactly_one",
@@ -216,6 +217,34 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
         group=group,
         expires_ms=expires_ms,
     )
+
+
+def check_muted(categories: list[str], settings: Settings) -> tuple[str, ...]:
+    """The categories a user mutes: each under the rules of `category`, no repeats."""
+    if len(categories) > settings.max_muted_categories:
+        raise ApiError(
+            422,
+            "invalid_preferences",
+            {
+                "field": "muted_categories",
+                "problem": (
+                    f"at most {settings.max_muted_categories} (TIDINGS_MAX_MUTED_CATEGORIES)"
+                ),
+            },
+        )
+    muted: dict[str, None] = {}
+    for index, text in enumerate(categories):
+        field = f"muted_categories[{index}]"
+        try:
+            category = _label(field, text, settings.max_category_bytes, "CATEGORY")
+        except ApiError as exc:
+            raise ApiError(422, "invalid_preferences", exc.detail) from None
+        if category is None:
+            raise ApiError(
+                422, "invalid_preferences", {"field": field, "problem": "must not be empty"}
+            )
+        muted[category] = None
+    return tuple(muted)
 
 
 def _label(field: str, text: str | None, limit: int, setting: str) -> str | None:
@@ -469,6 +498,12 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
         f"at most {settings.max_data_bytes} bytes as JSON, nested at most {MAX_DATA_DEPTH} deep"
     )
     publish.update(exactly_one("user_id", "user_ids"))
+    preferences = schemas.get("PreferencesIn")
+    if preferences is not None:
+        preferences["properties"]["muted_categories"].update(
+            items=_text(settings.max_category_bytes, _LABEL_PATTERN, "a category"),
+            maxItems=settings.max_muted_categories,
+        )
     token = schemas.get("TokenIn")
     if token is not None:
         token["properties"]["user_id"] = _user_id_schema()

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from tidings.models import Action, Actor, Clock, Draft
+from tidings.models import Action, Actor, Clock, Draft, Preferences
 from tidings.store import IdempotencyConflict, Store
 
 pytestmark = pytest.mark.anyio
@@ -133,3 +133,22 @@ async def test_group_heads_are_the_newest_unread_of_each_group(store: Store) -> 
         "thread-1": (5, 1)
     }
     assert await store.group_heads("alice", ["thread-1"], category="billing", archived=False) == {}
+
+
+async def test_preferences_are_kept_per_user_and_tell_who_muted_a_category(store: Store) -> None:
+    assert await store.preferences("alice") == Preferences()
+    mine = Preferences(muted_categories=("billing", "ünï.$code"), push=False, email=True)
+    await store.set_preferences("alice", mine)
+    await store.set_preferences("bob", Preferences(muted_categories=("mentions",)))
+    await store.set_preferences("cy", Preferences(email=False))
+    assert await store.preferences("alice") == mine
+    assert await store.preferences("cy") == Preferences(email=False)
+    users = ["alice", "bob", "cy", "nobody"]
+    assert await store.muting(users, "billing") == {"alice"}
+    assert await store.muting(users, "ünï.$code") == {"alice"}
+    assert await store.muting(users, "mentions") == {"bob"}
+    assert await store.muting(users, "other") == set()
+    # Replaced whole, not merged.
+    await store.set_preferences("alice", Preferences())
+    assert await store.preferences("alice") == Preferences()
+    assert await store.muting(users, "billing") == set()

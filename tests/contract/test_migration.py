@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from pymongo import AsyncMongoClient
 
-from tidings.models import Action, Actor, Draft, Position, now_ms
+from tidings.models import Action, Actor, Draft, Position, Preferences, now_ms
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
@@ -222,6 +222,9 @@ async def test_an_older_database_gains_the_inbox_with_nothing_lost(
         )
         [new] = (await store.add(inbox, "new-key")).notifications
         assert new.seq == 2
+        # The preferences came with the upgrade too.
+        await store.set_preferences("alice", Preferences(muted_categories=("billing",)))
+        assert await store.muting(["alice"], "billing") == {"alice"}
     finally:
         await store.close()
     again: Store = create_store(store_url)

@@ -19,7 +19,16 @@ from starlette.types import Message, Scope
 from tests.raw_sse import RawEvent, parse_events
 from tidings.bus.base import Bus, Deliver
 from tidings.bus.shared import SharedBus
-from tidings.models import Counts, Draft, Event, Notification, Position, Stored, now_ms
+from tidings.models import (
+    Counts,
+    Draft,
+    Event,
+    Notification,
+    Position,
+    Preferences,
+    Stored,
+    now_ms,
+)
 from tidings.store.base import Store, StoreUnavailable
 from tidings.store.common import counts_of
 
@@ -40,6 +49,7 @@ class FakeStore:
         self.last: dict[str, int] = {}
         self.pruned: dict[str, int] = {}
         self.keys: dict[str, Stored] = {}
+        self.prefs: dict[str, Preferences] = {}
         self.down = False
         # Set each time a call fails because the store is down.
         self.failed = asyncio.Event()
@@ -146,6 +156,20 @@ class FakeStore:
                 head, count = heads.get(n.group, (0, 0))
                 heads[n.group] = (max(head, n.seq), count + 1)
         return heads
+
+    async def preferences(self, user_id: str) -> Preferences:
+        self._check()
+        return self.prefs.get(user_id, Preferences())
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        self._check()
+        self.prefs[user_id] = preferences
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        self._check()
+        return {
+            u for u in user_ids if category in self.prefs.get(u, Preferences()).muted_categories
+        }
 
     async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
         self._check()

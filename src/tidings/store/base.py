@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tidings.models import Counts, Draft, Notification, Position, Stored
+from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
 
 __all__ = ["IdempotencyConflict", "Store", "StoreUnavailable"]
 
@@ -95,6 +95,15 @@ class Store(Protocol):
     ) -> list[int]:
         """Mark the user's own unread notifications read; return the seqs that changed,
         ascending. Someone else's seqs, deleted and already read ones are not changed."""
+
+    async def preferences(self, user_id: str) -> Preferences:
+        """The user's preferences; the defaults for a user who never set any."""
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        """Replace the user's preferences."""
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        """Those of `user_ids` who muted `category`."""
 
     async def delete(self, user_id: str, seq: int) -> bool:
         """Remove one of the user's notifications; False when it was not there."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from tidings.models import Counts, Draft, Notification, Position, Stored
+from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import Store, StoreUnavailable
 
 __all__ = ["BoundedStore"]
@@ -123,3 +123,15 @@ class BoundedStore:
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         async with self._slot():
             return await self.inner.archive(user_id, ids, archived)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        async with self._slot():
+            return await self.inner.preferences(user_id)
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        async with self._slot():
+            await self.inner.set_preferences(user_id, preferences)
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        async with self._slot():
+            return await self.inner.muting(user_ids, category)

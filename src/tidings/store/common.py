@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from tidings.models import Action, Actor, Counts, Draft, Notification
+from tidings.models import Action, Actor, Counts, Draft, Notification, Preferences
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
 __all__ = [
@@ -20,9 +20,11 @@ __all__ = [
     "decode_actions",
     "decode_actor",
     "decode_data",
+    "decode_preferences",
     "encode_actions",
     "encode_actor",
     "encode_data",
+    "encode_preferences",
     "inbox_values",
     "made",
     "notification",
@@ -176,3 +178,21 @@ def counts_of(rows: Iterable[tuple[str | None, int, int]]) -> Counts:
             before = categories.get(category, (0, 0))
             categories[category] = (before[0] + cat_unread, before[1] + cat_unseen)
     return Counts(unread=unread, unseen=unseen, categories=categories)
+
+
+def encode_preferences(preferences: Preferences) -> tuple[str, str]:
+    """(muted categories, channels) as JSON text: the two columns or fields of a store."""
+    channels = {"push": preferences.push, "email": preferences.email}
+    muted = json.dumps(
+        list(preferences.muted_categories), ensure_ascii=False, separators=(",", ":")
+    )
+    return muted, encode_data(channels)
+
+
+def decode_preferences(muted: str, channels: str) -> Preferences:
+    ways = json.loads(channels)
+    return Preferences(
+        muted_categories=tuple(json.loads(muted)),
+        push=bool(ways.get("push", True)),
+        email=bool(ways.get("email", True)),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tidings.metrics import Metrics
-from tidings.models import Counts, Draft, Notification, Position, Stored
+from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import Store
 
 __all__ = ["InstrumentedStore"]
@@ -96,3 +96,15 @@ class InstrumentedStore:
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         self._op("archive")
         return await self.inner.archive(user_id, ids, archived)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        self._op("preferences")
+        return await self.inner.preferences(user_id)
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        self._op("set_preferences")
+        await self.inner.set_preferences(user_id, preferences)
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        self._op("muting")
+        return await self.inner.muting(user_ids, category)

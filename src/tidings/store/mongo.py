@@ -59,7 +59,7 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from tidings.models import Clock, Counts, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     SCHEMA_VERSION,
@@ -67,7 +67,9 @@ from tidings.store.common import (
     check_schema,
     chunks,
     counts_of,
+    decode_preferences,
     encode_data,
+    encode_preferences,
     inbox_values,
     made,
     notification,
@@ -641,6 +643,29 @@ class MongoStore:
                 {"$set": {"archived_ms": stamp}},
             )
         return sorted(seqs)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        async with self._guard():
+            doc = await self._db["preferences"].find_one({"_id": user_id})
+        return Preferences() if doc is None else decode_preferences(doc["muted"], doc["channels"])
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        # JSON text, as `data`: one encoding on every store, and any category as a key.
+        muted, channels = encode_preferences(preferences)
+        async with self._guard():
+            await self._db["preferences"].replace_one(
+                {"_id": user_id}, {"muted": muted, "channels": channels}, upsert=True
+            )
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        found: set[str] = set()
+        async with self._guard():
+            for chunk in chunks(list(user_ids), CHUNK):
+                query = {"_id": {"$in": list(chunk)}, "muted": {"$ne": "[]"}}
+                async for doc in self._db["preferences"].find(query):
+                    if category in json.loads(doc["muted"]):
+                        found.add(doc["_id"])
+        return found
 
     async def delete(self, user_id: str, seq: int) -> bool:
         # A tombstone, not a removal: the document keeps holding its seq in the unique index, so

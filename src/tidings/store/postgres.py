@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from tidings.models import Clock, Counts, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     COLUMNS,
@@ -25,7 +25,9 @@ from tidings.store.common import (
     check_fingerprint,
     check_schema,
     counts_of,
+    decode_preferences,
     encode_data,
+    encode_preferences,
     inbox_values,
     made,
     notification,
@@ -85,6 +87,11 @@ ALTER TABLE tidings_notifications
     ADD COLUMN IF NOT EXISTS expires_ms bigint,
     ADD COLUMN IF NOT EXISTS seen_ms bigint,
     ADD COLUMN IF NOT EXISTS archived_ms bigint;
+CREATE TABLE IF NOT EXISTS tidings_preferences (
+    user_id  text PRIMARY KEY,
+    muted    text NOT NULL,
+    channels text NOT NULL
+);
 """,
 }
 
@@ -359,6 +366,32 @@ class PostgresStore:
                     sorted(set(ids or ())),
                 )
         return sorted(r["seq"] for r in rows)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT muted, channels FROM tidings_preferences WHERE user_id = $1", user_id
+            )
+        return Preferences() if row is None else decode_preferences(row["muted"], row["channels"])
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO tidings_preferences (user_id, muted, channels) VALUES ($1, $2, $3) "
+                "ON CONFLICT (user_id) DO UPDATE SET muted = excluded.muted, "
+                "channels = excluded.channels",
+                user_id,
+                *encode_preferences(preferences),
+            )
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id, muted FROM tidings_preferences "
+                "WHERE user_id = ANY($1::text[]) AND muted <> '[]'",
+                list(user_ids),
+            )
+        return {r["user_id"] for r in rows if category in json.loads(r["muted"])}
 
     async def delete(self, user_id: str, seq: int) -> bool:
         async with self._conn() as conn:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tidings.models import Clock, Counts, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     COLUMNS,
@@ -32,7 +32,9 @@ from tidings.store.common import (
     check_schema,
     chunks,
     counts_of,
+    decode_preferences,
     encode_data,
+    encode_preferences,
     inbox_values,
     made,
     notification,
@@ -93,6 +95,11 @@ ALTER TABLE notifications ADD COLUMN grp TEXT;
 ALTER TABLE notifications ADD COLUMN expires_ms INTEGER;
 ALTER TABLE notifications ADD COLUMN seen_ms INTEGER;
 ALTER TABLE notifications ADD COLUMN archived_ms INTEGER;
+CREATE TABLE IF NOT EXISTS preferences (
+    user_id  TEXT PRIMARY KEY,
+    muted    TEXT NOT NULL,
+    channels TEXT NOT NULL
+) WITHOUT ROWID;
 """,
 }
 
@@ -377,6 +384,33 @@ class SqliteStore:
             return sorted(changed)
 
         return await self._writer.run(_mark)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        sql = "SELECT muted, channels FROM preferences WHERE user_id = ?"
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        return Preferences() if row is None else decode_preferences(row[0], row[1])
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        sql = (
+            "INSERT INTO preferences (user_id, muted, channels) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET muted = excluded.muted, "
+            "channels = excluded.channels"
+        )
+        values = (user_id, *encode_preferences(preferences))
+        await self._writer.run(lambda c: c.execute(sql, values))
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        found: set[str] = set()
+        for chunk in chunks(list(user_ids), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            # Only users with a muted category have a non-empty list; the rest is filtered here.
+            sql = (
+                f"SELECT user_id, muted FROM preferences WHERE user_id IN ({marks}) "
+                "AND muted != '[]'"
+            )
+            rows = await self._reader.run(functools.partial(_fetch_all, sql=sql, params=chunk))
+            found.update(r[0] for r in rows if category in json.loads(r[1]))
+        return found
 
     async def delete(self, user_id: str, seq: int) -> bool:
         sql = "DELETE FROM notifications WHERE user_id = ? AND seq = ?"

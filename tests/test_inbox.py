@@ -411,3 +411,13 @@ def test_a_malformed_preferences_body_is_refused(server: Server, body: dict[str,
     response = set_preferences(server, new_user(), body)
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid_request"
+
+
+def test_an_expired_notification_is_gone_from_the_list_and_the_counts(server: Server) -> None:
+    user = new_user()
+    assert server.publish(user, "lasting").status_code == 201
+    past = server.publish(user, "over", expires_at="2020-01-01T00:00:00Z")
+    assert past.status_code == 201, past.text
+    assert past.json()["expires_at"] == "2020-01-01T00:00:00.000Z"
+    assert ids_of(server, user) == [1]
+    assert (counts(server, user)["unread"], counts(server, user)["unseen"]) == (1, 1)

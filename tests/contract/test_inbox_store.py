@@ -152,3 +152,23 @@ async def test_preferences_are_kept_per_user_and_tell_who_muted_a_category(store
     await store.set_preferences("alice", Preferences())
     assert await store.preferences("alice") == Preferences()
     assert await store.muting(users, "billing") == set()
+
+
+async def test_past_its_expiry_a_notification_is_gone_from_lists_and_counts(
+    store: Store, clock: Clock
+) -> None:
+    soon = clock.now_ms() + 1000
+    await publish(store, "alice", "lasting", category="billing", group="g")
+    await publish(store, "alice", "brief", category="billing", group="g", expires_ms=soon)
+
+    async def listed() -> list[int]:
+        return [n.seq for n in await store.page("alice", limit=10, before=None, unread_only=False)]
+
+    assert await listed() == [2, 1]
+    assert await store.group_heads("alice", ["g"], category=None, archived=False) == {"g": (2, 2)}
+    clock.advance(1000)
+    assert await listed() == [1]
+    assert await store.unread_count("alice") == 1
+    counts = await store.counts("alice")
+    assert (counts.unread, counts.unseen, counts.categories) == (1, 1, {"billing": (1, 1)})
+    assert await store.group_heads("alice", ["g"], category=None, archived=False) == {"g": (1, 1)}

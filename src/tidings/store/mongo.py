@@ -123,6 +123,11 @@ def _archived(archived: bool) -> Doc:
     return {"archived_ms": {"$ne": None}} if archived else {"archived_ms": None}
 
 
+def _unexpired(now: int) -> Doc:
+    """What every list and count adds: past `expires_at`, gone (no field: never expires)."""
+    return {"$and": [{"$or": [{"expires_ms": None}, {"expires_ms": {"$gt": now}}]}]}
+
+
 def _fence(key: str, user_id: str) -> str:
     """The `_id` of the one document a key may have for a user."""
     return json.dumps([key, user_id], ensure_ascii=False, separators=(",", ":"))
@@ -541,7 +546,12 @@ class MongoStore:
         category: str | None = None,
         archived: bool = False,
     ) -> list[Notification]:
-        query: Doc = {"user_id": user_id, **LIVE, **_archived(archived)}
+        query: Doc = {
+            "user_id": user_id,
+            **LIVE,
+            **_archived(archived),
+            **_unexpired(self.clock.now_ms()),
+        }
         if before is not None:
             query["seq"] = {"$lt": before}
         if unread_only:
@@ -555,7 +565,13 @@ class MongoStore:
     async def unread_count(self, user_id: str) -> int:
         async with self._guard():
             return await self._notifications.count_documents(
-                {"user_id": user_id, "read_ms": None, **LIVE, **_archived(False)}
+                {
+                    "user_id": user_id,
+                    "read_ms": None,
+                    **LIVE,
+                    **_archived(False),
+                    **_unexpired(self.clock.now_ms()),
+                }
             )
 
     async def counts(self, user_id: str) -> Counts:
@@ -566,6 +582,7 @@ class MongoStore:
             **LIVE,
             **_archived(False),
             "$or": [{"read_ms": None}, {"seen_ms": None}],
+            **_unexpired(self.clock.now_ms()),
         }
         fields = {"category": 1, "read_ms": 1, "seen_ms": 1, "_id": 0}
         rows: list[tuple[str | None, int, int]] = []
@@ -588,6 +605,7 @@ class MongoStore:
                     "group": {"$in": list(chunk)},
                     **LIVE,
                     **_archived(archived),
+                    **_unexpired(self.clock.now_ms()),
                 }
                 if category is not None:
                     query["category"] = category

@@ -275,6 +275,8 @@ class PostgresStore:
             params.append(category)
             where += f" AND category = ${len(params)}"
         where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+        params.append(self.clock.now_ms())
+        where += _unexpired(len(params))
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM tidings_notifications WHERE {where} "
@@ -287,8 +289,9 @@ class PostgresStore:
         async with self._conn() as conn:
             count = await conn.fetchval(
                 "SELECT count(*) FROM tidings_notifications "
-                "WHERE user_id = $1 AND read_ms IS NULL AND archived_ms IS NULL",
+                f"WHERE user_id = $1 AND read_ms IS NULL AND archived_ms IS NULL{_unexpired(2)}",
                 user_id,
+                self.clock.now_ms(),
             )
         return int(count)
 
@@ -298,8 +301,9 @@ class PostgresStore:
                 "SELECT category, count(*) FILTER (WHERE read_ms IS NULL) AS unread, "
                 "count(*) FILTER (WHERE seen_ms IS NULL) AS unseen FROM tidings_notifications "
                 "WHERE user_id = $1 AND archived_ms IS NULL "
-                "AND (read_ms IS NULL OR seen_ms IS NULL) GROUP BY category",
+                f"AND (read_ms IS NULL OR seen_ms IS NULL){_unexpired(2)} GROUP BY category",
                 user_id,
+                self.clock.now_ms(),
             )
         return counts_of((r["category"], int(r["unread"]), int(r["unseen"])) for r in rows)
 
@@ -312,6 +316,8 @@ class PostgresStore:
             params.append(category)
             where += " AND category = $3"
         where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+        params.append(self.clock.now_ms())
+        where += _unexpired(len(params))
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "SELECT grp, max(seq) AS head, count(*) AS n FROM tidings_notifications "
@@ -444,6 +450,11 @@ class PostgresStore:
                 batch,
             )
         return sum(int(r["n"]) for r in gone)
+
+
+def _unexpired(param: int) -> str:
+    """What every list and count adds, `$param` being now: past `expires_at`, gone."""
+    return f" AND (expires_ms IS NULL OR expires_ms > ${param})"
 
 
 async def _migrate(conn: Conn, stamp: int) -> None:

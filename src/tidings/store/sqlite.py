@@ -56,6 +56,8 @@ IN_CHUNK = 500
 # process crash but an OS crash or power cut can lose the newest commits; FULL syncs the WAL on
 # every commit (one fsync per group-committed batch), so an acknowledged publish survives both.
 SYNCHRONOUS = ("NORMAL", "FULL")
+# What every list and count adds: a notification past its `expires_at` is gone from them.
+UNEXPIRED = " AND (expires_ms IS NULL OR expires_ms > ?)"
 
 # Schema version -> the step that reaches it from the one before.
 MIGRATIONS: dict[int, str] = {
@@ -279,6 +281,8 @@ class SqliteStore:
             where += " AND category = ?"
             params.append(category)
         where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+        where += UNEXPIRED
+        params.append(self.clock.now_ms())
         params.append(limit)
         sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
@@ -287,18 +291,20 @@ class SqliteStore:
     async def unread_count(self, user_id: str) -> int:
         sql = (
             "SELECT count(*) FROM notifications "
-            "WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL"
+            f"WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL{UNEXPIRED}"
         )
-        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        now = self.clock.now_ms()
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchone())
         return int(row[0])
 
     async def counts(self, user_id: str) -> Counts:
         sql = (
             "SELECT category, sum(read_ms IS NULL), sum(seen_ms IS NULL) FROM notifications "
-            "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL) "
-            "GROUP BY category"
+            "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL)"
+            f"{UNEXPIRED} GROUP BY category"
         )
-        rows = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchall())
+        now = self.clock.now_ms()
+        rows = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchall())
         return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
 
     async def group_heads(
@@ -313,6 +319,8 @@ class SqliteStore:
                 where += " AND category = ?"
                 params.append(category)
             where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+            where += UNEXPIRED
+            params.append(self.clock.now_ms())
             sql = f"SELECT grp, max(seq), count(*) FROM notifications WHERE {where} GROUP BY grp"
             read = functools.partial(_fetch_all, sql=sql, params=params)
             rows = await self._reader.run(read)

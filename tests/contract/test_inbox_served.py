@@ -3,12 +3,15 @@ PostgreSQL and MongoDB, a real stream, every new route."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, service_url
+from tests.contract.conftest import fresh_database
 from tests.support import make_token, open_stream, publish_sentinel
 
 pytestmark = pytest.mark.anyio
@@ -82,3 +85,40 @@ async def test_every_inbox_route_and_event_on_every_store(
         assert [(n["id"], n["archived_at"] is not None) for n in shelf] == [(2, True), (1, True)]
         prefs = (await api.get("/notifications/preferences")).json()
         assert prefs == {"muted_categories": ["news"], "channels": {"push": True, "email": True}}
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    with fresh_database("postgres", tmp_path) as url:
+        yield url
+
+
+@pytest.mark.parametrize("bus", ["redis", "postgres"])
+async def test_inbox_events_cross_nodes_through_the_bus(
+    make_server: ServerFactory, postgres_url: str, bus: str
+) -> None:
+    database = postgres_url
+    bus_url = service_url("REDIS") if bus == "redis" else database
+    here = make_server(database=database, TIDINGS_BUS_URL=bus_url)
+    there = make_server(database=database, TIDINGS_BUS_URL=bus_url)
+    token = make_token("alice")
+    headers = {"authorization": f"Bearer {token}"}
+    async with (
+        open_stream(here.url, token) as stream,
+        httpx.AsyncClient(base_url=there.url, headers=headers, timeout=10) as api,
+    ):
+        actor = {"name": "Ada", "avatar_url": None}
+        published = there.publish("alice", "hi", category="c", actor=actor, group="g")
+        assert published.status_code == 201, published.text
+        [live] = await stream.notifications(1)
+        assert live == published.json()
+        await api.post("/notifications/seen", json={"up_to": 1})
+        await api.post("/notifications/archive", json={"ids": [1]})
+        await api.post("/notifications/unarchive", json={"ids": [1]})
+        names = [(await stream.next()).event for _ in range(3)]
+        assert names == [
+            "notifications-seen",
+            "notifications-archived",
+            "notifications-unarchived",
+        ]
+        await publish_sentinel(there, "alice", stream)

@@ -10,6 +10,11 @@ export default [
   },
   js.configs.recommended,
   {
+    // Prettier wraps code at 100 columns but leaves comments and template strings (the bells'
+    // CSS and HTML) alone: this keeps those within the same limit as the Python side.
+    rules: { "max-len": ["error", { code: 100, ignoreUrls: true }] },
+  },
+  {
     files: ["src/tidings/web/static/**/*.js"],
     languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.browser },
     rules: {

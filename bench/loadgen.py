@@ -202,9 +202,12 @@ class Reader(asyncio.Protocol):
 
 
 class Readers:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, source: str | None = None) -> None:
         self.host = host
         self.port = port
+        # One source address per process: connections to one host:port from one address are
+        # capped by the ephemeral port range (~28,000), far below 50,000 streams.
+        self.local_addr = (source, 0) if source else None
         self.stats = Stats()
         self.readers: list[Reader] = []
         self.open = 0
@@ -229,7 +232,10 @@ class Readers:
         reader.ready = loop.create_future()
         try:
             await asyncio.wait_for(
-                loop.create_connection(lambda: reader, self.host, self.port), CONNECT_TIMEOUT
+                loop.create_connection(
+                    lambda: reader, self.host, self.port, local_addr=self.local_addr
+                ),
+                CONNECT_TIMEOUT,
             )
             return await asyncio.wait_for(reader.ready, HEAD_TIMEOUT)
         except (OSError, TimeoutError):
@@ -316,6 +322,10 @@ class Publisher:
     async def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
         rate: float = cmd["rate"]
         count = int(rate * cmd["duration"])
+        # Several publisher processes share one schedule: this one sends publishes
+        # offset, offset + stride, … of it, each still stamped with its own scheduled time.
+        offset = int(cmd.get("offset", 0))
+        stride = int(cmd.get("stride", 1))
         users: list[str] = cmd["users"]
         tpl = cmd["template"]
         k0: int = cmd["k0"]
@@ -325,7 +335,7 @@ class Publisher:
         ok: dict[int, str] = {}
         errors = 0
         behind = 0.0
-        rng = random.Random(cmd.get("seed", 1))
+        rng = random.Random(cmd.get("seed", 1) * 1000 + offset)
 
         async def worker() -> None:
             nonlocal errors
@@ -356,14 +366,14 @@ class Publisher:
 
         workers = [asyncio.create_task(worker()) for _ in range(pool)]
         cpu0 = _cpu()
-        i = 0
+        i = offset
         while i < count:
             now = time.time()
             while i < count and t0 + i / rate <= now:
                 t = t0 + i / rate
                 behind = max(behind, now - t)
                 queue.put_nowait((k0 + i, rng.choice(users), t))
-                i += 1
+                i += stride
             await asyncio.sleep(min(0.002, max(0.0, t0 + i / rate - time.time())))
         for _ in workers:
             queue.put_nowait(None)
@@ -384,11 +394,11 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-async def main(host: str, port: int) -> None:
+async def main(host: str, port: int, source: str | None) -> None:
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader(limit=1 << 30)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    readers = Readers(host, port)
+    readers = Readers(host, port, source)
     publisher = Publisher(host, port)
     mark_cpu = _cpu()
     mark_wall = time.time()
@@ -458,4 +468,5 @@ if __name__ == "__main__":
     except ImportError:
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main(sys.argv[1], int(sys.argv[2])))
+        source = sys.argv[3] if len(sys.argv) > 3 else None
+        runner.run(main(sys.argv[1], int(sys.argv[2]), source))

@@ -98,7 +98,51 @@ def idle_section(data: dict[str, Any]) -> list[str]:
         "store queries/s",
         "generator CPU (max proc)",
     ]
-    return out + table(head, rows) + [""] + skipped_lines(data) + [""]
+    out += [*table(head, rows), ""]
+    stall_rows = []
+    for name, entry in targets(data):
+        for lv in entry.get("levels", []):
+            st = lv.get("stalls")
+            if not st:
+                continue
+            gc = (
+                "–"
+                if st.get("gc_pauses") is None
+                else f"{fmt(st['gc_pauses'])} (max {fmt(st['gc_max_ms'], ' ms')})"
+            )
+            stall_rows.append(
+                [
+                    name,
+                    fmt(lv["streams"]),
+                    fmt(st["probes"]),
+                    fmt(st["p50_ms"], " ms"),
+                    fmt(st["p99_ms"], " ms"),
+                    fmt(st["max_ms"], " ms"),
+                    fmt(st["over_20ms"]),
+                    gc,
+                ]
+            )
+    if stall_rows:
+        head = [
+            "server",
+            "idle streams",
+            "probes",
+            "p50",
+            "p99",
+            "max",
+            "probes over 20 ms",
+            "collector pauses ≥ 5 ms",
+        ]
+        out += [
+            "**Loop stalls.** At the largest one-process level, `GET /healthz` (Centrifugo: "
+            "`/health`) every 10 ms over one keep-alive connection for the window below; a "
+            "probe's time is how long the server's event loop kept it waiting. Collector pauses "
+            "come from tidings' own log (`TIDINGS_DEBUG_STALLS=5`, docs/operations.md).",
+            "",
+            *table(head, stall_rows),
+            "",
+        ]
+    return out + skipped_lines(data) + [""]
 
 
 def latency_section(data: dict[str, Any]) -> list[str]:
@@ -123,6 +167,8 @@ def latency_section(data: dict[str, Any]) -> list[str]:
                     f"{fmt(r['lost'])} / {fmt(r['duplicates'])}",
                     fmt(r["publish_errors"]),
                     fmt(r["server_cpu_pct"], " %"),
+                    fmt(r.get("server_cpu_us_per_notification"), " µs"),
+                    generator_cell(r),
                 ]
             )
     head = [
@@ -136,6 +182,8 @@ def latency_section(data: dict[str, Any]) -> list[str]:
         "lost / dup",
         "publish errors",
         "server CPU",
+        "server CPU / notification",
+        "generator CPU (publishers)",
     ]
     out += [*table(head, rows), ""]
     best = [
@@ -150,6 +198,13 @@ def latency_section(data: dict[str, Any]) -> list[str]:
     if best:
         out += ["Highest rate measured with p99 < 100 ms and nothing lost:", "", *best, ""]
     return out + skipped_lines(data) + [""]
+
+
+def generator_cell(r: dict[str, Any]) -> str:
+    """The generator's own CPU (all its processes, % of one core) and how many publishers."""
+    if "generator_cpu_pct" not in r:
+        return fmt(r.get("publisher_cpu_share"))
+    return f"{fmt(r['generator_cpu_pct'], ' %')} ({fmt(r.get('publisher_processes'))})"
 
 
 def broadcast_section(data: dict[str, Any]) -> list[str]:
@@ -218,8 +273,51 @@ def storm_section(data: dict[str, Any]) -> list[str]:
     return out + table(head, rows) + [""] + skipped_lines(data) + [""]
 
 
+def profile_section(data: dict[str, Any]) -> list[str]:
+    out = ["## 5. CPU budget per notification", "", f"Source: `{data['_file']}`.", ""]
+    found = [(name, e) for name, e in targets(data) if "parts" in e]
+    if not found:
+        return out + skipped_lines(data) + [""]
+    first = found[0][1]
+    out += [
+        f"`py-spy record --rate 200 --nonblocking` on the server while {fmt(first['streams'])} "
+        f"streams are open and {fmt(first['rate'])} notifications/s are published for "
+        f"{fmt(first['seconds'])} s (`bench/run profile`, bench/profile.py). Each sample is "
+        "charged to the innermost frame that belongs to a part of the path (an encode inside "
+        "the hub counts as encoding); the shares of the samples, times the server CPU per "
+        "notification from /proc over the same window, give microseconds per notification. "
+        "*event loop (uvloop, C)* is time below the last Python frame: uvloop's socket reads "
+        "and writes, callbacks and selector, which py-spy does not see into. *store write* "
+        "includes the SQLite writer thread waiting for its disk flush.",
+        "",
+    ]
+    names: list[str] = []
+    for _, e in found:
+        names += [p for p in e["parts"] if p not in names]
+    rows = []
+    for part in names:
+        cells = [part]
+        for _, e in found:
+            got = e["parts"].get(part)
+            cells.append(
+                "–" if got is None else f"{fmt(got['us_per_notification'])} µs ({got['share']:.0%})"
+            )
+        rows.append(cells)
+    rows.append(
+        ["**total (server CPU / notification)**"]
+        + [f"**{fmt(e['server_cpu_us_per_notification'])} µs**" for _, e in found]
+    )
+    rows.append(["server CPU at this rate"] + [fmt(e["server_cpu_pct"], " %") for _, e in found])
+    rows.append(
+        ["threads (share of samples)"]
+        + [", ".join(f"{k} {v:.0%}" for k, v in e["threads"].items()) for _, e in found]
+    )
+    out += [*table(["part", *(name for name, _ in found)], rows), ""]
+    return out + skipped_lines(data) + [""]
+
+
 def stores_section() -> list[str]:
-    out = ["## 5. Stores and buses", ""]
+    out = ["## 6. Stores and buses", ""]
     stores = _newest_with("stores*.json", "stores")
     if stores is not None:
         path, data = stores
@@ -258,12 +356,55 @@ def stores_section() -> list[str]:
     buses = _newest_with("buses*.json", "cases")
     if buses is not None:
         path, data = buses
-        out.append(f"Source: `{path.relative_to(ROOT).as_posix()}` (written by its own script).")
-        if data.get("note"):
-            out += ["", f"> {data['note']}"]
-        out += ["", "```json", json.dumps(data["cases"], indent=1)[:4000], "```", ""]
+        out += buses_table(path, data)
     if stores is None and buses is None:
         out += ["No results yet (bench/stores.py and bench/buses.py produce them).", ""]
+    return out
+
+
+def buses_table(path: Path, data: dict[str, Any]) -> list[str]:
+    out = [f"Source: `{path.relative_to(ROOT).as_posix()}` (`bench/run buses`).", ""]
+    rows = []
+    for bus, case in data["cases"].items():
+        if "runs" not in case:
+            rows.append([bus, "not measured: " + str(case.get("error", case))[:300]] + [""] * 8)
+            continue
+        for r in case["runs"]:
+            rows.append(
+                [
+                    f"{bus}, --workers {case.get('workers')}",
+                    fmt(r["streams"]),
+                    fmt(r["rate"], "/s")
+                    + (" (generator-limited)" if r["generator_limited"] else ""),
+                    fmt(r["p50_ms"], " ms"),
+                    fmt(r["p99_ms"], " ms"),
+                    fmt(r["max_ms"], " ms"),
+                    f"{fmt(r['lost'])} / {fmt(r['duplicates'])}",
+                    fmt(r["server_cpu_pct"], " %"),
+                    fmt(r.get("server_cpu_us_per_notification"), " µs"),
+                    generator_cell(r),
+                ]
+            )
+    head = [
+        "bus",
+        "streams",
+        "rate",
+        "p50",
+        "p99",
+        "max",
+        "lost / dup",
+        "server CPU",
+        "server CPU / notification",
+        "generator CPU (publishers)",
+    ]
+    out += [
+        "Shared buses: `tidings serve --workers 2` with the PostgreSQL store, publishes "
+        "landing on either worker, streams on both (compare with the one-process local bus in "
+        "section 2).",
+        "",
+        *table(head, rows),
+        "",
+    ]
     return out
 
 
@@ -333,7 +474,7 @@ INTRO = """\
 # Benchmarks
 
 tidings measured side by side, in one run on one machine, with the design it replaces, the raw
-floor of SSE in Python, and the Go peers. Reproduce with `bench/run` (full, ≤ 30 min) or
+floor of SSE in Python, and the Go peers. Reproduce with `bench/run` (full, ≤ 22 min) or
 `bench/run --quick` (≤ 5 min, small loads); `tidings bench …` is the same command. Results land
 in `bench/results/<scenario>-<timestamp>.json` (machine, versions, configuration, every figure);
 `python -m bench.report` renders this page from the newest file of each scenario.
@@ -352,9 +493,20 @@ HTTP/1.1 + chunked + SSE parsing), with real signed tokens, publishing over HTTP
 scheduled open-loop and stamped with its *scheduled* time in `data.t`; latency is receive time
 minus that, on the same clock, so queueing in an overloaded server shows. Every publish carries a
 unique `data.k`; a notification a stream never received is *lost*, one it received twice is a
-*dup*. Each generator process reports its CPU share; a row where a generator process used more
-than 85 % of a core is marked *generator-limited*. Server CPU and RSS come from `/proc` for the
-server's process tree.
+*dup*. The publisher side is one schedule split round-robin over `ceil(rate / 1,000)` processes
+(at most 4), so a rate above what one Python process can send still measures the server. Each
+generator process reports its CPU share, and each row the generator's total CPU (all its
+processes, % of one core, publisher processes in brackets); a row where a generator process used
+more than 85 % of a core, or the publisher handed a publish out over 100 ms late, is marked
+*generator-limited*. Server CPU and RSS come from `/proc` for the server's process tree; *server
+CPU / notification* (CPU seconds over the rate's window divided by the notifications published,
+heartbeats included) is the figure to compare changes by on a shared machine, where latency
+suffers from every other process and CPU time much less.
+
+**Scenarios** (`bench/run [SCENARIO…]`): `idle` (memory, idle CPU, store queries, loop stalls),
+`latency` (rates at 1,000 and 10,000 streams), `broadcast`, `storm`, `profile` (py-spy, the CPU
+budget per notification), `stores` (bench/stores.py), `buses` (tidings `--workers 2` on the Redis
+and PostgreSQL buses, bench/buses.py). A full run takes about 20 minutes on this machine.
 
 **Read with care.** The generator shares the machine's cores with the server, so absolute figures
 are lower than on a dedicated box; compare ratios within one run. A `--quick` run uses small loads
@@ -365,6 +517,7 @@ and short windows, and its figures are indicative only.
 def render() -> str:
     idle, latency = newest("idle"), newest("latency")
     broadcast, storm = newest("broadcast"), newest("storm")
+    profile = newest("profile")
     first = next((d for d in (idle, latency, broadcast, storm) if d), None)
     out = [INTRO]
     if first is not None:
@@ -390,10 +543,17 @@ def render() -> str:
         (latency, latency_section),
         (broadcast, broadcast_section),
         (storm, storm_section),
+        (profile, profile_section),
     ):
         if data is not None:
             out += section(data)
     out += stores_section()
+    # Hand-written sections, kept next to the harness so a new run does not erase them: the
+    # SQLite durability levels (bench/sqlite_sync.py) and which change moved which figure.
+    for name in ("sqlite-durability.md", "changes.md"):
+        page = ROOT / "bench" / name
+        if page.exists():
+            out += ["", page.read_text().rstrip(), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

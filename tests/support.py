@@ -168,6 +168,17 @@ class Server:
             timeout=10,
         )
 
+    def listed(self, user: str) -> list[dict[str, Any]]:
+        """The user's notifications as `GET /notifications` answers them (newest first)."""
+        response = HTTP.get(
+            f"{self.url}/notifications",
+            headers={"authorization": f"Bearer {make_token(user)}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        answer: list[dict[str, Any]] = response.json()
+        return answer
+
     def metric(self, name: str, labels: str = "") -> float:
         """The value of one sample of /metrics, e.g. metric("tidings_store_queries_total")."""
         text = httpx.get(f"{self.url}/metrics", timeout=5).text

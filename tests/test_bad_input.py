@@ -274,6 +274,16 @@ def test_link_over_the_limit_is_422(server: Server) -> None:
     assert_nothing_stored(server, user)
 
 
+def assert_link_refused(server: Server, link: str) -> Any:
+    """A publish with `link` is 422 on the field `link` and stores nothing; returns the detail."""
+    user = new_user()
+    response = publish(server, {"user_id": user, "message": "hi", "link": link})
+    detail = assert_error(response, 422, "invalid_notification")
+    assert field_of(detail) == "link"
+    assert_nothing_stored(server, user)
+    return detail
+
+
 @pytest.mark.parametrize(
     "link",
     [
@@ -292,11 +302,7 @@ def test_link_over_the_limit_is_422(server: Server) -> None:
     ],
 )
 def test_link_that_is_not_http_is_422(server: Server, link: str) -> None:
-    user = new_user()
-    response = publish(server, {"user_id": user, "message": "hi", "link": link})
-    detail = assert_error(response, 422, "invalid_notification")
-    assert field_of(detail) == "link"
-    assert_nothing_stored(server, user)
+    assert_link_refused(server, link)
 
 
 @pytest.mark.parametrize(
@@ -325,12 +331,7 @@ def test_link_that_is_not_http_is_422(server: Server, link: str) -> None:
     ],
 )
 def test_link_the_url_parser_rejects_is_422(server: Server, link: str) -> None:
-    user = new_user()
-    response = publish(server, {"user_id": user, "message": "hi", "link": link})
-    detail = assert_error(response, 422, "invalid_notification")
-    assert field_of(detail) == "link"
-    assert "URL" in detail["problem"]
-    assert_nothing_stored(server, user)
+    assert "URL" in assert_link_refused(server, link)["problem"]
 
 
 @pytest.mark.parametrize(

@@ -356,11 +356,6 @@ def test_serve_with_a_database_in_a_missing_folder_is_one_line(
     assert "missing" in cause
 
 
-def test_serve_with_two_workers_and_the_local_bus_is_one_line(env: dict[str, str]) -> None:
-    line = assert_one_line_error(serve(env, "--workers", "2"), "--workers 2", "TIDINGS_BUS_URL")
-    assert "local" in line
-
-
 def test_serve_with_zero_workers_is_one_line(env: dict[str, str]) -> None:
     assert_one_line_error(serve(env, "--workers", "0"), "--workers")
 

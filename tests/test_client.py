@@ -7,11 +7,10 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from tests.flaky import FlakyProxy, body_of
-from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, tidings_env
+from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, serving
 from tidings.client import AsyncClient, Client, TidingsError, mint_token
 
 pytestmark = pytest.mark.anyio
@@ -19,24 +18,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("client")
-    started = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "server.log"
-    )
-    started.start()
-    yield started
-    started.close()
-
-
-def listed(server: Server, user: str) -> list[dict[str, object]]:
-    response = httpx.get(
-        f"{server.url}/notifications",
-        headers={"authorization": f"Bearer {make_token(user)}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    answer: list[dict[str, object]] = response.json()
-    return answer
+    with serving(tmp_path_factory.mktemp("client")) as started:
+        yield started
 
 
 async def test_publish_returns_what_the_open_stream_receives(server: Server) -> None:
@@ -68,7 +51,7 @@ def test_publish_many_stores_one_per_user_and_a_trailing_slash_works(server: Ser
         ("client-many-a", "Maintenance at 22:00"),
         ("42", "Maintenance at 22:00"),
     ]
-    assert [n["message"] for n in listed(server, "client-many-a")] == ["Maintenance at 22:00"]
+    assert [n["message"] for n in server.listed("client-many-a")] == ["Maintenance at 22:00"]
 
 
 def test_an_idempotency_key_given_twice_stores_once(server: Server) -> None:
@@ -76,7 +59,7 @@ def test_an_idempotency_key_given_twice_stores_once(server: Server) -> None:
         first = tidings.publish("client-idem", "once", idempotency_key="invoice-7-paid")
         again = tidings.publish("client-idem", "once", idempotency_key="invoice-7-paid")
     assert first == again
-    assert len(listed(server, "client-idem")) == 1
+    assert len(server.listed("client-idem")) == 1
 
 
 async def test_a_token_from_the_server_opens_the_stream(server: Server) -> None:
@@ -149,7 +132,7 @@ def test_a_refusal_raises_tidings_error_with_the_servers_answer(
         assert info.value.error == error
     if field is not None:
         assert field in json.dumps(info.value.detail)
-    assert listed(server, "client-refused") == []
+    assert server.listed("client-refused") == []
 
 
 def test_fields_left_out_are_not_sent(server: Server) -> None:
@@ -182,7 +165,7 @@ def test_a_failed_attempt_is_retried_with_the_same_key_and_stored_once(
     keys = [json.loads(body_of(r))["idempotency_key"] for r in proxy.requests]
     assert len(keys) == 2
     assert keys[0] == keys[1]
-    assert listed(server, user) == [stored]
+    assert server.listed(user) == [stored]
 
 
 async def test_the_async_client_retries_a_dropped_answer_and_stores_once(server: Server) -> None:
@@ -192,7 +175,7 @@ async def test_the_async_client_retries_a_dropped_answer_and_stores_once(server:
             stored = await tidings.publish(user, "paid", idempotency_key="async-paid")
     assert proxy.connections == 3
     assert [json.loads(body_of(r))["idempotency_key"] for r in proxy.requests] == ["async-paid"] * 3
-    assert await asyncio.to_thread(listed, server, user) == [stored]
+    assert await asyncio.to_thread(server.listed, user) == [stored]
 
 
 def test_retries_are_bounded_and_end_in_tidings_error(server: Server) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PUBLISHER_KEY, SECRET, Server, tidings_env
+from tests.support import PUBLISHER_KEY, SECRET, Server, serving
 from tidings.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,13 +130,8 @@ def test_an_env_file_of_a_guide_is_accepted_by_tidings(block: Block) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("docs")
-    started = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "server.log"
-    )
-    started.start()
-    yield started
-    started.close()
+    with serving(tmp_path_factory.mktemp("docs")) as started:
+        yield started
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ logger, the traceback once, and the repeats as counted lines, not thousands of t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from tests.multinode.cluster import START_TIMEOUT, Node
 from tests.support import PUBLISHER_KEY, free_port, run_cli, tidings_env, wait_for_200
+from tidings.store import create_store
 
 WINDOW = 1.0
 PUBLISHING = 3.5
@@ -26,6 +28,12 @@ PLAIN_LINE = re.compile(
 pytestmark = pytest.mark.slow
 
 REPEATED = re.compile(r"\(repeated (\d+) times in (\d+) s\)$")
+
+
+async def _create_database(url: str) -> None:
+    store = create_store(url)
+    await store.open()
+    await store.close()
 
 
 def unreachable_bus_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -122,7 +130,10 @@ def test_json_lines_parse_and_carry_level_logger_and_counts(tmp_path: Path, work
 
 
 def test_the_cli_logs_in_the_same_format(tmp_path: Path) -> None:
-    result = run_cli(unreachable_bus_env(tmp_path, log_format="json"), "send", "u", "hello")
+    env = unreachable_bus_env(tmp_path, log_format="json")
+    # `tidings send` writes only to a database a server created (it refuses a fresh path).
+    asyncio.run(_create_database(env["TIDINGS_DATABASE_URL"]))
+    result = run_cli(env, "send", "u", "hello")
     assert result.returncode == 0, result.stderr  # stored; the bus only says so to live streams
     assert json.loads(result.stdout)["message"] == "hello"
     [entry] = [json.loads(line) for line in result.stderr.splitlines()]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Server, cookieless_client, make_token, tidings_env
+from tests.support import Server, cookieless_client, make_token, serving
 
 # Every detail a bad token may get: a short, fixed sentence each.
 FIXED = {
@@ -51,11 +51,8 @@ BAD = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("token-errors")
-    one = Server(env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "log")
-    one.start()
-    yield one
-    one.close()
+    with serving(tmp_path_factory.mktemp("token-errors")) as started:
+        yield started
 
 
 @pytest.mark.parametrize("kind", BAD)

@@ -30,8 +30,10 @@ from tidings.errors import (
     error_response,
     error_responses,
     internal_error,
+    invalid_json,
     is_json_media,
     store_unavailable,
+    unsupported_media_type,
 )
 from tidings.models import Preferences
 from tidings.service import Service
@@ -72,7 +74,8 @@ async def service_of(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(service_of)]
 
 
-# For /openapi.json only (the checks below read the header themselves, and the cookie).
+# For /openapi.json only: they put the security schemes on the routes. The checks below read
+# the header themselves (and the cookie); these never refuse anything.
 user_token = HTTPBearer(
     scheme_name="userToken",
     description="a user token (or the tidings_session cookie)",
@@ -81,17 +84,18 @@ user_token = HTTPBearer(
 publisher_key = HTTPBearer(
     scheme_name="publisherKey", description="one of TIDINGS_PUBLISHER_KEYS", auto_error=False
 )
-Documented = Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]
+UserTokenDoc = Annotated[HTTPAuthorizationCredentials | None, Security(user_token)]
+PublisherKeyDoc = Annotated[HTTPAuthorizationCredentials | None, Security(publisher_key)]
 
 
-async def current_user(request: Request, _: Documented) -> UserCredential:
+async def current_user(request: Request, _: UserTokenDoc) -> UserCredential:
     return read_user(request, _service(request).settings)
 
 
 UserDep = Annotated[UserCredential, Depends(current_user)]
 
 
-async def changing_user(request: Request, _: Documented) -> UserCredential:
+async def changing_user(request: Request, _: UserTokenDoc) -> UserCredential:
     return _changing_user(request)
 
 
@@ -103,17 +107,14 @@ def _changing_user(request: Request) -> UserCredential:
         check_origin(request, service.settings)
         # A cross-site form can post urlencoded or multipart, but JSON only after a preflight.
         if request.method == "POST" and not is_json_media(request.headers.get("content-type", "")):
-            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+            raise unsupported_media_type()
     return user
 
 
 ChangingUserDep = Annotated[UserCredential, Depends(changing_user)]
 
 
-async def publisher(
-    request: Request,
-    _: Annotated[HTTPAuthorizationCredentials | None, Security(publisher_key)],
-) -> None:
+async def publisher(request: Request, _: PublisherKeyDoc) -> None:
     check_publisher(request, _service(request).settings)
 
 
@@ -570,18 +571,12 @@ def add_error_handlers(app: FastAPI) -> None:
             return error_response(refused)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(ApiError(400, "invalid_json", "the body is not valid JSON"))
+            return error_response(invalid_json())
         if not is_json_media(request.headers.get("content-type", "")) and any(
             tuple(e.get("loc", ())) == ("body",) for e in errors
         ):
             # `curl -d` sends a form content type; say what is wrong instead of "not an object".
-            return error_response(
-                ApiError(
-                    415,
-                    "unsupported_media_type",
-                    "send the body as JSON with Content-Type: application/json",
-                )
-            )
+            return error_response(unsupported_media_type())
         detail = [
             {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors
         ]

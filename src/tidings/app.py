@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
@@ -22,23 +21,14 @@ from tidings.api import (
     publisher_router,
     user_router,
 )
-from tidings.errors import (
-    ApiError,
-    internal_error,
-    method_not_allowed,
-    send_error,
-    store_unavailable,
-    too_large,
-)
-from tidings.routes import MethodTable, RawRoute, raw_openapi
+from tidings.errors import method_not_allowed, send_error, too_large
+from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
 from tidings.store import StoreUnavailable
 from tidings.validation import describe
 
 __all__ = ["RAW_ROUTES", "TidingsApp", "create_app"]
-
-log = logging.getLogger("tidings.api")
 
 # The routes that skip the framework (see tidings.routes): how to add one is documented there.
 RAW_ROUTES: tuple[RawRoute, ...] = (stream.ROUTE, publish.ROUTE)
@@ -57,7 +47,7 @@ class TidingsApp:
         self.api = api
         # Why start-up failed, when the cause is the operator's to fix (not a bug in tidings).
         self.startup_error: Exception | None = None
-        self._raw = {route.path: route for route in RAW_ROUTES}
+        self._raw = {(route.path, route.method): route for route in RAW_ROUTES}
         self._methods = MethodTable(RAW_ROUTES, routes)
         self._http: ASGIApp = self._route
         if settings.cors_origins:
@@ -82,9 +72,9 @@ class TidingsApp:
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
-        raw = self._raw.get(path)
-        if raw is not None and scope["method"] == raw.method:
-            await self._run_raw(raw, scope, receive, send)
+        raw = self._raw.get((path, scope["method"]))
+        if raw is not None:
+            await serve_raw(raw, self.service, scope, receive, send)
             return
         # Here for every route, before the framework's router: it would answer a wrong method
         # on `/notifications/unread-count` as a DELETE of `/notifications/{seq}` (422).
@@ -93,29 +83,6 @@ class TidingsApp:
             await send_error(send, method_not_allowed(allowed))
             return
         await self.api(scope, receive, send)
-
-    async def _run_raw(self, route: RawRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        """The framework's error handlers, for a raw route (see `add_error_handlers`)."""
-        started = False
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await route.endpoint(self.service, scope, receive, watched)
-        except Exception as exc:
-            if started:
-                raise  # too late to answer: uvicorn logs it and closes the connection
-            if isinstance(exc, ApiError):
-                await send_error(send, exc)
-            elif isinstance(exc, StoreUnavailable):
-                log.warning("store unavailable: %s", exc)
-                await send_error(send, store_unavailable(exc))
-            else:
-                log.exception("unexpected error on %s %s", route.method, route.path)
-                await send_error(send, internal_error())
 
     def _one_line_startup_failure(self, send: Send) -> Send:
         """A failed start-up comes with a traceback; a cause the operator can fix needs one line."""

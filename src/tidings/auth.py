@@ -152,8 +152,3 @@ def check_origin(conn: HTTPConnection, settings: Settings) -> None:
         if urlsplit(origin).netloc == conn.headers.get("host", ""):
             return
     raise ApiError(403, "forbidden_origin", f"requests from origin {origin!r} are not allowed")
-
-
-def allowed_cors_origin(conn: HTTPConnection, settings: Settings) -> str | None:
-    origin = conn.headers.get("origin")
-    return origin if origin is not None and origin in settings.cors_origins else None

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import ValidationError
 
-from tidings.bus.factory import is_single_process
 from tidings.heads import bound_heads
 from tidings.logs import configure as configure_logs
 from tidings.logs import log_config
@@ -159,11 +158,6 @@ def _serve(args: argparse.Namespace) -> int:
     from tidings.app import create_app
 
     settings = Settings.from_env(os.environ, demo=args.demo)
-    if args.workers > 1 and is_single_process(settings.bus_url):
-        raise ConfigError(
-            f"--workers {args.workers} needs a bus every worker shares: set TIDINGS_BUS_URL to "
-            "redis://host:6379/0 or postgresql://… (the local:// bus reaches one process)"
-        )
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if not settings.publisher_keys:
@@ -193,6 +187,9 @@ def _serve(args: argparse.Namespace) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
         access_log=False,
+        # uvicorn's proxy-headers middleware wraps every request, for a client address and
+        # scheme tidings never reads; it is on only when FORWARDED_ALLOW_IPS names the proxies.
+        proxy_headers="FORWARDED_ALLOW_IPS" in os.environ,
     )
     bound_heads(config, settings)
     if args.workers > 1:

@@ -115,6 +115,10 @@ class BaseClient:
         body.setdefault("idempotency_key", uuid.uuid4().hex)
         return body
 
+    def check_fields(self, fields: Mapping[str, Any]) -> None:
+        """Raise what `publish` would raise for these fields before sending anything."""
+        self._publish_body({}, "", dict(fields))
+
     @staticmethod
     def _answer(response: httpx.Response) -> Any:
         if response.is_success:

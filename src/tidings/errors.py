@@ -22,12 +22,14 @@ __all__ = [
     "error_response",
     "error_responses",
     "internal_error",
+    "invalid_json",
     "is_json_media",
     "method_not_allowed",
     "send_error",
     "send_json",
     "store_unavailable",
     "too_large",
+    "unsupported_media_type",
 ]
 
 JSON_MEDIA = "application/json"
@@ -105,6 +107,16 @@ def method_not_allowed(allowed: Iterable[str]) -> ApiError:
 
 def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the body exceeds {limit} bytes (TIDINGS_MAX_BODY_BYTES)")
+
+
+def invalid_json() -> ApiError:
+    return ApiError(400, "invalid_json", "the body is not valid JSON")
+
+
+def unsupported_media_type() -> ApiError:
+    return ApiError(
+        415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"
+    )
 
 
 def internal_error() -> ApiError:

@@ -27,7 +27,10 @@ from tidings.settings import Settings
 
 __all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber"]
 
-HEARTBEAT_SLOTS: Final = 16
+# Heartbeats spread over this many slots, one visited per tick (15 s / 512 ≈ 29 ms): at 19,000
+# streams a tick queues ~37 pings, a millisecond of writes, where 16 slots queued ~1,200 at once
+# and stalled every stream's deliveries behind them (perf-notes trap 2).
+HEARTBEAT_SLOTS: Final = 512
 
 
 class _Marker:

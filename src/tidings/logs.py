@@ -147,18 +147,20 @@ class CollapsingHandler(logging.StreamHandler[TextIO]):
 
     def _collapse(self, record: logging.LogRecord) -> list[logging.LogRecord]:
         now = record.created
-        out = self._expired(now)
         if record.levelno < COLLAPSE_FROM:
-            return [*out, record]
+            return [*self._expired(now), record]
         key = (record.name, record.levelno, record.pathname, record.lineno, str(record.msg))
+        # Its own window first: when it just ended, this line carries the count (below), not a
+        # separate count line from the sweep of ended windows.
         window = self._windows.pop(key, None)
+        out = self._expired(now)
         if window is not None and now - window.began < self.window:
             window.suppressed += 1
             window.last = record
             self._windows[key] = window
             return out
         if len(self._windows) >= MAX_WINDOWS:
-            out += self._close(self._windows.pop(next(iter(self._windows))), now)
+            out += self._close(self._windows.pop(next(iter(self._windows))))
         self._windows[key] = _Window(now, 0, record)
         if window is not None and window.suppressed:
             # The window ended at this occurrence: its line carries the count and opens the
@@ -184,15 +186,15 @@ class CollapsingHandler(logging.StreamHandler[TextIO]):
         ended = [k for k, w in self._windows.items() if every or now - w.began >= self.window]
         out: list[logging.LogRecord] = []
         for key in ended:
-            out += self._close(self._windows.pop(key), now)
+            out += self._close(self._windows.pop(key))
         return out
 
-    def _close(self, window: _Window, now: float) -> list[logging.LogRecord]:
+    def _close(self, window: _Window) -> list[logging.LogRecord]:
         if not window.suppressed:
             return []
         line = _without_traceback(window.last)
         line.repeated = window.suppressed
-        line.repeated_seconds = min(now, window.began + self.window) - window.began
+        line.repeated_seconds = window.last.created - window.began
         return [line]
 
     def flush_counts(self) -> None:

@@ -2,11 +2,53 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 __all__ = ["Metrics"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Deliveries:
+    """The per-delivery figures, counted on every frame a stream writes: plain numbers (no lock,
+    no label lookup; the event loop is their only writer), turned into a counter and a histogram
+    only when /metrics is scraped."""
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.latency_sum = 0.0
+        # One count per bucket (not cumulative), the last one past the largest bound.
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+
+    def live(self, latency_s: float) -> None:
+        """A live delivery, `latency_s` after its commit."""
+        self.delivered += 1
+        self.latency_sum += latency_s
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, latency_s)] += 1
+
+    def replayed(self, count: int) -> None:
+        self.delivered += count
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "tidings_notifications_delivered",
+            "Notification events written to streams (live and replayed)",
+            value=self.delivered,
+        )
+        cumulative, buckets = 0, []
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self.latency_counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            "tidings_delivery_latency_seconds",
+            "From the notification's commit to its write on a live stream",
+            buckets=buckets,
+            sum_value=self.latency_sum,
+        )
 
 
 class Metrics:
@@ -17,17 +59,8 @@ class Metrics:
         self.published = Counter(
             "tidings_notifications_published", "Notifications stored by publishers", registry=r
         )
-        self.delivered = Counter(
-            "tidings_notifications_delivered",
-            "Notification events written to streams (live and replayed)",
-            registry=r,
-        )
-        self.latency = Histogram(
-            "tidings_delivery_latency_seconds",
-            "From the notification's commit to its write on a live stream",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
+        self.deliveries = Deliveries()
+        r.register(self.deliveries)
         self.disconnects = Counter(
             "tidings_stream_disconnects",
             "Streams that ended, by reason: client, slow, expired, drain, error",

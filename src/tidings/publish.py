@@ -15,7 +15,14 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from tidings.auth import check_publisher
-from tidings.errors import ApiError, is_json_media, send_json, too_large
+from tidings.errors import (
+    ApiError,
+    invalid_json,
+    is_json_media,
+    send_json,
+    too_large,
+    unsupported_media_type,
+)
 from tidings.models import one_line_json
 from tidings.routes import RawRoute
 from tidings.service import Service
@@ -31,11 +38,7 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
     check_publisher(conn, settings)
     raw = await _read_body(receive, settings.max_body_bytes)
     if not is_json_media(conn.headers.get("content-type", "")):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        )
+        raise unsupported_media_type()
     if not raw:
         # As on the framework's routes: a missing body is a missing field, not bad JSON.
         raise ApiError(422, "invalid_request", [{"loc": ["body"], "msg": "Field required"}])
@@ -43,7 +46,7 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
         parsed = json.loads(raw)
     except (ValueError, RecursionError):
         # RecursionError: nested deeper than the parser goes, which no real payload is.
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        raise invalid_json() from None
     try:
         body = PublishIn.model_validate(parsed)
     except ValidationError as exc:

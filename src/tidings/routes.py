@@ -8,13 +8,14 @@ credential checks (`tidings.auth`, called by the endpoint as the framework's dep
 them).
 
 To add a raw route: write `async def endpoint(service, scope, receive, send)`, which raises
-`ApiError` (or `StoreUnavailable`) for a refusal *before* it starts its response, and add a
-`RawRoute` for it to `RAW_ROUTES` in `tidings.app`. Its OpenAPI entry is built from the
-`RawRoute` here, with the same error schema as every other route.
+`ApiError` (or `StoreUnavailable`) for a refusal *before* it starts its response (`serve_raw`
+answers it), and add a `RawRoute` for it to `RAW_ROUTES` in `tidings.app`. Its OpenAPI entry is
+built from the `RawRoute` here, with the same error schema as every other route.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,14 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from tidings.errors import error_responses
+from tidings.errors import (
+    ApiError,
+    error_responses,
+    internal_error,
+    send_error,
+    store_unavailable,
+)
+from tidings.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from tidings.service import Service
 
-__all__ = ["Endpoint", "MethodTable", "RawRoute", "raw_openapi"]
+__all__ = ["Endpoint", "MethodTable", "RawRoute", "raw_openapi", "serve_raw"]
+
+log = logging.getLogger("tidings.api")
 
 Endpoint = Callable[["Service", Scope, Receive, Send], Awaitable[None]]
 
@@ -51,6 +61,32 @@ class RawRoute:
     security: str
     body: type[BaseModel] | None = None
     parameters: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+
+async def serve_raw(
+    route: RawRoute, service: Service, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run a raw route with the framework's error path (see `tidings.api.add_error_handlers`)."""
+    started = False
+
+    async def watched(message: Message) -> None:
+        nonlocal started
+        started = True
+        await send(message)
+
+    try:
+        await route.endpoint(service, scope, receive, watched)
+    except Exception as exc:
+        if started:
+            raise  # too late to answer: uvicorn logs it and closes the connection
+        if isinstance(exc, ApiError):
+            await send_error(send, exc)
+        elif isinstance(exc, StoreUnavailable):
+            log.warning("store unavailable: %s", exc)
+            await send_error(send, store_unavailable(exc))
+        else:
+            log.exception("unexpected error on %s %s", route.method, route.path)
+            await send_error(send, internal_error())
 
 
 def raw_openapi(routes: Iterable[RawRoute], schema: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 
+from tidings import stalls
 from tidings.logs import flush_counts
 
 if TYPE_CHECKING:
@@ -76,7 +77,13 @@ class DrainingServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         # Here, not at start-up: each worker process of `--workers N` sets up logging anew.
         logging.getLogger("uvicorn.error").addFilter(_SlowClientFilter())
+        stalls.watch(self.service.settings.debug_stalls)
         await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            stalls.settle()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

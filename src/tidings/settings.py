@@ -71,6 +71,8 @@ class Settings:
     log_format: str = "plain"
     log_level: str = "info"
     log_repeat_window: float = 10.0
+    # A debugging aid (tidings.stalls): log collector pauses of at least this many ms; < 0: off.
+    debug_stalls: float = -1.0
 
     @classmethod
     def from_env(

@@ -140,7 +140,7 @@ async def _serve(
 
 
 async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> None:
-    metrics = service.metrics
+    deliveries = service.metrics.deliveries
     ping = sse.ping(service.settings.heartbeat)
     while True:
         items = await sub.take()
@@ -153,8 +153,7 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
                 if item.seq == last + 1 and item.body is not None:
                     out.append(item.body)
                     last = item.seq
-                    metrics.delivered.inc()
-                    metrics.latency.observe(max(0.0, (now_ms() - item.created_ms) / 1000))
+                    deliveries.live(max(0.0, (now_ms() - item.created_ms) / 1000))
                 else:
                     # A gap (an announcement overtook an earlier one, or the bus carried no
                     # body): everything up to here is committed, so the store has it.
@@ -204,7 +203,7 @@ async def _catch_up(
     for n in found:
         out.append(sse.notification(n))
         last = n.seq
-    service.metrics.delivered.inc(len(found))
+    service.metrics.deliveries.replayed(len(found))
     return out, last
 
 

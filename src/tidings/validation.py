@@ -378,10 +378,20 @@ def _link_problem(link: str) -> str | None:
 # Neither NUL nor any other control character (what `check_user_id` refuses).
 _USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 _NO_NUL = r"^[^\x00]*$"
+# What `str.strip()` strips (`str.isspace()`), spelled out: `\s` means less in JSON Schema's
+# regular expressions (ECMA-262), which leave out \x1c-\x1f and \x85.
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# At least one character that is neither space nor NUL, and no NUL.
+_NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+# 1 to 65535 (leading zeros allowed, as the URL parser reads them), or nothing.
+_PORT = (
+    r"(?:0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}"
+    r"|655[0-2][0-9]|6553[0-5]))?"
+)
 # What `_link_problem` accepts, narrowed where a URL parser is stricter than the rule (the host).
 _LINK_PATTERN = (
     r"^(?:/(?:[^/\x00-\x20\x7f\\][^\x00-\x20\x7f\\]*)?"
-    r"|[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(?::[0-9]*)?(?:[/?#][^\x00-\x20\x7f\\]*)?)?$"
+    r"|[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(?::" + _PORT + r")?(?:[/?#][^\x00-\x20\x7f\\]*)?)?$"
 )
 # The same, not empty (an action's `url`).
 _URL_PATTERN = _LINK_PATTERN.removesuffix(")?$") + ")$"
@@ -455,9 +465,7 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
             "maxItems": settings.max_user_ids,
         }
     )
-    props["message"] = _text(
-        settings.max_message_bytes, r"^[^\x00]*[^\x00\s][^\x00]*$", "not blank, no NUL"
-    )
+    props["message"] = _text(settings.max_message_bytes, _NOT_BLANK, "not blank, no NUL")
     props["link"] = _nullable(
         _text(settings.max_link_bytes, _LINK_PATTERN, "an http(s) URL or a path starting with /")
     )

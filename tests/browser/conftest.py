@@ -27,15 +27,20 @@ CHROMIUM_ARGS = [
 ]
 
 
-# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
-# thread while it is active, and the async tests of the other packages could not run theirs.
-@pytest.fixture(scope="package")
-def playwright_instance() -> Iterator[Playwright]:
+def require_chromium() -> None:
+    """Skip the test when Chromium is missing (fail it under TIDINGS_REQUIRE_SERVICES=1)."""
     if not Path(CHROMIUM).is_file():
         reason = f"{CHROMIUM} is missing: apt-get install chromium (scripts/install-system)"
         if require_services():
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is active, and the async tests of the other packages could not run theirs.
+@pytest.fixture(scope="package")
+def playwright_instance() -> Iterator[Playwright]:
+    require_chromium()
     with sync_playwright() as p:
         yield p
 

@@ -79,6 +79,27 @@ def mount_bell(page: Page, url: str, token: str, **attributes: str) -> None:
     wait_live(page)
 
 
+def renewer(pages: list[Page], ttl: int = 10) -> list[float]:
+    """The host's token endpoint for `pages` (window.mintToken): short-lived tokens for alice.
+    Returns the list of the times it was called."""
+    minted: list[float] = []
+
+    def mint() -> str:
+        minted.append(time.monotonic())
+        return make_token("alice", ttl=ttl)
+
+    for page in pages:
+        page.expose_function("mintToken", mint)
+    return minted
+
+
+def wait_renewals(page: Page, minted: list[float], count: int, timeout: float = 45) -> None:
+    deadline = time.monotonic() + timeout
+    while len(minted) < count:
+        assert time.monotonic() < deadline, f"renewed {len(minted)} times"
+        page.wait_for_timeout(100)  # not time.sleep: Playwright runs `mint` while it waits
+
+
 def since_open(page: Page) -> list[str]:
     """The connection states from the first time the stream was open."""
     changes = connection_changes(page)
@@ -138,22 +159,12 @@ def test_the_credential_is_renewed_before_it_expires_with_no_gap_in_the_stream(
     behind_proxy: Setup,
 ) -> None:
     server, proxy, page = behind_proxy("1")
-    minted: list[str] = []
-
-    def mint() -> str:
-        # What a host app's token endpoint does: a short-lived token for its logged-in user.
-        minted.append(make_token("alice", ttl=10))
-        return minted[-1]
-
-    page.expose_function("mintToken", mint)
+    minted = renewer([page])
     mount_bell(page, proxy.url, make_token("alice", ttl=10))
 
     # Renewed at about 8 s and 16 s: past the first token's expiry (10 s), and the stream
     # opened on the second token is replaced before that one expires (20 s).
-    deadline = time.monotonic() + 45
-    while len(minted) < 2:
-        assert time.monotonic() < deadline, f"renewed {len(minted)} times"
-        page.wait_for_timeout(100)  # not time.sleep: Playwright runs `mint` while it waits
+    wait_renewals(page, minted, 2)
     page.wait_for_function("window.__streams.length >= 3", timeout=TIMEOUT_MS)
 
     # The stream never ended on an expired credential: no "reconnecting" since it first
@@ -169,23 +180,14 @@ def test_with_two_tabs_each_token_is_renewed_once_and_neither_sees_a_gap(
     behind_proxy: Setup,
 ) -> None:
     server, proxy, first = behind_proxy("1")
-    minted: list[float] = []
-
-    def mint() -> str:
-        minted.append(time.monotonic())
-        return make_token("alice", ttl=10)
-
     second = new_page(first.context)
+    minted = renewer([first, second])
     for page in (first, second):
-        page.expose_function("mintToken", mint)
         # Each tab is rendered with its own token, as a host page would.
         mount_bell(page, proxy.url, make_token("alice", ttl=10))
     began = time.monotonic()
 
-    deadline = began + 45
-    while len(minted) < 2:
-        assert time.monotonic() < deadline, f"renewed {len(minted)} times"
-        first.wait_for_timeout(100)  # Playwright runs `mint` while it waits
+    wait_renewals(first, minted, 2)
     # One renewal per token lifetime (about 8 s apart), not one per tab (at the same moment).
     assert minted[1] - minted[0] > 4, [m - began for m in minted]
     for page in (first, second):

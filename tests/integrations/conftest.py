@@ -7,6 +7,7 @@ see the same tables.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -36,4 +37,8 @@ def django_site() -> Iterator[None]:
     setup_test_environment()
     call_command("migrate", verbosity=0)
     yield
+    from django.db import connections
+
     teardown_test_environment()
+    connections.close_all()
+    shutil.rmtree(FOLDER, ignore_errors=True)

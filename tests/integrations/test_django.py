@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
@@ -12,23 +13,18 @@ import httpx
 import jwt
 import pytest
 
-from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, tidings_env
+from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("django_site")]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("django")
-    started = Server(
-        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}"), log_path=folder / "server.log"
-    )
-    started.start()
-    yield started
-    from tidings.django.conf import close_clients
+    with serving(tmp_path_factory.mktemp("django")) as started:
+        yield started
+        from tidings.django.conf import close_clients
 
-    close_clients()
-    started.close()
+        close_clients()
 
 
 @pytest.fixture
@@ -47,17 +43,6 @@ def make_user(name: str) -> Any:
     return User.objects.create_user(name, password=f"pw-{name}-0123")
 
 
-def listed(server: Server, user_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(
-        f"{server.url}/notifications",
-        headers={"authorization": f"Bearer {make_token(user_id)}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    answer: list[dict[str, Any]] = response.json()
-    return answer
-
-
 @pytest.mark.usefixtures("tidings_settings")
 async def test_notify_publishes_after_the_commit_and_the_stream_receives_it(
     server: Server,
@@ -73,7 +58,7 @@ async def test_notify_publishes_after_the_commit_and_the_stream_receives_it(
         with transaction.atomic():
             notify(user, "Invoice #7 was paid", link="/invoices/7", kind="invoice.paid")
             # Still inside the transaction: nothing has been published yet.
-            return listed(server, user_id)
+            return server.listed(user_id)
 
     async with open_stream(server.url, make_token(user_id)) as stream:
         assert stream.status == 200
@@ -106,7 +91,31 @@ def test_a_rolled_back_transaction_publishes_nothing(server: Server) -> None:
     with pytest.raises(Abandoned):
         abandon()
     notify(user.pk, "sentinel")  # outside a transaction: at once
-    assert [n["message"] for n in listed(server, str(user.pk))] == ["sentinel"]
+    assert [n["message"] for n in server.listed(str(user.pk))] == ["sentinel"]
+
+
+@pytest.mark.usefixtures("tidings_settings")
+@pytest.mark.parametrize(
+    ("fields", "raised"),
+    [
+        ({"lnik": "/typo"}, TypeError),
+        ({"deliver_at": datetime(2030, 1, 1)}, ValueError),
+    ],
+)
+def test_bad_fields_raise_at_the_call_not_after_the_commit(
+    server: Server, fields: dict[str, Any], raised: type[Exception]
+) -> None:
+    from django.db import transaction
+
+    from tidings.django import notify
+
+    user = make_user(f"dj-fields-{raised.__name__}")
+    # Raised inside the transaction, so the caller sees it and the view's work rolls back;
+    # in the commit callback it would turn a committed request into a 500.
+    with pytest.raises(raised), transaction.atomic():
+        notify(user, "never sent", **fields)
+    notify(user.pk, "sentinel")
+    assert [n["message"] for n in server.listed(str(user.pk))] == ["sentinel"]
 
 
 @pytest.mark.usefixtures("tidings_settings")
@@ -118,7 +127,7 @@ def test_the_view_of_the_guide_notifies_through_a_logged_in_post(server: Server)
     browser.force_login(user)
     response = browser.post("/invoices/12/pay")
     assert response.status_code == 200
-    [stored] = listed(server, str(user.pk))
+    [stored] = server.listed(str(user.pk))
     assert (stored["message"], stored["link"]) == ("Invoice #12 was paid", "/invoices/12")
 
 

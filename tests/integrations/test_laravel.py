@@ -18,7 +18,15 @@ import pytest
 
 from tests.conftest import require_services
 from tests.flaky import FlakyProxy, body_of
-from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, tidings_env
+from tests.support import (
+    PUBLISHER_KEY,
+    SECRET,
+    Server,
+    make_token,
+    open_stream,
+    serving,
+    tidings_env,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -41,12 +49,8 @@ def phpunit() -> str:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    started = Server(
-        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}"), log_path=tmp_path / "t.log"
-    )
-    started.start()
-    yield started
-    started.close()
+    with serving(tmp_path) as started:
+        yield started
 
 
 async def test_the_phpunit_suite_passes_and_the_channel_reaches_the_open_stream(

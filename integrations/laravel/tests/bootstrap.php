@@ -24,3 +24,18 @@ spl_autoload_register(function (string $class): void {
         }
     }
 });
+
+// The compiled views and pages of tests/TestCase.php, removed when the suite ends.
+register_shutdown_function(function (): void {
+    $dir = sys_get_temp_dir() . '/tidings-laravel-' . getmypid();
+    if (is_dir($dir)) {
+        $files = new RecursiveIteratorIterator(
+            new RecursiveDirectoryIterator($dir, FilesystemIterator::SKIP_DOTS),
+            RecursiveIteratorIterator::CHILD_FIRST
+        );
+        foreach ($files as $file) {
+            $file->isDir() ? rmdir($file->getPathname()) : unlink($file->getPathname());
+        }
+        rmdir($dir);
+    }
+});

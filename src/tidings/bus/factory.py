@@ -11,7 +11,7 @@ from tidings.bus.base import Bus
 from tidings.settings import ConfigError
 from tidings.store.factory import database_key
 
-__all__ = ["create_bus", "is_single_process"]
+__all__ = ["create_bus"]
 
 
 def create_bus(url: str, database_url: str) -> Bus:
@@ -32,11 +32,6 @@ def create_bus(url: str, database_url: str) -> Bus:
         f"TIDINGS_BUS_URL: unsupported scheme {parts.scheme!r} "
         "(use local://, redis://… or postgresql://…)"
     )
-
-
-def is_single_process(url: str) -> bool:
-    """The local bus reaches one server process only (plus the CLI on the same machine)."""
-    return urlsplit(url).scheme == "local"
 
 
 def default_socket_path(database_url: str) -> str:

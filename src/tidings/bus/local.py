@@ -1,33 +1,65 @@
-"""The in-process bus, for one server process.
+"""The in-process bus, for one server process or the workers of one `tidings serve --workers N`.
 
 Inside the server it hands events straight to the hub. So that `tidings send` on the same machine
 shows up live too, the server also listens on a Unix datagram socket (one per database, see
 `default_socket_path`); the CLI drops a small `(user, seq)` datagram there after its commit. A
 datagram that gets lost (no server running, buffer full) only means the stream catches up later.
+
+With `--workers N`, worker k listens on `<socket>.<k>` instead, and every announcement also goes
+to its siblings' sockets as the shared buses' wire messages (tidings.bus.wire: batches, each
+notification inside, so a sibling delivers without a store query). Those datagrams are not
+dropped when a sibling's queue is full: the sender waits (bounded) for room, over one connected
+socket per sibling. The CLI sends to the plain socket and to every `<socket>.<k>` it finds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
+import logging
 import os
 import socket
 from collections.abc import Sequence
 
+from tidings.bus import wire
 from tidings.bus.base import Deliver
 from tidings.models import Event, Published
 
-__all__ = ["LocalBus"]
+__all__ = ["LocalBus", "join_workers"]
 
-MAX_DATAGRAM = 4096
+log = logging.getLogger("tidings.bus")
+
+# Large enough for a wire batch; a Unix datagram may be this long with the default buffers.
+MAX_DATAGRAM = 65536
+# Room left for the JSON array around the entries of one batch.
+WIRE_LIMIT = MAX_DATAGRAM - 64
+# How long an announcement waits for a sibling whose queue is full before giving up on it.
+SEND_TIMEOUT = 5.0
+
+# (slot, count) of this process among `tidings serve --workers N`; set by tidings.workers.
+_workers: tuple[int, int] | None = None
+
+
+def join_workers(slot: int, count: int) -> None:
+    """Make the local buses this process builds reach the other `count - 1` worker processes."""
+    global _workers
+    _workers = (slot, count)
 
 
 class LocalBus:
     def __init__(self, socket_path: str) -> None:
+        self.base_path = socket_path
         self.socket_path = socket_path
+        self.siblings: list[str] = []
+        if _workers is not None:
+            slot, count = _workers
+            self.socket_path = f"{socket_path}.{slot}"
+            self.siblings = [f"{socket_path}.{k}" for k in range(count) if k != slot]
         self._deliver: Deliver | None = None
         self._sock: socket.socket | None = None
+        self._peers: dict[str, socket.socket] = {}
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -47,6 +79,10 @@ class LocalBus:
                 raw = self._sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
+            if raw[:1] == b"[":
+                for event in wire.decode(raw):
+                    self._deliver(event)
+                continue
             try:
                 body = json.loads(raw)
                 event = Published(user_id=str(body["u"]), seq=int(body["s"]))
@@ -58,21 +94,58 @@ class LocalBus:
         if self._deliver is not None:
             for event in events:
                 self._deliver(event)
+            if self.siblings:
+                await self._to_siblings(events)
             return
         self._send_datagrams(events)
 
+    async def _to_siblings(self, events: Sequence[Event]) -> None:
+        messages = [m.encode() for m in wire.encode(events, WIRE_LIMIT)]
+        loop = asyncio.get_running_loop()
+        for path in self.siblings:
+            sock = self._peer(path)
+            if sock is None:
+                continue  # not started yet (or restarting): it holds no streams
+            try:
+                for raw in messages:
+                    await asyncio.wait_for(loop.sock_sendall(sock, raw), SEND_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                # Gone, or stuck for seconds: its streams catch up on their next event.
+                log.warning("local bus: sibling %s missed an announcement: %r", path, exc)
+                self._peers.pop(path, None)
+                sock.close()
+
+    def _peer(self, path: str) -> socket.socket | None:
+        sock = self._peers.get(path)
+        if sock is not None:
+            return sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            # Connected, so a full queue on the sibling's side makes the sender wait for room.
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            return None
+        self._peers[path] = sock
+        return sock
+
     def _send_datagrams(self, events: Sequence[Event]) -> None:
         published = [e for e in events if isinstance(e, Published)]
-        if not published or not os.path.exists(self.socket_path):
+        if not published:
             return
+        # The plain socket of a one-process server, or the sockets of every worker.
+        found = glob.glob(glob.escape(self.base_path) + ".*")
+        paths = [self.base_path, *(p for p in found if p.rpartition(".")[2].isdigit())]
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
-            for event in published:
-                raw = json.dumps({"u": event.user_id, "s": event.seq}).encode()
-                try:
-                    sock.sendto(raw, self.socket_path)
-                except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
-                    return
+            for path in paths:
+                for event in published:
+                    raw = json.dumps({"u": event.user_id, "s": event.seq}).encode()
+                    try:
+                        sock.sendto(raw, path)
+                    except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+                        break
 
     async def close(self) -> None:
         if self._sock is not None:
@@ -81,6 +154,9 @@ class LocalBus:
             self._sock = None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
+        for sock in self._peers.values():
+            sock.close()
+        self._peers.clear()
         self._deliver = None
 
     def ready(self) -> bool:

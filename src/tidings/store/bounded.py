@@ -51,8 +51,10 @@ class BoundedStore:
         await self.inner.close()
 
     async def ping(self) -> None:
-        async with self._slot():
-            await self.inner.ping()
+        # Not behind the cap: /readyz asks whether the database answers, not whether this node
+        # is busy. Gated, a reconnect storm would make every node look down to the load
+        # balancer at once, which would then pull them all.
+        await self.inner.ping()
 
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
         async with self._slot():

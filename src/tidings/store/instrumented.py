@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from prometheus_client import Counter
+
 from tidings.metrics import Metrics
 from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import Store
@@ -15,9 +17,14 @@ class InstrumentedStore:
     def __init__(self, inner: Store, metrics: Metrics) -> None:
         self.inner = inner
         self._count = metrics.store_queries
+        # One child per operation, looked up once: `labels()` costs more than the count itself.
+        self._children: dict[str, Counter] = {}
 
     def _op(self, name: str) -> None:
-        self._count.labels(name).inc()
+        child = self._children.get(name)
+        if child is None:
+            child = self._children[name] = self._count.labels(name)
+        child.inc()
 
     async def open(self) -> None:
         await self.inner.open()

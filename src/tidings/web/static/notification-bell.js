@@ -41,7 +41,8 @@ const STYLE = `
   --_fg: var(--tidings-fg, #1f2937); --_muted: var(--tidings-muted, #6b7280);
   --_border: var(--tidings-border, #e5e7eb); --_unread-bg: var(--tidings-unread-bg, #eff6ff);
   --_warn-bg: var(--tidings-warn-bg, #fef3c7); --_warn-fg: var(--tidings-warn-fg, #92400e);
-  position: relative; display: inline-block; font: var(--tidings-font, 14px/1.4 system-ui, sans-serif); }
+  position: relative; display: inline-block;
+  font: var(--tidings-font, 14px/1.4 system-ui, sans-serif); }
 @media (prefers-color-scheme: dark) {
   .tidings-vue { --_accent: var(--tidings-accent, #60a5fa); --_bg: var(--tidings-bg, #1f2937);
     --_fg: var(--tidings-fg, #f3f4f6); --_muted: var(--tidings-muted, #9ca3af);
@@ -53,57 +54,87 @@ const STYLE = `
   color: var(--tidings-bell-color, currentColor); border-radius: 50%; }
 .tidings-vue .bell-button svg { width: 1.5rem; height: 1.5rem; display: block; }
 .tidings-vue .notification-badge { position: absolute; top: -2px; right: -4px; min-width: 1.25rem;
-  box-sizing: border-box; background: var(--tidings-badge-bg, #dc2626); color: var(--tidings-badge-fg, #fff);
-  border-radius: .625rem; padding: 0 .3rem; font-size: .72rem; font-weight: 700; line-height: 1.25rem; }
-.tidings-vue .notification-dropdown { position: absolute; right: 0; top: 100%; width: var(--tidings-width, 22rem);
-  max-width: calc(100vw - 1rem); background: var(--_bg); color: var(--_fg); border: 1px solid var(--_border);
-  border-radius: var(--tidings-radius, 10px); box-shadow: 0 10px 30px rgba(0,0,0,.15); z-index: var(--tidings-z, 1000);
+  box-sizing: border-box; background: var(--tidings-badge-bg, #dc2626);
+  color: var(--tidings-badge-fg, #fff);
+  border-radius: .625rem; padding: 0 .3rem; font-size: .72rem; font-weight: 700;
+  line-height: 1.25rem; }
+.tidings-vue .notification-dropdown {
+  position: absolute; right: 0; top: 100%; width: var(--tidings-width, 22rem);
+  max-width: calc(100vw - 1rem); background: var(--_bg); color: var(--_fg);
+  border: 1px solid var(--_border);
+  border-radius: var(--tidings-radius, 10px); box-shadow: 0 10px 30px rgba(0,0,0,.15);
+  z-index: var(--tidings-z, 1000);
   overflow: hidden; }
-.tidings-vue .dropdown-header { display: flex; gap: .5rem; align-items: center; padding: .6rem .75rem;
+.tidings-vue .dropdown-header {
+  display: flex; gap: .5rem; align-items: center; padding: .6rem .75rem;
   border-bottom: 1px solid var(--_border); }
 .tidings-vue .dropdown-title { flex: 1; font-weight: 700; }
-.tidings-vue .dropdown-header button, .tidings-vue .notification-meta button, .tidings-vue .dropdown-footer button {
+.tidings-vue .dropdown-header button,
+.tidings-vue .notification-meta button,
+.tidings-vue .dropdown-footer button {
   background: none; border: 0; color: var(--_accent); font-size: .85rem; padding: .15rem .3rem; }
 .tidings-vue button:disabled { color: var(--_muted); cursor: default; }
-.tidings-vue .notification-banner { margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg); font-size: .85rem; }
-.tidings-vue ul { list-style: none; padding: 0; margin: 0; max-height: var(--tidings-max-height, 24rem); overflow-y: auto; }
+.tidings-vue .notification-banner {
+  margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg);
+  font-size: .85rem;
+}
+.tidings-vue ul {
+  list-style: none; padding: 0; margin: 0; max-height: var(--tidings-max-height, 24rem);
+  overflow-y: auto;
+}
 .tidings-vue li { padding: .6rem .75rem; border-bottom: 1px solid var(--_border); }
 .tidings-vue li:last-child { border-bottom: none; }
 .tidings-vue li.unread { background: var(--_unread-bg); }
 .tidings-vue li.unread .notification-message { font-weight: 600; }
 .tidings-vue li:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
 .tidings-vue .notification-message { display: block; color: inherit; overflow-wrap: anywhere; }
-.tidings-vue .notification-meta { display: flex; gap: .25rem; align-items: center; color: var(--_muted); font-size: .78rem; }
+.tidings-vue .notification-meta {
+  display: flex; gap: .25rem; align-items: center; color: var(--_muted); font-size: .78rem;
+}
 .tidings-vue .notification-meta time { flex: 1; }
-.tidings-vue .no-notifications, .tidings-vue .notification-loading, .tidings-vue .notification-error { color: var(--_muted); text-align: center; }
+.tidings-vue .no-notifications,
+.tidings-vue .notification-loading,
+.tidings-vue .notification-error {
+  color: var(--_muted); text-align: center;
+}
 .tidings-vue .dropdown-footer { padding: .4rem .75rem; border-top: 1px solid var(--_border); }
-.tidings-vue .tidings-sr { position: absolute; width: 1px; height: 1px; margin: -1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+.tidings-vue .tidings-sr {
+  position: absolute; width: 1px; height: 1px; margin: -1px; overflow: hidden; clip: rect(0 0 0 0);
+  white-space: nowrap;
+}
 `;
 
 const TEMPLATE = `
 <div class="notification-container tidings-vue" :data-unread="notificationCount"
      :data-connection="state.connection" :data-status="state.status" @keydown="onKeydown">
   <button ref="button" type="button" class="bell-button" aria-haspopup="true"
-          :aria-expanded="isOpen ? 'true' : 'false'" :aria-controls="panelId" :aria-label="bellLabel"
+          :aria-expanded="isOpen ? 'true' : 'false'" :aria-controls="panelId"
+          :aria-label="bellLabel"
           @click="toggleDropdown">
-    <svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"
-         stroke-linejoin="round" aria-hidden="true" focusable="false">
+    <svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
+         stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">
       <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/><path d="M13.73 21a2 2 0 0 1-3.46 0"/>
     </svg>
     <span v-if="notificationCount > 0" class="notification-badge">{{ badgeText }}</span>
   </button>
-  <div v-if="isOpen" :id="panelId" class="notification-dropdown" role="region" :aria-label="t('title')">
+  <div v-if="isOpen" :id="panelId" class="notification-dropdown" role="region"
+       :aria-label="t('title')">
     <div class="dropdown-header">
       <span class="dropdown-title">{{ t('title') }}</span>
-      <button type="button" class="refresh-button" @click.prevent="refreshNotifications">{{ t('refresh') }}</button>
-      <button type="button" class="mark-all-button" :disabled="notificationCount === 0" @click="markAllRead">{{ t('markAllRead') }}</button>
+      <button type="button" class="refresh-button"
+              @click.prevent="refreshNotifications">{{ t('refresh') }}</button>
+      <button type="button" class="mark-all-button" :disabled="notificationCount === 0"
+              @click="markAllRead">{{ t('markAllRead') }}</button>
     </div>
     <p v-if="banner" class="notification-banner">{{ banner }}</p>
     <ul ref="list">
-      <li v-if="state.status === 'loading' && notifications.length === 0" class="notification-loading">{{ t('loading') }}</li>
-      <li v-else-if="state.status === 'error' && notifications.length === 0" class="notification-error">{{ t('error') }}</li>
+      <li v-if="state.status === 'loading' && notifications.length === 0"
+          class="notification-loading">{{ t('loading') }}</li>
+      <li v-else-if="state.status === 'error' && notifications.length === 0"
+          class="notification-error">{{ t('error') }}</li>
       <li v-else-if="notifications.length === 0" class="no-notifications">{{ t('empty') }}</li>
-      <li v-for="notification in notifications" :key="notification.id" :data-id="notification.id" tabindex="-1"
+      <li v-for="notification in notifications" :key="notification.id" :data-id="notification.id"
+          tabindex="-1"
           :class="['notification-item', { unread: !notification.read_at }]">
         <a v-if="linkOf(notification)" class="notification-message" :href="linkOf(notification)"
            @click="markRead(notification)">{{ notification.message }}</a>
@@ -113,16 +144,19 @@ const TEMPLATE = `
           <button v-if="!notification.read_at" type="button" class="mark-read-button"
                   :aria-label="t('markRead') + ': ' + notification.message"
                   @click="markRead(notification, $event)">{{ t('markRead') }}</button>
-          <button type="button" class="delete-button" :aria-label="t('delete') + ': ' + notification.message"
+          <button type="button" class="delete-button"
+                  :aria-label="t('delete') + ': ' + notification.message"
                   @click="remove(notification)">{{ t('delete') }}</button>
         </span>
       </li>
     </ul>
     <div v-if="state.hasMore" class="dropdown-footer">
-      <button type="button" class="load-more-button" :disabled="state.loadingMore" @click="loadMore">{{ t('loadMore') }}</button>
+      <button type="button" class="load-more-button" :disabled="state.loadingMore"
+              @click="loadMore">{{ t('loadMore') }}</button>
     </div>
   </div>
-  <div class="tidings-sr" role="status" aria-live="polite" aria-atomic="true">{{ announcement }}</div>
+  <div class="tidings-sr" role="status" aria-live="polite"
+       aria-atomic="true">{{ announcement }}</div>
 </div>`;
 
 let counter = 0;

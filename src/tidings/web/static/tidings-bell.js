@@ -84,13 +84,15 @@ button { font: inherit; color: inherit; cursor: pointer; }
 :focus-visible { outline: 2px solid var(--_accent); outline-offset: 2px; }
 .bell {
   position: relative; display: inline-grid; place-items: center; width: 2.5rem; height: 2.5rem;
-  border: 0; border-radius: 50%; background: transparent; color: var(--tidings-bell-color, currentColor);
+  border: 0; border-radius: 50%; background: transparent;
+  color: var(--tidings-bell-color, currentColor);
 }
 .bell:hover { background: color-mix(in srgb, var(--_accent) 12%, transparent); }
 .bell svg { width: 1.5rem; height: 1.5rem; }
 .badge {
   position: absolute; top: 0; right: 0; min-width: 1.25rem; height: 1.25rem; padding: 0 .3rem;
-  box-sizing: border-box; border-radius: .625rem; background: var(--_badge-bg); color: var(--_badge-fg);
+  box-sizing: border-box; border-radius: .625rem; background: var(--_badge-bg);
+  color: var(--_badge-fg);
   font-size: .72rem; font-weight: 700; line-height: 1.25rem; text-align: center;
 }
 .badge[hidden], [hidden] { display: none !important; }
@@ -100,36 +102,59 @@ button { font: inherit; color: inherit; cursor: pointer; }
   background: var(--_bg); color: var(--_fg); border: 1px solid var(--_border);
   border-radius: var(--_radius); box-shadow: var(--_shadow); overflow: hidden;
 }
-.head { display: flex; align-items: center; gap: .5rem; padding: .6rem .75rem; border-bottom: 1px solid var(--_border); }
+.head {
+  display: flex; align-items: center; gap: .5rem; padding: .6rem .75rem;
+  border-bottom: 1px solid var(--_border);
+}
 .head h2 { flex: 1; margin: 0; font-size: 1rem; }
 .link-button {
-  border: 0; background: none; padding: .2rem .35rem; border-radius: 4px; color: var(--_accent); font-size: .85rem;
+  border: 0; background: none; padding: .2rem .35rem; border-radius: 4px; color: var(--_accent);
+  font-size: .85rem;
 }
 .link-button:hover { text-decoration: underline; }
 .link-button:disabled { color: var(--_muted); cursor: default; text-decoration: none; }
-.banner { margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg); font-size: .85rem; }
-.list { list-style: none; margin: 0; padding: 0; max-height: var(--tidings-max-height, 24rem); overflow-y: auto; }
+.banner {
+  margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg);
+  font-size: .85rem;
+}
+.list {
+  list-style: none; margin: 0; padding: 0; max-height: var(--tidings-max-height, 24rem);
+  overflow-y: auto;
+}
 .item { display: flex; gap: .5rem; padding: .6rem .75rem; border-bottom: 1px solid var(--_border); }
 .item:last-child { border-bottom: 0; }
 .item.unread { background: var(--_unread-bg); }
 .item:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
-.dot { flex: none; width: .5rem; height: .5rem; margin-top: .45rem; border-radius: 50%; background: transparent; }
+.dot {
+  flex: none; width: .5rem; height: .5rem; margin-top: .45rem; border-radius: 50%;
+  background: transparent;
+}
 .item.unread .dot { background: var(--_accent); }
 .body { flex: 1; min-width: 0; }
 .message { display: block; overflow-wrap: anywhere; color: inherit; text-decoration: none; }
 a.message:hover { text-decoration: underline; }
 .item.unread .message { font-weight: 600; }
-.meta { display: flex; align-items: center; gap: .25rem; margin-top: .15rem; color: var(--_muted); font-size: .78rem; }
+.meta {
+  display: flex; align-items: center; gap: .25rem; margin-top: .15rem; color: var(--_muted);
+  font-size: .78rem;
+}
 .meta time { flex: 1; }
 .meta .link-button { font-size: .78rem; padding: .1rem .3rem; }
 .note { margin: 0; padding: 1.5rem .75rem; color: var(--_muted); text-align: center; }
-.foot { display: flex; justify-content: space-between; gap: .5rem; padding: .4rem .75rem; border-top: 1px solid var(--_border); }
-.sr { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
+.foot {
+  display: flex; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
+  border-top: 1px solid var(--_border);
+}
+.sr {
+  position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
+  clip: rect(0 0 0 0); white-space: nowrap; border: 0;
+}
 `;
 
 const BELL_ICON = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
   stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">
-  <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/><path d="M13.73 21a2 2 0 0 1-3.46 0"/></svg>`;
+  <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/>
+  <path d="M13.73 21a2 2 0 0 1-3.46 0"/></svg>`;
 
 let counter = 0;
 
@@ -171,8 +196,10 @@ export class TidingsBell extends HTMLElement {
     const root = this.attachShadow({ mode: "open" });
     root.innerHTML = `<style>${STYLE}</style>
       <button class="bell" part="button" type="button" aria-haspopup="true" aria-expanded="false"
-        aria-controls="${id}-panel">${BELL_ICON}<span class="badge" part="badge" hidden></span></button>
-      <div class="panel" part="panel" id="${id}-panel" role="region" aria-labelledby="${id}-title" hidden>
+        aria-controls="${id}-panel">${BELL_ICON}<span class="badge" part="badge"
+        hidden></span></button>
+      <div class="panel" part="panel" id="${id}-panel" role="region"
+        aria-labelledby="${id}-title" hidden>
         <div class="head">
           <h2 id="${id}-title"></h2>
           <button class="link-button refresh" type="button"></button>
@@ -227,12 +254,18 @@ export class TidingsBell extends HTMLElement {
     if (this._state) this._render();
   }
 
-  /** The tidings.js client (null while disconnected). @returns {ReturnType<typeof createTidings> | null} */
+  /**
+   * The tidings.js client (null while disconnected).
+   * @returns {ReturnType<typeof createTidings> | null}
+   */
   get client() {
     return this._client;
   }
 
-  /** The strings shown (see STRINGS); setting merges over the defaults. @returns {typeof STRINGS} */
+  /**
+   * The strings shown (see STRINGS); setting merges over the defaults.
+   * @returns {typeof STRINGS}
+   */
   get strings() {
     return this._strings;
   }

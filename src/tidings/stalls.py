@@ -1,0 +1,65 @@
+"""The collector against loop stalls: settled after start-up, and its pauses in the log on demand.
+
+`settle()` runs once the server has started: what start-up built (modules, the app, its schemas)
+lives as long as the process, so it is frozen out of every later collection, and young objects
+are collected less often (each young collection under load also ages survivors toward the full
+collections that walk every stream's objects).
+
+The setting `TIDINGS_DEBUG_STALLS=<ms>` (off when unset: nothing is installed) logs, at WARNING on
+`uvicorn.error`, every garbage collection that held the process for at least that many
+milliseconds (`0`: every one), as `gc pause gen=<generation> <ms> ms (<collected> collected)`.
+bench/ reads these lines next to its `/healthz` probes: a debugging aid.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any
+
+__all__ = ["ENV", "settle", "watch"]
+
+ENV = "TIDINGS_DEBUG_STALLS"
+# CPython's defaults are (700, 10, 10): a young collection every 700 net allocations.
+THRESHOLDS = (10_000, 20, 20)
+
+
+def settle() -> None:
+    """Freeze what start-up built and collect young objects less often (once, after start-up)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
+
+
+log = logging.getLogger("uvicorn.error")
+
+
+def watch(threshold_ms: float) -> bool:
+    """Log collector pauses of at least `threshold_ms` (TIDINGS_DEBUG_STALLS); negative: off.
+
+    True when the callback was installed."""
+    if threshold_ms < 0:
+        return False
+    threshold = threshold_ms / 1000
+    started = 0.0
+
+    def on_collect(phase: str, info: dict[str, Any]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        took = time.perf_counter() - started
+        if took >= threshold:
+            log.warning(
+                "gc pause gen=%d %.1f ms (%d collected)",
+                info["generation"],
+                took * 1000,
+                info["collected"],
+            )
+
+    gc.callbacks.append(on_collect)
+    log.warning(
+        "stall debugging on (%s): collector pauses of %g ms or more are logged", ENV, threshold_ms
+    )
+    return True

@@ -66,10 +66,11 @@ def publish_many(server: Server, user: str, count: int) -> None:
 
 
 def unread(server: Server, user: str) -> dict[str, Any]:
+    """The read-state part of the counts (unseen and categories: tests/test_inbox.py)."""
     response = as_user(server, user, "GET", "/notifications/unread-count")
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
-    return body
+    return {"unread": body["unread"], "last_seq": body["last_seq"]}
 
 
 def listed(server: Server, user: str, query: str = "") -> list[dict[str, Any]]:
@@ -111,8 +112,15 @@ def test_list_is_newest_first_with_default_limit_and_notification_shape(server: 
         "link",
         "kind",
         "data",
+        "category",
+        "actor",
+        "actions",
+        "group",
         "created_at",
+        "expires_at",
         "read_at",
+        "seen_at",
+        "archived_at",
     }
     assert first["user_id"] == user
     assert first["message"] == "message 12"
@@ -349,7 +357,9 @@ async def test_session_cookie_works_for_rest_and_the_stream(server: Server) -> N
     assert [n["id"] for n in response.json()] == [2, 1]
     assert with_cookie(server, cookie, "GET", "/notifications/unread-count").json() == {
         "unread": 2,
+        "unseen": 2,
         "last_seq": 2,
+        "categories": {},
     }
     read = with_cookie(
         server, cookie, "POST", "/notifications/read", json={"ids": [1]}
@@ -382,7 +392,7 @@ def test_an_explicit_bearer_token_wins_over_a_stale_cookie(server: Server) -> No
         headers={"cookie": f"tidings_session={stale}", **bearer(make_token(user))},
     )
     assert response.status_code == 200
-    assert response.json() == {"unread": 1, "last_seq": 1}
+    assert response.json() == {"unread": 1, "unseen": 1, "last_seq": 1, "categories": {}}
     # And a wrong bearer token is reported, not papered over by a good cookie.
     response = HTTP.get(
         f"{server.url}/notifications/unread-count",

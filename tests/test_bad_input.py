@@ -96,7 +96,7 @@ def assert_nothing_stored(server: Server, *users: str) -> None:
         assert listed.status_code == 200
         assert listed.json() == []
         count = as_user(server, user, "GET", "/notifications/unread-count")
-        assert count.json() == {"unread": 0, "last_seq": 0}
+        assert count.json() == {"unread": 0, "unseen": 0, "last_seq": 0, "categories": {}}
 
 
 def field_of(detail: Any) -> str:
@@ -631,7 +631,9 @@ def test_bad_user_token_is_401_on_every_user_route(server: Server, kind: str) ->
     # Nothing was read or deleted.
     assert as_user(server, user, "GET", "/notifications/unread-count").json() == {
         "unread": 1,
+        "unseen": 1,
         "last_seq": 1,
+        "categories": {},
     }
 
 
@@ -708,7 +710,9 @@ def test_marking_another_users_notification_read_changes_nothing(server: Server)
     assert response.json() == {"unread": 0, "ids": []}
     assert as_user(server, owner, "GET", "/notifications/unread-count").json() == {
         "unread": 1,
+        "unseen": 1,
         "last_seq": 1,
+        "categories": {},
     }
 
 

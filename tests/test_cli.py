@@ -117,7 +117,7 @@ def test_token_prints_a_token_the_server_accepts(server: Server) -> None:
         f"{server.url}/notifications/unread-count", headers={"authorization": f"Bearer {token}"}
     )
     assert response.status_code == 200
-    assert response.json() == {"unread": 0, "last_seq": 0}
+    assert response.json() == {"unread": 0, "unseen": 0, "last_seq": 0, "categories": {}}
     session = HTTP.post(f"{server.url}/notifications/session", json={"token": token})
     assert session.json()["user_id"] == "cli-token-user"
 
@@ -200,13 +200,13 @@ def test_send_with_an_idempotency_key_stores_once(server: Server) -> None:
         f"{server.url}/notifications/unread-count",
         headers={"authorization": f"Bearer {make_token(user)}"},
     )
-    assert count.json() == {"unread": 1, "last_seq": 1}
+    assert count.json() == {"unread": 1, "unseen": 1, "last_seq": 1, "categories": {}}
     reused = run_cli(server.env, "send", user, "different", "--idempotency-key", "k-cli-1")
     assert_one_line_error(reused, "k-cli-1", "different publish")
     assert HTTP.get(
         f"{server.url}/notifications/unread-count",
         headers={"authorization": f"Bearer {make_token(user)}"},
-    ).json() == {"unread": 1, "last_seq": 1}
+    ).json() == {"unread": 1, "unseen": 1, "last_seq": 1, "categories": {}}
 
 
 def test_send_needs_no_secret(server: Server) -> None:

@@ -81,13 +81,40 @@ async def test_a_locally_minted_token_opens_the_stream(server: Server) -> None:
         assert await stream.notifications(1) == [stored]
 
 
+async def test_the_inbox_fields_are_sent_and_come_back(server: Server) -> None:
+    async with open_stream(server.url, mint_token(SECRET, "client-inbox")) as stream:
+        with Client(server.url, PUBLISHER_KEY) as tidings:
+            stored = await asyncio.to_thread(
+                tidings.publish,
+                "client-inbox",
+                "Ada commented",
+                category="mentions",
+                actor={"name": "Ada", "avatar_url": "/ada.png"},
+                actions=[{"label": "Reply", "url": "/reply"}],
+                group="thread-1",
+                expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+            )
+        assert await stream.notifications(1) == [stored]
+    assert stored["category"] == "mentions"
+    assert stored["actor"] == {"name": "Ada", "avatar_url": "/ada.png"}
+    assert stored["actions"] == [{"label": "Reply", "url": "/reply"}]
+    assert stored["group"] == "thread-1"
+    assert stored["expires_at"] == "2030-01-01T00:00:00.000Z"
+
+
 @pytest.mark.parametrize(
     ("key", "fields", "status", "error", "field"),
     [
         (PUBLISHER_KEY, {"link": "javascript:alert(1)"}, 422, "invalid_notification", "link"),
         ("wrong-key", {}, 403, "forbidden", None),
-        # Fields of the inbox (not built yet) are sent when given: today's server refuses them.
-        (PUBLISHER_KEY, {"category": "billing"}, 422, "invalid_request", "category"),
+        # Scheduling (not built yet) is sent when given: today's server refuses it.
+        (
+            PUBLISHER_KEY,
+            {"deliver_at": "2030-01-01T00:00:00Z"},
+            422,
+            "invalid_request",
+            "deliver_at",
+        ),
     ],
 )
 def test_a_refusal_raises_tidings_error_with_the_servers_answer(

@@ -201,7 +201,12 @@ async def test_twenty_publisher_processes_every_stream_sees_every_seq_once_in_or
                 f"{server.url}/notifications/unread-count",
                 headers={"authorization": f"Bearer {token}"},
             )
-        assert count.json() == {"unread": TOTAL, "last_seq": TOTAL}
+        assert count.json() == {
+            "unread": TOTAL,
+            "unseen": TOTAL,
+            "last_seq": TOTAL,
+            "categories": {},
+        }
         # Nothing after the last seq either (no duplicate, no late straggler).
         await publish_sentinel(server, "crowd", s1, s2, s3)
     # The chains really did reconnect all along the way.

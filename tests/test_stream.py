@@ -329,13 +329,13 @@ async def test_mark_read_reaches_every_stream_and_respects_up_to(
         unread = (await api.get("/notifications", params={"unread": 1})).json()
         assert [n["id"] for n in unread] == [6]
         count = (await api.get("/notifications/unread-count")).json()
-        assert count == {"unread": 1, "last_seq": 6}
+        assert count == {"unread": 1, "unseen": 6, "last_seq": 6, "categories": {}}
 
         # Bob names seqs only alice has: nothing of alice's changes, no stream hears of it.
         response = await bob_api.post("/notifications/read", json={"ids": [3, 4, 5, 6]})
         assert response.json() == {"unread": 2, "ids": []}
         count = (await api.get("/notifications/unread-count")).json()
-        assert count == {"unread": 1, "last_seq": 6}
+        assert count == {"unread": 1, "unseen": 6, "last_seq": 6, "categories": {}}
 
         # Bob marking his own reaches only bob. It is b's sentinel for the step above (had b
         # heard of bob's first call, that would come first); alice's sentinel covers both steps.

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import time
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.auth import (
@@ -34,9 +35,10 @@ from tidings.errors import (
     store_unavailable,
     unsupported_media_type,
 )
+from tidings.models import Preferences
 from tidings.service import Service
 from tidings.store import StoreUnavailable
-from tidings.validation import WholeNumber, check_user_id, exactly_one, whole
+from tidings.validation import WholeNumber, check_muted, check_user_id, exactly_one, whole
 
 __all__ = [
     "add_error_handlers",
@@ -121,6 +123,16 @@ async def publisher(request: Request, _: PublisherKeyDoc) -> None:
 user_router = APIRouter(tags=["user"])
 
 
+class ActorOut(BaseModel):
+    name: str
+    avatar_url: str | None
+
+
+class ActionOut(BaseModel):
+    label: str
+    url: str
+
+
 class NotificationOut(BaseModel):
     id: int
     user_id: str
@@ -128,13 +140,74 @@ class NotificationOut(BaseModel):
     link: str | None
     kind: str | None
     data: dict[str, Any]
+    category: str | None
+    actor: ActorOut | None
+    actions: list[ActionOut]
+    group: str | None
     created_at: str
+    expires_at: str | None
     read_at: str | None
+    seen_at: str | None
+    archived_at: str | None
+    group_count: int | None = Field(
+        default=None,
+        description="with grouped=1: how many unread notifications this row stands for",
+    )
+
+
+class CategoryCountOut(BaseModel):
+    unread: int
+    unseen: int
 
 
 class UnreadOut(BaseModel):
     unread: int
+    unseen: int
     last_seq: int
+    categories: dict[str, CategoryCountOut]
+
+
+class SeenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    up_to: Seq
+
+
+class SeenOut(BaseModel):
+    up_to: int
+    unseen: int
+
+
+class ArchiveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[Seq] = Field(max_length=10_000)
+
+
+class ChannelsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    push: StrictBool = True
+    email: StrictBool = True
+
+
+class PreferencesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    muted_categories: list[StrictStr] = Field(default_factory=list)
+    channels: ChannelsIn = Field(default_factory=ChannelsIn)
+
+
+class ChannelsOut(BaseModel):
+    push: bool
+    email: bool
+
+
+class PreferencesOut(BaseModel):
+    muted_categories: list[str]
+    channels: ChannelsOut
+
+
+class ArchiveOut(BaseModel):
+    ids: list[int]
+    unread: int
+    unseen: int
 
 
 class ReadIn(BaseModel):
@@ -171,27 +244,100 @@ async def list_notifications(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 10,
     before: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     unread: Annotated[bool, Query()] = False,
+    category: Annotated[
+        str | None, Query(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")
+    ] = None,
+    archived: Annotated[bool, Query()] = False,
+    grouped: Annotated[bool, Query()] = False,
 ) -> Response:
-    """The caller's notifications, newest first; `Link: rel="next"` when there are more."""
-    found = await service.store.page(
-        user.user_id, limit=limit + 1, before=before, unread_only=unread
-    )
-    more = len(found) > limit
-    found = found[:limit]
+    """The caller's notifications, newest first; `Link: rel="next"` when there are more.
+
+    Archived ones only with `archived=1`, and then only those; `category` keeps one tab;
+    `grouped=1` folds unread notifications sharing a `group` into the newest (`group_count`).
+    """
+    items: list[dict[str, Any]]
+    if grouped:
+        rows, next_before = await service.grouped_page(
+            user.user_id,
+            limit=limit,
+            before=before,
+            unread_only=unread,
+            category=category,
+            archived=archived,
+        )
+        items = [{**n.to_json(), "group_count": count} for n, count in rows]
+    else:
+        found = await service.store.page(
+            user.user_id,
+            limit=limit + 1,
+            before=before,
+            unread_only=unread,
+            category=category,
+            archived=archived,
+        )
+        next_before = found[limit - 1].seq if len(found) > limit else None
+        items = [n.to_json() for n in found[:limit]]
     headers = {}
-    if more:
-        params = f"limit={limit}&before={found[-1].seq}" + ("&unread=1" if unread else "")
-        headers["link"] = f'<{request.url.path}?{params}>; rel="next"'
-    return JSONResponse([n.to_json() for n in found], headers=headers)
+    if next_before is not None:
+        query: dict[str, str | int] = {"limit": limit, "before": next_before}
+        for name, given in (("unread", unread), ("archived", archived), ("grouped", grouped)):
+            if given:
+                query[name] = 1
+        if category is not None:
+            query["category"] = category
+        headers["link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    return JSONResponse(items, headers=headers)
 
 
 @user_router.get(
     "/notifications/unread-count", response_model=UnreadOut, responses=error_responses((401, 503))
 )
 async def unread_count(user: UserDep, service: ServiceDep) -> UnreadOut:
-    count = await service.store.unread_count(user.user_id)
+    """Unread and unseen (the badge), in all and per category; archived ones are not counted."""
+    counts = await service.store.counts(user.user_id)
     position = await service.store.position(user.user_id)
-    return UnreadOut(unread=count, last_seq=position.last_seq)
+    return UnreadOut(
+        unread=counts.unread,
+        unseen=counts.unseen,
+        last_seq=position.last_seq,
+        categories={
+            c: CategoryCountOut(unread=unread, unseen=unseen)
+            for c, (unread, unseen) in counts.categories.items()
+        },
+    )
+
+
+@user_router.post(
+    "/notifications/seen",
+    response_model=SeenOut,
+    responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
+)
+async def mark_seen(body: SeenIn, user: ChangingUserDep, service: ServiceDep) -> SeenOut:
+    """Mark everything up to and including `up_to` seen (the bell was opened), never newer."""
+    event = await service.mark_seen(user.user_id, body.up_to)
+    return SeenOut(up_to=event.up_to, unseen=event.unseen)
+
+
+@user_router.post(
+    "/notifications/archive",
+    response_model=ArchiveOut,
+    responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
+)
+async def archive(body: ArchiveIn, user: ChangingUserDep, service: ServiceDep) -> ArchiveOut:
+    """Archive the caller's notifications among `ids`; `ids` in the answer are those changed."""
+    event = await service.archive(user.user_id, body.ids, archived=True)
+    return ArchiveOut(ids=list(event.ids), unread=event.unread, unseen=event.unseen)
+
+
+@user_router.post(
+    "/notifications/unarchive",
+    response_model=ArchiveOut,
+    responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
+)
+async def unarchive(body: ArchiveIn, user: ChangingUserDep, service: ServiceDep) -> ArchiveOut:
+    """Bring archived notifications among `ids` back to the list."""
+    event = await service.archive(user.user_id, body.ids, archived=False)
+    return ArchiveOut(ids=list(event.ids), unread=event.unread, unseen=event.unseen)
 
 
 @user_router.post(
@@ -210,6 +356,34 @@ async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) ->
         ids=None if event.ids is None else list(event.ids),
         up_to=event.up_to,
     )
+
+
+@user_router.get(
+    "/notifications/preferences",
+    response_model=PreferencesOut,
+    responses=error_responses((401, 503)),
+)
+async def get_preferences(user: UserDep, service: ServiceDep) -> dict[str, Any]:
+    """The caller's muted categories and channels (all on, nothing muted, until set)."""
+    return (await service.store.preferences(user.user_id)).to_json()
+
+
+@user_router.put(
+    "/notifications/preferences",
+    response_model=PreferencesOut,
+    responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
+)
+async def put_preferences(
+    body: PreferencesIn, user: ChangingUserDep, service: ServiceDep
+) -> dict[str, Any]:
+    """Replace the caller's preferences. A muted category is not stored for the caller: a
+    publish in it skips them."""
+    preferences = Preferences(
+        muted_categories=check_muted(body.muted_categories, service.settings),
+        push=body.channels.push,
+        email=body.channels.email,
+    )
+    return (await service.set_preferences(user.user_id, preferences)).to_json()
 
 
 @user_router.post(

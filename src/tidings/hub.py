@@ -14,7 +14,15 @@ from typing import Final
 
 from tidings import sse
 from tidings.metrics import Metrics
-from tidings.models import Deleted, Event, Published, ReadChanged, Resync
+from tidings.models import (
+    ArchiveChanged,
+    Deleted,
+    Event,
+    Published,
+    ReadChanged,
+    Resync,
+    SeenChanged,
+)
 from tidings.settings import Settings
 
 __all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber"]
@@ -237,6 +245,10 @@ class Hub:
             item = sse.event("notifications-read", event.to_json())
         elif isinstance(event, Deleted):
             item = sse.event("notification-deleted", event.to_json())
+        elif isinstance(event, SeenChanged):
+            item = sse.event("notifications-seen", event.to_json())
+        elif isinstance(event, ArchiveChanged):
+            item = sse.event(event.name, event.to_json())
         for sub in list(subs):
             sub.push(item)
 

@@ -11,15 +11,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "Action",
+    "Actor",
+    "ArchiveChanged",
     "Clock",
+    "Counts",
     "Deleted",
     "Draft",
     "Event",
     "Notification",
     "Position",
+    "Preferences",
     "Published",
     "ReadChanged",
     "Resync",
+    "SeenChanged",
     "Stored",
     "iso_ms",
     "now_ms",
@@ -68,7 +74,39 @@ class Clock:
 def iso_ms(ms: int) -> str:
     """`2026-11-27T21:07:50.123Z`, the one timestamp format of the API."""
     moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # The year by hand: strftime's %Y does not pad years before 1000 on every platform.
+    return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _iso_or_none(ms: int | None) -> str | None:
+    return None if ms is None else iso_ms(ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused a notification; the bell shows the avatar."""
+
+    name: str
+    avatar_url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "avatar_url": self.avatar_url}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A button of a notification: a label and where it leads (the rules of `link`)."""
+
+    label: str
+    url: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "url": self.url}
+
+
+# The fields of schema 1 and 2: a fingerprint covers them always, the inbox fields only when set,
+# so a key stored before the inbox existed still matches a retry of the same body.
+_FIRST_FIELDS = ("user_ids", "message", "link", "kind", "data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +118,32 @@ class Draft:
     link: str | None = None
     kind: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    category: str | None = None
+    actor: Actor | None = None
+    actions: tuple[Action, ...] = ()
+    group: str | None = None
+    expires_ms: int | None = None
+    # The users the publisher named, when some of them are skipped (they muted the category):
+    # the fingerprint is of what was asked, so a retry after a preference change still replays.
+    audience: tuple[str, ...] | None = None
 
     def fingerprint(self) -> str:
         """A digest of the canonical publish (every field, keys sorted), stored with an
         idempotency key so a reuse of the key with a different body can be told apart."""
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "audience":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "user_ids" and self.audience is not None:
+                value = self.audience
+            if f.name not in _FIRST_FIELDS and value in (None, ()):
+                continue
+            if isinstance(value, Actor):
+                value = value.to_json()
+            elif f.name == "actions":
+                value = [a.to_json() for a in value]
+            fields[f.name] = value
         text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -101,6 +160,13 @@ class Notification:
     data: dict[str, Any]
     created_ms: int
     read_ms: int | None = None
+    category: str | None = None
+    actor: Actor | None = None
+    actions: tuple[Action, ...] = ()
+    group: str | None = None
+    expires_ms: int | None = None
+    seen_ms: int | None = None
+    archived_ms: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,8 +176,15 @@ class Notification:
             "link": self.link,
             "kind": self.kind,
             "data": self.data,
+            "category": self.category,
+            "actor": None if self.actor is None else self.actor.to_json(),
+            "actions": [a.to_json() for a in self.actions],
+            "group": self.group,
             "created_at": iso_ms(self.created_ms),
-            "read_at": None if self.read_ms is None else iso_ms(self.read_ms),
+            "expires_at": _iso_or_none(self.expires_ms),
+            "read_at": _iso_or_none(self.read_ms),
+            "seen_at": _iso_or_none(self.seen_ms),
+            "archived_at": _iso_or_none(self.archived_ms),
         }
 
     @functools.cached_property
@@ -130,6 +203,23 @@ class Stored:
 
     notifications: tuple[Notification, ...]
     replayed: bool = False
+    # (user_id, reason) of the users the publish did not store for: "muted".
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What a user chose: categories they do not want, and the ways they may be reached."""
+
+    muted_categories: tuple[str, ...] = ()
+    push: bool = True
+    email: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "muted_categories": list(self.muted_categories),
+            "channels": {"push": self.push, "email": self.email},
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +268,59 @@ class Deleted:
 
 
 @dataclass(frozen=True, slots=True)
+class SeenChanged:
+    """Everything up to `up_to` was seen (the bell was opened); `unseen` is what is left."""
+
+    user_id: str
+    up_to: int
+    unseen: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"up_to": self.up_to, "unseen": self.unseen}
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveChanged:
+    """`ids` were archived (or unarchived); the counts leave archived notifications out."""
+
+    user_id: str
+    ids: tuple[int, ...]
+    archived: bool
+    unread: int
+    unseen: int
+
+    @property
+    def name(self) -> str:
+        """The SSE event name."""
+        return "notifications-archived" if self.archived else "notifications-unarchived"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ids": list(self.ids), "unread": self.unread, "unseen": self.unseen}
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """A user's badge numbers, archived notifications left out: in all, and per category."""
+
+    unread: int = 0
+    unseen: int = 0
+    # category -> (unread, unseen); only categories with something unread or unseen.
+    categories: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "unread": self.unread,
+            "unseen": self.unseen,
+            "categories": {
+                c: {"unread": unread, "unseen": unseen}
+                for c, (unread, unseen) in sorted(self.categories.items())
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Resync:
     """The bus may have dropped messages (it reconnected): every stream checks the store."""
 
 
-Event = Published | ReadChanged | Deleted | Resync
+Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync

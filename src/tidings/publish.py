@@ -23,6 +23,7 @@ from tidings.errors import (
     too_large,
     unsupported_media_type,
 )
+from tidings.models import one_line_json
 from tidings.routes import RawRoute
 from tidings.service import Service
 from tidings.store import IdempotencyConflict
@@ -58,13 +59,21 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
         stored = await service.publish(draft, body.idempotency_key)
     except IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    if body.user_id is not None and stored.skipped:
+        # Nothing stored for the one user: say who and why instead of a notification.
+        skipped = [{"user_id": u, "reason": reason} for u, reason in stored.skipped]
+        await send_json(send, 200, one_line_json({"skipped": skipped}).encode(), [])
+        return
     # The same JSON lines the streams are sent (encoded once per notification).
     lines = [n.line for n in stored.notifications]
+    # A multi-user answer stays the array of what was stored; the header counts the others
+    # (the users missing from the array, all for the reason "muted").
+    extra = [(b"tidings-skipped", str(len(stored.skipped)).encode())] if stored.skipped else []
     answer = lines[0] if body.user_id is not None and lines else "[" + ",".join(lines) + "]"
     if stored.replayed:
-        await send_json(send, 200, answer.encode(), [(b"idempotent-replayed", b"true")])
+        await send_json(send, 200, answer.encode(), [(b"idempotent-replayed", b"true"), *extra])
     else:
-        await send_json(send, 201, answer.encode(), [])
+        await send_json(send, 201, answer.encode(), extra)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -89,6 +98,23 @@ _NOTIFICATIONS = {
         {"type": "array", "items": {"$ref": "#/components/schemas/NotificationOut"}},
     ]
 }
+_SKIPPED = {
+    "type": "object",
+    "required": ["skipped"],
+    "properties": {
+        "skipped": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["user_id", "reason"],
+                "properties": {
+                    "user_id": {"type": "string"},
+                    "reason": {"type": "string", "enum": ["muted"]},
+                },
+            },
+        }
+    },
+}
 
 ROUTE = RawRoute(
     path="/api/notifications",
@@ -99,15 +125,17 @@ ROUTE = RawRoute(
     description=(
         "Store a notification for `user_id` (answers it) or for each of `user_ids` (answers an "
         "array). A repeated `idempotency_key` answers the original with 200 and "
-        "`Idempotent-Replayed: true`; reused with a different body, 409. "
+        "`Idempotent-Replayed: true`; reused with a different body, 409. A user who muted the "
+        'notification\'s category is skipped: for `user_id`, 200 with `{"skipped": [...]}`; '
+        "for `user_ids`, the array holds the others and `Tidings-Skipped` counts the skipped. "
         "Needs `Authorization: Bearer <publisher key>`."
     ),
     answers={
         201: ("stored", "application/json", _NOTIFICATIONS),
         200: (
-            "an idempotent replay: the original notification(s)",
+            "an idempotent replay: the original notification(s); or the user was skipped",
             "application/json",
-            _NOTIFICATIONS,
+            {"anyOf": [*_NOTIFICATIONS["anyOf"], _SKIPPED]},
         ),
     },
     errors=(400, 401, 403, 409, 413, 415, 422, 503),

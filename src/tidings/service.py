@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 
 from tidings.bus import Bus, create_bus
 from tidings.hub import Hub
 from tidings.metrics import Metrics
-from tidings.models import Clock, Deleted, Draft, Event, Published, ReadChanged, Stored
+from tidings.models import (
+    ArchiveChanged,
+    Clock,
+    Deleted,
+    Draft,
+    Event,
+    Notification,
+    Preferences,
+    Published,
+    ReadChanged,
+    SeenChanged,
+    Stored,
+)
 from tidings.settings import Settings
 from tidings.store import Store, create_store
 from tidings.store.bounded import BoundedStore
@@ -69,6 +82,20 @@ class Service:
             await self.store.close()
 
     async def publish(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        skipped: tuple[tuple[str, str], ...] = ()
+        # Only a publish with a category can be muted: the others cost no extra query.
+        if draft.category is not None:
+            muted = await self.store.muting(draft.user_ids, draft.category)
+            if muted:
+                skipped = tuple((u, "muted") for u in draft.user_ids if u in muted)
+                kept = tuple(u for u in draft.user_ids if u not in muted)
+                if not kept:
+                    return Stored((), skipped=skipped)
+                draft = dataclasses.replace(draft, user_ids=kept, audience=draft.user_ids)
+        stored = await self._store(draft, idempotency_key)
+        return dataclasses.replace(stored, skipped=skipped) if skipped else stored
+
+    async def _store(self, draft: Draft, idempotency_key: str | None) -> Stored:
         stored = await self.store.add(draft, idempotency_key)
         if not stored.replayed:
             self.metrics.published.inc(len(stored.notifications))
@@ -92,6 +119,79 @@ class Service:
         if changed:
             await self.announce([event])
         return event
+
+    async def mark_seen(self, user_id: str, up_to: int) -> SeenChanged:
+        changed = await self.store.mark_seen(user_id, up_to)
+        counts = await self.store.counts(user_id)
+        event = SeenChanged(user_id=user_id, up_to=up_to, unseen=counts.unseen)
+        if changed:
+            await self.announce([event])
+        return event
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> ArchiveChanged:
+        changed = await self.store.archive(user_id, ids, archived)
+        counts = await self.store.counts(user_id)
+        event = ArchiveChanged(
+            user_id=user_id,
+            ids=tuple(changed),
+            archived=archived,
+            unread=counts.unread,
+            unseen=counts.unseen,
+        )
+        if changed:
+            await self.announce([event])
+        return event
+
+    async def grouped_page(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None,
+        archived: bool,
+    ) -> tuple[list[tuple[Notification, int]], int | None]:
+        """A page where unread notifications sharing a group are folded into the newest of
+        them, with how many it stands for; and the seq to continue before, when there is more.
+
+        The newest of a group is the newest unread one of all, not of the page: an older one
+        on a later page is folded too, so the group shows once however the list is paged.
+        """
+        shown: list[tuple[Notification, int]] = []
+        cursor = before
+        batch = limit + 1
+        while True:
+            found = await self.store.page(
+                user_id,
+                limit=batch,
+                before=cursor,
+                unread_only=unread_only,
+                category=category,
+                archived=archived,
+            )
+            groups = [n.group for n in found if n.group is not None and n.read_ms is None]
+            heads = (
+                await self.store.group_heads(user_id, groups, category=category, archived=archived)
+                if groups
+                else {}
+            )
+            for n in found:
+                count = 1
+                if n.group is not None and n.read_ms is None and n.group in heads:
+                    head, count = heads[n.group]
+                    if n.seq != head:
+                        continue
+                if len(shown) == limit:
+                    return shown, shown[-1][0].seq
+                shown.append((n, count))
+            if len(found) < batch:
+                return shown, None
+            cursor = found[-1].seq
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> Preferences:
+        await self.store.set_preferences(user_id, preferences)
+        return preferences
 
     async def delete(self, user_id: str, seq: int) -> Deleted | None:
         if not await self.store.delete(user_id, seq):

@@ -42,6 +42,11 @@ class Settings:
     max_link_bytes: int = 2048
     max_kind_bytes: int = 64
     max_data_bytes: int = 16384
+    max_category_bytes: int = 64
+    max_group_bytes: int = 128
+    max_actor_name_bytes: int = 256
+    max_action_label_bytes: int = 64
+    max_muted_categories: int = 100
     max_user_ids: int = 10000
     max_body_bytes: int = 4 * 1024 * 1024
     max_token_ttl: int = 7 * 24 * 3600
@@ -116,6 +121,11 @@ class Settings:
             "max_link_bytes",
             "max_kind_bytes",
             "max_data_bytes",
+            "max_category_bytes",
+            "max_group_bytes",
+            "max_actor_name_bytes",
+            "max_action_label_bytes",
+            "max_muted_categories",
             "max_user_ids",
             "max_body_bytes",
             "max_token_ttl",

@@ -222,7 +222,9 @@ ROUTE = RawRoute(
     summary="SSE stream of the caller's notifications",
     description=(
         "Server-Sent Events: `retry:`, then `new-notification` events (id = seq), "
-        "`notifications-read`, `notification-deleted`, `reset`, and a `ping` every heartbeat. "
+        "`notifications-read`, `notification-deleted`, `notifications-seen`, "
+        "`notifications-archived`, `notifications-unarchived`, `reset`, and a `ping` every "
+        "heartbeat. "
         "Resume with the `Last-Event-ID` header or `last_event_id` query."
     ),
     answers={200: ("the stream", "text/event-stream", None)},

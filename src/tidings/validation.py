@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
 from tidings.errors import ApiError
-from tidings.models import Draft
+from tidings.models import Action, Actor, Draft
 from tidings.settings import Settings
 
 __all__ = [
+    "ActionIn",
+    "ActorIn",
     "ApiError",
     "PublishIn",
     "WholeNumber",
+    "check_muted",
     "check_user_id",
     "describe",
     "exactly_one",
@@ -30,6 +35,18 @@ MAX_USER_ID_CHARS = 128
 MAX_DATA_DEPTH = 32
 LINK_RULE = "must be an http(s) URL or a path starting with /"
 HOST_UNPARSABLE = "is not a valid URL: its host does not parse (a bracket, or NFKC changes it)"
+# Buttons of one notification: what a bell row has room for (the contract says two).
+MAX_ACTIONS = 2
+# RFC 3339, the profile of ISO 8601 JSON Schema's `date-time` names: an offset is required, since
+# a time without one means a different moment on every server.
+_DATE_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?"
+    # What Python's isoformat() writes for a historic zone too: seconds in the offset.
+    r"([Zz]|[+-]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)"
+)
+MIN_TIME_MS = int(datetime(1, 1, 1, tzinfo=UTC).timestamp()) * 1000
+MAX_TIME_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()) * 1000 + 999
+TIME_RULE = "must be an ISO 8601 time with an offset, like 2026-12-01T09:00:00Z"
 
 
 def whole(value: object) -> object:
@@ -46,6 +63,20 @@ def whole(value: object) -> object:
 WholeNumber = Annotated[StrictInt, BeforeValidator(whole)]
 
 
+class ActorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    avatar_url: StrictStr | None = None
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: StrictStr
+    url: StrictStr
+
+
 class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,6 +86,11 @@ class PublishIn(BaseModel):
     link: StrictStr | None = None
     kind: StrictStr | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    category: StrictStr | None = None
+    actor: ActorIn | None = None
+    actions: list[ActionIn] | None = None
+    group: StrictStr | None = None
+    expires_at: StrictStr | None = None
     idempotency_key: StrictStr | None = Field(default=None, min_length=1, max_length=200)
 
 
@@ -154,7 +190,131 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
     if body.idempotency_key is not None:
         _utf8_size("idempotency_key", body.idempotency_key)
 
-    return Draft(user_ids=tuple(user_ids), message=message, link=link, kind=kind, data=body.data)
+    category = _label("category", body.category, settings.max_category_bytes, "CATEGORY")
+    group = _label("group", body.group, settings.max_group_bytes, "GROUP")
+    actor = None
+    if body.actor is not None:
+        name = _label("actor.name", body.actor.name, settings.max_actor_name_bytes, "ACTOR_NAME")
+        if name is None:
+            raise _invalid("actor.name", "must not be empty")
+        actor = Actor(
+            name=name, avatar_url=_url("actor.avatar_url", body.actor.avatar_url, settings)
+        )
+    actions = tuple(_action(i, a, settings) for i, a in enumerate(body.actions or ()))
+    if len(actions) > MAX_ACTIONS:
+        raise _invalid("actions", f"at most {MAX_ACTIONS} actions")
+    expires_ms = None if body.expires_at is None else _time_ms("expires_at", body.expires_at)
+
+    return Draft(
+        user_ids=tuple(user_ids),
+        message=message,
+        link=link,
+        kind=kind,
+        data=body.data,
+        category=category,
+        actor=actor,
+        actions=actions,
+        group=group,
+        expires_ms=expires_ms,
+    )
+
+
+def check_muted(categories: list[str], settings: Settings) -> tuple[str, ...]:
+    """The categories a user mutes: each under the rules of `category`, no repeats."""
+    if len(categories) > settings.max_muted_categories:
+        raise ApiError(
+            422,
+            "invalid_preferences",
+            {
+                "field": "muted_categories",
+                "problem": (
+                    f"at most {settings.max_muted_categories} (TIDINGS_MAX_MUTED_CATEGORIES)"
+                ),
+            },
+        )
+    muted: dict[str, None] = {}
+    for index, text in enumerate(categories):
+        field = f"muted_categories[{index}]"
+        try:
+            category = _label(field, text, settings.max_category_bytes, "CATEGORY")
+        except ApiError as exc:
+            raise ApiError(422, "invalid_preferences", exc.detail) from None
+        if category is None:
+            raise ApiError(
+                422, "invalid_preferences", {"field": field, "problem": "must not be empty"}
+            )
+        muted[category] = None
+    return tuple(muted)
+
+
+def _label(field: str, text: str | None, limit: int, setting: str) -> str | None:
+    """A short text shown or matched as it is: not blank (empty means none), no control
+    characters, at most `limit` bytes."""
+    if not text:
+        return None
+    if not text.strip():
+        raise _invalid(field, "must not be blank")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise _invalid(field, "must not contain control characters")
+    if _utf8_size(field, text) > limit:
+        raise _invalid(field, f"at most {limit} bytes (TIDINGS_MAX_{setting}_BYTES)")
+    return text
+
+
+def _url(field: str, url: str | None, settings: Settings) -> str | None:
+    """A URL under the rules of `link` (empty means none)."""
+    if not url:
+        return None
+    if _utf8_size(field, url) > settings.max_link_bytes:
+        raise _invalid(field, f"at most {settings.max_link_bytes} bytes (TIDINGS_MAX_LINK_BYTES)")
+    problem = _link_problem(url)
+    if problem is not None:
+        raise _invalid(field, problem)
+    return url
+
+
+def _action(index: int, action: ActionIn, settings: Settings) -> Action:
+    field = f"actions[{index}]"
+    label = _label(f"{field}.label", action.label, settings.max_action_label_bytes, "ACTION_LABEL")
+    if label is None:
+        raise _invalid(f"{field}.label", "must not be empty")
+    url = _url(f"{field}.url", action.url, settings)
+    if url is None:
+        raise _invalid(f"{field}.url", "must not be empty")
+    return Action(label=label, url=url)
+
+
+def _time_ms(field: str, text: str) -> int:
+    """An RFC 3339 time as ms since the epoch."""
+    match = _DATE_TIME.fullmatch(text)
+    if match is None:
+        raise _invalid(field, TIME_RULE)
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    try:
+        # A leap second (:60) counts as the end of :59: Python's datetime has no 60.
+        local = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            min(int(second), 59),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        raise _invalid(field, f"{TIME_RULE} (and a real date)") from None
+    shift = 0
+    if offset not in ("Z", "z"):
+        hours, minutes = int(offset[1:3]), int(offset[4:6])
+        seconds = float(offset[7:] or 0)
+        if hours > 23 or minutes > 59 or seconds >= 60:
+            raise _invalid(field, f"{TIME_RULE} (and a real offset)")
+        sign = 1 if offset[0] == "+" else -1
+        shift = sign * (((hours * 60 + minutes) * 60_000) + int(seconds * 1000))
+    ms = int(local.timestamp()) * 1000 + int((fraction or ".0")[1:4].ljust(3, "0")) - shift
+    # An offset can move year 1 or 9999 out of what the API can write back; so close to either
+    # end, the nearest time that can be written is the same for any purpose.
+    return min(max(ms, MIN_TIME_MS), MAX_TIME_MS)
 
 
 def _depth(value: object) -> int:
@@ -233,6 +393,12 @@ _LINK_PATTERN = (
     r"^(?:/(?:[^/\x00-\x20\x7f\\][^\x00-\x20\x7f\\]*)?"
     r"|[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(?::" + _PORT + r")?(?:[/?#][^\x00-\x20\x7f\\]*)?)?$"
 )
+# The same, not empty (an action's `url`).
+_URL_PATTERN = _LINK_PATTERN.removesuffix(")?$") + ")$"
+# What `_label` accepts: no control character, not blank; empty (none) where it is optional.
+_LABEL = r"[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*"
+_LABEL_PATTERN = f"^{_LABEL}$"
+_OPTIONAL_LABEL_PATTERN = f"^(?:{_LABEL})?$"
 
 
 def _user_id_schema() -> dict[str, Any]:
@@ -304,12 +470,48 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
         _text(settings.max_link_bytes, _LINK_PATTERN, "an http(s) URL or a path starting with /")
     )
     props["kind"] = _nullable(_text(settings.max_kind_bytes, _NO_NUL, "a label, no NUL"))
+    label = "a label: not blank, no control characters; empty means none"
+    props["category"] = _nullable(
+        _text(settings.max_category_bytes, _OPTIONAL_LABEL_PATTERN, f"a tab of the bell, {label}")
+    )
+    props["group"] = _nullable(
+        _text(settings.max_group_bytes, _OPTIONAL_LABEL_PATTERN, f"a collapse key, {label}")
+    )
+    props["actions"] = _nullable(
+        {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/ActionIn"},
+            "maxItems": MAX_ACTIONS,
+        }
+    )
+    props["expires_at"] = _nullable(
+        {"type": "string", "format": "date-time", "description": "ISO 8601 time with an offset"}
+    )
+    link_rule = "an http(s) URL or a path starting with /"
+    actor = schemas["ActorIn"]["properties"]
+    actor["name"] = _text(
+        settings.max_actor_name_bytes, _LABEL_PATTERN, "not blank, no control characters"
+    )
+    actor["avatar_url"] = _nullable(
+        _text(settings.max_link_bytes, _LINK_PATTERN, f"{link_rule}; empty means none")
+    )
+    action = schemas["ActionIn"]["properties"]
+    action["label"] = _text(
+        settings.max_action_label_bytes, _LABEL_PATTERN, "not blank, no control characters"
+    )
+    action["url"] = _text(settings.max_link_bytes, _URL_PATTERN, link_rule)
     key = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _NO_NUL}
     props["idempotency_key"] = _nullable(key)
     props["data"]["description"] = (
         f"at most {settings.max_data_bytes} bytes as JSON, nested at most {MAX_DATA_DEPTH} deep"
     )
     publish.update(exactly_one("user_id", "user_ids"))
+    preferences = schemas.get("PreferencesIn")
+    if preferences is not None:
+        preferences["properties"]["muted_categories"].update(
+            items=_text(settings.max_category_bytes, _LABEL_PATTERN, "a category"),
+            maxItems=settings.max_muted_categories,
+        )
     token = schemas.get("TokenIn")
     if token is not None:
         token["properties"]["user_id"] = _user_id_schema()

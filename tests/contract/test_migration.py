@@ -1,22 +1,25 @@
-"""A database written by the previous schema (1) is upgraded in place on open, on every store,
-and one a newer tidings upgraded is refused.
+"""A database written by an earlier schema (1 or 2) is upgraded in place on open, on every
+store, and one a newer tidings upgraded is refused.
 
 The schema-1 database is written here as tidings at schema 1 wrote it: its own DDL (each store
 keeps its steps) and rows in that shape, one of them published with an idempotency key, which has
-no fingerprint.
+no fingerprint. The schema-2 one is that database taken through step 2, its key given the
+fingerprint tidings at schema 2 computed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from pymongo import AsyncMongoClient
 
-from tidings.models import Draft, now_ms
+from tidings.models import Action, Actor, Draft, Position, Preferences, now_ms
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
@@ -148,3 +151,86 @@ async def test_a_database_a_newer_tidings_upgraded_is_refused(store_url: str) ->
     with pytest.raises(StoreUnavailable, match=f"schema {SCHEMA_VERSION + 1} is newer"):
         await newer.open()
     await newer.close()
+
+
+def schema_2_fingerprint(user_ids: list[str], message: str, data: dict[str, object]) -> str:
+    """The fingerprint as tidings at schema 2 computed it: the five fields of its Draft."""
+    fields = {"data": data, "kind": None, "link": None, "message": message, "user_ids": user_ids}
+    text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def write_schema_2(url: str, stamp: int) -> None:
+    """The schema-1 database after step 2, its key carrying a schema-2 fingerprint."""
+    await write_schema_1(url, stamp)
+    fingerprint = schema_2_fingerprint(["alice"], "old", {"k": 1})
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
+            db.executescript(sqlite_store.MIGRATIONS[2])
+            db.execute("UPDATE idempotency SET fingerprint = ?", (fingerprint,))
+            db.execute("PRAGMA user_version = 2")
+    elif scheme.startswith("postgres"):
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            await conn.execute(pg_store.MIGRATIONS[2])
+            await conn.execute("INSERT INTO tidings_schema VALUES (2, $1)", stamp)
+            await conn.execute("UPDATE tidings_idempotency SET fingerprint = $1", fingerprint)
+        finally:
+            await conn.close(timeout=5)
+    else:
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=5000
+        )
+        try:
+            mdb = client[mongo_database(url)]
+            await mdb["idempotency"].update_one({"_id": "old-key"}, {"$set": {"fp": fingerprint}})
+            await mdb["meta"].update_one({"_id": "schema"}, {"$set": {"version": 2}})
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize("write", [write_schema_1, write_schema_2], ids=["from-1", "from-2"])
+async def test_an_older_database_gains_the_inbox_with_nothing_lost(
+    store_url: str, write: Callable[[str, int], Awaitable[None]]
+) -> None:
+    stamp = now_ms()
+    await write(store_url, stamp)
+    store: Store = create_store(store_url)
+    await store.open()
+    try:
+        [old] = await store.after("alice", 0, 10)
+        assert (old.seq, old.message, old.data, old.created_ms) == (1, "old", {"k": 1}, stamp)
+        assert (old.category, old.actor, old.actions, old.group) == (None, None, (), None)
+        assert (old.expires_ms, old.seen_ms, old.archived_ms) == (None, None, None)
+        assert old.to_json()["actions"] == []
+        # The key written before the inbox still replays the same body, and only that one at 2.
+        same = Draft(user_ids=("alice",), message="old", data={"k": 1})
+        replay = await store.add(same, "old-key")
+        assert (replay.replayed, replay.notifications) == (True, (old,))
+        if write is write_schema_2:
+            with pytest.raises(IdempotencyConflict):
+                await store.add(Draft(user_ids=("alice",), message="other"), "old-key")
+        inbox = Draft(
+            user_ids=("alice",),
+            message="new",
+            category="billing",
+            actor=Actor(name="Ada", avatar_url="/a.png"),
+            actions=(Action("Pay", "/pay"),),
+            group="g",
+            expires_ms=stamp + 60_000,
+        )
+        [new] = (await store.add(inbox, "new-key")).notifications
+        assert new.seq == 2
+        # The preferences came with the upgrade too.
+        await store.set_preferences("alice", Preferences(muted_categories=("billing",)))
+        assert await store.muting(["alice"], "billing") == {"alice"}
+    finally:
+        await store.close()
+    again: Store = create_store(store_url)
+    await again.open()
+    try:
+        assert await again.after("alice", 0, 10) == [old, new]
+        assert await again.position("alice") == Position(last_seq=2)
+    finally:
+        await again.close()

@@ -19,8 +19,18 @@ from starlette.types import Message, Scope
 from tests.raw_sse import RawEvent, parse_events
 from tidings.bus.base import Bus, Deliver
 from tidings.bus.shared import SharedBus
-from tidings.models import Draft, Event, Notification, Position, Stored, now_ms
+from tidings.models import (
+    Counts,
+    Draft,
+    Event,
+    Notification,
+    Position,
+    Preferences,
+    Stored,
+    now_ms,
+)
 from tidings.store.base import Store, StoreUnavailable
+from tidings.store.common import counts_of
 
 __all__ = [
     "Broker",
@@ -39,6 +49,7 @@ class FakeStore:
         self.last: dict[str, int] = {}
         self.pruned: dict[str, int] = {}
         self.keys: dict[str, Stored] = {}
+        self.prefs: dict[str, Preferences] = {}
         self.down = False
         # Set each time a call fails because the store is down.
         self.failed = asyncio.Event()
@@ -74,6 +85,11 @@ class FakeStore:
                 kind=draft.kind,
                 data=draft.data,
                 created_ms=created,
+                category=draft.category,
+                actor=draft.actor,
+                actions=draft.actions,
+                group=draft.group,
+                expires_ms=draft.expires_ms,
             )
             self.rows.setdefault(user_id, []).append(n)
             stored.append(n)
@@ -91,19 +107,89 @@ class FakeStore:
         return Position(self.last.get(user_id, 0), self.pruned.get(user_id, 0))
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
         self._check()
         rows = [
             n
             for n in reversed(self.rows.get(user_id, []))
-            if (before is None or n.seq < before) and not (unread_only and n.read_ms is not None)
+            if (before is None or n.seq < before)
+            and not (unread_only and n.read_ms is not None)
+            and (category is None or n.category == category)
+            and (n.archived_ms is not None) == archived
         ]
         return rows[:limit]
 
     async def unread_count(self, user_id: str) -> int:
         self._check()
-        return sum(1 for n in self.rows.get(user_id, []) if n.read_ms is None)
+        return (await self.counts(user_id)).unread
+
+    async def counts(self, user_id: str) -> Counts:
+        self._check()
+        rows = [
+            (n.category, int(n.read_ms is None), int(n.seen_ms is None))
+            for n in self.rows.get(user_id, [])
+            if n.archived_ms is None
+        ]
+        return counts_of(rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        self._check()
+        heads: dict[str, tuple[int, int]] = {}
+        for n in self.rows.get(user_id, []):
+            if (
+                n.group is not None
+                and n.group in groups
+                and n.read_ms is None
+                and (category is None or n.category == category)
+                and (n.archived_ms is not None) == archived
+            ):
+                head, count = heads.get(n.group, (0, 0))
+                heads[n.group] = (max(head, n.seq), count + 1)
+        return heads
+
+    async def preferences(self, user_id: str) -> Preferences:
+        self._check()
+        return self.prefs.get(user_id, Preferences())
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        self._check()
+        self.prefs[user_id] = preferences
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        self._check()
+        return {
+            u for u in user_ids if category in self.prefs.get(u, Preferences()).muted_categories
+        }
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        self._check()
+        changed: list[int] = []
+        rows = self.rows.get(user_id, [])
+        for index, n in enumerate(rows):
+            if n.seq <= up_to and n.seen_ms is None:
+                rows[index] = dataclasses.replace(n, seen_ms=now_ms())
+                changed.append(n.seq)
+        return changed
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        self._check()
+        changed: list[int] = []
+        rows = self.rows.get(user_id, [])
+        for index, n in enumerate(rows):
+            if n.seq in ids and (n.archived_ms is not None) != archived:
+                rows[index] = dataclasses.replace(n, archived_ms=now_ms() if archived else None)
+                changed.append(n.seq)
+        return changed
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None

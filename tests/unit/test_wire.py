@@ -8,7 +8,18 @@ import logging
 import pytest
 
 from tidings.bus.wire import DEFAULT_LIMIT, decode, encode, resync_message
-from tidings.models import Deleted, Event, Notification, Published, ReadChanged, Resync
+from tidings.models import (
+    Action,
+    Actor,
+    ArchiveChanged,
+    Deleted,
+    Event,
+    Notification,
+    Published,
+    ReadChanged,
+    Resync,
+    SeenChanged,
+)
 
 
 def notification(
@@ -34,9 +45,28 @@ EVERY_KIND: list[Event] = [
     Published("ann", 8),
     Published("bob", 1, notification("bob", 1, "ünïcødé ✓ \u2028", link=None, kind=None, data={})),
     Published("cy", 2, notification("cy", 2, read_ms=1_700_000_000_999)),
+    Published(
+        "dee",
+        3,
+        notification(
+            "dee",
+            3,
+            category="billing ✓",
+            actor=Actor("Ada", "https://cdn.example/a.png"),
+            actions=(Action("Pay", "/pay"), Action("Later", "https://x.example/l")),
+            group="invoice-7",
+            expires_ms=1_900_000_000_000,
+            seen_ms=1_700_000_000_500,
+            archived_ms=1_700_000_000_600,
+        ),
+    ),
+    Published("eve", 4, notification("eve", 4, actor=Actor("Bo"))),
     ReadChanged("ann", unread=3, ids=(1, 2, 5)),
     ReadChanged("ann", unread=0, up_to=8),
     Deleted("bob", seq=1, unread=0),
+    SeenChanged("ann", up_to=8, unseen=2),
+    ArchiveChanged("ann", ids=(1, 3), archived=True, unread=1, unseen=0),
+    ArchiveChanged("ann", ids=(3,), archived=False, unread=2, unseen=1),
     Resync(),
 ]
 
@@ -68,6 +98,13 @@ def test_a_notification_too_large_to_carry_travels_as_user_and_seq() -> None:
     assert all(len(m.encode()) <= DEFAULT_LIMIT for m in messages)
     # The receiving stream reads the large one from the store; the small one keeps its body.
     assert round_trip([big, small]) == [Published("ann", 3), small]
+
+
+def test_a_notification_whose_inbox_fields_do_not_fit_travels_as_user_and_seq() -> None:
+    big = Published("ann", 3, notification(seq=3, group="g" * 5000, category="c" * 3000))
+    [message] = encode([big])
+    assert len(message.encode()) <= DEFAULT_LIMIT
+    assert json.loads(message) == [{"t": "p", "u": "ann", "s": 3}]
 
 
 def test_the_size_limit_counts_bytes_not_characters() -> None:
@@ -133,3 +170,29 @@ def test_a_malformed_entry_is_skipped_and_the_rest_of_the_message_delivered(
     with caplog.at_level(logging.WARNING, logger="tidings.bus"):
         assert decode(raw) == good
     assert "malformed" in caplog.text
+
+
+def test_a_notification_from_a_node_before_the_inbox_arrives_without_inbox_fields() -> None:
+    raw = json.dumps([{"t": "p", "u": "ann", "s": 1, "n": ["hi", None, None, {}, 5, None]}])
+    [event] = decode(raw)
+    assert isinstance(event, Published)
+    assert event.notification == Notification("ann", 1, "hi", None, None, {}, 5)
+
+
+def test_the_inbox_fields_travel_beside_what_an_older_node_reads() -> None:
+    n = notification(category="billing", group="g")
+    [entry] = json.loads(encode([Published("ann", 1, n)])[0])
+    # An older node unpacks "n" by its six values; the inbox rides in a key it ignores.
+    assert len(entry["n"]) == 6
+    assert entry["i"] == {"c": "billing", "g": "g"}
+
+
+def test_a_long_list_of_archived_ids_is_split_into_events_that_add_up() -> None:
+    ids = tuple(range(1, 1201))
+    events = round_trip([ArchiveChanged("ann", ids=ids, archived=True, unread=4, unseen=2)])
+    assert len(events) > 1
+    assert all(
+        isinstance(e, ArchiveChanged) and (e.archived, e.unread, e.unseen) == (True, 4, 2)
+        for e in events
+    )
+    assert tuple(i for e in events if isinstance(e, ArchiveChanged) for i in e.ids) == ids

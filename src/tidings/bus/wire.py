@@ -15,7 +15,18 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tidings.models import Deleted, Event, Notification, Published, ReadChanged, Resync
+from tidings.models import (
+    Action,
+    Actor,
+    ArchiveChanged,
+    Deleted,
+    Event,
+    Notification,
+    Published,
+    ReadChanged,
+    Resync,
+    SeenChanged,
+)
 
 __all__ = ["decode", "encode", "resync_message"]
 
@@ -35,6 +46,11 @@ def _entries(event: Event) -> Iterator[dict[str, Any]]:
         n = event.notification
         if n is not None:
             entry["n"] = [n.message, n.link, n.kind, n.data, n.created_ms, n.read_ms]
+            inbox = _inbox(n)
+            if inbox:
+                # Beside "n", not in it: a node of an older tidings unpacks "n" by length and
+                # ignores keys it does not know.
+                entry["i"] = inbox
         yield entry
     elif isinstance(event, ReadChanged):
         if event.up_to is not None:
@@ -52,8 +68,64 @@ def _entries(event: Event) -> Iterator[dict[str, Any]]:
                 }
     elif isinstance(event, Deleted):
         yield {"t": "d", "u": event.user_id, "s": event.seq, "c": event.unread}
+    elif isinstance(event, SeenChanged):
+        yield {"t": "s", "u": event.user_id, "up": event.up_to, "n": event.unseen}
+    elif isinstance(event, ArchiveChanged):
+        ids = list(event.ids)
+        step = 500
+        for start in range(0, max(len(ids), 1), step):
+            yield {
+                "t": "a" if event.archived else "ua",
+                "u": event.user_id,
+                "i": ids[start : start + step],
+                "c": event.unread,
+                "n": event.unseen,
+            }
     elif isinstance(event, Resync):
         yield {"t": "x"}
+
+
+def _inbox(n: Notification) -> dict[str, Any]:
+    """The inbox fields that are set, under short names."""
+    inbox: dict[str, Any] = {}
+    if n.category is not None:
+        inbox["c"] = n.category
+    if n.actor is not None:
+        inbox["a"] = [n.actor.name, n.actor.avatar_url]
+    if n.actions:
+        inbox["b"] = [[a.label, a.url] for a in n.actions]
+    if n.group is not None:
+        inbox["g"] = n.group
+    if n.expires_ms is not None:
+        inbox["e"] = n.expires_ms
+    if n.seen_ms is not None:
+        inbox["s"] = n.seen_ms
+    if n.archived_ms is not None:
+        inbox["z"] = n.archived_ms
+    return inbox
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int_or_none(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def _decode_inbox(inbox: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "category": _text_or_none(inbox.get("c")),
+        "group": _text_or_none(inbox.get("g")),
+        "expires_ms": _int_or_none(inbox.get("e")),
+        "seen_ms": _int_or_none(inbox.get("s")),
+        "archived_ms": _int_or_none(inbox.get("z")),
+    }
+    if (actor := inbox.get("a")) is not None:
+        name, avatar_url = actor
+        fields["actor"] = Actor(name=str(name), avatar_url=_text_or_none(avatar_url))
+    fields["actions"] = tuple(Action(label=str(lb), url=str(u)) for lb, u in inbox.get("b", ()))
+    return fields
 
 
 def encode(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[str]:
@@ -65,7 +137,9 @@ def encode(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[str]:
         for entry in _entries(event):
             raw = _compact(entry)
             if len(raw.encode()) + 2 > limit and "n" in entry:
-                del entry["n"]  # too large to carry: the receiving stream reads the store
+                # Too large to carry: the receiving stream reads the store.
+                del entry["n"]
+                entry.pop("i", None)
                 raw = _compact(entry)
             length = len(raw.encode()) + 1
             if batch and size + length > limit:
@@ -121,6 +195,7 @@ def _event(entry: dict[str, Any]) -> Event:
                 data=data,
                 created_ms=int(created_ms),
                 read_ms=None if read_ms is None else int(read_ms),
+                **_decode_inbox(entry.get("i") or {}),
             )
         return Published(user_id=user_id, seq=seq, notification=notification)
     if kind == "r":
@@ -133,4 +208,14 @@ def _event(entry: dict[str, Any]) -> Event:
         )
     if kind == "d":
         return Deleted(user_id=user_id, seq=int(entry["s"]), unread=int(entry["c"]))
+    if kind == "s":
+        return SeenChanged(user_id=user_id, up_to=int(entry["up"]), unseen=int(entry["n"]))
+    if kind in ("a", "ua"):
+        return ArchiveChanged(
+            user_id=user_id,
+            ids=tuple(int(i) for i in entry["i"]),
+            archived=kind == "a",
+            unread=int(entry["c"]),
+            unseen=int(entry["n"]),
+        )
     raise ValueError(kind)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tidings.models import Draft, Notification, Position, Stored
+from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
 
 __all__ = ["IdempotencyConflict", "Store", "StoreUnavailable"]
 
@@ -55,18 +55,55 @@ class Store(Protocol):
         for a user never published to)."""
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
-        """Newest first; `before` excludes that seq and everything newer."""
+        """Newest first; `before` excludes that seq and everything newer. Only the archived
+        ones with `archived`, else only the others; only `category`'s when it is given."""
 
     async def unread_count(self, user_id: str) -> int:
-        """The user's notifications not marked read and not deleted."""
+        """The user's notifications not marked read, not archived and not deleted."""
+
+    async def counts(self, user_id: str) -> Counts:
+        """Unread and unseen, in all and per category, of the user's notifications that are
+        not archived (nor deleted)."""
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        """Per group, among the user's unread notifications in it (archived or not, as
+        `archived` says; of `category` when given): the newest seq and how many there are.
+        Groups with none are absent."""
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        """Mark the user's unseen notifications up to and including `up_to` seen (never a newer
+        one, whenever it commits); return the seqs that changed, ascending."""
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        """Archive (or unarchive) the user's own notifications among `ids`; return the seqs
+        that changed, ascending. Someone else's, deleted ones and those already in that state
+        are not changed."""
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
     ) -> list[int]:
         """Mark the user's own unread notifications read; return the seqs that changed,
         ascending. Someone else's seqs, deleted and already read ones are not changed."""
+
+    async def preferences(self, user_id: str) -> Preferences:
+        """The user's preferences; the defaults for a user who never set any."""
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        """Replace the user's preferences."""
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        """Those of `user_ids` who muted `category`."""
 
     async def delete(self, user_id: str, seq: int) -> bool:
         """Remove one of the user's notifications; False when it was not there."""

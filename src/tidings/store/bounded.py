@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from tidings.models import Draft, Notification, Position, Stored
+from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import Store, StoreUnavailable
 
 __all__ = ["BoundedStore"]
@@ -69,11 +69,23 @@ class BoundedStore:
             return await self.inner.position(user_id)
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
         async with self._slot():
             return await self.inner.page(
-                user_id, limit=limit, before=before, unread_only=unread_only
+                user_id,
+                limit=limit,
+                before=before,
+                unread_only=unread_only,
+                category=category,
+                archived=archived,
             )
 
     async def unread_count(self, user_id: str) -> int:
@@ -93,3 +105,35 @@ class BoundedStore:
     async def prune(self, older_than_ms: int, batch: int) -> int:
         async with self._slot():
             return await self.inner.prune(older_than_ms, batch)
+
+    async def counts(self, user_id: str) -> Counts:
+        async with self._slot():
+            return await self.inner.counts(user_id)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        async with self._slot():
+            return await self.inner.group_heads(
+                user_id, groups, category=category, archived=archived
+            )
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        async with self._slot():
+            return await self.inner.mark_seen(user_id, up_to)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        async with self._slot():
+            return await self.inner.archive(user_id, ids, archived)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        async with self._slot():
+            return await self.inner.preferences(user_id)
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        async with self._slot():
+            await self.inner.set_preferences(user_id, preferences)
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        async with self._slot():
+            return await self.inner.muting(user_ids, category)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from tidings.models import Draft, Notification
+from tidings.models import Action, Actor, Counts, Draft, Notification, Preferences
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
 __all__ = [
@@ -16,8 +16,16 @@ __all__ = [
     "check_fingerprint",
     "check_schema",
     "chunks",
+    "counts_of",
+    "decode_actions",
+    "decode_actor",
     "decode_data",
+    "decode_preferences",
+    "encode_actions",
+    "encode_actor",
     "encode_data",
+    "encode_preferences",
+    "inbox_values",
     "made",
     "notification",
 ]
@@ -26,10 +34,16 @@ T = TypeVar("T")
 
 # 1: the first schema. 2: idempotency keys carry the fingerprint of their publish (NULL/absent
 # for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
-SCHEMA_VERSION = 2
+# 3: the inbox: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
+# stored before, which read as having none).
+SCHEMA_VERSION = 3
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
-COLUMNS = "user_id, seq, message, link, kind, data, created_ms, read_ms"
+# `grp`, not `group`: a reserved word in SQL.
+COLUMNS = (
+    "user_id, seq, message, link, kind, data, created_ms, read_ms, "
+    "category, actor, actions, grp, expires_ms, seen_ms, archived_ms"
+)
 
 
 def encode_data(data: dict[str, Any]) -> str:
@@ -41,6 +55,32 @@ def encode_data(data: dict[str, Any]) -> str:
 def decode_data(text: str) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(text)
     return value
+
+
+def encode_actor(actor: Actor | None) -> str | None:
+    """The actor as JSON text (one column, one document field), or None."""
+    return None if actor is None else encode_data(actor.to_json())
+
+
+def decode_actor(text: str | None) -> Actor | None:
+    if text is None:
+        return None
+    value = json.loads(text)
+    return Actor(name=value["name"], avatar_url=value.get("avatar_url"))
+
+
+def encode_actions(actions: Sequence[Action]) -> str | None:
+    """The actions as JSON text; None for none, so rows without actions stay as schema 2 wrote
+    them."""
+    if not actions:
+        return None
+    return json.dumps([a.to_json() for a in actions], ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_actions(text: str | None) -> tuple[Action, ...]:
+    if not text:
+        return ()
+    return tuple(Action(label=a["label"], url=a["url"]) for a in json.loads(text))
 
 
 class Row(Protocol):
@@ -60,6 +100,24 @@ def notification(row: Row) -> Notification:
         data=decode_data(row[5]),
         created_ms=row[6],
         read_ms=row[7],
+        category=row[8],
+        actor=decode_actor(row[9]),
+        actions=decode_actions(row[10]),
+        group=row[11],
+        expires_ms=row[12],
+        seen_ms=row[13],
+        archived_ms=row[14],
+    )
+
+
+def inbox_values(draft: Draft) -> tuple[Any, ...]:
+    """What a publish stores in `category, actor, actions, grp, expires_ms`, in that order."""
+    return (
+        draft.category,
+        encode_actor(draft.actor),
+        encode_actions(draft.actions),
+        draft.group,
+        draft.expires_ms,
     )
 
 
@@ -74,6 +132,11 @@ def made(draft: Draft, seqs: Iterable[tuple[str, int]], stamp: int) -> tuple[Not
             kind=draft.kind,
             data=draft.data,
             created_ms=stamp,
+            category=draft.category,
+            actor=draft.actor,
+            actions=draft.actions,
+            group=draft.group,
+            expires_ms=draft.expires_ms,
         )
         for user_id, seq in seqs
     )
@@ -102,3 +165,34 @@ def check_fingerprint(key: str, stored: str | None, draft: Draft) -> None:
 def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def counts_of(rows: Iterable[tuple[str | None, int, int]]) -> Counts:
+    """Counts from (category, unread, unseen) rows, one per category (None: no category)."""
+    unread = unseen = 0
+    categories: dict[str, tuple[int, int]] = {}
+    for category, cat_unread, cat_unseen in rows:
+        unread += cat_unread
+        unseen += cat_unseen
+        if category is not None and (cat_unread or cat_unseen):
+            before = categories.get(category, (0, 0))
+            categories[category] = (before[0] + cat_unread, before[1] + cat_unseen)
+    return Counts(unread=unread, unseen=unseen, categories=categories)
+
+
+def encode_preferences(preferences: Preferences) -> tuple[str, str]:
+    """(muted categories, channels) as JSON text: the two columns or fields of a store."""
+    channels = {"push": preferences.push, "email": preferences.email}
+    muted = json.dumps(
+        list(preferences.muted_categories), ensure_ascii=False, separators=(",", ":")
+    )
+    return muted, encode_data(channels)
+
+
+def decode_preferences(muted: str, channels: str) -> Preferences:
+    ways = json.loads(channels)
+    return Preferences(
+        muted_categories=tuple(json.loads(muted)),
+        push=bool(ways.get("push", True)),
+        email=bool(ways.get("email", True)),
+    )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from prometheus_client import Counter
 
 from tidings.metrics import Metrics
-from tidings.models import Draft, Notification, Position, Stored
+from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import Store
 
 __all__ = ["InstrumentedStore"]
@@ -49,10 +49,24 @@ class InstrumentedStore:
         return await self.inner.position(user_id)
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
         self._op("page")
-        return await self.inner.page(user_id, limit=limit, before=before, unread_only=unread_only)
+        return await self.inner.page(
+            user_id,
+            limit=limit,
+            before=before,
+            unread_only=unread_only,
+            category=category,
+            archived=archived,
+        )
 
     async def unread_count(self, user_id: str) -> int:
         self._op("unread_count")
@@ -71,3 +85,33 @@ class InstrumentedStore:
     async def prune(self, older_than_ms: int, batch: int) -> int:
         self._op("prune")
         return await self.inner.prune(older_than_ms, batch)
+
+    async def counts(self, user_id: str) -> Counts:
+        self._op("counts")
+        return await self.inner.counts(user_id)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        self._op("group_heads")
+        return await self.inner.group_heads(user_id, groups, category=category, archived=archived)
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        self._op("mark_seen")
+        return await self.inner.mark_seen(user_id, up_to)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        self._op("archive")
+        return await self.inner.archive(user_id, ids, archived)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        self._op("preferences")
+        return await self.inner.preferences(user_id)
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        self._op("set_preferences")
+        await self.inner.set_preferences(user_id, preferences)
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        self._op("muting")
+        return await self.inner.muting(user_ids, category)

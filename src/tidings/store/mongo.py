@@ -59,14 +59,18 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from tidings.models import Clock, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
     chunks,
+    counts_of,
+    decode_preferences,
     encode_data,
+    encode_preferences,
+    inbox_values,
     made,
     notification,
 )
@@ -109,6 +113,21 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+# The document fields of `inbox_values`, in its order (`group` is no reserved word here).
+INBOX_FIELDS = ("category", "actor", "actions", "group", "expires_ms")
+
+
+def _archived(archived: bool) -> Doc:
+    """The filter for archived notifications, or for the others (`None` also matches a
+    document stored before schema 3, which has no such field)."""
+    return {"archived_ms": {"$ne": None}} if archived else {"archived_ms": None}
+
+
+def _unexpired(now: int) -> Doc:
+    """What every list and count adds: past `expires_at`, gone (no field: never expires)."""
+    return {"$and": [{"$or": [{"expires_ms": None}, {"expires_ms": {"$gt": now}}]}]}
+
+
 def _fence(key: str, user_id: str) -> str:
     """The `_id` of the one document a key may have for a user."""
     return json.dumps([key, user_id], ensure_ascii=False, separators=(",", ":"))
@@ -127,6 +146,10 @@ def _doc(user_id: str, seq: int, draft: Draft, data: str, stamp: int, key: str |
         # For the TTL index, which only expires on dates.
         "created_at": datetime.fromtimestamp(stamp / 1000, UTC),
     }
+    # The inbox fields only when set: a document stays as small as schema 2 wrote it otherwise.
+    for name, value in zip(INBOX_FIELDS, inbox_values(draft), strict=True):
+        if value is not None:
+            doc[name] = value
     if key is not None:
         doc["_id"] = _fence(key, user_id)
         doc["ikey"] = key
@@ -144,6 +167,9 @@ def _notification(doc: Doc) -> Notification:
             doc["data"],
             doc["created_ms"],
             doc.get("read_ms"),
+            *(doc.get(name) for name in INBOX_FIELDS),
+            doc.get("seen_ms"),
+            doc.get("archived_ms"),
         )
     )
 
@@ -511,13 +537,27 @@ class MongoStore:
         return Position(last_seq=max(pruned, floor, newest), pruned_upto=pruned)
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
-        query: Doc = {"user_id": user_id, **LIVE}
+        query: Doc = {
+            "user_id": user_id,
+            **LIVE,
+            **_archived(archived),
+            **_unexpired(self.clock.now_ms()),
+        }
         if before is not None:
             query["seq"] = {"$lt": before}
         if unread_only:
             query["read_ms"] = None
+        if category is not None:
+            query["category"] = category
         async with self._guard():
             cursor = self._notifications.find(query).sort("seq", DESCENDING).limit(limit)
             return [_notification(d) async for d in cursor]
@@ -525,8 +565,54 @@ class MongoStore:
     async def unread_count(self, user_id: str) -> int:
         async with self._guard():
             return await self._notifications.count_documents(
-                {"user_id": user_id, "read_ms": None, **LIVE}
+                {
+                    "user_id": user_id,
+                    "read_ms": None,
+                    **LIVE,
+                    **_archived(False),
+                    **_unexpired(self.clock.now_ms()),
+                }
             )
+
+    async def counts(self, user_id: str) -> Counts:
+        # Counted here rather than by $group: FerretDB v1 has no $group accumulators. What is
+        # read is the user's unread or unseen notifications, three small fields each.
+        query: Doc = {
+            "user_id": user_id,
+            **LIVE,
+            **_archived(False),
+            "$or": [{"read_ms": None}, {"seen_ms": None}],
+            **_unexpired(self.clock.now_ms()),
+        }
+        fields = {"category": 1, "read_ms": 1, "seen_ms": 1, "_id": 0}
+        rows: list[tuple[str | None, int, int]] = []
+        async with self._guard():
+            async for doc in self._notifications.find(query, fields):
+                unread = int(doc.get("read_ms") is None)
+                unseen = int(doc.get("seen_ms") is None)
+                rows.append((doc.get("category"), unread, unseen))
+        return counts_of(rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        heads: dict[str, tuple[int, int]] = {}
+        async with self._guard():
+            for chunk in chunks(list(dict.fromkeys(groups)), CHUNK):
+                query: Doc = {
+                    "user_id": user_id,
+                    "read_ms": None,
+                    "group": {"$in": list(chunk)},
+                    **LIVE,
+                    **_archived(archived),
+                    **_unexpired(self.clock.now_ms()),
+                }
+                if category is not None:
+                    query["category"] = category
+                async for doc in self._notifications.find(query, {"group": 1, "seq": 1}):
+                    head, count = heads.get(doc["group"], (0, 0))
+                    heads[doc["group"]] = (max(head, int(doc["seq"])), count + 1)
+        return heads
 
     # -- changing ---------------------------------------------------------------------------------
 
@@ -548,11 +634,69 @@ class MongoStore:
             )
         return sorted(seqs)
 
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        # As mark_read: the seqs first, then the update of exactly those, so a notification
+        # published meanwhile (a higher seq) is never included.
+        query: Doc = {"user_id": user_id, "seen_ms": None, "seq": {"$lte": up_to}, **LIVE}
+        async with self._guard():
+            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
+            if not seqs:
+                return []
+            await self._notifications.update_many(
+                {"user_id": user_id, "seen_ms": None, "seq": {"$in": seqs}},
+                {"$set": {"seen_ms": self.clock.now_ms()}},
+            )
+        return sorted(seqs)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        state = _archived(not archived)
+        query: Doc = {"user_id": user_id, "seq": {"$in": sorted(set(ids))}, **LIVE, **state}
+        stamp = self.clock.now_ms() if archived else None
+        async with self._guard():
+            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
+            if not seqs:
+                return []
+            await self._notifications.update_many(
+                {"user_id": user_id, "seq": {"$in": seqs}, **state},
+                {"$set": {"archived_ms": stamp}},
+            )
+        return sorted(seqs)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        async with self._guard():
+            doc = await self._db["preferences"].find_one({"_id": user_id})
+        return Preferences() if doc is None else decode_preferences(doc["muted"], doc["channels"])
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        # JSON text, as `data`: one encoding on every store, and any category as a key.
+        muted, channels = encode_preferences(preferences)
+        async with self._guard():
+            await self._db["preferences"].replace_one(
+                {"_id": user_id}, {"muted": muted, "channels": channels}, upsert=True
+            )
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        found: set[str] = set()
+        async with self._guard():
+            for chunk in chunks(list(user_ids), CHUNK):
+                query = {"_id": {"$in": list(chunk)}, "muted": {"$ne": "[]"}}
+                async for doc in self._db["preferences"].find(query):
+                    if category in json.loads(doc["muted"]):
+                        found.add(doc["_id"])
+        return found
+
     async def delete(self, user_id: str, seq: int) -> bool:
         # A tombstone, not a removal: the document keeps holding its seq in the unique index, so
         # a publisher that computed this seq before the delete loses its insert and moves on.
         # Read so that the unread count and the unread index skip it; pruning removes it.
-        tombstone = {"deleted": True, "message": "", "link": None, "kind": None, "data": "{}"}
+        tombstone = {
+            "deleted": True,
+            "message": "",
+            "link": None,
+            "kind": None,
+            "data": "{}",
+            **dict.fromkeys(INBOX_FIELDS),
+        }
         async with self._guard():
             result = await self._notifications.update_one(
                 {"user_id": user_id, "seq": seq, **LIVE},

@@ -17,14 +17,18 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from tidings.models import Clock, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     COLUMNS,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
+    counts_of,
+    decode_preferences,
     encode_data,
+    encode_preferences,
+    inbox_values,
     made,
     notification,
 )
@@ -74,6 +78,21 @@ CREATE TABLE IF NOT EXISTS tidings_idempotency (
 CREATE INDEX IF NOT EXISTS tidings_idempotency_created ON tidings_idempotency (created_ms);
 """,
     2: "ALTER TABLE tidings_idempotency ADD COLUMN IF NOT EXISTS fingerprint text;",
+    3: """
+ALTER TABLE tidings_notifications
+    ADD COLUMN IF NOT EXISTS category text,
+    ADD COLUMN IF NOT EXISTS actor text,
+    ADD COLUMN IF NOT EXISTS actions text,
+    ADD COLUMN IF NOT EXISTS grp text,
+    ADD COLUMN IF NOT EXISTS expires_ms bigint,
+    ADD COLUMN IF NOT EXISTS seen_ms bigint,
+    ADD COLUMN IF NOT EXISTS archived_ms bigint;
+CREATE TABLE IF NOT EXISTS tidings_preferences (
+    user_id  text PRIMARY KEY,
+    muted    text NOT NULL,
+    channels text NOT NULL
+);
+""",
 }
 
 if TYPE_CHECKING:
@@ -198,7 +217,7 @@ class PostgresStore:
             ordered = [seqs[u] for u in user_ids]
             await conn.execute(
                 f"INSERT INTO tidings_notifications ({COLUMNS}) "
-                "SELECT id, seq, $3, $4, $5, $6, $7, NULL "
+                "SELECT id, seq, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, NULL, NULL "
                 "FROM unnest($1::text[], $2::bigint[]) AS t (id, seq)",
                 user_ids,
                 ordered,
@@ -207,6 +226,7 @@ class PostgresStore:
                 draft.kind,
                 data,
                 stamp,
+                *inbox_values(draft),
             )
             if idempotency_key is not None:
                 refs_text = json.dumps([[u, s] for u, s in zip(user_ids, ordered, strict=True)])
@@ -238,28 +258,96 @@ class PostgresStore:
         return Position(last_seq=row["last_seq"], pruned_upto=row["pruned_upto"])
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
         where = "user_id = $1 AND seq < $2"
+        params: list[Any] = [user_id, before if before is not None else 2**62, limit]
         if unread_only:
             where += " AND read_ms IS NULL"
+        if category is not None:
+            params.append(category)
+            where += f" AND category = ${len(params)}"
+        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+        params.append(self.clock.now_ms())
+        where += _unexpired(len(params))
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM tidings_notifications WHERE {where} "
                 "ORDER BY seq DESC LIMIT $3",
-                user_id,
-                before if before is not None else 2**62,
-                limit,
+                *params,
             )
         return [notification(r) for r in rows]
 
     async def unread_count(self, user_id: str) -> int:
         async with self._conn() as conn:
             count = await conn.fetchval(
-                "SELECT count(*) FROM tidings_notifications WHERE user_id = $1 AND read_ms IS NULL",
+                "SELECT count(*) FROM tidings_notifications "
+                f"WHERE user_id = $1 AND read_ms IS NULL AND archived_ms IS NULL{_unexpired(2)}",
                 user_id,
+                self.clock.now_ms(),
             )
         return int(count)
+
+    async def counts(self, user_id: str) -> Counts:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT category, count(*) FILTER (WHERE read_ms IS NULL) AS unread, "
+                "count(*) FILTER (WHERE seen_ms IS NULL) AS unseen FROM tidings_notifications "
+                "WHERE user_id = $1 AND archived_ms IS NULL "
+                f"AND (read_ms IS NULL OR seen_ms IS NULL){_unexpired(2)} GROUP BY category",
+                user_id,
+                self.clock.now_ms(),
+            )
+        return counts_of((r["category"], int(r["unread"]), int(r["unseen"])) for r in rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        where = "user_id = $1 AND read_ms IS NULL AND grp = ANY($2::text[])"
+        params: list[Any] = [user_id, list(dict.fromkeys(groups))]
+        if category is not None:
+            params.append(category)
+            where += " AND category = $3"
+        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+        params.append(self.clock.now_ms())
+        where += _unexpired(len(params))
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT grp, max(seq) AS head, count(*) AS n FROM tidings_notifications "
+                f"WHERE {where} GROUP BY grp",
+                *params,
+            )
+        return {r["grp"]: (int(r["head"]), int(r["n"])) for r in rows}
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "UPDATE tidings_notifications SET seen_ms = $1 "
+                "WHERE user_id = $2 AND seq <= $3 AND seen_ms IS NULL RETURNING seq",
+                self.clock.now_ms(),
+                user_id,
+                up_to,
+            )
+        return sorted(r["seq"] for r in rows)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "UPDATE tidings_notifications SET archived_ms = $1 "
+                f"WHERE user_id = $2 AND seq = ANY($3::bigint[]) AND {state} RETURNING seq",
+                self.clock.now_ms() if archived else None,
+                user_id,
+                sorted(set(ids)),
+            )
+        return sorted(r["seq"] for r in rows)
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
@@ -284,6 +372,32 @@ class PostgresStore:
                     sorted(set(ids or ())),
                 )
         return sorted(r["seq"] for r in rows)
+
+    async def preferences(self, user_id: str) -> Preferences:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT muted, channels FROM tidings_preferences WHERE user_id = $1", user_id
+            )
+        return Preferences() if row is None else decode_preferences(row["muted"], row["channels"])
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO tidings_preferences (user_id, muted, channels) VALUES ($1, $2, $3) "
+                "ON CONFLICT (user_id) DO UPDATE SET muted = excluded.muted, "
+                "channels = excluded.channels",
+                user_id,
+                *encode_preferences(preferences),
+            )
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id, muted FROM tidings_preferences "
+                "WHERE user_id = ANY($1::text[]) AND muted <> '[]'",
+                list(user_ids),
+            )
+        return {r["user_id"] for r in rows if category in json.loads(r["muted"])}
 
     async def delete(self, user_id: str, seq: int) -> bool:
         async with self._conn() as conn:
@@ -336,6 +450,11 @@ class PostgresStore:
                 batch,
             )
         return sum(int(r["n"]) for r in gone)
+
+
+def _unexpired(param: int) -> str:
+    """What every list and count adds, `$param` being now: past `expires_at`, gone."""
+    return f" AND (expires_ms IS NULL OR expires_ms > ${param})"
 
 
 async def _migrate(conn: Conn, stamp: int) -> None:

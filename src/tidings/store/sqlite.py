@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tidings.models import Clock, Draft, Notification, Position, Stored
+from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
     COLUMNS,
@@ -31,7 +31,11 @@ from tidings.store.common import (
     check_fingerprint,
     check_schema,
     chunks,
+    counts_of,
+    decode_preferences,
     encode_data,
+    encode_preferences,
+    inbox_values,
     made,
     notification,
 )
@@ -52,6 +56,8 @@ IN_CHUNK = 500
 # process crash but an OS crash or power cut can lose the newest commits; FULL syncs the WAL on
 # every commit (one fsync per group-committed batch), so an acknowledged publish survives both.
 SYNCHRONOUS = ("NORMAL", "FULL")
+# What every list and count adds: a notification past its `expires_at` is gone from them.
+UNEXPIRED = " AND (expires_ms IS NULL OR expires_ms > ?)"
 
 # Schema version -> the step that reaches it from the one before.
 MIGRATIONS: dict[int, str] = {
@@ -83,6 +89,20 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
 """,
     2: "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
+    3: """
+ALTER TABLE notifications ADD COLUMN category TEXT;
+ALTER TABLE notifications ADD COLUMN actor TEXT;
+ALTER TABLE notifications ADD COLUMN actions TEXT;
+ALTER TABLE notifications ADD COLUMN grp TEXT;
+ALTER TABLE notifications ADD COLUMN expires_ms INTEGER;
+ALTER TABLE notifications ADD COLUMN seen_ms INTEGER;
+ALTER TABLE notifications ADD COLUMN archived_ms INTEGER;
+CREATE TABLE IF NOT EXISTS preferences (
+    user_id  TEXT PRIMARY KEY,
+    muted    TEXT NOT NULL,
+    channels TEXT NOT NULL
+) WITHOUT ROWID;
+""",
 }
 
 
@@ -241,7 +261,14 @@ class SqliteStore:
         return Position() if row is None else Position(last_seq=row[0], pruned_upto=row[1])
 
     async def page(
-        self, user_id: str, *, limit: int, before: int | None, unread_only: bool
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
     ) -> list[Notification]:
         where = "user_id = ?"
         params: list[Any] = [user_id]
@@ -250,15 +277,88 @@ class SqliteStore:
             params.append(before)
         if unread_only:
             where += " AND read_ms IS NULL"
+        if category is not None:
+            where += " AND category = ?"
+            params.append(category)
+        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+        where += UNEXPIRED
+        params.append(self.clock.now_ms())
         params.append(limit)
         sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [notification(r) for r in rows]
 
     async def unread_count(self, user_id: str) -> int:
-        sql = "SELECT count(*) FROM notifications WHERE user_id = ? AND read_ms IS NULL"
-        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        sql = (
+            "SELECT count(*) FROM notifications "
+            f"WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL{UNEXPIRED}"
+        )
+        now = self.clock.now_ms()
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchone())
         return int(row[0])
+
+    async def counts(self, user_id: str) -> Counts:
+        sql = (
+            "SELECT category, sum(read_ms IS NULL), sum(seen_ms IS NULL) FROM notifications "
+            "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL)"
+            f"{UNEXPIRED} GROUP BY category"
+        )
+        now = self.clock.now_ms()
+        rows = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchall())
+        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        heads: dict[str, tuple[int, int]] = {}
+        for chunk in chunks(list(dict.fromkeys(groups)), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            where = f"user_id = ? AND read_ms IS NULL AND grp IN ({marks})"
+            params: list[Any] = [user_id, *chunk]
+            if category is not None:
+                where += " AND category = ?"
+                params.append(category)
+            where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+            where += UNEXPIRED
+            params.append(self.clock.now_ms())
+            sql = f"SELECT grp, max(seq), count(*) FROM notifications WHERE {where} GROUP BY grp"
+            read = functools.partial(_fetch_all, sql=sql, params=params)
+            rows = await self._reader.run(read)
+            heads.update((r[0], (int(r[1]), int(r[2]))) for r in rows)
+        return heads
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        stamp = self.clock.now_ms()
+        sql = (
+            "UPDATE notifications SET seen_ms = ? "
+            "WHERE user_id = ? AND seq <= ? AND seen_ms IS NULL RETURNING seq"
+        )
+        rows = await self._writer.run(lambda c: c.execute(sql, (stamp, user_id, up_to)).fetchall())
+        return sorted(r[0] for r in rows)
+
+    async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
+        stamp = self.clock.now_ms() if archived else None
+        state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
+
+        def _archive(c: sqlite3.Connection) -> list[int]:
+            changed: list[int] = []
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in chunks(sorted(set(ids)), IN_CHUNK):
+                    marks = ",".join("?" * len(chunk))
+                    rows = c.execute(
+                        f"UPDATE notifications SET archived_ms = ? WHERE user_id = ? "
+                        f"AND seq IN ({marks}) AND {state} RETURNING seq",
+                        (stamp, user_id, *chunk),
+                    ).fetchall()
+                    changed.extend(r[0] for r in rows)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return sorted(changed)
+
+        return await self._writer.run(_archive)
 
     async def mark_read(
         self, user_id: str, *, ids: Sequence[int] | None = None, up_to: int | None = None
@@ -293,6 +393,33 @@ class SqliteStore:
 
         return await self._writer.run(_mark)
 
+    async def preferences(self, user_id: str) -> Preferences:
+        sql = "SELECT muted, channels FROM preferences WHERE user_id = ?"
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        return Preferences() if row is None else decode_preferences(row[0], row[1])
+
+    async def set_preferences(self, user_id: str, preferences: Preferences) -> None:
+        sql = (
+            "INSERT INTO preferences (user_id, muted, channels) VALUES (?, ?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET muted = excluded.muted, "
+            "channels = excluded.channels"
+        )
+        values = (user_id, *encode_preferences(preferences))
+        await self._writer.run(lambda c: c.execute(sql, values))
+
+    async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
+        found: set[str] = set()
+        for chunk in chunks(list(user_ids), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            # Only users with a muted category have a non-empty list; the rest is filtered here.
+            sql = (
+                f"SELECT user_id, muted FROM preferences WHERE user_id IN ({marks}) "
+                "AND muted != '[]'"
+            )
+            rows = await self._reader.run(functools.partial(_fetch_all, sql=sql, params=chunk))
+            found.update(r[0] for r in rows if category in json.loads(r[1]))
+        return found
+
     async def delete(self, user_id: str, seq: int) -> bool:
         sql = "DELETE FROM notifications WHERE user_id = ? AND seq = ?"
         count = await self._writer.run(lambda c: c.execute(sql, (user_id, seq)).rowcount)
@@ -300,6 +427,10 @@ class SqliteStore:
 
     async def prune(self, older_than_ms: int, batch: int) -> int:
         return await self._writer.run(lambda c: _prune(c, older_than_ms, batch))
+
+
+def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    return c.execute(sql, params).fetchall()
 
 
 def _migrate(c: sqlite3.Connection) -> None:
@@ -365,6 +496,7 @@ def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> St
         ).fetchall()
         last.update((r[0], r[1]) for r in rows)
     data = encode_data(draft.data)
+    inbox = inbox_values(draft)
     new = made(draft, ((u, last.get(u, 0) + 1) for u in draft.user_ids), stamp)
     c.executemany(
         "INSERT INTO users (user_id, last_seq) VALUES (?, ?) "
@@ -372,8 +504,9 @@ def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> St
         [(n.user_id, n.seq) for n in new],
     )
     c.executemany(
-        f"INSERT INTO notifications ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-        [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp) for n in new],
+        f"INSERT INTO notifications ({COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL)",
+        [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp, *inbox) for n in new],
     )
     if key is not None:
         refs = json.dumps([[n.user_id, n.seq] for n in new], separators=(",", ":"))

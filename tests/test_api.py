@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -748,7 +750,13 @@ async def test_metrics_names_the_service_measures(server: Server) -> None:
     async with open_stream(server.url, make_token(user)) as stream:
         server.publish(user, "measured")
         await stream.notifications(1)
-        response = get(f"{server.url}/metrics")
+    # This test's own stream ending is what makes the disconnect counter appear (it must not
+    # depend on an earlier test's): wait until the server has counted it.
+    deadline = time.monotonic() + 10
+    while "tidings_stream_disconnects_total{" not in get(f"{server.url}/metrics").text:
+        assert time.monotonic() < deadline, "the stream's end was never counted"
+        await anyio.sleep(0.05)
+    response = get(f"{server.url}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text

@@ -30,7 +30,7 @@ from tidings.models import (
     now_ms,
 )
 from tidings.store.base import Store, StoreUnavailable
-from tidings.store.common import counts_of
+from tidings.store.common import counts_of, made
 
 __all__ = [
     "Broker",
@@ -72,28 +72,15 @@ class FakeStore:
         self._check()
         if idempotency_key is not None and idempotency_key in self.keys:
             return dataclasses.replace(self.keys[idempotency_key], replayed=True)
-        created = now_ms()
-        stored: list[Notification] = []
+        seqs = []
         for user_id in draft.user_ids:
-            seq = self.last.get(user_id, 0) + 1
-            self.last[user_id] = seq
-            n = Notification(
-                user_id=user_id,
-                seq=seq,
-                message=draft.message,
-                link=draft.link,
-                kind=draft.kind,
-                data=draft.data,
-                created_ms=created,
-                category=draft.category,
-                actor=draft.actor,
-                actions=draft.actions,
-                group=draft.group,
-                expires_ms=draft.expires_ms,
-            )
-            self.rows.setdefault(user_id, []).append(n)
-            stored.append(n)
-        result = Stored(tuple(stored))
+            self.last[user_id] = self.last.get(user_id, 0) + 1
+            seqs.append((user_id, self.last[user_id]))
+        # The stores' own draft-to-notification step, so the fake stores what they store.
+        stored = made(draft, seqs, now_ms())
+        for n in stored:
+            self.rows.setdefault(n.user_id, []).append(n)
+        result = Stored(stored)
         if idempotency_key is not None:
             self.keys[idempotency_key] = result
         return result

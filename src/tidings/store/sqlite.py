@@ -341,22 +341,7 @@ class SqliteStore:
         state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
 
         def _archive(c: sqlite3.Connection) -> list[int]:
-            changed: list[int] = []
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                for chunk in chunks(sorted(set(ids)), IN_CHUNK):
-                    marks = ",".join("?" * len(chunk))
-                    rows = c.execute(
-                        f"UPDATE notifications SET archived_ms = ? WHERE user_id = ? "
-                        f"AND seq IN ({marks}) AND {state} RETURNING seq",
-                        (stamp, user_id, *chunk),
-                    ).fetchall()
-                    changed.extend(r[0] for r in rows)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return sorted(changed)
+            return _set_by_ids(c, "archived_ms", stamp, state, user_id, ids)
 
         return await self._writer.run(_archive)
 
@@ -373,23 +358,7 @@ class SqliteStore:
                     (stamp, user_id, up_to),
                 ).fetchall()
                 return sorted(r[0] for r in rows)
-            changed: list[int] = []
-            wanted = sorted(set(ids or ()))
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                for chunk in chunks(wanted, IN_CHUNK):
-                    marks = ",".join("?" * len(chunk))
-                    rows = c.execute(
-                        "UPDATE notifications SET read_ms = ? WHERE user_id = ? "
-                        f"AND seq IN ({marks}) AND read_ms IS NULL RETURNING seq",
-                        (stamp, user_id, *chunk),
-                    ).fetchall()
-                    changed.extend(r[0] for r in rows)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return sorted(changed)
+            return _set_by_ids(c, "read_ms", stamp, "read_ms IS NULL", user_id, ids or ())
 
         return await self._writer.run(_mark)
 
@@ -556,3 +525,31 @@ def _prune(c: sqlite3.Connection, older_than_ms: int, batch: int) -> int:
         c.execute("ROLLBACK")
         raise
     return len(rows)
+
+
+def _set_by_ids(
+    c: sqlite3.Connection,
+    column: str,
+    value: int | None,
+    state: str,
+    user_id: str,
+    ids: Sequence[int],
+) -> list[int]:
+    """Set `column` on the user's notifications among `ids` that are in `state`, in one
+    transaction (chunked under SQLite's bound-parameter limit); return the seqs changed."""
+    changed: list[int] = []
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        for chunk in chunks(sorted(set(ids)), IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            rows = c.execute(
+                f"UPDATE notifications SET {column} = ? WHERE user_id = ? "
+                f"AND seq IN ({marks}) AND {state} RETURNING seq",
+                (value, user_id, *chunk),
+            ).fetchall()
+            changed.extend(r[0] for r in rows)
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return sorted(changed)

@@ -14,9 +14,39 @@ import pytest
 
 from tests.multinode.cluster import Cluster
 from tests.multinode.conftest import ClusterFactory
-from tests.support import PUBLISHER_KEY, make_token, open_stream, run_cli
+from tests.support import PUBLISHER_KEY, Server, Stream, make_token, open_stream, run_cli
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+async def delivered_across_workers(
+    stack: contextlib.AsyncExitStack, node: Server, users: list[str]
+) -> list[Stream]:
+    """Two streams per user on one port, then one publish per user on a new connection each.
+
+    With sixteen connections the kernel spreads the streams over both workers (all on one has
+    odds of 2^-15), and the publishes too, so some publish is answered by a worker that does not
+    hold the stream and reaches it only through the bus. Every stream gets its user's one.
+    """
+    streams = [
+        await stack.enter_async_context(open_stream(node.url, make_token(user)))
+        for user in users
+        for _ in range(2)
+    ]
+    assert all(s.status == 200 for s in streams)
+    async with httpx.AsyncClient(timeout=10) as client:
+        for user in users:
+            response = await client.post(
+                f"{node.url}/api/notifications",
+                json={"user_id": user, "message": f"hello {user}"},
+                headers={"authorization": f"Bearer {PUBLISHER_KEY}", "connection": "close"},
+            )
+            assert response.status_code == 201, response.text
+    for index, stream in enumerate(streams):
+        [got] = await stream.notifications(1, timeout=10)
+        user = users[index // 2]
+        assert got == {**got, "user_id": user, "message": f"hello {user}"}
+    return streams
 
 
 async def test_workers_deliver_across_processes_and_each_drains_on_sigterm(
@@ -27,30 +57,7 @@ async def test_workers_deliver_across_processes_and_each_drains_on_sigterm(
     assert node.log().count("Started worker process") == 2, node.log()
     users = [f"wk-{tag}-{i}" for i in range(8)]
     async with contextlib.AsyncExitStack() as stack:
-        # Sixteen connections on one port: the kernel spreads them over both workers, and a
-        # publish answered by one worker must reach the streams the other one holds.
-        streams = [
-            await stack.enter_async_context(open_stream(node.url, make_token(user)))
-            for user in users
-            for _ in range(2)
-        ]
-        assert all(s.status == 200 for s in streams)
-        async with httpx.AsyncClient(timeout=10) as client:
-            for user in users:
-                # A new connection per publish, so the publishes are spread over the workers too.
-                response = await client.post(
-                    f"{node.url}/api/notifications",
-                    json={"user_id": user, "message": f"hello {user}"},
-                    headers={"authorization": f"Bearer {PUBLISHER_KEY}", "connection": "close"},
-                )
-                assert response.status_code == 201, response.text
-        for index, stream in enumerate(streams):
-            [got] = await stream.notifications(1, timeout=10)
-            assert got == {
-                **got,
-                "user_id": users[index // 2],
-                "message": f"hello {users[index // 2]}",
-            }
+        streams = await delivered_across_workers(stack, node, users)
 
         assert node.proc is not None
         node.proc.send_signal(signal.SIGTERM)
@@ -72,29 +79,7 @@ async def test_workers_on_sqlite_and_the_local_bus_deliver_across_processes(
         assert node.log().count("Started worker process") == 2, node.log()
         users = [f"lw-{tag}-{i}" for i in range(8)]
         async with contextlib.AsyncExitStack() as stack:
-            # Sixteen connections: the kernel hashes them over both workers' sockets (all on
-            # one worker has odds of 2^-15), so some publish is answered by the worker that
-            # does not hold the stream, and reaches it only through the bus.
-            streams = [
-                await stack.enter_async_context(open_stream(node.url, make_token(user)))
-                for user in users
-                for _ in range(2)
-            ]
-            assert all(s.status == 200 for s in streams)
-            async with httpx.AsyncClient(timeout=10) as client:
-                for user in users:
-                    response = await client.post(
-                        f"{node.url}/api/notifications",
-                        json={"user_id": user, "message": f"hello {user}"},
-                        headers={
-                            "authorization": f"Bearer {PUBLISHER_KEY}",
-                            "connection": "close",
-                        },
-                    )
-                    assert response.status_code == 201, response.text
-            for index, stream in enumerate(streams):
-                [got] = await stream.notifications(1, timeout=10)
-                assert got["message"] == f"hello {users[index // 2]}"
+            streams = await delivered_across_workers(stack, node, users)
 
             # `tidings send` on the same machine reaches every worker's streams too.
             sent = await asyncio.to_thread(run_cli, cluster.env, "send", users[0], "from the cli")

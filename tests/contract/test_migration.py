@@ -9,15 +9,17 @@ fingerprint tidings at schema 2 computed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tidings.models import Action, Actor, Draft, Position, Preferences, now_ms
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
@@ -29,6 +31,26 @@ from tidings.store.factory import mongo_database
 pytestmark = pytest.mark.anyio
 
 ROW = ("alice", 1, "old", None, None, '{"k":1}')
+
+
+@contextlib.asynccontextmanager
+async def postgres(url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        yield conn
+    finally:
+        await conn.close(timeout=5)
+
+
+@contextlib.asynccontextmanager
+async def mongo(url: str) -> AsyncIterator[AsyncDatabase[dict[str, object]]]:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        url, serverSelectionTimeoutMS=5000
+    )
+    try:
+        yield client[mongo_database(url)]
+    finally:
+        await client.close()
 
 
 async def write_schema_1(url: str, stamp: int) -> None:
@@ -44,8 +66,7 @@ async def write_schema_1(url: str, stamp: int) -> None:
             db.execute("INSERT INTO idempotency VALUES ('old-key', ?, ?)", (stamp, refs))
             db.execute("PRAGMA user_version = 1")
     elif scheme.startswith("postgres"):
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
+        async with postgres(url) as conn:
             await conn.execute(
                 "CREATE TABLE tidings_schema (version integer NOT NULL, applied_ms bigint NOT NULL)"
             )
@@ -60,14 +81,8 @@ async def write_schema_1(url: str, stamp: int) -> None:
             await conn.execute(
                 "INSERT INTO tidings_idempotency VALUES ('old-key', $1, $2)", stamp, refs
             )
-        finally:
-            await conn.close(timeout=5)
     else:
-        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=5000
-        )
-        try:
-            mdb = client[mongo_database(url)]
+        async with mongo(url) as mdb:
             user_id, seq, message, link, kind, data = ROW
             await mdb["notifications"].insert_one(
                 {
@@ -85,8 +100,6 @@ async def write_schema_1(url: str, stamp: int) -> None:
             claim = {"_id": "old-key", "created_ms": stamp, "owner": "x"}
             await mdb["idempotency"].insert_one({**claim, "refs": [{"u": "alice", "s": 1}]})
             await mdb["meta"].insert_one({"_id": "schema", "version": 1})
-        finally:
-            await client.close()
 
 
 async def test_a_schema_1_database_is_upgraded_and_its_keys_replay_as_before(
@@ -125,20 +138,12 @@ async def mark_schema(url: str, version: int) -> None:
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
             db.execute(f"PRAGMA user_version = {version}")
     elif scheme.startswith("postgres"):
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
+        async with postgres(url) as conn:
             await conn.execute("INSERT INTO tidings_schema VALUES ($1, 0)", version)
-        finally:
-            await conn.close(timeout=5)
     else:
-        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=5000
-        )
-        try:
-            meta = client[mongo_database(url)]["meta"]
+        async with mongo(url) as mdb:
+            meta = mdb["meta"]
             await meta.update_one({"_id": "schema"}, {"$set": {"version": version}})
-        finally:
-            await client.close()
 
 
 async def test_a_database_a_newer_tidings_upgraded_is_refused(store_url: str) -> None:
@@ -171,23 +176,14 @@ async def write_schema_2(url: str, stamp: int) -> None:
             db.execute("UPDATE idempotency SET fingerprint = ?", (fingerprint,))
             db.execute("PRAGMA user_version = 2")
     elif scheme.startswith("postgres"):
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
+        async with postgres(url) as conn:
             await conn.execute(pg_store.MIGRATIONS[2])
             await conn.execute("INSERT INTO tidings_schema VALUES (2, $1)", stamp)
             await conn.execute("UPDATE tidings_idempotency SET fingerprint = $1", fingerprint)
-        finally:
-            await conn.close(timeout=5)
     else:
-        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=5000
-        )
-        try:
-            mdb = client[mongo_database(url)]
+        async with mongo(url) as mdb:
             await mdb["idempotency"].update_one({"_id": "old-key"}, {"$set": {"fp": fingerprint}})
             await mdb["meta"].update_one({"_id": "schema"}, {"$set": {"version": 2}})
-        finally:
-            await client.close()
 
 
 @pytest.mark.parametrize("write", [write_schema_1, write_schema_2], ids=["from-1", "from-2"])

@@ -77,7 +77,7 @@ async def test_the_key_replays_the_schedule_and_refuses_another_one(
     with pytest.raises(IdempotencyConflict):
         await store.schedule(dataclasses.replace(draft, message="other"), "k1")
     with pytest.raises(IdempotencyConflict):
-        await store.schedule(dataclasses.replace(draft, deliver_ms=draft.deliver_ms + 1), "k1")
+        await store.schedule(dataclasses.replace(draft, deliver_ms=again.deliver_ms + 1), "k1")
     assert len(await claim_all(store)) == 0
     clock.advance(60_000)
     for row in await claim_all(store):

@@ -112,7 +112,7 @@ export class Announcer {
    * @param {(messages: string[]) => void} say
    * @param {number} [quiet] ms
    */
-  constructor(say, quiet = 150) {
+  constructor(say, quiet = 300) {
     this._say = say;
     this._quiet = quiet;
     /** @type {string[]} */

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.conftest import require_services
 from tests.support import Server
@@ -122,6 +122,32 @@ def messages(page: Page) -> list[str]:
 def open_bell(page: Page) -> None:
     page.locator("tidings-bell .bell").click()
     expect(page.locator("tidings-bell .panel")).to_be_visible()
+
+
+def has_focus(locator: Locator) -> bool:
+    """The element has the focus, or holds it (in its light or shadow DOM)."""
+    focused: bool = locator.evaluate(
+        """(el) => {
+            let active = document.activeElement;
+            while (active) {
+              if (active === el || el.contains(active) || el.shadowRoot?.contains(active)) {
+                return true;
+              }
+              active = active.shadowRoot?.activeElement ?? null;
+            }
+            return false;
+        }"""
+    )
+    return focused
+
+
+def tab_to(page: Page, target: Locator, presses: int = 30) -> None:
+    """Press Tab until `target` itself has the focus, as a keyboard user would."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if target.evaluate("(el) => el.getRootNode().activeElement === el"):
+            return
+    raise AssertionError(f"Tab never reached {target}")
 
 
 # --- axe-core ---------------------------------------------------------------------------------

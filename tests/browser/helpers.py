@@ -77,6 +77,13 @@ def expect_badge(page: Page, count: int, selector: str = "tidings-bell .badge") 
         expect(badge).to_have_text(str(count), timeout=TIMEOUT_MS)
 
 
+def expect_unread(page: Page, count: int, selector: str = "tidings-bell") -> None:
+    """The unread count (the badge counts unseen ones; opening the bell makes them seen)."""
+    expect(page.locator(selector).first).to_have_attribute(
+        "data-unread", str(count), timeout=TIMEOUT_MS
+    )
+
+
 def unread(page: Page, selector: str = "tidings-bell") -> int:
     return int(page.locator(selector).first.get_attribute("data-unread") or 0)
 

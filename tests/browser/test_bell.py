@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, expect
 from tests.browser.helpers import (
     TIMEOUT_MS,
     expect_badge,
+    expect_unread,
     messages,
     new_page,
     open_bell,
@@ -163,11 +164,14 @@ def test_mark_read_and_mark_all_read_survive_a_reload_and_spare_a_later_one(
     expect_badge(page, 3)
 
     open_bell(page)
+    expect_badge(page, 0)  # opening the bell made them seen; they are still unread
+    expect_unread(page, 3)
     page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
-    expect_badge(page, 2)
+    expect_unread(page, 2)
     page.reload()
     wait_live(page)
-    expect_badge(page, 2)
+    expect_unread(page, 2)
+    expect_badge(page, 0)
     open_bell(page)
     expect(page.locator("tidings-bell .item.unread")).to_have_count(2)
     expect(page.locator("tidings-bell .item[data-id='1']")).not_to_have_class("item unread")
@@ -179,11 +183,12 @@ def test_mark_read_and_mark_all_read_survive_a_reload_and_spare_a_later_one(
     assert late.returncode == 0, late.stderr
     assert messages(page) == ["three", "two", "one"]
     page.locator("tidings-bell .mark-all").click()
-    expect_badge(page, 1)  # the server's count: the late one is still unread
+    expect_unread(page, 1)  # the server's count: the late one is still unread
 
     page.reload()
     wait_live(page)
-    expect_badge(page, 1)
+    expect_unread(page, 1)
+    expect_badge(page, 1)  # and unseen: seen went up to what the bell had shown
     open_bell(page)
     assert messages(page) == ["arrived after the click", "three", "two", "one"]
     expect(page.locator("tidings-bell .item.unread")).to_have_count(1)
@@ -220,7 +225,7 @@ def test_keyboard_only_open_move_mark_read_escape(
     page.keyboard.press("Tab")
     expect(second.locator(".mark-read")).to_be_focused()
     page.keyboard.press("Enter")
-    expect_badge(page, 1)
+    expect_unread(page, 1)
     expect(second).to_be_focused()  # the button went away; the focus stays on its row
     page.keyboard.press("Escape")
     expect(page.locator("tidings-bell .panel")).to_be_hidden()

@@ -608,6 +608,11 @@ class Tidings {
 
   // --- public API ------------------------------------------------------------------------------
 
+  /** The tidings server's URL, without a trailing slash. @returns {string} */
+  get baseUrl() {
+    return this._base;
+  }
+
   /**
    * Call `listener(state, change)` now and on every change.
    * @param {(state: TidingsState, change: TidingsChange) => void} listener

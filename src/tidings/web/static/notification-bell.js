@@ -24,7 +24,7 @@ export { STRINGS };
 const STYLE_ID = "tidings-vue-bell-style";
 const STYLE = `
 .tidings-vue { --_accent: var(--tidings-accent, #2563eb); --_bg: var(--tidings-bg, #fff);
-  --_fg: var(--tidings-fg, #1f2937); --_muted: var(--tidings-muted, #6b7280);
+  --_fg: var(--tidings-fg, #1f2937); --_muted: var(--tidings-muted, #636b78);
   --_border: var(--tidings-border, #e5e7eb); --_unread-bg: var(--tidings-unread-bg, #eff6ff);
   --_warn-bg: var(--tidings-warn-bg, #fef3c7); --_warn-fg: var(--tidings-warn-fg, #92400e);
   position: relative; display: inline-block;

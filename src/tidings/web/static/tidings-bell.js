@@ -29,7 +29,7 @@ const STYLE = `
   --_accent: var(--tidings-accent, #2563eb);
   --_bg: var(--tidings-bg, #ffffff);
   --_fg: var(--tidings-fg, #1f2937);
-  --_muted: var(--tidings-muted, #6b7280);
+  --_muted: var(--tidings-muted, #636b78); /* 4.9:1 on --_unread-bg: AA needs 4.5 */
   --_border: var(--tidings-border, #e5e7eb);
   --_unread-bg: var(--tidings-unread-bg, #eff6ff);
   /* the time and meta text of unread rows: 4.5:1 or more on --_unread-bg (#6b7280 was 4.44) */

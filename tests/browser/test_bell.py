@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from playwright.sync_api import Browser, Locator, Page, expect
@@ -500,3 +501,35 @@ def test_german_from_the_nearest_lang_relative_times_and_strings_with_n(
     expect(page.locator(f"{de} h2")).to_have_text("Notifications")
     expect(row.locator("time")).to_have_text(re.compile(r"^(now|\d+ seconds? ago)$"))
     expect(row).to_contain_text("Unread: ")
+
+
+def test_an_expired_notification_leaves_the_open_bell_and_its_counts(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    page.evaluate(
+        """() => {
+            window.__expired = [];
+            document.querySelector("tidings-bell").client.subscribe((state, change) => {
+                if (change.type === "expired") window.__expired.push(change.ids);
+            });
+        }"""
+    )
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    server.publish("alice", "stays")
+    short = server.publish("alice", "flash sale", category="deals", expires_at=soon).json()
+    expect_badge(page, 2)
+    open_bell(page)
+    expect(items(page)).to_have_count(2)
+    expect(page.locator("tidings-bell .tab")).to_have_count(2)  # All and deals
+
+    # No reload, no click: the server's notifications-expired takes the row and its counts away.
+    expect(items(page).locator(".message")).to_have_text(["stays"], timeout=TIMEOUT_MS)
+    expect_unread(page, 1)
+    expect(page.locator("tidings-bell .tab")).to_have_count(2)  # the tab stays, at 0
+    expect(page.locator("tidings-bell .tab").nth(1)).to_have_attribute(
+        "aria-label", "deals, 0 unread"
+    )
+    assert page.evaluate("window.__expired") == [[short["id"]]]

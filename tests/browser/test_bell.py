@@ -533,3 +533,56 @@ def test_an_expired_notification_leaves_the_open_bell_and_its_counts(
         "aria-label", "deals, 0 unread"
     )
     assert page.evaluate("window.__expired") == [[short["id"]]]
+
+
+def test_the_list_shows_the_newest_max_items_updates_rows_in_place_and_pages_with_load_more(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    page.locator("tidings-bell").evaluate("el => el.setAttribute('max-items', '3')")
+    for i in range(1, 6):
+        server.publish("alice", f"n{i}")
+    expect_unread(page, 5)
+    open_bell(page)
+    expect(items(page).locator(".message")).to_have_text(["n5", "n4", "n3"])
+    more = page.locator("tidings-bell .more")
+    expect(more).to_be_visible()
+    page.locator("tidings-bell").evaluate(
+        "el => el.shadowRoot.querySelectorAll('.item').forEach((row) => { row.__kept = true; })"
+    )
+
+    server.publish("alice", "n6")
+    expect(items(page).locator(".message")).to_have_text(["n6", "n5", "n4"])
+    kept: list[bool] = page.locator("tidings-bell").evaluate(
+        "el => [...el.shadowRoot.querySelectorAll('.item')].map((row) => row.__kept === true)"
+    )
+    assert kept == [False, True, True]  # the arrival added one row; the others are the same
+
+    more.click()
+    expect(items(page).locator(".message")).to_have_text(["n6", "n5", "n4", "n3", "n2", "n1"])
+    expect(more).to_be_hidden()
+
+    # Deleting from the keyboard gives the focus to the next row, not to the end of the list.
+    items(page).nth(1).focus()
+    page.keyboard.press("Tab")  # to its first control
+    target = items(page).nth(1).locator(".delete")
+    for _ in range(4):
+        if target.evaluate("el => el.getRootNode().activeElement === el"):
+            break
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(items(page).locator(".message")).to_have_text(["n6", "n4", "n3", "n2", "n1"])
+    expect(items(page).nth(1)).to_be_focused()
+    expect(items(page).nth(1).locator(".message")).to_have_text("n4")
+
+    # Escape closes and gives the focus back to the bell; Tab past the last control closes too.
+    page.keyboard.press("Escape")
+    expect(page.locator("tidings-bell .panel")).to_be_hidden()
+    expect(page.locator("tidings-bell .bell")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("tidings-bell .panel")).to_be_visible()
+    page.locator("tidings-bell .foot button:visible").last.focus()
+    page.keyboard.press("Tab")
+    expect(page.locator("tidings-bell .panel")).to_be_hidden()

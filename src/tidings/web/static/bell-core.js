@@ -281,6 +281,16 @@ export class BellCore {
     this._onUpdate();
   }
 
+  /**
+   * Show the newest `n` rows (and `n` more on each "Load more").
+   * @param {number} n
+   */
+  setMaxItems(n) {
+    this.maxItems = Math.max(1, Math.floor(n) || 50);
+    this._limit = this.maxItems;
+    this._onUpdate();
+  }
+
   destroy() {
     this._announcer.stop();
     this._unsubscribe();

@@ -283,6 +283,9 @@ export const NotificationBell = {
     strings() {
       this.core && this.core.setLocale(this.pickLocale(), this.strings);
     },
+    maxItems() {
+      this.core && this.core.setMaxItems(this.maxItems);
+    },
   },
   mounted() {
     injectStyle();

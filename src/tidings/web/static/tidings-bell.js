@@ -306,7 +306,7 @@ export class TidingsBell extends HTMLElement {
   attributeChangedCallback(name) {
     if (!this._core) return;
     if (name === "strings") this._readStrings();
-    if (name === "max-items") this._core.maxItems = this._maxItems();
+    if (name === "max-items") this._core.setMaxItems(this._maxItems());
     if (name === "locale" || name === "lang" || name === "strings") {
       this._core.setLocale(this._pickLocale(), this._overrides);
     } else {

@@ -16,6 +16,7 @@ from tests.browser.helpers import (
     TIMEOUT_MS,
     expect_accessible,
     expect_badge,
+    expect_unread,
     new_page,
     open_bell,
     open_demo,
@@ -57,7 +58,7 @@ def read_and_unread(page: Page, server: Server) -> None:
     expect_badge(page, 3)
     open_bell(page)
     page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
-    expect_badge(page, 2)
+    expect_unread(page, 2)
 
 
 def test_closed_bell_with_unread_badge(page: Page, server: Server) -> None:
@@ -77,7 +78,7 @@ def test_open_bell_with_read_and_unread_rows(page: Page, server: Server) -> None
 def test_open_bell_empty(page: Page, server: Server) -> None:
     open_demo(page, server, "carol")
     open_bell(page)
-    expect(page.locator("tidings-bell .empty")).to_be_visible()
+    expect(page.locator("tidings-bell .note[data-note=empty]")).to_be_visible()
     expect_accessible(page, "open, empty")
 
 
@@ -88,7 +89,8 @@ def test_open_bell_error_server_refusing(page: Page, server: Server) -> None:
     server.stop()
     with unavailable_on(server.port):
         page.locator("tidings-bell .refresh").click()
-        expect(page.locator("tidings-bell .error")).to_be_visible(timeout=TIMEOUT_MS)
+        error = page.locator("tidings-bell .note[data-note=error]")
+        expect(error).to_be_visible(timeout=TIMEOUT_MS)
         expect_accessible(page, "open, error without rows")
     server.start("--demo")
     wait_live(page)
@@ -126,7 +128,9 @@ def test_vue_bells_closed_and_open(page: Page, server: Server) -> None:
     expect_accessible(page, "Vue, closed")
     page.locator("#vue2-app .bell-button").click()
     page.locator("#vue2-app li.notification-item .mark-read-button").last.click()
-    expect(page.locator("#vue2-app .notification-badge")).to_have_text("1", timeout=TIMEOUT_MS)
+    expect(page.locator("#vue2-app .tidings-vue")).to_have_attribute(
+        "data-unread", "1", timeout=TIMEOUT_MS
+    )
     expect_accessible(page, "Vue 2.7, open, read and unread rows")
     page.keyboard.press("Escape")
     page.locator("#vue3-app .bell-button").click()

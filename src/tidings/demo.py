@@ -15,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 
 from tidings.api import ServiceDep, set_session_cookie
 from tidings.auth import check_origin, mint_token
-from tidings.validation import PublishIn, make_draft
+from tidings.validation import ActionIn, ActorIn, PublishIn, make_draft
 
 __all__ = ["DEMO_USERS", "demo_router"]
 
 DEMO_USERS = ("alice", "bob", "carol")
+# The demo's avatars: an initial on a colour, served by the demo itself so the page needs no
+# other site. Each colour has at least 4.5:1 contrast with white text.
+AVATAR_COLOURS = {"alice": "#1d4ed8", "bob": "#047857", "carol": "#b91c1c"}
 DEMO_TOKEN_TTL = 12 * 3600
 
 demo_router = APIRouter(tags=["demo"], include_in_schema=False)
@@ -33,10 +36,16 @@ class LoginIn(BaseModel):
 
 
 class SendIn(BaseModel):
+    """The demo form: the fields of a publish, each checked by the same rules (make_draft)."""
+
     model_config = ConfigDict(extra="forbid")
     user_id: DemoUser
     message: StrictStr
     link: StrictStr | None = None
+    category: StrictStr | None = None
+    actor: ActorIn | None = None
+    actions: list[ActionIn] | None = None
+    group: StrictStr | None = None
 
 
 @demo_router.get("/", response_class=HTMLResponse)
@@ -50,6 +59,18 @@ async def demo_vue_page() -> HTMLResponse:
     """The Vue 2.7 and Vue 3 bells side by side (Vue from /static/vendor/)."""
     page = (resources.files("tidings") / "web" / "demo-vue.html").read_text(encoding="utf-8")
     return HTMLResponse(page)
+
+
+@demo_router.get("/demo/avatars/{name}.svg")
+async def demo_avatar(name: DemoUser) -> Response:
+    """A demo user's avatar (the form's actor picker links to these)."""
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
+        f'<rect width="64" height="64" rx="32" fill="{AVATAR_COLOURS[name]}"/>'
+        '<text x="32" y="42" font-family="sans-serif" font-size="28" font-weight="700" '
+        f'fill="#fff" text-anchor="middle">{name[0].upper()}</text></svg>'
+    )
+    return Response(svg, media_type="image/svg+xml", headers={"cache-control": "max-age=3600"})
 
 
 @demo_router.post("/demo/login")
@@ -66,6 +87,14 @@ async def demo_login(
 @demo_router.post("/demo/send", status_code=201)
 async def demo_send(body: SendIn, request: Request, service: ServiceDep) -> dict[str, object]:
     check_origin(request, service.settings)
-    publish = PublishIn(user_id=body.user_id, message=body.message, link=body.link or None)
+    publish = PublishIn(
+        user_id=body.user_id,
+        message=body.message,
+        link=body.link or None,
+        category=body.category or None,
+        actor=body.actor,
+        actions=body.actions or None,
+        group=body.group or None,
+    )
     stored = await service.publish(make_draft(publish, service.settings))
     return stored.notifications[0].to_json()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import BrowserContext, Page, expect
+import pytest
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
+from tests.conftest import require_services
 from tests.support import Server
 
 # Generous: two shared cores. The "within 1 s" checks compare timestamps taken in the page.
@@ -74,6 +77,13 @@ def expect_badge(page: Page, count: int, selector: str = "tidings-bell .badge") 
         expect(badge).to_have_text(str(count), timeout=TIMEOUT_MS)
 
 
+def expect_unread(page: Page, count: int, selector: str = "tidings-bell") -> None:
+    """The unread count (the badge counts unseen ones; opening the bell makes them seen)."""
+    expect(page.locator(selector).first).to_have_attribute(
+        "data-unread", str(count), timeout=TIMEOUT_MS
+    )
+
+
 def unread(page: Page, selector: str = "tidings-bell") -> int:
     return int(page.locator(selector).first.get_attribute("data-unread") or 0)
 
@@ -119,3 +129,82 @@ def messages(page: Page) -> list[str]:
 def open_bell(page: Page) -> None:
     page.locator("tidings-bell .bell").click()
     expect(page.locator("tidings-bell .panel")).to_be_visible()
+
+
+def has_focus(locator: Locator) -> bool:
+    """The element has the focus, or holds it (in its light or shadow DOM)."""
+    focused: bool = locator.evaluate(
+        """(el) => {
+            let active = document.activeElement;
+            while (active) {
+              if (active === el || el.contains(active) || el.shadowRoot?.contains(active)) {
+                return true;
+              }
+              active = active.shadowRoot?.activeElement ?? null;
+            }
+            return false;
+        }"""
+    )
+    return focused
+
+
+def tab_to(page: Page, target: Locator, presses: int = 30) -> None:
+    """Press Tab until `target` itself has the focus, as a keyboard user would."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if target.evaluate("(el) => el.getRootNode().activeElement === el"):
+            return
+    raise AssertionError(f"Tab never reached {target}")
+
+
+# --- axe-core ---------------------------------------------------------------------------------
+
+# From npm (package.json's devDependencies; `npm ci` installs it, .ci/run does).
+AXE_SCRIPT = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+# WCAG 2.0 and 2.1, levels A and AA, and axe's best practices (landmarks, headings, …).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def require_axe() -> None:
+    """Skip the test when axe-core is not installed (fail it under TIDINGS_REQUIRE_SERVICES=1)."""
+    if not AXE_SCRIPT.is_file():
+        reason = f"{AXE_SCRIPT} is missing: run `npm ci`"
+        if require_services():
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's violations on the whole page as it is now (open shadow roots included)."""
+    if not page.evaluate("typeof window.axe === 'object'"):
+        # Evaluated, not a <script> tag: the page's Content-Security-Policy does not apply.
+        page.evaluate(AXE_SCRIPT.read_text(encoding="utf-8") + "\n;0")
+    found: list[dict[str, Any]] = page.evaluate(
+        """async (tags) => {
+            const result = await axe.run(document, {
+              runOnly: { type: "tag", values: tags }, resultTypes: ["violations"],
+            });
+            return result.violations.map((v) => ({
+              id: v.id, impact: v.impact, help: v.help,
+              nodes: v.nodes.map((n) => ({ target: n.target, summary: n.failureSummary })),
+            }));
+        }""",
+        AXE_TAGS,
+    )
+    return found
+
+
+def readable(violations: list[dict[str, Any]]) -> str:
+    lines = []
+    for v in violations:
+        lines.append(f"{v['id']} ({v['impact']}): {v['help']}")
+        for node in v["nodes"]:
+            summary = " ".join(str(node["summary"] or "").split())
+            lines.append(f"    {node['target']}: {summary}")
+    return "\n".join(lines)
+
+
+def expect_accessible(page: Page, state: str) -> None:
+    """0 axe-core violations (AXE_TAGS) on the page, listed one per element when not."""
+    violations = axe_violations(page)
+    assert violations == [], f"axe-core, {state}:\n{readable(violations)}"

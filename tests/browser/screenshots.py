@@ -19,6 +19,9 @@ from tests.browser.helpers import open_bell, open_demo, wait_live
 from tests.browser.test_bell import unavailable_on
 from tests.support import Server, tidings_env
 
+# Every picture main() writes (tests/browser/test_screenshots.py checks them all).
+SHOTS = ["bell-light.png", "bell-dark.png", "bell-empty.png", "bell-error.png"]
+
 MESSAGES = [
     ("alice", "Your invoice #1042 is ready", "https://example.com/invoices/1042"),
     ("alice", "Bob commented on “Q3 roadmap”", None),

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
     expect_badge,
+    expect_unread,
     messages,
     new_page,
     open_bell,
@@ -163,11 +166,14 @@ def test_mark_read_and_mark_all_read_survive_a_reload_and_spare_a_later_one(
     expect_badge(page, 3)
 
     open_bell(page)
+    expect_badge(page, 0)  # opening the bell made them seen; they are still unread
+    expect_unread(page, 3)
     page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
-    expect_badge(page, 2)
+    expect_unread(page, 2)
     page.reload()
     wait_live(page)
-    expect_badge(page, 2)
+    expect_unread(page, 2)
+    expect_badge(page, 0)
     open_bell(page)
     expect(page.locator("tidings-bell .item.unread")).to_have_count(2)
     expect(page.locator("tidings-bell .item[data-id='1']")).not_to_have_class("item unread")
@@ -179,11 +185,12 @@ def test_mark_read_and_mark_all_read_survive_a_reload_and_spare_a_later_one(
     assert late.returncode == 0, late.stderr
     assert messages(page) == ["three", "two", "one"]
     page.locator("tidings-bell .mark-all").click()
-    expect_badge(page, 1)  # the server's count: the late one is still unread
+    expect_unread(page, 1)  # the server's count: the late one is still unread
 
     page.reload()
     wait_live(page)
-    expect_badge(page, 1)
+    expect_unread(page, 1)
+    expect_badge(page, 1)  # and unseen: seen went up to what the bell had shown
     open_bell(page)
     assert messages(page) == ["arrived after the click", "three", "two", "one"]
     expect(page.locator("tidings-bell .item.unread")).to_have_count(1)
@@ -206,7 +213,10 @@ def test_keyboard_only_open_move_mark_read_escape(
 
     bell = page.locator("tidings-bell")
     button = page.locator("tidings-bell .bell")
-    page.keyboard.press("Tab")
+    for _ in range(12):  # Tab through the page's controls before the bell
+        page.keyboard.press("Tab")
+        if bell.evaluate("el => el.shadowRoot.activeElement?.classList.contains('bell')"):
+            break
     expect(button).to_be_focused()
     expect(button).to_have_attribute("aria-expanded", "false")
     page.keyboard.press("Enter")
@@ -220,7 +230,7 @@ def test_keyboard_only_open_move_mark_read_escape(
     page.keyboard.press("Tab")
     expect(second.locator(".mark-read")).to_be_focused()
     page.keyboard.press("Enter")
-    expect_badge(page, 1)
+    expect_unread(page, 1)
     expect(second).to_be_focused()  # the button went away; the focus stays on its row
     page.keyboard.press("Escape")
     expect(page.locator("tidings-bell .panel")).to_be_hidden()
@@ -268,3 +278,314 @@ def test_an_expired_token_is_refreshed_through_the_callback_and_push_goes_on(
     server.publish("alice", "still here")
     wait_arrival(page, "still here")
     expect_badge(page, 1)
+
+
+# --- the inbox: seen, tabs, actors, actions, groups, archive, locales ----------------------------
+
+
+def items(page: Page) -> Locator:
+    return page.locator("tidings-bell .item")
+
+
+def test_the_badge_counts_unseen_and_opening_the_bell_makes_them_seen_in_every_tab(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    context = browser.new_context()
+    first = new_page(context)
+    open_demo(first, server, "alice")
+    second = new_page(context)
+    second.goto(f"{server.url}/")
+    wait_live(second)
+    server.publish("alice", "one")
+    server.publish("alice", "two")
+    for tab in (first, second):
+        expect_badge(tab, 2)
+    expect(second.locator("tidings-bell .bell")).to_have_attribute(
+        "aria-label", "Notifications, 2 new"
+    )
+
+    first.bring_to_front()
+    open_bell(first)
+    for tab in (first, second):
+        expect_badge(tab, 0)  # seen, in the other tab too, without a reload
+        expect_unread(tab, 2)  # and still unread
+    assert [n["seen_at"] is not None for n in server.listed("alice")] == [True, True]
+
+    server.publish("alice", "three")
+    for tab in (first, second):
+        expect_badge(tab, 1)
+    second.reload()
+    wait_live(second)
+    expect_badge(second, 1)  # the server's unseen count: "three" came after the bell was opened
+
+
+def test_tabs_per_category_show_their_unread_counts_and_switch_the_list(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    server.publish("alice", "invoice due", category="billing")
+    server.publish("alice", "card expires", category="billing")
+    server.publish("alice", "Ada mentioned you", category="mentions")
+    server.publish("alice", "no category")
+    expect_unread(page, 4)
+    open_bell(page)
+    tabs = page.locator("tidings-bell .tab")
+    expect(tabs).to_have_count(3)
+    expect(tabs.nth(0)).to_have_attribute("aria-label", "All, 4 unread")
+    expect(tabs.nth(1)).to_have_attribute("aria-label", "billing, 2 unread")
+    expect(tabs.nth(2)).to_have_attribute("aria-label", "mentions, 1 unread")
+    expect(tabs.nth(0)).to_have_attribute("aria-pressed", "true")
+
+    tabs.nth(1).click()
+    expect(tabs.nth(1)).to_have_attribute("aria-pressed", "true")
+    expect(items(page).locator(".message")).to_have_text(["card expires", "invoice due"])
+    # Read in this tab: its count drops, and All's with it.
+    items(page).first.locator(".mark-read").click()
+    expect(tabs.nth(1)).to_have_attribute("aria-label", "billing, 1 unread")
+    expect(tabs.nth(0)).to_have_attribute("aria-label", "All, 3 unread")
+    # An arrival of another category is counted on its tab, not listed in this one.
+    server.publish("alice", "Bob mentioned you", category="mentions")
+    expect(tabs.nth(2)).to_have_attribute("aria-label", "mentions, 2 unread")
+    server.publish("alice", "refund sent", category="billing")
+    expect(items(page).first.locator(".message")).to_have_text("refund sent")
+    expect(items(page)).to_have_count(3)
+
+    tabs.nth(2).click()
+    expect(items(page).locator(".message")).to_have_text(["Bob mentioned you", "Ada mentioned you"])
+    tabs.nth(0).click()
+    expect(items(page)).to_have_count(6)
+
+
+def test_actor_avatar_or_initials_and_an_action_button_that_opens_its_url(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    server.publish(
+        "alice",
+        "Ada commented",
+        actor={"name": "Ada Lovelace", "avatar_url": f"{server.url}/static/ada.png"},
+        actions=[{"label": "Reply", "url": "/demo/vue#reply"}, {"label": "Mute", "url": "/mute"}],
+    )
+    server.publish("alice", "Grace approved", actor={"name": "Grace Hopper"})
+    expect_unread(page, 2)
+    open_bell(page)
+    grace, ada = items(page).nth(0), items(page).nth(1)
+    expect(grace.locator(".avatar")).to_have_text("GH")
+    expect(grace.locator(".avatar img")).to_have_count(0)
+    expect(grace.locator(".actor")).to_have_text("Grace Hopper")
+    expect(ada.locator(".avatar img")).to_have_attribute("alt", "Ada Lovelace")
+    expect(ada.locator(".avatar img")).to_have_attribute("src", f"{server.url}/static/ada.png")
+    expect(ada.locator("button.action")).to_have_text(["Reply", "Mute"])
+    # Unread is said with the row, not only shown by a button.
+    expect(ada).to_contain_text("Unread: ")
+
+    ada.locator("button.action", has_text="Reply").click()
+    page.wait_for_url(f"{server.url}/demo/vue#reply", timeout=TIMEOUT_MS)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        by_message = {n["message"]: n for n in server.listed("alice")}
+        if by_message["Ada commented"]["read_at"] is not None:
+            break
+        time.sleep(0.1)
+    assert by_message["Ada commented"]["read_at"] is not None  # following an action reads it
+    assert by_message["Grace approved"]["read_at"] is None
+
+
+def test_a_folded_group_expands_and_collapses(browser: Browser, make_server: ServerFactory) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    for who in ("Ada", "Bob", "Cy"):
+        server.publish("alice", f"{who} commented on invoice 7", group="invoice-7")
+    server.publish("alice", "unrelated")
+    expect_unread(page, 4)
+    page.reload()  # the list now comes folded by the server (grouped=1, group_count)
+    wait_live(page)
+    open_bell(page)
+    expect(items(page)).to_have_count(2)
+    group = page.locator("tidings-bell .item.group")
+    expect(group.locator(".summary")).to_have_text("3 new notifications")
+    expect(group.locator(".message")).to_have_text("Cy commented on invoice 7")
+    toggle = group.locator(".group-toggle")
+    expect(toggle).to_have_text("Show 2 more")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("tidings-bell .item.member .message")).to_have_text(
+        ["Bob commented on invoice 7", "Ada commented on invoice 7"]
+    )
+    expect(items(page)).to_have_count(4)
+    # A new one of the group joins it live, and becomes its head.
+    server.publish("alice", "Dee commented on invoice 7", group="invoice-7")
+    expect(group.locator(".summary")).to_have_text("4 new notifications")
+    expect(items(page)).to_have_count(5)
+    page.locator("tidings-bell .item.group .group-toggle").click()
+    expect(items(page)).to_have_count(2)
+    expect(page.locator("tidings-bell .item.group .group-toggle")).to_have_text("Show 3 more")
+
+
+def test_archive_a_row_see_it_in_the_archive_and_bring_it_back(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    context = browser.new_context()
+    page = new_page(context)
+    open_demo(page, server, "alice")
+    other = new_page(context)
+    other.goto(f"{server.url}/")
+    wait_live(other)
+    server.publish("alice", "keep me")
+    server.publish("alice", "file me away")
+    expect_unread(page, 2)
+    page.bring_to_front()
+    open_bell(page)
+    page.locator("tidings-bell .item", has_text="file me away").locator(".archive").click()
+    expect(items(page).locator(".message")).to_have_text(["keep me"])
+    for tab in (page, other):
+        expect_unread(tab, 1)  # an archived one leaves the counts, in every tab
+    open_bell(other)
+    expect(items(other).locator(".message")).to_have_text(["keep me"])
+
+    page.locator("tidings-bell .archive-view").click()
+    expect(page.locator("tidings-bell")).to_have_attribute("data-view", "archive")
+    expect(page.locator("tidings-bell h2")).to_have_text("Archived notifications")
+    expect(items(page).locator(".message")).to_have_text(["file me away"])
+    items(page).first.locator(".unarchive").click()
+    expect(page.locator("tidings-bell .note")).to_have_text("No archived notifications")
+    for tab in (page, other):
+        expect_unread(tab, 2)
+    expect(items(other).locator(".message")).to_have_text(["file me away", "keep me"])
+    page.locator("tidings-bell .archive-view").click()
+    expect(items(page).locator(".message")).to_have_text(["file me away", "keep me"])
+
+
+def test_german_from_the_nearest_lang_relative_times_and_strings_with_n(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    # A second bell inside German content, with one string overridden by JSON: {n} is filled in.
+    page.evaluate(
+        """() => {
+            const box = document.createElement("div");
+            box.lang = "de";
+            box.id = "de-box";
+            const bell = document.createElement("tidings-bell");
+            bell.setAttribute("strings", JSON.stringify({bellUnseen: "Posteingang: {n} neu"}));
+            box.append(bell);
+            document.body.append(box);
+        }"""
+    )
+    de = "#de-box tidings-bell"
+    wait_live(page, de)
+    expect(page.locator(de)).to_have_attribute("data-locale", "de")
+    server.publish("alice", "Bericht fertig")
+    expect(page.locator(f"{de} .bell")).to_have_attribute("aria-label", "Posteingang: 1 neu")
+    expect(page.locator(f"{de} [role=status]")).to_have_text(
+        "Neue Benachrichtigung: Bericht fertig"
+    )
+    page.locator(f"{de} .bell").click()
+    expect(page.locator(f"{de} h2")).to_have_text("Benachrichtigungen")
+    row = page.locator(f"{de} .item").first
+    expect(row).to_contain_text("Ungelesen: ")
+    expect(row.locator(".mark-read")).to_have_text("Als gelesen markieren")
+    expect(row.locator("time")).to_have_text(re.compile(r"^(jetzt|vor \d+ Sekunden?)$"))
+    expect(page.locator(f"{de} .mark-all")).to_have_text("Alle als gelesen markieren")
+
+    # The `locale` attribute wins over `lang`, and switches the open bell at once.
+    page.locator(de).evaluate("el => el.setAttribute('locale', 'en')")
+    expect(page.locator(f"{de} h2")).to_have_text("Notifications")
+    expect(row.locator("time")).to_have_text(re.compile(r"^(now|\d+ seconds? ago)$"))
+    expect(row).to_contain_text("Unread: ")
+
+
+def test_an_expired_notification_leaves_the_open_bell_and_its_counts(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    page.evaluate(
+        """() => {
+            window.__expired = [];
+            document.querySelector("tidings-bell").client.subscribe((state, change) => {
+                if (change.type === "expired") window.__expired.push(change.ids);
+            });
+        }"""
+    )
+    soon = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    server.publish("alice", "stays")
+    short = server.publish("alice", "flash sale", category="deals", expires_at=soon).json()
+    expect_badge(page, 2)
+    open_bell(page)
+    expect(items(page)).to_have_count(2)
+    expect(page.locator("tidings-bell .tab")).to_have_count(2)  # All and deals
+
+    # No reload, no click: the server's notifications-expired takes the row and its counts away.
+    expect(items(page).locator(".message")).to_have_text(["stays"], timeout=TIMEOUT_MS)
+    expect_unread(page, 1)
+    expect(page.locator("tidings-bell .tab")).to_have_count(2)  # the tab stays, at 0
+    expect(page.locator("tidings-bell .tab").nth(1)).to_have_attribute(
+        "aria-label", "deals, 0 unread"
+    )
+    assert page.evaluate("window.__expired") == [[short["id"]]]
+
+
+def test_the_list_shows_the_newest_max_items_updates_rows_in_place_and_pages_with_load_more(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    page.locator("tidings-bell").evaluate("el => el.setAttribute('max-items', '3')")
+    for i in range(1, 6):
+        server.publish("alice", f"n{i}")
+    expect_unread(page, 5)
+    open_bell(page)
+    expect(items(page).locator(".message")).to_have_text(["n5", "n4", "n3"])
+    more = page.locator("tidings-bell .more")
+    expect(more).to_be_visible()
+    page.locator("tidings-bell").evaluate(
+        "el => el.shadowRoot.querySelectorAll('.item').forEach((row) => { row.__kept = true; })"
+    )
+
+    server.publish("alice", "n6")
+    expect(items(page).locator(".message")).to_have_text(["n6", "n5", "n4"])
+    kept: list[bool] = page.locator("tidings-bell").evaluate(
+        "el => [...el.shadowRoot.querySelectorAll('.item')].map((row) => row.__kept === true)"
+    )
+    assert kept == [False, True, True]  # the arrival added one row; the others are the same
+
+    more.click()
+    expect(items(page).locator(".message")).to_have_text(["n6", "n5", "n4", "n3", "n2", "n1"])
+    expect(more).to_be_hidden()
+
+    # Deleting from the keyboard gives the focus to the next row, not to the end of the list.
+    items(page).nth(1).focus()
+    page.keyboard.press("Tab")  # to its first control
+    target = items(page).nth(1).locator(".delete")
+    for _ in range(4):
+        if target.evaluate("el => el.getRootNode().activeElement === el"):
+            break
+        page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(items(page).locator(".message")).to_have_text(["n6", "n4", "n3", "n2", "n1"])
+    expect(items(page).nth(1)).to_be_focused()
+    expect(items(page).nth(1).locator(".message")).to_have_text("n4")
+
+    # Escape closes and gives the focus back to the bell; Tab past the last control closes too.
+    page.keyboard.press("Escape")
+    expect(page.locator("tidings-bell .panel")).to_be_hidden()
+    expect(page.locator("tidings-bell .bell")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("tidings-bell .panel")).to_be_visible()
+    page.locator("tidings-bell .foot button:visible").last.focus()
+    page.keyboard.press("Tab")
+    expect(page.locator("tidings-bell .panel")).to_be_hidden()

@@ -59,6 +59,7 @@ def test_four_tabs_one_stream_shared_reads_and_a_new_leader(
     assert server.metric("tidings_streams_open") == 1  # no tab opened a second stream
 
     reader = tabs[2]
+    reader.bring_to_front()  # the user clicks in the tab they look at
     open_bell(reader)
     clicked = page_now(reader)
     reader.locator("tidings-bell .item .mark-read").click()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.helpers import new_page, open_demo, page_now, wait_arrival
 from tests.conftest import ServerFactory
@@ -41,7 +43,8 @@ def test_vue_bell_shows_arrivals_and_works_by_keyboard(
     assert wait_arrival(page, "older")["at"] - sent < 1000
     badge = root.locator(".notification-badge")
     expect(badge).to_have_text("2")
-    expect(root.locator("[role=status]")).to_have_text("New notification: newer")
+    # Both arrived together: one announcement for the two (the last alone would hide the first).
+    expect(root.locator("[role=status]")).to_have_text("2 new notifications")
     expect(page.locator("#log")).to_contain_text(f"Vue {version}")
 
     button = root.locator(".bell-button")
@@ -57,10 +60,98 @@ def test_vue_bell_shows_arrivals_and_works_by_keyboard(
     expect(rows.nth(1).locator(".notification-message")).to_have_text("older")
     page.keyboard.press("Tab")
     expect(rows.nth(1).locator(".mark-read-button")).to_be_focused()
+    expect(badge).to_have_count(0)  # opening the bell made both seen
     page.keyboard.press("Enter")
-    expect(badge).to_have_text("1")
+    expect(root).to_have_attribute("data-unread", "1")
     expect(rows.nth(1)).to_be_focused()
     page.keyboard.press("Escape")
     expect(root.locator(".notification-dropdown")).to_have_count(0)
     expect(button).to_have_attribute("aria-expanded", "false")
     expect(button).to_be_focused()
+
+
+# What each Vue bell says on /demo/vue, the Vue 3 one in German (its section gets lang="de").
+SAYS = {
+    "#vue2-app": {
+        "bell": "Notifications, 3 new",
+        "tab": "mentions, 2 unread",
+        "summary": "2 new notifications",
+        "show": "Show 1 more",
+        "hide": "Show less",
+    },
+    "#vue3-app": {
+        "bell": "Benachrichtigungen, 3 neu",
+        "tab": "mentions, 2 ungelesen",
+        "summary": "2 neue Benachrichtigungen",
+        "show": "1 weitere anzeigen",
+        "hide": "Weniger anzeigen",
+    },
+}
+
+
+def test_vue_bells_show_the_inbox_like_the_element_and_german_from_lang(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", TIDINGS_HEARTBEAT="1")
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+
+    def german_vue3(route: Route) -> None:
+        # The bell picks the nearest `lang` when it mounts.
+        html = route.fetch().text()
+        html = html.replace('<section id="vue3-app">', '<section id="vue3-app" lang="de">')
+        route.fulfill(body=html, content_type="text/html; charset=utf-8")
+
+    page.route("**/demo/vue", german_vue3)
+    for who in ("Ada Lovelace", "Bob Stone"):
+        server.publish(
+            "alice",
+            f"{who.split()[0]} commented on invoice 7",
+            category="mentions",
+            group="invoice-7",
+            actor={"name": who},
+            actions=[{"label": "Reply", "url": "/demo/vue#reply"}],
+        )
+    server.publish("alice", "Paid", category="billing")
+    page.goto(f"{server.url}/demo/vue")
+    for app, says in SAYS.items():
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=15_000)
+        expect(root.locator(".bell-button")).to_have_attribute("aria-label", says["bell"])
+    expect(page.locator("#vue3-app .tidings-vue")).to_have_attribute("data-locale", "de")
+
+    for app, says in SAYS.items():
+        root = page.locator(f"{app} .tidings-vue")
+        root.locator(".bell-button").click()
+        expect(root.locator(".notification-badge")).to_have_count(0)  # seen on open
+        tabs = root.locator(".tab-button")
+        expect(tabs).to_have_count(3)
+        expect(tabs.nth(2)).to_have_attribute("aria-label", says["tab"])
+        group = root.locator("li.notification-item.group")
+        expect(group.locator(".notification-summary")).to_have_text(says["summary"])
+        expect(group.locator(".notification-avatar")).to_have_text("BS")
+        expect(group.locator(".notification-actor")).to_have_text("Bob Stone")
+        expect(group.locator(".action-button")).to_have_text("Reply")
+        toggle = group.locator(".group-toggle")
+        expect(toggle).to_have_text(says["show"])
+        toggle.click()
+        expect(toggle).to_have_text(says["hide"])
+        expect(root.locator("li.member .notification-avatar")).to_have_text("AL")
+        tabs.nth(1).click()  # billing
+        expect(root.locator("li.notification-item .notification-message")).to_have_text(["Paid"])
+        root.locator(".bell-button").click()  # closed again
+
+    german = page.locator("#vue3-app .tidings-vue")
+    german.locator(".bell-button").click()
+    expect(german.locator("time").first).to_have_text(re.compile(r"^(jetzt|vor \d+ Sekunden?)$"))
+    german.locator(".archive-button").first.click()
+    expect(german.locator(".no-notifications")).to_have_text("Keine Benachrichtigungen")
+    english = page.locator("#vue2-app .tidings-vue")
+    expect(english).to_have_attribute("data-unread", "2")  # it follows, by the event
+    german.locator(".archive-view-button").click()
+    expect(german.locator(".dropdown-title")).to_have_text("Archivierte Benachrichtigungen")
+    expect(german.locator("li.notification-item .notification-message")).to_have_text(["Paid"])
+    german.locator(".unarchive-button").click()
+    empty = german.locator(".no-notifications")
+    expect(empty).to_have_text("Keine archivierten Benachrichtigungen")
+    expect(english).to_have_attribute("data-unread", "3")

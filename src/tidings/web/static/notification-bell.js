@@ -2,10 +2,11 @@
 //
 // A drop-in for the original NotificationBell.vue: same name, same class names, the same
 // `new-notification` event; underneath, tidings.js (one shared stream per browser, resume,
-// backoff, read state). Options API with a template string, so it needs a Vue build that
-// includes the template compiler (Vue 2: vue/dist/vue.esm.js; Vue 3: vue/dist/vue.esm-bundler.js
-// or vue.esm-browser.js). Both teardown hooks are present (beforeDestroy for Vue 2, beforeUnmount
-// for Vue 3); the teardown runs once.
+// backoff, read state) and bell-core.js, which <tidings-bell> shares: the same strings, locales,
+// tabs, groups, archive view and keyboard handling. Options API with a template string, so it
+// needs a Vue build that includes the template compiler (Vue 2: vue/dist/vue.esm.js; Vue 3:
+// vue/dist/vue.esm-bundler.js or vue.esm-browser.js). Both teardown hooks are present
+// (beforeDestroy for Vue 2, beforeUnmount for Vue 3); the teardown runs once.
 //
 //   import NotificationBell from "https://tidings.example.com/static/notification-bell.js";
 //   components: { NotificationBell }
@@ -14,31 +15,16 @@
 // Vue 3 stores the compiled template on the component object; a page that runs Vue 2 and Vue 3
 // side by side gives one of them a copy: `{ ...NotificationBell }`.
 
-import { createTidings, safeLink } from "./tidings.js";
+import { createTidings } from "./tidings.js";
+import { BellCore, listKeyTarget } from "./bell-core.js";
+import { STRINGS, pickLocale } from "./bell-strings.js";
 
-export const STRINGS = {
-  bell: "Notifications",
-  bellUnread: "Notifications, {n} unread",
-  title: "Notifications",
-  refresh: "Refresh",
-  markAllRead: "Mark all read",
-  markRead: "Mark read",
-  delete: "Delete",
-  loadMore: "Load more",
-  loading: "Loading…",
-  empty: "No notifications",
-  error: "Could not load notifications.",
-  actionError: "That did not work. Please try again.",
-  offline: "You are offline. New notifications will appear when you are back.",
-  reconnecting: "Reconnecting…",
-  unauthorized: "Your session has ended. Reload the page to sign in again.",
-  announce: "New notification: {message}",
-};
+export { STRINGS };
 
 const STYLE_ID = "tidings-vue-bell-style";
 const STYLE = `
 .tidings-vue { --_accent: var(--tidings-accent, #2563eb); --_bg: var(--tidings-bg, #fff);
-  --_fg: var(--tidings-fg, #1f2937); --_muted: var(--tidings-muted, #6b7280);
+  --_fg: var(--tidings-fg, #1f2937); --_muted: var(--tidings-muted, #636b78);
   --_border: var(--tidings-border, #e5e7eb); --_unread-bg: var(--tidings-unread-bg, #eff6ff);
   --_warn-bg: var(--tidings-warn-bg, #fef3c7); --_warn-fg: var(--tidings-warn-fg, #92400e);
   position: relative; display: inline-block;
@@ -85,6 +71,30 @@ const STYLE = `
 .tidings-vue li { padding: .6rem .75rem; border-bottom: 1px solid var(--_border); }
 .tidings-vue li:last-child { border-bottom: none; }
 .tidings-vue li.unread { background: var(--_unread-bg); }
+.tidings-vue li.unread .notification-meta { color: var(--tidings-unread-muted, #4b5563); }
+@media (prefers-color-scheme: dark) {
+  .tidings-vue li.unread .notification-meta { color: var(--tidings-unread-muted, #cbd5e1); }
+}
+.tidings-vue .notification-item { display: flex; gap: .5rem; }
+.tidings-vue .notification-item.member { padding-left: 2rem; }
+.tidings-vue .notification-body { flex: 1; min-width: 0; }
+.tidings-vue .notification-avatar { flex: none; display: inline-grid; place-items: center;
+  width: 2rem; height: 2rem; border-radius: 50%; overflow: hidden; font-size: .75rem;
+  font-weight: 700; background: var(--tidings-avatar-bg, #dbeafe);
+  color: var(--tidings-avatar-fg, #1e3a8a); }
+.tidings-vue .notification-avatar img { width: 100%; height: 100%; object-fit: cover; }
+.tidings-vue .notification-actor { display: block; font-size: .8rem; font-weight: 600; }
+.tidings-vue .notification-summary { display: block; font-size: .8rem; font-weight: 700; }
+.tidings-vue .notification-actions { display: flex; gap: .4rem; margin-top: .3rem; }
+.tidings-vue .notification-actions button { border: 1px solid var(--_accent);
+  background: var(--_bg); color: var(--_accent); border-radius: 6px; padding: .15rem .55rem;
+  font-size: .8rem; }
+.tidings-vue .notification-tabs { display: flex; gap: .25rem; padding: .4rem .75rem;
+  overflow-x: auto; border-bottom: 1px solid var(--_border); }
+.tidings-vue .notification-tabs button { border: 1px solid var(--_border); background: var(--_bg);
+  color: var(--_fg); border-radius: 999px; padding: .1rem .6rem; font-size: .8rem; }
+.tidings-vue .notification-tabs button[aria-pressed="true"] { border-color: var(--_accent);
+  font-weight: 600; }
 .tidings-vue li.unread .notification-message { font-weight: 600; }
 .tidings-vue li:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
 .tidings-vue .notification-message { display: block; color: inherit; overflow-wrap: anywhere; }
@@ -105,54 +115,89 @@ const STYLE = `
 `;
 
 const TEMPLATE = `
-<div class="notification-container tidings-vue" :data-unread="notificationCount"
-     :data-connection="state.connection" :data-status="state.status" @keydown="onKeydown">
+<div class="notification-container tidings-vue" :data-unread="view.unread"
+     :data-unseen="view.unseen" :data-connection="view.connection" :data-status="view.status"
+     :data-locale="view.locale" :data-view="view.archived ? 'archive' : 'inbox'"
+     @keydown="onKeydown" @focusout="onFocusout">
   <button ref="button" type="button" class="bell-button" aria-haspopup="true"
-          :aria-expanded="isOpen ? 'true' : 'false'" :aria-controls="panelId"
-          :aria-label="bellLabel"
+          :aria-expanded="view.open ? 'true' : 'false'" :aria-controls="panelId"
+          :aria-label="view.bellLabel"
           @click="toggleDropdown">
     <svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
          stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">
       <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/><path d="M13.73 21a2 2 0 0 1-3.46 0"/>
     </svg>
-    <span v-if="notificationCount > 0" class="notification-badge">{{ badgeText }}</span>
+    <span v-if="view.badge" class="notification-badge">{{ view.badge }}</span>
   </button>
-  <div v-if="isOpen" :id="panelId" class="notification-dropdown" role="region"
-       :aria-label="t('title')">
+  <div v-if="view.open" :id="panelId" class="notification-dropdown" role="region"
+       :aria-label="view.title">
     <div class="dropdown-header">
-      <span class="dropdown-title">{{ t('title') }}</span>
+      <span class="dropdown-title">{{ view.title }}</span>
       <button type="button" class="refresh-button"
               @click.prevent="refreshNotifications">{{ t('refresh') }}</button>
-      <button type="button" class="mark-all-button" :disabled="notificationCount === 0"
-              @click="markAllRead">{{ t('markAllRead') }}</button>
+      <button v-if="!view.archived" type="button" class="mark-all-button"
+              :disabled="view.markAllDisabled" @click="markAllRead">{{ t('markAllRead') }}</button>
     </div>
-    <p v-if="banner" class="notification-banner">{{ banner }}</p>
+    <div v-if="view.tabs.length" class="notification-tabs" role="group" :aria-label="t('tabs')">
+      <button v-for="tab in view.tabs" :key="tab.key" type="button" class="tab-button"
+              :data-category="tab.key" :aria-pressed="tab.selected ? 'true' : 'false'"
+              :aria-label="tab.name" @click="selectTab(tab.category)">
+        <span class="label">{{ tab.label }}</span>
+        <span v-if="tab.count > 0" class="count" aria-hidden="true">{{ tab.count }}</span>
+      </button>
+    </div>
+    <p v-if="view.banner" class="notification-banner">{{ view.banner }}</p>
     <ul ref="list">
-      <li v-if="state.status === 'loading' && notifications.length === 0"
-          class="notification-loading">{{ t('loading') }}</li>
-      <li v-else-if="state.status === 'error' && notifications.length === 0"
-          class="notification-error">{{ t('error') }}</li>
-      <li v-else-if="notifications.length === 0" class="no-notifications">{{ t('empty') }}</li>
-      <li v-for="notification in notifications" :key="notification.id" :data-id="notification.id"
-          tabindex="-1"
-          :class="['notification-item', { unread: !notification.read_at }]">
-        <a v-if="linkOf(notification)" class="notification-message" :href="linkOf(notification)"
-           @click="markRead(notification)">{{ notification.message }}</a>
-        <span v-else class="notification-message">{{ notification.message }}</span>
-        <span class="notification-meta">
-          <time :datetime="notification.created_at">{{ timeLabel(notification.created_at) }}</time>
-          <button v-if="!notification.read_at" type="button" class="mark-read-button"
-                  :aria-label="t('markRead') + ': ' + notification.message"
-                  @click="markRead(notification, $event)">{{ t('markRead') }}</button>
-          <button type="button" class="delete-button"
-                  :aria-label="t('delete') + ': ' + notification.message"
-                  @click="remove(notification)">{{ t('delete') }}</button>
+      <li v-if="view.note" :class="noteClass">{{ view.noteText }}</li>
+      <li v-for="row in view.rows" :key="row.key" :data-id="row.id" tabindex="-1"
+          :class="['notification-item', row.kind === 'item' ? '' : row.kind,
+                   { unread: row.unread }]"
+          @click="onRowClick(row, $event)">
+        <span v-if="row.actor" class="notification-avatar"
+              :aria-hidden="row.actor.avatar ? null : 'true'">
+          <img v-if="row.actor.avatar" :src="row.actor.avatar" :alt="row.actor.name"
+               loading="lazy"><template v-else>{{ row.actor.initials }}</template>
         </span>
+        <div class="notification-body">
+          <span class="tidings-sr">{{ row.state }}: </span>
+          <span v-if="row.group" class="notification-summary">{{ row.group.summary }}</span>
+          <span v-if="row.actor" class="notification-actor">{{ row.actor.name }}</span>
+          <a v-if="row.href" class="notification-message" :href="row.href">{{ row.message }}</a>
+          <span v-else class="notification-message">{{ row.message }}</span>
+          <div v-if="row.actions.length" class="notification-actions">
+            <button v-for="action in row.actions" :key="action.href + action.label" type="button"
+                    class="action-button"
+                    @click.stop="runAction(row, action)">{{ action.label }}</button>
+          </div>
+          <span class="notification-meta">
+            <time :datetime="row.datetime">{{ row.time }}</time>
+            <button v-if="row.group" type="button" class="group-toggle"
+                    :aria-expanded="row.group.expanded ? 'true' : 'false'"
+                    @click.stop="toggleGroup(row)">{{ row.group.toggle }}</button>
+            <button v-if="row.archived" type="button" class="unarchive-button"
+                    :aria-label="t('unarchive') + ': ' + row.message"
+                    @click.stop="leave(row, 'unarchive', $event)">{{ t('unarchive') }}</button>
+            <button v-if="!row.archived && row.unread" type="button" class="mark-read-button"
+                    :aria-label="t('markRead') + ': ' + row.message"
+                    @click.stop="markRead(row, $event)">{{ t('markRead') }}</button>
+            <button v-if="!row.archived" type="button" class="archive-button"
+                    :aria-label="t('archive') + ': ' + row.message"
+                    @click.stop="leave(row, 'archive', $event)">{{ t('archive') }}</button>
+            <button type="button" class="delete-button"
+                    :aria-label="t('delete') + ': ' + row.message"
+                    @click.stop="leave(row, 'remove', $event)">{{ t('delete') }}</button>
+          </span>
+        </div>
       </li>
     </ul>
-    <div v-if="state.hasMore" class="dropdown-footer">
-      <button type="button" class="load-more-button" :disabled="state.loadingMore"
-              @click="loadMore">{{ t('loadMore') }}</button>
+    <div class="dropdown-footer">
+      <button v-if="view.more" type="button" class="load-more-button"
+              :disabled="view.loadingMore" @click="loadMore">{{ t('loadMore') }}</button>
+      <button type="button" class="archive-view-button"
+              @click="toggleArchive">{{
+                t(view.archived ? 'showInbox' : 'showArchive') }}</button>
+      <button v-if="view.push" type="button" class="push-button"
+              @click="enablePush">{{ view.push }}</button>
     </div>
   </div>
   <div class="tidings-sr" role="status" aria-live="polite"
@@ -160,17 +205,6 @@ const TEMPLATE = `
 </div>`;
 
 let counter = 0;
-
-function timeLabel(iso) {
-  const when = new Date(iso);
-  if (Number.isNaN(when.getTime())) return "";
-  const seconds = Math.round((Date.now() - when.getTime()) / 1000);
-  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  if (Math.abs(seconds) < 60) return rtf.format(-seconds, "second");
-  if (Math.abs(seconds) < 3600) return rtf.format(-Math.round(seconds / 60), "minute");
-  if (Math.abs(seconds) < 86400) return rtf.format(-Math.round(seconds / 3600), "hour");
-  return when.toLocaleDateString();
-}
 
 function injectStyle() {
   if (typeof document === "undefined" || document.getElementById(STYLE_ID)) return;
@@ -180,11 +214,36 @@ function injectStyle() {
   document.head.append(style);
 }
 
+const CLOSED_VIEW = {
+  open: false,
+  unread: 0,
+  unseen: 0,
+  badge: "",
+  bellLabel: STRINGS.bell,
+  title: STRINGS.title,
+  archived: false,
+  tabs: [],
+  rows: [],
+  more: false,
+  loadingMore: false,
+  note: "loading",
+  noteText: "",
+  banner: null,
+  markAllDisabled: true,
+  push: null,
+  connection: "connecting",
+  status: "loading",
+  role: "starting",
+  locale: "en",
+};
+
 /**
  * The bell as a Vue component (Options API).
  * Props: `baseUrl` (string), `token` (string), `pageSize` (number, 10), `heartbeat` (number, 15:
  * seconds, until the server's pings announce it), `getToken` (() => token | Promise<token>,
- * called on 401 and before a token's exp), `strings` (object, any keys of STRINGS).
+ * called on 401 and before a token's exp), `locale` (a language tag; default: the nearest
+ * `lang`, the document's, the browser's), `strings` (object: any of the locale's strings, see
+ * bell-strings.js), `maxItems` (rows before "Load more", 50).
  * Events: `new-notification` (the notification). Method: `refreshNotifications()` (a promise
  * that always resolves: a failure shows in the bell, from the client's `error` change).
  */
@@ -196,43 +255,36 @@ export const NotificationBell = {
     pageSize: { type: Number, default: 10 },
     heartbeat: { type: Number, default: 15 },
     getToken: { type: Function, default: null },
+    locale: { type: String, default: "" },
     strings: { type: Object, default: null },
+    maxItems: { type: Number, default: 50 },
   },
   emits: ["new-notification"],
   template: TEMPLATE,
   data() {
     return {
-      isOpen: false,
-      state: { items: [], unread: 0, status: "loading", connection: "connecting", hasMore: false },
+      view: { ...CLOSED_VIEW },
       announcement: "",
-      actionError: false,
       panelId: `tidings-vue-panel-${++counter}`,
     };
   },
   computed: {
-    notifications() {
-      return this.state.items;
+    noteClass() {
+      const note = this.view.note;
+      if (note === "loading") return "notification-loading";
+      if (note === "error") return "notification-error";
+      return "no-notifications";
     },
-    // Unread, as the server counts it (the original counted the loaded items).
-    notificationCount() {
-      return this.state.unread;
+  },
+  watch: {
+    locale() {
+      this.core && this.core.setLocale(this.pickLocale(), this.strings);
     },
-    badgeText() {
-      return this.notificationCount > 99 ? "99+" : String(this.notificationCount);
+    strings() {
+      this.core && this.core.setLocale(this.pickLocale(), this.strings);
     },
-    bellLabel() {
-      return this.notificationCount > 0
-        ? this.t("bellUnread", { n: this.notificationCount })
-        : this.t("bell");
-    },
-    banner() {
-      const s = this.state;
-      if (this.actionError) return this.t("actionError");
-      if (s.connection === "offline") return this.t("offline");
-      if (s.connection === "unauthorized") return this.t("unauthorized");
-      if (s.status === "error" && s.items.length) return this.t("error");
-      if (s.connection === "reconnecting") return this.t("reconnecting");
-      return "";
+    maxItems() {
+      this.core && this.core.setMaxItems(this.maxItems);
     },
   },
   mounted() {
@@ -242,23 +294,27 @@ export const NotificationBell = {
       baseUrl: this.baseUrl || undefined,
       pageSize: this.pageSize,
       heartbeat: this.heartbeat,
+      grouped: true,
       getToken: () => (this.getToken ? this.getToken() : null),
     });
-    this.tidingsUnsubscribe = this.tidingsClient.subscribe((state, change) => {
-      this.state = state;
-      if (
-        change.type === "error" &&
-        (change.action === "markRead" ||
-          change.action === "markAllRead" ||
-          change.action === "delete")
-      ) {
-        this.actionError = true;
-      }
-      if (change.type === "notification") this.announce(change.notification);
+    // Not in data(): the core and client are not made reactive (Vue would wrap their internals).
+    this.core = new BellCore({
+      client: this.tidingsClient,
+      locale: this.pickLocale(),
+      strings: this.strings,
+      maxItems: this.maxItems,
+      onUpdate: () => {
+        if (this.core) this.view = this.core.view();
+      },
+      onAnnounce: (text) => this.announce(text),
+      onArrival: (n) => this.arrived(n),
     });
+    this.view = this.core.view();
     this.onDocumentClick = (event) => {
       // The path, not contains(): the clicked button may be gone already (re-rendered).
-      if (this.isOpen && !event.composedPath().includes(this.$el)) this.isOpen = false;
+      if (this.core && this.core.isOpen && !event.composedPath().includes(this.$el)) {
+        this.core.close();
+      }
     };
     document.addEventListener("click", this.onDocumentClick);
   },
@@ -270,91 +326,121 @@ export const NotificationBell = {
   },
   methods: {
     t(key, values) {
-      const template = (this.strings && this.strings[key]) || STRINGS[key];
-      return String(template).replace(/\{(\w+)\}/g, (_, name) =>
-        values && name in values ? values[name] : "",
+      return this.core ? this.core.t(key, values) : String(STRINGS[key]);
+    },
+    pickLocale() {
+      const around = this.$el && this.$el.closest ? this.$el.closest("[lang]") : null;
+      return pickLocale(
+        this.locale,
+        around && around.getAttribute("lang"),
+        document.documentElement.lang,
+        typeof navigator === "undefined" ? null : navigator.language,
       );
     },
-    linkOf(notification) {
-      return safeLink(
-        notification.link,
-        typeof location === "undefined" ? undefined : location.href,
-      );
-    },
-    timeLabel,
     toggleDropdown() {
-      this.isOpen = !this.isOpen;
-      this.actionError = false;
+      this.core.toggle();
     },
     close() {
-      this.isOpen = false;
+      this.core.close();
       this.$nextTick(() => this.$refs.button && this.$refs.button.focus());
     },
-    // A failed call is shown from the client's `error` change (tidings.js rejects and emits),
-    // so its rejection is handled here.
-    act(method, ...args) {
-      return this.tidingsClient[method](...args).catch(() => {});
-    },
     refreshNotifications() {
-      this.actionError = false;
-      return this.act("refresh");
+      return this.core.refresh();
     },
-    markRead(notification, event) {
-      const button = event && event.currentTarget;
-      const row = button && button.closest("li");
-      this.act("markRead", [notification.id]);
+    markRead(row, event) {
+      const li = event && event.currentTarget && event.currentTarget.closest("li");
+      this.core.markRead(row.id);
       // The button goes away with the unread mark: keep the focus on its row.
-      if (row) this.$nextTick(() => row.focus());
+      if (li) this.$nextTick(() => li.focus());
     },
     markAllRead() {
-      this.actionError = false;
-      this.act("markAllRead");
+      this.core.markAllRead();
     },
-    remove(notification) {
-      this.act("delete", notification.id);
+    /** Delete, archive or unarchive: from the keyboard the focus goes to the neighbour. */
+    leave(row, action, event) {
+      const li = event && event.currentTarget && event.currentTarget.closest("li");
+      const hadFocus = li && li.contains(document.activeElement);
+      const next = this.core.neighbourOf(row.id);
+      this.core[action](row.id);
+      if (!hadFocus) return;
       this.$nextTick(() => {
-        if (this.isOpen && !this.$el.contains(document.activeElement)) this.$refs.button.focus();
+        const target =
+          next !== null && this.$refs.list
+            ? this.$refs.list.querySelector(`li[data-id="${next}"]`)
+            : null;
+        (target || this.$refs.button).focus();
       });
+    },
+    toggleGroup(row) {
+      const n = this.core.state.items.find((m) => m.id === row.id);
+      if (n && n.group) this.core.toggleGroup(n.group);
+    },
+    runAction(row, action) {
+      this.core.activate(row.id);
+      location.assign(action.href);
+    },
+    onRowClick(row, event) {
+      // A click on the row (not on one of its buttons) reads it; so does following its link.
+      if (event.target.closest("button")) return;
+      this.core.activate(row.id);
     },
     loadMore() {
-      this.act("loadMore");
+      this.core.more();
     },
-    announce(notification) {
+    selectTab(category) {
+      this.core.selectTab(category);
+    },
+    toggleArchive() {
+      this.core.showArchive(!this.view.archived);
+    },
+    enablePush() {
+      this.core.enablePush();
+    },
+    announce(text) {
       this.announcement = "";
       this.$nextTick(() => {
-        this.announcement = this.t("announce", { message: notification.message });
+        this.announcement = text;
       });
+    },
+    arrived(notification) {
       this.$emit("new-notification", notification);
       // Also as a DOM event, like <tidings-bell>, for host code outside Vue.
       this.$el.dispatchEvent(
         new CustomEvent("new-notification", { detail: notification, bubbles: true }),
       );
     },
+    onFocusout(event) {
+      // Tab past the last control closes the panel instead of leaving it over the page.
+      const to = event.relatedTarget;
+      if (this.view.open && to && !this.$el.contains(to)) this.core.close();
+    },
     onKeydown(event) {
-      if (event.key === "Escape" && this.isOpen) {
+      if (event.key === "Escape" && this.view.open) {
         event.preventDefault();
         this.close();
         return;
       }
-      if (!this.isOpen || !this.$refs.list) return;
+      if (!this.view.open || !this.$refs.list) return;
       const rows = Array.from(this.$refs.list.querySelectorAll("li.notification-item"));
-      if (!rows.length) return;
-      const at = rows.findIndex((row) => row.contains(document.activeElement));
-      let target = null;
-      if (event.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
-      else if (event.key === "ArrowUp")
-        target = at === 0 ? this.$refs.button : rows[at < 0 ? rows.length - 1 : at - 1];
-      else if (event.key === "Home" && at >= 0) target = rows[0];
-      else if (event.key === "End" && at >= 0) target = rows[rows.length - 1];
-      if (target) {
+      const active = document.activeElement;
+      const at = rows.findIndex((row) => row.contains(active));
+      if (event.key === "Enter" && active && active.classList.contains("notification-item")) {
+        const link = active.querySelector("a.notification-message");
+        if (link) link.click();
+        else this.core.activate(Number(active.dataset.id));
         event.preventDefault();
-        target.focus();
+        return;
       }
+      const target = listKeyTarget(event.key, rows.length, at);
+      if (target === null) return;
+      event.preventDefault();
+      (target === "bell" ? this.$refs.button : rows[target]).focus();
     },
     teardown() {
       if (!this.tidingsClient) return;
       document.removeEventListener("click", this.onDocumentClick);
-      this.tidingsUnsubscribe();
+      this.core.destroy();
+      this.core = null;
       this.tidingsClient.close();
       this.tidingsClient = null;
     },

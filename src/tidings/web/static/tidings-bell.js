@@ -4,37 +4,23 @@
 //   <tidings-bell base-url="https://tidings.example.com"></tidings-bell>
 //
 // Attributes: token (a user token; exchanged for the session cookie), base-url, page-size,
-// heartbeat (the server's TIDINGS_HEARTBEAT until its pings announce it), theme ("light" | "dark";
-// default: the system's), no-desktop (hide the desktop-alerts switch), strings (JSON).
-// Properties: getToken (async () => token: on 401 and before a token's exp), strings (replace any
-// of STRINGS), client (the tidings.js client, read-only), open. Methods: show(), close(),
-// toggle(). Events: `new-notification` (detail: the notification).
+// heartbeat (the server's TIDINGS_HEARTBEAT until its pings announce it), max-items (rows shown
+// before "Load more", 50), locale (a language tag; default: the element's `lang`, the nearest
+// `lang` around it, the document's, the browser's), strings (JSON: any of the locale's strings,
+// see bell-strings.js), theme ("light" | "dark"; default: the system's), no-desktop (hide the
+// desktop-alerts switch).
+// Properties: getToken (async () => token: on 401 and before a token's exp), strings (overrides,
+// as the attribute), locale (the one in use, read-only), client (the tidings.js client,
+// read-only), open. Methods: show(), close(), toggle(). Events: `new-notification` (detail: the
+// notification).
+// What it draws comes from bell-core.js, which the Vue bell shares.
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 
 import { createTidings, safeLink } from "./tidings.js";
+import { BellCore, listKeyTarget } from "./bell-core.js";
+import { STRINGS, format, pickLocale } from "./bell-strings.js";
 
-export const STRINGS = {
-  bell: "Notifications",
-  bellUnread: (n) => `Notifications, ${n} unread`,
-  title: "Notifications",
-  refresh: "Refresh",
-  markAllRead: "Mark all read",
-  markRead: "Mark read",
-  delete: "Delete",
-  loadMore: "Load more",
-  loading: "Loading…",
-  empty: "No notifications",
-  error: "Could not load notifications.",
-  actionError: "That did not work. Please try again.",
-  offline: "You are offline. New notifications will appear when you are back.",
-  reconnecting: "Reconnecting…",
-  unauthorized: "Your session has ended. Reload the page to sign in again.",
-  announce: (message) => `New notification: ${message}`,
-  desktopOn: "Desktop alerts: on",
-  desktopOff: "Desktop alerts: off",
-  desktopBlocked: "Desktop alerts are blocked in your browser settings",
-  desktopTitle: "New notification",
-};
+export { STRINGS };
 
 const DESKTOP_KEY = "tidings:desktop";
 
@@ -43,9 +29,13 @@ const STYLE = `
   --_accent: var(--tidings-accent, #2563eb);
   --_bg: var(--tidings-bg, #ffffff);
   --_fg: var(--tidings-fg, #1f2937);
-  --_muted: var(--tidings-muted, #6b7280);
+  --_muted: var(--tidings-muted, #636b78); /* 4.9:1 on --_unread-bg: AA needs 4.5 */
   --_border: var(--tidings-border, #e5e7eb);
   --_unread-bg: var(--tidings-unread-bg, #eff6ff);
+  /* the time and meta text of unread rows: 4.5:1 or more on --_unread-bg (#6b7280 was 4.44) */
+  --_unread-muted: var(--tidings-unread-muted, #4b5563);
+  --_avatar-bg: var(--tidings-avatar-bg, #dbeafe);
+  --_avatar-fg: var(--tidings-avatar-fg, #1e3a8a);
   --_badge-bg: var(--tidings-badge-bg, #dc2626);
   --_badge-fg: var(--tidings-badge-fg, #ffffff);
   --_warn-bg: var(--tidings-warn-bg, #fef3c7);
@@ -66,6 +56,9 @@ const STYLE = `
     --_muted: var(--tidings-muted, #9ca3af);
     --_border: var(--tidings-border, #374151);
     --_unread-bg: var(--tidings-unread-bg, #1e3a5f);
+  --_unread-muted: var(--tidings-unread-muted, #cbd5e1);
+  --_avatar-bg: var(--tidings-avatar-bg, #1e3a8a);
+  --_avatar-fg: var(--tidings-avatar-fg, #dbeafe);
     --_warn-bg: var(--tidings-warn-bg, #451a03);
     --_warn-fg: var(--tidings-warn-fg, #fde68a);
   }
@@ -77,6 +70,9 @@ const STYLE = `
   --_muted: var(--tidings-muted, #9ca3af);
   --_border: var(--tidings-border, #374151);
   --_unread-bg: var(--tidings-unread-bg, #1e3a5f);
+  --_unread-muted: var(--tidings-unread-muted, #cbd5e1);
+  --_avatar-bg: var(--tidings-avatar-bg, #1e3a8a);
+  --_avatar-fg: var(--tidings-avatar-fg, #dbeafe);
   --_warn-bg: var(--tidings-warn-bg, #451a03);
   --_warn-fg: var(--tidings-warn-fg, #fde68a);
 }
@@ -145,6 +141,32 @@ a.message:hover { text-decoration: underline; }
   display: flex; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
   border-top: 1px solid var(--_border);
 }
+.item.unread .meta { color: var(--_unread-muted); }
+.item { cursor: default; }
+.avatar {
+  flex: none; display: inline-grid; place-items: center; width: 2rem; height: 2rem;
+  border-radius: 50%; overflow: hidden; background: var(--_avatar-bg); color: var(--_avatar-fg);
+  font-size: .75rem; font-weight: 700;
+}
+.avatar img { width: 100%; height: 100%; object-fit: cover; }
+.actor { display: block; font-size: .8rem; font-weight: 600; }
+.summary { display: block; font-size: .8rem; font-weight: 700; }
+.actions { display: flex; gap: .4rem; margin-top: .3rem; }
+.action {
+  border: 1px solid var(--_accent); background: var(--_bg); color: var(--_accent);
+  border-radius: 6px; padding: .15rem .55rem; font-size: .8rem;
+}
+.item.member { padding-left: 2rem; }
+.tabs {
+  display: flex; gap: .25rem; padding: .4rem .75rem; overflow-x: auto;
+  border-bottom: 1px solid var(--_border);
+}
+.tab {
+  display: inline-flex; align-items: center; gap: .3rem; border: 1px solid var(--_border);
+  background: var(--_bg); border-radius: 999px; padding: .1rem .6rem; font-size: .8rem;
+}
+.tab[aria-pressed="true"] { border-color: var(--_accent); font-weight: 600; }
+.tab .count { font-size: .72rem; }
 .sr {
   position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
   clip: rect(0 0 0 0); white-space: nowrap; border: 0;
@@ -158,34 +180,46 @@ const BELL_ICON = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" st
 
 let counter = 0;
 
-function text(value, ...args) {
-  return typeof value === "function" ? value(...args) : value;
+/**
+ * @param {string} tag
+ * @param {string} [className]
+ * @param {string} [text]
+ * @returns {HTMLElement}
+ */
+function make(tag, className, text) {
+  const el = document.createElement(tag);
+  if (className) el.className = className;
+  if (text !== undefined) el.textContent = text;
+  return el;
 }
 
-function timeLabel(iso) {
-  const when = new Date(iso);
-  if (Number.isNaN(when.getTime())) return "";
-  const seconds = Math.round((Date.now() - when.getTime()) / 1000);
-  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-  if (Math.abs(seconds) < 60) return rtf.format(-seconds, "second");
-  if (Math.abs(seconds) < 3600) return rtf.format(-Math.round(seconds / 60), "minute");
-  if (Math.abs(seconds) < 86400) return rtf.format(-Math.round(seconds / 3600), "hour");
-  return when.toLocaleDateString();
+/** @param {string} className @param {string} text @param {string} [label] */
+function button(className, text, label) {
+  const b = /** @type {HTMLButtonElement} */ (make("button", className, text));
+  b.type = "button";
+  if (label) b.setAttribute("aria-label", label);
+  return b;
 }
 
 /**
- * The `<tidings-bell>` element. Attributes are read once, when it is first connected (`theme`
- * and `no-desktop` also later); a failed action (mark read, delete, …) shows in its banner.
+ * The `<tidings-bell>` element. Attributes are read once, when it is first connected (`theme`,
+ * `no-desktop`, `locale`, `lang`, `strings` and `max-items` also later); a failed action (mark
+ * read, delete, …) shows in its banner.
  */
 export class TidingsBell extends HTMLElement {
   constructor() {
     super();
-    this._strings = { ...STRINGS };
+    /** @type {import("./bell-strings.js").BellStrings | null} */
+    this._overrides = null;
     this._client = null;
-    this._state = null;
-    this._open = false;
+    /** @type {BellCore | null} */
+    this._core = null;
+    /** @type {Map<number, HTMLLIElement>} */
     this._rows = new Map();
-    this._actionError = false;
+    /** @type {WeakMap<HTMLLIElement, string>} what each row shows, to redraw only on a change */
+    this._sigs = new WeakMap();
+    /** @type {number | "bell" | null} where the focus goes once a row it was on has left */
+    this._focusAfter = null;
     /**
      * The host's refresh callback: a fresh user token, or null when logged out. May be set at
      * any time; it is read when needed.
@@ -205,13 +239,14 @@ export class TidingsBell extends HTMLElement {
           <button class="link-button refresh" type="button"></button>
           <button class="link-button mark-all" type="button"></button>
         </div>
+        <div class="tabs" part="tabs" role="group" hidden></div>
         <p class="banner" part="banner" hidden></p>
         <ul class="list" part="list"></ul>
-        <p class="note loading" hidden></p>
-        <p class="note empty" part="empty" hidden></p>
-        <p class="note error" hidden></p>
+        <p class="note" part="note" hidden></p>
         <div class="foot">
           <button class="link-button more" type="button" hidden></button>
+          <button class="link-button archive-view" type="button"></button>
+          <button class="link-button push" type="button" hidden></button>
           <button class="link-button desktop" type="button" hidden></button>
         </div>
       </div>
@@ -224,34 +259,59 @@ export class TidingsBell extends HTMLElement {
       title: $("h2"),
       refresh: $(".refresh"),
       markAll: $(".mark-all"),
+      tabs: $(".tabs"),
       banner: $(".banner"),
       list: $(".list"),
-      loading: $(".loading"),
-      empty: $(".empty"),
-      error: $(".error"),
+      note: $(".note"),
       more: $(".more"),
+      archiveView: $(".archive-view"),
+      push: $(".push"),
       desktop: $(".desktop"),
       live: $(".sr"),
     };
     this._el.bell.addEventListener("click", () => this.toggle());
-    this._el.refresh.addEventListener("click", () => this._act("refresh"));
-    this._el.markAll.addEventListener("click", () => this._act("markAllRead"));
-    this._el.more.addEventListener("click", () => this._act("loadMore"));
+    this._el.refresh.addEventListener("click", () => this._core?.refresh());
+    this._el.markAll.addEventListener("click", () => this._core?.markAllRead());
+    this._el.more.addEventListener("click", () => this._core?.more());
+    this._el.archiveView.addEventListener("click", () =>
+      this._core?.showArchive(!this._core.state.filter.archived),
+    );
+    this._el.push.addEventListener("click", () => this._core?.enablePush());
     this._el.desktop.addEventListener("click", () => this._toggleDesktop());
+    this._el.tabs.addEventListener("click", (e) => {
+      const tab = /** @type {HTMLElement | null} */ (
+        /** @type {HTMLElement} */ (e.target).closest(".tab")
+      );
+      if (tab) this._core?.selectTab(tab.dataset.category || null);
+    });
     this._el.list.addEventListener("click", (e) => this._onListClick(e));
-    root.addEventListener("keydown", (e) => this._onKeydown(e));
+    root.addEventListener("keydown", (e) => this._onKeydown(/** @type {KeyboardEvent} */ (e)));
+    // Tab past the panel's last control (or Shift+Tab out of it) closes it, so it does not stay
+    // open over the page content that now has the focus.
+    root.addEventListener("focusout", (e) => {
+      const to = /** @type {FocusEvent} */ (e).relatedTarget;
+      if (this.open && to instanceof Node && !this.contains(to) && !root.contains(to)) {
+        this.close({ focus: false });
+      }
+    });
     this._onDocumentClick = (e) => {
-      if (this._open && !e.composedPath().includes(this)) this.close({ focus: false });
+      if (this.open && !e.composedPath().includes(this)) this.close({ focus: false });
     };
-    this._renderStrings();
   }
 
   static get observedAttributes() {
-    return ["theme", "no-desktop"];
+    return ["theme", "no-desktop", "locale", "lang", "strings", "max-items"];
   }
 
-  attributeChangedCallback() {
-    if (this._state) this._render();
+  attributeChangedCallback(name) {
+    if (!this._core) return;
+    if (name === "strings") this._readStrings();
+    if (name === "max-items") this._core.setMaxItems(this._maxItems());
+    if (name === "locale" || name === "lang" || name === "strings") {
+      this._core.setLocale(this._pickLocale(), this._overrides);
+    } else {
+      this._render();
+    }
   }
 
   /**
@@ -263,32 +323,56 @@ export class TidingsBell extends HTMLElement {
   }
 
   /**
-   * The strings shown (see STRINGS); setting merges over the defaults.
-   * @returns {typeof STRINGS}
+   * The overrides of the locale's strings (see bell-strings.js); setting replaces them.
+   * @returns {import("./bell-strings.js").BellStrings}
    */
   get strings() {
-    return this._strings;
+    return this._core?.strings ?? { ...STRINGS, ...(this._overrides || {}) };
   }
 
   set strings(value) {
-    this._strings = { ...STRINGS, ...(value || {}) };
-    this._renderStrings();
-    if (this._state) this._render();
+    this._overrides = value && typeof value === "object" ? { ...value } : null;
+    this._core?.setLocale(this._pickLocale(), this._overrides);
+  }
+
+  /** The locale in use. @returns {string} */
+  get locale() {
+    return this._core?.locale ?? this._pickLocale();
   }
 
   /** Whether the dropdown is open. @returns {boolean} */
   get open() {
-    return this._open;
+    return this._core?.isOpen ?? false;
+  }
+
+  /** The `locale` attribute, else the nearest `lang`, else the document's or browser's. */
+  _pickLocale() {
+    const around = this.closest("[lang]")?.getAttribute("lang");
+    return pickLocale(
+      this.getAttribute("locale"),
+      around,
+      document.documentElement.lang,
+      globalThis.navigator?.language,
+    );
+  }
+
+  _readStrings() {
+    if (!this.hasAttribute("strings")) return;
+    try {
+      const parsed = JSON.parse(this.getAttribute("strings") || "");
+      if (parsed && typeof parsed === "object") this._overrides = parsed;
+    } catch {
+      // not JSON: keep the defaults
+    }
+  }
+
+  _maxItems() {
+    const value = Number(this.getAttribute("max-items"));
+    return Number.isInteger(value) && value > 0 ? value : 50;
   }
 
   connectedCallback() {
-    if (this.hasAttribute("strings")) {
-      try {
-        this.strings = JSON.parse(this.getAttribute("strings"));
-      } catch {
-        // not JSON: keep the defaults
-      }
-    }
+    this._readStrings();
     document.addEventListener("click", this._onDocumentClick);
     if (this._client) return;
     const number = (name, fallback) => {
@@ -303,31 +387,40 @@ export class TidingsBell extends HTMLElement {
       baseUrl: this.getAttribute("base-url") || undefined,
       pageSize: number("page-size", 10),
       heartbeat: number("heartbeat", 15),
+      grouped: true,
       // Read when needed, so a host may set `bell.getToken` after the element exists.
       getToken: () => (typeof this.getToken === "function" ? this.getToken() : null),
     });
-    this._unsubscribe = this._client.subscribe((state, change) => this._onChange(state, change));
+    this._core = new BellCore({
+      client: this._client,
+      locale: this._pickLocale(),
+      strings: this._overrides,
+      maxItems: this._maxItems(),
+      onUpdate: () => this._render(),
+      onAnnounce: (text) => this._announce(text),
+      onArrival: (n) => this._arrived(n),
+    });
   }
 
   disconnectedCallback() {
     document.removeEventListener("click", this._onDocumentClick);
-    this._unsubscribe?.();
+    this._core?.destroy();
+    this._core = null;
     this._client?.close();
     this._client = null;
-    this._state = null;
+    this._rows.clear();
+    this._el.list.replaceChildren();
   }
 
   /** Open the dropdown when closed, close it when open. */
   toggle() {
-    if (this._open) this.close();
+    if (this.open) this.close();
     else this.show();
   }
 
-  /** Open the dropdown. */
+  /** Open the dropdown (what it shows becomes seen). */
   show() {
-    this._open = true;
-    this._actionError = false;
-    this._render();
+    this._core?.open();
   }
 
   /**
@@ -335,41 +428,23 @@ export class TidingsBell extends HTMLElement {
    * @param {{focus?: boolean}} [options] focus: give the focus back to the bell button (true)
    */
   close({ focus = true } = {}) {
-    if (!this._open) return;
-    this._open = false;
-    this._render();
+    if (!this.open) return;
+    this._core?.close();
     if (focus) this._el.bell.focus();
   }
 
-  /**
-   * Run a client method for a click. Its failure is already on screen: the client emits it as an
-   * `error` change, which sets the banner (tidings.js: reject and emit), so the rejection is
-   * handled here and goes no further.
-   */
-  _act(method, ...args) {
-    this._client?.[method](...args).catch(() => {});
-  }
+  // --- arrivals --------------------------------------------------------------------------------
 
-  // --- state -----------------------------------------------------------------------------------
-
-  _onChange(state, change) {
-    this._state = state;
-    if (change.type === "error" && change.action !== "refresh" && change.action !== "loadMore") {
-      this._actionError = true;
-    } else if (change.type !== "error" && change.type !== "state") {
-      this._actionError = false;
-    }
-    this._render();
-    if (change.type === "notification") this._arrived(change.notification);
-  }
-
-  _arrived(n) {
+  _announce(text) {
     const live = this._el.live;
     // Emptied first, so the same text twice is announced twice.
     live.textContent = "";
     requestAnimationFrame(() => {
-      live.textContent = text(this._strings.announce, n.message);
+      live.textContent = text;
     });
+  }
+
+  _arrived(n) {
     this.dispatchEvent(
       new CustomEvent("new-notification", { detail: n, bubbles: true, composed: true }),
     );
@@ -380,7 +455,7 @@ export class TidingsBell extends HTMLElement {
     if (!this._desktopEnabled() || document.visibilityState === "visible") return;
     try {
       // The tag makes the tabs that all got it show one alert, not one each.
-      const alert = new Notification(text(this._strings.desktopTitle), {
+      const alert = new Notification(this._t("desktopTitle"), {
         body: n.message,
         tag: `tidings-${n.id}`,
       });
@@ -418,182 +493,260 @@ export class TidingsBell extends HTMLElement {
     this._render();
   }
 
-  // --- rendering -------------------------------------------------------------------------------
-
-  _renderStrings() {
-    const s = this._strings;
-    this._el.title.textContent = text(s.title);
-    this._el.refresh.textContent = text(s.refresh);
-    this._el.markAll.textContent = text(s.markAllRead);
-    this._el.more.textContent = text(s.loadMore);
-    this._el.loading.textContent = text(s.loading);
-    this._el.empty.textContent = text(s.empty);
-    this._el.error.textContent = text(s.error);
+  /** @param {string} key @param {Record<string, string | number>} [values] */
+  _t(key, values) {
+    return this._core ? this._core.t(key, values) : format(STRINGS[key], values);
   }
 
-  _render() {
-    const s = this._strings;
-    const state = this._state;
-    const el = this._el;
-    const unread = state ? state.unread : 0;
-    el.badge.hidden = unread <= 0;
-    el.badge.textContent = unread > 99 ? "99+" : String(unread);
-    el.bell.setAttribute("aria-label", unread > 0 ? text(s.bellUnread, unread) : text(s.bell));
-    el.bell.setAttribute("aria-expanded", this._open ? "true" : "false");
-    el.panel.hidden = !this._open;
-    if (state) {
-      this.dataset.unread = String(unread);
-      this.dataset.connection = state.connection;
-      this.dataset.role = state.role;
-      this.dataset.status = state.status;
-    }
-    if (!state) return;
+  // --- rendering -------------------------------------------------------------------------------
 
-    const items = state.items;
-    el.loading.hidden = !(state.status === "loading" && !items.length);
-    el.error.hidden = !(state.status === "error" && !items.length);
-    el.empty.hidden = !(state.status === "ready" && !items.length);
-    el.more.hidden = !state.hasMore;
-    el.more.disabled = state.loadingMore;
-    el.markAll.disabled = unread <= 0;
-    const banner = this._bannerText(state);
-    el.banner.hidden = !banner;
-    el.banner.textContent = banner || "";
+  _render() {
+    const core = this._core;
+    if (!core) return;
+    const v = core.view();
+    const el = this._el;
+    el.badge.hidden = !v.badge;
+    el.badge.textContent = v.badge;
+    el.bell.setAttribute("aria-label", v.bellLabel);
+    el.bell.setAttribute("aria-expanded", v.open ? "true" : "false");
+    el.panel.hidden = !v.open;
+    this.dataset.unread = String(v.unread);
+    this.dataset.unseen = String(v.unseen);
+    this.dataset.connection = v.connection;
+    this.dataset.role = v.role;
+    this.dataset.status = v.status;
+    this.dataset.locale = v.locale;
+    this.dataset.view = v.archived ? "archive" : "inbox";
+    if (!v.open && this._rows.size === 0) return; // nothing drawn yet: the panel is drawn on open
+
+    el.title.textContent = v.title;
+    el.refresh.textContent = this._t("refresh");
+    el.markAll.textContent = this._t("markAllRead");
+    el.markAll.disabled = v.markAllDisabled;
+    el.markAll.hidden = v.archived;
+    el.more.textContent = this._t("loadMore");
+    el.more.hidden = !v.more;
+    el.more.disabled = v.loadingMore;
+    el.archiveView.textContent = this._t(v.archived ? "showInbox" : "showArchive");
+    el.note.hidden = !v.note;
+    el.note.textContent = v.noteText;
+    el.note.dataset.note = v.note ?? "";
+    el.banner.hidden = !v.banner;
+    el.banner.textContent = v.banner || "";
+    el.push.hidden = !v.push;
+    el.push.textContent = v.push || "";
     const canDesktop = typeof Notification === "function" && !this.hasAttribute("no-desktop");
     el.desktop.hidden = !canDesktop;
     if (canDesktop) {
       const blocked = Notification.permission === "denied";
       el.desktop.disabled = blocked;
       el.desktop.textContent = blocked
-        ? text(s.desktopBlocked)
-        : text(this._desktopEnabled() ? s.desktopOn : s.desktopOff);
+        ? this._t("desktopBlocked")
+        : this._t(this._desktopEnabled() ? "desktopOn" : "desktopOff");
       el.desktop.setAttribute("aria-pressed", this._desktopEnabled() ? "true" : "false");
     }
-    this._renderList(items);
+    this._renderTabs(v.tabs);
+    this._renderList(v.rows);
   }
 
-  _bannerText(state) {
-    const s = this._strings;
-    if (this._actionError) return text(s.actionError);
-    if (state.connection === "offline") return text(s.offline);
-    if (state.connection === "unauthorized") return text(s.unauthorized);
-    if (state.status === "error" && state.items.length) return text(s.error);
-    if (state.connection === "reconnecting") return text(s.reconnecting);
-    return null;
+  _renderTabs(tabs) {
+    const box = this._el.tabs;
+    box.hidden = !tabs.length;
+    box.setAttribute("aria-label", this._t("tabs"));
+    const sig = JSON.stringify(tabs);
+    if (box.dataset.sig === sig) return;
+    box.dataset.sig = sig;
+    const focused = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
+    const focusedKey = focused?.classList.contains("tab") ? focused.dataset.category : null;
+    box.replaceChildren(
+      ...tabs.map((tab) => {
+        const b = button("tab", "", tab.name);
+        b.dataset.category = tab.key;
+        b.setAttribute("aria-pressed", tab.selected ? "true" : "false");
+        b.append(make("span", "label", tab.label));
+        if (tab.count > 0) {
+          const count = make("span", "count", String(tab.count));
+          count.setAttribute("aria-hidden", "true");
+          b.append(count);
+        }
+        return b;
+      }),
+    );
+    if (focusedKey !== null && focusedKey !== undefined) {
+      /** @type {HTMLElement | null} */ (
+        box.querySelector(`.tab[data-category="${CSS.escape(focusedKey)}"]`)
+      )?.focus();
+    }
   }
 
-  _renderList(items) {
+  /** Rows keyed by id: a row is built once and redrawn only when what it shows changed. */
+  _renderList(rows) {
     const list = this._el.list;
     const active = this.shadowRoot.activeElement;
     const keep = new Set();
     let previous = null;
-    for (const n of items) {
-      keep.add(n.id);
-      let row = this._rows.get(n.id);
+    for (const r of rows) {
+      keep.add(r.id);
+      let row = this._rows.get(r.id);
       if (!row) {
-        row = this._makeRow(n);
-        this._rows.set(n.id, row);
+        row = /** @type {HTMLLIElement} */ (make("li"));
+        row.tabIndex = -1;
+        row.dataset.id = String(r.id);
+        this._rows.set(r.id, row);
       }
-      this._updateRow(row, n);
+      if (this._sigs.get(row) !== r.sig) this._drawRow(row, r);
+      else {
+        const time = /** @type {HTMLElement} */ (row.querySelector("time"));
+        if (time.textContent !== r.time) time.textContent = r.time;
+      }
       const next = previous ? previous.nextSibling : list.firstChild;
       if (next !== row) list.insertBefore(row, next);
       previous = row;
     }
+    let lost = false;
     for (const [id, row] of this._rows) {
       if (!keep.has(id)) {
-        const wasFocused = row.contains(active);
-        const sibling = row.nextElementSibling || row.previousElementSibling;
+        if (row.contains(active)) lost = true;
         row.remove();
         this._rows.delete(id);
-        if (wasFocused) (sibling || this._el.bell).focus();
       }
+    }
+    const after = this._focusAfter;
+    if (after !== null && !(typeof after === "number" && !this._rows.has(after))) {
+      this._focusAfter = null;
+      if (after === "bell") this._el.bell.focus();
+      else this._rows.get(after)?.focus();
+    } else if (lost) {
+      this._el.bell.focus();
     }
   }
 
-  _makeRow(n) {
-    const row = document.createElement("li");
-    row.className = "item";
-    row.tabIndex = -1;
-    row.dataset.id = String(n.id);
-    const href = safeLink(n.link, location.href);
-    const message = document.createElement(href ? "a" : "span");
-    message.className = "message";
-    message.textContent = n.message;
-    if (href) /** @type {HTMLAnchorElement} */ (message).href = href;
-    const time = document.createElement("time");
-    time.dateTime = n.created_at || "";
-    time.textContent = timeLabel(n.created_at);
-    const mark = document.createElement("button");
-    mark.type = "button";
-    mark.className = "link-button mark-read";
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "link-button delete";
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    meta.append(time, mark, del);
-    const body = document.createElement("div");
-    body.className = "body";
-    body.append(message, meta);
-    const dot = document.createElement("span");
-    dot.className = "dot";
+  /**
+   * @param {HTMLLIElement} row
+   * @param {import("./bell-core.js").BellRow} r
+   */
+  _drawRow(row, r) {
+    const active = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
+    const focusedClass =
+      active && active !== row && row.contains(active)
+        ? active.classList[active.classList.length - 1]
+        : null;
+    this._sigs.set(row, r.sig);
+    row.className = `item${r.kind === "item" ? "" : ` ${r.kind}`}${r.unread ? " unread" : ""}`;
+    const dot = make("span", "dot");
     dot.setAttribute("aria-hidden", "true");
-    row.append(dot, body);
-    return row;
-  }
-
-  _updateRow(row, n) {
-    const unread = !n.read_at;
-    row.classList.toggle("unread", unread);
-    const mark = row.querySelector(".mark-read");
-    const del = row.querySelector(".delete");
-    mark.textContent = text(this._strings.markRead);
-    del.textContent = text(this._strings.delete);
-    mark.setAttribute("aria-label", `${text(this._strings.markRead)}: ${n.message}`);
-    del.setAttribute("aria-label", `${text(this._strings.delete)}: ${n.message}`);
-    if (!unread && this.shadowRoot.activeElement === mark) row.focus(); // the button goes away
-    mark.hidden = !unread;
+    const parts = [dot];
+    if (r.actor) {
+      const avatar = make("span", "avatar");
+      if (r.actor.avatar) {
+        const img = /** @type {HTMLImageElement} */ (make("img"));
+        img.src = r.actor.avatar;
+        img.alt = r.actor.name;
+        img.loading = "lazy";
+        avatar.append(img);
+      } else {
+        avatar.textContent = r.actor.initials;
+        avatar.setAttribute("aria-hidden", "true");
+        avatar.classList.add("initials");
+      }
+      parts.push(avatar);
+    }
+    const body = make("div", "body");
+    // Said first by a screen reader: unread or read, not only shown by colour or a button.
+    body.append(make("span", "sr state", `${r.state}: `));
+    if (r.group) body.append(make("span", "summary", r.group.summary));
+    if (r.actor) body.append(make("span", "actor", r.actor.name));
+    const message = make(r.href ? "a" : "span", "message", r.message);
+    if (r.href) /** @type {HTMLAnchorElement} */ (message).href = r.href;
+    body.append(message);
+    if (r.actions.length) {
+      const actions = make("div", "actions");
+      for (const a of r.actions) {
+        const b = button("action", a.label);
+        b.dataset.href = a.href;
+        actions.append(b);
+      }
+      body.append(actions);
+    }
+    const meta = make("div", "meta");
+    const time = /** @type {HTMLTimeElement} */ (make("time", "", r.time));
+    time.dateTime = r.datetime;
+    meta.append(time);
+    if (r.group) {
+      const toggle = button("link-button group-toggle", r.group.toggle);
+      toggle.setAttribute("aria-expanded", r.group.expanded ? "true" : "false");
+      meta.append(toggle);
+    }
+    const label = (key) => `${this._t(key)}: ${r.message}`;
+    if (r.archived) {
+      meta.append(button("link-button unarchive", this._t("unarchive"), label("unarchive")));
+    } else {
+      if (r.unread)
+        meta.append(button("link-button mark-read", this._t("markRead"), label("markRead")));
+      meta.append(button("link-button archive", this._t("archive"), label("archive")));
+    }
+    meta.append(button("link-button delete", this._t("delete"), label("delete")));
+    body.append(meta);
+    parts.push(body);
+    row.replaceChildren(...parts);
+    if (focusedClass) {
+      // The focused control was redrawn: the same one again, or its row when it went away.
+      const again = /** @type {HTMLElement | null} */ (row.querySelector(`.${focusedClass}`));
+      (again ?? row).focus();
+    } else if (active && row.contains(active) && active !== row) {
+      row.focus();
+    }
   }
 
   _onListClick(e) {
-    const button = e.target.closest("button");
-    const row = e.target.closest(".item");
-    if (!row) return;
+    const core = this._core;
+    const target = /** @type {HTMLElement} */ (e.target);
+    const row = /** @type {HTMLElement | null} */ (target.closest(".item"));
+    if (!row || !core) return;
     const id = Number(row.dataset.id);
-    if (button?.classList.contains("mark-read")) this._act("markRead", [id]);
-    else if (button?.classList.contains("delete")) this._act("delete", id);
-    else if (e.target.closest("a.message") && row.classList.contains("unread"))
-      this._act("markRead", [id]);
+    const control = /** @type {HTMLElement | null} */ (target.closest("button, a"));
+    const cls = control?.classList;
+    const leaving =
+      cls && (cls.contains("delete") || cls.contains("archive") || cls.contains("unarchive"));
+    if (leaving && row.contains(this.shadowRoot.activeElement)) {
+      // From the keyboard the focus goes to the neighbouring row, not to the end of the list.
+      this._focusAfter = core.neighbourOf(id) ?? "bell";
+    }
+    if (!control) core.activate(id);
+    else if (cls.contains("mark-read")) core.markRead(id);
+    else if (cls.contains("delete")) core.remove(id);
+    else if (cls.contains("archive")) core.archive(id);
+    else if (cls.contains("unarchive")) core.unarchive(id);
+    else if (cls.contains("group-toggle")) {
+      const n = core.state.items.find((m) => m.id === id);
+      if (n?.group) core.toggleGroup(n.group);
+    } else if (cls.contains("action")) {
+      core.activate(id);
+      location.assign(control.dataset.href || "");
+    } else if (cls.contains("message")) core.activate(id);
   }
 
   _onKeydown(e) {
-    if (e.key === "Escape" && this._open) {
+    if (e.key === "Escape" && this.open) {
       e.preventDefault();
       this.close();
       return;
     }
-    if (!this._open) return;
-    const rows = [...this._el.list.children];
-    if (!rows.length) return;
+    if (!this.open) return;
+    const rows = /** @type {HTMLElement[]} */ ([...this._el.list.children]);
     const active = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
     const at = rows.findIndex((row) => row.contains(active));
-    let target = null;
-    if (e.key === "ArrowDown") target = rows[at < 0 ? 0 : Math.min(rows.length - 1, at + 1)];
-    else if (e.key === "ArrowUp")
-      target = at <= 0 ? (at === 0 ? this._el.bell : rows[rows.length - 1]) : rows[at - 1];
-    else if (e.key === "Home" && at >= 0) target = rows[0];
-    else if (e.key === "End" && at >= 0) target = rows[rows.length - 1];
-    else if (e.key === "Enter" && active?.classList?.contains("item")) {
+    if (e.key === "Enter" && active?.classList?.contains("item")) {
       const link = /** @type {HTMLElement | null} */ (active.querySelector("a.message"));
       if (link) link.click();
-      else this._act("markRead", [Number(active.dataset.id)]);
+      else this._core?.activate(Number(active.dataset.id));
       e.preventDefault();
       return;
     }
-    if (target) {
-      e.preventDefault();
-      target.focus();
-    }
+    const target = listKeyTarget(e.key, rows.length, at);
+    if (target === null) return;
+    e.preventDefault();
+    (target === "bell" ? this._el.bell : rows[target]).focus();
   }
 }
 

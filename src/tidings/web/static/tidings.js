@@ -23,6 +23,39 @@
  * @property {Record<string, unknown>} [data]
  * @property {string} [created_at]
  * @property {string | null} [read_at]
+ * @property {string | null} [category] a tab of the bell
+ * @property {{name: string, avatar_url?: string | null} | null} [actor] who caused it
+ * @property {{label: string, url: string}[]} [actions] up to 2 buttons
+ * @property {string | null} [group] collapse key
+ * @property {number} [group_count] with `grouped`: how many unread notifications this row
+ *   stands for (1 when it stands alone)
+ * @property {string | null} [expires_at]
+ * @property {string | null} [seen_at]
+ * @property {string | null} [archived_at]
+ */
+
+/**
+ * Which notifications the kept list holds (`setFilter()`): one category's, or the archived ones.
+ * @typedef {object} TidingsFilter
+ * @property {string | null} [category] only this category's (null: all)
+ * @property {boolean} [archived] only archived ones (false: only those not archived)
+ */
+
+/**
+ * The counts of GET /notifications/unread-count.
+ * @typedef {object} TidingsCounts
+ * @property {number} unread
+ * @property {number} unseen
+ * @property {number} last_seq
+ * @property {Record<string, {unread: number, unseen: number}>} categories a category appears
+ *   while it has something unread or unseen
+ */
+
+/**
+ * GET / PUT /notifications/preferences.
+ * @typedef {object} TidingsPreferences
+ * @property {string[]} muted_categories
+ * @property {{push: boolean, email: boolean}} channels
  */
 
 /**
@@ -43,6 +76,11 @@
  * @property {boolean} [withCredentials] send cookies cross-origin (default: true when baseUrl is
  *   another origin)
  * @property {typeof fetch} [fetch] the fetch to use (default: the global one)
+ * @property {boolean} [grouped] list with `grouped=1`: unread notifications sharing a `group`
+ *   come as one row with `group_count` (false)
+ * @property {string} [category] start with the list filtered to this category
+ * @property {number} [maxItems] the most notifications the list keeps from live arrivals; older
+ *   ones are dropped and come back with `loadMore()` (200; "load more" raises it)
  */
 
 /**
@@ -50,6 +88,10 @@
  * @typedef {object} TidingsState
  * @property {Notification[]} items newest first
  * @property {number} unread the server's unread count (plus arrivals since)
+ * @property {number} unseen the same for unseen (the badge)
+ * @property {Record<string, {unread: number, unseen: number}>} categories the counts per
+ *   category (kept live; refreshed from the server after read, seen, archive and expiry)
+ * @property {{category: string | null, archived: boolean}} filter what the list holds
  * @property {"loading" | "ready" | "error"} status of the list
  * @property {string | null} error the last failure, short: "unauthorized", "network" or the
  *   server's detail
@@ -61,15 +103,23 @@
  */
 
 /**
- * Why subscribers are called.
+ * Why subscribers are called. `seen`, `archived`, `unarchived` and `expired` come from any tab
+ * or device of the user (this one too), after the state changed.
  * @typedef {{type: "state"} | {type: "notification", notification: Notification}
- *   | {type: "error", action: string, error: TidingsError}} TidingsChange
+ *   | {type: "error", action: string, error: TidingsError}
+ *   | {type: "seen", upTo: number, unseen: number}
+ *   | {type: "archived", ids: number[]} | {type: "unarchived", ids: number[]}
+ *   | {type: "expired", ids: number[]}} TidingsChange
  */
 
 const STREAM_EVENTS = [
   "new-notification",
   "notifications-read",
   "notification-deleted",
+  "notifications-seen",
+  "notifications-archived",
+  "notifications-unarchived",
+  "notifications-expired",
   "reset",
   "ping",
 ];
@@ -110,9 +160,20 @@ const OPTION_TYPES = {
   share: "boolean",
   withCredentials: "boolean",
   fetch: "function",
+  grouped: "boolean",
+  category: "string",
+  maxItems: "count",
 };
 const BACKOFF_KEYS = ["initial", "max"];
-const DEFAULTS = { pageSize: 10, heartbeat: 15, timeout: 10000, share: true, getToken: null };
+const DEFAULTS = {
+  pageSize: 10,
+  heartbeat: 15,
+  timeout: 10000,
+  share: true,
+  getToken: null,
+  grouped: false,
+  maxItems: 200,
+};
 
 /** Edit distance, for "did you mean" on a misspelled option. */
 function distance(a, b) {
@@ -153,13 +214,15 @@ export function checkOptions(options = {}) {
   for (const [key, value] of Object.entries(/** @type {Record<string, any>} */ (options))) {
     if (!Object.hasOwn(OPTION_TYPES, key)) throw unknownKey(where, key, known);
     if (value === undefined || (value === null && key === "getToken")) continue;
-    if (value === "" && (key === "token" || key === "baseUrl")) continue;
+    if (value === "" && (key === "token" || key === "baseUrl" || key === "category")) continue;
     const type = OPTION_TYPES[key];
     const bad = (what) =>
       new TypeError(`${where}: option "${key}" must be ${what}, got ${show(value)}`);
     if (type === "integer") {
       if (!Number.isInteger(value) || value < 1 || value > 100)
         throw bad("an integer from 1 to 100");
+    } else if (type === "count") {
+      if (!Number.isInteger(value) || value < 1) throw bad("a positive integer");
     } else if (type === "number") {
       if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
         throw bad("a positive number");
@@ -373,6 +436,65 @@ export class NotificationList {
     const wanted = new Set(ids);
     for (const n of this.items) if (wanted.has(n.id)) n.read_at = null;
   }
+
+  /**
+   * Mark seen everything up to `upTo`; returns the ids that changed from unseen.
+   * @param {number} upTo
+   * @param {string | null} at the seen_at to set (null: back to unseen, for a rollback)
+   * @param {number[]} [only] only these ids
+   * @returns {number[]}
+   */
+  markSeen(upTo, at, only) {
+    const wanted = only ? new Set(only) : null;
+    const changed = [];
+    for (const n of this.items) {
+      if (n.id > upTo || (wanted && !wanted.has(n.id))) continue;
+      if (at ? !n.seen_at : n.seen_at) {
+        n.seen_at = at;
+        changed.push(n.id);
+      }
+    }
+    return changed;
+  }
+
+  /** Remove the given ids; returns the removed notifications. */
+  removeAll(ids) {
+    const removed = [];
+    for (const id of ids) {
+      const n = this.remove(id);
+      if (n) removed.push(n);
+    }
+    return removed;
+  }
+
+  /** Drop the oldest beyond `max`; true when something was dropped. */
+  trim(max) {
+    if (this.items.length <= max) return false;
+    for (const n of this.items.splice(max)) this.ids.delete(n.id);
+    return true;
+  }
+}
+
+/** Whether a notification belongs in a list with `filter`. */
+export function matchesFilter(n, filter) {
+  if (filter.category && n.category !== filter.category) return false;
+  return Boolean(n.archived_at) === Boolean(filter.archived);
+}
+
+/**
+ * The query string of a list request: `limit`, the filter, `grouped`, and `extra` (before, unread).
+ * @param {{limit: number, filter: {category?: string | null, archived?: boolean},
+ *   grouped?: boolean, before?: number, unread?: boolean}} options
+ * @returns {string}
+ */
+export function listQuery({ limit, filter, grouped = false, before, unread = false }) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (before) query.set("before", String(before));
+  if (unread) query.set("unread", "1");
+  if (filter.category) query.set("category", filter.category);
+  if (filter.archived) query.set("archived", "1");
+  if (grouped) query.set("grouped", "1");
+  return query.toString();
 }
 
 /** The state of a client, as handed to subscribers (a new object on every change). */
@@ -380,6 +502,9 @@ function snapshot(c) {
   return Object.freeze({
     items: c._list.items.map((n) => ({ ...n })),
     unread: c._unread,
+    unseen: c._unseen,
+    categories: structuredCopy(c._categories),
+    filter: { ...c._filter },
     status: c._status,
     error: c._error,
     connection: c._connection,
@@ -390,6 +515,17 @@ function snapshot(c) {
 }
 
 const nowIso = () => new Date().toISOString();
+
+/**
+ * @param {Record<string, {unread: number, unseen: number}>} categories
+ * @returns {Record<string, {unread: number, unseen: number}>}
+ */
+function structuredCopy(categories) {
+  /** @type {Record<string, {unread: number, unseen: number}>} */
+  const out = {};
+  for (const [name, counts] of Object.entries(categories)) out[name] = { ...counts };
+  return out;
+}
 
 /**
  * The client: made by `createTidings()`. Its methods that talk to the server resolve when the
@@ -407,6 +543,14 @@ class Tidings {
     this._fetch = opts.fetch ?? g.fetch.bind(g);
     this._list = new NotificationList();
     this._unread = 0;
+    this._unseen = 0;
+    /** @type {Record<string, {unread: number, unseen: number}>} */
+    this._categories = {};
+    /** @type {{category: string | null, archived: boolean}} */
+    this._filter = { category: opts.category || null, archived: false };
+    this._filterGen = 0; // bumped by setFilter(): a reload begun before it is discarded
+    this._cap = opts.maxItems; // the most kept from live arrivals; loadMore() raises it
+    this._countsTimer = null;
     this._countSeq = 0; // the newest seq the unread count already includes
     this._resume = 0; // where the stream resumes: everything up to here is in hand
     this._newestSeen = 0; // "mark all read" marks up to here
@@ -464,6 +608,11 @@ class Tidings {
 
   // --- public API ------------------------------------------------------------------------------
 
+  /** The tidings server's URL, without a trailing slash. @returns {string} */
+  get baseUrl() {
+    return this._base;
+  }
+
   /**
    * Call `listener(state, change)` now and on every change.
    * @param {(state: TidingsState, change: TidingsChange) => void} listener
@@ -482,22 +631,30 @@ class Tidings {
    */
   refresh() {
     if (this._refreshing) return this._refreshing;
+    const gen = this._filterGen;
     this._refreshing = (async () => {
       try {
         // The count first: a notification newer than it is then in the page or comes by stream.
         const { data: count } = await this._call("refresh", "GET", "/notifications/unread-count");
-        const { data: page, link } = await this._call(
-          "refresh",
-          "GET",
-          `/notifications?limit=${this._opts.pageSize}`,
-        );
+        const query = listQuery({
+          limit: this._opts.pageSize,
+          filter: this._filter,
+          grouped: this._opts.grouped,
+        });
+        const { data: page, link } = await this._call("refresh", "GET", `/notifications?${query}`);
+        if (gen !== this._filterGen) return; // setFilter() reloads for the new filter
         this._list.replacePage(Array.isArray(page) ? page : []);
         this._nextUrl = parseNextLink(link);
+        this._cap = this._opts.maxItems;
         // Kept live arrivals newer than the count are not in it yet.
         const lastSeq = Number.isInteger(count?.last_seq) ? count.last_seq : 0;
         const uncounted = this._list.items.filter((n) => n.id > lastSeq);
         const unread = Number.isInteger(count?.unread) ? count.unread : 0;
+        const unseen = Number.isInteger(count?.unseen) ? count.unseen : 0;
         this._unread = unread + uncounted.filter((n) => !n.read_at).length;
+        this._unseen = unseen + uncounted.filter((n) => !n.seen_at).length;
+        this._categories = categoriesOf(count);
+        for (const n of uncounted) this._countInCategory(n);
         this._countSeq = Math.max(lastSeq, this._list.newest);
         this._resume = Math.max(this._resume, this._countSeq);
         this._newestSeen = Math.max(this._newestSeen, this._list.newest);
@@ -593,6 +750,8 @@ class Tidings {
         const { data: page, link } = await this._call("loadMore", "GET", this._nextUrl);
         for (const n of Array.isArray(page) ? page : []) this._list.add(n);
         this._nextUrl = parseNextLink(link);
+        // What the user paged in stays when later arrivals come.
+        this._cap = Math.max(this._cap, this._list.items.length);
       } catch (error) {
         throw this._fail("loadMore", error);
       } finally {
@@ -602,6 +761,190 @@ class Tidings {
     })();
     this._emit({ type: "state" });
     return this._loadingMore;
+  }
+
+  /**
+   * Mark seen everything up to `upTo` (default: the newest notification this tab has got): what
+   * opening the bell does. The badge (`unseen`) drops in every tab; one that arrives meanwhile
+   * stays unseen.
+   * @param {number} [upTo]
+   * @returns {Promise<void>}
+   */
+  async markSeen(upTo = this._newestSeen) {
+    if (!Number.isSafeInteger(upTo) || upTo < 1) return;
+    const before = this._unseen;
+    const changed = this._list.markSeen(upTo, nowIso());
+    this._unseen = this._list.items.filter((n) => n.id > upTo && !n.seen_at).length;
+    this._emit({ type: "state" });
+    try {
+      const { data } = await this._call("markSeen", "POST", "/notifications/seen", {
+        up_to: upTo,
+      });
+      this._applyAndRelay("notifications-seen", { up_to: upTo, unseen: data?.unseen });
+    } catch (error) {
+      this._list.markSeen(upTo, null, changed);
+      this._unseen = before;
+      throw this._fail("markSeen", error);
+    }
+  }
+
+  /**
+   * Archive notifications: they leave the default list and the counts (optimistic; put back
+   * when the server refuses).
+   * @param {number | number[]} ids
+   * @returns {Promise<void>}
+   */
+  archive(ids) {
+    return this._archive("archive", [].concat(ids).map(Number));
+  }
+
+  /**
+   * Bring archived notifications back, as they were (read or not).
+   * @param {number | number[]} ids
+   * @returns {Promise<void>}
+   */
+  unarchive(ids) {
+    return this._archive("unarchive", [].concat(ids).map(Number));
+  }
+
+  /**
+   * One page of notifications, without touching the kept list (GET /notifications).
+   * @param {{category?: string | null, archived?: boolean, grouped?: boolean, unread?: boolean,
+   *   limit?: number, before?: number}} [options] limit 1-100 (pageSize)
+   * @returns {Promise<{items: Notification[], hasMore: boolean}>}
+   */
+  async list(options = {}) {
+    const { category = null, archived = false, grouped = false, unread = false } = options;
+    const query = listQuery({
+      limit: options.limit ?? this._opts.pageSize,
+      filter: { category, archived },
+      grouped,
+      before: options.before,
+      unread,
+    });
+    try {
+      const { data, link } = await this._call("list", "GET", `/notifications?${query}`);
+      const items = (Array.isArray(data) ? data : []).filter(isNotification);
+      return { items, hasMore: parseNextLink(link) !== null };
+    } catch (error) {
+      throw this._fail("list", error);
+    }
+  }
+
+  /**
+   * Make the kept list hold one category's notifications, or the archived ones (a tab of the
+   * bell); reloads it. Counts stay those of everything.
+   * @param {TidingsFilter} filter
+   * @returns {Promise<void>}
+   */
+  async setFilter({ category = null, archived = false } = {}) {
+    const next = { category: category || null, archived: Boolean(archived) };
+    if (next.category === this._filter.category && next.archived === this._filter.archived) {
+      return;
+    }
+    this._filter = next;
+    const gen = ++this._filterGen;
+    this._list = new NotificationList();
+    this._nextUrl = null;
+    this._status = "loading";
+    this._emit({ type: "state" });
+    await this._refreshing?.catch(() => {});
+    if (gen === this._filterGen) await this.refresh();
+  }
+
+  /**
+   * Load the notifications a folded row (`group_count` > 1, with `grouped`) stands for into the
+   * list, so the group can be shown unfolded. Looks through the newest unread ones (up to 500).
+   * @param {string} group
+   * @returns {Promise<void>}
+   */
+  async expandGroup(group) {
+    const head = this._list.items.find((n) => n.group === group && !n.read_at);
+    if (!head || !(Number(head.group_count) > 1)) return;
+    const wanted = Number(head.group_count) - 1;
+    let found = 0;
+    let before;
+    try {
+      for (let page = 0; page < 5 && found < wanted; page++) {
+        const query = listQuery({ limit: 100, filter: this._filter, before, unread: true });
+        const { data, link } = await this._call("expandGroup", "GET", `/notifications?${query}`);
+        const items = (Array.isArray(data) ? data : []).filter(isNotification);
+        for (const n of items) {
+          if (n.group === group && n.id !== head.id && this._list.add(n)) found += 1;
+        }
+        if (!parseNextLink(link) || !items.length) break;
+        before = items[items.length - 1].id;
+      }
+    } catch (error) {
+      throw this._fail("expandGroup", error);
+    } finally {
+      // The folded rows' group_count sum stays what the server said: the head now stands for
+      // itself and the members still not found.
+      const current = this._list.get(head.id);
+      if (current) current.group_count = Math.max(1, wanted + 1 - found);
+      this._emit({ type: "state" });
+    }
+  }
+
+  /**
+   * The counts (GET /notifications/unread-count); the state follows them.
+   * @returns {Promise<TidingsCounts>}
+   */
+  async counts() {
+    let count;
+    try {
+      ({ data: count } = await this._call("counts", "GET", "/notifications/unread-count"));
+    } catch (error) {
+      throw this._fail("counts", error);
+    }
+    const lastSeq = Number.isInteger(count?.last_seq) ? count.last_seq : 0;
+    // A count taken before an arrival we already counted would undo it: the next one fixes it.
+    if (lastSeq >= this._countSeq) {
+      if (Number.isInteger(count?.unread)) this._unread = count.unread;
+      if (Number.isInteger(count?.unseen)) this._unseen = count.unseen;
+      this._categories = categoriesOf(count);
+      this._countSeq = lastSeq;
+      this._emit({ type: "state" });
+    }
+    return {
+      unread: Number(count?.unread) || 0,
+      unseen: Number(count?.unseen) || 0,
+      last_seq: lastSeq,
+      categories: categoriesOf(count),
+    };
+  }
+
+  /**
+   * The user's preferences (muted categories, channels).
+   * @returns {Promise<TidingsPreferences>}
+   */
+  async preferences() {
+    try {
+      const { data } = await this._call("preferences", "GET", "/notifications/preferences");
+      return data;
+    } catch (error) {
+      throw this._fail("preferences", error);
+    }
+  }
+
+  /**
+   * Replace the user's preferences (a missing key is its default); resolves with what the
+   * server stored.
+   * @param {Partial<TidingsPreferences>} preferences
+   * @returns {Promise<TidingsPreferences>}
+   */
+  async setPreferences(preferences) {
+    try {
+      const { data } = await this._call(
+        "setPreferences",
+        "PUT",
+        "/notifications/preferences",
+        preferences,
+      );
+      return data;
+    } catch (error) {
+      throw this._fail("setPreferences", error);
+    }
   }
 
   /** Reload everything in every tab and reopen the stream (e.g. after the user changed). */
@@ -617,6 +960,7 @@ class Tidings {
     this._closeSource();
     clearTimeout(this._retryTimer);
     clearTimeout(this._renewTimer);
+    clearTimeout(this._countsTimer ?? undefined);
     clearInterval(this._watchdog);
     this._releaseLock?.();
     this._lockAbort?.abort();
@@ -906,6 +1250,52 @@ class Tidings {
     if (this._source?.readyState === 1) this._open({ quiet: true });
   }
 
+  /** archive() and unarchive(): optimistic in this tab, the event tells the others. */
+  async _archive(action, ids) {
+    // Archiving takes rows out of the default list; unarchiving takes them out of the archive.
+    const leaving = (action === "archive") !== this._filter.archived;
+    const removed = leaving ? this._list.removeAll(ids) : [];
+    if (removed.length) this._emit({ type: "state" });
+    try {
+      const { data } = await this._call(action, "POST", `/notifications/${action}`, { ids });
+      const type = action === "archive" ? "notifications-archived" : "notifications-unarchived";
+      this._applyAndRelay(type, {
+        ids: Array.isArray(data?.ids) ? data.ids : ids,
+        unread: data?.unread,
+        unseen: data?.unseen,
+      });
+    } catch (error) {
+      for (const n of removed) this._list.add(n);
+      throw this._fail(action, error);
+    }
+  }
+
+  /** A live arrival, in its category's counts (totals are counted by the caller). */
+  _countInCategory(n) {
+    if (!n.category || (n.read_at && n.seen_at)) return;
+    const c = (this._categories[n.category] ??= { unread: 0, unseen: 0 });
+    if (!n.read_at) c.unread += 1;
+    if (!n.seen_at) c.unseen += 1;
+  }
+
+  /**
+   * The events carry the totals, not the per-category counts: ask the server for those, once for
+   * a burst of events.
+   */
+  _scheduleCounts() {
+    if (this._countsTimer !== null || this._closed) return;
+    this._countsTimer = setTimeout(() => {
+      this._countsTimer = null;
+      if (!this._closed) this.counts().catch(() => {});
+    }, 50);
+  }
+
+  _setCounts(data) {
+    if (Number.isInteger(data.unread)) this._unread = data.unread;
+    if (Number.isInteger(data.unseen)) this._unseen = data.unseen;
+    this._countSeq = Math.max(this._countSeq, this._resume);
+  }
+
   // --- applying events -------------------------------------------------------------------------
 
   _applyAndRelay(type, data) {
@@ -919,24 +1309,63 @@ class Tidings {
       this._resume = Math.max(this._resume, data.id);
       this._newestSeen = Math.max(this._newestSeen, data.id);
       if (this._list.has(data.id)) return;
-      // An old one (before what "load more" reached) stays out, so the list has no holes.
-      if (this._nextUrl !== null && data.id < this._list.oldest) return;
-      this._list.add(data);
-      if (data.id > this._countSeq) {
+      const counted = data.id > this._countSeq;
+      if (counted) {
         if (!data.read_at) this._unread += 1;
+        if (!data.seen_at) this._unseen += 1;
+        this._countInCategory(data);
         this._countSeq = data.id;
       }
+      // An old one (before what "load more" reached) stays out, so the list has no holes; one
+      // outside the filter (another tab of the bell) is counted, not listed.
+      const older = this._nextUrl !== null && data.id < this._list.oldest;
+      if (!older && matchesFilter(data, this._filter)) {
+        this._list.add(data);
+        if (this._list.trim(this._cap)) {
+          const query = listQuery({
+            limit: this._opts.pageSize,
+            filter: this._filter,
+            grouped: this._opts.grouped,
+            before: this._list.oldest,
+          });
+          this._nextUrl = `/notifications?${query}`;
+        }
+      } else if (!counted) return;
       this._emit({ type: "notification", notification: { ...data } });
     } else if (type === "notifications-read") {
       this._list.markRead({ ids: data.ids, upTo: data.up_to }, nowIso());
-      if (Number.isInteger(data.unread)) this._unread = data.unread;
-      this._countSeq = Math.max(this._countSeq, this._resume);
+      this._setCounts({ unread: data.unread });
+      this._scheduleCounts();
       this._emit({ type: "state" });
     } else if (type === "notification-deleted") {
       this._list.remove(data.id);
-      if (Number.isInteger(data.unread)) this._unread = data.unread;
-      this._countSeq = Math.max(this._countSeq, this._resume);
+      this._setCounts({ unread: data.unread, unseen: data.unseen });
+      this._scheduleCounts();
       this._emit({ type: "state" });
+    } else if (type === "notifications-seen") {
+      if (!Number.isSafeInteger(data.up_to)) return;
+      this._list.markSeen(data.up_to, nowIso());
+      this._setCounts({ unseen: data.unseen });
+      this._scheduleCounts();
+      this._emit({ type: "seen", upTo: data.up_to, unseen: this._unseen });
+    } else if (type === "notifications-archived" || type === "notifications-unarchived") {
+      const ids = Array.isArray(data.ids) ? data.ids.filter(Number.isSafeInteger) : [];
+      const archived = type === "notifications-archived";
+      this._setCounts(data);
+      this._scheduleCounts();
+      if (archived !== this._filter.archived) {
+        this._list.removeAll(ids); // they left this view
+      } else if (ids.some((id) => !this._list.has(id))) {
+        // They joined this view, and only the server has them as they are now.
+        this.refresh().catch(() => {});
+      }
+      this._emit({ type: archived ? "archived" : "unarchived", ids });
+    } else if (type === "notifications-expired") {
+      const ids = Array.isArray(data.ids) ? data.ids.filter(Number.isSafeInteger) : [];
+      this._list.removeAll(ids);
+      this._setCounts(data);
+      this._scheduleCounts();
+      this._emit({ type: "expired", ids });
     } else if (type === "reset") {
       // The server could not replay from our point: what we hold may have holes. Reload.
       if (Number.isInteger(data.last_seq)) this._resume = data.last_seq;
@@ -1074,6 +1503,20 @@ class Tidings {
     }
     return this._credential;
   }
+}
+
+/** The per-category counts of an unread-count answer (malformed entries left out). */
+function categoriesOf(count) {
+  /** @type {Record<string, {unread: number, unseen: number}>} */
+  const out = {};
+  const given = count?.categories;
+  if (given === null || typeof given !== "object") return out;
+  for (const [name, c] of Object.entries(given)) {
+    if (Number.isInteger(c?.unread) && Number.isInteger(c?.unseen)) {
+      out[name] = { unread: c.unread, unseen: c.unseen };
+    }
+  }
+  return out;
 }
 
 function toTidingsError(error, action) {

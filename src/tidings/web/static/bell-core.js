@@ -1,0 +1,580 @@
+// bell-core.js: what <tidings-bell> and the Vue bell share. Both draw the same `BellView`, made
+// here from the tidings.js client's state, and call the same actions; only the drawing differs.
+//
+// Nothing here touches browser globals at import time, so the pure helpers run in Node.
+
+import { safeLink } from "./tidings.js";
+import { format, initials, pickLocale, relativeTime, stringsFor } from "./bell-strings.js";
+
+export { pickLocale };
+
+/** @typedef {import("./tidings.js").Notification} Notification */
+/** @typedef {import("./tidings.js").TidingsState} TidingsState */
+/** @typedef {import("./tidings.js").TidingsChange} TidingsChange */
+/** @typedef {import("./bell-strings.js").BellStrings} BellStrings */
+
+/**
+ * A row of the list after folding: a notification on its own, a folded group (its newest
+ * unread notification stands for `count`), or a member shown under its unfolded group.
+ * @typedef {{kind: "item" | "member", n: Notification}
+ *   | {kind: "group", n: Notification, count: number, expanded: boolean}} FoldedRow
+ */
+
+/**
+ * Fold unread notifications sharing a `group` into their newest: its `count` is the sum of the
+ * members' `group_count` (a row the server already folded stands for several; 1 otherwise).
+ * An expanded group's members follow its head. Read ones are never folded.
+ * @param {Notification[]} items newest first
+ * @param {Set<string>} [expanded] the groups shown unfolded
+ * @returns {FoldedRow[]}
+ */
+export function foldRows(items, expanded = new Set()) {
+  /** @type {Map<string, {members: Notification[], count: number}>} */
+  const groups = new Map();
+  for (const n of items) {
+    if (!n.group || n.read_at) continue;
+    let g = groups.get(n.group);
+    if (!g) groups.set(n.group, (g = { members: [], count: 0 }));
+    g.members.push(n);
+    g.count += Number(n.group_count) > 1 ? Number(n.group_count) : 1;
+  }
+  /** @type {FoldedRow[]} */
+  const rows = [];
+  for (const n of items) {
+    const g = n.group && !n.read_at ? groups.get(n.group) : undefined;
+    if (!g || g.count <= 1) {
+      rows.push({ kind: "item", n });
+    } else if (g.members[0] === n) {
+      const open = expanded.has(/** @type {string} */ (n.group));
+      rows.push({ kind: "group", n, count: g.count, expanded: open });
+      if (open) for (const m of g.members.slice(1)) rows.push({ kind: "member", n: m });
+    }
+  }
+  return rows;
+}
+
+/**
+ * The tabs: "All" first, then each category that has notifications (counted by the server, or
+ * in the list, or shown before), alphabetically, with its unread count.
+ * @param {{unread: number, categories: Record<string, {unread: number, unseen: number}>}} counts
+ * @param {Iterable<string>} known categories seen in the list or earlier
+ * @returns {{category: string | null, unread: number}[]}
+ */
+export function tabsOf(counts, known) {
+  const names = new Set(Object.keys(counts.categories));
+  for (const name of known) if (name) names.add(name);
+  return [
+    { category: null, unread: counts.unread },
+    ...[...names].sort().map((category) => ({
+      category,
+      unread: counts.categories[category]?.unread ?? 0,
+    })),
+  ];
+}
+
+/**
+ * Where a key moves the focus in the list of `count` rows, the focus being on row `at` (-1: not
+ * on a row): a row index, "bell" (the bell button), or null (the key is not ours).
+ * @param {string} key
+ * @param {number} count
+ * @param {number} at
+ * @returns {number | "bell" | null}
+ */
+export function listKeyTarget(key, count, at) {
+  if (!count) return null;
+  if (key === "ArrowDown") return at < 0 ? 0 : Math.min(count - 1, at + 1);
+  if (key === "ArrowUp") return at === 0 ? "bell" : at < 0 ? count - 1 : at - 1;
+  if (key === "Home" && at >= 0) return 0;
+  if (key === "End" && at >= 0) return count - 1;
+  return null;
+}
+
+/**
+ * Where the focus goes when row `id` leaves (deleted, archived): the next row, else the
+ * previous one, else null (the bell button).
+ * @param {number[]} ids the rows in order
+ * @param {number} id
+ * @returns {number | null}
+ */
+export function neighbourOf(ids, id) {
+  const at = ids.indexOf(id);
+  if (at < 0) return null;
+  return ids[at + 1] ?? ids[at - 1] ?? null;
+}
+
+/**
+ * Collects arrivals and announces them as one message once they stop coming for `quiet` ms:
+ * three arriving together are "3 new notifications", not three messages of which a screen
+ * reader keeps the last.
+ */
+export class Announcer {
+  /**
+   * @param {(messages: string[]) => void} say
+   * @param {number} [quiet] ms
+   */
+  constructor(say, quiet = 300) {
+    this._say = say;
+    this._quiet = quiet;
+    /** @type {string[]} */
+    this._pending = [];
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this._timer = undefined;
+  }
+
+  /** @param {string} message */
+  add(message) {
+    this._pending.push(message);
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this.flush(), this._quiet);
+  }
+
+  flush() {
+    clearTimeout(this._timer);
+    const messages = this._pending;
+    this._pending = [];
+    if (messages.length) this._say(messages);
+  }
+
+  stop() {
+    clearTimeout(this._timer);
+    this._pending = [];
+  }
+}
+
+/**
+ * A row as both bells draw it.
+ * @typedef {object} BellRow
+ * @property {string} key stable across renders ("n17")
+ * @property {number} id
+ * @property {"item" | "group" | "member"} kind
+ * @property {boolean} unread
+ * @property {boolean} archived
+ * @property {string} state "Unread" / "Read", said before the message (screen readers)
+ * @property {string} message
+ * @property {string | null} href the link, when safe
+ * @property {string} time relative, in the locale
+ * @property {string} datetime ISO
+ * @property {{name: string, avatar: string | null, initials: string} | null} actor
+ * @property {{label: string, href: string}[]} actions
+ * @property {{count: number, summary: string, toggle: string, expanded: boolean} | null} group
+ * @property {string} sig changes whenever anything drawn but the time changes (rows are redrawn
+ *   only then)
+ */
+
+/**
+ * Everything a bell draws.
+ * @typedef {object} BellView
+ * @property {string} locale
+ * @property {boolean} open
+ * @property {number} unread
+ * @property {number} unseen the badge
+ * @property {string} badge "" when hidden
+ * @property {string} bellLabel
+ * @property {string} title
+ * @property {boolean} archived the archive view is shown
+ * @property {{key: string, category: string | null, label: string, name: string, count: number,
+ *   selected: boolean}[]} tabs empty when no category exists
+ * @property {BellRow[]} rows the window: the newest `maxItems` (more after "Load more")
+ * @property {boolean} more "Load more" is shown
+ * @property {boolean} loadingMore
+ * @property {"loading" | "error" | "empty" | null} note
+ * @property {string} noteText
+ * @property {string | null} banner
+ * @property {boolean} markAllDisabled
+ * @property {string | null} push the "Turn on desktop notifications" label, or null when hidden
+ * @property {string} connection
+ * @property {string} status
+ * @property {string} role
+ */
+
+const EMPTY_STATE = /** @type {TidingsState} */ (
+  /** @type {unknown} */ ({
+    items: [],
+    unread: 0,
+    unseen: 0,
+    categories: {},
+    filter: { category: null, archived: false },
+    status: "loading",
+    error: null,
+    connection: "connecting",
+    role: "starting",
+    hasMore: false,
+    loadingMore: false,
+  })
+);
+
+/**
+ * The shared bell: state, strings and actions over one tidings.js client.
+ */
+export class BellCore {
+  /**
+   * @param {object} options
+   * @param {ReturnType<typeof import("./tidings.js").createTidings>} options.client
+   * @param {string} [options.locale] a language tag (see pickLocale)
+   * @param {BellStrings | null} [options.strings] overrides of any string
+   * @param {number} [options.maxItems] rows shown before "Load more" (50)
+   * @param {() => void} options.onUpdate the view changed: draw `core.view()`
+   * @param {(text: string) => void} options.onAnnounce write this to the polite live region
+   * @param {(n: Notification) => void} [options.onArrival] a notification arrived
+   */
+  constructor({
+    client,
+    locale = "en",
+    strings = null,
+    maxItems = 50,
+    onUpdate,
+    onAnnounce,
+    onArrival,
+  }) {
+    this.client = client;
+    this.maxItems = Math.max(1, Math.floor(maxItems) || 50);
+    this._limit = this.maxItems;
+    this._onUpdate = onUpdate;
+    this._onArrival = onArrival ?? (() => {});
+    this.locale = locale;
+    this._overrides = strings;
+    this.strings = stringsFor(locale, strings);
+    this._version = 0;
+    this.isOpen = false;
+    this.actionError = false;
+    /** @type {Set<string>} */
+    this.expanded = new Set();
+    /** @type {Set<string>} categories shown as tabs once seen, so a tab does not vanish */
+    this._known = new Set();
+    /** @type {"default" | "off" | null} the push control: shown for these states only */
+    this._push = null;
+    /** @type {TidingsState} */
+    this.state = EMPTY_STATE;
+    /** @type {number[]} the ids of the rows last drawn, in order */
+    this._ids = [];
+    this._announcer = new Announcer((messages) =>
+      onAnnounce(
+        messages.length === 1
+          ? this.t("announce", { message: messages[0] })
+          : this.t("announceMany", { n: messages.length }),
+      ),
+    );
+    this._pushChecked = false; // asked once the session works (the key route needs the user)
+    this._unsubscribe = client.subscribe((state, change) => this._onChange(state, change));
+  }
+
+  /**
+   * A string of this bell, filled in (see bell-strings.js).
+   * @param {string} key
+   * @param {Record<string, string | number>} [values]
+   * @returns {string}
+   */
+  t(key, values) {
+    return format(this.strings[key], values, this.locale);
+  }
+
+  /**
+   * Change the locale and/or the overrides.
+   * @param {string} locale
+   * @param {BellStrings | null} [strings] (unchanged when undefined)
+   */
+  setLocale(locale, strings) {
+    this.locale = locale;
+    if (strings !== undefined) this._overrides = strings;
+    this.strings = stringsFor(locale, this._overrides);
+    this._version += 1; // every row's labels change
+    this._onUpdate();
+  }
+
+  /**
+   * Show the newest `n` rows (and `n` more on each "Load more").
+   * @param {number} n
+   */
+  setMaxItems(n) {
+    this.maxItems = Math.max(1, Math.floor(n) || 50);
+    this._limit = this.maxItems;
+    this._onUpdate();
+  }
+
+  destroy() {
+    this._announcer.stop();
+    this._unsubscribe();
+  }
+
+  // --- actions ---------------------------------------------------------------------------------
+
+  toggle() {
+    if (this.isOpen) this.close();
+    else this.open();
+  }
+
+  /** Open the panel; what it shows is now seen (the badge drops in every tab). */
+  open() {
+    this.isOpen = true;
+    this.actionError = false;
+    if (this.state.unseen > 0) this._act("markSeen");
+    this._onUpdate();
+  }
+
+  close() {
+    if (!this.isOpen) return;
+    this.isOpen = false;
+    this._onUpdate();
+  }
+
+  /** @param {string | null} category null: "All" */
+  selectTab(category) {
+    this._limit = this.maxItems;
+    this.expanded.clear();
+    this._act("setFilter", { category, archived: false });
+  }
+
+  /** @param {boolean} archived show the archive (true) or the inbox */
+  showArchive(archived) {
+    this._limit = this.maxItems;
+    this.expanded.clear();
+    this._act("setFilter", { category: null, archived });
+  }
+
+  /** Fold or unfold a group; unfolding loads the members the server folded into it. */
+  toggleGroup(group) {
+    if (this.expanded.has(group)) {
+      this.expanded.delete(group);
+    } else {
+      this.expanded.add(group);
+      this._act("expandGroup", group);
+    }
+    this._onUpdate();
+  }
+
+  /** Show the next `maxItems` rows: those already held first, then the server's next page. */
+  more() {
+    const total = foldRows(this.state.items, this.expanded).length;
+    if (total <= this._limit && this.state.hasMore) this._act("loadMore");
+    this._limit += this.maxItems;
+    this._onUpdate();
+  }
+
+  /** The row itself was clicked (or Enter on it): that is reading it. */
+  activate(id) {
+    const n = this.state.items.find((m) => m.id === id);
+    if (n && !n.read_at) this._act("markRead", [id]);
+  }
+
+  markRead(id) {
+    this._act("markRead", [id]);
+  }
+
+  markAllRead() {
+    this.actionError = false;
+    this._act("markAllRead");
+  }
+
+  archive(id) {
+    this._act("archive", [id]);
+  }
+
+  unarchive(id) {
+    this._act("unarchive", [id]);
+  }
+
+  remove(id) {
+    this._act("delete", id);
+  }
+
+  refresh() {
+    this.actionError = false;
+    return this._act("refresh");
+  }
+
+  enablePush() {
+    const client = /** @type {any} */ (this.client);
+    if (typeof client.enablePush !== "function") return;
+    Promise.resolve()
+      .then(() => client.enablePush())
+      .catch(() => {})
+      .finally(() => this._checkPush());
+  }
+
+  /**
+   * Where the focus goes when row `id` leaves the list.
+   * @param {number} id
+   * @returns {number | null}
+   */
+  neighbourOf(id) {
+    return neighbourOf(this._ids, id);
+  }
+
+  /**
+   * A client call for a click. Its failure is on screen already (the client emits it as an
+   * `error` change, which sets the banner), so the rejection stops here.
+   * @param {string} method
+   * @param {...unknown} args
+   * @returns {Promise<void>}
+   */
+  _act(method, ...args) {
+    const client = /** @type {any} */ (this.client);
+    return Promise.resolve(client[method](...args)).catch(() => {});
+  }
+
+  _onChange(state, change) {
+    this.state = state;
+    if (!this._pushChecked && state.status === "ready") {
+      this._pushChecked = true;
+      this._checkPush();
+    }
+    for (const n of state.items) if (n.category) this._known.add(n.category);
+    for (const name of Object.keys(state.categories)) this._known.add(name);
+    if (change.type === "error") {
+      // Not the user's own action (opening marks seen): no "that did not work" for those.
+      const quiet = ["refresh", "loadMore", "counts", "expandGroup", "markSeen"];
+      if (!quiet.includes(change.action)) this.actionError = true;
+    } else if (change.type === "notification") {
+      this.actionError = false;
+      this._announcer.add(change.notification.message);
+    }
+    this._onUpdate();
+    if (change.type === "notification") this._onArrival(change.notification);
+  }
+
+  /** The push control shows when push can be turned on here and the server has a key. */
+  async _checkPush() {
+    const client = /** @type {any} */ (this.client);
+    if (typeof client.pushState !== "function") return;
+    let state = null;
+    try {
+      state = await client.pushState();
+      if (state === "default" || state === "off") {
+        // A 404 (push not configured on the server) throws: no control. Not emitted as an
+        // error: nothing the user did failed.
+        await client._call("pushKey", "GET", "/notifications/push/key");
+      }
+    } catch {
+      state = null;
+    }
+    this._push = state === "default" || state === "off" ? state : null;
+    this._onUpdate();
+  }
+
+  // --- the view --------------------------------------------------------------------------------
+
+  /** @returns {BellView} */
+  view() {
+    const state = this.state;
+    const filter = state.filter;
+    const now = Date.now();
+    const folded = foldRows(state.items, this.expanded);
+    const shown = folded.slice(0, this._limit);
+    const rows = shown.map((row) => this._row(row, now));
+    this._ids = rows.map((r) => r.id);
+    const categories = tabsOf(state, this._known);
+    const tabs =
+      categories.length > 1 && !filter.archived
+        ? categories.map(({ category, unread }) => {
+            const label = category ?? this.t("all");
+            return {
+              key: category ?? "",
+              category,
+              label,
+              name: this.t("tabCount", { category: label, n: unread }),
+              count: unread,
+              selected: category === filter.category,
+            };
+          })
+        : [];
+    const items = state.items;
+    /** @type {"loading" | "error" | "empty" | null} */
+    let note = null;
+    if (!items.length) {
+      if (state.status === "loading") note = "loading";
+      else if (state.status === "error") note = "error";
+      else if (state.status === "ready") note = "empty";
+    }
+    const noteText =
+      note === "empty"
+        ? this.t(filter.archived ? "emptyArchive" : "empty")
+        : note
+          ? this.t(note)
+          : "";
+    const unseen = state.unseen;
+    return {
+      locale: this.locale,
+      open: this.isOpen,
+      unread: state.unread,
+      unseen,
+      badge: unseen > 0 ? (unseen > 99 ? "99+" : String(unseen)) : "",
+      bellLabel: unseen > 0 ? this.t("bellUnseen", { n: unseen }) : this.t("bell"),
+      title: this.t(filter.archived ? "archiveTitle" : "title"),
+      archived: filter.archived,
+      tabs,
+      rows,
+      more: folded.length > shown.length || state.hasMore,
+      loadingMore: state.loadingMore,
+      note,
+      noteText,
+      banner: this._banner(),
+      markAllDisabled: state.unread <= 0,
+      push: this._push ? this.t("pushOn") : null,
+      connection: state.connection,
+      status: state.status,
+      role: state.role,
+    };
+  }
+
+  /**
+   * @param {FoldedRow} row
+   * @param {number} now
+   * @returns {BellRow}
+   */
+  _row(row, now) {
+    const n = row.n;
+    const base = typeof location === "undefined" ? undefined : location.href;
+    const unread = !n.read_at;
+    const actor = n.actor?.name
+      ? {
+          name: n.actor.name,
+          avatar: safeLink(n.actor.avatar_url, base),
+          initials: initials(n.actor.name),
+        }
+      : null;
+    /** @type {{label: string, href: string}[]} */
+    const actions = [];
+    for (const a of (n.actions ?? []).slice(0, 2)) {
+      const href = safeLink(a?.url, base);
+      if (href && a.label) actions.push({ label: a.label, href });
+    }
+    const group =
+      row.kind === "group"
+        ? {
+            count: row.count,
+            summary: this.t("group", { n: row.count }),
+            toggle: row.expanded ? this.t("groupHide") : this.t("groupShow", { n: row.count - 1 }),
+            expanded: row.expanded,
+          }
+        : null;
+    const view = {
+      key: `n${n.id}`,
+      id: n.id,
+      kind: row.kind,
+      unread,
+      archived: Boolean(n.archived_at),
+      state: this.t(unread ? "unread" : "read"),
+      message: n.message,
+      href: safeLink(n.link, base),
+      time: relativeTime(n.created_at, this.locale, now),
+      datetime: n.created_at ?? "",
+      actor,
+      actions,
+      group,
+      sig: "",
+    };
+    // The time is left out: it changes every second and is updated without a redraw.
+    view.sig = JSON.stringify([{ ...view, time: "" }, this._version]);
+    return view;
+  }
+
+  _banner() {
+    const s = this.state;
+    if (this.actionError) return this.t("actionError");
+    if (s.connection === "offline") return this.t("offline");
+    if (s.connection === "unauthorized") return this.t("unauthorized");
+    if (s.status === "error" && s.items.length) return this.t("error");
+    if (s.connection === "reconnecting") return this.t("reconnecting");
+    return null;
+  }
+}

@@ -1,0 +1,138 @@
+"""axe-core (from npm) in Chromium against every state of the bells: 0 violations of WCAG 2.0/2.1
+A and AA and of axe's best practices, on the whole demo page, in light and dark.
+
+Each state is reached the way a user gets there (a real server, a refused request, the browser
+going offline); a state shows before axe runs, so a check never passes on a closed panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.helpers import (
+    TIMEOUT_MS,
+    expect_accessible,
+    expect_badge,
+    expect_unread,
+    new_page,
+    open_bell,
+    open_demo,
+    require_axe,
+    wait_live,
+)
+from tests.browser.test_bell import unavailable_on
+from tests.conftest import ServerFactory
+from tests.support import Server
+
+SCHEMES = ["light", "dark"]
+
+
+@pytest.fixture(autouse=True)
+def _axe() -> None:
+    require_axe()
+
+
+@pytest.fixture
+def server(make_server: ServerFactory) -> Server:
+    return make_server("--demo", TIDINGS_HEARTBEAT="1")
+
+
+@pytest.fixture(params=SCHEMES)
+def page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    """A page in the system's light or dark scheme (prefers-color-scheme)."""
+    context = browser.new_context(
+        color_scheme=request.param, viewport={"width": 900, "height": 700}
+    )
+    yield new_page(context)
+    context.close()
+
+
+def read_and_unread(page: Page, server: Server) -> None:
+    """Alice's open bell, one row read and two unread (so axe checks the unread rows' contrast)."""
+    open_demo(page, server, "alice")
+    for message in ("Your invoice #1042 is ready", "Bob commented on “Q3 roadmap”", "Deployed"):
+        server.publish("alice", message, link="https://example.com/x")
+    expect_badge(page, 3)
+    open_bell(page)
+    page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
+    expect_unread(page, 2)
+
+
+def test_closed_bell_with_unread_badge(page: Page, server: Server) -> None:
+    open_demo(page, server, "alice")
+    server.publish("alice", "unread")
+    expect_badge(page, 1)
+    expect(page.locator("tidings-bell .panel")).to_be_hidden()
+    expect_accessible(page, "closed, 1 unread")
+
+
+def test_open_bell_with_read_and_unread_rows(page: Page, server: Server) -> None:
+    read_and_unread(page, server)
+    expect(page.locator("tidings-bell .item.unread")).to_have_count(2)
+    expect_accessible(page, "open, read and unread rows")
+
+
+def test_open_bell_empty(page: Page, server: Server) -> None:
+    open_demo(page, server, "carol")
+    open_bell(page)
+    expect(page.locator("tidings-bell .note[data-note=empty]")).to_be_visible()
+    expect_accessible(page, "open, empty")
+
+
+def test_open_bell_error_server_refusing(page: Page, server: Server) -> None:
+    """The list could not load (every request answered 503): the error note, then the banner."""
+    open_demo(page, server, "carol")
+    open_bell(page)
+    server.stop()
+    with unavailable_on(server.port):
+        page.locator("tidings-bell .refresh").click()
+        error = page.locator("tidings-bell .note[data-note=error]")
+        expect(error).to_be_visible(timeout=TIMEOUT_MS)
+        expect_accessible(page, "open, error without rows")
+    server.start("--demo")
+    wait_live(page)
+    server.publish("carol", "one row")
+    expect(page.locator("tidings-bell .item")).to_have_count(1, timeout=TIMEOUT_MS)
+    server.stop()
+    with unavailable_on(server.port):
+        page.locator("tidings-bell .refresh").click()
+        expect(page.locator("tidings-bell .banner")).to_be_visible(timeout=TIMEOUT_MS)
+        expect_accessible(page, "open, error banner over rows")
+
+
+def test_open_bell_offline(page: Page, server: Server) -> None:
+    """The browser is offline and the stream is gone (the client trusts onLine only then)."""
+    read_and_unread(page, server)
+    page.context.set_offline(True)
+    server.stop()
+    expect(page.locator("tidings-bell")).to_have_attribute(
+        "data-connection", "offline", timeout=TIMEOUT_MS
+    )
+    expect(page.locator("tidings-bell .banner")).to_be_visible()
+    expect_accessible(page, "open, offline")
+    page.context.set_offline(False)
+
+
+def test_vue_bells_closed_and_open(page: Page, server: Server) -> None:
+    open_demo(page, server, "alice")
+    server.publish("alice", "read one")
+    server.publish("alice", "unread one")
+    page.goto(f"{server.url}/demo/vue")
+    for app in ("#vue2-app", "#vue3-app"):
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        expect(root.locator(".notification-badge")).to_have_text("2")
+    expect_accessible(page, "Vue, closed")
+    page.locator("#vue2-app .bell-button").click()
+    page.locator("#vue2-app li.notification-item .mark-read-button").last.click()
+    expect(page.locator("#vue2-app .tidings-vue")).to_have_attribute(
+        "data-unread", "1", timeout=TIMEOUT_MS
+    )
+    expect_accessible(page, "Vue 2.7, open, read and unread rows")
+    page.keyboard.press("Escape")
+    page.locator("#vue3-app .bell-button").click()
+    expect(page.locator("#vue3-app li.notification-item")).to_have_count(2)
+    expect_accessible(page, "Vue 3, open, read and unread rows")

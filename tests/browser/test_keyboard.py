@@ -1,0 +1,208 @@
+"""`<tidings-bell>` from the keyboard alone (no clicks once the page is open), and what a screen
+reader is told: the audit's findings, each as the user meets it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from tests.browser.helpers import (
+    TIMEOUT_MS,
+    expect_badge,
+    expect_unread,
+    has_focus,
+    messages,
+    new_page,
+    open_demo,
+    tab_to,
+    wait_arrival,
+)
+from tests.browser.proxy import PausingProxy
+from tests.conftest import ServerFactory
+from tests.support import Server
+
+BELL = "tidings-bell"
+
+
+@pytest.fixture
+def server(make_server: ServerFactory) -> Server:
+    return make_server("--demo", TIDINGS_HEARTBEAT="1")
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 900, "height": 700})
+    yield new_page(context)
+    context.close()
+
+
+def with_rows(page: Page, server: Server, *texts: str) -> None:
+    """Alice's page with `texts` published oldest first, freshly loaded, nothing focused."""
+    open_demo(page, server, "alice")
+    for text in texts:
+        server.publish("alice", text)
+    expect_badge(page, len(texts))
+    page.reload()
+    expect(page.locator(f"{BELL}[data-status=ready]")).to_be_attached(timeout=TIMEOUT_MS)
+
+
+def row(page: Page, text: str) -> Locator:
+    return page.locator(f"{BELL} .item", has=page.locator(".message", has_text=text))
+
+
+def open_by_keyboard(page: Page, key: str = "Enter") -> Locator:
+    button = page.locator(f"{BELL} .bell")
+    tab_to(page, button)
+    expect(button).to_have_attribute("aria-expanded", "false")
+    page.keyboard.press(key)
+    expect(button).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(f"{BELL} .panel")).to_be_visible()
+    return button
+
+
+@pytest.mark.parametrize("key", ["Enter", " "], ids=["Enter", "Space"])
+def test_enter_or_space_opens_and_closes_the_bell(page: Page, server: Server, key: str) -> None:
+    with_rows(page, server, "one")
+    button = open_by_keyboard(page, key)
+    page.keyboard.press(key)
+    expect(button).to_have_attribute("aria-expanded", "false")
+    expect(page.locator(f"{BELL} .panel")).to_be_hidden()
+    expect(button).to_be_focused()
+
+
+def test_arrow_keys_move_through_rows_and_tab_through_a_rows_controls(
+    page: Page, server: Server
+) -> None:
+    with_rows(page, server, "oldest", "middle", "newest")
+    open_by_keyboard(page)
+    page.keyboard.press("ArrowDown")
+    expect(row(page, "newest")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(row(page, "middle")).to_be_focused()
+    page.keyboard.press("End")
+    expect(row(page, "oldest")).to_be_focused()
+    page.keyboard.press("Home")
+    expect(row(page, "newest")).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")
+    expect(row(page, "middle").locator(".mark-read")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(row(page, "middle").locator(".archive")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(row(page, "middle").locator(".delete")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    expect_unread(page, 2)
+    expect(row(page, "middle")).not_to_have_class(re.compile(r"\bunread\b"))
+
+
+def test_deleting_from_the_keyboard_moves_the_focus_to_the_neighbouring_row(
+    page: Page, server: Server
+) -> None:
+    """The audit: the focus went to the last row."""
+    with_rows(page, server, "first", "second", "third", "fourth")
+    open_by_keyboard(page)
+    page.keyboard.press("ArrowDown")  # fourth
+    page.keyboard.press("ArrowDown")  # third
+    delete = row(page, "third").locator(".delete")
+    tab_to(page, delete)
+    page.keyboard.press("Enter")
+    expect(row(page, "third")).to_have_count(0)
+    assert messages(page) == ["fourth", "second", "first"]
+    expect(row(page, "second")).to_be_focused()
+
+    # The last row: its neighbour is the one above.
+    page.keyboard.press("End")
+    tab_to(page, row(page, "first").locator(".delete"))
+    page.keyboard.press("Enter")
+    expect(row(page, "first")).to_have_count(0)
+    expect(row(page, "second")).to_be_focused()
+
+
+def test_tab_past_the_last_control_never_leaves_the_panel_open_over_the_page(
+    page: Page, server: Server
+) -> None:
+    """The audit: Tab went on into the page with the panel still open over it."""
+    with_rows(page, server, "one", "two")
+    open_by_keyboard(page)
+    bell = page.locator(BELL)
+    panel = page.locator(f"{BELL} .panel")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if not has_focus(bell):
+            # Out of the bell: the panel has closed behind it.
+            expect(panel).to_be_hidden()
+            expect(page.locator(f"{BELL} .bell")).to_have_attribute("aria-expanded", "false")
+            return
+    # Or the focus stays inside the open panel (a focus trap); Escape still gets out.
+    expect(panel).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(page.locator(f"{BELL} .bell")).to_be_focused()
+
+
+def test_escape_closes_and_gives_the_focus_back_to_the_bell_button(
+    page: Page, server: Server
+) -> None:
+    with_rows(page, server, "one", "two")
+    button = open_by_keyboard(page)
+    panel = page.locator(f"{BELL} .panel")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")  # a row's button
+    expect(row(page, "two").locator(".mark-read")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(button).to_be_focused()
+    # And from the panel's header controls.
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    expect(panel).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(button).to_be_focused()
+
+
+def test_three_notifications_arriving_together_are_all_announced(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    """The audit: all three went to the live region in one frame and only the last was read."""
+    server = make_server("--demo", TIDINGS_HEARTBEAT="5")
+    with PausingProxy(server.port) as proxy:
+        page = new_page(browser.new_context())
+        open_demo(page, server, "alice", via=proxy.url)
+        proxy.pause()
+        for text in ("one", "two", "three"):
+            server.publish("alice", text)
+        proxy.wait_held(b"event: new-notification", 3, timeout=TIMEOUT_MS / 1000)
+        proxy.resume()  # one write: the three arrive together
+        wait_arrival(page, "three")
+        live = page.locator(f"{BELL} [role=status]")
+        expect(live).to_have_text("3 new notifications")
+        page.close()
+
+
+def test_an_unread_row_says_unread_to_a_screen_reader_and_a_read_row_does_not(
+    page: Page, server: Server
+) -> None:
+    """The audit: only the row's 'Mark read' button told them apart."""
+    with_rows(page, server, "quarterly report", "weekly digest")
+    open_by_keyboard(page)
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # "quarterly report" is read now
+    expect_unread(page, 1)
+
+    def spoken(text: str) -> str:
+        """The row as the accessibility tree has it, without its buttons."""
+        tree = row(page, text).aria_snapshot()
+        return "\n".join(line for line in tree.splitlines() if "- button" not in line)
+
+    unread, read = spoken("weekly digest"), spoken("quarterly report")
+    assert re.search(r"\bunread\b", unread, re.IGNORECASE), unread
+    assert not re.search(r"\bunread\b", read, re.IGNORECASE), read

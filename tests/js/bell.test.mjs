@@ -1,0 +1,313 @@
+// The bells' shared core without a browser: strings and plurals, the locale pick, relative
+// times, folding groups, tabs, keyboard targets, the announcer and the rows' window.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  LOCALES,
+  STRINGS,
+  format,
+  initials,
+  pickLocale,
+  relativeTime,
+  stringsFor,
+  tableFor,
+} from "../../src/tidings/web/static/bell-strings.js";
+import {
+  Announcer,
+  BellCore,
+  foldRows,
+  listKeyTarget,
+  neighbourOf,
+  tabsOf,
+} from "../../src/tidings/web/static/bell-core.js";
+import { listQuery, matchesFilter } from "../../src/tidings/web/static/tidings.js";
+
+const n = (id, extra = {}) => ({
+  id,
+  message: `m${id}`,
+  read_at: null,
+  seen_at: null,
+  created_at: "2026-11-30T10:00:00.000Z",
+  ...extra,
+});
+
+test("{n} is filled in, in a plain string and in each plural form", () => {
+  assert.equal(format("Notifications, {n} unread", { n: 3 }), "Notifications, 3 unread");
+  const forms = { one: "{n} new notification", other: "{n} new notifications" };
+  assert.equal(format(forms, { n: 1 }), "1 new notification");
+  assert.equal(format(forms, { n: 0 }), "0 new notifications");
+  assert.equal(format(forms, { n: 7 }), "7 new notifications");
+  assert.equal(
+    format("New notification: {message}", { message: "{n} x" }),
+    "New notification: {n} x",
+  );
+  // A placeholder nobody gave stays visible, so a typo in an override shows.
+  assert.equal(format("{count} left", { n: 2 }), "{count} left");
+  assert.equal(format(undefined), "");
+});
+
+test("plural forms follow the locale's rules (Intl.PluralRules)", () => {
+  // French counts 0 as "one", English as "other".
+  const forms = { one: "one:{n}", other: "other:{n}" };
+  assert.equal(format(forms, { n: 0 }, "fr"), "one:0");
+  assert.equal(format(forms, { n: 0 }, "en"), "other:0");
+  // A form the table lacks falls back to "other".
+  assert.equal(format({ other: "{n} Stück" }, { n: 1 }, "de"), "1 Stück");
+});
+
+test("every language table has every English key, and plural entries have 'other'", () => {
+  for (const [lang, table] of Object.entries(LOCALES)) {
+    assert.deepEqual(Object.keys(table).sort(), Object.keys(STRINGS).sort(), lang);
+    for (const [key, value] of Object.entries(table)) {
+      if (typeof value === "object") assert.ok(value.other, `${lang}.${key}`);
+    }
+  }
+  assert.equal(LOCALES.de.markAllRead, "Alle als gelesen markieren");
+});
+
+test("the locale: the first valid tag given, its table by language, English otherwise", () => {
+  assert.equal(pickLocale(null, "", "de-AT", "en"), "de-AT");
+  assert.equal(pickLocale("not a tag!", "fr"), "fr");
+  assert.equal(pickLocale(undefined, null), "en");
+  assert.equal(tableFor("de-AT"), LOCALES.de);
+  assert.equal(tableFor("DE"), LOCALES.de);
+  assert.equal(tableFor("fr"), LOCALES.en);
+  const strings = stringsFor("de", { title: "Posteingang" });
+  assert.equal(strings.title, "Posteingang");
+  assert.equal(strings.refresh, "Aktualisieren");
+});
+
+test("relative times in the locale, a date after a week", () => {
+  const now = Date.parse("2026-11-30T12:00:00Z");
+  const at = (seconds) => new Date(now - seconds * 1000).toISOString();
+  assert.equal(relativeTime(at(5 * 60), "en", now), "5 minutes ago");
+  assert.equal(relativeTime(at(5 * 60), "de", now), "vor 5 Minuten");
+  assert.equal(relativeTime(at(2 * 3600), "de", now), "vor 2 Stunden");
+  assert.equal(relativeTime(at(86400), "en", now), "yesterday");
+  assert.equal(relativeTime(at(0), "en", now), "now");
+  assert.equal(
+    relativeTime(at(30 * 86400), "de", now),
+    new Date(now - 30 * 86400 * 1000).toLocaleDateString("de"),
+  );
+  assert.equal(relativeTime("not a time", "en", now), "");
+});
+
+test("initials of an actor's name", () => {
+  assert.equal(initials("Ada Lovelace"), "AL");
+  assert.equal(initials("ada"), "A");
+  assert.equal(initials("  Grace  Brewster Hopper "), "GH");
+  assert.equal(initials(""), "?");
+  assert.equal(initials("Émile Zola"), "ÉZ");
+});
+
+test("unread ones of one group fold into the newest, counting the server's group_count", () => {
+  const items = [
+    n(9, { group: "g" }),
+    n(8),
+    n(7, { group: "g", group_count: 3 }), // the server folded 3 into this one
+    n(6, { group: "g", read_at: "x" }), // read: never folded
+    n(5, { group: "h" }), // alone in its group: a plain row
+  ];
+  const rows = foldRows(items);
+  assert.deepEqual(
+    rows.map((r) => [r.kind, r.n.id, r.kind === "group" ? r.count : null]),
+    [
+      ["group", 9, 4],
+      ["item", 8, null],
+      ["item", 6, null],
+      ["item", 5, null],
+    ],
+  );
+  const open = foldRows(items, new Set(["g"]));
+  assert.deepEqual(
+    open.map((r) => [r.kind, r.n.id]),
+    [
+      ["group", 9],
+      ["member", 7],
+      ["item", 8],
+      ["item", 6],
+      ["item", 5],
+    ],
+  );
+});
+
+test("tabs: All, then every category known, with unread counts", () => {
+  const tabs = tabsOf({ unread: 5, categories: { mentions: { unread: 2, unseen: 1 } } }, [
+    "billing",
+    "mentions",
+  ]);
+  assert.deepEqual(tabs, [
+    { category: null, unread: 5 },
+    { category: "billing", unread: 0 },
+    { category: "mentions", unread: 2 },
+  ]);
+});
+
+test("keys move the focus through the rows and back to the bell", () => {
+  assert.equal(listKeyTarget("ArrowDown", 3, -1), 0);
+  assert.equal(listKeyTarget("ArrowDown", 3, 2), 2);
+  assert.equal(listKeyTarget("ArrowUp", 3, 0), "bell");
+  assert.equal(listKeyTarget("ArrowUp", 3, -1), 2);
+  assert.equal(listKeyTarget("End", 3, 0), 2);
+  assert.equal(listKeyTarget("Home", 3, 2), 0);
+  assert.equal(listKeyTarget("x", 3, 0), null);
+  assert.equal(listKeyTarget("ArrowDown", 0, -1), null);
+});
+
+test("a row that leaves gives the focus to the next one, else the previous", () => {
+  assert.equal(neighbourOf([5, 4, 3], 4), 3);
+  assert.equal(neighbourOf([5, 4, 3], 3), 4);
+  assert.equal(neighbourOf([5], 5), null);
+  assert.equal(neighbourOf([5], 9), null);
+});
+
+test("arrivals close together are announced once, counted", async () => {
+  const said = [];
+  const announcer = new Announcer((messages) => said.push(messages), 20);
+  announcer.add("a");
+  announcer.add("b");
+  announcer.add("c");
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  announcer.add("d");
+  announcer.flush();
+  assert.deepEqual(said, [["a", "b", "c"], ["d"]]);
+});
+
+test("the list query carries the filter, paging and grouping", () => {
+  const filter = { category: "billing & co", archived: true };
+  assert.equal(
+    listQuery({ limit: 10, filter, grouped: true, before: 7 }),
+    "limit=10&before=7&category=billing+%26+co&archived=1&grouped=1",
+  );
+  assert.equal(listQuery({ limit: 5, filter: { category: null } }), "limit=5");
+  assert.ok(matchesFilter(n(1, { category: "a" }), { category: "a", archived: false }));
+  assert.ok(!matchesFilter(n(1, { category: "b" }), { category: "a", archived: false }));
+  assert.ok(!matchesFilter(n(1, { archived_at: "x" }), { category: null, archived: false }));
+  assert.ok(matchesFilter(n(1, { archived_at: "x" }), { category: null, archived: true }));
+});
+
+/** A client holding a fixed state: BellCore only subscribes and calls methods. */
+function holding(items, extra = {}) {
+  const calls = [];
+  const state = {
+    items,
+    unread: items.filter((m) => !m.read_at).length,
+    unseen: items.filter((m) => !m.seen_at).length,
+    categories: {},
+    filter: { category: null, archived: false },
+    status: "ready",
+    error: null,
+    connection: "open",
+    role: "solo",
+    hasMore: false,
+    loadingMore: false,
+    ...extra,
+  };
+  const client = new Proxy(
+    {
+      state,
+      subscribe(listener) {
+        listener(state, { type: "state" });
+        return () => {};
+      },
+    },
+    {
+      get(target, key) {
+        if (key in target) return target[key];
+        if (key === "pushState" || key === "enablePush") return undefined; // no push here
+        return async (...args) => calls.push([key, ...args]);
+      },
+    },
+  );
+  return { client, calls };
+}
+
+test("the window: the newest max-items rows; Load more shows more, then asks the server", () => {
+  const items = Array.from({ length: 120 }, (_, i) => n(120 - i));
+  const { client, calls } = holding(items, { hasMore: true });
+  const core = new BellCore({ client, maxItems: 50, onUpdate() {}, onAnnounce() {} });
+  let view = core.view();
+  assert.equal(view.rows.length, 50);
+  assert.equal(view.rows[0].id, 120);
+  assert.ok(view.more);
+  core.more();
+  assert.equal(core.view().rows.length, 100);
+  assert.deepEqual(calls, []); // held rows first
+  core.more();
+  view = core.view();
+  assert.equal(view.rows.length, 120);
+  assert.deepEqual(calls, []);
+  core.more(); // everything held is shown: the next page comes from the server
+  assert.deepEqual(calls, [["loadMore"]]);
+});
+
+test("the view: badge counts unseen, strings in German with plurals, opening marks seen", () => {
+  const items = [
+    n(3, { actor: { name: "Ada Lovelace", avatar_url: null } }),
+    n(2),
+    n(1, { seen_at: "x" }),
+  ];
+  const { client, calls } = holding(items);
+  const core = new BellCore({ client, locale: "de", onUpdate() {}, onAnnounce() {} });
+  const view = core.view();
+  assert.equal(view.badge, "2");
+  assert.equal(view.bellLabel, "Benachrichtigungen, 2 neu");
+  assert.equal(view.rows[0].state, "Ungelesen");
+  assert.deepEqual(view.rows[0].actor, { name: "Ada Lovelace", avatar: null, initials: "AL" });
+  core.open();
+  assert.deepEqual(calls, [["markSeen"]]);
+  const overridden = new BellCore({
+    client,
+    strings: { bellUnseen: "Inbox ({n})" },
+    onUpdate() {},
+    onAnnounce() {},
+  });
+  assert.equal(overridden.view().bellLabel, "Inbox (2)");
+});
+
+test("push control: only if pushState() is default or off and the server has a key", async () => {
+  const cases = [
+    [
+      { pushState: async () => "default", _call: async () => ({}) },
+      "Turn on desktop notifications",
+    ],
+    [{ pushState: async () => "off", _call: async () => ({}) }, "Turn on desktop notifications"],
+    [{ pushState: async () => "on", _call: async () => ({}) }, null],
+    [{ pushState: async () => "denied", _call: async () => ({}) }, null],
+    [{ pushState: async () => "unsupported", _call: async () => ({}) }, null],
+    [
+      {
+        pushState: async () => "default",
+        _call: async () => {
+          throw new Error("404 push_disabled");
+        },
+      },
+      null,
+    ],
+    [{}, null], // a client without push
+  ];
+  for (const [push, expected] of cases) {
+    const state = { ...holding([]).client.state };
+    let enabled = 0;
+    const client = {
+      state,
+      subscribe(listener) {
+        listener(state, { type: "state" });
+        return () => {};
+      },
+      enablePush: async () => {
+        enabled += 1;
+      },
+      ...push,
+    };
+    const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(core.view().push, expected, JSON.stringify(Object.keys(push)));
+    if (expected) {
+      core.enablePush();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      assert.equal(enabled, 1);
+    }
+  }
+});

@@ -71,11 +71,18 @@ class Service:
                 async with asyncio.TaskGroup() as tg:
                     heartbeat = tg.create_task(self.hub.heartbeat(), name="tidings-heartbeat")
                     pruner = tg.create_task(self.prune_forever(), name="tidings-retention")
+                    background = [heartbeat, pruner]
+                    # Email digests: only when configured, so email off costs nothing at all.
+                    if self.settings.email_enabled:
+                        from tidings.digest import Digester
+
+                        digester = Digester(self.settings, self.store, self.metrics, self.clock)
+                        background.append(tg.create_task(digester.run(), name="tidings-email"))
                     try:
                         yield self
                     finally:
-                        heartbeat.cancel()
-                        pruner.cancel()
+                        for task in background:
+                            task.cancel()
             finally:
                 await self.bus.close()
         finally:

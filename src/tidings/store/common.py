@@ -36,7 +36,8 @@ T = TypeVar("T")
 # for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
 # 3: the inbox: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
 # stored before, which read as having none).
-SCHEMA_VERSION = 3
+# 4, 5: filled at merge (sched's, push's). 6: the email digest: users' addresses and cursors.
+SCHEMA_VERSION = 6
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
 # `grp`, not `group`: a reserved word in SQL.

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from prometheus_client import Counter
 
 from tidings.metrics import Metrics
-from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
+from tidings.models import (
+    Counts,
+    Draft,
+    EmailClaim,
+    Notification,
+    Position,
+    Preferences,
+    Stored,
+    UserRecord,
+)
 from tidings.store.base import Store
 
 __all__ = ["InstrumentedStore"]
@@ -115,3 +124,31 @@ class InstrumentedStore:
     async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
         self._op("muting")
         return await self.inner.muting(user_ids, category)
+
+    # -- the email digest ------------------------------------------------------------------------
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        self._op("user")
+        return await self.inner.user(user_id)
+
+    async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
+        self._op("set_user_email")
+        return await self.inner.set_user_email(user_id, email)
+
+    async def email_due(self, after_ms: int, limit: int) -> list[str]:
+        self._op("email_due")
+        return await self.inner.email_due(after_ms, limit)
+
+    async def claim_email(
+        self, user_id: str, owner: str, after_ms: int, lease_ms: int
+    ) -> EmailClaim | None:
+        self._op("claim_email")
+        return await self.inner.claim_email(user_id, owner, after_ms, lease_ms)
+
+    async def finish_email(self, claim: EmailClaim, next_ms: int) -> bool:
+        self._op("finish_email")
+        return await self.inner.finish_email(claim, next_ms)
+
+    async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
+        self._op("release_email")
+        return await self.inner.release_email(claim, next_ms, keep_claim=keep_claim)

@@ -230,3 +230,59 @@ async def test_an_older_database_gains_the_inbox_with_nothing_lost(
         assert await again.position("alice") == Position(last_seq=2)
     finally:
         await again.close()
+
+
+async def write_schema_3(url: str, stamp: int) -> None:
+    """The schema-2 database after step 3 (the inbox), with a preference set, as tidings at
+    schema 3 left it."""
+    await write_schema_2(url, stamp)
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
+            db.executescript(sqlite_store.MIGRATIONS[3])
+            db.execute("INSERT INTO preferences VALUES ('alice', '[\"billing\"]', ?)", (CHANNELS,))
+            db.execute("PRAGMA user_version = 3")
+    elif scheme.startswith("postgres"):
+        async with postgres(url) as conn:
+            await conn.execute(pg_store.MIGRATIONS[3])
+            await conn.execute("INSERT INTO tidings_schema VALUES (3, $1)", stamp)
+            await conn.execute(
+                "INSERT INTO tidings_preferences VALUES ('alice', '[\"billing\"]', $1)", CHANNELS
+            )
+    else:
+        async with mongo(url) as mdb:
+            await mdb["preferences"].insert_one(
+                {"_id": "alice", "muted": '["billing"]', "channels": CHANNELS}
+            )
+            await mdb["meta"].update_one({"_id": "schema"}, {"$set": {"version": 3}})
+
+
+CHANNELS = '{"push":true,"email":false}'
+
+
+async def test_a_schema_3_database_gains_the_email_digest_with_nothing_lost(
+    store_url: str,
+) -> None:
+    stamp = now_ms()
+    await write_schema_3(store_url, stamp)
+    store: Store = create_store(store_url)
+    await store.open()
+    try:
+        [old] = await store.after("alice", 0, 10)
+        assert (old.seq, old.message, old.created_ms) == (1, "old", stamp)
+        assert await store.preferences("alice") == Preferences(
+            muted_categories=("billing",), push=True, email=False
+        )
+        # The digest's records came with the upgrade, and a new address starts after seq 1.
+        assert await store.user("alice") is None
+        await store.set_user_email("alice", "alice@example.com")
+        record = await store.user("alice")
+        assert record is not None
+        assert record.email == "alice@example.com"
+        assert await store.claim_email("alice", "node", 0, 1000) is None
+        await store.add(Draft(user_ids=("alice",), message="new"))
+        claim = await store.claim_email("alice", "node", 0, 1000)
+        assert claim is not None
+        assert (claim.done_seq, claim.claimed_seq) == (1, 2)
+    finally:
+        await store.close()

@@ -26,9 +26,15 @@ class Mailbox:
     """The aiosmtpd handler: every accepted message, in arrival order."""
 
     received: list[EmailMessage] = field(default_factory=list)
+    # When each was received (time.monotonic()), by id() of the message.
+    arrivals: dict[int, float] = field(default_factory=dict)
     # Each message held in DATA, and whether the test has let it go.
     held: list[EmailMessage] = field(default_factory=list)
-    holding: bool = False
+    # The recipient whose next message is held (other tests' leftovers on a shared database
+    # may be sent meanwhile: they pass).
+    holding: str | None = None
+    # Whether a held message is accepted (kept, then answered 250) or refused (451) at release.
+    accept_held: bool = False
     reached: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -36,15 +42,23 @@ class Mailbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
-        if self.holding:
-            self.holding = False
+        if self.holding is not None and parsed["To"] == self.holding:
+            self.holding = None
             self.held.append(parsed)
+            if self.accept_held:
+                self._keep(parsed)
             self.reached.set()
             await asyncio.to_thread(self.released.wait)
+            if self.accept_held:
+                return "250 2.0.0 OK"
             return "451 4.3.0 held by the test, not accepted"
-        with self.lock:
-            self.received.append(parsed)
+        self._keep(parsed)
         return "250 2.0.0 OK"
+
+    def _keep(self, message: EmailMessage) -> None:
+        with self.lock:
+            self.received.append(message)
+            self.arrivals[id(message)] = time.monotonic()
 
 
 class SmtpSink:
@@ -67,11 +81,13 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def hold(self) -> None:
-        """Keep the next message waiting in DATA until `release()`, then refuse it."""
+    def hold(self, address: str, *, accept: bool = False) -> None:
+        """Keep the next message to `address` waiting in DATA until `release()`, then refuse
+        it; with `accept`, keep it (it counts as received) and answer 250 only at the release."""
         self.mailbox.reached.clear()
         self.mailbox.released.clear()
-        self.mailbox.holding = True
+        self.mailbox.accept_held = accept
+        self.mailbox.holding = address
 
     def release(self) -> None:
         self.mailbox.released.set()
@@ -91,6 +107,23 @@ class SmtpSink:
             raise AssertionError(f"{address} received {len(self.to(address))} of {count}") from None
         return self.to(address)
 
+    def arrived(self, message: EmailMessage) -> float:
+        """When `message` was received (time.monotonic())."""
+        return self.mailbox.arrivals[id(message)]
+
+    async def digests_of(
+        self, address: str, messages: list[str], timeout: float = 30.0
+    ) -> list[EmailMessage]:
+        """Wait until the digests sent to `address` list every one of `messages`; return them
+        all. How many emails that takes depends on when each notification became due."""
+
+        def covered() -> bool:
+            listed = {m for e in self.to(address) for m in listed_messages(e)}
+            return set(messages) <= listed
+
+        await until(covered, f"digests listing {messages}", timeout)
+        return self.to(address)
+
     async def wait_held(self, timeout: float = 20.0) -> EmailMessage:
         reached = await asyncio.to_thread(self.mailbox.reached.wait, timeout)
         assert reached, "no message reached the held DATA"
@@ -105,6 +138,32 @@ async def until(done: Callable[[], bool], what: str, timeout: float = 20.0) -> N
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+AFTER_MINUTES = 0.04  # 2.4 s: long enough to mark things seen first, short enough for a test
+PUBLIC = "https://app.example/tidings"
+
+
+def email_settings(sink: SmtpSink, **extra: str) -> dict[str, str]:
+    """The email settings of a test server sending to `sink` (names without TIDINGS_)."""
+    return {
+        "smtp_url": sink.url,
+        "email_from": "Example <notifications@app.example>",
+        "email_after": str(AFTER_MINUTES),
+        "public_url": PUBLIC,
+        "email_interval": "0.2",
+        "smtp_timeout": "5",
+        "email_lease": "15",
+        "email_retry": "0.3",
+        "email_retry_max": "0.6",
+        **extra,
+    }
+
+
+def listed_messages(message: EmailMessage) -> list[str]:
+    """The notification messages a digest lists, in its order (from the plain-text part)."""
+    text, _ = parts(message)
+    return [line[2:] for line in text.splitlines() if line.startswith("* ")]
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:

@@ -4,6 +4,7 @@ the unsubscribe link; an SMTP outage; and `PUT /api/users/{user_id}`."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import uuid
@@ -16,29 +17,24 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.smtp import SmtpSink, parts, until
+from tests.smtp import (
+    AFTER_MINUTES,
+    PUBLIC,
+    SmtpSink,
+    email_settings,
+    listed_messages,
+    parts,
+    until,
+)
 from tests.support import HTTP, PUBLISHER_KEY, Server, make_token, serving, tidings_env
 
 pytestmark = pytest.mark.anyio
 
-AFTER_MINUTES = 0.04  # 2.4 s: long enough to mark things seen first, short enough for a test
 AFTER = AFTER_MINUTES * 60
-PUBLIC = "https://app.example/tidings"
 
 
-def email_env(sink: SmtpSink, **extra: str) -> dict[str, str]:
-    return {
-        "TIDINGS_SMTP_URL": sink.url,
-        "TIDINGS_EMAIL_FROM": "Example <notifications@app.example>",
-        "TIDINGS_EMAIL_AFTER": str(AFTER_MINUTES),
-        "TIDINGS_PUBLIC_URL": PUBLIC,
-        "TIDINGS_EMAIL_INTERVAL": "0.2",
-        "TIDINGS_SMTP_TIMEOUT": "5",
-        "TIDINGS_EMAIL_LEASE": "15",
-        "TIDINGS_EMAIL_RETRY": "0.3",
-        "TIDINGS_EMAIL_RETRY_MAX": "0.6",
-        **extra,
-    }
+def email_env(sink: SmtpSink) -> dict[str, str]:
+    return {f"TIDINGS_{k.upper()}": v for k, v in email_settings(sink).items()}
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +75,6 @@ def published(server: Server, user: str, message: str, **fields: Any) -> dict[st
     return body
 
 
-def listed_messages(message: EmailMessage) -> list[str]:
-    """The notification messages a digest lists, in its order (from the plain-text part)."""
-    text, _ = parts(message)
-    return [line[2:] for line in text.splitlines() if line.startswith("* ")]
-
-
 def local(server: Server, link: str) -> str:
     """An emailed tidings link (on TIDINGS_PUBLIC_URL) as this test server answers it."""
     assert link.startswith(PUBLIC + "/"), link
@@ -105,54 +95,67 @@ def email_on(server: Server, user: str) -> bool:
     return on
 
 
+def in_order(emails: list[EmailMessage]) -> list[str]:
+    """What the emails list, oldest first (each lists its own newest first, as the bell does)."""
+    return [m for e in emails for m in reversed(listed_messages(e))]
+
+
+def containing(emails: list[EmailMessage], message: str) -> EmailMessage:
+    [found] = [e for e in emails if message in listed_messages(e)]
+    return found
+
+
 async def test_the_digest_arrives_after_email_after_with_every_unseen_notification(
     server: Server, sink: SmtpSink
 ) -> None:
     user, address = new_user()
     assert put_user(server, user, {"email": address}).status_code == 200
     began = time.monotonic()
-    published(server, user, "Invoice <b>7</b> & co is due", link="/invoices/7")
-    published(server, user, "Ada mentioned you", link="https://other.example/m?a=1&b=2")
-    published(server, user, "No link here")
-    [digest] = await sink.wait_for(address)
-    arrived = time.monotonic() - began
-    assert arrived >= AFTER, arrived
-    assert digest["Subject"] == "3 new notifications"
-    assert digest["From"] == "Example <notifications@app.example>"
-    assert digest["To"] == address
-    assert digest["Auto-Submitted"] == "auto-generated"
-    assert re.fullmatch(r"<digest\.[0-9a-f]{20}\.1-3@app\.example>", digest["Message-ID"])
-    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    link = unsubscribe_link(digest)
-    assert link.startswith(f"{PUBLIC}/notifications/unsubscribe?")
-    assert parse_qs(urlsplit(link).query)["user"] == [user]
-    text, markup = parts(digest)
-    # Newest first, as the bell lists them; links absolute (a path on TIDINGS_PUBLIC_URL's origin).
-    assert listed_messages(digest) == [
-        "No link here",
-        "Ada mentioned you",
-        "Invoice <b>7</b> & co is due",
-    ]
+    sent = ["Invoice <b>7</b> & co is due", "Ada mentioned you", "No link here"]
+    published(server, user, sent[0], link="/invoices/7")
+    published(server, user, sent[1], link="https://other.example/m?a=1&b=2")
+    published(server, user, sent[2])
+    # Usually one email; two when the third became due only after the first was sent (each
+    # notification waits its own TIDINGS_EMAIL_AFTER). Each one is in exactly one email.
+    emails = await sink.digests_of(address, sent)
+    assert in_order(emails) == sent
+    assert sink.arrived(emails[0]) - began >= AFTER
+    for earlier, later in itertools.pairwise(emails):
+        # One email per window.
+        assert sink.arrived(later) - sink.arrived(earlier) >= AFTER - 0.1
+    for digest in emails:
+        count = len(listed_messages(digest))
+        assert digest["Subject"] == f"{count} new notification{'s' if count > 1 else ''}"
+        assert digest["From"] == "Example <notifications@app.example>"
+        assert digest["To"] == address
+        assert digest["Auto-Submitted"] == "auto-generated"
+        assert re.fullmatch(r"<digest\.[0-9a-f]{20}\.\d-\d@app\.example>", digest["Message-ID"])
+        assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        link = unsubscribe_link(digest)
+        assert link.startswith(f"{PUBLIC}/notifications/unsubscribe?")
+        assert parse_qs(urlsplit(link).query)["user"] == [user]
+        text, _ = parts(digest)
+        assert link in text
+    # Links are absolute (a path is resolved on TIDINGS_PUBLIC_URL's origin).
+    text, markup = parts(containing(emails, sent[0]))
     assert "https://app.example/invoices/7" in text
-    assert "https://other.example/m?a=1&b=2" in text
-    assert link in text
     # The HTML part escapes what a publisher sent: the message is text, never markup.
     assert "Invoice &lt;b&gt;7&lt;/b&gt; &amp; co is due" in markup
     assert "<b>7</b>" not in markup
     assert '<a href="https://app.example/invoices/7">' in markup
+    text, markup = parts(containing(emails, sent[1]))
+    assert "https://other.example/m?a=1&b=2" in text
     assert '<a href="https://other.example/m?a=1&amp;b=2">Ada mentioned you</a>' in markup
-    assert "No link here" in markup
+    assert "No link here" in parts(containing(emails, sent[2]))[1]
 
-    # One email per window: two more wait for the next one, which holds exactly those two
-    # (and so the first one was not sent twice).
+    # Two more go out later in their own window; nothing already sent is sent again.
     published(server, user, "fourth")
     published(server, user, "fifth")
-    first, second = await sink.wait_for(address, 2)
-    assert first is digest
-    assert second["Subject"] == "2 new notifications"
-    assert listed_messages(second) == ["fifth", "fourth"]
-    assert second["Message-ID"] != digest["Message-ID"]
-    assert server.metric("tidings_away_sent_total", 'channel="email"') >= 2
+    more = await sink.digests_of(address, ["fourth", "fifth"])
+    assert more[: len(emails)] == emails
+    assert in_order(more) == [*sent, "fourth", "fifth"]
+    assert sink.arrived(more[len(emails)]) - sink.arrived(emails[-1]) >= AFTER - 0.1
+    assert server.metric("tidings_away_sent_total", 'channel="email"') >= len(more)
 
 
 async def test_none_for_what_was_seen_read_archived_or_muted(

@@ -20,6 +20,7 @@ from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -34,6 +35,7 @@ MAX_DELAY = 5.0
 
 PUBLISH_PATH = "/api/notifications"
 TOKENS_PATH = "/api/tokens"
+USERS_PATH = "/api/users/"
 
 
 class TidingsError(Exception):
@@ -135,6 +137,10 @@ class BaseClient:
         return TidingsError(None, "network_error", f"{url}: {exc!r}")
 
 
+def _user_path(user_id: str | int) -> str:
+    return USERS_PATH + quote(str(user_id), safe="")
+
+
 def _fields(
     link: str | None,
     kind: str | None,
@@ -231,12 +237,19 @@ class Client(BaseClient):
         answer = self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
         return str(answer["token"])
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    # The email digest.
+    def set_user(self, user_id: str | int, *, email: str | None) -> dict[str, Any]:
+        """Set the address `user_id`'s email digests go to (None: no digests); returns the
+        stored record `{"user_id", "email", "updated_at"}`."""
+        record: dict[str, Any] = self._post(_user_path(user_id), {"email": email}, "PUT")
+        return record
+
+    def _post(self, path: str, body: dict[str, Any], method: str = "POST") -> Any:
         url = self.url + path
         delays = self._attempts.delays()
         while True:
             try:
-                response = self._http.post(url, json=body)
+                response = self._http.request(method, url, json=body)
             except httpx.TransportError as exc:
                 delay = next(delays, None)
                 if delay is None:
@@ -335,12 +348,19 @@ class AsyncClient(BaseClient):
         answer = await self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
         return str(answer["token"])
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+    # The email digest.
+    async def set_user(self, user_id: str | int, *, email: str | None) -> dict[str, Any]:
+        """Set the address `user_id`'s email digests go to (None: no digests); returns the
+        stored record `{"user_id", "email", "updated_at"}`."""
+        record: dict[str, Any] = await self._post(_user_path(user_id), {"email": email}, "PUT")
+        return record
+
+    async def _post(self, path: str, body: dict[str, Any], method: str = "POST") -> Any:
         url = self.url + path
         delays = self._attempts.delays()
         while True:
             try:
-                response = await self._http.post(url, json=body)
+                response = await self._http.request(method, url, json=body)
             except httpx.TransportError as exc:
                 delay = next(delays, None)
                 if delay is None:

@@ -84,7 +84,7 @@ def _user_id(raw: str) -> str:
 
 
 @email_router.put(
-    "/api/users/{user_id}",
+    "/api/users/{user_id:path}",
     response_model=UserOut,
     responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
 )
@@ -97,7 +97,9 @@ async def put_user(user_id: UserIdPath, body: UserIn, service: ServiceDep) -> di
 
 
 @email_router.get(
-    "/api/users/{user_id}", response_model=UserOut, responses=error_responses((401, 404, 422, 503))
+    "/api/users/{user_id:path}",
+    response_model=UserOut,
+    responses=error_responses((401, 404, 422, 503)),
 )
 async def get_user(user_id: UserIdPath, service: ServiceDep) -> dict[str, Any]:
     """What tidings knows about the user: their email address (404 when never set)."""

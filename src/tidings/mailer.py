@@ -21,11 +21,17 @@ import smtplib
 import ssl
 import time
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from email.utils import parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["SendFailed", "SmtpTarget", "send"]
+
+# How a message goes on the wire: CRLF line ends (smtplib sends bytes as they are), and headers
+# folded only past RFC 5322's limit of 998: at 78, a long List-Unsubscribe URL would be RFC
+# 2047-encoded, which mail clients do not read as a URL.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -130,7 +136,7 @@ def send(target: SmtpTarget, message: EmailMessage, *, timeout: float, deadline:
         if time.monotonic() > deadline:
             raise SendFailed("the claim ran out before the message was sent", maybe_sent=False)
         in_data = True
-        code, answer = client.data(message.as_bytes())
+        code, answer = client.data(message.as_bytes(policy=WIRE_POLICY))
         if code != 250:
             raise smtplib.SMTPDataError(code, answer)
     except SendFailed:

@@ -8,16 +8,20 @@ the sending node right there, and then answers it 451 (not accepted).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.multinode.nginx import make_certificate
 from tests.support import free_port
 
 
@@ -62,18 +66,55 @@ class Mailbox:
 
 
 class SmtpSink:
-    def __init__(self) -> None:
+    """`tls`: None (plain), "starttls" (offered and required before AUTH and MAIL) or "smtps"
+    (TLS from the first byte, with a self-signed certificate in `folder`). `login`: the
+    (user, password) it requires, or None for no AUTH."""
+
+    def __init__(
+        self,
+        *,
+        tls: str | None = None,
+        login: tuple[str, str] | None = None,
+        folder: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.mailbox = Mailbox()
+        self.tls = tls
+        self.login = login
+        self.logins: list[str] = []
+        self._context: ssl.SSLContext | None = None
+        if tls is not None:
+            assert folder is not None
+            cert, key = make_certificate(folder)
+            self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._context.load_cert_chain(cert, key)
         self._controller: Controller | None = None
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword) and self.login is not None:
+            user, password = data.login.decode(), data.password.decode()
+            if (user, password) == self.login:
+                self.logins.append(user)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
     def start(self) -> None:
         assert self._controller is None
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.login is not None:
+            options.update(authenticator=self._authenticate, auth_required=True)
+        if self.tls == "starttls":
+            options.update(tls_context=self._context, require_starttls=True)
+        elif self.tls == "smtps":
+            # aiosmtpd counts only STARTTLS as TLS for AUTH; here the socket is TLS from the start.
+            options.update(ssl_context=self._context, auth_require_tls=False)
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
 
     def stop(self) -> None:

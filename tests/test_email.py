@@ -357,3 +357,57 @@ def test_email_off_starts_no_digests(make_server: Any, tmp_path: Path) -> None:
     assert server.publish("u", "hello").status_code == 201
     text = httpx.get(f"{server.url}/metrics", timeout=5).text
     assert 'tidings_store_queries_total{op="email_due"}' not in text
+
+
+@pytest.mark.parametrize(
+    ("tls", "url"),
+    [
+        ("starttls", "smtp://mailer:p%40ss@127.0.0.1:{port}?starttls=1&verify=0"),
+        ("smtps", "smtps://mailer:p%40ss@127.0.0.1:{port}?verify=0"),
+    ],
+)
+# aiosmtpd warns when AUTH does not require its STARTTLS; with smtps the socket is TLS already.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+async def test_a_digest_goes_through_tls_with_a_login(tmp_path: Path, tls: str, url: str) -> None:
+    sink = SmtpSink(tls=tls, login=("mailer", "p@ss"), folder=tmp_path)
+    sink.start()
+    env = {**email_env(sink), "TIDINGS_SMTP_URL": url.format(port=sink.port)}
+    server = Server(
+        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}", env),
+        log_path=tmp_path / "server.log",
+    )
+    server.start()
+    try:
+        user, address = new_user()
+        assert put_user(server, user, {"email": address}).status_code == 200
+        published(server, user, "over TLS")
+        [digest] = await sink.wait_for(address)
+        assert listed_messages(digest) == ["over TLS"]
+        assert sink.logins == ["mailer"]
+    finally:
+        server.close()
+        sink.stop()
+
+
+async def test_starttls_required_but_not_offered_sends_nothing(tmp_path: Path) -> None:
+    sink = SmtpSink()  # plain: no STARTTLS
+    sink.start()
+    env = {**email_env(sink), "TIDINGS_SMTP_URL": f"{sink.url}?starttls=1"}
+    server = Server(
+        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}", env),
+        log_path=tmp_path / "server.log",
+    )
+    server.start()
+    try:
+        user, address = new_user()
+        assert put_user(server, user, {"email": address}).status_code == 200
+        published(server, user, "never in the clear")
+        await until(
+            lambda: server.metric("tidings_away_failed_total", 'channel="email"') >= 1,
+            "the attempt to fail",
+        )
+        assert "does not offer STARTTLS" in server.log()
+        assert sink.mailbox.received == []
+    finally:
+        server.close()
+        sink.stop()

@@ -39,6 +39,8 @@ class Mailbox:
     holding: str | None = None
     # Whether a held message is accepted (kept, then answered 250) or refused (451) at release.
     accept_held: bool = False
+    # Recipients whose next messages are refused with 451, and how many more times.
+    refusing: dict[str, int] = field(default_factory=dict)
     reached: threading.Event = field(default_factory=threading.Event)
     released: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -46,6 +48,9 @@ class Mailbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
+        if self.refusing.get(parsed["To"], 0) > 0:
+            self.refusing[parsed["To"]] -= 1
+            return "451 4.7.1 try again later"
         if self.holding is not None and parsed["To"] == self.holding:
             self.holding = None
             self.held.append(parsed)
@@ -129,6 +134,10 @@ class SmtpSink:
         self.mailbox.released.clear()
         self.mailbox.accept_held = accept
         self.mailbox.holding = address
+
+    def refuse(self, address: str, times: int = 1) -> None:
+        """Answer the next `times` messages to `address` with 451 (a temporary refusal)."""
+        self.mailbox.refusing[address] = times
 
     def release(self) -> None:
         self.mailbox.released.set()

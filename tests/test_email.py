@@ -240,6 +240,22 @@ async def test_unsubscribe_one_click_stops_the_digests_and_a_get_only_asks(
     assert sink.to(address) == [digest]
 
 
+async def test_a_refused_digest_is_sent_once_later(server: Server, sink: SmtpSink) -> None:
+    user, address = new_user()
+    assert put_user(server, user, {"email": address}).status_code == 200
+    sink.refuse(address, 2)
+    failed = server.metric("tidings_away_failed_total", 'channel="email"')
+    published(server, user, "refused twice")
+    [digest] = await sink.wait_for(address)
+    assert listed_messages(digest) == ["refused twice"]
+    assert server.metric("tidings_away_failed_total", 'channel="email"') >= failed + 2
+    # The sentinel: the next email lists only the next notification.
+    published(server, user, "next")
+    first, second = await sink.wait_for(address, 2)
+    assert first is digest
+    assert listed_messages(second) == ["next"]
+
+
 def test_a_user_record_is_set_read_and_removed(server: Server) -> None:
     user, address = new_user()
     missing = HTTP.get(

@@ -4,8 +4,10 @@ the unsubscribe link; an SMTP outage; and `PUT /api/users/{user_id}`."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -424,6 +426,39 @@ async def test_starttls_required_but_not_offered_sends_nothing(tmp_path: Path) -
         )
         assert "does not offer STARTTLS" in server.log()
         assert sink.mailbox.received == []
+    finally:
+        server.close()
+        sink.stop()
+
+
+async def test_sigterm_while_sending_finishes_that_digest_first(tmp_path: Path) -> None:
+    sink = SmtpSink()
+    sink.start()
+    server = Server(
+        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}", email_env(sink)),
+        log_path=tmp_path / "server.log",
+    )
+    server.start()
+    try:
+        user, address = new_user()
+        assert put_user(server, user, {"email": address}).status_code == 200
+        sink.hold(address, accept=True)
+        published(server, user, "in flight at shutdown")
+        await sink.wait_held()
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        # The node is shutting down while the SMTP server still holds the message: it waits for
+        # the answer, and moves the cursor, before it exits.
+        await until(lambda: "Waiting for application shutdown" in server.log(), "the shutdown")
+        sink.release()
+        await asyncio.to_thread(server.proc.wait, 30)
+        assert "Application shutdown complete" in server.log()
+        server.start()
+        published(server, user, "after the restart")
+        first, second = await sink.wait_for(address, 2)
+        assert listed_messages(first) == ["in flight at shutdown"]
+        assert listed_messages(second) == ["after the restart"]
+        assert "Traceback" not in server.log(), server.log()
     finally:
         server.close()
         sink.stop()

@@ -512,10 +512,14 @@ class PostgresStore:
         now = self.clock.now_ms()
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT e.user_id FROM tidings_email_users AS e WHERE e.email IS NOT NULL "
+                # Users with nothing new since their cursor are ruled out by comparing two
+                # numbers, before any look at their notifications.
+                "SELECT e.user_id FROM tidings_email_users AS e "
+                "JOIN tidings_users AS u ON u.user_id = e.user_id WHERE e.email IS NOT NULL "
                 "AND e.lease_until <= $1 AND e.next_ms <= $1 AND (e.claimed_seq > e.done_seq OR "
-                "EXISTS (SELECT 1 FROM tidings_notifications AS n WHERE n.user_id = e.user_id "
-                "AND n.seq > e.done_seq AND n.created_ms <= $2)) ORDER BY e.next_ms LIMIT $3",
+                "(u.last_seq > e.done_seq AND EXISTS (SELECT 1 FROM tidings_notifications AS n "
+                "WHERE n.user_id = e.user_id AND n.seq > e.done_seq AND n.created_ms <= $2))) "
+                "ORDER BY e.next_ms LIMIT $3",
                 now,
                 now - after_ms,
                 limit,

@@ -438,10 +438,13 @@ class SqliteStore:
     async def email_due(self, after_ms: int, limit: int) -> list[str]:
         now = self.clock.now_ms()
         sql = (
-            "SELECT e.user_id FROM email_users AS e WHERE e.email IS NOT NULL "
-            "AND e.lease_until <= ? AND e.next_ms <= ? AND (e.claimed_seq > e.done_seq OR "
+            # Users with nothing new since their cursor are ruled out by comparing two
+            # numbers, before any look at their notifications.
+            "SELECT e.user_id FROM email_users AS e JOIN users AS u ON u.user_id = e.user_id "
+            "WHERE e.email IS NOT NULL AND e.lease_until <= ? AND e.next_ms <= ? "
+            "AND (e.claimed_seq > e.done_seq OR (u.last_seq > e.done_seq AND "
             "EXISTS (SELECT 1 FROM notifications AS n WHERE n.user_id = e.user_id "
-            "AND n.seq > e.done_seq AND n.created_ms <= ?)) ORDER BY e.next_ms LIMIT ?"
+            "AND n.seq > e.done_seq AND n.created_ms <= ?))) ORDER BY e.next_ms LIMIT ?"
         )
         params = (now, now, now - after_ms, limit)
         rows = await self._reader.run(functools.partial(_fetch_all, sql=sql, params=params))

@@ -32,7 +32,7 @@ import logging
 import random
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -209,10 +209,12 @@ class Digester:
         sent = 0
         for user_id in await self.store.email_due(self.after_ms, self.settings.email_batch):
             owner = secrets.token_hex(8)
+            # The lease runs from here: a message is handed over only while it surely holds.
+            deadline = time.monotonic() + self.settings.email_lease - self.settings.smtp_timeout
             claim = await self.store.claim_email(user_id, owner, self.after_ms, self.lease_ms)
             if claim is None:
                 continue  # another node took it, or it stopped being due
-            job = asyncio.ensure_future(self.deliver(claim))
+            job = asyncio.ensure_future(self.deliver(claim, deadline))
             try:
                 sent += await asyncio.shield(job)
             except asyncio.CancelledError:
@@ -223,26 +225,24 @@ class Digester:
                 raise
         return sent
 
-    async def deliver(self, claim: EmailClaim) -> int:
-        """Send the claimed digest (or skip it); 1 when an email went out."""
+    async def deliver(self, claim: EmailClaim, deadline: float) -> int:
+        """Send the claimed digest (or skip it); 1 when an email went out. `deadline`
+        (time.monotonic()) is the last moment the message may be handed over."""
         now = self.clock.now_ms()
         preferences = await self.store.preferences(claim.user_id)
         shown, more, skipped = await self._collect(claim, preferences, now)
         if not preferences.email:
             skipped["unsubscribed"] += len(shown) + more
             shown, more = [], 0
-        for reason, count in skipped.items():
-            self.metrics.away_skipped.labels(CHANNEL, reason).inc(count)
         if not shown:
             # Nothing to send: the range is dealt with, and no window is used up.
             await self._finish(claim, now)
+            self._skipped(skipped)
             return 0
         digest = Digest(
             claim.user_id, claim.email, tuple(shown), more, claim.done_seq + 1, claim.claimed_seq
         )
         message = build_message(self.settings, digest, now)
-        # Hand the message over only while the lease surely holds.
-        deadline = time.monotonic() + self.settings.email_lease - self.settings.smtp_timeout
         try:
             await asyncio.to_thread(
                 mailer.send,
@@ -268,18 +268,25 @@ class Digester:
         self.metrics.away_sent.labels(CHANNEL).inc()
         log.info("email digest sent for user %s: %d notifications", claim.user_id, digest.count)
         await self._finish(claim, self.clock.now_ms() + self.after_ms)
+        self._skipped(skipped)
         return 1
+
+    def _skipped(self, skipped: Counter[str]) -> None:
+        # Counted once the range is dealt with, not at each failed attempt to send it.
+        for reason, count in skipped.items():
+            self.metrics.away_skipped.labels(CHANNEL, reason).inc(count)
 
     async def _collect(
         self, claim: EmailClaim, preferences: Preferences, now: int
     ) -> tuple[list[Notification], int, Counter[str]]:
         """The claimed range's notifications that go out (newest first, at most
         TIDINGS_EMAIL_MAX_ITEMS), how many more go out unlisted, and the skipped by reason."""
-        wanted: list[Notification] = []
+        limit = self.settings.email_max_items
+        # The newest `limit`: an older one pushed out is counted, not listed.
+        wanted: deque[Notification] = deque(maxlen=limit)
         more = 0
         skipped: Counter[str] = Counter()
         seq = claim.done_seq
-        limit = self.settings.email_max_items
         while seq < claim.claimed_seq:
             page = await self.store.after(claim.user_id, seq, PAGE)
             for n in page:
@@ -289,14 +296,13 @@ class Digester:
                 if reason is not None:
                     skipped[reason] += 1
                     continue
-                wanted.append(n)
-                if len(wanted) > limit:
-                    wanted.pop(0)  # the oldest beyond the limit is counted, not listed
+                if len(wanted) == limit:
                     more += 1
+                wanted.append(n)
             if len(page) < PAGE:
                 break
             seq = page[-1].seq
-        return wanted[::-1], more, skipped
+        return list(reversed(wanted)), more, skipped
 
     async def _finish(self, claim: EmailClaim, next_ms: int) -> None:
         for attempt in range(FINISH_ATTEMPTS):

@@ -152,6 +152,11 @@ def test_token_without_a_secret_is_one_line(env: dict[str, str]) -> None:
     assert_one_line_error(run_cli(env, "token", "42"), "TIDINGS_SECRET")
 
 
+def test_serve_with_smtp_but_no_public_url_is_one_line(env: dict[str, str]) -> None:
+    env.update(TIDINGS_SMTP_URL="smtp://127.0.0.1:2525", TIDINGS_EMAIL_FROM="n@app.example")
+    assert_one_line_error(run_cli(env, "serve", "--port", "1"), "TIDINGS_PUBLIC_URL")
+
+
 # --- send ----------------------------------------------------------------------------------------
 
 

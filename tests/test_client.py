@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.flaky import FlakyProxy, body_of
-from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, serving
+from tests.support import HTTP, PUBLISHER_KEY, SECRET, Server, make_token, open_stream, serving
 from tidings.client import AsyncClient, Client, TidingsError, mint_token
 
 pytestmark = pytest.mark.anyio
@@ -232,3 +232,28 @@ def test_an_unreachable_server_is_a_network_error_after_the_retries() -> None:
         tidings.publish("u", "hi")
     assert info.value.status is None
     assert info.value.error == "network_error"
+
+
+# The email digest.
+
+
+async def test_set_user_stores_the_address_and_none_removes_it(server: Server) -> None:
+    with Client(server.url, PUBLISHER_KEY) as tidings:
+        stored = tidings.set_user("client/ada 1", email="ada@example.com")
+        assert stored["user_id"] == "client/ada 1"
+        assert stored["email"] == "ada@example.com"
+        with pytest.raises(TidingsError) as info:
+            tidings.set_user(7, email="not an address")
+    assert info.value.status == 422
+    assert info.value.detail["field"] == "email"
+    async with AsyncClient(server.url, PUBLISHER_KEY) as tidings_async:
+        removed = await tidings_async.set_user("client/ada 1", email=None)
+        assert removed["email"] is None
+        numeric = await tidings_async.set_user(7, email="seven@example.com")
+    assert numeric["user_id"] == "7"
+    read = await asyncio.to_thread(
+        HTTP.get,
+        f"{server.url}/api/users/7",
+        headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
+    )
+    assert read.json()["email"] == "seven@example.com"

@@ -29,6 +29,8 @@ WRONG_METHODS = {
     ("OPTIONS", "/api/notifications"): "POST",
     ("POST", "/notifications/stream"): "GET",
     ("PATCH", "/metrics"): "GET",
+    ("DELETE", "/api/users/u1"): "GET, PUT",
+    ("DELETE", "/notifications/unsubscribe"): "GET, POST",
 }
 
 

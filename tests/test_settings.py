@@ -282,3 +282,59 @@ def test_a_url_setting_the_url_parser_rejects_names_the_variable(variable: str, 
     message = refused(**{variable: raw})
     assert f"TIDINGS_{variable.upper()} is not a valid URL" in message
     assert "u:p" not in message  # a password in the URL stays out of the message
+
+
+# The email digest.
+
+EMAIL = {
+    "smtp_url": "smtp://127.0.0.1:2525",
+    "email_from": "Example <n@app.example>",
+    "public_url": "https://app.example/tidings",
+}
+
+
+def test_email_is_off_without_an_smtp_url_or_with_email_after_0() -> None:
+    assert not from_env().email_enabled
+    # Off: the other email settings are not checked at all.
+    assert not from_env(smtp_url="smtp://h", email_after="0").email_enabled
+    on = from_env(**EMAIL, email_after="0.05")
+    assert on.email_enabled
+    assert on.email_after == 0.05
+
+
+@pytest.mark.parametrize(
+    ("variables", "names"),
+    [
+        ({"smtp_url": "http://mail.example"}, "TIDINGS_SMTP_URL"),
+        ({"smtp_url": "smtp://"}, "TIDINGS_SMTP_URL"),
+        ({"smtp_url": "smtp://h:99999"}, "TIDINGS_SMTP_URL"),
+        ({"smtp_url": "smtps://h?starttls=1"}, "TIDINGS_SMTP_URL"),
+        ({"smtp_url": "smtp://h?starttls=maybe"}, "TIDINGS_SMTP_URL"),
+        ({"smtp_url": "smtp://h?tls=1"}, "TIDINGS_SMTP_URL"),
+        ({"email_from": ""}, "TIDINGS_EMAIL_FROM"),
+        ({"email_from": "nobody"}, "TIDINGS_EMAIL_FROM"),
+        ({"public_url": ""}, "TIDINGS_PUBLIC_URL"),
+        ({"public_url": "app.example"}, "TIDINGS_PUBLIC_URL"),
+        ({"public_url": "ftp://app.example"}, "TIDINGS_PUBLIC_URL"),
+        ({"email_after": "-1"}, "TIDINGS_EMAIL_AFTER"),
+        ({"email_after": "soon"}, "TIDINGS_EMAIL_AFTER"),
+        ({"email_interval": "0"}, "TIDINGS_EMAIL_INTERVAL"),
+        ({"smtp_timeout": "60", "email_lease": "120"}, "TIDINGS_EMAIL_LEASE"),
+        ({"email_max_items": "0"}, "TIDINGS_EMAIL_MAX_ITEMS"),
+    ],
+)
+def test_a_bad_email_setting_is_one_line_naming_it(variables: dict[str, str], names: str) -> None:
+    assert names in refused(**{**EMAIL, **variables})
+
+
+def test_the_smtp_url_forms() -> None:
+    from tidings.mailer import SmtpTarget
+
+    assert SmtpTarget.parse("smtp://relay") == SmtpTarget("relay", 25)
+    assert SmtpTarget.parse("smtp://u:p%40ss@h?starttls=1") == SmtpTarget(
+        "h", 587, starttls=True, username="u", password="p@ss"
+    )
+    assert SmtpTarget.parse("smtps://u:p@h?verify=0") == SmtpTarget(
+        "h", 465, implicit_tls=True, username="u", password="p", verify=False
+    )
+    assert SmtpTarget.parse("smtp://h:2525").port == 2525

@@ -21,6 +21,8 @@ from tidings.api import (
     publisher_router,
     user_router,
 )
+from tidings.email_api import describe as describe_email
+from tidings.email_api import email_router, unsubscribe_router
 from tidings.errors import method_not_allowed, send_error, too_large
 from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
@@ -166,6 +168,8 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     api.state.service = service
     add_error_handlers(api)
     routers = [user_router, publisher_router, operations_router]
+    # The email digest's: a user's address, the unsubscribe link.
+    routers += [email_router, unsubscribe_router]
     static = resources.files("tidings") / "web" / "static"
     api.mount("/static", StaticFiles(directory=str(static)), name="static")
     if settings.demo:
@@ -182,6 +186,7 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
             schema = document(original())
             raw_openapi(RAW_ROUTES, schema)
             describe(schema["components"]["schemas"], settings)
+            describe_email(schema["components"]["schemas"], settings)
             api.openapi_schema = schema
         return api.openapi_schema
 

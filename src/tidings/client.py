@@ -40,6 +40,7 @@ MAX_DELAY = 5.0
 PUBLISH_PATH = "/api/notifications"
 TOKENS_PATH = "/api/tokens"
 SCHEDULED_PATH = "/api/notifications/scheduled/"
+USERS_PATH = "/api/users/"
 
 
 class TidingsError(Exception):
@@ -161,6 +162,10 @@ class BaseClient:
         return TidingsError(None, "network_error", f"{url}: {exc!r}")
 
 
+def _user_path(user_id: str | int) -> str:
+    return USERS_PATH + quote(str(user_id), safe="")
+
+
 def _fields(
     link: str | None,
     kind: str | None,
@@ -258,6 +263,15 @@ class Client(BaseClient):
         """A user token minted by the server (for apps that do not hold `TIDINGS_SECRET`)."""
         answer = self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
         return str(answer["token"])
+
+    # The email digest.
+    def set_user(self, user_id: str | int, *, email: str | None) -> dict[str, Any]:
+        """Set the address `user_id`'s email digests go to (None: no digests); returns the
+        stored record `{"user_id", "email", "updated_at"}`."""
+        record: dict[str, Any] = self._answer(
+            self._send("PUT", _user_path(user_id), {"email": email})
+        )
+        return record
 
     def cancel_scheduled(self, idempotency_key: str) -> bool:
         """Cancel a scheduled publish before it is due: True when it was pending (now
@@ -373,6 +387,15 @@ class AsyncClient(BaseClient):
         """A user token minted by the server (for apps that do not hold `TIDINGS_SECRET`)."""
         answer = await self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
         return str(answer["token"])
+
+    # The email digest.
+    async def set_user(self, user_id: str | int, *, email: str | None) -> dict[str, Any]:
+        """Set the address `user_id`'s email digests go to (None: no digests); returns the
+        stored record `{"user_id", "email", "updated_at"}`."""
+        record: dict[str, Any] = self._answer(
+            await self._send("PUT", _user_path(user_id), {"email": email})
+        )
+        return record
 
     async def cancel_scheduled(self, idempotency_key: str) -> bool:
         """Cancel a scheduled publish before it is due: True when it was pending (now

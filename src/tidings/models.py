@@ -19,6 +19,7 @@ __all__ = [
     "Deleted",
     "Draft",
     "Due",
+    "EmailClaim",
     "Event",
     "Expired",
     "Notification",
@@ -31,6 +32,7 @@ __all__ = [
     "Scheduled",
     "SeenChanged",
     "Stored",
+    "UserRecord",
     "iso_ms",
     "now_ms",
 ]
@@ -385,3 +387,34 @@ class ScheduleHint:
 
 
 Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync | ScheduleHint
+
+
+# The email digest (tidings.digest).
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """What a publisher told tidings about a user: the address digests go to (None: none)."""
+
+    user_id: str
+    email: str | None
+    updated_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "email": self.email, "updated_at": iso_ms(self.updated_ms)}
+
+
+@dataclass(frozen=True, slots=True)
+class EmailClaim:
+    """One node's lease on a user's next digest: the notifications after `done_seq` up to and
+    including `claimed_seq` go out in one email to `email`, by the holder of `owner` only."""
+
+    user_id: str
+    email: str
+    done_seq: int
+    claimed_seq: int
+    owner: str
+    # Failed attempts at this digest so far (the backoff grows with it).
+    attempts: int = 0
+    # The store's own handle on the lease, when the owner alone does not name it (MongoDB).
+    lease: str = ""

@@ -83,10 +83,17 @@ class Service:
                     expiring = tg.create_task(
                         self.scheduler.expire_forever(), name="tidings-expiry"
                     )
+                    background = [heartbeat, pruner, delivering, expiring]
+                    # Email digests: only when configured, so email off costs nothing at all.
+                    if self.settings.email_enabled:
+                        from tidings.digest import Digester
+
+                        digester = Digester(self.settings, self.store, self.metrics, self.clock)
+                        background.append(tg.create_task(digester.run(), name="tidings-email"))
                     try:
                         yield self
                     finally:
-                        for task in (heartbeat, pruner, delivering, expiring):
+                        for task in background:
                             task.cancel()
             finally:
                 await self.bus.close()

@@ -78,6 +78,19 @@ class Settings:
     log_repeat_window: float = 10.0
     # A debugging aid (tidings.stalls): log collector pauses of at least this many ms; < 0: off.
     debug_stalls: float = -1.0
+    # The email digest (tidings.digest): off without an SMTP URL, or with EMAIL_AFTER = 0.
+    smtp_url: str = ""
+    email_from: str = ""
+    email_after: float = 15.0
+    public_url: str = ""
+    email_interval: float = 2.0
+    email_lease: float = 120.0
+    smtp_timeout: float = 20.0
+    email_retry: float = 30.0
+    email_retry_max: float = 3600.0
+    email_batch: int = 100
+    email_max_items: int = 20
+    max_email_bytes: int = 254
 
     @classmethod
     def from_env(
@@ -155,6 +168,7 @@ class Settings:
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise ConfigError("TIDINGS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
         self._validate_edge()
+        self._validate_email()
         for origin in self.cors_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise ConfigError(
@@ -181,6 +195,46 @@ class Settings:
             raise ConfigError(f"TIDINGS_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"TIDINGS_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_url) and self.email_after > 0
+
+    def _validate_email(self) -> None:
+        if self.email_after < 0:
+            raise ConfigError("TIDINGS_EMAIL_AFTER must be a number of minutes, 0 (off) or more")
+        if self.max_email_bytes < 6:
+            raise ConfigError("TIDINGS_MAX_EMAIL_BYTES must be at least 6")
+        if not self.email_enabled:
+            return
+        from tidings.mailer import SmtpTarget  # settings stay importable without the mailer
+
+        try:
+            SmtpTarget.parse(self.smtp_url)
+        except ValueError as exc:
+            raise ConfigError(f"TIDINGS_SMTP_URL: {exc}") from None
+        if "@" not in self.email_from or any(c in self.email_from for c in "\r\n"):
+            raise ConfigError(
+                "TIDINGS_EMAIL_FROM must be the sender's address, e.g. "
+                "'Example <notifications@example.com>' (required with TIDINGS_SMTP_URL)"
+            )
+        public = urlsplit(self.public_url) if _parses(self.public_url) else None
+        if public is None or public.scheme not in ("http", "https") or not public.hostname:
+            raise ConfigError(
+                "TIDINGS_PUBLIC_URL must be the http(s) URL tidings is reached at from outside, "
+                "e.g. https://app.example/tidings (required with TIDINGS_SMTP_URL: the "
+                "unsubscribe links and relative links in emails use it)"
+            )
+        for name in ("email_interval", "smtp_timeout", "email_retry", "email_retry_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
+        # A claim must outlive the send made under it, or a second node could take the digest
+        # over and send it again while the first still waits for the SMTP server's answer.
+        if self.email_lease < 3 * self.smtp_timeout:
+            raise ConfigError("TIDINGS_EMAIL_LEASE must be at least 3 × TIDINGS_SMTP_TIMEOUT")
+        for name in ("email_batch", "email_max_items"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
 
 
 def _parses(url: str) -> bool:

@@ -350,3 +350,32 @@ async def test_a_schema_3_database_gains_scheduling_with_nothing_lost(store_url:
         assert await again.cancel_scheduled("sched-key") == (0, ("delivered",))
     finally:
         await again.close()
+
+
+async def test_a_schema_3_database_gains_the_email_digest_with_nothing_lost(
+    store_url: str,
+) -> None:
+    stamp = now_ms()
+    await write_schema_3(store_url, stamp)
+    store: Store = create_store(store_url)
+    await store.open()
+    try:
+        old, inbox = await store.after("alice", 0, 10)
+        assert (old.seq, old.message, old.created_ms) == (1, "old", stamp)
+        assert (inbox.seq, inbox.message) == (2, "inbox")
+        assert await store.preferences("alice") == Preferences(
+            muted_categories=("news",), push=False, email=True
+        )
+        # The digest's records came with the upgrade, and a new address starts after seq 2.
+        assert await store.user("alice") is None
+        await store.set_user_email("alice", "alice@example.com")
+        record = await store.user("alice")
+        assert record is not None
+        assert record.email == "alice@example.com"
+        assert await store.claim_email("alice", "node", 0, 1000) is None
+        await store.add(Draft(user_ids=("alice",), message="new"))
+        claim = await store.claim_email("alice", "node", 0, 1000)
+        assert claim is not None
+        assert (claim.done_seq, claim.claimed_seq) == (2, 3)
+    finally:
+        await store.close()

@@ -23,12 +23,14 @@ from tidings.models import (
     Counts,
     Draft,
     Due,
+    EmailClaim,
     Event,
     Notification,
     Position,
     Preferences,
     Scheduled,
     Stored,
+    UserRecord,
     now_ms,
 )
 from tidings.store.base import Store, StoreUnavailable
@@ -62,6 +64,7 @@ class FakeStore:
         self.prefs: dict[str, Preferences] = {}
         # (key, user_id) -> [the row's Due, its fingerprint, its state, lease_until]
         self.scheduled: dict[tuple[str, str], list[Any]] = {}
+        self.emails: dict[str, _Cursor] = {}
         self.down = False
         # Set each time a call fails because the store is down.
         self.failed = asyncio.Event()
@@ -299,6 +302,102 @@ class FakeStore:
         """What retention does: the user's notifications up to `up_to` are gone."""
         self.rows[user_id] = [n for n in self.rows.get(user_id, []) if n.seq > up_to]
         self.pruned[user_id] = up_to
+
+    # -- the email digest ------------------------------------------------------------------------
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        self._check()
+        cursor = self.emails.get(user_id)
+        return None if cursor is None else cursor.record
+
+    async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
+        self._check()
+        record = UserRecord(user_id, email, now_ms())
+        last = self.last.get(user_id, 0)
+        cursor = self.emails.get(user_id)
+        if cursor is None:
+            self.emails[user_id] = _Cursor(record, done_seq=last, claimed_seq=last)
+        else:
+            if cursor.record.email is None:
+                cursor.done_seq = max(cursor.done_seq, last)
+                cursor.claimed_seq = max(cursor.claimed_seq, last)
+            cursor.record = record
+        return record
+
+    async def email_due(self, after_ms: int, limit: int) -> list[str]:
+        self._check()
+        now = now_ms()
+        due = [
+            u
+            for u, c in sorted(self.emails.items(), key=lambda item: item[1].next_ms)
+            if self._claimable(c, now)
+            and (c.claimed_seq > c.done_seq or self._upto(u, c, now - after_ms))
+        ]
+        return due[:limit]
+
+    def _claimable(self, cursor: _Cursor, now: int) -> bool:
+        return (
+            cursor.record.email is not None and cursor.lease_until <= now and cursor.next_ms <= now
+        )
+
+    def _upto(self, user_id: str, cursor: _Cursor, cutoff: int) -> int:
+        seqs = [
+            n.seq
+            for n in self.rows.get(user_id, [])
+            if n.seq > cursor.done_seq and n.created_ms <= cutoff
+        ]
+        return max(seqs, default=0)
+
+    async def claim_email(
+        self, user_id: str, owner: str, after_ms: int, lease_ms: int
+    ) -> EmailClaim | None:
+        self._check()
+        now = now_ms()
+        cursor = self.emails.get(user_id)
+        if cursor is None or not self._claimable(cursor, now) or cursor.record.email is None:
+            return None
+        upto = cursor.claimed_seq
+        if upto <= cursor.done_seq:
+            upto = self._upto(user_id, cursor, now - after_ms)
+        if not upto:
+            return None
+        cursor.owner, cursor.lease_until, cursor.claimed_seq = owner, now + lease_ms, upto
+        return EmailClaim(
+            user_id, cursor.record.email, cursor.done_seq, upto, owner, cursor.attempts
+        )
+
+    async def finish_email(self, claim: EmailClaim, next_ms: int) -> bool:
+        self._check()
+        cursor = self.emails.get(claim.user_id)
+        if cursor is None or cursor.owner != claim.owner:
+            return False
+        cursor.done_seq = cursor.claimed_seq = max(cursor.done_seq, claim.claimed_seq)
+        cursor.owner, cursor.lease_until, cursor.next_ms, cursor.attempts = None, 0, next_ms, 0
+        return True
+
+    async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
+        self._check()
+        cursor = self.emails.get(claim.user_id)
+        if cursor is None or cursor.owner != claim.owner:
+            return False
+        if not keep_claim:
+            cursor.claimed_seq = cursor.done_seq
+        cursor.owner, cursor.lease_until, cursor.next_ms = None, 0, next_ms
+        cursor.attempts += 1
+        return True
+
+
+@dataclass
+class _Cursor:
+    """A user's address and digest cursor, as the stores keep them."""
+
+    record: UserRecord
+    done_seq: int = 0
+    claimed_seq: int = 0
+    owner: str | None = None
+    lease_until: int = 0
+    next_ms: int = 0
+    attempts: int = 0
 
 
 class FakeBus:

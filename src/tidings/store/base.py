@@ -13,11 +13,13 @@ from tidings.models import (
     Counts,
     Draft,
     Due,
+    EmailClaim,
     Notification,
     Position,
     Preferences,
     Scheduled,
     Stored,
+    UserRecord,
 )
 
 __all__ = ["IdempotencyConflict", "Store", "StoreUnavailable"]
@@ -161,3 +163,41 @@ class Store(Protocol):
     ) -> list[tuple[str, int]]:
         """(user_id, seq) of the live notifications whose `expires_at` is after `after_ms` and
         at or before `upto_ms`, at most `limit`."""
+
+    # -- the email digest (tidings.digest) ------------------------------------------------------
+    # Each user with an address has a cursor: `done_seq` (everything up to it is dealt with),
+    # `claimed_seq` (the end of the digest a node is sending or tried to send), a lease (owner,
+    # until) and `next_ms` (no digest before it: the window after a sent one, or the backoff
+    # after a failure). "Now" is the store's clock.
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        """The user's record; None when no publisher ever set one."""
+
+    async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
+        """Set (or with None remove) the user's address. When the user had no address before,
+        their digests start after their newest seq now: what was published before is never
+        emailed. Changing one address for another keeps the cursor."""
+
+    async def email_due(self, after_ms: int, limit: int) -> list[str]:
+        """At most `limit` users whose digest is due: an address, no live lease, `next_ms`
+        reached, and a notification after `done_seq` created at least `after_ms` ago (or an
+        unfinished claim to send again)."""
+
+    async def claim_email(
+        self, user_id: str, owner: str, after_ms: int, lease_ms: int
+    ) -> EmailClaim | None:
+        """Take the lease on the user's next digest, atomically: of concurrent callers (on any
+        node) at most one gets a claim until it finishes, releases or the lease runs out.
+        The digest ends at the newest seq created at least `after_ms` ago, or where an
+        unfinished claim ended (a node died holding it: the same digest goes out again).
+        None when it is not due or someone else holds it."""
+
+    async def finish_email(self, claim: EmailClaim, next_ms: int) -> bool:
+        """The digest is dealt with: `done_seq` moves to its end, the lease is dropped, and no
+        digest before `next_ms`. False (nothing changed) when the claim was lost meanwhile."""
+
+    async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
+        """Sending failed: the lease is dropped, `done_seq` stays, the next try is at `next_ms`
+        and counts one attempt more. `keep_claim`: the server may have accepted the message, so
+        the next try sends the very same digest (same Message-ID) instead of a larger one.
+        False when the claim was lost meanwhile."""

@@ -39,8 +39,9 @@ T = TypeVar("T")
 # for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
 # 3: the inbox: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
 # stored before, which read as having none). 4: scheduled notifications (a table/collection of
-# their own), and an index on expires_ms for the expiry sweep.
-SCHEMA_VERSION = 4
+# their own), and an index on expires_ms for the expiry sweep. 5: Web Push (filled at merge).
+# 6: the email digest: users' addresses and cursors.
+SCHEMA_VERSION = 6
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
 # `grp`, not `group`: a reserved word in SQL.

@@ -11,11 +11,13 @@ from tidings.models import (
     Counts,
     Draft,
     Due,
+    EmailClaim,
     Notification,
     Position,
     Preferences,
     Scheduled,
     Stored,
+    UserRecord,
 )
 from tidings.store.base import Store
 
@@ -156,3 +158,31 @@ class InstrumentedStore:
     ) -> list[tuple[str, int]]:
         self._op("expired_between")
         return await self.inner.expired_between(after_ms, upto_ms, limit)
+
+    # -- the email digest ------------------------------------------------------------------------
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        self._op("user")
+        return await self.inner.user(user_id)
+
+    async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
+        self._op("set_user_email")
+        return await self.inner.set_user_email(user_id, email)
+
+    async def email_due(self, after_ms: int, limit: int) -> list[str]:
+        self._op("email_due")
+        return await self.inner.email_due(after_ms, limit)
+
+    async def claim_email(
+        self, user_id: str, owner: str, after_ms: int, lease_ms: int
+    ) -> EmailClaim | None:
+        self._op("claim_email")
+        return await self.inner.claim_email(user_id, owner, after_ms, lease_ms)
+
+    async def finish_email(self, claim: EmailClaim, next_ms: int) -> bool:
+        self._op("finish_email")
+        return await self.inner.finish_email(claim, next_ms)
+
+    async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
+        self._op("release_email")
+        return await self.inner.release_email(claim, next_ms, keep_claim=keep_claim)

@@ -64,11 +64,13 @@ from tidings.models import (
     Counts,
     Draft,
     Due,
+    EmailClaim,
     Notification,
     Position,
     Preferences,
     Scheduled,
     Stored,
+    UserRecord,
 )
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
@@ -291,6 +293,10 @@ class MongoStore:
         await scheduled.create_index([("key", ASCENDING)], name="key")
         await scheduled.create_index([("done_ms", ASCENDING)], name="done_ms")
         await notifications.create_index([("expires_ms", ASCENDING)], name="expires_ms")
+        # The email digest's leases, looked up by user and generation (schema 6).
+        await self._db["email_claims"].create_index(
+            [("user_id", ASCENDING), ("gen", ASCENDING), ("k", ASCENDING)], name="user_gen_k"
+        )
         if self.retention_days is not None:
             await self._ensure_ttl(notifications)
         await meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
@@ -899,3 +905,187 @@ class MongoStore:
         async with self._guard():
             cursor = self._notifications.find(query, {"user_id": 1, "seq": 1}).limit(limit)
             return [(d["user_id"], int(d["seq"])) async for d in cursor]
+
+    # -- the email digest -------------------------------------------------------------------------
+    # A cursor document per user in `email_users` (`_id` the user id), and the leases in
+    # `email_claims`. No transactions, and on FerretDB v1 an update's filter is no
+    # compare-and-set (two concurrent updates matching the same document both apply): a lease is
+    # an insert under the unique `_id` index instead, the one write both servers make atomic.
+    # The cursor's `gen` counts finished or released digests; a lease's `_id` is
+    # [user, gen, k], k counting takeovers of leases that ran out. Of several nodes inserting
+    # the same [user, gen, k], exactly one succeeds.
+
+    @property
+    def _email_users(self) -> AsyncCollection[Doc]:
+        return self._db["email_users"]
+
+    @property
+    def _email_claims(self) -> AsyncCollection[Doc]:
+        return self._db["email_claims"]
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        async with self._guard():
+            doc = await self._email_users.find_one({"_id": user_id})
+        return None if doc is None else UserRecord(user_id, doc.get("email"), doc["updated_ms"])
+
+    async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
+        stamp = self.clock.now_ms()
+        async with self._guard():
+            last = (await self.position(user_id)).last_seq
+            fresh = {
+                "email": email,
+                "updated_ms": stamp,
+                "done_seq": last,
+                "claimed_seq": last,
+                "gen": 0,
+                "next_ms": 0,
+                "attempts": 0,
+            }
+            try:
+                await self._email_users.insert_one({"_id": user_id, **fresh})
+                return UserRecord(user_id, email, stamp)
+            except DuplicateKeyError:
+                pass
+            change: Doc = {"$set": {"email": email, "updated_ms": stamp}}
+            # A new address (none before) starts after what is there now; a changed one keeps
+            # its cursor. Two updates, each with its own filter: no $cond in FerretDB v1.
+            await self._email_users.update_one(
+                {"_id": user_id, "email": None},
+                {**change, "$max": {"done_seq": last, "claimed_seq": last}},
+            )
+            await self._email_users.update_one({"_id": user_id}, change)
+        return UserRecord(user_id, email, stamp)
+
+    async def _lease(self, user_id: str, gen: int) -> Doc | None:
+        """The newest lease taken on the user's digest number `gen`, live or not."""
+        return await self._email_claims.find_one(
+            {"user_id": user_id, "gen": gen}, sort=[("k", DESCENDING)]
+        )
+
+    async def _newest_due(self, user_id: str, done: int, cutoff: int) -> int:
+        doc = await self._notifications.find_one(
+            {"user_id": user_id, "seq": {"$gt": done}, "created_ms": {"$lte": cutoff}},
+            {"seq": 1},
+            sort=[("seq", DESCENDING)],
+        )
+        return 0 if doc is None else int(doc["seq"])
+
+    async def _range(self, cursor: Doc, lease: Doc | None, cutoff: int) -> int:
+        """Where the digest a claim would take ends (0: nothing due): a lease that ran out
+        keeps its range, as does a send that may have gone through; else what is old enough."""
+        if lease is not None:
+            return int(lease["claimed_seq"])
+        done, claimed = int(cursor["done_seq"]), int(cursor["claimed_seq"])
+        if claimed > done:
+            return claimed
+        return await self._newest_due(cursor["_id"], done, cutoff)
+
+    async def email_due(self, after_ms: int, limit: int) -> list[str]:
+        now = self.clock.now_ms()
+        query = {"email": {"$ne": None}, "next_ms": {"$lte": now}}
+        due: list[str] = []
+        async with self._guard():
+            # A few small queries per user with an address (no joins here), read once per
+            # TIDINGS_EMAIL_INTERVAL by each node.
+            async for cursor in self._email_users.find(query).sort("next_ms", ASCENDING):
+                lease = await self._lease(cursor["_id"], int(cursor["gen"]))
+                if lease is not None and lease["until"] > now:
+                    continue
+                if await self._range(cursor, lease, now - after_ms):
+                    due.append(cursor["_id"])
+                    if len(due) == limit:
+                        break
+        return due
+
+    async def claim_email(
+        self, user_id: str, owner: str, after_ms: int, lease_ms: int
+    ) -> EmailClaim | None:
+        now = self.clock.now_ms()
+        async with self._guard():
+            cursor = await self._email_users.find_one(
+                {"_id": user_id, "email": {"$ne": None}, "next_ms": {"$lte": now}}
+            )
+            if cursor is None:
+                return None
+            gen = int(cursor["gen"])
+            lease = await self._lease(user_id, gen)
+            if lease is not None and lease["until"] > now:
+                return None
+            upto = await self._range(cursor, lease, now - after_ms)
+            if not upto:
+                return None
+            k = 0 if lease is None else int(lease["k"]) + 1
+            lease_id = json.dumps([user_id, gen, k], ensure_ascii=False, separators=(",", ":"))
+            try:
+                await self._email_claims.insert_one(
+                    {
+                        "_id": lease_id,
+                        "user_id": user_id,
+                        "gen": gen,
+                        "k": k,
+                        "owner": owner,
+                        "until": now + lease_ms,
+                        "claimed_seq": upto,
+                    }
+                )
+            except DuplicateKeyError:
+                return None  # another node took this lease first
+            # The digest may have been finished between our read and our insert: then this
+            # lease is on a generation that is over.
+            if await self._email_users.count_documents({"_id": user_id, "gen": gen}) == 0:
+                await self._email_claims.delete_one({"_id": lease_id})
+                return None
+        return EmailClaim(
+            user_id,
+            cursor["email"],
+            int(cursor["done_seq"]),
+            upto,
+            owner,
+            int(cursor.get("attempts", 0)),
+            lease=lease_id,
+        )
+
+    async def _holds(self, claim: EmailClaim) -> int | None:
+        """The generation the claim's lease is on, when it is still the newest lease of the
+        user's current digest; None when it was taken over or the digest moved on."""
+        doc = await self._email_claims.find_one({"_id": claim.lease, "owner": claim.owner})
+        if doc is None:
+            return None
+        gen = int(doc["gen"])
+        newest = await self._lease(claim.user_id, gen)
+        if newest is None or newest["_id"] != claim.lease:
+            return None
+        if await self._email_users.count_documents({"_id": claim.user_id, "gen": gen}) == 0:
+            return None
+        return gen
+
+    async def finish_email(self, claim: EmailClaim, next_ms: int) -> bool:
+        async with self._guard():
+            gen = await self._holds(claim)
+            if gen is None:
+                return False
+            await self._email_users.update_one(
+                {"_id": claim.user_id, "gen": gen},
+                {
+                    "$set": {"gen": gen + 1, "next_ms": next_ms, "attempts": 0},
+                    "$max": {"done_seq": claim.claimed_seq, "claimed_seq": claim.claimed_seq},
+                },
+            )
+            await self._email_claims.delete_many({"user_id": claim.user_id, "gen": {"$lte": gen}})
+        return True
+
+    async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
+        async with self._guard():
+            gen = await self._holds(claim)
+            if gen is None:
+                return False
+            carried = claim.claimed_seq if keep_claim else claim.done_seq
+            await self._email_users.update_one(
+                {"_id": claim.user_id, "gen": gen},
+                {
+                    "$set": {"gen": gen + 1, "next_ms": next_ms, "claimed_seq": carried},
+                    "$inc": {"attempts": 1},
+                },
+            )
+            await self._email_claims.delete_many({"user_id": claim.user_id, "gen": {"$lte": gen}})
+        return True

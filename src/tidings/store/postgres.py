@@ -22,11 +22,13 @@ from tidings.models import (
     Counts,
     Draft,
     Due,
+    EmailClaim,
     Notification,
     Position,
     Preferences,
     Scheduled,
     Stored,
+    UserRecord,
 )
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
@@ -128,6 +130,21 @@ CREATE INDEX IF NOT EXISTS tidings_scheduled_done
     ON tidings_scheduled (done_ms) WHERE done_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tidings_notifications_expires
     ON tidings_notifications (expires_ms) WHERE expires_ms IS NOT NULL;
+""",
+    # step 5: push's, filled at merge
+    5: "",
+    6: """
+CREATE TABLE IF NOT EXISTS tidings_email_users (
+    user_id     text PRIMARY KEY,
+    email       text,
+    updated_ms  bigint NOT NULL,
+    done_seq    bigint NOT NULL DEFAULT 0,
+    claimed_seq bigint NOT NULL DEFAULT 0,
+    lease_owner text,
+    lease_until bigint NOT NULL DEFAULT 0,
+    next_ms     bigint NOT NULL DEFAULT 0,
+    attempts    integer NOT NULL DEFAULT 0
+);
 """,
 }
 
@@ -565,6 +582,107 @@ class PostgresStore:
             )
         return [(r["user_id"], r["seq"]) for r in rows]
 
+    # -- the email digest -------------------------------------------------------------------------
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT user_id, email, updated_ms FROM tidings_email_users WHERE user_id = $1",
+                user_id,
+            )
+        return None if row is None else UserRecord(row[0], row[1], row[2])
+
+    async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
+        stamp = self.clock.now_ms()
+        async with self._conn() as conn:
+            # A new address starts after what is there now; a changed one keeps its cursor.
+            await conn.execute(
+                "INSERT INTO tidings_email_users AS e (user_id, email, updated_ms, done_seq, "
+                "claimed_seq) SELECT $1, $2, $3, l.last, l.last FROM (SELECT coalesce(("
+                "SELECT last_seq FROM tidings_users WHERE user_id = $1), 0) AS last) AS l "
+                "ON CONFLICT (user_id) DO UPDATE SET "
+                "done_seq = CASE WHEN e.email IS NULL THEN greatest(e.done_seq, excluded.done_seq) "
+                "ELSE e.done_seq END, "
+                "claimed_seq = CASE WHEN e.email IS NULL "
+                "THEN greatest(e.claimed_seq, excluded.done_seq) ELSE e.claimed_seq END, "
+                "email = excluded.email, updated_ms = excluded.updated_ms",
+                user_id,
+                email,
+                stamp,
+            )
+        return UserRecord(user_id, email, stamp)
+
+    async def email_due(self, after_ms: int, limit: int) -> list[str]:
+        now = self.clock.now_ms()
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                # Users with nothing new since their cursor are ruled out by comparing two
+                # numbers, before any look at their notifications.
+                "SELECT e.user_id FROM tidings_email_users AS e "
+                "JOIN tidings_users AS u ON u.user_id = e.user_id WHERE e.email IS NOT NULL "
+                "AND e.lease_until <= $1 AND e.next_ms <= $1 AND (e.claimed_seq > e.done_seq OR "
+                "(u.last_seq > e.done_seq AND EXISTS (SELECT 1 FROM tidings_notifications AS n "
+                "WHERE n.user_id = e.user_id AND n.seq > e.done_seq AND n.created_ms <= $2))) "
+                "ORDER BY e.next_ms LIMIT $3",
+                now,
+                now - after_ms,
+                limit,
+            )
+        return [r[0] for r in rows]
+
+    async def claim_email(
+        self, user_id: str, owner: str, after_ms: int, lease_ms: int
+    ) -> EmailClaim | None:
+        now = self.clock.now_ms()
+        async with self._conn() as conn:
+            # One statement: a concurrent claim of the same row waits for this one's commit
+            # and then finds the lease taken (READ COMMITTED re-checks the WHERE on the new row).
+            row = await conn.fetchrow(
+                "WITH due AS (SELECT e.user_id, CASE WHEN e.claimed_seq > e.done_seq "
+                "THEN e.claimed_seq ELSE (SELECT max(n.seq) FROM tidings_notifications AS n "
+                "WHERE n.user_id = e.user_id AND n.seq > e.done_seq AND n.created_ms <= $3) END "
+                "AS upto FROM tidings_email_users AS e WHERE e.user_id = $1) "
+                "UPDATE tidings_email_users AS e SET lease_owner = $2, lease_until = $4, "
+                "claimed_seq = due.upto FROM due WHERE e.user_id = due.user_id "
+                "AND due.upto IS NOT NULL AND e.email IS NOT NULL AND e.lease_until <= $5 "
+                "AND e.next_ms <= $5 RETURNING e.email, e.done_seq, e.claimed_seq, e.attempts",
+                user_id,
+                owner,
+                now - after_ms,
+                now + lease_ms,
+                now,
+            )
+        if row is None:
+            return None
+        return EmailClaim(user_id, row[0], row[1], row[2], owner, row[3])
+
+    async def finish_email(self, claim: EmailClaim, next_ms: int) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "UPDATE tidings_email_users SET done_seq = greatest(done_seq, $1), "
+                "claimed_seq = greatest(done_seq, $1), lease_owner = NULL, lease_until = 0, "
+                "next_ms = $2, attempts = 0 WHERE user_id = $3 AND lease_owner = $4",
+                claim.claimed_seq,
+                next_ms,
+                claim.user_id,
+                claim.owner,
+            )
+        return bool(status != "UPDATE 0")
+
+    async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "UPDATE tidings_email_users SET lease_owner = NULL, lease_until = 0, "
+                "next_ms = $1, attempts = attempts + 1, "
+                "claimed_seq = CASE WHEN $2 THEN claimed_seq ELSE done_seq END "
+                "WHERE user_id = $3 AND lease_owner = $4",
+                next_ms,
+                keep_claim,
+                claim.user_id,
+                claim.owner,
+            )
+        return bool(status != "UPDATE 0")
+
 
 async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: int) -> Stored:
     """One publish, inside the caller's transaction."""
@@ -637,7 +755,8 @@ async def _migrate(conn: Conn, stamp: int) -> None:
         version = await conn.fetchval("SELECT max(version) FROM tidings_schema") or 0
         check_schema("PostgreSQL", version)
         for step in range(version + 1, SCHEMA_VERSION + 1):
-            await conn.execute(MIGRATIONS[step])
+            if MIGRATIONS[step]:
+                await conn.execute(MIGRATIONS[step])
             await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, stamp)
 
 

@@ -28,11 +28,13 @@ from tidings.models import (
     Counts,
     Draft,
     Due,
+    EmailClaim,
     Notification,
     Position,
     Preferences,
     Scheduled,
     Stored,
+    UserRecord,
 )
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
@@ -136,6 +138,21 @@ CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (deliver_ms) WHERE state =
 CREATE INDEX IF NOT EXISTS scheduled_done ON scheduled (done_ms) WHERE done_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_expires
     ON notifications (expires_ms) WHERE expires_ms IS NOT NULL;
+""",
+    # step 5: push's, filled at merge
+    5: "",
+    6: """
+CREATE TABLE IF NOT EXISTS email_users (
+    user_id     TEXT PRIMARY KEY,
+    email       TEXT,
+    updated_ms  INTEGER NOT NULL,
+    done_seq    INTEGER NOT NULL DEFAULT 0,
+    claimed_seq INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    next_ms     INTEGER NOT NULL DEFAULT 0,
+    attempts    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 """,
 }
 
@@ -482,6 +499,64 @@ class SqliteStore:
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [(r[0], r[1]) for r in rows]
 
+    # -- the email digest -------------------------------------------------------------------------
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        sql = "SELECT user_id, email, updated_ms FROM email_users WHERE user_id = ?"
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        return None if row is None else UserRecord(*row)
+
+    async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
+        stamp = self.clock.now_ms()
+        return await self._writer.run(lambda c: _set_user_email(c, user_id, email, stamp))
+
+    async def email_due(self, after_ms: int, limit: int) -> list[str]:
+        now = self.clock.now_ms()
+        sql = (
+            # Users with nothing new since their cursor are ruled out by comparing two
+            # numbers, before any look at their notifications.
+            "SELECT e.user_id FROM email_users AS e JOIN users AS u ON u.user_id = e.user_id "
+            "WHERE e.email IS NOT NULL AND e.lease_until <= ? AND e.next_ms <= ? "
+            "AND (e.claimed_seq > e.done_seq OR (u.last_seq > e.done_seq AND "
+            "EXISTS (SELECT 1 FROM notifications AS n WHERE n.user_id = e.user_id "
+            "AND n.seq > e.done_seq AND n.created_ms <= ?))) ORDER BY e.next_ms LIMIT ?"
+        )
+        params = (now, now, now - after_ms, limit)
+        rows = await self._reader.run(functools.partial(_fetch_all, sql=sql, params=params))
+        return [r[0] for r in rows]
+
+    async def claim_email(
+        self, user_id: str, owner: str, after_ms: int, lease_ms: int
+    ) -> EmailClaim | None:
+        now = self.clock.now_ms()
+        claim = functools.partial(
+            _claim_email,
+            user_id=user_id,
+            owner=owner,
+            now=now,
+            after_ms=after_ms,
+            lease_ms=lease_ms,
+        )
+        return await self._writer.run(claim)
+
+    async def finish_email(self, claim: EmailClaim, next_ms: int) -> bool:
+        sql = (
+            "UPDATE email_users SET done_seq = max(done_seq, ?), claimed_seq = max(done_seq, ?), "
+            "lease_owner = NULL, lease_until = 0, next_ms = ?, attempts = 0 "
+            "WHERE user_id = ? AND lease_owner = ?"
+        )
+        values = (claim.claimed_seq, claim.claimed_seq, next_ms, claim.user_id, claim.owner)
+        return bool(await self._writer.run(lambda c: c.execute(sql, values).rowcount))
+
+    async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
+        sql = (
+            "UPDATE email_users SET lease_owner = NULL, lease_until = 0, next_ms = ?, "
+            "attempts = attempts + 1, claimed_seq = CASE WHEN ? THEN claimed_seq ELSE done_seq END "
+            "WHERE user_id = ? AND lease_owner = ?"
+        )
+        values = (next_ms, keep_claim, claim.user_id, claim.owner)
+        return bool(await self._writer.run(lambda c: c.execute(sql, values).rowcount))
+
 
 def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
     return c.execute(sql, params).fetchall()
@@ -697,3 +772,63 @@ def _cancel(c: sqlite3.Connection, key: str, stamp: int) -> tuple[int, tuple[str
     ).rowcount
     states = {r[0] for r in c.execute("SELECT state FROM scheduled WHERE key = ?", (key,))}
     return count, tuple(sorted(states))
+
+
+def _set_user_email(
+    c: sqlite3.Connection, user_id: str, email: str | None, stamp: int
+) -> UserRecord:
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        row = c.execute("SELECT last_seq FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        last = 0 if row is None else int(row[0])
+        # A new address starts after what is there now; a changed one keeps its cursor.
+        c.execute(
+            "INSERT INTO email_users (user_id, email, updated_ms, done_seq, claimed_seq) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+            "done_seq = CASE WHEN email IS NULL THEN max(done_seq, excluded.done_seq) "
+            "ELSE done_seq END, "
+            "claimed_seq = CASE WHEN email IS NULL THEN max(claimed_seq, excluded.done_seq) "
+            "ELSE claimed_seq END, "
+            "email = excluded.email, updated_ms = excluded.updated_ms",
+            (user_id, email, stamp, last, last),
+        )
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return UserRecord(user_id, email, stamp)
+
+
+def _claim_email(
+    c: sqlite3.Connection, user_id: str, owner: str, now: int, after_ms: int, lease_ms: int
+) -> EmailClaim | None:
+    # Under the write lock (BEGIN IMMEDIATE): of two nodes claiming at once, the second reads
+    # the first one's lease and backs off.
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        row = c.execute(
+            "SELECT email, done_seq, claimed_seq, attempts FROM email_users WHERE user_id = ? "
+            "AND email IS NOT NULL AND lease_until <= ? AND next_ms <= ?",
+            (user_id, now, now),
+        ).fetchone()
+        claim = None
+        if row is not None:
+            email, done, claimed, attempts = row
+            if claimed <= done:
+                claimed = c.execute(
+                    "SELECT max(seq) FROM notifications WHERE user_id = ? AND seq > ? "
+                    "AND created_ms <= ?",
+                    (user_id, done, now - after_ms),
+                ).fetchone()[0]
+            if claimed is not None:
+                c.execute(
+                    "UPDATE email_users SET lease_owner = ?, lease_until = ?, claimed_seq = ? "
+                    "WHERE user_id = ?",
+                    (owner, now + lease_ms, claimed, user_id),
+                )
+                claim = EmailClaim(user_id, email, done, claimed, owner, attempts)
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return claim

@@ -83,5 +83,27 @@ class Metrics:
             registry=r,
         )
 
+        # Users who are away: one family per outcome, a `channel` label per way of reaching
+        # them (email here; push the same), so one dashboard query covers both.
+        self.away_sent = Counter(
+            "tidings_away_sent",
+            "Messages sent to users who are away, by channel: email (one per digest), push",
+            ["channel"],
+            registry=r,
+        )
+        self.away_failed = Counter(
+            "tidings_away_failed",
+            "Attempts that failed and will be retried, by channel",
+            ["channel"],
+            registry=r,
+        )
+        self.away_skipped = Counter(
+            "tidings_away_skipped",
+            "Notifications not sent, by channel and reason: seen, read, archived, expired, "
+            "muted, unsubscribed",
+            ["channel", "reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

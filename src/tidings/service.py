@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from tidings.bus import Bus, create_bus
 from tidings.hub import Hub
@@ -29,6 +30,9 @@ from tidings.store import Store, create_store
 from tidings.store.bounded import BoundedStore
 from tidings.store.instrumented import InstrumentedStore
 
+if TYPE_CHECKING:
+    from tidings.push.delivery import PushChannel
+
 __all__ = ["Service"]
 
 log = logging.getLogger("tidings")
@@ -50,6 +54,12 @@ class Service:
         self.store: Store = InstrumentedStore(bounded, self.metrics)
         self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
         self.hub = Hub(settings, self.metrics)
+        # Web Push: built only with a key, so a node without one imports and runs nothing of it.
+        self.push: PushChannel | None = None
+        if settings.push_enabled:
+            from tidings.push.delivery import PushChannel
+
+            self.push = PushChannel(settings, self.store, self.hub, self.clock, self.metrics)
 
     @contextlib.asynccontextmanager
     async def publishing(self) -> AsyncIterator[Service]:
@@ -71,11 +81,16 @@ class Service:
                 async with asyncio.TaskGroup() as tg:
                     heartbeat = tg.create_task(self.hub.heartbeat(), name="tidings-heartbeat")
                     pruner = tg.create_task(self.prune_forever(), name="tidings-retention")
+                    away = []
+                    if self.push is not None:
+                        away.append(tg.create_task(self.push.run(), name="tidings-push"))
                     try:
                         yield self
                     finally:
                         heartbeat.cancel()
                         pruner.cancel()
+                        for task in away:
+                            task.cancel()
             finally:
                 await self.bus.close()
         finally:

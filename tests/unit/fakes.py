@@ -26,10 +26,11 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Stored,
     now_ms,
 )
-from tidings.store.base import Store, StoreUnavailable
+from tidings.store.base import Store, StoreUnavailable, Subscribed
 from tidings.store.common import counts_of, made
 
 __all__ = [
@@ -50,6 +51,8 @@ class FakeStore:
         self.pruned: dict[str, int] = {}
         self.keys: dict[str, Stored] = {}
         self.prefs: dict[str, Preferences] = {}
+        self.push: dict[str, PushSubscription] = {}
+        self.seen: dict[str, int] = {}
         self.down = False
         # Set each time a call fails because the store is down.
         self.failed = asyncio.Event()
@@ -213,6 +216,93 @@ class FakeStore:
         """What retention does: the user's notifications up to `up_to` are gone."""
         self.rows[user_id] = [n for n in self.rows.get(user_id, []) if n.seq > up_to]
         self.pruned[user_id] = up_to
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        self._check()
+        found = self.push.get(sub.endpoint)
+        if found is not None and found.user_id == sub.user_id:
+            self.push[sub.endpoint] = dataclasses.replace(found, p256dh=sub.p256dh, auth=sub.auth)
+            return "updated"
+        if sum(s.user_id == sub.user_id for s in self.push.values()) >= limit:
+            return "full"
+        self.push[sub.endpoint] = dataclasses.replace(
+            sub, created_ms=now_ms(), done_seq=self.last.get(sub.user_id, 0)
+        )
+        return "created" if found is None else "updated"
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        self._check()
+        found = self.push.get(endpoint)
+        if found is None or found.user_id != user_id:
+            return False
+        del self.push[endpoint]
+        return True
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        self._check()
+        return [s for s in self.push.values() if s.user_id == user_id]
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        self._check()
+        self.push.pop(endpoint, None)
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        self._check()
+        now = now_ms()
+        return [
+            s
+            for s in self.push.values()
+            if s.lease_until <= now
+            and s.retry_ms <= now
+            and any(
+                n.seq > s.done_seq and n.created_ms <= cutoff_ms
+                for n in self.rows.get(s.user_id, [])
+            )
+        ][:limit]
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        self._check()
+        found = self.push.get(endpoint)
+        now = now_ms()
+        if found is None or found.lease_until > now:
+            return None
+        claimed = dataclasses.replace(found, lease_owner=owner, lease_until=now + lease_ms)
+        self.push[endpoint] = claimed
+        return claimed
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        self._check()
+        found = self.push.get(endpoint)
+        if found is None or found.lease_owner != owner or found.lease_until <= now_ms():
+            return False
+        self.push[endpoint] = dataclasses.replace(found, done_seq=max(found.done_seq, done_seq))
+        return True
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        self._check()
+        found = self.push.get(endpoint)
+        if found is not None and found.lease_owner == owner and found.lease_until > now_ms():
+            self.push[endpoint] = dataclasses.replace(
+                found,
+                done_seq=max(found.done_seq, done_seq),
+                retry_ms=retry_ms,
+                failures=failures,
+                lease_owner=None,
+                lease_until=0,
+            )
+
+    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
+        self._check()
+        for user_id, ms in seen:
+            self.seen[user_id] = max(ms, self.seen.get(user_id, 0))
+
+    async def presence(self, user_id: str) -> int:
+        self._check()
+        return self.seen.get(user_id, 0)
 
 
 class FakeBus:

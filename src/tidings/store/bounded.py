@@ -14,8 +14,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
-from tidings.store.base import Store, StoreUnavailable
+from tidings.models import (
+    Counts,
+    Draft,
+    Notification,
+    Position,
+    Preferences,
+    PushSubscription,
+    Stored,
+)
+from tidings.store.base import Store, StoreUnavailable, Subscribed
 
 __all__ = ["BoundedStore"]
 
@@ -137,3 +145,49 @@ class BoundedStore:
     async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
         async with self._slot():
             return await self.inner.muting(user_ids, category)
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        async with self._slot():
+            return await self.inner.add_push_subscription(sub, limit)
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        async with self._slot():
+            return await self.inner.remove_push_subscription(user_id, endpoint)
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        async with self._slot():
+            return await self.inner.push_subscriptions(user_id)
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        async with self._slot():
+            await self.inner.drop_push_subscription(endpoint)
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        async with self._slot():
+            return await self.inner.push_due(cutoff_ms, limit)
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        async with self._slot():
+            return await self.inner.claim_push(endpoint, owner, lease_ms)
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        async with self._slot():
+            return await self.inner.advance_push(endpoint, owner, done_seq)
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        async with self._slot():
+            await self.inner.release_push(
+                endpoint, owner, done_seq, retry_ms=retry_ms, failures=failures
+            )
+
+    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
+        async with self._slot():
+            await self.inner.record_presence(seen)
+
+    async def presence(self, user_id: str) -> int:
+        async with self._slot():
+            return await self.inner.presence(user_id)

@@ -7,11 +7,20 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from tidings.models import Action, Actor, Counts, Draft, Notification, Preferences
+from tidings.models import (
+    Action,
+    Actor,
+    Counts,
+    Draft,
+    Notification,
+    Preferences,
+    PushSubscription,
+)
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
 __all__ = [
     "COLUMNS",
+    "PUSH_COLUMNS",
     "SCHEMA_VERSION",
     "check_fingerprint",
     "check_schema",
@@ -28,6 +37,7 @@ __all__ = [
     "inbox_values",
     "made",
     "notification",
+    "push_subscription",
 ]
 
 T = TypeVar("T")
@@ -36,7 +46,8 @@ T = TypeVar("T")
 # for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
 # 3: the inbox: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
 # stored before, which read as having none).
-SCHEMA_VERSION = 3
+# 4: sched's, filled at merge. 5: Web Push: subscriptions with their delivery cursor, and presence.
+SCHEMA_VERSION = 5
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
 # `grp`, not `group`: a reserved word in SQL.
@@ -195,4 +206,28 @@ def decode_preferences(muted: str, channels: str) -> Preferences:
         muted_categories=tuple(json.loads(muted)),
         push=bool(ways.get("push", True)),
         email=bool(ways.get("email", True)),
+    )
+
+
+# --- Web Push (issue 11) --------------------------------------------------------------------------
+
+# The order of a push subscription row in every SQL store, and of `push_subscription()`'s argument.
+PUSH_COLUMNS = (
+    "endpoint, user_id, p256dh, auth, created_ms, done_seq, lease_owner, lease_until, retry_ms, "
+    "failures"
+)
+
+
+def push_subscription(row: Sequence[Any]) -> PushSubscription:
+    return PushSubscription(
+        endpoint=row[0],
+        user_id=row[1],
+        p256dh=row[2],
+        auth=row[3],
+        created_ms=int(row[4]),
+        done_seq=int(row[5]),
+        lease_owner=row[6],
+        lease_until=int(row[7]),
+        retry_ms=int(row[8]),
+        failures=int(row[9]),
     )

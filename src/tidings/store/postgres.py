@@ -17,10 +17,20 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
-from tidings.store.base import StoreUnavailable
+from tidings.models import (
+    Clock,
+    Counts,
+    Draft,
+    Notification,
+    Position,
+    Preferences,
+    PushSubscription,
+    Stored,
+)
+from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     COLUMNS,
+    PUSH_COLUMNS,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
@@ -31,6 +41,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    push_subscription,
 )
 
 __all__ = ["PostgresStore"]
@@ -45,6 +56,8 @@ POOL_MAX = 10
 MIGRATION_LOCK = 0x7469_6469_6E67
 # A transaction PostgreSQL aborted (deadlock, serialization failure) is run again this often.
 ROLLBACK_ATTEMPTS = 3
+# The first key of the per-user advisory lock a subscribe takes (the second is the user's hash).
+PUSH_LOCK = 0x7075_7368
 
 T = TypeVar("T")
 
@@ -91,6 +104,28 @@ CREATE TABLE IF NOT EXISTS tidings_preferences (
     user_id  text PRIMARY KEY,
     muted    text NOT NULL,
     channels text NOT NULL
+);
+""",
+    # step 4: sched's, filled at merge (a statement: asyncpg refuses an empty one)
+    4: "SELECT 1",
+    5: """
+CREATE TABLE IF NOT EXISTS tidings_push_subscriptions (
+    endpoint    text PRIMARY KEY,
+    user_id     text NOT NULL,
+    p256dh      text NOT NULL,
+    auth        text NOT NULL,
+    created_ms  bigint NOT NULL,
+    done_seq    bigint NOT NULL,
+    lease_owner text,
+    lease_until bigint NOT NULL DEFAULT 0,
+    retry_ms    bigint NOT NULL DEFAULT 0,
+    failures    integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tidings_push_subscriptions_user
+    ON tidings_push_subscriptions (user_id);
+CREATE TABLE IF NOT EXISTS tidings_push_presence (
+    user_id text PRIMARY KEY,
+    seen_ms bigint NOT NULL
 );
 """,
 }
@@ -450,6 +485,155 @@ class PostgresStore:
                 batch,
             )
         return sum(int(r["n"]) for r in gone)
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        return await _retrying(lambda: self._add_push_subscription(sub, limit))
+
+    async def _add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        async with self._conn() as conn, conn.transaction():
+            # One subscribe of a user at a time: the cap is counted, then kept.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", PUSH_LOCK, sub.user_id
+            )
+            owner = await conn.fetchval(
+                "SELECT user_id FROM tidings_push_subscriptions WHERE endpoint = $1 FOR UPDATE",
+                sub.endpoint,
+            )
+            if owner == sub.user_id:
+                await conn.execute(
+                    "UPDATE tidings_push_subscriptions SET p256dh = $2, auth = $3 "
+                    "WHERE endpoint = $1",
+                    sub.endpoint,
+                    sub.p256dh,
+                    sub.auth,
+                )
+                return "updated"
+            count = await conn.fetchval(
+                "SELECT count(*) FROM tidings_push_subscriptions WHERE user_id = $1", sub.user_id
+            )
+            if count >= limit:
+                return "full"
+            last = await conn.fetchval(
+                "SELECT last_seq FROM tidings_users WHERE user_id = $1", sub.user_id
+            )
+            await conn.execute(
+                "DELETE FROM tidings_push_subscriptions WHERE endpoint = $1", sub.endpoint
+            )
+            await conn.execute(
+                "INSERT INTO tidings_push_subscriptions "
+                "(endpoint, user_id, p256dh, auth, created_ms, done_seq) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                sub.endpoint,
+                sub.user_id,
+                sub.p256dh,
+                sub.auth,
+                self.clock.now_ms(),
+                last or 0,
+            )
+        return "created" if owner is None else "updated"
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "DELETE FROM tidings_push_subscriptions WHERE endpoint = $1 AND user_id = $2",
+                endpoint,
+                user_id,
+            )
+        return bool(status != "DELETE 0")
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {PUSH_COLUMNS} FROM tidings_push_subscriptions WHERE user_id = $1 "
+                "ORDER BY created_ms, endpoint",
+                user_id,
+            )
+        return [push_subscription(tuple(r)) for r in rows]
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "DELETE FROM tidings_push_subscriptions WHERE endpoint = $1", endpoint
+            )
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {PUSH_COLUMNS} FROM tidings_push_subscriptions s "
+                "WHERE s.lease_until <= $1 AND s.retry_ms <= $1 AND EXISTS (SELECT 1 FROM "
+                "tidings_notifications n WHERE n.user_id = s.user_id AND n.seq > s.done_seq "
+                "AND n.created_ms <= $2) LIMIT $3",
+                self.clock.now_ms(),
+                cutoff_ms,
+                limit,
+            )
+        return [push_subscription(tuple(r)) for r in rows]
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        now = self.clock.now_ms()
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "UPDATE tidings_push_subscriptions SET lease_owner = $2, lease_until = $3 "
+                f"WHERE endpoint = $1 AND lease_until <= $4 RETURNING {PUSH_COLUMNS}",
+                endpoint,
+                owner,
+                now + lease_ms,
+                now,
+            )
+        return None if row is None else push_subscription(tuple(row))
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "UPDATE tidings_push_subscriptions SET done_seq = greatest(done_seq, $3) "
+                "WHERE endpoint = $1 AND lease_owner = $2 AND lease_until > $4",
+                endpoint,
+                owner,
+                done_seq,
+                self.clock.now_ms(),
+            )
+        return bool(status != "UPDATE 0")
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE tidings_push_subscriptions SET done_seq = greatest(done_seq, $3), "
+                "retry_ms = $4, failures = $5, lease_owner = NULL, lease_until = 0 "
+                "WHERE endpoint = $1 AND lease_owner = $2 AND lease_until > $6",
+                endpoint,
+                owner,
+                done_seq,
+                retry_ms,
+                failures,
+                self.clock.now_ms(),
+            )
+
+    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
+        if not seen:
+            return
+        # Sorted, so two nodes writing overlapping batches lock the rows in one order.
+        ordered = sorted(seen)
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO tidings_push_presence AS p (user_id, seen_ms) "
+                "SELECT user_id, max(seen_ms) FROM unnest($1::text[], $2::bigint[]) "
+                "AS t (user_id, seen_ms) GROUP BY user_id ORDER BY user_id "
+                "ON CONFLICT (user_id) DO UPDATE "
+                "SET seen_ms = greatest(p.seen_ms, excluded.seen_ms)",
+                [u for u, _ in ordered],
+                [ms for _, ms in ordered],
+            )
+
+    async def presence(self, user_id: str) -> int:
+        async with self._conn() as conn:
+            seen = await conn.fetchval(
+                "SELECT seen_ms FROM tidings_push_presence WHERE user_id = $1", user_id
+            )
+        return 0 if seen is None else int(seen)
 
 
 def _unexpired(param: int) -> str:

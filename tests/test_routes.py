@@ -29,6 +29,9 @@ WRONG_METHODS = {
     ("OPTIONS", "/api/notifications"): "POST",
     ("POST", "/notifications/stream"): "GET",
     ("PATCH", "/metrics"): "GET",
+    # Web Push: a fixed path, never `/notifications/{seq}`.
+    ("GET", "/notifications/push-subscriptions"): "DELETE, POST",
+    ("POST", "/notifications/push/key"): "GET",
 }
 
 

@@ -21,7 +21,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tidings.models import Action, Actor, Draft, Position, Preferences, now_ms
+from tidings.models import Action, Actor, Draft, Position, Preferences, PushSubscription, now_ms
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
@@ -228,5 +228,54 @@ async def test_an_older_database_gains_the_inbox_with_nothing_lost(
     try:
         assert await again.after("alice", 0, 10) == [old, new]
         assert await again.position("alice") == Position(last_seq=2)
+    finally:
+        await again.close()
+
+
+# --- Web Push (issue 11): step 5 ---------------------------------------------------------------
+
+
+async def write_schema_3(url: str, stamp: int) -> None:
+    """The schema-1 database taken through steps 2 and 3 (the inbox), as tidings at 3 left it."""
+    await write_schema_1(url, stamp)
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
+            for step in (2, 3):
+                db.executescript(sqlite_store.MIGRATIONS[step])
+            db.execute("PRAGMA user_version = 3")
+    elif scheme.startswith("postgres"):
+        async with postgres(url) as conn:
+            for step in (2, 3):
+                await conn.execute(pg_store.MIGRATIONS[step])
+                await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, stamp)
+    else:
+        async with mongo(url) as mdb:
+            await mdb["meta"].update_one({"_id": "schema"}, {"$set": {"version": 3}})
+
+
+async def test_a_schema_3_database_gains_web_push_with_nothing_lost(store_url: str) -> None:
+    stamp = now_ms()
+    await write_schema_3(store_url, stamp)
+    store: Store = create_store(store_url)
+    await store.open()
+    try:
+        [old] = await store.after("alice", 0, 10)
+        assert (old.seq, old.message, old.created_ms) == (1, "old", stamp)
+        endpoint = "https://push.example/alice"
+        sub = PushSubscription(endpoint, "alice", "p256dh", "auth")
+        assert await store.add_push_subscription(sub, 5) == "created"
+        # A subscription starts after what the user had: the old notification is not pushed.
+        [row] = await store.push_subscriptions("alice")
+        assert row.done_seq == 1
+        await store.record_presence([("alice", stamp)])
+        assert await store.presence("alice") == stamp
+    finally:
+        await store.close()
+    again: Store = create_store(store_url)
+    await again.open()
+    try:
+        assert await again.after("alice", 0, 10) == [old]
+        assert [s.endpoint for s in await again.push_subscriptions("alice")] == [endpoint]
     finally:
         await again.close()

@@ -37,7 +37,7 @@ async def test_a_node_killed_mid_push_leaves_it_to_another_node_once(
             await asyncio.wait_for(push.holding[user].wait(), 15)
             first.kill()
             [second] = cluster.start(1)
-            # Only after the dead node's lease (3 s) ran out, the second node sends it.
+            # Only after the dead node's lease (6 s) ran out, the second node sends it.
             [pushed] = await push.wait_for(user, 1, timeout=30)
             assert pushed.payload["id"] == sent
             # The killed node comes back; nothing is sent twice: the sentinel comes next.

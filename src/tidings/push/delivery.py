@@ -14,7 +14,8 @@ Exactly once, and its one window:
   owner and checks the lease), and a lease outlives three request timeouts (settings), so two
   nodes never send under live leases at once.
 - A node killed after the push service accepted and before `done_seq` is written (one store
-  write, milliseconds) leaves the notification to be pushed again. The repeat carries the same
+  write, milliseconds) leaves the notification to be pushed again; so does an answer that was
+  lost or late (past the timeout) after the push service accepted. The repeat carries the same
   `Topic` header, and the service worker shows it with the same `tag`, so the browser replaces
   the first notification instead of showing a second.
 
@@ -76,10 +77,16 @@ def payload_of(n: Notification) -> bytes:
     if len(data) > MAX_PLAINTEXT and body["actor"] is not None:
         body["actor"] = {"name": body["actor"]["name"], "avatar_url": None}
         data = _encode(body)
-    while len(data) > MAX_PLAINTEXT:
-        # Cut by what is over (in bytes, so at least that many characters), plus an ellipsis.
-        over = len(data) - MAX_PLAINTEXT + 3
-        body["message"] = body["message"][: max(0, len(body["message"]) - over)] + "…"
+    while len(data) > MAX_PLAINTEXT and body["message"] != "…":
+        # Cut the message's UTF-8 by what is over plus the ellipsis (3 bytes), never inside a
+        # character; a second round covers characters JSON escapes into more bytes.
+        raw = body["message"].encode()
+        keep = max(0, len(raw) - (len(data) - MAX_PLAINTEXT) - 3)
+        body["message"] = raw[:keep].decode(errors="ignore") + "…"
+        data = _encode(body)
+    if len(data) > MAX_PLAINTEXT:
+        # Only with limits raised far past their defaults: the link and the actor go as well.
+        body.update(link=None, actor=None, category=None)
         data = _encode(body)
     return data
 

@@ -54,12 +54,9 @@ class Service:
         self.store: Store = InstrumentedStore(bounded, self.metrics)
         self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
         self.hub = Hub(settings, self.metrics)
-        # Web Push: built only with a key, so a node without one imports and runs nothing of it.
+        # Web Push: built by `running()` only with a key, so a node without one (and `tidings
+        # send`, which pushes nothing) imports and runs nothing of it.
         self.push: PushChannel | None = None
-        if settings.push_enabled:
-            from tidings.push.delivery import PushChannel
-
-            self.push = PushChannel(settings, self.store, self.hub, self.clock, self.metrics)
 
     @contextlib.asynccontextmanager
     async def publishing(self) -> AsyncIterator[Service]:
@@ -74,6 +71,10 @@ class Service:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Service]:
         """A serving node: subscribed to the bus, heartbeats and retention running."""
+        if self.settings.push_enabled and self.push is None:
+            from tidings.push.delivery import PushChannel
+
+            self.push = PushChannel(self.settings, self.store, self.hub, self.clock, self.metrics)
         await self.store.open()
         try:
             await self.bus.start(self.hub.deliver)

@@ -116,3 +116,26 @@ def test_push_is_off_without_a_key_and_the_grace_takes_fractions() -> None:
     assert Settings.from_env({**base, **PUSH_ENV, "TIDINGS_VAPID_SUBJECT": "https://a.example"})
     with pytest.raises(ConfigError, match="TIDINGS_PUSH_GRACE"):
         Settings.from_env({**base, **PUSH_ENV, "TIDINGS_PUSH_GRACE": "abc"})
+
+
+def test_send_with_a_key_set_needs_no_push_extra(env: dict[str, str], tmp_path: Path) -> None:
+    # One .env for every command: `tidings send` pushes nothing itself, the servers do.
+    server = Server(env={**env, **PUSH_ENV}, log_path=tmp_path / "server.log")
+    server.start()
+    try:
+        code = (
+            "import sys\nsys.modules['pywebpush'] = None\n"
+            "from tidings.cli import main\nraise SystemExit(main())\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, "send", "someone", "hello"],
+            env={**env, **PUSH_ENV},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert [n["message"] for n in server.listed("someone")] == ["hello"]
+    finally:
+        server.close()

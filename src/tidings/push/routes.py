@@ -175,6 +175,7 @@ async def add_push_subscription(
         403,
         404,
         413,
+        415,
         422,
         503,
         _404="`push_disabled`, or `not_found`: the caller has no subscription with that endpoint",

@@ -96,6 +96,8 @@ NOT_ON_CURVE = base64.urlsafe_b64encode(b"\x04" + b"\x01" * 64).rstrip(b"=").dec
         (_broken(endpoint="/relative/path"), "endpoint"),
         (_broken(endpoint="https:///no-host"), "endpoint"),
         (_broken(endpoint="https://push.example/" + "a" * 3000), "endpoint"),
+        (_broken(endpoint="https://user:pw@push.example/x"), "endpoint"),
+        (_broken(endpoint="https://[::1]/x"), "endpoint"),
         (_broken(p256dh="not base64 !"), "keys.p256dh"),
         (_broken(p256dh=base64.urlsafe_b64encode(b"\x04" * 33).decode()), "keys.p256dh"),
         (_broken(p256dh=NOT_ON_CURVE), "keys.p256dh"),

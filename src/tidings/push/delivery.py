@@ -274,9 +274,15 @@ class PushChannel:
 
     async def _send(self, sub: PushSubscription, n: Notification) -> _Outcome:
         assert self._client is not None
-        request = self.vapid.request(
-            sub, payload_of(n), ttl=self.settings.push_ttl, topic=f"tidings{n.seq}"[-32:]
-        )
+        try:
+            request = self.vapid.request(
+                sub, payload_of(n), ttl=self.settings.push_ttl, topic=f"tidings{n.seq}"[-32:]
+            )
+        except Exception:
+            # Keys the route checked cannot fail here; should one still, this push can never
+            # be made, and retrying it forever would hold up the subscription.
+            log.warning("push could not be encrypted or signed; skipped", exc_info=True)
+            return _Outcome("rejected")
         try:
             async with asyncio.timeout(self.settings.push_timeout):
                 response = await self._client.post(

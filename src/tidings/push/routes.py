@@ -94,6 +94,10 @@ def _check_endpoint(endpoint: str, service: Service) -> None:
     if parts.scheme not in schemes or not parts.hostname:
         allowed = " or ".join(f"{s}://" for s in schemes)
         raise _invalid("endpoint", f"not an absolute {allowed} URL")
+    if parts.username is not None or parts.password is not None or ":" in parts.hostname:
+        # No push service has them, and the VAPID audience (scheme, host, port) cannot carry
+        # a user name or an IPv6 literal.
+        raise _invalid("endpoint", "has a user name or an IPv6 address; push services have neither")
 
 
 def _check_keys(keys: PushKeysIn) -> None:

@@ -268,7 +268,7 @@ async def test_a_schema_3_database_gains_web_push_with_nothing_lost(store_url: s
         # A subscription starts after what the user had: the old notification is not pushed.
         [row] = await store.push_subscriptions("alice")
         assert row.done_seq == 1
-        await store.record_presence([("alice", stamp)])
+        await store.record_presence("node", stamp, ["alice"], [])
         assert await store.presence("alice") == stamp
     finally:
         await store.close()

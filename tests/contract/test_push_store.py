@@ -115,10 +115,32 @@ async def test_a_dropped_subscription_is_gone_for_its_user(store: Store) -> None
     assert await store.claim_push(sub("alice").endpoint, "me", 1000) is None
 
 
-async def test_presence_keeps_the_newest_time_any_node_reported(store: Store) -> None:
+async def test_presence_is_the_last_time_a_stream_is_known_open_on_any_node(
+    store: Store,
+) -> None:
     assert await store.presence("alice") == 0
-    await store.record_presence([("alice", 1000), ("bob", 500)])
-    await store.record_presence([("alice", 700), ("alice", 1200)])
-    assert await store.presence("alice") == 1200
-    assert await store.presence("bob") == 500
-    await store.record_presence([])
+    # Node a: alice and bob open a stream. Node b: alice too.
+    await store.record_presence("a", 1000, ["alice", "bob"], [])
+    await store.record_presence("b", 1100, ["alice"], [])
+    assert await store.presence("alice") == 1100
+    assert await store.presence("bob") == 1000
+    # Reports with no change keep open streams current.
+    await store.record_presence("a", 2000, [], [])
+    assert await store.presence("bob") == 2000
+    # bob's stream closes at 2500; node b's last report was 1100 (it died): alice's presence is
+    # node a's report, where her stream is still open.
+    await store.record_presence("a", 3000, [], [("bob", 2500)])
+    assert await store.presence("bob") == 2500
+    assert await store.presence("alice") == 3000
+    # alice closes on node a too: only the closed stream and the dead node's report are left.
+    await store.record_presence("a", 4000, [], [("alice", 3900)])
+    assert await store.presence("alice") == 3900
+    # And opens again: counted until node a's reports.
+    await store.record_presence("a", 5000, ["alice"], [])
+    assert await store.presence("alice") == 5000
+    # A day later: the dead node b and bob's closed stream are forgotten, node a's open one not.
+    await store.forget_presence(2600)
+    assert await store.presence("bob") == 0
+    assert await store.presence("alice") == 5000
+    await store.forget_presence(6000)
+    assert await store.presence("alice") == 0

@@ -52,7 +52,9 @@ class FakeStore:
         self.keys: dict[str, Stored] = {}
         self.prefs: dict[str, Preferences] = {}
         self.push: dict[str, PushSubscription] = {}
-        self.seen: dict[str, int] = {}
+        # (user, node) -> closed_ms (None: open); node -> its last report.
+        self.streams: dict[tuple[str, str], int | None] = {}
+        self.nodes: dict[str, int] = {}
         self.down = False
         # Set each time a call fails because the store is down.
         self.failed = asyncio.Event()
@@ -295,14 +297,34 @@ class FakeStore:
                 lease_until=0,
             )
 
-    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
         self._check()
-        for user_id, ms in seen:
-            self.seen[user_id] = max(ms, self.seen.get(user_id, 0))
+        self.nodes[node] = max(alive_ms, self.nodes.get(node, 0))
+        for user_id in opened:
+            self.streams[(user_id, node)] = None
+        for user_id, ms in closed:
+            self.streams[(user_id, node)] = ms
 
     async def presence(self, user_id: str) -> int:
         self._check()
-        return self.seen.get(user_id, 0)
+        times = [
+            self.nodes.get(node, 0) if closed is None else closed
+            for (user, node), closed in self.streams.items()
+            if user == user_id
+        ]
+        return max(times, default=0)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        self._check()
+        dead = {n for n, ms in self.nodes.items() if ms < before_ms}
+        self.streams = {
+            (u, n): c
+            for (u, n), c in self.streams.items()
+            if n not in dead and (c is None or c >= before_ms)
+        }
+        self.nodes = {n: ms for n, ms in self.nodes.items() if n not in dead}
 
 
 class FakeBus:

@@ -94,35 +94,44 @@ def test_why_a_notification_is_not_pushed(
     assert skip_reason(note(**fields), prefs, present, now_ms=2000) == reason
 
 
-async def test_presence_records_open_streams_and_the_moment_the_last_one_closed() -> None:
+async def test_presence_reports_changes_and_the_moment_the_last_stream_closed() -> None:
     settings = unit_settings(**PUSH)
     clock = Clock(5000)
     store = FakeStore()
     hub = Hub(settings, Metrics())
     channel = PushChannel(settings, store, hub, clock, Metrics())
     hub.on_leave = channel._leave  # what run() sets
+    node = channel.owner
     ann, bob = hub.new_subscriber("ann"), hub.new_subscriber("bob")
     assert hub.add(ann, None)
     assert hub.add(bob, None)
     await channel.write_presence()
-    assert store.seen == {"ann": 5000, "bob": 5000}
+    assert store.streams == {("ann", node): None, ("bob", node): None}
     clock.set(6000)
     hub.remove(bob)  # bob's last stream closes at 6000
     clock.set(9000)
     await channel.write_presence()
-    assert store.seen == {"ann": 9000, "bob": 6000}
+    assert store.streams == {("ann", node): None, ("bob", node): 6000}
+    assert (await store.presence("ann"), await store.presence("bob")) == (9000, 6000)
+    # A report without changes only says the node is alive.
+    clock.set(9500)
     await channel.write_presence()
-    assert store.seen == {"ann": 9000, "bob": 6000}
-    # A failed write keeps the departures for the next one.
-    second = hub.new_subscriber("cy")
-    assert hub.add(second, None)
-    hub.remove(second)
+    assert (await store.presence("ann"), await store.presence("bob")) == (9500, 6000)
+    # A failed report keeps the departures (and the openings) for the next one.
+    cy = hub.new_subscriber("cy")
+    assert hub.add(cy, None)
+    hub.remove(cy)
+    dee = hub.new_subscriber("dee")
+    assert hub.add(dee, None)
     store.down = True
     with pytest.raises(Exception, match="down"):
         await channel.write_presence()
     store.down = False
+    clock.set(10_000)
     await channel.write_presence()
-    assert store.seen["cy"] == 9000
+    assert store.streams[("cy", node)] == 9500
+    assert store.streams[("dee", node)] is None
+    assert await store.presence("dee") == 10_000
 
 
 def test_a_payload_fits_even_with_limits_raised_far_past_the_defaults() -> None:

@@ -19,11 +19,13 @@ Exactly once, and its one window:
   `Topic` header, and the service worker shows it with the same `tag`, so the browser replaces
   the first notification instead of showing a second.
 
-Presence: every node writes, once per `push_presence_interval`, "now" for each user with an open
-stream on it, and the moment a user's last stream on it closed. A notification is skipped when
-the newest such time is at or after its creation: the user had a stream open at some point
-since, on some node, and the stream delivered it. A killed node simply stops writing, so its
-users stop counting from the moment it died; no node registry, no heartbeat table.
+Presence: every node reports, once per `push_presence_interval`, that it is alive, with the
+users whose streams opened or closed on it since its last report (only changes: an open stream
+costs no write per interval). A user's presence is the last time a stream of theirs is known
+open: a closed one's close time, an open one's node's last report. A notification is skipped
+when that time is at or after its creation: the user had a stream open at some point since, on
+some node, and the stream delivered it. A killed node stops reporting, so its users stop
+counting from the moment it died.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ CHANNEL: Final = "push"
 # RFC 8291 §4: a push message body is at most 4096 bytes; aes128gcm adds an 86-byte header (salt,
 # record size, the sender's key), a 16-byte tag and a 1-byte padding delimiter.
 MAX_PLAINTEXT: Final = 4096 - 86 - 16 - 1
+# Presence older than a day no longer decides a push (a notification is pushed within the grace,
+# or after retries); it is dropped once an hour.
+FORGET_AFTER_MS: Final = 24 * 3600 * 1000
+FORGET_EVERY_S: Final = 3600.0
 # Never wait to send when less than this is left of the lease after a request's timeout.
 LEASE_MARGIN_S: Final = 1.0
 
@@ -135,6 +141,8 @@ class PushChannel:
         # This node's name on the leases it takes: unique per process and start.
         self.owner = secrets.token_hex(8)
         self._left: dict[str, int] = {}
+        # The users this node last reported with a stream open.
+        self._written: set[str] = set()
         self._client: httpx.AsyncClient | None = None
 
     async def run(self) -> None:
@@ -159,24 +167,32 @@ class PushChannel:
         self._left[user_id] = self.clock.now_ms()
 
     async def write_presence(self) -> None:
+        """Report this node alive, with the users whose streams opened or closed here since the
+        last report; an open stream needs no row of its own each time."""
         now = self.clock.now_ms()
+        current = set(self.hub.users())
         left, self._left = self._left, {}
-        seen = [*left.items(), *((u, now) for u in self.hub.users())]
-        if not seen:
-            return
+        opened = sorted(current - self._written)
+        closed = sorted((u, ms) for u, ms in left.items() if u not in current)
         try:
-            await self.store.record_presence(seen)
+            await self.store.record_presence(self.owner, now, opened, closed)
         except BaseException:
-            # Kept for the next write: a departure not recorded could let a push through for a
+            # Kept for the next report: a departure not recorded could let a push through for a
             # notification that stream delivered.
             for user_id, ms in left.items():
                 self._left[user_id] = max(ms, self._left.get(user_id, 0))
             raise
+        self._written = current
 
     async def _presence_forever(self) -> None:
+        forgot = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await self.write_presence()
+                if loop.time() - forgot > FORGET_EVERY_S:
+                    forgot = loop.time()
+                    await self.store.forget_presence(self.clock.now_ms() - FORGET_AFTER_MS)
             except Exception:
                 log.warning("push presence write failed; trying again", exc_info=True)
             await asyncio.sleep(self.settings.push_presence_interval)

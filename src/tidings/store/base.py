@@ -159,9 +159,18 @@ class Store(Protocol):
         """Raise `done_seq`, set the retry time and failure count, and end `owner`'s lease (a
         no-op when `owner` no longer holds a running lease: one that lapsed may be another's)."""
 
-    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
-        """For each (user_id, ms): the user had an open stream on some node at that time. Only
-        ever raised: the newest time any node reported is kept."""
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        """Node `node` is alive at `alive_ms`; `opened` users have a stream open on it (from now
+        until told otherwise, for as long as the node keeps reporting), and each of `closed` had
+        its last stream on it close at that time. Only changes are sent; the node's report
+        itself, once per interval, keeps its open users current."""
 
     async def presence(self, user_id: str) -> int:
-        """The last time any node reported an open stream of the user (0: never)."""
+        """The last time the user is known to have had a stream open on any node (0: never): a
+        stream open now counts until its node last reported, a closed one until it closed."""
+
+    async def forget_presence(self, before_ms: int) -> None:
+        """Drop what is known only before `before_ms`: streams closed before it, and nodes (with
+        their streams) that last reported before it."""

@@ -162,10 +162,16 @@ class InstrumentedStore:
             endpoint, owner, done_seq, retry_ms=retry_ms, failures=failures
         )
 
-    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
         self._op("record_presence")
-        await self.inner.record_presence(seen)
+        await self.inner.record_presence(node, alive_ms, opened, closed)
 
     async def presence(self, user_id: str) -> int:
         self._op("presence")
         return await self.inner.presence(user_id)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        self._op("forget_presence")
+        await self.inner.forget_presence(before_ms)

@@ -897,33 +897,52 @@ class MongoStore:
                 },
             )
 
-    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
-        latest: dict[str, int] = {}
-        for user_id, ms in seen:
-            latest[user_id] = max(ms, latest.get(user_id, 0))
-        if not latest:
-            return
-        presence = self._db["push_presence"]
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        # Documents of this node only (its id is in their `_id`): no other writer upserts
+        # them, so FerretDB's upsert race cannot occur.
+        states: list[tuple[str, int | None]] = [(u, None) for u in opened]
+        states += list(closed)
         async with self._guard():
-            # Inserted first, then raised with $max, as `_raise` does: FerretDB v1 answers an
-            # upsert that lost a race without the counts PyMongo reads.
-            for users in chunks(list(latest), CHUNK):
-                try:
-                    await presence.insert_many(
-                        [{"_id": u, "seen_ms": 0} for u in users], ordered=False
-                    )
-                except BulkWriteError as exc:
-                    errors = exc.details.get("writeErrors", [])
-                    if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                        raise StoreUnavailable("MongoDB: could not record presence") from exc
-            ops = [UpdateOne({"_id": u}, {"$max": {"seen_ms": ms}}) for u, ms in latest.items()]
+            await self._db["push_nodes"].update_one(
+                {"_id": node}, {"$set": {"alive_ms": alive_ms}}, upsert=True
+            )
+            ops = [
+                UpdateOne(
+                    {"_id": _fence(user_id, node)},
+                    {"$set": {"user_id": user_id, "node_id": node, "closed_ms": closed_ms}},
+                    upsert=True,
+                )
+                for user_id, closed_ms in states
+            ]
             for chunk in chunks(ops, BULK_UPDATES):
-                await presence.bulk_write(list(chunk), ordered=False)
+                await self._db["push_presence"].bulk_write(list(chunk), ordered=False)
 
     async def presence(self, user_id: str) -> int:
+        latest = 0
         async with self._guard():
-            doc = await self._db["push_presence"].find_one({"_id": user_id})
-        return 0 if doc is None else int(doc["seen_ms"])
+            rows = [d async for d in self._db["push_presence"].find({"user_id": user_id})]
+            latest = max(
+                (int(d["closed_ms"]) for d in rows if d["closed_ms"] is not None), default=0
+            )
+            open_on = [d["node_id"] for d in rows if d["closed_ms"] is None]
+            if open_on:
+                async for node in self._db["push_nodes"].find({"_id": {"$in": open_on}}):
+                    latest = max(latest, int(node["alive_ms"]))
+        return latest
+
+    async def forget_presence(self, before_ms: int) -> None:
+        async with self._guard():
+            dead = [
+                d["_id"]
+                async for d in self._db["push_nodes"].find({"alive_ms": {"$lt": before_ms}})
+            ]
+            presence = self._db["push_presence"]
+            await presence.delete_many({"closed_ms": {"$lt": before_ms}})
+            if dead:
+                await presence.delete_many({"node_id": {"$in": dead}})
+                await self._db["push_nodes"].delete_many({"_id": {"$in": dead}})
 
 
 def _push_subscription(doc: Doc) -> PushSubscription:

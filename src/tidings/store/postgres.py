@@ -124,8 +124,15 @@ CREATE TABLE IF NOT EXISTS tidings_push_subscriptions (
 CREATE INDEX IF NOT EXISTS tidings_push_subscriptions_user
     ON tidings_push_subscriptions (user_id);
 CREATE TABLE IF NOT EXISTS tidings_push_presence (
-    user_id text PRIMARY KEY,
-    seen_ms bigint NOT NULL
+    user_id   text NOT NULL,
+    node_id   text NOT NULL,
+    closed_ms bigint,
+    PRIMARY KEY (user_id, node_id)
+);
+CREATE INDEX IF NOT EXISTS tidings_push_presence_node ON tidings_push_presence (node_id);
+CREATE TABLE IF NOT EXISTS tidings_push_nodes (
+    node_id  text PRIMARY KEY,
+    alive_ms bigint NOT NULL
 );
 """,
 }
@@ -612,28 +619,46 @@ class PostgresStore:
                 self.clock.now_ms(),
             )
 
-    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
-        if not seen:
-            return
-        # Sorted, so two nodes writing overlapping batches lock the rows in one order.
-        ordered = sorted(seen)
-        async with self._conn() as conn:
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        # Rows of this node only: no other writer touches them, so no lock order to keep.
+        users = [*opened, *(u for u, _ in closed)]
+        closed_at: list[int | None] = [None] * len(opened) + [ms for _, ms in closed]
+        async with self._conn() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO tidings_push_presence AS p (user_id, seen_ms) "
-                "SELECT user_id, max(seen_ms) FROM unnest($1::text[], $2::bigint[]) "
-                "AS t (user_id, seen_ms) GROUP BY user_id ORDER BY user_id "
-                "ON CONFLICT (user_id) DO UPDATE "
-                "SET seen_ms = greatest(p.seen_ms, excluded.seen_ms)",
-                [u for u, _ in ordered],
-                [ms for _, ms in ordered],
+                "INSERT INTO tidings_push_nodes AS n (node_id, alive_ms) VALUES ($1, $2) "
+                "ON CONFLICT (node_id) DO UPDATE SET alive_ms = greatest(n.alive_ms, $2)",
+                node,
+                alive_ms,
             )
+            if users:
+                await conn.execute(
+                    "INSERT INTO tidings_push_presence (user_id, node_id, closed_ms) "
+                    "SELECT u, $1, c FROM unnest($2::text[], $3::bigint[]) AS t (u, c) "
+                    "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
+                    node,
+                    users,
+                    closed_at,
+                )
 
     async def presence(self, user_id: str) -> int:
         async with self._conn() as conn:
             seen = await conn.fetchval(
-                "SELECT seen_ms FROM tidings_push_presence WHERE user_id = $1", user_id
+                "SELECT max(coalesce(p.closed_ms, n.alive_ms, 0)) FROM tidings_push_presence p "
+                "LEFT JOIN tidings_push_nodes n ON n.node_id = p.node_id WHERE p.user_id = $1",
+                user_id,
             )
         return 0 if seen is None else int(seen)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM tidings_push_presence WHERE closed_ms < $1 OR node_id IN "
+                "(SELECT node_id FROM tidings_push_nodes WHERE alive_ms < $1)",
+                before_ms,
+            )
+            await conn.execute("DELETE FROM tidings_push_nodes WHERE alive_ms < $1", before_ms)
 
 
 def _unexpired(param: int) -> str:

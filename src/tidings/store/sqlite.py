@@ -131,8 +131,15 @@ CREATE TABLE IF NOT EXISTS push_subscriptions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS push_subscriptions_user ON push_subscriptions (user_id);
 CREATE TABLE IF NOT EXISTS push_presence (
-    user_id TEXT PRIMARY KEY,
-    seen_ms INTEGER NOT NULL
+    user_id   TEXT NOT NULL,
+    node_id   TEXT NOT NULL,
+    closed_ms INTEGER,
+    PRIMARY KEY (user_id, node_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS push_presence_node ON push_presence (node_id);
+CREATE TABLE IF NOT EXISTS push_nodes (
+    node_id  TEXT PRIMARY KEY,
+    alive_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """,
 }
@@ -504,18 +511,53 @@ class SqliteStore:
         params = (done_seq, retry_ms, failures, endpoint, owner, self.clock.now_ms())
         await self._writer.run(lambda c: c.execute(sql, params))
 
-    async def record_presence(self, seen: Sequence[tuple[str, int]]) -> None:
-        sql = (
-            "INSERT INTO push_presence (user_id, seen_ms) VALUES (?, ?) ON CONFLICT (user_id) "
-            "DO UPDATE SET seen_ms = max(seen_ms, excluded.seen_ms)"
-        )
-        rows = list(seen)
-        await self._writer.run(lambda c: c.executemany(sql, rows))
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        def _record(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(
+                    "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
+                    "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
+                    (node, alive_ms),
+                )
+                c.executemany(
+                    "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
+                    "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
+                    [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._writer.run(_record)
 
     async def presence(self, user_id: str) -> int:
-        sql = "SELECT seen_ms FROM push_presence WHERE user_id = ?"
+        sql = (
+            "SELECT max(coalesce(p.closed_ms, n.alive_ms, 0)) FROM push_presence p "
+            "LEFT JOIN push_nodes n ON n.node_id = p.node_id WHERE p.user_id = ?"
+        )
         row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
-        return 0 if row is None else int(row[0])
+        return int(row[0] or 0)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        def _forget(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(
+                    "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
+                    "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
+                    (before_ms, before_ms),
+                )
+                c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._writer.run(_forget)
 
 
 def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:

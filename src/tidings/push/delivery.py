@@ -212,6 +212,11 @@ class PushChannel:
         Returns how many subscriptions were due."""
         cutoff = self.clock.now_ms() - int(self.settings.push_grace * 1000)
         due = await self.store.push_due(cutoff, self.settings.push_batch)
+        if not due:
+            return 0
+        # This node's own streams are in the store before it decides, whatever the presence
+        # loop's timing: a stream that opened and closed here a moment ago counts.
+        await self.write_presence()
         slots = asyncio.Semaphore(self.settings.push_concurrency)
 
         async def one(sub: PushSubscription) -> None:

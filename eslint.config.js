@@ -26,6 +26,12 @@ export default [
     },
   },
   {
+    // The service-worker side of Web Push: a classic script the host app's worker imports
+    // with importScripts(), so no module syntax, and the worker's globals (clients, registration).
+    files: ["src/tidings/web/static/tidings-sw.js"],
+    languageOptions: { sourceType: "script", globals: globals.serviceworker },
+  },
+  {
     files: ["tests/js/**/*.mjs", "eslint.config.js"],
     languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.node },
   },

@@ -31,6 +31,9 @@ WRONG_METHODS = {
     ("PATCH", "/metrics"): "GET",
     ("DELETE", "/api/users/u1"): "GET, PUT",
     ("DELETE", "/notifications/unsubscribe"): "GET, POST",
+    # Web Push: a fixed path, never `/notifications/{seq}`.
+    ("GET", "/notifications/push-subscriptions"): "DELETE, POST",
+    ("POST", "/notifications/push/key"): "GET",
 }
 
 

@@ -24,6 +24,7 @@ from tidings.api import (
 from tidings.email_api import describe as describe_email
 from tidings.email_api import email_router, unsubscribe_router
 from tidings.errors import method_not_allowed, send_error, too_large
+from tidings.push.routes import push_router
 from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
@@ -167,7 +168,8 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     )
     api.state.service = service
     add_error_handlers(api)
-    routers = [user_router, publisher_router, operations_router]
+    # The push routes first: their fixed paths must win over `/notifications/{seq}`.
+    routers = [push_router, user_router, publisher_router, operations_router]
     # The email digest's: a user's address, the unsubscribe link.
     routers += [email_router, unsubscribe_router]
     static = resources.files("tidings") / "web" / "static"

@@ -91,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("user_id", metavar="USER_ID")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     sub.add_parser(
+        "vapid-keys",
+        help="print a new VAPID key pair for Web Push",
+        description="Print a new VAPID key pair (P-256) for Web Push: a\n"
+        "TIDINGS_VAPID_PRIVATE_KEY=… line to put in the environment, and the public key as\n"
+        "a comment (the server also serves it at GET /notifications/push/key).\n"
+        "Needs the push extra: tidings[push].",
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    sub.add_parser(
         "bench",
         help="run the benchmark harness: bench/run [--quick] [SCENARIO…] (docs/benchmarks.md)",
         add_help=False,
@@ -140,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _send(args)
         if args.command == "token":
             return _token(args)
+        if args.command == "vapid-keys":
+            return _vapid_keys()
     except (ConfigError, StoreUnavailable, IdempotencyConflict) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
@@ -165,6 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
             "TIDINGS_PUBLISHER_KEYS is required (comma-separated publisher keys; "
             "TIDINGS_PUBLISHER_KEY, singular, is the app's copy and is not read by the server)"
         )
+    _check_push_extra(settings)
     # Before any banner or key is printed: a busy port is one line, not a log after the keys.
     _check_bind(args.host, args.port)
     # Built here also with --workers, where each worker builds its own: a bad URL fails now.
@@ -305,4 +317,33 @@ def _token(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ttl must be between 1 and {settings.max_token_ttl} seconds")
     token, _ = mint_token(settings.secret, user_id, args.ttl)
     print(token)
+    return 0
+
+
+# --- Web Push (issue 11) -----------------------------------------------------------------------
+
+
+def _check_push_extra(settings: Settings) -> None:
+    from tidings.push import missing_extra
+
+    if settings.push_enabled and (missing := missing_extra()) is not None:
+        raise ConfigError(
+            f"TIDINGS_VAPID_PRIVATE_KEY is set but Web Push needs the push extra ({missing} is "
+            "not installed): pip install 'tidings[push]'"
+        )
+
+
+def _vapid_keys() -> int:
+    from tidings.push import missing_extra
+
+    if (missing := missing_extra()) is not None:
+        raise ConfigError(
+            f"vapid-keys needs the push extra ({missing} is not installed): "
+            "pip install 'tidings[push]'"
+        )
+    from tidings.push.keys import new_key_pair
+
+    private, public = new_key_pair()
+    print(f"# public key (applicationServerKey): {public}")
+    print(f"TIDINGS_VAPID_PRIVATE_KEY={private}")
     return 0

@@ -73,6 +73,20 @@ async def demo_avatar(name: DemoUser) -> Response:
     return Response(svg, media_type="image/svg+xml", headers={"cache-control": "max-age=3600"})
 
 
+# The demo's own service worker, at the root so its scope is the whole demo: what a host app
+# serves from its origin, importing the Web Push side from tidings.
+DEMO_WORKER = 'importScripts("/static/tidings-sw.js");\n'
+
+
+@demo_router.get("/demo-sw.js")
+async def demo_worker() -> Response:
+    return Response(
+        DEMO_WORKER,
+        media_type="text/javascript",
+        headers={"cache-control": "no-cache"},
+    )
+
+
 @demo_router.post("/demo/login")
 async def demo_login(
     body: LoginIn, request: Request, response: Response, service: ServiceDep

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from tidings import sse
@@ -180,6 +180,9 @@ class Hub:
         self._count = 0
         self._empty = asyncio.Event()
         self._empty.set()
+        # Web Push presence (tidings.push.presence) sets this to hear when a user's last
+        # stream on this node closes; None, and free, while push is off.
+        self.on_leave: Callable[[str], None] | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -187,6 +190,10 @@ class Hub:
     async def emptied(self) -> None:
         """Return once no stream is open (after `drain`, when every stream has ended)."""
         await self._empty.wait()
+
+    def users(self) -> list[str]:
+        """The users with at least one open stream on this node."""
+        return list(self._users)
 
     def subscribers(self) -> Iterator[Subscriber]:
         for subs in self._users.values():
@@ -222,6 +229,8 @@ class Hub:
         subs.discard(sub)
         if not subs:
             del self._users[sub.user_id]
+            if self.on_leave is not None:
+                self.on_leave(sub.user_id)
         self._slots[sub.slot].discard(sub)
         sub.cancel_timers()
         self._count -= 1

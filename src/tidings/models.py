@@ -26,6 +26,7 @@ __all__ = [
     "Position",
     "Preferences",
     "Published",
+    "PushSubscription",
     "ReadChanged",
     "Resync",
     "ScheduleHint",
@@ -418,3 +419,28 @@ class EmailClaim:
     attempts: int = 0
     # The store's own handle on the lease, when the owner alone does not name it (MongoDB).
     lease: str = ""
+
+
+# --- Web Push (issue 11) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A browser's PushSubscription, stored per user, and its delivery cursor.
+
+    The notification log is the outbox: `done_seq` is the newest seq of the user that this
+    subscription is finished with (pushed, or skipped for a reason). A node sends only under a
+    lease on the row (`lease_owner` until `lease_until`), taken by compare-and-set.
+    """
+
+    endpoint: str
+    user_id: str
+    p256dh: str
+    auth: str
+    created_ms: int = 0
+    done_seq: int = 0
+    lease_owner: str | None = None
+    lease_until: int = 0
+    # After a 429, 5xx or network failure: not before this time, and how many in a row.
+    retry_ms: int = 0
+    failures: int = 0

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from tidings.bus import Bus, create_bus
 from tidings.hub import Hub
@@ -34,6 +35,9 @@ from tidings.store import Store, create_store
 from tidings.store.bounded import BoundedStore
 from tidings.store.instrumented import InstrumentedStore
 
+if TYPE_CHECKING:
+    from tidings.push.delivery import PushChannel
+
 __all__ = ["Service"]
 
 log = logging.getLogger("tidings")
@@ -56,6 +60,9 @@ class Service:
         self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
         self.hub = Hub(settings, self.metrics)
         self.scheduler = Scheduler(self)
+        # Web Push: built by `running()` only with a key, so a node without one (and `tidings
+        # send`, which pushes nothing) imports and runs nothing of it.
+        self.push: PushChannel | None = None
 
     @contextlib.asynccontextmanager
     async def publishing(self) -> AsyncIterator[Service]:
@@ -70,6 +77,10 @@ class Service:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Service]:
         """A serving node: subscribed to the bus, heartbeats and retention running."""
+        if self.settings.push_enabled and self.push is None:
+            from tidings.push.delivery import PushChannel
+
+            self.push = PushChannel(self.settings, self.store, self.hub, self.clock, self.metrics)
         await self.store.open()
         try:
             await self.bus.start(self.deliver)
@@ -84,7 +95,9 @@ class Service:
                         self.scheduler.expire_forever(), name="tidings-expiry"
                     )
                     background = [heartbeat, pruner, delivering, expiring]
-                    # Email digests: only when configured, so email off costs nothing at all.
+                    # Web Push and email digests run only when configured: off costs nothing.
+                    if self.push is not None:
+                        background.append(tg.create_task(self.push.run(), name="tidings-push"))
                     if self.settings.email_enabled:
                         from tidings.digest import Digester
 

@@ -6,6 +6,8 @@ the result down. Every limit is a number here, documented in docs/configuration.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import math
 import secrets
@@ -91,6 +93,22 @@ class Settings:
     email_batch: int = 100
     email_max_items: int = 20
     max_email_bytes: int = 254
+    # Web Push (tidings.push): off while no private key is set.
+    vapid_private_key: str = ""
+    vapid_subject: str = ""
+    push_grace: float = 10.0
+    push_interval: float = 1.0
+    push_presence_interval: float = 1.0
+    push_lease: float = 60.0
+    push_timeout: float = 10.0
+    push_ttl: int = 24 * 3600
+    push_retry_max: float = 3600.0
+    push_batch: int = 100
+    push_concurrency: int = 16
+    max_push_subscriptions: int = 10
+    max_push_endpoint_bytes: int = 2048
+    # Push services are https; plain http only for a local stand-in (tests, development).
+    push_allow_http: bool = False
 
     @classmethod
     def from_env(
@@ -169,6 +187,7 @@ class Settings:
             raise ConfigError("TIDINGS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
         self._validate_edge()
         self._validate_email()
+        self._validate_push()
         for origin in self.cors_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise ConfigError(
@@ -235,6 +254,53 @@ class Settings:
         for name in ("email_batch", "email_max_items"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+
+    @property
+    def push_enabled(self) -> bool:
+        return bool(self.vapid_private_key)
+
+    def _validate_push(self) -> None:
+        if not self.push_enabled:
+            return
+        if len(b64url_bytes(self.vapid_private_key) or b"") != 32:
+            raise ConfigError(
+                "TIDINGS_VAPID_PRIVATE_KEY must be a raw P-256 private key, 32 bytes in base64url "
+                "(`tidings vapid-keys` prints one)"
+            )
+        if not self.vapid_subject.startswith(("mailto:", "https://")):
+            raise ConfigError(
+                "TIDINGS_VAPID_SUBJECT must be a mailto: or https: URL (push services contact it "
+                "about your pushes), e.g. mailto:ops@example.com"
+            )
+        if not 0 < self.push_grace <= 24 * 3600:
+            raise ConfigError("TIDINGS_PUSH_GRACE must be between 0 and 86400 seconds")
+        for name in ("push_interval", "push_presence_interval", "push_timeout", "push_retry_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
+        # A claim must outlive the sends made under it, or a second node could send the same
+        # push while the first is still waiting for its answer.
+        if self.push_lease < 3 * self.push_timeout:
+            raise ConfigError("TIDINGS_PUSH_LEASE must be at least 3 × TIDINGS_PUSH_TIMEOUT")
+        # Presence is written every interval: a grace shorter than that could push to a user
+        # whose open stream has not been recorded yet.
+        if self.push_presence_interval >= self.push_grace:
+            raise ConfigError(
+                "TIDINGS_PUSH_PRESENCE_INTERVAL must be shorter than TIDINGS_PUSH_GRACE"
+            )
+        for name in ("push_ttl", "push_batch", "push_concurrency", "max_push_subscriptions"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+        if self.max_push_endpoint_bytes < 64:
+            raise ConfigError("TIDINGS_MAX_PUSH_ENDPOINT_BYTES must be at least 64")
+
+
+def b64url_bytes(text: str) -> bytes | None:
+    """The bytes of unpadded (or padded) base64url text; None when it is not that."""
+    try:
+        padded = text + "=" * (-len(text) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True)
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _parses(url: str) -> bool:

@@ -22,7 +22,16 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tidings.models import Action, Actor, Clock, Draft, Position, Preferences, now_ms
+from tidings.models import (
+    Action,
+    Actor,
+    Clock,
+    Draft,
+    Position,
+    Preferences,
+    PushSubscription,
+    now_ms,
+)
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
@@ -379,3 +388,31 @@ async def test_a_schema_3_database_gains_the_email_digest_with_nothing_lost(
         assert (claim.done_seq, claim.claimed_seq) == (2, 3)
     finally:
         await store.close()
+
+
+async def test_a_schema_3_database_gains_web_push_with_nothing_lost(store_url: str) -> None:
+    stamp = now_ms()
+    await write_schema_3(store_url, stamp)
+    store: Store = create_store(store_url)
+    await store.open()
+    try:
+        old, inbox = await store.after("alice", 0, 10)
+        assert (old.seq, old.message, old.created_ms) == (1, "old", stamp)
+        assert (inbox.seq, inbox.message) == (2, "inbox")
+        endpoint = "https://push.example/alice"
+        sub = PushSubscription(endpoint, "alice", "p256dh", "auth")
+        assert await store.add_push_subscription(sub, 5) == "created"
+        # A subscription starts after what the user had: the old notifications are not pushed.
+        [row] = await store.push_subscriptions("alice")
+        assert row.done_seq == 2
+        await store.record_presence("node", stamp, ["alice"], [])
+        assert await store.presence("alice") == stamp
+    finally:
+        await store.close()
+    again: Store = create_store(store_url)
+    await again.open()
+    try:
+        assert await again.after("alice", 0, 10) == [old, inbox]
+        assert [s.endpoint for s in await again.push_subscriptions("alice")] == [endpoint]
+    finally:
+        await again.close()

@@ -28,12 +28,13 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Scheduled,
     Stored,
     UserRecord,
     now_ms,
 )
-from tidings.store.base import Store, StoreUnavailable
+from tidings.store.base import Store, StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     DELIVERED,
@@ -65,6 +66,10 @@ class FakeStore:
         # (key, user_id) -> [the row's Due, its fingerprint, its state, lease_until]
         self.scheduled: dict[tuple[str, str], list[Any]] = {}
         self.emails: dict[str, _Cursor] = {}
+        self.push: dict[str, PushSubscription] = {}
+        # (user, node) -> closed_ms (None: open); node -> its last report.
+        self.streams: dict[tuple[str, str], int | None] = {}
+        self.nodes: dict[str, int] = {}
         self.down = False
         # Set each time a call fails because the store is down.
         self.failed = asyncio.Event()
@@ -387,6 +392,114 @@ class FakeStore:
         return True
 
 
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        self._check()
+        found = self.push.get(sub.endpoint)
+        if found is not None and found.user_id == sub.user_id:
+            self.push[sub.endpoint] = dataclasses.replace(found, p256dh=sub.p256dh, auth=sub.auth)
+            return "updated"
+        if sum(s.user_id == sub.user_id for s in self.push.values()) >= limit:
+            return "full"
+        self.push[sub.endpoint] = dataclasses.replace(
+            sub, created_ms=now_ms(), done_seq=self.last.get(sub.user_id, 0)
+        )
+        return "created" if found is None else "updated"
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        self._check()
+        found = self.push.get(endpoint)
+        if found is None or found.user_id != user_id:
+            return False
+        del self.push[endpoint]
+        return True
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        self._check()
+        return [s for s in self.push.values() if s.user_id == user_id]
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        self._check()
+        self.push.pop(endpoint, None)
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        self._check()
+        now = now_ms()
+        return [
+            s
+            for s in self.push.values()
+            if s.lease_until <= now
+            and s.retry_ms <= now
+            and any(
+                n.seq > s.done_seq and n.created_ms <= cutoff_ms
+                for n in self.rows.get(s.user_id, [])
+            )
+        ][:limit]
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        self._check()
+        found = self.push.get(endpoint)
+        now = now_ms()
+        if found is None or found.lease_until > now:
+            return None
+        claimed = dataclasses.replace(found, lease_owner=owner, lease_until=now + lease_ms)
+        self.push[endpoint] = claimed
+        return claimed
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        self._check()
+        found = self.push.get(endpoint)
+        if found is None or found.lease_owner != owner or found.lease_until <= now_ms():
+            return False
+        self.push[endpoint] = dataclasses.replace(found, done_seq=max(found.done_seq, done_seq))
+        return True
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        self._check()
+        found = self.push.get(endpoint)
+        if found is not None and found.lease_owner == owner and found.lease_until > now_ms():
+            self.push[endpoint] = dataclasses.replace(
+                found,
+                done_seq=max(found.done_seq, done_seq),
+                retry_ms=retry_ms,
+                failures=failures,
+                lease_owner=None,
+                lease_until=0,
+            )
+
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        self._check()
+        self.nodes[node] = max(alive_ms, self.nodes.get(node, 0))
+        for user_id in opened:
+            self.streams[(user_id, node)] = None
+        for user_id, ms in closed:
+            self.streams[(user_id, node)] = ms
+
+    async def presence(self, user_id: str) -> int:
+        self._check()
+        times = [
+            self.nodes.get(node, 0) if closed is None else closed
+            for (user, node), closed in self.streams.items()
+            if user == user_id
+        ]
+        return max(times, default=0)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        self._check()
+        dead = {n for n, ms in self.nodes.items() if ms < before_ms}
+        self.streams = {
+            (u, n): c
+            for (u, n), c in self.streams.items()
+            if n not in dead and (c is None or c >= before_ms)
+        }
+        self.nodes = {n: ms for n, ms in self.nodes.items() if n not in dead}
+
+
 @dataclass
 class _Cursor:
     """A user's address and digest cursor, as the stores keep them."""
@@ -398,6 +511,8 @@ class _Cursor:
     lease_until: int = 0
     next_ms: int = 0
     attempts: int = 0
+
+
 
 
 class FakeBus:

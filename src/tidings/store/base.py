@@ -7,7 +7,7 @@ is what that suite checks. Shared logic lives in `store/common.py`; a backend ho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 from tidings.models import (
     Counts,
@@ -17,12 +17,17 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Scheduled,
     Stored,
     UserRecord,
 )
 
-__all__ = ["IdempotencyConflict", "Store", "StoreUnavailable"]
+__all__ = ["IdempotencyConflict", "Store", "StoreUnavailable", "Subscribed"]
+
+# What `add_push_subscription` did: stored a new one, updated one with that endpoint, or
+# refused because the user has as many as allowed.
+Subscribed = Literal["created", "updated", "full"]
 
 
 class StoreUnavailable(RuntimeError):
@@ -201,3 +206,54 @@ class Store(Protocol):
         and counts one attempt more. `keep_claim`: the server may have accepted the message, so
         the next try sends the very same digest (same Message-ID) instead of a larger one.
         False when the claim was lost meanwhile."""
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        """Store `sub` for `sub.user_id`, keyed by its endpoint. A new one (or one that moves to
+        another user: a shared browser) starts at the user's current last seq, so only newer
+        notifications are pushed to it; the same user's endpoint again only updates the keys.
+        "full" (nothing stored) when the user already has `limit` others."""
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        """Delete the user's subscription with that endpoint; False when they have none."""
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        """The user's subscriptions, oldest first."""
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        """Delete the subscription (its push service answered 404 or 410), whoever holds it."""
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        """At most `limit` subscriptions not leased now, not waiting to retry, whose user has a
+        notification newer than their `done_seq` created at or before `cutoff_ms`."""
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        """Compare-and-set: lease the subscription to `owner` for `lease_ms` from now if no
+        lease is running; the row as claimed, or None (another holds it, or it is gone)."""
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        """Raise `done_seq` (never lower it) while `owner` still holds the lease, keeping the
+        lease; False when the lease was lost (expired and taken), and nothing changed."""
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        """Raise `done_seq`, set the retry time and failure count, and end `owner`'s lease (a
+        no-op when `owner` no longer holds a running lease: one that lapsed may be another's)."""
+
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        """Node `node` is alive at `alive_ms`; `opened` users have a stream open on it (from now
+        until told otherwise, for as long as the node keeps reporting), and each of `closed` had
+        its last stream on it close at that time. Only changes are sent; the node's report
+        itself, once per interval, keeps its open users current."""
+
+    async def presence(self, user_id: str) -> int:
+        """The last time the user is known to have had a stream open on any node (0: never): a
+        stream open now counts until its node last reported, a closed one until it closed."""
+
+    async def forget_presence(self, before_ms: int) -> None:
+        """Drop what is known only before `before_ms`: streams closed before it, and nodes (with
+        their streams) that last reported before it."""

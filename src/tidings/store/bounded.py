@@ -22,11 +22,12 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Scheduled,
     Stored,
     UserRecord,
 )
-from tidings.store.base import Store, StoreUnavailable
+from tidings.store.base import Store, StoreUnavailable, Subscribed
 
 __all__ = ["BoundedStore"]
 
@@ -208,3 +209,55 @@ class BoundedStore:
     async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
         async with self._slot():
             return await self.inner.release_email(claim, next_ms, keep_claim=keep_claim)
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        async with self._slot():
+            return await self.inner.add_push_subscription(sub, limit)
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        async with self._slot():
+            return await self.inner.remove_push_subscription(user_id, endpoint)
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        async with self._slot():
+            return await self.inner.push_subscriptions(user_id)
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        async with self._slot():
+            await self.inner.drop_push_subscription(endpoint)
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        async with self._slot():
+            return await self.inner.push_due(cutoff_ms, limit)
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        async with self._slot():
+            return await self.inner.claim_push(endpoint, owner, lease_ms)
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        async with self._slot():
+            return await self.inner.advance_push(endpoint, owner, done_seq)
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        async with self._slot():
+            await self.inner.release_push(
+                endpoint, owner, done_seq, retry_ms=retry_ms, failures=failures
+            )
+
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        async with self._slot():
+            await self.inner.record_presence(node, alive_ms, opened, closed)
+
+    async def presence(self, user_id: str) -> int:
+        async with self._slot():
+            return await self.inner.presence(user_id)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        async with self._slot():
+            await self.inner.forget_presence(before_ms)

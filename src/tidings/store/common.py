@@ -7,11 +7,21 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from tidings.models import Action, Actor, Counts, Draft, Due, Notification, Preferences
+from tidings.models import (
+    Action,
+    Actor,
+    Counts,
+    Draft,
+    Due,
+    Notification,
+    Preferences,
+    PushSubscription,
+)
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
 __all__ = [
     "COLUMNS",
+    "PUSH_COLUMNS",
     "SCHEMA_VERSION",
     "check_fingerprint",
     "check_schema",
@@ -31,6 +41,7 @@ __all__ = [
     "inbox_values",
     "made",
     "notification",
+    "push_subscription",
 ]
 
 T = TypeVar("T")
@@ -39,8 +50,8 @@ T = TypeVar("T")
 # for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
 # 3: the inbox: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
 # stored before, which read as having none). 4: scheduled notifications (a table/collection of
-# their own), and an index on expires_ms for the expiry sweep. 5: Web Push (filled at merge).
-# 6: the email digest: users' addresses and cursors.
+# their own), and an index on expires_ms for the expiry sweep. 5: Web Push: subscriptions with
+# their delivery cursor, and presence. 6: the email digest: users' addresses and cursors.
 SCHEMA_VERSION = 6
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
@@ -257,3 +268,27 @@ def delivery_key(key: str, user_id: str) -> str:
     publisher's key has no reason to contain.
     """
     return f"scheduled\x1f{key}\x1f{user_id}"
+
+
+# --- Web Push (issue 11) --------------------------------------------------------------------------
+
+# The order of a push subscription row in every SQL store, and of `push_subscription()`'s argument.
+PUSH_COLUMNS = (
+    "endpoint, user_id, p256dh, auth, created_ms, done_seq, lease_owner, lease_until, retry_ms, "
+    "failures"
+)
+
+
+def push_subscription(row: Sequence[Any]) -> PushSubscription:
+    return PushSubscription(
+        endpoint=row[0],
+        user_id=row[1],
+        p256dh=row[2],
+        auth=row[3],
+        created_ms=int(row[4]),
+        done_seq=int(row[5]),
+        lease_owner=row[6],
+        lease_until=int(row[7]),
+        retry_ms=int(row[8]),
+        failures=int(row[9]),
+    )

@@ -15,11 +15,12 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Scheduled,
     Stored,
     UserRecord,
 )
-from tidings.store.base import Store
+from tidings.store.base import Store, Subscribed
 
 __all__ = ["InstrumentedStore"]
 
@@ -186,3 +187,55 @@ class InstrumentedStore:
     async def release_email(self, claim: EmailClaim, next_ms: int, *, keep_claim: bool) -> bool:
         self._op("release_email")
         return await self.inner.release_email(claim, next_ms, keep_claim=keep_claim)
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        self._op("add_push_subscription")
+        return await self.inner.add_push_subscription(sub, limit)
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        self._op("remove_push_subscription")
+        return await self.inner.remove_push_subscription(user_id, endpoint)
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        self._op("push_subscriptions")
+        return await self.inner.push_subscriptions(user_id)
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        self._op("drop_push_subscription")
+        await self.inner.drop_push_subscription(endpoint)
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        self._op("push_due")
+        return await self.inner.push_due(cutoff_ms, limit)
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        self._op("claim_push")
+        return await self.inner.claim_push(endpoint, owner, lease_ms)
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        self._op("advance_push")
+        return await self.inner.advance_push(endpoint, owner, done_seq)
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        self._op("release_push")
+        await self.inner.release_push(
+            endpoint, owner, done_seq, retry_ms=retry_ms, failures=failures
+        )
+
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        self._op("record_presence")
+        await self.inner.record_presence(node, alive_ms, opened, closed)
+
+    async def presence(self, user_id: str) -> int:
+        self._op("presence")
+        return await self.inner.presence(user_id)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        self._op("forget_presence")
+        await self.inner.forget_presence(before_ms)

@@ -68,11 +68,12 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Scheduled,
     Stored,
     UserRecord,
 )
-from tidings.store.base import StoreUnavailable
+from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     DELIVERED,
@@ -297,6 +298,8 @@ class MongoStore:
         await self._db["email_claims"].create_index(
             [("user_id", ASCENDING), ("gen", ASCENDING), ("k", ASCENDING)], name="user_gen_k"
         )
+        # Step 5, Web Push: a user's subscriptions are listed and counted by user.
+        await self._db["push_subscriptions"].create_index([("user_id", ASCENDING)], name="user_id")
         if self.retention_days is not None:
             await self._ensure_ttl(notifications)
         await meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
@@ -1089,3 +1092,214 @@ class MongoStore:
             )
             await self._email_claims.delete_many({"user_id": claim.user_id, "gen": {"$lte": gen}})
         return True
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    @property
+    def _push(self) -> AsyncCollection[Doc]:
+        return self._db["push_subscriptions"]
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        # Without transactions the cap is counted, then kept, in two steps: two subscribes of
+        # one user at the same instant may pass it by one. The cap bounds a user's rows; one
+        # over does no harm.
+        async with self._guard():
+            found = await self._push.find_one({"_id": sub.endpoint}, {"user_id": 1})
+            if found is not None and found["user_id"] == sub.user_id:
+                await self._push.update_one(
+                    {"_id": sub.endpoint}, {"$set": {"p256dh": sub.p256dh, "auth": sub.auth}}
+                )
+                return "updated"
+            if await self._push.count_documents({"user_id": sub.user_id}) >= limit:
+                return "full"
+            last = (await self.position(sub.user_id)).last_seq
+            doc: Doc = {
+                "user_id": sub.user_id,
+                "p256dh": sub.p256dh,
+                "auth": sub.auth,
+                "created_ms": self.clock.now_ms(),
+                "done_seq": last,
+                "lease_owner": None,
+                "lease_until": 0,
+                "lease_gen": 0,
+                "retry_ms": 0,
+                "failures": 0,
+            }
+            # A new subscription counts its leases from 0 again: the old claims must go first.
+            await self._db["push_claims"].delete_many({"endpoint": sub.endpoint})
+            await self._push.replace_one({"_id": sub.endpoint}, doc, upsert=True)
+        return "created" if found is None else "updated"
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        async with self._guard():
+            result = await self._push.delete_one({"_id": endpoint, "user_id": user_id})
+            if result.deleted_count:
+                await self._db["push_claims"].delete_many({"endpoint": endpoint})
+        return bool(result.deleted_count)
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        async with self._guard():
+            cursor = self._push.find({"user_id": user_id}).sort(
+                [("created_ms", ASCENDING), ("_id", ASCENDING)]
+            )
+            return [_push_subscription(d) async for d in cursor]
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        async with self._guard():
+            await self._push.delete_one({"_id": endpoint})
+            await self._db["push_claims"].delete_many({"endpoint": endpoint})
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        now = self.clock.now_ms()
+        due: list[PushSubscription] = []
+        async with self._guard():
+            free = [
+                _push_subscription(d)
+                async for d in self._push.find(
+                    {"lease_until": {"$lte": now}, "retry_ms": {"$lte": now}}
+                )
+            ]
+            # No join here: first the users' newest seqs in one query, then the few
+            # subscriptions behind them are checked for one old enough.
+            newest: dict[str, int] = {}
+            users = list({s.user_id for s in free})
+            for chunk in chunks(users, CHUNK):
+                async for user_id, seq in self._newest_many(list(chunk)):
+                    newest[user_id] = max(seq, newest.get(user_id, 0))
+            for sub in free:
+                if newest.get(sub.user_id, 0) <= sub.done_seq:
+                    continue
+                query = {
+                    "user_id": sub.user_id,
+                    "seq": {"$gt": sub.done_seq},
+                    "created_ms": {"$lte": cutoff_ms},
+                    **LIVE,
+                }
+                if await self._notifications.find_one(query, {"_id": 1}) is not None:
+                    due.append(sub)
+                    if len(due) == limit:
+                        break
+        return due
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        # The compare-and-set is an insert, as the idempotency fence is: FerretDB v1 runs a
+        # findAndModify or a filtered update as a read and a write, so two nodes could both
+        # "win" a filtered update. A claim document per lease generation, with a unique `_id`,
+        # lets exactly one of them insert generation g + 1.
+        now = self.clock.now_ms()
+        claims = self._db["push_claims"]
+        async with self._guard():
+            doc = await self._push.find_one({"_id": endpoint})
+            if doc is None or int(doc["lease_until"]) > now:
+                return None
+            generation = int(doc.get("lease_gen", 0))
+            try:
+                await claims.insert_one(
+                    {"_id": _fence(endpoint, str(generation + 1)), "endpoint": endpoint}
+                )
+            except DuplicateKeyError:
+                return None
+            claimed = {"lease_owner": owner, "lease_until": now + lease_ms}
+            result = await self._push.update_one(
+                {"_id": endpoint, "lease_gen": generation},
+                {"$set": {**claimed, "lease_gen": generation + 1}},
+            )
+            if not result.matched_count:
+                return None  # removed (or subscribed anew) meanwhile
+            await claims.delete_one({"_id": _fence(endpoint, str(generation))})
+        return _push_subscription({**doc, **claimed})
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        async with self._guard():
+            result = await self._push.update_one(
+                {
+                    "_id": endpoint,
+                    "lease_owner": owner,
+                    "lease_until": {"$gt": self.clock.now_ms()},
+                },
+                {"$max": {"done_seq": done_seq}},
+            )
+        return bool(result.matched_count)
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        async with self._guard():
+            await self._push.update_one(
+                {
+                    "_id": endpoint,
+                    "lease_owner": owner,
+                    "lease_until": {"$gt": self.clock.now_ms()},
+                },
+                {
+                    "$max": {"done_seq": done_seq},
+                    "$set": {
+                        "retry_ms": retry_ms,
+                        "failures": failures,
+                        "lease_owner": None,
+                        "lease_until": 0,
+                    },
+                },
+            )
+
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        # Documents of this node only (its id is in their `_id`): no other writer upserts
+        # them, so FerretDB's upsert race cannot occur.
+        states: list[tuple[str, int | None]] = [(u, None) for u in opened]
+        states += list(closed)
+        async with self._guard():
+            await self._db["push_nodes"].update_one(
+                {"_id": node}, {"$set": {"alive_ms": alive_ms}}, upsert=True
+            )
+            ops = [
+                UpdateOne(
+                    {"_id": _fence(user_id, node)},
+                    {"$set": {"user_id": user_id, "node_id": node, "closed_ms": closed_ms}},
+                    upsert=True,
+                )
+                for user_id, closed_ms in states
+            ]
+            for chunk in chunks(ops, BULK_UPDATES):
+                await self._db["push_presence"].bulk_write(list(chunk), ordered=False)
+
+    async def presence(self, user_id: str) -> int:
+        latest = 0
+        async with self._guard():
+            rows = [d async for d in self._db["push_presence"].find({"user_id": user_id})]
+            latest = max(
+                (int(d["closed_ms"]) for d in rows if d["closed_ms"] is not None), default=0
+            )
+            open_on = [d["node_id"] for d in rows if d["closed_ms"] is None]
+            if open_on:
+                async for node in self._db["push_nodes"].find({"_id": {"$in": open_on}}):
+                    latest = max(latest, int(node["alive_ms"]))
+        return latest
+
+    async def forget_presence(self, before_ms: int) -> None:
+        async with self._guard():
+            dead = [
+                d["_id"]
+                async for d in self._db["push_nodes"].find({"alive_ms": {"$lt": before_ms}})
+            ]
+            presence = self._db["push_presence"]
+            await presence.delete_many({"closed_ms": {"$lt": before_ms}})
+            if dead:
+                await presence.delete_many({"node_id": {"$in": dead}})
+                await self._db["push_nodes"].delete_many({"_id": {"$in": dead}})
+
+
+def _push_subscription(doc: Doc) -> PushSubscription:
+    return PushSubscription(
+        endpoint=doc["_id"],
+        user_id=doc["user_id"],
+        p256dh=doc["p256dh"],
+        auth=doc["auth"],
+        created_ms=int(doc["created_ms"]),
+        done_seq=int(doc["done_seq"]),
+        lease_owner=doc.get("lease_owner"),
+        lease_until=int(doc.get("lease_until", 0)),
+        retry_ms=int(doc.get("retry_ms", 0)),
+        failures=int(doc.get("failures", 0)),
+    )

@@ -26,16 +26,18 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Scheduled,
     Stored,
     UserRecord,
 )
-from tidings.store.base import StoreUnavailable
+from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     COLUMNS,
     DELIVERED,
     PENDING,
+    PUSH_COLUMNS,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
@@ -49,6 +51,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    push_subscription,
 )
 
 __all__ = ["PostgresStore"]
@@ -63,6 +66,8 @@ POOL_MAX = 10
 MIGRATION_LOCK = 0x7469_6469_6E67
 # A transaction PostgreSQL aborted (deadlock, serialization failure) is run again this often.
 ROLLBACK_ATTEMPTS = 3
+# The first key of the per-user advisory lock a subscribe takes (the second is the user's hash).
+PUSH_LOCK = 0x7075_7368
 
 T = TypeVar("T")
 
@@ -131,8 +136,33 @@ CREATE INDEX IF NOT EXISTS tidings_scheduled_done
 CREATE INDEX IF NOT EXISTS tidings_notifications_expires
     ON tidings_notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
-    # step 5: push's, filled at merge
-    5: "",
+    5: """
+CREATE TABLE IF NOT EXISTS tidings_push_subscriptions (
+    endpoint    text PRIMARY KEY,
+    user_id     text NOT NULL,
+    p256dh      text NOT NULL,
+    auth        text NOT NULL,
+    created_ms  bigint NOT NULL,
+    done_seq    bigint NOT NULL,
+    lease_owner text,
+    lease_until bigint NOT NULL DEFAULT 0,
+    retry_ms    bigint NOT NULL DEFAULT 0,
+    failures    integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tidings_push_subscriptions_user
+    ON tidings_push_subscriptions (user_id);
+CREATE TABLE IF NOT EXISTS tidings_push_presence (
+    user_id   text NOT NULL,
+    node_id   text NOT NULL,
+    closed_ms bigint,
+    PRIMARY KEY (user_id, node_id)
+);
+CREATE INDEX IF NOT EXISTS tidings_push_presence_node ON tidings_push_presence (node_id);
+CREATE TABLE IF NOT EXISTS tidings_push_nodes (
+    node_id  text PRIMARY KEY,
+    alive_ms bigint NOT NULL
+);
+""",
     6: """
 CREATE TABLE IF NOT EXISTS tidings_email_users (
     user_id     text PRIMARY KEY,
@@ -682,6 +712,173 @@ class PostgresStore:
                 claim.owner,
             )
         return bool(status != "UPDATE 0")
+
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        return await _retrying(lambda: self._add_push_subscription(sub, limit))
+
+    async def _add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        async with self._conn() as conn, conn.transaction():
+            # One subscribe of a user at a time: the cap is counted, then kept.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", PUSH_LOCK, sub.user_id
+            )
+            owner = await conn.fetchval(
+                "SELECT user_id FROM tidings_push_subscriptions WHERE endpoint = $1 FOR UPDATE",
+                sub.endpoint,
+            )
+            if owner == sub.user_id:
+                await conn.execute(
+                    "UPDATE tidings_push_subscriptions SET p256dh = $2, auth = $3 "
+                    "WHERE endpoint = $1",
+                    sub.endpoint,
+                    sub.p256dh,
+                    sub.auth,
+                )
+                return "updated"
+            count = await conn.fetchval(
+                "SELECT count(*) FROM tidings_push_subscriptions WHERE user_id = $1", sub.user_id
+            )
+            if count >= limit:
+                return "full"
+            last = await conn.fetchval(
+                "SELECT last_seq FROM tidings_users WHERE user_id = $1", sub.user_id
+            )
+            await conn.execute(
+                "DELETE FROM tidings_push_subscriptions WHERE endpoint = $1", sub.endpoint
+            )
+            await conn.execute(
+                "INSERT INTO tidings_push_subscriptions "
+                "(endpoint, user_id, p256dh, auth, created_ms, done_seq) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                sub.endpoint,
+                sub.user_id,
+                sub.p256dh,
+                sub.auth,
+                self.clock.now_ms(),
+                last or 0,
+            )
+        return "created" if owner is None else "updated"
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "DELETE FROM tidings_push_subscriptions WHERE endpoint = $1 AND user_id = $2",
+                endpoint,
+                user_id,
+            )
+        return bool(status != "DELETE 0")
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {PUSH_COLUMNS} FROM tidings_push_subscriptions WHERE user_id = $1 "
+                "ORDER BY created_ms, endpoint",
+                user_id,
+            )
+        return [push_subscription(tuple(r)) for r in rows]
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "DELETE FROM tidings_push_subscriptions WHERE endpoint = $1", endpoint
+            )
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {PUSH_COLUMNS} FROM tidings_push_subscriptions s "
+                "WHERE s.lease_until <= $1 AND s.retry_ms <= $1 AND EXISTS (SELECT 1 FROM "
+                "tidings_notifications n WHERE n.user_id = s.user_id AND n.seq > s.done_seq "
+                "AND n.created_ms <= $2) LIMIT $3",
+                self.clock.now_ms(),
+                cutoff_ms,
+                limit,
+            )
+        return [push_subscription(tuple(r)) for r in rows]
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        now = self.clock.now_ms()
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "UPDATE tidings_push_subscriptions SET lease_owner = $2, lease_until = $3 "
+                f"WHERE endpoint = $1 AND lease_until <= $4 RETURNING {PUSH_COLUMNS}",
+                endpoint,
+                owner,
+                now + lease_ms,
+                now,
+            )
+        return None if row is None else push_subscription(tuple(row))
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "UPDATE tidings_push_subscriptions SET done_seq = greatest(done_seq, $3) "
+                "WHERE endpoint = $1 AND lease_owner = $2 AND lease_until > $4",
+                endpoint,
+                owner,
+                done_seq,
+                self.clock.now_ms(),
+            )
+        return bool(status != "UPDATE 0")
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE tidings_push_subscriptions SET done_seq = greatest(done_seq, $3), "
+                "retry_ms = $4, failures = $5, lease_owner = NULL, lease_until = 0 "
+                "WHERE endpoint = $1 AND lease_owner = $2 AND lease_until > $6",
+                endpoint,
+                owner,
+                done_seq,
+                retry_ms,
+                failures,
+                self.clock.now_ms(),
+            )
+
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        # Rows of this node only: no other writer touches them, so no lock order to keep.
+        users = [*opened, *(u for u, _ in closed)]
+        closed_at: list[int | None] = [None] * len(opened) + [ms for _, ms in closed]
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO tidings_push_nodes AS n (node_id, alive_ms) VALUES ($1, $2) "
+                "ON CONFLICT (node_id) DO UPDATE SET alive_ms = greatest(n.alive_ms, $2)",
+                node,
+                alive_ms,
+            )
+            if users:
+                await conn.execute(
+                    "INSERT INTO tidings_push_presence (user_id, node_id, closed_ms) "
+                    "SELECT u, $1, c FROM unnest($2::text[], $3::bigint[]) AS t (u, c) "
+                    "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
+                    node,
+                    users,
+                    closed_at,
+                )
+
+    async def presence(self, user_id: str) -> int:
+        async with self._conn() as conn:
+            seen = await conn.fetchval(
+                "SELECT max(coalesce(p.closed_ms, n.alive_ms, 0)) FROM tidings_push_presence p "
+                "LEFT JOIN tidings_push_nodes n ON n.node_id = p.node_id WHERE p.user_id = $1",
+                user_id,
+            )
+        return 0 if seen is None else int(seen)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM tidings_push_presence WHERE closed_ms < $1 OR node_id IN "
+                "(SELECT node_id FROM tidings_push_nodes WHERE alive_ms < $1)",
+                before_ms,
+            )
+            await conn.execute("DELETE FROM tidings_push_nodes WHERE alive_ms < $1", before_ms)
 
 
 async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: int) -> Stored:

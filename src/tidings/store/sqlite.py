@@ -32,16 +32,18 @@ from tidings.models import (
     Notification,
     Position,
     Preferences,
+    PushSubscription,
     Scheduled,
     Stored,
     UserRecord,
 )
-from tidings.store.base import StoreUnavailable
+from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     COLUMNS,
     DELIVERED,
     PENDING,
+    PUSH_COLUMNS,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
@@ -56,6 +58,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    push_subscription,
 )
 
 __all__ = ["SqliteStore"]
@@ -139,8 +142,32 @@ CREATE INDEX IF NOT EXISTS scheduled_done ON scheduled (done_ms) WHERE done_ms I
 CREATE INDEX IF NOT EXISTS notifications_expires
     ON notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
-    # step 5: push's, filled at merge
-    5: "",
+    5: """
+CREATE TABLE IF NOT EXISTS push_subscriptions (
+    endpoint    TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    p256dh      TEXT NOT NULL,
+    auth        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    done_seq    INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    retry_ms    INTEGER NOT NULL DEFAULT 0,
+    failures    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS push_subscriptions_user ON push_subscriptions (user_id);
+CREATE TABLE IF NOT EXISTS push_presence (
+    user_id   TEXT NOT NULL,
+    node_id   TEXT NOT NULL,
+    closed_ms INTEGER,
+    PRIMARY KEY (user_id, node_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS push_presence_node ON push_presence (node_id);
+CREATE TABLE IF NOT EXISTS push_nodes (
+    node_id  TEXT PRIMARY KEY,
+    alive_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+""",
     6: """
 CREATE TABLE IF NOT EXISTS email_users (
     user_id     TEXT PRIMARY KEY,
@@ -557,6 +584,129 @@ class SqliteStore:
         values = (next_ms, keep_claim, claim.user_id, claim.owner)
         return bool(await self._writer.run(lambda c: c.execute(sql, values).rowcount))
 
+    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+    async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
+        stamp = self.clock.now_ms()
+
+        def _add(c: sqlite3.Connection) -> Subscribed:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                outcome = _add_subscription(c, sub, limit, stamp)
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return outcome
+
+        return await self._writer.run(_add)
+
+    async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        sql = "DELETE FROM push_subscriptions WHERE endpoint = ? AND user_id = ?"
+        count = await self._writer.run(lambda c: c.execute(sql, (endpoint, user_id)).rowcount)
+        return bool(count)
+
+    async def push_subscriptions(self, user_id: str) -> list[PushSubscription]:
+        sql = (
+            f"SELECT {PUSH_COLUMNS} FROM push_subscriptions WHERE user_id = ? "
+            "ORDER BY created_ms, endpoint"
+        )
+        rows = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchall())
+        return [push_subscription(r) for r in rows]
+
+    async def drop_push_subscription(self, endpoint: str) -> None:
+        sql = "DELETE FROM push_subscriptions WHERE endpoint = ?"
+        await self._writer.run(lambda c: c.execute(sql, (endpoint,)))
+
+    async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
+        now = self.clock.now_ms()
+        sql = (
+            f"SELECT {PUSH_COLUMNS} FROM push_subscriptions s "
+            "WHERE s.lease_until <= ? AND s.retry_ms <= ? AND EXISTS (SELECT 1 "
+            "FROM notifications n WHERE n.user_id = s.user_id AND n.seq > s.done_seq "
+            "AND n.created_ms <= ?) LIMIT ?"
+        )
+        params = (now, now, cutoff_ms, limit)
+        rows = await self._reader.run(functools.partial(_fetch_all, sql=sql, params=params))
+        return [push_subscription(r) for r in rows]
+
+    async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
+        now = self.clock.now_ms()
+        sql = (
+            "UPDATE push_subscriptions SET lease_owner = ?, lease_until = ? "
+            f"WHERE endpoint = ? AND lease_until <= ? RETURNING {PUSH_COLUMNS}"
+        )
+        params = (owner, now + lease_ms, endpoint, now)
+        row = await self._writer.run(lambda c: c.execute(sql, params).fetchone())
+        return None if row is None else push_subscription(row)
+
+    async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
+        sql = (
+            "UPDATE push_subscriptions SET done_seq = max(done_seq, ?) "
+            "WHERE endpoint = ? AND lease_owner = ? AND lease_until > ?"
+        )
+        params = (done_seq, endpoint, owner, self.clock.now_ms())
+        return bool(await self._writer.run(lambda c: c.execute(sql, params).rowcount))
+
+    async def release_push(
+        self, endpoint: str, owner: str, done_seq: int, *, retry_ms: int = 0, failures: int = 0
+    ) -> None:
+        sql = (
+            "UPDATE push_subscriptions SET done_seq = max(done_seq, ?), retry_ms = ?, "
+            "failures = ?, lease_owner = NULL, lease_until = 0 "
+            "WHERE endpoint = ? AND lease_owner = ? AND lease_until > ?"
+        )
+        params = (done_seq, retry_ms, failures, endpoint, owner, self.clock.now_ms())
+        await self._writer.run(lambda c: c.execute(sql, params))
+
+    async def record_presence(
+        self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
+    ) -> None:
+        def _record(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(
+                    "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
+                    "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
+                    (node, alive_ms),
+                )
+                c.executemany(
+                    "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
+                    "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
+                    [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._writer.run(_record)
+
+    async def presence(self, user_id: str) -> int:
+        sql = (
+            "SELECT max(coalesce(p.closed_ms, n.alive_ms, 0)) FROM push_presence p "
+            "LEFT JOIN push_nodes n ON n.node_id = p.node_id WHERE p.user_id = ?"
+        )
+        row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
+        return int(row[0] or 0)
+
+    async def forget_presence(self, before_ms: int) -> None:
+        def _forget(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute(
+                    "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
+                    "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
+                    (before_ms, before_ms),
+                )
+                c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._writer.run(_forget)
+
 
 def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
     return c.execute(sql, params).fetchall()
@@ -832,3 +982,31 @@ def _claim_email(
         c.execute("ROLLBACK")
         raise
     return claim
+
+
+def _add_subscription(
+    c: sqlite3.Connection, sub: PushSubscription, limit: int, stamp: int
+) -> Subscribed:
+    """One subscription, inside the caller's transaction (see `Store.add_push_subscription`)."""
+    found = c.execute(
+        "SELECT user_id FROM push_subscriptions WHERE endpoint = ?", (sub.endpoint,)
+    ).fetchone()
+    if found is not None and found[0] == sub.user_id:
+        c.execute(
+            "UPDATE push_subscriptions SET p256dh = ?, auth = ? WHERE endpoint = ?",
+            (sub.p256dh, sub.auth, sub.endpoint),
+        )
+        return "updated"
+    (count,) = c.execute(
+        "SELECT count(*) FROM push_subscriptions WHERE user_id = ?", (sub.user_id,)
+    ).fetchone()
+    if count >= limit:
+        return "full"
+    last = c.execute("SELECT last_seq FROM users WHERE user_id = ?", (sub.user_id,)).fetchone()
+    c.execute("DELETE FROM push_subscriptions WHERE endpoint = ?", (sub.endpoint,))
+    c.execute(
+        "INSERT INTO push_subscriptions (endpoint, user_id, p256dh, auth, created_ms, done_seq) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (sub.endpoint, sub.user_id, sub.p256dh, sub.auth, stamp, 0 if last is None else last[0]),
+    )
+    return "created" if found is None else "updated"

@@ -974,6 +974,114 @@ class Tidings {
     this._listeners.clear();
   }
 
+  // --- Web Push: desktop notifications while no tab is open ----------------------------------
+
+  /**
+   * Whether this browser gets desktop notifications from tidings: "unsupported" (no service
+   * worker, Push API or Notification here), "default" (never asked), "denied" (the user said
+   * no: only the browser's site settings can undo it), "on" (subscribed), "off" (allowed, not
+   * subscribed).
+   * @param {{registration?: ServiceWorkerRegistration}} [options] the app's service worker
+   *   registration (default: the one controlling this page's scope)
+   * @returns {Promise<"unsupported" | "default" | "denied" | "on" | "off">}
+   */
+  async pushState({ registration } = {}) {
+    const g = globalThis;
+    if (!pushSupported(g)) return "unsupported";
+    if (g.Notification.permission === "denied") return "denied";
+    const reg = registration ?? (await g.navigator.serviceWorker.getRegistration());
+    const subscription = reg ? await reg.pushManager.getSubscription() : null;
+    if (subscription && g.Notification.permission === "granted") return "on";
+    return g.Notification.permission === "default" ? "default" : "off";
+  }
+
+  /**
+   * Ask for permission, subscribe this browser with the server's key and register the
+   * subscription with tidings. Resolves "on"; rejects with a TidingsError (code
+   * "push_unsupported", "push_no_worker", "push_denied", "push_failed", or the server's).
+   * The page needs a service worker that imports tidings-sw.js (docs/away.md).
+   * @param {{registration?: ServiceWorkerRegistration}} [options]
+   * @returns {Promise<"on">}
+   */
+  async enablePush({ registration } = {}) {
+    const action = "enablePush";
+    try {
+      const g = globalThis;
+      if (!pushSupported(g)) {
+        throw new TidingsError("this browser cannot show push notifications", {
+          code: "push_unsupported",
+          action,
+        });
+      }
+      const reg = registration ?? (await g.navigator.serviceWorker.getRegistration());
+      if (!reg) {
+        throw new TidingsError("no service worker: register one that imports tidings-sw.js", {
+          code: "push_no_worker",
+          action,
+        });
+      }
+      const permission = await g.Notification.requestPermission();
+      if (permission !== "granted") {
+        throw new TidingsError("notifications are not allowed for this site", {
+          code: "push_denied",
+          action,
+        });
+      }
+      const { data } = await this._call(action, "GET", "/notifications/push/key");
+      const key = base64urlBytes(String(data?.public_key ?? ""));
+      let subscription = await reg.pushManager.getSubscription();
+      const current = subscription?.options?.applicationServerKey;
+      if (subscription && !(current && sameBytes(new Uint8Array(current), key))) {
+        // Made with another server key (the key was rotated): the push service would refuse it.
+        await subscription.unsubscribe();
+        subscription = null;
+      }
+      try {
+        subscription ??= await reg.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: key,
+        });
+      } catch (error) {
+        throw new TidingsError(`the browser's push service refused: ${error?.message ?? error}`, {
+          code: "push_failed",
+          action,
+        });
+      }
+      await this._call(action, "POST", "/notifications/push-subscriptions", subscription.toJSON());
+      return "on";
+    } catch (error) {
+      throw this._fail(action, error);
+    }
+  }
+
+  /**
+   * Unsubscribe this browser and tell tidings to forget the subscription. Resolves "off" (also
+   * when it was not subscribed); rejects with a TidingsError.
+   * @param {{registration?: ServiceWorkerRegistration}} [options]
+   * @returns {Promise<"off">}
+   */
+  async disablePush({ registration } = {}) {
+    const action = "disablePush";
+    try {
+      const g = globalThis;
+      if (!pushSupported(g)) return "off";
+      const reg = registration ?? (await g.navigator.serviceWorker.getRegistration());
+      const subscription = reg ? await reg.pushManager.getSubscription() : null;
+      if (!subscription) return "off";
+      try {
+        const body = { endpoint: subscription.endpoint };
+        await this._call(action, "DELETE", "/notifications/push-subscriptions", body);
+      } catch (error) {
+        // Already gone on the server (its push service answered 410): unsubscribe all the same.
+        if (!(error instanceof TidingsError && error.code === "not_found")) throw error;
+      }
+      await subscription.unsubscribe();
+      return "off";
+    } catch (error) {
+      throw this._fail(action, error);
+    }
+  }
+
   // --- start-up and leadership -----------------------------------------------------------------
 
   /** Load the list: on creation and on reconnect(). `_loaded` settles when it is done. */
@@ -1528,6 +1636,23 @@ function toTidingsError(error, action) {
     return new TidingsError("the server's answer was not JSON", { code: "bad_response", action });
   }
   return new TidingsError(error?.message || "network error", { code: "network", action });
+}
+
+// --- Web Push helpers ------------------------------------------------------------------------
+
+function pushSupported(g) {
+  return Boolean(g.Notification && g.navigator?.serviceWorker && g.PushManager);
+}
+
+/** The bytes of base64url text (the server's VAPID key), for `applicationServerKey`. */
+export function base64urlBytes(text) {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
+function sameBytes(a, b) {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
 function describe(error) {

@@ -1,0 +1,332 @@
+"""Durable, exactly-once Web Push: the notification log is the outbox.
+
+Each subscription row is also its cursor: `done_seq` is the newest of its user's notifications it
+is finished with. Every node runs `PushChannel.run`: once per `push_interval` it asks the store
+for subscriptions whose user has a notification past `done_seq` older than the grace, leases
+each one by compare-and-set (`claim_push`), and for each such notification in seq order either
+skips it (seen, read, archived, expired, muted, push turned off, or an open stream on some node
+since it was created) or sends one push, and after each 2xx raises `done_seq` under the lease.
+
+Exactly once, and its one window:
+- A node killed after claiming and before sending holds a lease nobody renews; once it expires
+  another node (or the restarted one) claims the row at the same `done_seq` and sends.
+- A node whose lease expired during a slow send cannot raise `done_seq` (the write names the
+  owner and checks the lease), and a lease outlives three request timeouts (settings), so two
+  nodes never send under live leases at once.
+- A node killed after the push service accepted and before `done_seq` is written (one store
+  write, milliseconds) leaves the notification to be pushed again; so does an answer that was
+  lost or late (past the timeout) after the push service accepted. The repeat carries the same
+  `Topic` header, and the service worker shows it with the same `tag`, so the browser replaces
+  the first notification instead of showing a second.
+
+Presence: every node reports, once per `push_presence_interval`, that it is alive, with the
+users whose streams opened or closed on it since its last report (only changes: an open stream
+costs no write per interval). A user's presence is the last time a stream of theirs is known
+open: a closed one's close time, an open one's node's last report. A notification is skipped
+when that time is at or after its creation: the user had a stream open at some point since, on
+some node, and the stream delivered it. A killed node stops reporting, so its users stop
+counting from the moment it died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from tidings.hub import Hub
+from tidings.metrics import Metrics
+from tidings.models import Clock, Notification, Preferences, PushSubscription, iso_ms
+from tidings.push.keys import Vapid
+from tidings.settings import Settings
+from tidings.store import Store
+
+__all__ = ["MAX_PLAINTEXT", "PushChannel", "payload_of"]
+
+log = logging.getLogger("tidings.push")
+
+CHANNEL: Final = "push"
+# RFC 8291 §4: a push message body is at most 4096 bytes; aes128gcm adds an 86-byte header (salt,
+# record size, the sender's key), a 16-byte tag and a 1-byte padding delimiter.
+MAX_PLAINTEXT: Final = 4096 - 86 - 16 - 1
+# Presence older than a day no longer decides a push (a notification is pushed within the grace,
+# or after retries); it is dropped once an hour.
+FORGET_AFTER_MS: Final = 24 * 3600 * 1000
+FORGET_EVERY_S: Final = 3600.0
+# Never wait to send when less than this is left of the lease after a request's timeout.
+LEASE_MARGIN_S: Final = 1.0
+
+
+def payload_of(n: Notification) -> bytes:
+    """What the service worker receives: the notification's visible fields, at most
+    `MAX_PLAINTEXT` bytes (the actions, then the avatar, then the end of the message give way)."""
+    body: dict[str, Any] = {
+        "id": n.seq,
+        "seq": n.seq,
+        "message": n.message,
+        "link": n.link,
+        "category": n.category,
+        "actor": None if n.actor is None else n.actor.to_json(),
+        "actions": [a.to_json() for a in n.actions],
+        "created_at": iso_ms(n.created_ms),
+    }
+    data = _encode(body)
+    if len(data) > MAX_PLAINTEXT:
+        body["actions"] = []
+        data = _encode(body)
+    if len(data) > MAX_PLAINTEXT and body["actor"] is not None:
+        body["actor"] = {"name": body["actor"]["name"], "avatar_url": None}
+        data = _encode(body)
+    while len(data) > MAX_PLAINTEXT and body["message"] != "…":
+        # Cut the message's UTF-8 by what is over plus the ellipsis (3 bytes), never inside a
+        # character; a second round covers characters JSON escapes into more bytes.
+        raw = body["message"].encode()
+        keep = max(0, len(raw) - (len(data) - MAX_PLAINTEXT) - 3)
+        body["message"] = raw[:keep].decode(errors="ignore") + "…"
+        data = _encode(body)
+    if len(data) > MAX_PLAINTEXT:
+        # Only with limits raised far past their defaults: the link and the actor go as well.
+        body.update(link=None, actor=None, category=None)
+        data = _encode(body)
+    return data
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def skip_reason(n: Notification, prefs: Preferences, present_ms: int, now_ms: int) -> str | None:
+    """Why `n` is not pushed, or None to push it."""
+    if n.seen_ms is not None:
+        return "seen"
+    if n.read_ms is not None:
+        return "read"
+    if n.archived_ms is not None:
+        return "archived"
+    if n.expires_ms is not None and n.expires_ms <= now_ms:
+        return "expired"
+    if not prefs.push:
+        return "unsubscribed"
+    if n.category is not None and n.category in prefs.muted_categories:
+        return "muted"
+    if present_ms >= n.created_ms:
+        return "present"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    kind: str  # "sent", "gone", "retry", "rejected"
+    retry_after_s: float | None = None
+
+
+class PushChannel:
+    """One node's share of Web Push: the presence writer and the delivery loop."""
+
+    def __init__(
+        self, settings: Settings, store: Store, hub: Hub, clock: Clock, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.clock = clock
+        self.metrics = metrics
+        self.vapid = Vapid(settings.vapid_private_key, settings.vapid_subject)
+        # This node's name on the leases it takes: unique per process and start.
+        self.owner = secrets.token_hex(8)
+        self._left: dict[str, int] = {}
+        # The users this node last reported with a stream open.
+        self._written: set[str] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled: presence and delivery, each on its own interval."""
+        self.hub.on_leave = self._leave
+        timeout = httpx.Timeout(self.settings.push_timeout)
+        try:
+            async with (
+                httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
+                asyncio.TaskGroup() as tg,
+            ):
+                self._client = client
+                tg.create_task(self._presence_forever(), name="tidings-push-presence")
+                tg.create_task(self._deliver_forever(), name="tidings-push")
+        finally:
+            self.hub.on_leave = None
+            self._client = None
+
+    # -- presence ---------------------------------------------------------------------------------
+
+    def _leave(self, user_id: str) -> None:
+        self._left[user_id] = self.clock.now_ms()
+
+    async def write_presence(self) -> None:
+        """Report this node alive, with the users whose streams opened or closed here since the
+        last report; an open stream needs no row of its own each time."""
+        now = self.clock.now_ms()
+        current = set(self.hub.users())
+        left, self._left = self._left, {}
+        opened = sorted(current - self._written)
+        closed = sorted((u, ms) for u, ms in left.items() if u not in current)
+        try:
+            await self.store.record_presence(self.owner, now, opened, closed)
+        except BaseException:
+            # Kept for the next report: a departure not recorded could let a push through for a
+            # notification that stream delivered.
+            for user_id, ms in left.items():
+                self._left[user_id] = max(ms, self._left.get(user_id, 0))
+            raise
+        self._written = current
+
+    async def _presence_forever(self) -> None:
+        forgot = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.write_presence()
+                if loop.time() - forgot > FORGET_EVERY_S:
+                    forgot = loop.time()
+                    await self.store.forget_presence(self.clock.now_ms() - FORGET_AFTER_MS)
+            except Exception:
+                log.warning("push presence write failed; trying again", exc_info=True)
+            await asyncio.sleep(self.settings.push_presence_interval)
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.warning("push delivery pass failed; trying again", exc_info=True)
+            await asyncio.sleep(self.settings.push_interval)
+
+    async def deliver_due(self) -> int:
+        """One pass: every due subscription leased, its due notifications sent or skipped.
+        Returns how many subscriptions were due."""
+        cutoff = self.clock.now_ms() - int(self.settings.push_grace * 1000)
+        due = await self.store.push_due(cutoff, self.settings.push_batch)
+        if not due:
+            return 0
+        # This node's own streams are in the store before it decides, whatever the presence
+        # loop's timing: a stream that opened and closed here a moment ago counts.
+        await self.write_presence()
+        slots = asyncio.Semaphore(self.settings.push_concurrency)
+
+        async def one(sub: PushSubscription) -> None:
+            async with slots:
+                try:
+                    await self.deliver(sub.endpoint)
+                except Exception:
+                    log.warning("push to one subscription failed; retrying later", exc_info=True)
+
+        async with asyncio.TaskGroup() as tg:
+            for sub in due:
+                tg.create_task(one(sub))
+        return len(due)
+
+    async def deliver(self, endpoint: str) -> None:
+        """Lease one subscription and bring it up to date; a no-op if another node holds it."""
+        lease_s = self.settings.push_lease
+        claimed = await self.store.claim_push(endpoint, self.owner, int(lease_s * 1000))
+        if claimed is None:
+            return
+        loop = asyncio.get_running_loop()
+        lease_end = loop.time() + lease_s - LEASE_MARGIN_S
+        done, failures, retry_ms = claimed.done_seq, claimed.failures, 0
+        try:
+            found = await self.store.after(claimed.user_id, done, self.settings.push_batch)
+            prefs = await self.store.preferences(claimed.user_id)
+            present = await self.store.presence(claimed.user_id)
+            now = self.clock.now_ms()
+            cutoff = now - int(self.settings.push_grace * 1000)
+            for n in found:
+                if n.created_ms > cutoff:
+                    break
+                reason = skip_reason(n, prefs, present, now)
+                if reason is not None:
+                    self.metrics.away_skipped.labels(CHANNEL, reason).inc()
+                    done = n.seq
+                    continue
+                if loop.time() + self.settings.push_timeout > lease_end:
+                    break  # the rest under a fresh lease, next pass
+                outcome = await self._send(claimed, n)
+                if outcome.kind == "gone":
+                    log.info("push subscription gone (404/410); deleted")
+                    await self.store.drop_push_subscription(endpoint)
+                    return
+                if outcome.kind == "retry":
+                    self.metrics.away_failed.labels(CHANNEL).inc()
+                    failures += 1
+                    retry_ms = self.clock.now_ms() + int(self._backoff(failures, outcome) * 1000)
+                    break
+                if outcome.kind == "rejected":
+                    # Any other 4xx: the same request would fail the same way again.
+                    self.metrics.away_failed.labels(CHANNEL).inc()
+                else:
+                    self.metrics.away_sent.labels(CHANNEL).inc()
+                done, failures = n.seq, 0
+                # At once, not at the end: this write is what stands between a crash and a
+                # repeat of this push.
+                if not await self.store.advance_push(endpoint, self.owner, done):
+                    log.warning("push lease lost during a pass; another node continues")
+                    return
+        finally:
+            try:
+                await self.store.release_push(
+                    endpoint, self.owner, done, retry_ms=retry_ms, failures=failures
+                )
+            except Exception:
+                # The lease then simply expires, and the next owner starts from the last
+                # `done_seq` written.
+                log.warning("push lease release failed", exc_info=True)
+
+    def _backoff(self, failures: int, outcome: _Outcome) -> float:
+        if outcome.retry_after_s is not None:
+            return min(self.settings.push_retry_max, max(1.0, outcome.retry_after_s))
+        base = min(self.settings.push_retry_max, 2.0 ** min(failures, 30))
+        return base * random.uniform(0.5, 1.0)
+
+    async def _send(self, sub: PushSubscription, n: Notification) -> _Outcome:
+        assert self._client is not None
+        try:
+            request = self.vapid.request(
+                sub, payload_of(n), ttl=self.settings.push_ttl, topic=f"tidings{n.seq}"[-32:]
+            )
+        except Exception:
+            # Keys the route checked cannot fail here; should one still, this push can never
+            # be made, and retrying it forever would hold up the subscription.
+            log.warning("push could not be encrypted or signed; skipped", exc_info=True)
+            return _Outcome("rejected")
+        try:
+            async with asyncio.timeout(self.settings.push_timeout):
+                response = await self._client.post(
+                    request.url, content=request.body, headers=request.headers
+                )
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            log.info("push service unreachable (%s); retrying later", type(exc).__name__)
+            return _Outcome("retry")
+        status = response.status_code
+        if 200 <= status < 300:
+            return _Outcome("sent")
+        if status in (404, 410):
+            return _Outcome("gone")
+        if status == 429 or status >= 500:
+            return _Outcome("retry", _retry_after(response.headers.get("retry-after")))
+        log.warning("push service refused a push: %s %s", status, response.text[:200])
+        return _Outcome("rejected")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP date: the backoff decides

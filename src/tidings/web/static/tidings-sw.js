@@ -1,0 +1,79 @@
+/*
+ * tidings-sw.js: the service-worker side of tidings' Web Push. Not a worker of its own: the host
+ * app's own service worker (served from the app's origin, so its scope is the app) imports it:
+ *
+ *     importScripts("https://tidings.example/static/tidings-sw.js");
+ *
+ * On a push it shows the notification (the actor as title when there is one, the message, the
+ * actor's avatar as icon, up to two action buttons), unless a tab of the app is visible: that
+ * tab's bell shows it already. The notification's tag is the notification's id, so a repeated
+ * push of the same one (see docs/away.md, "Exactly once") replaces it instead of adding a second.
+ * A click focuses a tab already on the link, or opens it; an action button opens its own url.
+ */
+(() => {
+  const sw = self;
+
+  /** The push payload, or null when it is not one of tidings'. */
+  function payloadOf(event) {
+    try {
+      const data = event.data ? event.data.json() : null;
+      return data && typeof data.message === "string" && Number.isInteger(data.id) ? data : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** A URL a click may open: http(s) only, relative ones against the app's scope. */
+  function openable(url) {
+    if (typeof url !== "string" || !url) return null;
+    try {
+      const resolved = new URL(url, sw.registration.scope);
+      return resolved.protocol === "https:" || resolved.protocol === "http:" ? resolved.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async function anyTabVisible() {
+    const windows = await clients.matchAll({ type: "window", includeUncontrolled: true });
+    return windows.some((w) => w.visibilityState === "visible");
+  }
+
+  async function show(data) {
+    if (await anyTabVisible()) return;
+    const actions = Array.isArray(data.actions) ? data.actions.slice(0, 2) : [];
+    const actor = data.actor && typeof data.actor.name === "string" ? data.actor : null;
+    const title = actor ? actor.name : data.message;
+    const options = {
+      body: actor ? data.message : "",
+      tag: `tidings-${data.id}`,
+      data: { tidings: true, id: data.id, link: data.link, actions },
+      actions: actions.map((a, i) => ({ action: String(i), title: String(a.label) })),
+    };
+    if (actor && actor.avatar_url) options.icon = actor.avatar_url;
+    const created = Date.parse(data.created_at);
+    if (!Number.isNaN(created)) options.timestamp = created;
+    await sw.registration.showNotification(title, options);
+  }
+
+  async function focusOrOpen(url) {
+    const windows = await clients.matchAll({ type: "window", includeUncontrolled: true });
+    const open = windows.find((w) => w.url === url);
+    if (open) return open.focus();
+    return clients.openWindow(url);
+  }
+
+  sw.addEventListener("push", (event) => {
+    const data = payloadOf(event);
+    if (data) event.waitUntil(show(data));
+  });
+
+  sw.addEventListener("notificationclick", (event) => {
+    const data = event.notification.data;
+    if (!data || !data.tidings) return;
+    event.notification.close();
+    const action = event.action ? data.actions[Number(event.action)] : null;
+    const url = openable(action ? action.url : data.link) ?? openable(sw.registration.scope);
+    if (url) event.waitUntil(focusOrOpen(url));
+  });
+})();

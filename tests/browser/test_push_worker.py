@@ -1,0 +1,196 @@
+"""The service-worker side of Web Push in Chromium: tidings-sw.js, imported by the demo's own
+root-scoped worker (/demo-sw.js) as a host app's worker imports it, shows a push only when no
+tab of the app is visible; and the client's pushState / enablePush / disablePush.
+
+A push is delivered with the DevTools protocol (`ServiceWorker.deliverPushMessage`), as a push
+service would deliver it after the browser decrypted it. What the worker showed is read with
+`registration.getNotifications()`.
+
+Headless Chromium reports every page as visible: bringing another page to the front, turning
+focus emulation off, freezing the page (`Page.setWebLifecycleState`), a background target and a
+minimized window all leave `visibilityState` "visible" (checked on Chromium 156). So "no tab
+visible" is tested as a user who is away has it: no tab of the app open.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, Worker
+
+from tests.browser.helpers import TIMEOUT_MS, open_demo
+from tests.push.helpers import PUSH_ENV
+from tests.support import Server, tidings_env
+
+NOTIFICATIONS = (
+    "self.registration.getNotifications().then(ns => ns.map(n => ({title: n.title, "
+    "body: n.body, tag: n.tag, icon: n.icon, data: n.data, "
+    "actions: n.actions.map(a => a.title)})))"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The demo (its page and its root-scoped worker) with Web Push on."""
+    folder = tmp_path_factory.mktemp("push-browser")
+    started = Server(
+        env=tidings_env(f"sqlite:///{folder / 'tidings.db'}", PUSH_ENV),
+        log_path=folder / "server.log",
+        args=("--demo",),
+    )
+    started.start()
+    try:
+        yield started
+        assert "Traceback" not in started.log(), started.log()
+    finally:
+        started.close()
+
+
+@pytest.fixture
+def context(browser: Browser, server: Server) -> Iterator[BrowserContext]:
+    made = browser.new_context()
+    made.grant_permissions(["notifications"], origin=server.url)
+    made.set_default_timeout(TIMEOUT_MS)
+    yield made
+    made.close()
+
+
+def worker_of(context: BrowserContext, page: Page, server: Server) -> Worker:
+    """The demo's service worker, active and controlling the origin's scope."""
+    scope = page.evaluate("navigator.serviceWorker.ready.then((r) => r.scope)")
+    assert scope == f"{server.url}/"
+    for worker in context.service_workers:
+        if worker.url == f"{server.url}/demo-sw.js":
+            return worker
+    found: Worker = context.wait_for_event("serviceworker")
+    return found
+
+
+def registration_id(cdp: CDPSession, server: Server) -> str:
+    found: list[dict[str, Any]] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: found.extend(e["registrations"]))
+    cdp.send("ServiceWorker.enable")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:
+        for registration in found:
+            if registration["scopeURL"] == f"{server.url}/" and not registration["isDeleted"]:
+                return str(registration["registrationId"])
+        cdp.send("Runtime.evaluate", {"expression": "1"})  # lets the events arrive
+        time.sleep(0.05)
+    raise AssertionError(f"no registration for {server.url}/: {found}")
+
+
+def payload(seq: int, message: str, **fields: Any) -> str:
+    body = {
+        "id": seq,
+        "seq": seq,
+        "message": message,
+        "link": None,
+        "category": None,
+        "actor": None,
+        "actions": [],
+        "created_at": "2026-11-30T04:00:00.000Z",
+        **fields,
+    }
+    return json.dumps(body)
+
+
+def shown(worker: Worker, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        notifications: list[dict[str, Any]] = worker.evaluate(NOTIFICATIONS)
+        if len(notifications) >= count or time.monotonic() > deadline:
+            return notifications
+        time.sleep(0.05)
+
+
+def test_a_push_is_shown_only_when_no_tab_of_the_app_is_visible(
+    context: BrowserContext, server: Server
+) -> None:
+    page = context.new_page()
+    page.goto(f"{server.url}/")
+    worker = worker_of(context, page, server)
+    # The DevTools session lives on a page of another origin, so it is no tab of the app.
+    elsewhere = context.new_page()
+    elsewhere.goto("about:blank")
+    cdp = context.new_cdp_session(elsewhere)
+    registration = registration_id(cdp, server)
+    deliver = {"origin": server.url, "registrationId": registration}
+    # The app's tab is visible: its bell shows the notification, the worker does not.
+    assert page.evaluate("document.visibilityState") == "visible"
+    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": payload(1, "while here")})
+    page.close()
+    # Nobody has the app open: the next push is shown, with what the payload says.
+    data = payload(
+        2,
+        "Ada commented on invoice 7",
+        link="/invoices/7",
+        actor={"name": "Ada", "avatar_url": f"{server.url}/static/ada.png"},
+        actions=[
+            {"label": "Pay", "url": "https://app.example/pay/7"},
+            {"label": "Later", "url": "/later"},
+        ],
+    )
+    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": data})
+    notifications = shown(worker, 1)
+    assert notifications == [
+        {
+            "title": "Ada",
+            "body": "Ada commented on invoice 7",
+            "tag": "tidings-2",
+            "icon": f"{server.url}/static/ada.png",
+            "data": {
+                "tidings": True,
+                "id": 2,
+                "link": "/invoices/7",
+                "actions": [
+                    {"label": "Pay", "url": "https://app.example/pay/7"},
+                    {"label": "Later", "url": "/later"},
+                ],
+            },
+            "actions": ["Pay", "Later"],
+        }
+    ]
+    # The same notification pushed again (the crash window of docs/away.md) replaces the first:
+    # one tag, one notification. Then a push without actor: its message is the title.
+    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": data})
+    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": payload(3, "plain")})
+    notifications = shown(worker, 2)
+    assert [(n["tag"], n["title"], n["body"]) for n in notifications] == [
+        ("tidings-2", "Ada", "Ada commented on invoice 7"),
+        ("tidings-3", "plain", ""),
+    ]
+
+
+def test_push_state_enable_and_disable_in_the_client(
+    context: BrowserContext, server: Server
+) -> None:
+    page = context.new_page()
+    open_demo(page, server, "alice")
+    worker_of(context, page, server)
+    assert page.evaluate("document.querySelector('tidings-bell').client.pushState()") == "off"
+    outcome = page.evaluate(
+        """async () => {
+          const client = document.querySelector('tidings-bell').client;
+          try {
+            return { state: await client.enablePush() };
+          } catch (error) {
+            return { name: error.name, code: error.code, action: error.action };
+          }
+        }"""
+    )
+    if "state" in outcome:
+        # A browser that reaches its push service: subscribed, and registered with tidings.
+        assert outcome == {"state": "on"}
+        assert page.evaluate("document.querySelector('tidings-bell').client.pushState()") == "on"
+        off = page.evaluate("document.querySelector('tidings-bell').client.disablePush()")
+        assert off == "off"
+    else:
+        # Offline Chromium has no push service to subscribe with: the client's convention,
+        # a TidingsError naming the method and why.
+        assert outcome == {"name": "TidingsError", "code": "push_failed", "action": "enablePush"}
+    assert page.evaluate("document.querySelector('tidings-bell').client.pushState()") == "off"

@@ -1,0 +1,140 @@
+"""Web Push's pure parts: the payload's size bound, why a notification is skipped, presence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.unit.conftest import unit_settings
+from tests.unit.fakes import FakeStore
+from tidings.hub import Hub
+from tidings.metrics import Metrics
+from tidings.models import Action, Actor, Clock, Notification, Preferences
+from tidings.push.delivery import MAX_PLAINTEXT, PushChannel, payload_of, skip_reason
+
+pytestmark = pytest.mark.anyio
+
+PUSH = {
+    "vapid_private_key": "pUjdga06cA-UH1YhY_9waCGgCo3cT6VZsGdr5iEch8k",
+    "vapid_subject": "mailto:ops@tidings.test",
+}
+
+
+def note(**fields: object) -> Notification:
+    values: dict[str, object] = {
+        "user_id": "ann",
+        "seq": 7,
+        "message": "hello",
+        "link": None,
+        "kind": None,
+        "data": {},
+        "created_ms": 1000,
+    }
+    values.update(fields)
+    return Notification(**values)  # type: ignore[arg-type]
+
+
+def test_a_payload_within_bounds_carries_every_visible_field() -> None:
+    n = note(
+        link="https://app.example/7",
+        category="billing",
+        actor=Actor("Ada", "https://cdn.example/a.png"),
+        actions=(Action("Pay", "https://app.example/pay"),),
+    )
+    assert json.loads(payload_of(n)) == {
+        "id": 7,
+        "seq": 7,
+        "message": "hello",
+        "link": "https://app.example/7",
+        "category": "billing",
+        "actor": {"name": "Ada", "avatar_url": "https://cdn.example/a.png"},
+        "actions": [{"label": "Pay", "url": "https://app.example/pay"}],
+        "created_at": "1970-01-01T00:00:01.000Z",
+    }
+
+
+def test_a_payload_too_large_sheds_actions_then_avatar_then_message_end() -> None:
+    long_url = "https://app.example/" + "p" * 2000
+    n = note(
+        message="é" * 3000,  # 6000 bytes in UTF-8
+        link="https://app.example/" + "l" * 1000,
+        actor=Actor("Ada", long_url),
+        actions=(Action("Pay", long_url), Action("Later", long_url)),
+    )
+    data = payload_of(n)
+    assert len(data) <= MAX_PLAINTEXT
+    body = json.loads(data)
+    assert body["actions"] == []
+    assert body["actor"] == {"name": "Ada", "avatar_url": None}
+    assert body["link"] == n.link
+    assert body["message"].endswith("…")
+    assert body["message"].startswith("é" * 100)
+
+
+@pytest.mark.parametrize(
+    ("fields", "prefs", "present", "reason"),
+    [
+        ({}, Preferences(), 0, None),
+        ({"seen_ms": 1}, Preferences(), 0, "seen"),
+        ({"read_ms": 1}, Preferences(), 0, "read"),
+        ({"archived_ms": 1}, Preferences(), 0, "archived"),
+        ({"expires_ms": 2000}, Preferences(), 0, "expired"),
+        ({"expires_ms": 2001}, Preferences(), 0, None),
+        ({}, Preferences(push=False), 0, "unsubscribed"),
+        ({"category": "news"}, Preferences(muted_categories=("news",)), 0, "muted"),
+        ({"category": "billing"}, Preferences(muted_categories=("news",)), 0, None),
+        ({}, Preferences(), 1000, "present"),  # a stream was open when it was created
+        ({}, Preferences(), 999, None),  # the last stream closed just before
+    ],
+)
+def test_why_a_notification_is_not_pushed(
+    fields: dict[str, object], prefs: Preferences, present: int, reason: str | None
+) -> None:
+    assert skip_reason(note(**fields), prefs, present, now_ms=2000) == reason
+
+
+async def test_presence_reports_changes_and_the_moment_the_last_stream_closed() -> None:
+    settings = unit_settings(**PUSH)
+    clock = Clock(5000)
+    store = FakeStore()
+    hub = Hub(settings, Metrics())
+    channel = PushChannel(settings, store, hub, clock, Metrics())
+    hub.on_leave = channel._leave  # what run() sets
+    node = channel.owner
+    ann, bob = hub.new_subscriber("ann"), hub.new_subscriber("bob")
+    assert hub.add(ann, None)
+    assert hub.add(bob, None)
+    await channel.write_presence()
+    assert store.streams == {("ann", node): None, ("bob", node): None}
+    clock.set(6000)
+    hub.remove(bob)  # bob's last stream closes at 6000
+    clock.set(9000)
+    await channel.write_presence()
+    assert store.streams == {("ann", node): None, ("bob", node): 6000}
+    assert (await store.presence("ann"), await store.presence("bob")) == (9000, 6000)
+    # A report without changes only says the node is alive.
+    clock.set(9500)
+    await channel.write_presence()
+    assert (await store.presence("ann"), await store.presence("bob")) == (9500, 6000)
+    # A failed report keeps the departures (and the openings) for the next one.
+    cy = hub.new_subscriber("cy")
+    assert hub.add(cy, None)
+    hub.remove(cy)
+    dee = hub.new_subscriber("dee")
+    assert hub.add(dee, None)
+    store.down = True
+    with pytest.raises(Exception, match="down"):
+        await channel.write_presence()
+    store.down = False
+    clock.set(10_000)
+    await channel.write_presence()
+    assert store.streams[("cy", node)] == 9500
+    assert store.streams[("dee", node)] is None
+    assert await store.presence("dee") == 10_000
+
+
+def test_a_payload_fits_even_with_limits_raised_far_past_the_defaults() -> None:
+    n = note(message="m" * 10, link="https://app.example/" + "l" * 9000)
+    body = json.loads(payload_of(n))
+    assert (body["message"], body["link"]) == ("…", None)

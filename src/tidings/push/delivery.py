@@ -241,6 +241,10 @@ class PushChannel:
         lease_end = loop.time() + lease_s - LEASE_MARGIN_S
         done, failures, retry_ms = claimed.done_seq, claimed.failures, 0
         try:
+            # Read before the listing: every seq up to `last` is committed by then, so one the
+            # listing leaves out is expired (the store no longer lists those), never one still
+            # to come.
+            last = (await self.store.position(claimed.user_id)).last_seq
             found = await self.store.after(claimed.user_id, done, self.settings.push_batch)
             prefs = await self.store.preferences(claimed.user_id)
             present = await self.store.presence(claimed.user_id)
@@ -277,6 +281,12 @@ class PushChannel:
                 if not await self.store.advance_push(endpoint, self.owner, done):
                     log.warning("push lease lost during a pass; another node continues")
                     return
+            else:
+                if len(found) < self.settings.push_batch:
+                    # Everything listed is dealt with and nothing more is listed: what lies
+                    # between here and `last` expired. Done with it too, or the subscription
+                    # would be due again every pass.
+                    done = max(done, last)
         finally:
             try:
                 await self.store.release_push(

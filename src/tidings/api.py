@@ -471,6 +471,40 @@ async def create_token(body: TokenIn, service: ServiceDep) -> TokenOut:
     return TokenOut(token=token, expires_at=expires)
 
 
+# --- scheduled notifications ------------------------------------------------------------------
+
+# What a key's rows being in a state means, for the 404 that cancels nothing.
+_NOT_PENDING = {
+    "delivered": "it was delivered already",
+    "cancelled": "it was cancelled already",
+    "muted": "it was due and skipped (the user muted its category)",
+    "pending": "it is being delivered right now",
+}
+
+
+@publisher_router.delete(
+    "/api/notifications/scheduled/{idempotency_key}",
+    status_code=204,
+    responses=error_responses((401, 403, 404, 422, 503)),
+)
+async def cancel_scheduled(
+    idempotency_key: Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00]+$")],
+    service: ServiceDep,
+) -> Response:
+    """Cancel a scheduled notification (a publish with a future `deliver_at`) before it is due,
+    for every user it was scheduled for: 204. 404 `not_scheduled` when nothing is pending under
+    the key: unknown, delivered or cancelled already (the detail says which)."""
+    cancelled, states = await service.cancel_scheduled(idempotency_key)
+    if cancelled:
+        return Response(status_code=204)
+    why = "; ".join(_NOT_PENDING.get(s, s) for s in states) or "no publish was scheduled with it"
+    raise ApiError(
+        404,
+        "not_scheduled",
+        f"nothing is pending under idempotency key {idempotency_key!r}: {why}",
+    )
+
+
 # --- operations --------------------------------------------------------------------------------
 
 operations_router = APIRouter(tags=["operations"])

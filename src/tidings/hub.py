@@ -18,6 +18,7 @@ from tidings.models import (
     ArchiveChanged,
     Deleted,
     Event,
+    Expired,
     Published,
     ReadChanged,
     Resync,
@@ -227,8 +228,13 @@ class Hub:
             self._empty.set()
         self.metrics.streams_open.dec()
 
-    def deliver(self, event: Event) -> None:
-        """Called by the bus, on the event loop, for every event of every node."""
+    def has(self, user_id: str) -> bool:
+        """Whether the user has a stream on this node."""
+        return user_id in self._users
+
+    def deliver(self, event: Event | Expired) -> None:
+        """Called by the bus, on the event loop, for every event of every node (and by this
+        node's expiry sweep, for `Expired`)."""
         if isinstance(event, Resync):
             for sub in list(self.subscribers()):
                 sub.push(CHECK)
@@ -249,6 +255,8 @@ class Hub:
             item = sse.event("notifications-seen", event.to_json())
         elif isinstance(event, ArchiveChanged):
             item = sse.event(event.name, event.to_json())
+        elif isinstance(event, Expired):
+            item = sse.event("notifications-expired", event.to_json())
         for sub in list(subs):
             sub.push(item)
 

@@ -83,5 +83,33 @@ class Metrics:
             registry=r,
         )
 
+        # Scheduled notifications (deliver_at) and expiry.
+        self.scheduled = Counter(
+            "tidings_scheduled",
+            "Scheduled notifications accepted (one per user), to deliver later",
+            registry=r,
+        )
+        self.scheduled_delivered = Counter(
+            "tidings_scheduled_delivered",
+            "Scheduled notifications stored and announced when due, by this node",
+            registry=r,
+        )
+        self.scheduled_cancelled = Counter(
+            "tidings_scheduled_cancelled",
+            "Scheduled notifications cancelled before they were due (one per user)",
+            registry=r,
+        )
+        self.scheduled_skipped = Counter(
+            "tidings_scheduled_skipped",
+            "Scheduled notifications not stored when due, by reason: muted",
+            ["reason"],
+            registry=r,
+        )
+        self.expired_events = Counter(
+            "tidings_expired_events",
+            "notifications-expired events sent to this node's streams (one per user per sweep)",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,13 +18,16 @@ __all__ = [
     "Counts",
     "Deleted",
     "Draft",
+    "Due",
     "Event",
+    "Expired",
     "Notification",
     "Position",
     "Preferences",
     "Published",
     "ReadChanged",
     "Resync",
+    "Scheduled",
     "SeenChanged",
     "Stored",
     "iso_ms",
@@ -123,6 +126,9 @@ class Draft:
     actions: tuple[Action, ...] = ()
     group: str | None = None
     expires_ms: int | None = None
+    # When to deliver (scheduled); None: now. Not stored with the notification, but part of the
+    # fingerprint, so a key reused for another time is a conflict.
+    deliver_ms: int | None = None
     # The users the publisher named, when some of them are skipped (they muted the category):
     # the fingerprint is of what was asked, so a retry after a preference change still replays.
     audience: tuple[str, ...] | None = None
@@ -321,6 +327,52 @@ class Counts:
 @dataclass(frozen=True, slots=True)
 class Resync:
     """The bus may have dropped messages (it reconnected): every stream checks the store."""
+
+
+# Scheduled notifications (deliver_at) and expiry.
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """What a publish with a future `deliver_at` stored: nothing visible yet, no seq."""
+
+    key: str
+    deliver_ms: int
+    user_ids: tuple[str, ...]
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "idempotency_key": self.key,
+            "deliver_at": iso_ms(self.deliver_ms),
+            "user_ids": list(self.user_ids),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One user's scheduled notification, claimed by this node to deliver: `draft` is for that
+    user alone. `skip` names why it is not to be stored after all ("muted")."""
+
+    key: str
+    user_id: str
+    deliver_ms: int
+    draft: Draft
+    skip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """`ids` passed their `expires_at`: open bells drop them. Sent by each node to its own
+    streams (every node looks for what expired among its streams' users), never over the bus."""
+
+    user_id: str
+    ids: tuple[int, ...]
+    unread: int
+    unseen: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ids": list(self.ids), "unread": self.unread, "unseen": self.unseen}
 
 
 Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync

@@ -23,7 +23,7 @@ from tidings.errors import (
     too_large,
     unsupported_media_type,
 )
-from tidings.models import one_line_json
+from tidings.models import Scheduled, Stored, one_line_json
 from tidings.routes import RawRoute
 from tidings.service import Service
 from tidings.store import IdempotencyConflict
@@ -54,11 +54,21 @@ async def publish_endpoint(service: Service, scope: Scope, receive: Receive, sen
             {"loc": ["body", *(str(p) for p in e["loc"])], "msg": e["msg"]} for e in exc.errors()
         ]
         raise ApiError(422, "invalid_request", detail) from None
-    draft = make_draft(body, settings)
+    draft = make_draft(body, settings, now=service.clock.now_ms())
+    outcome: Stored | Scheduled
     try:
-        stored = await service.publish(draft, body.idempotency_key)
+        if draft.deliver_ms is not None:
+            outcome = await service.schedule(draft, body.idempotency_key)
+        else:
+            outcome = await service.publish(draft, body.idempotency_key)
     except IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    if isinstance(outcome, Scheduled):
+        # Nothing visible yet and no seq: what was scheduled, and the key that cancels it.
+        replayed = [(b"idempotent-replayed", b"true")] if outcome.replayed else []
+        await send_json(send, 202, one_line_json(outcome.to_json()).encode(), replayed)
+        return
+    stored = outcome
     if body.user_id is not None and stored.skipped:
         # Nothing stored for the one user: say who and why instead of a notification.
         skipped = [{"user_id": u, "reason": reason} for u, reason in stored.skipped]
@@ -116,6 +126,16 @@ _SKIPPED = {
     },
 }
 
+_SCHEDULED = {
+    "type": "object",
+    "required": ["idempotency_key", "deliver_at", "user_ids"],
+    "properties": {
+        "idempotency_key": {"type": "string"},
+        "deliver_at": {"type": "string", "format": "date-time"},
+        "user_ids": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
 ROUTE = RawRoute(
     path="/api/notifications",
     method="POST",
@@ -128,6 +148,9 @@ ROUTE = RawRoute(
         "`Idempotent-Replayed: true`; reused with a different body, 409. A user who muted the "
         'notification\'s category is skipped: for `user_id`, 200 with `{"skipped": [...]}`; '
         "for `user_ids`, the array holds the others and `Tidings-Skipped` counts the skipped. "
+        "With a future `deliver_at`, 202 with what was scheduled (no seq yet) and the "
+        "`idempotency_key` that cancels it (made up when none was given); muted users are "
+        "skipped when it is due. "
         "Needs `Authorization: Bearer <publisher key>`."
     ),
     answers={
@@ -137,6 +160,7 @@ ROUTE = RawRoute(
             "application/json",
             {"anyOf": [*_NOTIFICATIONS["anyOf"], _SKIPPED]},
         ),
+        202: ("scheduled: delivered at deliver_at", "application/json", _SCHEDULED),
     },
     errors=(400, 401, 403, 409, 413, 415, 422, 503),
     security="publisherKey",

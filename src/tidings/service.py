@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 from tidings.bus import Bus, create_bus
@@ -21,9 +22,11 @@ from tidings.models import (
     Preferences,
     Published,
     ReadChanged,
+    Scheduled,
     SeenChanged,
     Stored,
 )
+from tidings.scheduler import Scheduler
 from tidings.settings import Settings
 from tidings.store import Store, create_store
 from tidings.store.bounded import BoundedStore
@@ -50,6 +53,7 @@ class Service:
         self.store: Store = InstrumentedStore(bounded, self.metrics)
         self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
         self.hub = Hub(settings, self.metrics)
+        self.scheduler = Scheduler(self)
 
     @contextlib.asynccontextmanager
     async def publishing(self) -> AsyncIterator[Service]:
@@ -71,11 +75,17 @@ class Service:
                 async with asyncio.TaskGroup() as tg:
                     heartbeat = tg.create_task(self.hub.heartbeat(), name="tidings-heartbeat")
                     pruner = tg.create_task(self.prune_forever(), name="tidings-retention")
+                    delivering = tg.create_task(
+                        self.scheduler.deliver_forever(), name="tidings-scheduler"
+                    )
+                    expiring = tg.create_task(
+                        self.scheduler.expire_forever(), name="tidings-expiry"
+                    )
                     try:
                         yield self
                     finally:
-                        heartbeat.cancel()
-                        pruner.cancel()
+                        for task in (heartbeat, pruner, delivering, expiring):
+                            task.cancel()
             finally:
                 await self.bus.close()
         finally:
@@ -94,6 +104,30 @@ class Service:
                 draft = dataclasses.replace(draft, user_ids=kept, audience=draft.user_ids)
         stored = await self._store(draft, idempotency_key)
         return dataclasses.replace(stored, skipped=skipped) if skipped else stored
+
+    async def schedule(self, draft: Draft, idempotency_key: str | None) -> Scheduled | Stored:
+        """A publish with `deliver_at`: kept to deliver when due (muted users are skipped then,
+        not now); published at once when that time is not in the future. A scheduled publish
+        always has a key, the handle to cancel it: one is made up when none is given."""
+        assert draft.deliver_ms is not None
+        now = dataclasses.replace(draft, deliver_ms=None)
+        if idempotency_key is None:
+            if draft.deliver_ms <= self.clock.now_ms():
+                return await self.publish(now)
+            idempotency_key = uuid.uuid4().hex
+        scheduled = await self.store.schedule(draft, idempotency_key)
+        if scheduled is None:
+            # Due already and never scheduled under this key: an ordinary keyed publish.
+            return await self.publish(now, idempotency_key)
+        if not scheduled.replayed:
+            self.metrics.scheduled.inc(len(scheduled.user_ids))
+        return scheduled
+
+    async def cancel_scheduled(self, idempotency_key: str) -> tuple[int, tuple[str, ...]]:
+        """Cancel what is still pending under the key: how many, and the states of its rows."""
+        cancelled, states = await self.store.cancel_scheduled(idempotency_key)
+        self.metrics.scheduled_cancelled.inc(cancelled)
+        return cancelled, states
 
     async def _store(self, draft: Draft, idempotency_key: str | None) -> Stored:
         stored = await self.store.add(draft, idempotency_key)

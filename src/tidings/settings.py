@@ -61,6 +61,11 @@ class Settings:
     store_max_concurrency: int = 64
     store_queue_timeout: float = 1.0
     sqlite_synchronous: str = "FULL"
+    # Scheduled notifications (deliver_at) and the expiry sweep (tidings.scheduler).
+    max_schedule_days: float = 30.0
+    scheduler_interval: float = 1.0
+    scheduler_lease: float = 30.0
+    scheduler_batch: int = 100
     # Housekeeping.
     prune_interval: float = 3600.0
     prune_batch: int = 1000
@@ -116,6 +121,9 @@ class Settings:
             raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
         if self.prune_interval <= 0:
             raise ConfigError("TIDINGS_PRUNE_INTERVAL must be a positive number of seconds")
+        for name in ("max_schedule_days", "scheduler_interval", "scheduler_lease"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number")
         positive = (
             "max_message_bytes",
             "max_link_bytes",
@@ -137,6 +145,7 @@ class Settings:
             "drain_retry_max_ms",
             "prune_batch",
             "store_max_concurrency",
+            "scheduler_batch",
         )
         for name in positive:
             if getattr(self, name) <= 0:

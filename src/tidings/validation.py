@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
 from tidings.errors import ApiError
-from tidings.models import Action, Actor, Draft
+from tidings.models import Action, Actor, Draft, now_ms
 from tidings.settings import Settings
 
 __all__ = [
@@ -90,6 +90,7 @@ class PublishIn(BaseModel):
     actor: ActorIn | None = None
     actions: list[ActionIn] | None = None
     group: StrictStr | None = None
+    deliver_at: StrictStr | None = None
     expires_at: StrictStr | None = None
     idempotency_key: StrictStr | None = Field(default=None, min_length=1, max_length=200)
 
@@ -128,7 +129,11 @@ def _invalid(field: str, problem: str) -> ApiError:
     return ApiError(422, "invalid_notification", {"field": field, "problem": problem})
 
 
-def make_draft(body: PublishIn, settings: Settings) -> Draft:
+DAY_MS = 24 * 3600 * 1000
+
+
+def make_draft(body: PublishIn, settings: Settings, *, now: int | None = None) -> Draft:
+    """The publish as a `Draft`; `now` (ms) is what `deliver_at`'s limit counts from."""
     if (body.user_id is None) == (body.user_ids is None):
         raise _invalid("user_id", "give exactly one of user_id or user_ids")
     raw_ids: list[str | int] = [body.user_id] if body.user_id is not None else body.user_ids or []
@@ -204,6 +209,14 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
     if len(actions) > MAX_ACTIONS:
         raise _invalid("actions", f"at most {MAX_ACTIONS} actions")
     expires_ms = None if body.expires_at is None else _time_ms("expires_at", body.expires_at)
+    deliver_ms = None
+    if body.deliver_at is not None:
+        deliver_ms = _time_ms("deliver_at", body.deliver_at)
+        ahead = settings.max_schedule_days
+        if deliver_ms - (now_ms() if now is None else now) > ahead * DAY_MS:
+            raise _invalid(
+                "deliver_at", f"at most {ahead:g} days ahead (TIDINGS_MAX_SCHEDULE_DAYS)"
+            )
 
     return Draft(
         user_ids=tuple(user_ids),
@@ -216,6 +229,7 @@ def make_draft(body: PublishIn, settings: Settings) -> Draft:
         actions=actions,
         group=group,
         expires_ms=expires_ms,
+        deliver_ms=deliver_ms,
     )
 
 
@@ -486,6 +500,17 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
     )
     props["expires_at"] = _nullable(
         {"type": "string", "format": "date-time", "description": "ISO 8601 time with an offset"}
+    )
+    props["deliver_at"] = _nullable(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": (
+                "ISO 8601 time with an offset; at most "
+                f"{settings.max_schedule_days:g} days ahead. In the future: answered 202 and "
+                "delivered then; otherwise published now"
+            ),
+        }
     )
     link_rule = "an http(s) URL or a path starting with /"
     actor = schemas["ActorIn"]["properties"]

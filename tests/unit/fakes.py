@@ -22,15 +22,25 @@ from tidings.bus.shared import SharedBus
 from tidings.models import (
     Counts,
     Draft,
+    Due,
     Event,
     Notification,
     Position,
     Preferences,
+    Scheduled,
     Stored,
     now_ms,
 )
 from tidings.store.base import Store, StoreUnavailable
-from tidings.store.common import counts_of, made
+from tidings.store.common import (
+    CANCELLED,
+    DELIVERED,
+    PENDING,
+    check_fingerprint,
+    counts_of,
+    delivery_key,
+    made,
+)
 
 __all__ = [
     "Broker",
@@ -50,6 +60,8 @@ class FakeStore:
         self.pruned: dict[str, int] = {}
         self.keys: dict[str, Stored] = {}
         self.prefs: dict[str, Preferences] = {}
+        # (key, user_id) -> [the row's Due, its fingerprint, its state, lease_until]
+        self.scheduled: dict[tuple[str, str], list[Any]] = {}
         self.down = False
         # Set each time a call fails because the store is down.
         self.failed = asyncio.Event()
@@ -208,6 +220,65 @@ class FakeStore:
                 self.rows[user_id] = [n for n in rows if n not in gone]
                 count += len(gone)
         return count
+
+    # --- scheduled notifications (deliver_at) and expiry ------------------------------------
+
+    async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
+        self._check()
+        assert draft.deliver_ms is not None
+        rows = [row for (k, _), row in self.scheduled.items() if k == key]
+        if rows:
+            check_fingerprint(key, rows[0][1], draft)
+            return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
+        if draft.deliver_ms <= now_ms():
+            return None
+        for user_id in draft.user_ids:
+            one = dataclasses.replace(draft, user_ids=(user_id,), deliver_ms=None)
+            row = Due(key, user_id, draft.deliver_ms, one)
+            self.scheduled[(key, user_id)] = [row, draft.fingerprint(), PENDING, 0]
+        return Scheduled(key, draft.deliver_ms, draft.user_ids)
+
+    async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
+        self._check()
+        now = now_ms()
+        claimed: list[Due] = []
+        for row in sorted(self.scheduled.values(), key=lambda r: r[0].deliver_ms):
+            if len(claimed) < limit and row[2] == PENDING and row[0].deliver_ms <= now > row[3]:
+                row[3] = now + lease_ms
+                claimed.append(row[0])
+        return claimed
+
+    async def deliver(self, due: Due) -> Stored | None:
+        self._check()
+        row = self.scheduled[(due.key, due.user_id)]
+        if row[2] != PENDING:
+            return None
+        row[2] = due.skip or DELIVERED
+        if due.skip is not None:
+            return None
+        return await self.add(due.draft, delivery_key(due.key, due.user_id))
+
+    async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
+        self._check()
+        rows = [row for (k, _), row in self.scheduled.items() if k == key]
+        count = 0
+        for row in rows:
+            if row[2] == PENDING:
+                row[2] = CANCELLED
+                count += 1
+        return count, tuple(sorted({row[2] for row in rows}))
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        self._check()
+        found = [
+            (n.user_id, n.seq)
+            for rows in self.rows.values()
+            for n in rows
+            if n.expires_ms is not None and after_ms < n.expires_ms <= upto_ms
+        ]
+        return found[:limit]
 
     def forget(self, user_id: str, up_to: int) -> None:
         """What retention does: the user's notifications up to `up_to` are gone."""

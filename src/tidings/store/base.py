@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
+from tidings.models import (
+    Counts,
+    Draft,
+    Due,
+    Notification,
+    Position,
+    Preferences,
+    Scheduled,
+    Stored,
+)
 
 __all__ = ["IdempotencyConflict", "Store", "StoreUnavailable"]
 
@@ -48,7 +57,8 @@ class Store(Protocol):
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         """The user's notifications with a seq greater than `seq`, ascending, at most `limit`;
-        deleted and pruned ones are absent. A seq is never visible before a smaller one."""
+        deleted, pruned and expired ones are absent. A seq is never visible before a smaller
+        one."""
 
     async def position(self, user_id: str) -> Position:
         """The newest seq handed out to the user, and up to which seq pruning removed (0, 0
@@ -110,4 +120,37 @@ class Store(Protocol):
 
     async def prune(self, older_than_ms: int, batch: int) -> int:
         """Delete at most `batch` notifications created before `older_than_ms` (and idempotency
-        keys as old), raising the users' `pruned_upto` in the same step; return the count."""
+        keys and finished scheduled rows as old), raising the users' `pruned_upto` in the
+        same step; return the count."""
+
+    # --- scheduled notifications (deliver_at) and expiry ------------------------------------
+
+    async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
+        """Keep `draft` (its `deliver_ms` set) to deliver later: one pending row per user, under
+        `key`. A key already scheduled with the same draft stores nothing and returns what it
+        holds, `replayed` (also once delivered or cancelled); with another draft it raises
+        `IdempotencyConflict`. None, storing nothing, when the key is unknown and `deliver_ms`
+        is not in the future: the caller publishes it now."""
+
+    async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
+        """Lease up to `limit` pending rows whose time has come and whose lease (if any) ran
+        out, oldest due first, for `lease_ms`: no other node claims them meanwhile. A node that
+        dies holding a lease leaves its rows to be claimed again when it runs out."""
+
+    async def deliver(self, due: Due) -> Stored | None:
+        """Store a claimed row's notification through `add` under `delivery_key` and mark the
+        row delivered, in one transaction where the store has them (else the mark follows; a
+        repeat is stored once, by the key). With `due.skip`, mark it so and store nothing.
+        None when the row is no longer pending (cancelled, or delivered by another node)."""
+
+    async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
+        """Cancel the key's pending rows (on a store without transactions, not one a node is
+        delivering right now); return how many were cancelled, and the states of the key's
+        rows afterwards (`delivered`, `cancelled`, `muted`; `pending` for one being delivered):
+        with none cancelled, they say why. (0, ()) for an unknown key."""
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        """(user_id, seq) of the live notifications whose `expires_at` is after `after_ms` and
+        at or before `upto_ms`, at most `limit`."""

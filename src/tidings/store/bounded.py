@@ -14,7 +14,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
+from tidings.models import (
+    Counts,
+    Draft,
+    Due,
+    Notification,
+    Position,
+    Preferences,
+    Scheduled,
+    Stored,
+)
 from tidings.store.base import Store, StoreUnavailable
 
 __all__ = ["BoundedStore"]
@@ -137,3 +146,27 @@ class BoundedStore:
     async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
         async with self._slot():
             return await self.inner.muting(user_ids, category)
+
+    # --- scheduled notifications (deliver_at) and expiry ------------------------------------
+
+    async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
+        async with self._slot():
+            return await self.inner.schedule(draft, key)
+
+    async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
+        async with self._slot():
+            return await self.inner.claim_due(lease_ms, limit)
+
+    async def deliver(self, due: Due) -> Stored | None:
+        async with self._slot():
+            return await self.inner.deliver(due)
+
+    async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
+        async with self._slot():
+            return await self.inner.cancel_scheduled(key)
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        async with self._slot():
+            return await self.inner.expired_between(after_ms, upto_ms, limit)

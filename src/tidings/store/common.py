@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from tidings.models import Action, Actor, Counts, Draft, Notification, Preferences
+from tidings.models import Action, Actor, Counts, Draft, Due, Notification, Preferences
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
 __all__ = [
@@ -20,10 +20,13 @@ __all__ = [
     "decode_actions",
     "decode_actor",
     "decode_data",
+    "decode_draft",
     "decode_preferences",
+    "delivery_key",
     "encode_actions",
     "encode_actor",
     "encode_data",
+    "encode_draft",
     "encode_preferences",
     "inbox_values",
     "made",
@@ -35,8 +38,9 @@ T = TypeVar("T")
 # 1: the first schema. 2: idempotency keys carry the fingerprint of their publish (NULL/absent
 # for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
 # 3: the inbox: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
-# stored before, which read as having none).
-SCHEMA_VERSION = 3
+# stored before, which read as having none). 4: scheduled notifications (a table/collection of
+# their own), and an index on expires_ms for the expiry sweep.
+SCHEMA_VERSION = 4
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
 # `grp`, not `group`: a reserved word in SQL.
@@ -196,3 +200,59 @@ def decode_preferences(muted: str, channels: str) -> Preferences:
         push=bool(ways.get("push", True)),
         email=bool(ways.get("email", True)),
     )
+
+
+# --- scheduled notifications -----------------------------------------------------------------
+
+# The states of a scheduled row. A row is kept after it is done (until retention prunes it), so
+# a retried scheduling publish replays instead of scheduling again, and a cancel can say why
+# nothing was pending.
+PENDING = "pending"
+DELIVERED = "delivered"
+CANCELLED = "cancelled"
+
+
+def encode_draft(draft: Draft) -> str:
+    """What a scheduled row keeps of its publish (the user is the row's own), as JSON text."""
+    body: dict[str, Any] = {"message": draft.message, "data": draft.data}
+    for name, value in zip(
+        ("link", "kind", "category", "actor", "actions", "group", "expires_ms"),
+        (draft.link, draft.kind, *inbox_values(draft)),
+        strict=True,
+    ):
+        if value is not None:
+            body[name] = value
+    return encode_data(body)
+
+
+def decode_draft(text: str, user_id: str) -> Draft:
+    body = json.loads(text)
+    return Draft(
+        user_ids=(user_id,),
+        message=body["message"],
+        link=body.get("link"),
+        kind=body.get("kind"),
+        data=body["data"],
+        category=body.get("category"),
+        actor=decode_actor(body.get("actor")),
+        actions=decode_actions(body.get("actions")),
+        group=body.get("group"),
+        expires_ms=body.get("expires_ms"),
+    )
+
+
+def due(key: str, user_id: str, deliver_ms: int, draft_text: str) -> Due:
+    return Due(
+        key=key, user_id=user_id, deliver_ms=deliver_ms, draft=decode_draft(draft_text, user_id)
+    )
+
+
+def delivery_key(key: str, user_id: str) -> str:
+    """The idempotency key one user's scheduled notification is stored under when it is due.
+
+    One per user, not the publisher's key: the users of one scheduled publish may be delivered
+    by different nodes at different moments, each an add of its own. Two nodes delivering the
+    same row (a lease that ran out) store it once. The separator is a control character a
+    publisher's key has no reason to contain.
+    """
+    return f"scheduled\x1f{key}\x1f{user_id}"

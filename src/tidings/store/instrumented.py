@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from prometheus_client import Counter
 
 from tidings.metrics import Metrics
-from tidings.models import Counts, Draft, Notification, Position, Preferences, Stored
+from tidings.models import (
+    Counts,
+    Draft,
+    Due,
+    Notification,
+    Position,
+    Preferences,
+    Scheduled,
+    Stored,
+)
 from tidings.store.base import Store
 
 __all__ = ["InstrumentedStore"]
@@ -115,3 +124,27 @@ class InstrumentedStore:
     async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
         self._op("muting")
         return await self.inner.muting(user_ids, category)
+
+    # --- scheduled notifications (deliver_at) and expiry ------------------------------------
+
+    async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
+        self._op("schedule")
+        return await self.inner.schedule(draft, key)
+
+    async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
+        self._op("claim_due")
+        return await self.inner.claim_due(lease_ms, limit)
+
+    async def deliver(self, due: Due) -> Stored | None:
+        self._op("deliver")
+        return await self.inner.deliver(due)
+
+    async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
+        self._op("cancel_scheduled")
+        return await self.inner.cancel_scheduled(key)
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        self._op("expired_between")
+        return await self.inner.expired_between(after_ms, upto_ms, limit)

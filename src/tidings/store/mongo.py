@@ -59,16 +59,32 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
+from tidings.models import (
+    Clock,
+    Counts,
+    Draft,
+    Due,
+    Notification,
+    Position,
+    Preferences,
+    Scheduled,
+    Stored,
+)
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
+    CANCELLED,
+    DELIVERED,
+    PENDING,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
     chunks,
     counts_of,
     decode_preferences,
+    delivery_key,
+    due,
     encode_data,
+    encode_draft,
     encode_preferences,
     inbox_values,
     made,
@@ -223,6 +239,10 @@ class MongoStore:
     def _idempotency(self) -> AsyncCollection[Doc]:
         return self._db["idempotency"]
 
+    @property
+    def _scheduled(self) -> AsyncCollection[Doc]:
+        return self._db["scheduled"]
+
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         try:
@@ -264,6 +284,13 @@ class MongoStore:
         )
         await notifications.create_index([("created_ms", ASCENDING)], name="created_ms")
         await self._idempotency.create_index([("created_ms", ASCENDING)], name="created_ms")
+        # Schema 4: the due scan of scheduled notifications, cancelling by key, pruning done
+        # rows; and the expiry sweep.
+        scheduled = self._scheduled
+        await scheduled.create_index([("state", ASCENDING), ("deliver_ms", ASCENDING)], name="due")
+        await scheduled.create_index([("key", ASCENDING)], name="key")
+        await scheduled.create_index([("done_ms", ASCENDING)], name="done_ms")
+        await notifications.create_index([("expires_ms", ASCENDING)], name="expires_ms")
         if self.retention_days is not None:
             await self._ensure_ttl(notifications)
         await meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
@@ -519,12 +546,14 @@ class MongoStore:
     # -- reading ----------------------------------------------------------------------------------
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        query: Doc = {
+            "user_id": user_id,
+            "seq": {"$gt": seq},
+            **LIVE,
+            **_unexpired(self.clock.now_ms()),
+        }
         async with self._guard():
-            cursor = (
-                self._notifications.find({"user_id": user_id, "seq": {"$gt": seq}, **LIVE})
-                .sort("seq", ASCENDING)
-                .limit(limit)
-            )
+            cursor = self._notifications.find(query).sort("seq", ASCENDING).limit(limit)
             return [_notification(d) async for d in cursor]
 
     async def position(self, user_id: str) -> Position:
@@ -735,4 +764,122 @@ class MongoStore:
             ]
             if keys:
                 await self._idempotency.delete_many({"_id": {"$in": keys}})
+            # Scheduled rows that are done (delivered, cancelled, skipped); pending ones stay.
+            done = [
+                d["_id"]
+                async for d in self._scheduled.find(
+                    {"done_ms": {"$lt": older_than_ms}}, {"_id": 1}
+                ).limit(batch)
+            ]
+            if done:
+                await self._scheduled.delete_many({"_id": {"$in": done}})
         return deleted
+
+    # -- scheduled notifications (deliver_at) and expiry ------------------------------------------
+
+    async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
+        assert draft.deliver_ms is not None
+        stamp = self.clock.now_ms()
+        fingerprint = draft.fingerprint()
+        async with self._guard():
+            found = await self._scheduled.find_one({"key": key}, {"fp": 1})
+            if found is None and draft.deliver_ms <= stamp:
+                return None
+            if found is not None:
+                check_fingerprint(key, found["fp"], draft)
+                # A first call that failed midway left some users out: the retry completes it.
+            text = encode_draft(draft)
+            docs = [
+                {
+                    # One row per key and user, whoever inserts it: the `_id` index fences it.
+                    "_id": _fence(key, u),
+                    "key": key,
+                    "user_id": u,
+                    "deliver_ms": draft.deliver_ms,
+                    "draft": text,
+                    "fp": fingerprint,
+                    "created_ms": stamp,
+                    "state": PENDING,
+                    "lease_until": 0,
+                    "done_ms": None,
+                }
+                for u in draft.user_ids
+            ]
+            inserted = 0
+            for chunk in chunks(docs, CHUNK):
+                try:
+                    result = await self._scheduled.insert_many(list(chunk), ordered=False)
+                    inserted += len(result.inserted_ids)
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                        raise StoreUnavailable("MongoDB: could not schedule") from exc
+                    inserted += int(exc.details.get("nInserted", 0))
+            if found is None:
+                # A concurrent first call may have inserted some rows: every row of the key
+                # must be this publish.
+                other = await self._scheduled.find_one({"key": key, "fp": {"$ne": fingerprint}})
+                if other is not None:
+                    check_fingerprint(key, other["fp"], draft)
+        return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=inserted == 0)
+
+    async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
+        now = self.clock.now_ms()
+        claimable: Doc = {
+            "state": PENDING,
+            "deliver_ms": {"$lte": now},
+            "lease_until": {"$lt": now},
+        }
+        claimed: list[Due] = []
+        async with self._guard():
+            cursor = self._scheduled.find(claimable).sort("deliver_ms", ASCENDING).limit(limit)
+            found = [d async for d in cursor]
+            for doc in sorted(found, key=lambda d: (d["deliver_ms"], d["created_ms"], d["key"])):
+                # Claimed by whichever node's update matches first: the filter repeats the
+                # condition, so a row another node leased meanwhile is not matched again.
+                taken = await self._scheduled.update_one(
+                    {"_id": doc["_id"], **claimable}, {"$set": {"lease_until": now + lease_ms}}
+                )
+                if taken.modified_count:
+                    claimed.append(due(doc["key"], doc["user_id"], doc["deliver_ms"], doc["draft"]))
+        return claimed
+
+    async def deliver(self, due: Due) -> Stored | None:
+        row = {"_id": _fence(due.key, due.user_id), "state": PENDING}
+        stamp = self.clock.now_ms()
+        async with self._guard():
+            if due.skip is not None:
+                await self._scheduled.update_one(
+                    row, {"$set": {"state": due.skip, "done_ms": stamp}}
+                )
+                return None
+            if await self._scheduled.find_one(row, {"_id": 1}) is None:
+                return None  # cancelled, or delivered by another node
+        # No transactions here: stored first, marked after. A node that dies between the two
+        # leaves the row to be claimed again, and the key stores it once.
+        stored = await self.add(due.draft, delivery_key(due.key, due.user_id))
+        async with self._guard():
+            await self._scheduled.update_one(
+                row, {"$set": {"state": DELIVERED, "done_ms": self.clock.now_ms()}}
+            )
+        return stored
+
+    async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
+        now = self.clock.now_ms()
+        async with self._guard():
+            # Not a row leased to a node that may be storing it now: without a transaction
+            # that delivery could not be stopped any more.
+            result = await self._scheduled.update_many(
+                {"key": key, "state": PENDING, "lease_until": {"$lt": now}},
+                {"$set": {"state": CANCELLED, "done_ms": now}},
+            )
+            states = {d["state"] async for d in self._scheduled.find({"key": key}, {"state": 1})}
+        return result.modified_count, tuple(sorted(states))
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        query: Doc = {"expires_ms": {"$gt": after_ms, "$lte": upto_ms}, **LIVE}
+        async with self._guard():
+            cursor = self._notifications.find(query, {"user_id": 1, "seq": 1}).limit(limit)
+            return [(d["user_id"], int(d["seq"])) async for d in cursor]

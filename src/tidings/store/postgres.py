@@ -17,16 +17,32 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
+from tidings.models import (
+    Clock,
+    Counts,
+    Draft,
+    Due,
+    Notification,
+    Position,
+    Preferences,
+    Scheduled,
+    Stored,
+)
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
+    CANCELLED,
     COLUMNS,
+    DELIVERED,
+    PENDING,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
     counts_of,
     decode_preferences,
+    delivery_key,
+    due,
     encode_data,
+    encode_draft,
     encode_preferences,
     inbox_values,
     made,
@@ -92,6 +108,26 @@ CREATE TABLE IF NOT EXISTS tidings_preferences (
     muted    text NOT NULL,
     channels text NOT NULL
 );
+""",
+    4: """
+CREATE TABLE IF NOT EXISTS tidings_scheduled (
+    key         text NOT NULL,
+    user_id     text NOT NULL,
+    deliver_ms  bigint NOT NULL,
+    draft       text NOT NULL,
+    fingerprint text NOT NULL,
+    created_ms  bigint NOT NULL,
+    state       text NOT NULL DEFAULT 'pending',
+    lease_until bigint NOT NULL DEFAULT 0,
+    done_ms     bigint,
+    PRIMARY KEY (key, user_id)
+);
+CREATE INDEX IF NOT EXISTS tidings_scheduled_due
+    ON tidings_scheduled (deliver_ms) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tidings_scheduled_done
+    ON tidings_scheduled (done_ms) WHERE done_ms IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tidings_notifications_expires
+    ON tidings_notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
 }
 
@@ -182,69 +218,19 @@ class PostgresStore:
         return await _retrying(lambda: self._add(draft, idempotency_key))
 
     async def _add(self, draft: Draft, idempotency_key: str | None) -> Stored:
-        user_ids = list(dict.fromkeys(draft.user_ids))
         stamp = self.clock.now_ms()
-        data = encode_data(draft.data)
         async with self._conn() as conn, conn.transaction():
-            if idempotency_key is not None:
-                # A concurrent first call holds this key's index entry until it commits; we wait
-                # for it here and then find its refs.
-                fresh = await conn.fetchval(
-                    "INSERT INTO tidings_idempotency (key, created_ms, refs, fingerprint) "
-                    "VALUES ($1, $2, '[]', $3) ON CONFLICT (key) DO NOTHING RETURNING true",
-                    idempotency_key,
-                    stamp,
-                    draft.fingerprint(),
-                )
-                if not fresh:
-                    row = await conn.fetchrow(
-                        "SELECT refs, fingerprint FROM tidings_idempotency WHERE key = $1",
-                        idempotency_key,
-                    )
-                    if row is None:  # pruned since the insert met it
-                        raise StoreUnavailable("PostgreSQL: the idempotency key changed; retry")
-                    check_fingerprint(idempotency_key, row["fingerprint"], draft)
-                    found = await _fetch_refs(conn, json.loads(row["refs"]))
-                    return Stored(tuple(found), replayed=True)
-            rows = await conn.fetch(
-                "INSERT INTO tidings_users AS u (user_id, last_seq) "
-                "SELECT id, 1 FROM unnest($1::text[]) AS id ORDER BY id "
-                "ON CONFLICT (user_id) DO UPDATE SET last_seq = u.last_seq + 1 "
-                "RETURNING user_id, last_seq",
-                user_ids,
-            )
-            seqs = {r["user_id"]: r["last_seq"] for r in rows}
-            ordered = [seqs[u] for u in user_ids]
-            await conn.execute(
-                f"INSERT INTO tidings_notifications ({COLUMNS}) "
-                "SELECT id, seq, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, NULL, NULL "
-                "FROM unnest($1::text[], $2::bigint[]) AS t (id, seq)",
-                user_ids,
-                ordered,
-                draft.message,
-                draft.link,
-                draft.kind,
-                data,
-                stamp,
-                *inbox_values(draft),
-            )
-            if idempotency_key is not None:
-                refs_text = json.dumps([[u, s] for u, s in zip(user_ids, ordered, strict=True)])
-                await conn.execute(
-                    "UPDATE tidings_idempotency SET refs = $2 WHERE key = $1",
-                    idempotency_key,
-                    refs_text,
-                )
-        return Stored(made(draft, zip(user_ids, ordered, strict=True), stamp))
+            return await _add_in(conn, draft, idempotency_key, stamp)
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM tidings_notifications "
-                "WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                f"WHERE user_id = $1 AND seq > $2{_unexpired(4)} ORDER BY seq LIMIT $3",
                 user_id,
                 seq,
                 limit,
+                self.clock.now_ms(),
             )
         return [notification(r) for r in rows]
 
@@ -449,7 +435,175 @@ class PostgresStore:
                 older_than_ms,
                 batch,
             )
+            # Scheduled rows that are done (delivered, cancelled, skipped); pending ones stay.
+            await conn.execute(
+                "DELETE FROM tidings_scheduled WHERE (key, user_id) IN (SELECT key, user_id "
+                "FROM tidings_scheduled WHERE done_ms < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                older_than_ms,
+                batch,
+            )
         return sum(int(r["n"]) for r in gone)
+
+    # --- scheduled notifications (deliver_at) and expiry ------------------------------------
+
+    async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
+        assert draft.deliver_ms is not None
+        stamp = self.clock.now_ms()
+        fingerprint = draft.fingerprint()
+        async with self._conn() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "SELECT fingerprint FROM tidings_scheduled WHERE key = $1 LIMIT 1", key
+            )
+            if found is None:
+                if draft.deliver_ms <= stamp:
+                    return None
+                # A concurrent first call with the key holds its rows' index entries until it
+                # commits: this insert waits for it, then inserts nothing.
+                await conn.execute(
+                    "INSERT INTO tidings_scheduled "
+                    "(key, user_id, deliver_ms, draft, fingerprint, created_ms) "
+                    "SELECT $1, id, $3, $4, $5, $6 FROM unnest($2::text[]) AS id "
+                    "ON CONFLICT (key, user_id) DO NOTHING",
+                    key,
+                    list(draft.user_ids),
+                    draft.deliver_ms,
+                    encode_draft(draft),
+                    fingerprint,
+                    stamp,
+                )
+                # Whoever got there first, every row of the key must be this publish.
+                found = await conn.fetchval(
+                    "SELECT fingerprint FROM tidings_scheduled "
+                    "WHERE key = $1 AND fingerprint <> $2 LIMIT 1",
+                    key,
+                    fingerprint,
+                )
+                check_fingerprint(key, found, draft)
+                return Scheduled(key, draft.deliver_ms, draft.user_ids)
+            check_fingerprint(key, found, draft)
+        return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
+
+    async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
+        now = self.clock.now_ms()
+        async with self._conn() as conn:
+            # SKIP LOCKED: nodes claiming at once each take rows the others are not taking.
+            rows = await conn.fetch(
+                "UPDATE tidings_scheduled SET lease_until = $1 WHERE (key, user_id) IN ("
+                "  SELECT key, user_id FROM tidings_scheduled WHERE state = 'pending' "
+                "  AND deliver_ms <= $2 AND lease_until < $2 ORDER BY deliver_ms LIMIT $3 "
+                "  FOR UPDATE SKIP LOCKED) "
+                "RETURNING key, user_id, deliver_ms, draft, created_ms",
+                now + lease_ms,
+                now,
+                limit,
+            )
+        ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
+        return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
+
+    async def deliver(self, due: Due) -> Stored | None:
+        return await _retrying(lambda: self._deliver(due))
+
+    async def _deliver(self, due: Due) -> Stored | None:
+        stamp = self.clock.now_ms()
+        async with self._conn() as conn, conn.transaction():
+            # The row first, locked to commit: a cancel waits for this transaction and then
+            # finds it delivered; a cancel that came first leaves nothing to store.
+            changed = await conn.fetchval(
+                "UPDATE tidings_scheduled SET state = $1, done_ms = $2 "
+                "WHERE key = $3 AND user_id = $4 AND state = $5 RETURNING true",
+                due.skip or DELIVERED,
+                stamp,
+                due.key,
+                due.user_id,
+                PENDING,
+            )
+            if not changed or due.skip is not None:
+                return None
+            return await _add_in(conn, due.draft, delivery_key(due.key, due.user_id), stamp)
+
+    async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
+        async with self._conn() as conn, conn.transaction():
+            cancelled = await conn.fetch(
+                "UPDATE tidings_scheduled SET state = $1, done_ms = $2 "
+                "WHERE key = $3 AND state = $4 RETURNING 1",
+                CANCELLED,
+                self.clock.now_ms(),
+                key,
+                PENDING,
+            )
+            states = await conn.fetch(
+                "SELECT DISTINCT state FROM tidings_scheduled WHERE key = $1", key
+            )
+        return len(cancelled), tuple(sorted(r["state"] for r in states))
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT user_id, seq FROM tidings_notifications "
+                "WHERE expires_ms > $1 AND expires_ms <= $2 ORDER BY expires_ms LIMIT $3",
+                after_ms,
+                upto_ms,
+                limit,
+            )
+        return [(r["user_id"], r["seq"]) for r in rows]
+
+
+async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: int) -> Stored:
+    """One publish, inside the caller's transaction."""
+    user_ids = list(dict.fromkeys(draft.user_ids))
+    data = encode_data(draft.data)
+    if idempotency_key is not None:
+        # A concurrent first call holds this key's index entry until it commits; we wait
+        # for it here and then find its refs.
+        fresh = await conn.fetchval(
+            "INSERT INTO tidings_idempotency (key, created_ms, refs, fingerprint) "
+            "VALUES ($1, $2, '[]', $3) ON CONFLICT (key) DO NOTHING RETURNING true",
+            idempotency_key,
+            stamp,
+            draft.fingerprint(),
+        )
+        if not fresh:
+            row = await conn.fetchrow(
+                "SELECT refs, fingerprint FROM tidings_idempotency WHERE key = $1",
+                idempotency_key,
+            )
+            if row is None:  # pruned since the insert met it
+                raise StoreUnavailable("PostgreSQL: the idempotency key changed; retry")
+            check_fingerprint(idempotency_key, row["fingerprint"], draft)
+            found = await _fetch_refs(conn, json.loads(row["refs"]))
+            return Stored(tuple(found), replayed=True)
+    rows = await conn.fetch(
+        "INSERT INTO tidings_users AS u (user_id, last_seq) "
+        "SELECT id, 1 FROM unnest($1::text[]) AS id ORDER BY id "
+        "ON CONFLICT (user_id) DO UPDATE SET last_seq = u.last_seq + 1 "
+        "RETURNING user_id, last_seq",
+        user_ids,
+    )
+    seqs = {r["user_id"]: r["last_seq"] for r in rows}
+    ordered = [seqs[u] for u in user_ids]
+    await conn.execute(
+        f"INSERT INTO tidings_notifications ({COLUMNS}) "
+        "SELECT id, seq, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, NULL, NULL "
+        "FROM unnest($1::text[], $2::bigint[]) AS t (id, seq)",
+        user_ids,
+        ordered,
+        draft.message,
+        draft.link,
+        draft.kind,
+        data,
+        stamp,
+        *inbox_values(draft),
+    )
+    if idempotency_key is not None:
+        refs_text = json.dumps([[u, s] for u, s in zip(user_ids, ordered, strict=True)])
+        await conn.execute(
+            "UPDATE tidings_idempotency SET refs = $2 WHERE key = $1",
+            idempotency_key,
+            refs_text,
+        )
+    return Stored(made(draft, zip(user_ids, ordered, strict=True), stamp))
 
 
 def _unexpired(param: int) -> str:

@@ -23,17 +23,33 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tidings.models import Clock, Counts, Draft, Notification, Position, Preferences, Stored
+from tidings.models import (
+    Clock,
+    Counts,
+    Draft,
+    Due,
+    Notification,
+    Position,
+    Preferences,
+    Scheduled,
+    Stored,
+)
 from tidings.store.base import StoreUnavailable
 from tidings.store.common import (
+    CANCELLED,
     COLUMNS,
+    DELIVERED,
+    PENDING,
     SCHEMA_VERSION,
     check_fingerprint,
     check_schema,
     chunks,
     counts_of,
     decode_preferences,
+    delivery_key,
+    due,
     encode_data,
+    encode_draft,
     encode_preferences,
     inbox_values,
     made,
@@ -102,6 +118,24 @@ CREATE TABLE IF NOT EXISTS preferences (
     muted    TEXT NOT NULL,
     channels TEXT NOT NULL
 ) WITHOUT ROWID;
+""",
+    4: """
+CREATE TABLE IF NOT EXISTS scheduled (
+    key         TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    deliver_ms  INTEGER NOT NULL,
+    draft       TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    done_ms     INTEGER,
+    PRIMARY KEY (key, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (deliver_ms) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS scheduled_done ON scheduled (done_ms) WHERE done_ms IS NOT NULL;
+CREATE INDEX IF NOT EXISTS notifications_expires
+    ON notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
 }
 
@@ -249,10 +283,11 @@ class SqliteStore:
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ? "
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ?{UNEXPIRED} "
             "ORDER BY seq LIMIT ?"
         )
-        rows = await self._reader.run(lambda c: c.execute(sql, (user_id, seq, limit)).fetchall())
+        params = (user_id, seq, self.clock.now_ms(), limit)
+        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [notification(r) for r in rows]
 
     async def position(self, user_id: str) -> Position:
@@ -397,6 +432,46 @@ class SqliteStore:
     async def prune(self, older_than_ms: int, batch: int) -> int:
         return await self._writer.run(lambda c: _prune(c, older_than_ms, batch))
 
+    # --- scheduled notifications (deliver_at) and expiry ------------------------------------
+
+    async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
+        stamp = self.clock.now_ms()
+        return await self._writer.run(lambda c: _transaction(c, _schedule, draft, key, stamp))
+
+    async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
+        now = self.clock.now_ms()
+        # One statement: SQLite runs it as one transaction under the write lock, so two
+        # processes never claim the same row.
+        sql = (
+            "UPDATE scheduled SET lease_until = ? WHERE (key, user_id) IN ("
+            "  SELECT key, user_id FROM scheduled WHERE state = 'pending' AND deliver_ms <= ? "
+            "  AND lease_until < ? ORDER BY deliver_ms LIMIT ?) "
+            "RETURNING key, user_id, deliver_ms, draft, created_ms"
+        )
+        params = (now + lease_ms, now, now, limit)
+        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
+        rows.sort(key=lambda r: (r[2], r[4], r[0]))
+        return [due(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def deliver(self, due: Due) -> Stored | None:
+        stamp = self.clock.now_ms()
+        return await self._writer.run(lambda c: _transaction(c, _deliver, due, stamp))
+
+    async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
+        stamp = self.clock.now_ms()
+        return await self._writer.run(lambda c: _transaction(c, _cancel, key, stamp))
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        sql = (
+            "SELECT user_id, seq FROM notifications WHERE expires_ms > ? AND expires_ms <= ? "
+            "ORDER BY expires_ms LIMIT ?"
+        )
+        params = (after_ms, upto_ms, limit)
+        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
+        return [(r[0], r[1]) for r in rows]
+
 
 def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
     return c.execute(sql, params).fetchall()
@@ -520,6 +595,12 @@ def _prune(c: sqlite3.Connection, older_than_ms: int, batch: int) -> int:
             "(SELECT key FROM idempotency WHERE created_ms < ? LIMIT ?)",
             (older_than_ms, batch),
         )
+        # Scheduled rows that are done (delivered, cancelled, skipped); pending ones stay.
+        c.execute(
+            "DELETE FROM scheduled WHERE (key, user_id) IN "
+            "(SELECT key, user_id FROM scheduled WHERE done_ms < ? LIMIT ?)",
+            (older_than_ms, batch),
+        )
         c.execute("COMMIT")
     except BaseException:
         c.execute("ROLLBACK")
@@ -553,3 +634,56 @@ def _set_by_ids(
         c.execute("ROLLBACK")
         raise
     return sorted(changed)
+
+
+def _transaction(c: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(c, *args)` under the write lock, committed, or rolled back if it raises."""
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(c, *args)
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _schedule(c: sqlite3.Connection, draft: Draft, key: str, stamp: int) -> Scheduled | None:
+    assert draft.deliver_ms is not None
+    found = c.execute("SELECT fingerprint FROM scheduled WHERE key = ? LIMIT 1", (key,)).fetchone()
+    if found is not None:
+        check_fingerprint(key, found[0], draft)
+        return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
+    if draft.deliver_ms <= stamp:
+        return None
+    text = encode_draft(draft)
+    fingerprint = draft.fingerprint()
+    c.executemany(
+        "INSERT INTO scheduled (key, user_id, deliver_ms, draft, fingerprint, created_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(key, u, draft.deliver_ms, text, fingerprint, stamp) for u in draft.user_ids],
+    )
+    return Scheduled(key, draft.deliver_ms, draft.user_ids)
+
+
+def _deliver(c: sqlite3.Connection, due: Due, stamp: int) -> Stored | None:
+    # The row first: if it was cancelled, or another process delivered it, nothing is stored.
+    # In the same transaction as the add, so a crash leaves both or neither.
+    changed = c.execute(
+        "UPDATE scheduled SET state = ?, done_ms = ? "
+        "WHERE key = ? AND user_id = ? AND state = ? RETURNING 1",
+        (due.skip or DELIVERED, stamp, due.key, due.user_id, PENDING),
+    ).fetchone()
+    if changed is None or due.skip is not None:
+        return None
+    return _add(c, due.draft, delivery_key(due.key, due.user_id), stamp)
+
+
+def _cancel(c: sqlite3.Connection, key: str, stamp: int) -> tuple[int, tuple[str, ...]]:
+    # A row being delivered is cancelled too: its delivery finds it no longer pending.
+    count = c.execute(
+        "UPDATE scheduled SET state = ?, done_ms = ? WHERE key = ? AND state = ?",
+        (CANCELLED, stamp, key, PENDING),
+    ).rowcount
+    states = {r[0] for r in c.execute("SELECT state FROM scheduled WHERE key = ?", (key,))}
+    return count, tuple(sorted(states))

@@ -1,0 +1,204 @@
+"""Scheduled notifications and expiry in the store contract, on every store: rows kept out of
+sight until due, claimed with a lease, delivered once, cancelled, pruned; expired ones left out of
+the replay. The store's clock is set, never waited for."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tidings.models import Clock, Draft, Due
+from tidings.store import IdempotencyConflict, Store
+from tidings.store.common import delivery_key
+
+pytestmark = pytest.mark.anyio
+
+LEASE = 30_000
+
+
+def later(clock: Clock, ms: int, **fields: object) -> Draft:
+    fields.setdefault("user_ids", ("alice", "bob"))
+    fields.setdefault("message", "reminder")
+    return Draft(deliver_ms=clock.now_ms() + ms, **fields)  # type: ignore[arg-type]
+
+
+async def claim_all(store: Store) -> list[Due]:
+    return await store.claim_due(LEASE, 100)
+
+
+async def test_a_scheduled_notification_is_invisible_until_delivered_with_the_next_seq(
+    store: Store, clock: Clock
+) -> None:
+    [first] = (await store.add(Draft(user_ids=("alice",), message="now"))).notifications
+    scheduled = await store.schedule(later(clock, 60_000, category="billing"), "k1")
+    assert scheduled is not None
+    assert (scheduled.key, scheduled.user_ids, scheduled.replayed) == (
+        "k1",
+        ("alice", "bob"),
+        False,
+    )
+    assert scheduled.deliver_ms == clock.now_ms() + 60_000
+    # Not listed, counted, replayed or given a seq before it is due; nothing to claim.
+    assert await store.after("alice", 0, 10) == [first]
+    assert (await store.counts("alice")).unread == 1
+    assert (await store.position("alice")).last_seq == 1
+    assert (await store.position("bob")).last_seq == 0
+    assert await claim_all(store) == []
+    clock.advance(60_000)
+    due = await claim_all(store)
+    assert sorted((d.key, d.user_id) for d in due) == [("k1", "alice"), ("k1", "bob")]
+    assert {d.draft.user_ids for d in due} == {("alice",), ("bob",)}
+    assert all(d.draft.category == "billing" and d.draft.deliver_ms is None for d in due)
+    for row in due:
+        stored = await store.deliver(row)
+        assert stored is not None
+        assert not stored.replayed
+    [alice] = await store.after("alice", 1, 10)
+    assert (alice.seq, alice.message, alice.category) == (2, "reminder", "billing")
+    assert alice.created_ms == clock.now_ms()
+    assert [n.seq for n in await store.after("bob", 0, 10)] == [1]
+    # Delivered rows are done: not claimed again, not delivered twice.
+    clock.advance(LEASE + 1)
+    assert await claim_all(store) == []
+    assert await store.deliver(due[0]) is None
+    assert len(await store.after("alice", 0, 10)) == 2
+
+
+async def test_the_key_replays_the_schedule_and_refuses_another_one(
+    store: Store, clock: Clock
+) -> None:
+    draft = later(clock, 60_000)
+    assert await store.schedule(draft, "k1") is not None
+    again = await store.schedule(draft, "k1")
+    assert again is not None
+    assert again.replayed
+    assert again.user_ids == ("alice", "bob")
+    with pytest.raises(IdempotencyConflict):
+        await store.schedule(dataclasses.replace(draft, message="other"), "k1")
+    with pytest.raises(IdempotencyConflict):
+        await store.schedule(dataclasses.replace(draft, deliver_ms=again.deliver_ms + 1), "k1")
+    assert len(await claim_all(store)) == 0
+    clock.advance(60_000)
+    for row in await claim_all(store):
+        await store.deliver(row)
+    # Once delivered the key still replays (a retried publish must not schedule it again),
+    # even now that its time has passed.
+    replay = await store.schedule(draft, "k1")
+    assert replay is not None
+    assert replay.replayed
+    assert await claim_all(store) == []
+    # An unknown key whose time is not in the future is not kept: the caller publishes it now.
+    assert await store.schedule(later(clock, 0), "k2") is None
+    assert await store.schedule(later(clock, -5_000), "k3") is None
+
+
+async def test_cancel_stops_pending_rows_and_says_why_nothing_else_was(
+    store: Store, clock: Clock
+) -> None:
+    await store.schedule(later(clock, 10_000), "gone")
+    await store.schedule(later(clock, 10_000, message="kept"), "kept")
+    assert await store.cancel_scheduled("gone") == (2, ("cancelled",))
+    assert await store.cancel_scheduled("gone") == (0, ("cancelled",))
+    assert await store.cancel_scheduled("unknown") == (0, ())
+    clock.advance(10_000)
+    due = await claim_all(store)
+    assert {d.key for d in due} == {"kept"}
+    for row in due:
+        await store.deliver(row)
+    assert await store.cancel_scheduled("kept") == (0, ("delivered",))
+    assert [n.message for n in await store.after("alice", 0, 10)] == ["kept"]
+
+
+async def test_a_lease_keeps_other_nodes_off_until_it_runs_out_and_a_repeat_stores_once(
+    store: Store, clock: Clock
+) -> None:
+    await store.schedule(later(clock, 1_000, user_ids=("alice",)), "k1")
+    clock.advance(1_000)
+    [row] = await store.claim_due(LEASE, 10)
+    # Another node looking meanwhile finds nothing to claim.
+    assert await store.claim_due(LEASE, 10) == []
+    # The first node died holding the lease: once it runs out, the row is claimed again.
+    clock.advance(LEASE + 1)
+    [again] = await store.claim_due(LEASE, 10)
+    assert (again.key, again.user_id) == (row.key, row.user_id)
+    stored = await store.deliver(again)
+    assert stored is not None
+    # The first node comes back and delivers what it claimed: nothing more is stored.
+    late = await store.deliver(row)
+    assert late is None or late.replayed
+    assert [n.seq for n in await store.after("alice", 0, 10)] == [1]
+
+
+async def test_a_delivery_stored_but_not_marked_before_a_crash_is_stored_once(
+    store: Store, clock: Clock
+) -> None:
+    await store.schedule(later(clock, 1_000, user_ids=("alice",)), "k1")
+    clock.advance(1_000)
+    [row] = await claim_all(store)
+    # What a node on a store without transactions did before it died: stored, row not marked.
+    first = await store.add(row.draft, delivery_key(row.key, row.user_id))
+    clock.advance(LEASE + 1)
+    [again] = await claim_all(store)
+    stored = await store.deliver(again)
+    assert stored is not None
+    assert stored.replayed
+    assert stored.notifications == first.notifications
+    assert await claim_all(store) == []
+    assert len(await store.after("alice", 0, 10)) == 1
+
+
+async def test_a_skipped_row_stores_nothing_and_is_done(store: Store, clock: Clock) -> None:
+    await store.schedule(later(clock, 1_000, user_ids=("alice",)), "k1")
+    clock.advance(1_000)
+    [row] = await claim_all(store)
+    assert await store.deliver(dataclasses.replace(row, skip="muted")) is None
+    assert await store.after("alice", 0, 10) == []
+    clock.advance(LEASE + 1)
+    assert await claim_all(store) == []
+    assert await store.cancel_scheduled("k1") == (0, ("muted",))
+
+
+async def test_claims_come_oldest_due_first_and_in_batches(store: Store, clock: Clock) -> None:
+    for i in (3, 1, 2):
+        await store.schedule(later(clock, i * 1_000, user_ids=("alice",), message=f"m{i}"), f"k{i}")
+    clock.advance(5_000)
+    first = await store.claim_due(LEASE, 2)
+    assert [d.draft.message for d in first] == ["m1", "m2"]
+    assert [d.draft.message for d in await store.claim_due(LEASE, 2)] == ["m3"]
+
+
+async def test_pruning_removes_done_rows_and_keeps_pending_ones(store: Store, clock: Clock) -> None:
+    await store.schedule(later(clock, 1_000, user_ids=("alice",)), "done")
+    await store.schedule(later(clock, 9_000_000, user_ids=("alice",)), "pending")
+    clock.advance(1_000)
+    [row] = await claim_all(store)
+    await store.deliver(row)
+    clock.advance(1_000)
+    await store.prune(clock.now_ms(), 100)
+    # The done row is gone (its key unknown now); the pending one is still there to cancel.
+    assert await store.cancel_scheduled("done") == (0, ())
+    assert await store.cancel_scheduled("pending") == (1, ("cancelled",))
+
+
+async def test_expired_notifications_leave_the_replay_and_are_found_by_the_sweep(
+    store: Store, clock: Clock
+) -> None:
+    start = clock.now_ms()
+    await store.add(Draft(user_ids=("alice",), message="short", expires_ms=start + 1_000))
+    await store.add(Draft(user_ids=("alice",), message="long", expires_ms=start + 60_000))
+    await store.add(Draft(user_ids=("alice",), message="forever"))
+    assert [n.seq for n in await store.after("alice", 0, 10)] == [1, 2, 3]
+    assert await store.expired_between(start, start + 999, 10) == []
+    clock.advance(1_000)
+    assert await store.expired_between(start, clock.now_ms(), 10) == [("alice", 1)]
+    assert [n.seq for n in await store.after("alice", 0, 10)] == [2, 3]
+    clock.advance(60_000)
+    assert await store.expired_between(start + 1_000, clock.now_ms(), 10) == [("alice", 2)]
+    assert [n.seq for n in await store.after("alice", 0, 10)] == [3]
+    # A deleted notification is not announced as expired.
+    await store.delete("alice", 3)
+    assert await store.expired_between(0, clock.now_ms() + 10**9, 10) == [
+        ("alice", 1),
+        ("alice", 2),
+    ]

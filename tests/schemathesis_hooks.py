@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import schemathesis
@@ -37,6 +38,18 @@ def after_load_schema(context: Any, schema: Any) -> None:
         set(re.findall(r'"format": "utf8-max-(\d+)"', json.dumps(schema.raw_schema)))
     ):
         schemathesis.openapi.format(f"utf8-max-{limit}", _utf8_at_most(int(limit)))
+    # `deliver_at`: a date-time at most N days from now (a day back to N - 1 ahead).
+    for days in sorted(
+        set(re.findall(r'"format": "date-time-max-(\d+)-days"', json.dumps(schema.raw_schema)))
+    ):
+        schemathesis.openapi.format(f"date-time-max-{days}-days", _time_within(int(days)))
+
+
+def _time_within(days: int) -> st.SearchStrategy[str]:
+    def moment(seconds: int) -> str:
+        return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+    return st.integers(-86400, (days - 1) * 86400).map(moment)
 
 
 def _utf8_at_most(size: int) -> st.SearchStrategy[str]:

@@ -107,12 +107,12 @@ async def test_the_inbox_fields_are_sent_and_come_back(server: Server) -> None:
     [
         (PUBLISHER_KEY, {"link": "javascript:alert(1)"}, 422, "invalid_notification", "link"),
         ("wrong-key", {}, 403, "forbidden", None),
-        # Scheduling (not built yet) is sent when given: today's server refuses it.
+        # Further ahead than TIDINGS_MAX_SCHEDULE_DAYS (30).
         (
             PUBLISHER_KEY,
-            {"deliver_at": "2030-01-01T00:00:00Z"},
+            {"deliver_at": "2099-01-01T00:00:00Z"},
             422,
-            "invalid_request",
+            "invalid_notification",
             "deliver_at",
         ),
     ],
@@ -145,10 +145,42 @@ def test_fields_left_out_are_not_sent(server: Server) -> None:
 def test_a_naive_time_is_refused_before_sending(server: Server) -> None:
     with Client(server.url, PUBLISHER_KEY) as tidings, pytest.raises(ValueError, match="aware"):
         tidings.publish("client-naive", "later", deliver_at=datetime.now() + timedelta(hours=1))
+    assert server.listed("client-naive") == []
+
+
+def test_a_scheduled_publish_returns_what_was_scheduled_and_can_be_cancelled(
+    server: Server,
+) -> None:
     aware = datetime.now(UTC) + timedelta(hours=1)
-    with Client(server.url, PUBLISHER_KEY) as tidings, pytest.raises(TidingsError) as info:
-        tidings.publish("client-naive", "later", deliver_at=aware)
-    assert "deliver_at" in json.dumps(info.value.detail)
+    with Client(server.url, PUBLISHER_KEY) as tidings:
+        scheduled = tidings.publish("client-later", "later", deliver_at=aware)
+        many = tidings.publish_many(["client-later", "client-later-2"], "both", deliver_at=aware)
+        assert set(scheduled) == {"idempotency_key", "deliver_at", "user_ids"}
+        assert scheduled["user_ids"] == ["client-later"]
+        assert scheduled["deliver_at"] == aware.isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
+        )
+        assert many["user_ids"] == ["client-later", "client-later-2"]
+        # A made-up key, since none was given: the handle to cancel it.
+        assert tidings.cancel_scheduled(scheduled["idempotency_key"]) is True
+        assert tidings.cancel_scheduled(scheduled["idempotency_key"]) is False
+        assert tidings.cancel_scheduled("never/scheduled key") is False
+        assert tidings.cancel_scheduled(many["idempotency_key"]) is True
+    assert server.listed("client-later") == []
+
+
+async def test_the_async_client_schedules_and_cancels(server: Server) -> None:
+    aware = datetime.now(UTC) + timedelta(hours=1)
+    async with AsyncClient(server.url, PUBLISHER_KEY) as tidings:
+        scheduled = await tidings.publish(
+            "client-later-async", "later", deliver_at=aware, idempotency_key="a key/with?odd#chars"
+        )
+        assert scheduled["idempotency_key"] == "a key/with?odd#chars"
+        assert await tidings.cancel_scheduled("a key/with?odd#chars") is True
+        assert await tidings.cancel_scheduled("a key/with?odd#chars") is False
+        with pytest.raises(TidingsError) as info:
+            await tidings.cancel_scheduled("x" * 201)
+        assert info.value.status == 422
 
 
 @pytest.mark.parametrize("failure", ["drop", "503"])

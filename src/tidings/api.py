@@ -483,7 +483,7 @@ _NOT_PENDING = {
 
 
 @publisher_router.delete(
-    "/api/notifications/scheduled/{idempotency_key}",
+    "/api/notifications/scheduled/{idempotency_key:path}",
     status_code=204,
     responses=error_responses((401, 403, 404, 422, 503)),
 )
@@ -492,8 +492,9 @@ async def cancel_scheduled(
     service: ServiceDep,
 ) -> Response:
     """Cancel a scheduled notification (a publish with a future `deliver_at`) before it is due,
-    for every user it was scheduled for: 204. 404 `not_scheduled` when nothing is pending under
-    the key: unknown, delivered or cancelled already (the detail says which)."""
+    for every user it was scheduled for: 204. The key is URL-encoded; it may contain `/`.
+    404 `not_scheduled` when nothing is pending under the key: unknown, delivered or cancelled
+    already (the detail says which)."""
     cancelled, states = await service.cancel_scheduled(idempotency_key)
     if cancelled:
         return Response(status_code=204)

@@ -9,6 +9,10 @@ A publish is retried on network errors and on 503 (the store is briefly unavaila
 another answer, and every attempt sends the same idempotency key (one is generated when none is
 given): a request that reached the store before its answer was lost is stored once. Any other
 non-2xx answer raises `TidingsError` with the server's `error` and `detail`.
+
+A publish with a future `deliver_at` is scheduled: it returns the server's 202 answer
+(`idempotency_key`, `deliver_at`, `user_ids`), and `cancel_scheduled(idempotency_key)` cancels it
+before it is due.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -34,6 +39,7 @@ MAX_DELAY = 5.0
 
 PUBLISH_PATH = "/api/notifications"
 TOKENS_PATH = "/api/tokens"
+SCHEDULED_PATH = "/api/notifications/scheduled/"
 
 
 class TidingsError(Exception):
@@ -120,7 +126,27 @@ class BaseClient:
         self._publish_body({}, "", dict(fields))
 
     @staticmethod
+    def _scheduled_path(idempotency_key: str) -> str:
+        if not idempotency_key:
+            raise ValueError("idempotency_key must not be empty")
+        return SCHEDULED_PATH + quote(idempotency_key, safe="")
+
+    @staticmethod
+    def _cancelled(response: httpx.Response) -> bool:
+        """True for 204; False when nothing was pending (404 `not_scheduled`); else raises."""
+        if response.status_code == 404:
+            try:
+                if response.json().get("error") == "not_scheduled":
+                    return False
+            except (ValueError, AttributeError):
+                pass
+        BaseClient._answer(response)
+        return True
+
+    @staticmethod
     def _answer(response: httpx.Response) -> Any:
+        if response.status_code == 204:
+            return None
         if response.is_success:
             return response.json()
         try:
@@ -192,7 +218,9 @@ class Client(BaseClient):
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Store a notification for `user_id`; returns it as stored (`id` is the user's seq)."""
+        """Store a notification for `user_id`; returns it as stored (`id` is the user's seq), or
+        with a future `deliver_at` what was scheduled (`idempotency_key`, `deliver_at`,
+        `user_ids`)."""
         fields = _fields(
             link, kind, category, data, actor, actions, group, deliver_at, expires_at,
             idempotency_key,
@@ -216,27 +244,36 @@ class Client(BaseClient):
         deliver_at: datetime | str | None = None,
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """The same notification for each of `user_ids`, in one request; returns them stored."""
+    ) -> Any:
+        """The same notification for each of `user_ids`, in one request; returns them stored
+        (a list), or with a future `deliver_at` what was scheduled (a dict)."""
         fields = _fields(
             link, kind, category, data, actor, actions, group, deliver_at, expires_at,
             idempotency_key,
         )  # fmt: skip
         body = self._publish_body({"user_ids": list(user_ids)}, message, fields)
-        stored: list[dict[str, Any]] = self._post(PUBLISH_PATH, body)
-        return stored
+        return self._post(PUBLISH_PATH, body)
 
     def token(self, user_id: str | int, ttl: int = 3600) -> str:
         """A user token minted by the server (for apps that do not hold `TIDINGS_SECRET`)."""
         answer = self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
         return str(answer["token"])
 
+    def cancel_scheduled(self, idempotency_key: str) -> bool:
+        """Cancel a scheduled publish before it is due: True when it was pending (now
+        cancelled for every user), False when nothing was (unknown key, delivered or cancelled
+        already)."""
+        return self._cancelled(self._send("DELETE", self._scheduled_path(idempotency_key)))
+
     def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._answer(self._send("POST", path, body))
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         url = self.url + path
         delays = self._attempts.delays()
         while True:
             try:
-                response = self._http.post(url, json=body)
+                response = self._http.request(method, url, json=body)
             except httpx.TransportError as exc:
                 delay = next(delays, None)
                 if delay is None:
@@ -248,7 +285,7 @@ class Client(BaseClient):
                 if delay is not None:
                     time.sleep(self._attempts.retry_after(response, delay))
                     continue
-            return self._answer(response)
+            return response
 
     def close(self) -> None:
         self._http.close()
@@ -296,7 +333,9 @@ class AsyncClient(BaseClient):
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Store a notification for `user_id`; returns it as stored (`id` is the user's seq)."""
+        """Store a notification for `user_id`; returns it as stored (`id` is the user's seq), or
+        with a future `deliver_at` what was scheduled (`idempotency_key`, `deliver_at`,
+        `user_ids`)."""
         fields = _fields(
             link, kind, category, data, actor, actions, group, deliver_at, expires_at,
             idempotency_key,
@@ -320,27 +359,39 @@ class AsyncClient(BaseClient):
         deliver_at: datetime | str | None = None,
         expires_at: datetime | str | None = None,
         idempotency_key: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """The same notification for each of `user_ids`, in one request; returns them stored."""
+    ) -> Any:
+        """The same notification for each of `user_ids`, in one request; returns them stored
+        (a list), or with a future `deliver_at` what was scheduled (a dict)."""
         fields = _fields(
             link, kind, category, data, actor, actions, group, deliver_at, expires_at,
             idempotency_key,
         )  # fmt: skip
         body = self._publish_body({"user_ids": list(user_ids)}, message, fields)
-        stored: list[dict[str, Any]] = await self._post(PUBLISH_PATH, body)
-        return stored
+        return await self._post(PUBLISH_PATH, body)
 
     async def token(self, user_id: str | int, ttl: int = 3600) -> str:
         """A user token minted by the server (for apps that do not hold `TIDINGS_SECRET`)."""
         answer = await self._post(TOKENS_PATH, {"user_id": user_id, "ttl": ttl})
         return str(answer["token"])
 
+    async def cancel_scheduled(self, idempotency_key: str) -> bool:
+        """Cancel a scheduled publish before it is due: True when it was pending (now
+        cancelled for every user), False when nothing was (unknown key, delivered or cancelled
+        already)."""
+        path = self._scheduled_path(idempotency_key)
+        return self._cancelled(await self._send("DELETE", path))
+
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._answer(await self._send("POST", path, body))
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
         url = self.url + path
         delays = self._attempts.delays()
         while True:
             try:
-                response = await self._http.post(url, json=body)
+                response = await self._http.request(method, url, json=body)
             except httpx.TransportError as exc:
                 delay = next(delays, None)
                 if delay is None:
@@ -352,7 +403,7 @@ class AsyncClient(BaseClient):
                 if delay is not None:
                     await anyio.sleep(self._attempts.retry_after(response, delay))
                     continue
-            return self._answer(response)
+            return response
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -501,14 +501,16 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
     props["expires_at"] = _nullable(
         {"type": "string", "format": "date-time", "description": "ISO 8601 time with an offset"}
     )
+    # Not `date-time`: the limit counts from now, which JSON Schema cannot say. The format names
+    # it (`date-time-max-N-days`: a date-time at most N days from now) as `utf8-max-N` does.
+    days = f"{settings.max_schedule_days:g}"
     props["deliver_at"] = _nullable(
         {
             "type": "string",
-            "format": "date-time",
+            "format": f"date-time-max-{days}-days",
             "description": (
-                "ISO 8601 time with an offset; at most "
-                f"{settings.max_schedule_days:g} days ahead. In the future: answered 202 and "
-                "delivered then; otherwise published now"
+                f"ISO 8601 time with an offset, at most {days} days from now. In the future: "
+                "answered 202 and delivered then; otherwise published now"
             ),
         }
     )

@@ -134,8 +134,9 @@ class Store(Protocol):
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
         """Lease up to `limit` pending rows whose time has come and whose lease (if any) ran
-        out, oldest due first, for `lease_ms`: no other node claims them meanwhile. A node that
-        dies holding a lease leaves its rows to be claimed again when it runs out."""
+        out, for `lease_ms`: no other node claims them meanwhile. Oldest due first, then in the
+        order they were scheduled. A node that dies holding a lease leaves its rows to be
+        claimed again when it runs out."""
 
     async def deliver(self, due: Due) -> Stored | None:
         """Store a claimed row's notification through `add` under `delivery_key` and mark the

@@ -832,7 +832,8 @@ class MongoStore:
         }
         claimed: list[Due] = []
         async with self._guard():
-            cursor = self._scheduled.find(claimable).sort("deliver_ms", ASCENDING).limit(limit)
+            order = [("deliver_ms", ASCENDING), ("created_ms", ASCENDING), ("key", ASCENDING)]
+            cursor = self._scheduled.find(claimable).sort(order).limit(limit)
             found = [d async for d in cursor]
             for doc in sorted(found, key=lambda d: (d["deliver_ms"], d["created_ms"], d["key"])):
                 # Claimed by whichever node's update matches first: the filter repeats the

@@ -490,7 +490,8 @@ class PostgresStore:
             rows = await conn.fetch(
                 "UPDATE tidings_scheduled SET lease_until = $1 WHERE (key, user_id) IN ("
                 "  SELECT key, user_id FROM tidings_scheduled WHERE state = 'pending' "
-                "  AND deliver_ms <= $2 AND lease_until < $2 ORDER BY deliver_ms LIMIT $3 "
+                "  AND deliver_ms <= $2 AND lease_until < $2 "
+                "  ORDER BY deliver_ms, created_ms, key LIMIT $3 "
                 "  FOR UPDATE SKIP LOCKED) "
                 "RETURNING key, user_id, deliver_ms, draft, created_ms",
                 now + lease_ms,

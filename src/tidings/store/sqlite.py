@@ -445,7 +445,7 @@ class SqliteStore:
         sql = (
             "UPDATE scheduled SET lease_until = ? WHERE (key, user_id) IN ("
             "  SELECT key, user_id FROM scheduled WHERE state = 'pending' AND deliver_ms <= ? "
-            "  AND lease_until < ? ORDER BY deliver_ms LIMIT ?) "
+            "  AND lease_until < ? ORDER BY deliver_ms, created_ms, key LIMIT ?) "
             "RETURNING key, user_id, deliver_ms, draft, created_ms"
         )
         params = (now + lease_ms, now, now, limit)

@@ -1,0 +1,88 @@
+"""`deliver_at` as a publisher sees it against a real server: what is refused and why, what is
+published at once, and the cancel route's answers. Delivery itself is tested on every store in
+tests/contract/test_scheduled_served.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support import HTTP, PUBLISHER_KEY, Server, serving
+
+TIME_RULE = "must be an ISO 8601 time with an offset, like 2026-12-01T09:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder: Path = tmp_path_factory.mktemp("scheduled")
+    with serving(folder, {"TIDINGS_MAX_SCHEDULE_DAYS": "2"}) as running:
+        yield running
+
+
+def user() -> str:
+    return f"sched-{uuid.uuid4().hex[:8]}"
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    ("deliver_at", "problem"),
+    [
+        (iso(datetime.now(UTC) + timedelta(days=2, hours=1)), "at most 2 days ahead"),
+        ("2030-01-01T00:00:00", TIME_RULE),
+        ("tomorrow", TIME_RULE),
+        ("2026-02-30T09:00:00Z", f"{TIME_RULE} (and a real date)"),
+    ],
+    ids=["too-far", "no-offset", "words", "no-such-day"],
+)
+def test_a_bad_deliver_at_is_refused_and_says_why(
+    server: Server, deliver_at: str, problem: str
+) -> None:
+    who = user()
+    response = server.publish(who, "later", deliver_at=deliver_at)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_notification"
+    assert body["detail"]["field"] == "deliver_at"
+    assert body["detail"]["problem"].startswith(problem)
+    if problem.startswith("at most"):
+        assert "TIDINGS_MAX_SCHEDULE_DAYS" in body["detail"]["problem"]
+    assert server.listed(who) == []
+
+
+def test_deliver_at_in_the_past_or_now_publishes_at_once(server: Server) -> None:
+    who = user()
+    past = iso(datetime.now(UTC) - timedelta(minutes=5))
+    published = server.publish(who, "overdue", deliver_at=past, idempotency_key=f"{who}-k")
+    assert published.status_code == 201, published.text
+    assert published.json()["id"] == 1
+    # A retry of that publish replays it, as any keyed publish.
+    again = server.publish(who, "overdue", deliver_at=past, idempotency_key=f"{who}-k")
+    assert (again.status_code, again.json()) == (200, published.json())
+    assert [n["message"] for n in server.listed(who)] == ["overdue"]
+
+
+def test_a_scheduled_key_reused_for_another_publish_is_a_conflict(server: Server) -> None:
+    who = user()
+    soon = iso(datetime.now(UTC) + timedelta(hours=1))
+    first = server.publish(who, "a", deliver_at=soon, idempotency_key=f"{who}-k")
+    assert first.status_code == 202, first.text
+    other = server.publish(who, "b", deliver_at=soon, idempotency_key=f"{who}-k")
+    assert other.status_code == 409
+    assert other.json()["error"] == "idempotency_conflict"
+
+
+def test_cancel_needs_the_publisher_key(server: Server) -> None:
+    url = f"{server.url}/api/notifications/scheduled/some-key"
+    assert HTTP.delete(url, timeout=10).status_code == 401
+    wrong = HTTP.delete(url, headers={"authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code == 403
+    right = HTTP.delete(url, headers={"authorization": f"Bearer {PUBLISHER_KEY}"}, timeout=10)
+    assert right.status_code == 404
+    assert right.json()["error"] == "not_scheduled"

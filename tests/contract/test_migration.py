@@ -1,10 +1,11 @@
-"""A database written by an earlier schema (1 or 2) is upgraded in place on open, on every
+"""A database written by an earlier schema (1, 2 or 3) is upgraded in place on open, on every
 store, and one a newer tidings upgraded is refused.
 
 The schema-1 database is written here as tidings at schema 1 wrote it: its own DDL (each store
 keeps its steps) and rows in that shape, one of them published with an idempotency key, which has
 no fingerprint. The schema-2 one is that database taken through step 2, its key given the
-fingerprint tidings at schema 2 computed.
+fingerprint tidings at schema 2 computed; the schema-3 one is that database taken through step
+3, with a notification using every inbox column and a user's preferences.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tidings.models import Action, Actor, Draft, Position, Preferences, now_ms
+from tidings.models import Action, Actor, Clock, Draft, Position, Preferences, now_ms
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
@@ -228,5 +229,124 @@ async def test_an_older_database_gains_the_inbox_with_nothing_lost(
     try:
         assert await again.after("alice", 0, 10) == [old, new]
         assert await again.position("alice") == Position(last_seq=2)
+    finally:
+        await again.close()
+
+
+# A notification as schema 3 stored it: every inbox column set, seen but not read.
+INBOX_ROW = {
+    "seq": 2,
+    "message": "inbox",
+    "data": "{}",
+    "category": "billing",
+    "actor": '{"name":"Ada","avatar_url":"/a.png"}',
+    "actions": '[{"label":"Pay","url":"/pay"}]',
+    "grp": "invoice-7",
+    "expires_ms": 4_000_000_000_000,
+}
+
+
+async def write_schema_3(url: str, stamp: int) -> None:
+    """The schema-2 database after step 3, with an inbox notification and preferences."""
+    await write_schema_2(url, stamp)
+    r = INBOX_ROW
+    values = (
+        "alice", r["seq"], r["message"], None, None, r["data"], stamp, None,
+        r["category"], r["actor"], r["actions"], r["grp"], r["expires_ms"], stamp + 1, None,
+    )  # fmt: skip
+    prefs = ("alice", '["news"]', '{"push":false,"email":true}')
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
+            db.executescript(sqlite_store.MIGRATIONS[3])
+            # The table's column order after step 3 is COLUMNS's.
+            db.execute(
+                "INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            db.execute("UPDATE users SET last_seq = 2 WHERE user_id = 'alice'")
+            db.execute("INSERT INTO preferences VALUES (?, ?, ?)", prefs)
+            db.execute("PRAGMA user_version = 3")
+    elif scheme.startswith("postgres"):
+        async with postgres(url) as conn:
+            await conn.execute(pg_store.MIGRATIONS[3])
+            await conn.execute("INSERT INTO tidings_schema VALUES (3, $1)", stamp)
+            await conn.execute(
+                "INSERT INTO tidings_notifications VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                *values,
+            )
+            await conn.execute("UPDATE tidings_users SET last_seq = 2 WHERE user_id = 'alice'")
+            await conn.execute("INSERT INTO tidings_preferences VALUES ($1, $2, $3)", *prefs)
+    else:
+        async with mongo(url) as mdb:
+            await mdb["notifications"].insert_one(
+                {
+                    "user_id": "alice",
+                    "seq": r["seq"],
+                    "message": r["message"],
+                    "link": None,
+                    "kind": None,
+                    "data": r["data"],
+                    "created_ms": stamp,
+                    "read_ms": None,
+                    "category": r["category"],
+                    "actor": r["actor"],
+                    "actions": r["actions"],
+                    "group": r["grp"],
+                    "expires_ms": r["expires_ms"],
+                    "seen_ms": stamp + 1,
+                }
+            )
+            await mdb["preferences"].insert_one(
+                {"_id": "alice", "muted": prefs[1], "channels": prefs[2]}
+            )
+            await mdb["meta"].update_one({"_id": "schema"}, {"$set": {"version": 3}})
+
+
+async def test_a_schema_3_database_gains_scheduling_with_nothing_lost(store_url: str) -> None:
+    stamp = now_ms()
+    await write_schema_3(store_url, stamp)
+    clock = Clock(stamp)
+    store: Store = create_store(store_url, clock=clock)
+    await store.open()
+    try:
+        old, inbox = await store.after("alice", 0, 10)
+        assert (old.seq, old.message, old.data) == (1, "old", {"k": 1})
+        assert (inbox.seq, inbox.message, inbox.category, inbox.group) == (
+            2,
+            "inbox",
+            "billing",
+            "invoice-7",
+        )
+        assert inbox.actor == Actor(name="Ada", avatar_url="/a.png")
+        assert inbox.actions == (Action("Pay", "/pay"),)
+        assert (inbox.expires_ms, inbox.seen_ms, inbox.read_ms) == (
+            4_000_000_000_000,
+            stamp + 1,
+            None,
+        )
+        assert await store.preferences("alice") == Preferences(
+            muted_categories=("news",), push=False, email=True
+        )
+        same = Draft(user_ids=("alice",), message="old", data={"k": 1})
+        assert (await store.add(same, "old-key")).replayed
+        # Step 4 is there: schedule, claim, deliver with the next seq; the expiry sweep reads.
+        later = Draft(user_ids=("alice",), message="later", deliver_ms=stamp + 1_000)
+        assert await store.schedule(later, "sched-key") is not None
+        clock.advance(1_000)
+        [due] = await store.claim_due(30_000, 10)
+        delivered = await store.deliver(due)
+        assert delivered is not None
+        assert [n.seq for n in delivered.notifications] == [3]
+        assert await store.expired_between(0, stamp, 10) == []
+    finally:
+        await store.close()
+    again: Store = create_store(store_url, clock=clock)
+    await again.open()
+    try:
+        assert [n.seq for n in await again.after("alice", 0, 10)] == [1, 2, 3]
+        assert await again.position("alice") == Position(last_seq=3)
+        assert await again.cancel_scheduled("sched-key") == (0, ("delivered",))
     finally:
         await again.close()

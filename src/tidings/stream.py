@@ -223,7 +223,8 @@ ROUTE = RawRoute(
     description=(
         "Server-Sent Events: `retry:`, then `new-notification` events (id = seq), "
         "`notifications-read`, `notification-deleted`, `notifications-seen`, "
-        "`notifications-archived`, `notifications-unarchived`, `reset`, and a `ping` every "
+        "`notifications-archived`, `notifications-unarchived`, `notifications-expired`, "
+        "`reset`, and a `ping` every "
         "heartbeat. "
         "Resume with the `Last-Event-ID` header or `last_event_id` query."
     ),

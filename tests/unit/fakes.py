@@ -268,6 +268,21 @@ class FakeStore:
                 count += 1
         return count, tuple(sorted({row[2] for row in rows}))
 
+    async def next_due(self) -> int | None:
+        self._check()
+        pending = [r[0].deliver_ms for r in self.scheduled.values() if r[2] == PENDING]
+        return min(pending, default=None)
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        self._check()
+        times = [
+            n.expires_ms
+            for rows in self.rows.values()
+            for n in rows
+            if n.expires_ms is not None and n.expires_ms > after_ms
+        ]
+        return min(times, default=None)
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

@@ -150,6 +150,12 @@ class Store(Protocol):
         rows afterwards (`delivered`, `cancelled`, `muted`; `pending` for one being delivered):
         with none cancelled, they say why. (0, ()) for an unknown key."""
 
+    async def next_due(self) -> int | None:
+        """The earliest `deliver_ms` of the pending rows (claimed or not); None when none is."""
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        """The earliest `expires_at` after `after_ms` among live notifications; None if none."""
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

@@ -165,6 +165,14 @@ class BoundedStore:
         async with self._slot():
             return await self.inner.cancel_scheduled(key)
 
+    async def next_due(self) -> int | None:
+        async with self._slot():
+            return await self.inner.next_due()
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        async with self._slot():
+            return await self.inner.next_expiry(after_ms)
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

@@ -143,6 +143,14 @@ class InstrumentedStore:
         self._op("cancel_scheduled")
         return await self.inner.cancel_scheduled(key)
 
+    async def next_due(self) -> int | None:
+        self._op("next_due")
+        return await self.inner.next_due()
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        self._op("next_expiry")
+        return await self.inner.next_expiry(after_ms)
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

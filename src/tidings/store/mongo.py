@@ -877,6 +877,21 @@ class MongoStore:
             states = {d["state"] async for d in self._scheduled.find({"key": key}, {"state": 1})}
         return result.modified_count, tuple(sorted(states))
 
+    async def next_due(self) -> int | None:
+        async with self._guard():
+            doc = await self._scheduled.find_one(
+                {"state": PENDING}, {"deliver_ms": 1}, sort=[("deliver_ms", ASCENDING)]
+            )
+        return None if doc is None else int(doc["deliver_ms"])
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        query: Doc = {"expires_ms": {"$gt": after_ms}, **LIVE}
+        async with self._guard():
+            doc = await self._notifications.find_one(
+                query, {"expires_ms": 1}, sort=[("expires_ms", ASCENDING)]
+            )
+        return None if doc is None else int(doc["expires_ms"])
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

@@ -537,6 +537,21 @@ class PostgresStore:
             )
         return len(cancelled), tuple(sorted(r["state"] for r in states))
 
+    async def next_due(self) -> int | None:
+        async with self._conn() as conn:
+            found = await conn.fetchval(
+                "SELECT min(deliver_ms) FROM tidings_scheduled WHERE state = 'pending'"
+            )
+        return None if found is None else int(found)
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        async with self._conn() as conn:
+            found = await conn.fetchval(
+                "SELECT min(expires_ms) FROM tidings_notifications WHERE expires_ms > $1",
+                after_ms,
+            )
+        return None if found is None else int(found)
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

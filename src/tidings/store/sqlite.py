@@ -461,6 +461,16 @@ class SqliteStore:
         stamp = self.clock.now_ms()
         return await self._writer.run(lambda c: _transaction(c, _cancel, key, stamp))
 
+    async def next_due(self) -> int | None:
+        sql = "SELECT min(deliver_ms) FROM scheduled WHERE state = 'pending'"
+        row = await self._reader.run(lambda c: c.execute(sql).fetchone())
+        return None if row[0] is None else int(row[0])
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        sql = "SELECT min(expires_ms) FROM notifications WHERE expires_ms > ?"
+        row = await self._reader.run(lambda c: c.execute(sql, (after_ms,)).fetchone())
+        return None if row[0] is None else int(row[0])
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

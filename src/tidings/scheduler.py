@@ -4,12 +4,12 @@ and tell open streams which notifications expired.
 Delivery. A publish with a future `deliver_at` leaves one row per user in the store's scheduled
 table (`Store.schedule`), visible to nobody. When rows fall due, each node claims them with a
 lease (`Store.claim_due`: no other node takes them until the lease runs out) and delivers each
-through the normal add path under a key of its own (`Store.deliver`, which marks the row
-delivered in the same transaction where the store has them). So the seq is handed out at
-delivery (the log stays gapless and ordered), a row is stored once however many nodes claim it
-(two nodes, or one that died after storing and before marking the row: the key dedupes), and a
-node that dies holding a lease leaves its rows to another node once it runs out. Then the
-delivery is announced over the bus like any publish.
+key's rows as one publish through the normal add path (`Store.deliver`, which marks the rows
+delivered in the same transaction where the store has them, and otherwise stores under a key
+that admits one notification per user). So the seq is handed out at delivery (the log stays
+gapless and ordered), a row is stored once however many nodes claim it, and a node that dies
+holding a lease leaves its rows to another node once it runs out. Then the delivery is
+announced over the bus like any publish.
 
 Expiry. When a notification's `expires_at` passes, each node looks (with a query only if it has
 open streams) for the notifications whose `expires_at` passed since it last looked, and sends
@@ -107,8 +107,8 @@ class Scheduler:
         while True:
             claimed = await self.service.store.claim_due(lease_ms, settings.scheduler_batch)
             total += len(claimed)
-            for row in await self._muted(claimed):
-                await self._deliver(row)
+            if claimed:
+                await self._deliver(await self._muted(claimed))
             if len(claimed) < settings.scheduler_batch:
                 return total
 
@@ -129,19 +129,16 @@ class Scheduler:
             for row in claimed
         ]
 
-    async def _deliver(self, row: Due) -> None:
+    async def _deliver(self, rows: Sequence[Due]) -> None:
         service = self.service
-        stored = await service.store.deliver(row)
-        if row.skip is not None:
-            service.metrics.scheduled_skipped.labels(row.skip).inc()
-            return
-        if stored is None:
-            return  # cancelled meanwhile, or another node delivered it
-        if not stored.replayed:
-            service.metrics.scheduled_delivered.inc(len(stored.notifications))
-            service.metrics.published.inc(len(stored.notifications))
-        # Announced also when replayed: the node that stored it may have died before it could.
-        await service.announce([Published(n.user_id, n.seq, n) for n in stored.notifications])
+        delivered = await service.store.deliver(rows)
+        for row in rows:
+            if row.skip is not None:
+                service.metrics.scheduled_skipped.labels(row.skip).inc()
+        made = [n for stored in delivered for n in stored.notifications]
+        service.metrics.scheduled_delivered.inc(len(made))
+        service.metrics.published.inc(len(made))
+        await service.announce([Published(n.user_id, n.seq, n) for n in made])
 
     async def expire_forever(self) -> None:
         service = self.service

@@ -39,10 +39,11 @@ from tidings.store.common import (
     CANCELLED,
     DELIVERED,
     PENDING,
+    by_key,
     check_fingerprint,
     counts_of,
-    delivery_key,
     made,
+    used_now,
 )
 
 __all__ = [
@@ -240,6 +241,8 @@ class FakeStore:
             return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
         if draft.deliver_ms <= now_ms():
             return None
+        if key in self.keys:
+            raise used_now(key)
         for user_id in draft.user_ids:
             one = dataclasses.replace(draft, user_ids=(user_id,), deliver_ms=None)
             row = Due(key, user_id, draft.deliver_ms, one)
@@ -256,15 +259,21 @@ class FakeStore:
                 claimed.append(row[0])
         return claimed
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         self._check()
-        row = self.scheduled[(due.key, due.user_id)]
-        if row[2] != PENDING:
-            return None
-        row[2] = due.skip or DELIVERED
-        if due.skip is not None:
-            return None
-        return await self.add(due.draft, delivery_key(due.key, due.user_id))
+        delivered: list[Stored] = []
+        for group in by_key(rows):
+            users: list[str] = []
+            for due in group:
+                row = self.scheduled[(due.key, due.user_id)]
+                if row[2] == PENDING:
+                    row[2] = due.skip or DELIVERED
+                    if due.skip is None:
+                        users.append(due.user_id)
+            if users:
+                draft = dataclasses.replace(group[0].draft, user_ids=tuple(users))
+                delivered.append(await self.add(draft))
+        return delivered
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         self._check()
@@ -391,7 +400,6 @@ class FakeStore:
         cursor.attempts += 1
         return True
 
-
     # --- Web Push (issue 11) ------------------------------------------------------------------
 
     async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
@@ -511,8 +519,6 @@ class _Cursor:
     lease_until: int = 0
     next_ms: int = 0
     attempts: int = 0
-
-
 
 
 class FakeBus:

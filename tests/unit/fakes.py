@@ -20,6 +20,7 @@ from tests.raw_sse import RawEvent, parse_events
 from tidings.bus.base import Bus, Deliver
 from tidings.bus.shared import SharedBus
 from tidings.models import (
+    Clock,
     Counts,
     Draft,
     Due,
@@ -32,7 +33,6 @@ from tidings.models import (
     Scheduled,
     Stored,
     UserRecord,
-    now_ms,
 )
 from tidings.store.base import Store, StoreUnavailable, Subscribed
 from tidings.store.common import (
@@ -58,7 +58,8 @@ __all__ = [
 class FakeStore:
     """The store contract in dicts. `down = True` makes every call raise `StoreUnavailable`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
         self.rows: dict[str, list[Notification]] = {}
         self.last: dict[str, int] = {}
         self.pruned: dict[str, int] = {}
@@ -98,7 +99,7 @@ class FakeStore:
             self.last[user_id] = self.last.get(user_id, 0) + 1
             seqs.append((user_id, self.last[user_id]))
         # The stores' own draft-to-notification step, so the fake stores what they store.
-        stored = made(draft, seqs, now_ms())
+        stored = made(draft, seqs, self.clock.now_ms())
         for n in stored:
             self.rows.setdefault(n.user_id, []).append(n)
         result = Stored(stored)
@@ -108,7 +109,10 @@ class FakeStore:
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         self._check()
-        return [n for n in self.rows.get(user_id, []) if n.seq > seq][:limit]
+        # As the stores do: an expired notification is not listed (nor replayed).
+        now = self.clock.now_ms()
+        live = [n for n in self.rows.get(user_id, []) if n.expires_ms is None or n.expires_ms > now]
+        return [n for n in live if n.seq > seq][:limit]
 
     async def position(self, user_id: str) -> Position:
         self._check()
@@ -185,7 +189,7 @@ class FakeStore:
         rows = self.rows.get(user_id, [])
         for index, n in enumerate(rows):
             if n.seq <= up_to and n.seen_ms is None:
-                rows[index] = dataclasses.replace(n, seen_ms=now_ms())
+                rows[index] = dataclasses.replace(n, seen_ms=self.clock.now_ms())
                 changed.append(n.seq)
         return changed
 
@@ -195,7 +199,9 @@ class FakeStore:
         rows = self.rows.get(user_id, [])
         for index, n in enumerate(rows):
             if n.seq in ids and (n.archived_ms is not None) != archived:
-                rows[index] = dataclasses.replace(n, archived_ms=now_ms() if archived else None)
+                rows[index] = dataclasses.replace(
+                    n, archived_ms=self.clock.now_ms() if archived else None
+                )
                 changed.append(n.seq)
         return changed
 
@@ -208,7 +214,7 @@ class FakeStore:
         for index, n in enumerate(rows):
             wanted = (ids is not None and n.seq in ids) or (up_to is not None and n.seq <= up_to)
             if wanted and n.read_ms is None:
-                rows[index] = dataclasses.replace(n, read_ms=now_ms())
+                rows[index] = dataclasses.replace(n, read_ms=self.clock.now_ms())
                 changed.append(n.seq)
         return changed
 
@@ -239,7 +245,7 @@ class FakeStore:
         if rows:
             check_fingerprint(key, rows[0][1], draft)
             return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
-        if draft.deliver_ms <= now_ms():
+        if draft.deliver_ms <= self.clock.now_ms():
             return None
         if key in self.keys:
             raise used_now(key)
@@ -251,7 +257,7 @@ class FakeStore:
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
         self._check()
-        now = now_ms()
+        now = self.clock.now_ms()
         claimed: list[Due] = []
         for row in sorted(self.scheduled.values(), key=lambda r: r[0].deliver_ms):
             if len(claimed) < limit and row[2] == PENDING and row[0].deliver_ms <= now > row[3]:
@@ -326,7 +332,7 @@ class FakeStore:
 
     async def set_user_email(self, user_id: str, email: str | None) -> UserRecord:
         self._check()
-        record = UserRecord(user_id, email, now_ms())
+        record = UserRecord(user_id, email, self.clock.now_ms())
         last = self.last.get(user_id, 0)
         cursor = self.emails.get(user_id)
         if cursor is None:
@@ -340,7 +346,7 @@ class FakeStore:
 
     async def email_due(self, after_ms: int, limit: int) -> list[str]:
         self._check()
-        now = now_ms()
+        now = self.clock.now_ms()
         due = [
             u
             for u, c in sorted(self.emails.items(), key=lambda item: item[1].next_ms)
@@ -366,7 +372,7 @@ class FakeStore:
         self, user_id: str, owner: str, after_ms: int, lease_ms: int
     ) -> EmailClaim | None:
         self._check()
-        now = now_ms()
+        now = self.clock.now_ms()
         cursor = self.emails.get(user_id)
         if cursor is None or not self._claimable(cursor, now) or cursor.record.email is None:
             return None
@@ -411,7 +417,7 @@ class FakeStore:
         if sum(s.user_id == sub.user_id for s in self.push.values()) >= limit:
             return "full"
         self.push[sub.endpoint] = dataclasses.replace(
-            sub, created_ms=now_ms(), done_seq=self.last.get(sub.user_id, 0)
+            sub, created_ms=self.clock.now_ms(), done_seq=self.last.get(sub.user_id, 0)
         )
         return "created" if found is None else "updated"
 
@@ -433,7 +439,7 @@ class FakeStore:
 
     async def push_due(self, cutoff_ms: int, limit: int) -> list[PushSubscription]:
         self._check()
-        now = now_ms()
+        now = self.clock.now_ms()
         return [
             s
             for s in self.push.values()
@@ -448,7 +454,7 @@ class FakeStore:
     async def claim_push(self, endpoint: str, owner: str, lease_ms: int) -> PushSubscription | None:
         self._check()
         found = self.push.get(endpoint)
-        now = now_ms()
+        now = self.clock.now_ms()
         if found is None or found.lease_until > now:
             return None
         claimed = dataclasses.replace(found, lease_owner=owner, lease_until=now + lease_ms)
@@ -458,7 +464,7 @@ class FakeStore:
     async def advance_push(self, endpoint: str, owner: str, done_seq: int) -> bool:
         self._check()
         found = self.push.get(endpoint)
-        if found is None or found.lease_owner != owner or found.lease_until <= now_ms():
+        if found is None or found.lease_owner != owner or found.lease_until <= self.clock.now_ms():
             return False
         self.push[endpoint] = dataclasses.replace(found, done_seq=max(found.done_seq, done_seq))
         return True
@@ -468,7 +474,11 @@ class FakeStore:
     ) -> None:
         self._check()
         found = self.push.get(endpoint)
-        if found is not None and found.lease_owner == owner and found.lease_until > now_ms():
+        if (
+            found is not None
+            and found.lease_owner == owner
+            and found.lease_until > self.clock.now_ms()
+        ):
             self.push[endpoint] = dataclasses.replace(
                 found,
                 done_seq=max(found.done_seq, done_seq),

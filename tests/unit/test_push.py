@@ -10,7 +10,7 @@ from tests.unit.conftest import unit_settings
 from tests.unit.fakes import FakeStore
 from tidings.hub import Hub
 from tidings.metrics import Metrics
-from tidings.models import Action, Actor, Clock, Notification, Preferences
+from tidings.models import Action, Actor, Clock, Draft, Notification, Preferences, PushSubscription
 from tidings.push.delivery import MAX_PLAINTEXT, PushChannel, payload_of, skip_reason
 
 pytestmark = pytest.mark.anyio
@@ -138,3 +138,22 @@ def test_a_payload_fits_even_with_limits_raised_far_past_the_defaults() -> None:
     n = note(message="m" * 10, link="https://app.example/" + "l" * 9000)
     body = json.loads(payload_of(n))
     assert (body["message"], body["link"]) == ("…", None)
+
+
+async def test_a_pass_over_notifications_that_all_expired_moves_the_cursor_past_them() -> None:
+    # The store lists no expired notification: a pass that finds only those must still be done
+    # with them, or the subscription would be due (and claimed, a write) on every pass.
+    settings = unit_settings(**PUSH, push_grace=1.0)
+    clock = Clock(10_000)
+    store = FakeStore(clock)
+    channel = PushChannel(settings, store, Hub(settings, Metrics()), clock, Metrics())
+    endpoint = "https://push.example/ann"
+    assert await store.add_push_subscription(PushSubscription(endpoint, "ann", "k", "a"), 5)
+    for _ in range(3):
+        await store.add(Draft(user_ids=("ann",), message="soon gone", expires_ms=12_000))
+    clock.set(20_000)
+    assert [s.endpoint for s in await store.push_due(19_000, 10)] == [endpoint]
+    await channel.deliver(endpoint)
+    [sub] = await store.push_subscriptions("ann")
+    assert sub.done_seq == 3
+    assert await store.push_due(19_000, 10) == []

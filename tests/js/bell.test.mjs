@@ -19,6 +19,7 @@ import {
   foldRows,
   listKeyTarget,
   neighbourOf,
+  tabKeyTarget,
   tabsOf,
 } from "../../src/tidings/web/static/bell-core.js";
 import { listQuery, matchesFilter } from "../../src/tidings/web/static/tidings.js";
@@ -153,6 +154,16 @@ test("keys move the focus through the rows and back to the bell", () => {
   assert.equal(listKeyTarget("Home", 3, 2), 0);
   assert.equal(listKeyTarget("x", 3, 0), null);
   assert.equal(listKeyTarget("ArrowDown", 0, -1), null);
+});
+
+test("arrow keys move between tabs and wrap round, Home and End go to the ends", () => {
+  assert.equal(tabKeyTarget("ArrowRight", 3, 0), 1);
+  assert.equal(tabKeyTarget("ArrowRight", 3, 2), 0);
+  assert.equal(tabKeyTarget("ArrowLeft", 3, 0), 2);
+  assert.equal(tabKeyTarget("Home", 3, 2), 0);
+  assert.equal(tabKeyTarget("End", 3, 0), 2);
+  assert.equal(tabKeyTarget("ArrowDown", 3, 0), null);
+  assert.equal(tabKeyTarget("ArrowRight", 3, -1), null);
 });
 
 test("a row that leaves gives the focus to the next one, else the previous", () => {

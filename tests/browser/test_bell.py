@@ -213,7 +213,10 @@ def test_keyboard_only_open_move_mark_read_escape(
 
     bell = page.locator("tidings-bell")
     button = page.locator("tidings-bell .bell")
-    page.keyboard.press("Tab")
+    for _ in range(12):  # Tab through the page's controls before the bell
+        page.keyboard.press("Tab")
+        if bell.evaluate("el => el.shadowRoot.activeElement?.classList.contains('bell')"):
+            break
     expect(button).to_be_focused()
     expect(button).to_have_attribute("aria-expanded", "false")
     page.keyboard.press("Enter")

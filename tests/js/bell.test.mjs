@@ -276,3 +276,49 @@ test("the view: badge counts unseen, strings in German with plurals, opening mar
   });
   assert.equal(overridden.view().bellLabel, "Inbox (2)");
 });
+
+test("push control: only if pushState() is default or off and the server has a key", async () => {
+  const cases = [
+    [
+      { pushState: async () => "default", _call: async () => ({}) },
+      "Turn on desktop notifications",
+    ],
+    [{ pushState: async () => "off", _call: async () => ({}) }, "Turn on desktop notifications"],
+    [{ pushState: async () => "on", _call: async () => ({}) }, null],
+    [{ pushState: async () => "denied", _call: async () => ({}) }, null],
+    [{ pushState: async () => "unsupported", _call: async () => ({}) }, null],
+    [
+      {
+        pushState: async () => "default",
+        _call: async () => {
+          throw new Error("404 push_disabled");
+        },
+      },
+      null,
+    ],
+    [{}, null], // a client without push
+  ];
+  for (const [push, expected] of cases) {
+    const state = { ...holding([]).client.state };
+    let enabled = 0;
+    const client = {
+      state,
+      subscribe(listener) {
+        listener(state, { type: "state" });
+        return () => {};
+      },
+      enablePush: async () => {
+        enabled += 1;
+      },
+      ...push,
+    };
+    const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(core.view().push, expected, JSON.stringify(Object.keys(push)));
+    if (expected) {
+      core.enablePush();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      assert.equal(enabled, 1);
+    }
+  }
+});

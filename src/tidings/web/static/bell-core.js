@@ -271,8 +271,8 @@ export class BellCore {
           : this.t("announceMany", { n: messages.length }),
       ),
     );
+    this._pushChecked = false; // asked once the session works (the key route needs the user)
     this._unsubscribe = client.subscribe((state, change) => this._onChange(state, change));
-    this._checkPush();
   }
 
   /**
@@ -431,6 +431,10 @@ export class BellCore {
 
   _onChange(state, change) {
     this.state = state;
+    if (!this._pushChecked && state.status === "ready") {
+      this._pushChecked = true;
+      this._checkPush();
+    }
     for (const n of state.items) if (n.category) this._known.add(n.category);
     for (const name of Object.keys(state.categories)) this._known.add(name);
     if (change.type === "error") {
@@ -453,10 +457,9 @@ export class BellCore {
     try {
       state = await client.pushState();
       if (state === "default" || state === "off") {
-        const base = client.baseUrl;
-        const key = await fetch(`${base}/notifications/push/key`, { credentials: "include" });
-        key.body?.cancel().catch(() => {});
-        if (!key.ok) state = null;
+        // A 404 (push not configured on the server) throws: no control. Not emitted as an
+        // error: nothing the user did failed.
+        await client._call("pushKey", "GET", "/notifications/push/key");
       }
     } catch {
       state = null;

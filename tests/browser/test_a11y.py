@@ -208,3 +208,30 @@ def test_german(page: Page, server: Server) -> None:
     expect(page.locator("tidings-bell")).to_have_attribute("data-locale", "de")
     expect(page.locator("tidings-bell h2")).to_have_text("Benachrichtigungen")
     expect_accessible(page, "open, German, tabs and a group")
+
+
+def test_vue_bells_with_tabs_a_group_avatars_actions_and_the_archive(
+    page: Page, server: Server
+) -> None:
+    open_demo(page, server, "alice")
+    inbox(server)
+    expect_unread(page, 5)
+    page.goto(f"{server.url}/demo/vue")
+    for app in ("#vue2-app", "#vue3-app"):
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        root.locator(".bell-button").click()
+        expect(root.locator("[role=tab]")).to_have_count(4)
+        root.locator(".group-toggle").click()
+        expect(root.locator("li.member")).to_have_count(2)
+        expect(root.locator(".notification-avatar img")).to_have_count(1)
+        expect_accessible(page, f"Vue {app}, open, tabs, an unfolded group, avatars, actions")
+        root.locator("li.notification-item", has_text="Deploy finished").locator(
+            ".archive-button"
+        ).click()
+        root.locator(".archive-view-button").click()
+        expect(root.locator("li.notification-item")).to_have_count(1, timeout=TIMEOUT_MS)
+        expect_accessible(page, f"Vue {app}, the archive")
+        root.locator(".unarchive-button").click()
+        page.keyboard.press("Escape")
+        expect(root.locator(".notification-dropdown")).to_have_count(0)

@@ -208,6 +208,14 @@ def test_german(page: Page, server: Server) -> None:
     expect(page.locator("tidings-bell")).to_have_attribute("data-locale", "de")
     expect(page.locator("tidings-bell h2")).to_have_text("Benachrichtigungen")
     expect_accessible(page, "open, German, tabs and a group")
+    # The longer German labels wrap inside the panel; none is cut off at its right edge.
+    panel = page.locator("tidings-bell .panel").bounding_box()
+    assert panel is not None
+    for control in page.locator("tidings-bell .panel button:visible").all():
+        box = control.bounding_box()
+        assert box is not None
+        label = control.text_content()
+        assert box["x"] + box["width"] <= panel["x"] + panel["width"], f"{label!r} is cut off"
 
 
 def test_vue_bells_with_tabs_a_group_avatars_actions_and_the_archive(

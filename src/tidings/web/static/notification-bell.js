@@ -52,13 +52,14 @@ const STYLE = `
   z-index: var(--tidings-z, 1000);
   overflow: hidden; }
 .tidings-vue .dropdown-header {
-  display: flex; gap: .5rem; align-items: center; padding: .6rem .75rem;
+  display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; padding: .6rem .75rem;
   border-bottom: 1px solid var(--_border); }
 .tidings-vue .dropdown-title { flex: 1; font-weight: 700; }
 .tidings-vue .dropdown-header button,
 .tidings-vue .notification-meta button,
 .tidings-vue .dropdown-footer button {
-  background: none; border: 0; color: var(--_accent); font-size: .85rem; padding: .15rem .3rem; }
+  background: none; border: 0; color: var(--_accent); font-size: .85rem; padding: .15rem .3rem;
+  white-space: nowrap; }
 .tidings-vue button:disabled { color: var(--_muted); cursor: default; }
 .tidings-vue .notification-banner {
   margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg);
@@ -85,7 +86,8 @@ const STYLE = `
 .tidings-vue .notification-avatar img { width: 100%; height: 100%; object-fit: cover; }
 .tidings-vue .notification-actor { display: block; font-size: .8rem; font-weight: 600; }
 .tidings-vue .notification-summary { display: block; font-size: .8rem; font-weight: 700; }
-.tidings-vue .notification-actions { display: flex; gap: .4rem; margin-top: .3rem; }
+.tidings-vue .notification-actions { display: flex; flex-wrap: wrap; gap: .4rem;
+  margin-top: .3rem; }
 .tidings-vue .notification-actions button { border: 1px solid var(--_accent);
   background: var(--_bg); color: var(--_accent); border-radius: 6px; padding: .15rem .55rem;
   font-size: .8rem; }
@@ -99,9 +101,10 @@ const STYLE = `
 .tidings-vue li:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
 .tidings-vue .notification-message { display: block; color: inherit; overflow-wrap: anywhere; }
 .tidings-vue .notification-meta {
-  display: flex; gap: .25rem; align-items: center; color: var(--_muted); font-size: .78rem;
+  display: flex; flex-wrap: wrap; gap: .25rem; align-items: center; color: var(--_muted);
+  font-size: .78rem;
 }
-.tidings-vue .notification-meta time { flex: 1; }
+.tidings-vue .notification-meta time { flex: 1 0 auto; white-space: nowrap; }
 .tidings-vue .no-notifications,
 .tidings-vue .notification-loading,
 .tidings-vue .notification-error {

@@ -98,14 +98,16 @@ button { font: inherit; color: inherit; cursor: pointer; }
   background: var(--_bg); color: var(--_fg); border: 1px solid var(--_border);
   border-radius: var(--_radius); box-shadow: var(--_shadow); overflow: hidden;
 }
+/* Rows of controls wrap: longer labels (German) go to the next line instead of out of the panel,
+   where overflow: hidden cut them off. */
 .head {
-  display: flex; align-items: center; gap: .5rem; padding: .6rem .75rem;
+  display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; padding: .6rem .75rem;
   border-bottom: 1px solid var(--_border);
 }
 .head h2 { flex: 1; margin: 0; font-size: 1rem; }
 .link-button {
   border: 0; background: none; padding: .2rem .35rem; border-radius: 4px; color: var(--_accent);
-  font-size: .85rem;
+  font-size: .85rem; white-space: nowrap;
 }
 .link-button:hover { text-decoration: underline; }
 .link-button:disabled { color: var(--_muted); cursor: default; text-decoration: none; }
@@ -131,14 +133,14 @@ button { font: inherit; color: inherit; cursor: pointer; }
 a.message:hover { text-decoration: underline; }
 .item.unread .message { font-weight: 600; }
 .meta {
-  display: flex; align-items: center; gap: .25rem; margin-top: .15rem; color: var(--_muted);
-  font-size: .78rem;
+  display: flex; flex-wrap: wrap; align-items: center; gap: .25rem; margin-top: .15rem;
+  color: var(--_muted); font-size: .78rem;
 }
-.meta time { flex: 1; }
+.meta time { flex: 1 0 auto; white-space: nowrap; }
 .meta .link-button { font-size: .78rem; padding: .1rem .3rem; }
 .note { margin: 0; padding: 1.5rem .75rem; color: var(--_muted); text-align: center; }
 .foot {
-  display: flex; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
+  display: flex; flex-wrap: wrap; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
   border-top: 1px solid var(--_border);
 }
 .item.unread .meta { color: var(--_unread-muted); }
@@ -151,7 +153,7 @@ a.message:hover { text-decoration: underline; }
 .avatar img { width: 100%; height: 100%; object-fit: cover; }
 .actor { display: block; font-size: .8rem; font-weight: 600; }
 .summary { display: block; font-size: .8rem; font-weight: 700; }
-.actions { display: flex; gap: .4rem; margin-top: .3rem; }
+.actions { display: flex; flex-wrap: wrap; gap: .4rem; margin-top: .3rem; }
 .action {
   border: 1px solid var(--_accent); background: var(--_bg); color: var(--_accent);
   border-radius: 6px; padding: .15rem .55rem; font-size: .8rem;

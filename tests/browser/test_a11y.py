@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
@@ -221,13 +221,22 @@ def test_german(page: Page, server: Server) -> None:
 def test_vue_bells_with_tabs_a_group_avatars_actions_and_the_archive(
     page: Page, server: Server
 ) -> None:
+    """The Vue 2.7 bell in English, the Vue 3 one in German (its section's `lang`)."""
     open_demo(page, server, "alice")
     inbox(server)
     expect_unread(page, 5)
+
+    def german_vue3(route: Route) -> None:
+        html = route.fetch().text()
+        html = html.replace('<section id="vue3-app">', '<section id="vue3-app" lang="de">')
+        route.fulfill(body=html, content_type="text/html; charset=utf-8")
+
+    page.route("**/demo/vue", german_vue3)
     page.goto(f"{server.url}/demo/vue")
-    for app in ("#vue2-app", "#vue3-app"):
+    for app, locale in (("#vue2-app", "en"), ("#vue3-app", "de")):
         root = page.locator(f"{app} .tidings-vue")
         expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        expect(root).to_have_attribute("data-locale", locale)
         root.locator(".bell-button").click()
         expect(root.locator("[role=tab]")).to_have_count(4)
         root.locator(".group-toggle").click()

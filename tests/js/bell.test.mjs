@@ -256,6 +256,7 @@ test("the view: badge counts unseen, strings in German with plurals, opening mar
   assert.equal(view.rows[0].state, "Ungelesen");
   assert.deepEqual(view.rows[0].actor, { name: "Ada Lovelace", avatar: null, initials: "AL" });
   core.open();
+  core.destroy(); // stops its clock
   assert.deepEqual(calls, [["markSeen"]]);
   const overridden = new BellCore({
     client,

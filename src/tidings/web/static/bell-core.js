@@ -237,6 +237,8 @@ export class BellCore {
     this._version = 0;
     this.isOpen = false;
     this.actionError = false;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this._clock = undefined;
     /** @type {Set<string>} */
     this.expanded = new Set();
     /** @type {Set<string>} categories shown as tabs once seen, so a tab does not vanish */
@@ -292,6 +294,7 @@ export class BellCore {
   }
 
   destroy() {
+    clearInterval(this._clock);
     this._announcer.stop();
     this._unsubscribe();
   }
@@ -307,6 +310,9 @@ export class BellCore {
   open() {
     this.isOpen = true;
     this.actionError = false;
+    // "2 minutes ago" moves on while the panel is open (only the time texts change).
+    clearInterval(this._clock);
+    this._clock = setInterval(() => this._onUpdate(), 30000);
     if (this.state.unseen > 0) this._act("markSeen");
     this._onUpdate();
   }
@@ -314,6 +320,7 @@ export class BellCore {
   close() {
     if (!this.isOpen) return;
     this.isOpen = false;
+    clearInterval(this._clock);
     this._onUpdate();
   }
 

@@ -312,3 +312,25 @@ test("push control: only if pushState() is default or off and the server has a k
     }
   }
 });
+
+test("a category's tab shows its `category:<name>` string when given", () => {
+  const { client } = holding([n(2, { category: "billing" }), n(1, { category: "news" })], {
+    categories: { billing: { unread: 1, unseen: 1 }, news: { unread: 1, unseen: 1 } },
+  });
+  const core = new BellCore({
+    client,
+    locale: "de",
+    strings: { "category:billing": "Rechnungen" },
+    onUpdate() {},
+    onAnnounce() {},
+  });
+  const tabs = core.view().tabs;
+  assert.deepEqual(
+    tabs.map((t) => [t.label, t.name, t.selected]),
+    [
+      ["Alle", "Alle, 2 ungelesen", true],
+      ["Rechnungen", "Rechnungen, 1 ungelesen", false],
+      ["news", "news, 1 ungelesen", false],
+    ],
+  );
+});

@@ -473,7 +473,14 @@ export class BellCore {
     const tabs =
       categories.length > 1 && !filter.archived
         ? categories.map(({ category, unread }) => {
-            const label = category ?? this.t("all");
+            // A category's name as shown: the string `category:<name>` when given (translated
+            // names), else the name itself.
+            const label =
+              category === null
+                ? this.t("all")
+                : this.strings[`category:${category}`]
+                  ? this.t(`category:${category}`)
+                  : category;
             return {
               key: category ?? "",
               category,

@@ -33,7 +33,15 @@ from tests.support import PUBLISHER_KEY, SECRET, Server, serving
 from tidings.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-GUIDES = ["api.md", "client.md", "configuration.md", "django.md", "laravel.md", "python-client.md"]
+GUIDES = [
+    "api.md",
+    "bell.md",
+    "client.md",
+    "configuration.md",
+    "django.md",
+    "laravel.md",
+    "python-client.md",
+]
 MARKER = re.compile(r"^<!-- (include|run|not run): (.+?) -->$")
 FENCE = re.compile(r"^(```+)(\S*)\s*$")
 

@@ -148,10 +148,11 @@ def has_focus(locator: Locator) -> bool:
     return focused
 
 
-def tab_to(page: Page, target: Locator, presses: int = 30) -> None:
-    """Press Tab until `target` itself has the focus, as a keyboard user would."""
+def tab_to(page: Page, target: Locator, presses: int = 30, key: str = "Tab") -> None:
+    """Press Tab (or `key`: Shift+Tab) until `target` itself has the focus, as a keyboard user
+    would."""
     for _ in range(presses):
-        page.keyboard.press("Tab")
+        page.keyboard.press(key)
         if target.evaluate("(el) => el.getRootNode().activeElement === el"):
             return
     raise AssertionError(f"Tab never reached {target}")

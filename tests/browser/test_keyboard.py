@@ -206,3 +206,129 @@ def test_an_unread_row_says_unread_to_a_screen_reader_and_a_read_row_does_not(
     unread, read = spoken("weekly digest"), spoken("quarterly report")
     assert re.search(r"\bunread\b", unread, re.IGNORECASE), unread
     assert not re.search(r"\bunread\b", read, re.IGNORECASE), read
+
+
+# --- the inbox's controls ----------------------------------------------------------------------
+
+
+def with_inbox(page: Page, server: Server) -> None:
+    """Alice's page with three categories, an action, and a group of three, freshly loaded."""
+    open_demo(page, server, "alice")
+    server.publish("alice", "Deploy finished", category="deploys")
+    for n in range(1, 4):
+        server.publish("alice", f"Carol replied ({n})", category="comments", group="thread")
+    server.publish(
+        "alice",
+        "Invoice #7 is due",
+        category="billing",
+        actions=[{"label": "Pay now", "url": "/pay/7"}],
+    )
+    expect_unread(page, 5)
+    page.reload()
+    expect(page.locator(f"{BELL}[data-status=ready]")).to_be_attached(timeout=TIMEOUT_MS)
+
+
+def test_arrow_keys_switch_tabs_as_the_aria_tabs_pattern_says(page: Page, server: Server) -> None:
+    with_inbox(page, server)
+    open_by_keyboard(page)
+    tabs = page.locator(f"{BELL} [role=tab]")
+    expect(tabs).to_have_count(4)  # All, billing, comments, deploys
+    tab_to(page, tabs.nth(0))  # the selected tab is the one in the Tab order
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowRight")
+    expect(tabs.nth(1)).to_be_focused()
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(["Invoice #7 is due"])
+    page.keyboard.press("End")
+    expect(tabs.nth(3)).to_be_focused()
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(["Deploy finished"])
+    page.keyboard.press("ArrowRight")  # wraps round to All
+    expect(tabs.nth(0)).to_be_focused()
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    expect(tabs.nth(3)).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Home")
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    # Tab leaves the tablist for the list: one Tab stop for all the tabs.
+    page.keyboard.press("Tab")
+    assert not has_focus(tabs.nth(1))
+    for i in (1, 2, 3):
+        expect(tabs.nth(i)).to_have_attribute("tabindex", "-1")
+
+
+def test_an_action_button_runs_from_the_keyboard(page: Page, server: Server) -> None:
+    with_inbox(page, server)
+    open_by_keyboard(page)
+    tab_to(page, page.locator(f"{BELL} .action", has_text="Pay now"))
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{server.url}/pay/7", timeout=TIMEOUT_MS)
+
+
+def test_a_folded_group_unfolds_and_folds_from_the_keyboard(page: Page, server: Server) -> None:
+    with_inbox(page, server)
+    open_by_keyboard(page)
+    toggle = page.locator(f"{BELL} .group-toggle")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(page.locator(f"{BELL} .item.member")).to_have_count(0)
+    tab_to(page, toggle)
+    page.keyboard.press("Enter")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(f"{BELL} .item.member")).to_have_count(2)
+    expect(toggle).to_be_focused()
+    page.keyboard.press(" ")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(page.locator(f"{BELL} .item.member")).to_have_count(0)
+
+
+def test_archive_and_unarchive_from_the_keyboard(page: Page, server: Server) -> None:
+    with_rows(page, server, "first", "second", "third")
+    open_by_keyboard(page)
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")  # second
+    tab_to(page, row(page, "second").locator(".archive"))
+    page.keyboard.press("Enter")
+    expect(row(page, "second")).to_have_count(0)
+    expect(row(page, "first")).to_be_focused()  # the neighbour, not the end of the list
+
+    archive_view = page.locator(f"{BELL} .archive-view")
+    tab_to(page, archive_view)
+    page.keyboard.press("Enter")
+    expect(page.locator(BELL)).to_have_attribute("data-view", "archive")
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(["second"], timeout=TIMEOUT_MS)
+    expect(archive_view).to_be_focused()
+    tab_to(page, row(page, "second").locator(".unarchive"), key="Shift+Tab")  # back up
+    page.keyboard.press("Enter")
+    expect(row(page, "second")).to_have_count(0)
+    expect(page.locator(f"{BELL} .note[data-note=empty]")).to_be_visible()
+    # No row left to go to: the focus is on the bell button, the panel still open.
+    expect(page.locator(f"{BELL} .bell")).to_be_focused()
+    expect(page.locator(f"{BELL} .panel")).to_be_visible()
+
+    tab_to(page, archive_view)
+    page.keyboard.press("Enter")
+    expect(page.locator(BELL)).to_have_attribute("data-view", "inbox")
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(
+        ["third", "second", "first"], timeout=TIMEOUT_MS
+    )
+
+
+@pytest.mark.parametrize("app", ["#vue2-app", "#vue3-app"])
+def test_the_vue_bells_tabs_switch_with_arrow_keys(page: Page, server: Server, app: str) -> None:
+    with_inbox(page, server)
+    page.goto(f"{server.url}/demo/vue")
+    root = page.locator(f"{app} .tidings-vue")
+    expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+    tab_to(page, root.locator(".bell-button"))
+    page.keyboard.press("Enter")
+    tabs = root.locator("[role=tab]")
+    expect(tabs).to_have_count(4)
+    tab_to(page, tabs.nth(0))
+    page.keyboard.press("ArrowLeft")  # wraps round to the last
+    expect(tabs.nth(3)).to_be_focused()
+    expect(tabs.nth(3)).to_have_attribute("aria-selected", "true")
+    expect(root.locator("li.notification-item .notification-message")).to_have_text(
+        ["Deploy finished"]
+    )
+    page.keyboard.press("Home")
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    expect(tabs.nth(0)).to_be_focused()

@@ -19,6 +19,7 @@ import {
   foldRows,
   listKeyTarget,
   neighbourOf,
+  tabKeyTarget,
   tabsOf,
 } from "../../src/tidings/web/static/bell-core.js";
 import { listQuery, matchesFilter } from "../../src/tidings/web/static/tidings.js";
@@ -153,6 +154,16 @@ test("keys move the focus through the rows and back to the bell", () => {
   assert.equal(listKeyTarget("Home", 3, 2), 0);
   assert.equal(listKeyTarget("x", 3, 0), null);
   assert.equal(listKeyTarget("ArrowDown", 0, -1), null);
+});
+
+test("arrow keys move between tabs and wrap round, Home and End go to the ends", () => {
+  assert.equal(tabKeyTarget("ArrowRight", 3, 0), 1);
+  assert.equal(tabKeyTarget("ArrowRight", 3, 2), 0);
+  assert.equal(tabKeyTarget("ArrowLeft", 3, 0), 2);
+  assert.equal(tabKeyTarget("Home", 3, 2), 0);
+  assert.equal(tabKeyTarget("End", 3, 0), 2);
+  assert.equal(tabKeyTarget("ArrowDown", 3, 0), null);
+  assert.equal(tabKeyTarget("ArrowRight", 3, -1), null);
 });
 
 test("a row that leaves gives the focus to the next one, else the previous", () => {
@@ -326,11 +337,11 @@ test("a category's tab shows its `category:<name>` string when given", () => {
   });
   const tabs = core.view().tabs;
   assert.deepEqual(
-    tabs.map((t) => [t.label, t.name, t.selected]),
+    tabs.map((t) => [t.label, t.count, t.selected]),
     [
-      ["Alle", "Alle, 2 ungelesen", true],
-      ["Rechnungen", "Rechnungen, 1 ungelesen", false],
-      ["news", "news, 1 ungelesen", false],
+      ["Alle", 2, true],
+      ["Rechnungen", 1, false],
+      ["news", 1, false],
     ],
   );
 });

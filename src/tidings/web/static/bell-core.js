@@ -90,6 +90,23 @@ export function listKeyTarget(key, count, at) {
 }
 
 /**
+ * The ARIA tabs pattern: the tab that Left/Right (wrapping round), Home or End move to from tab
+ * `at` of `count`, or null (not such a key, or the focus is not on a tab).
+ * @param {string} key
+ * @param {number} count
+ * @param {number} at
+ * @returns {number | null}
+ */
+export function tabKeyTarget(key, count, at) {
+  if (!count || at < 0) return null;
+  if (key === "ArrowRight") return (at + 1) % count;
+  if (key === "ArrowLeft") return (at - 1 + count) % count;
+  if (key === "Home") return 0;
+  if (key === "End") return count - 1;
+  return null;
+}
+
+/**
  * Where the focus goes when row `id` leaves (deleted, archived): the next row, else the
  * previous one, else null (the bell button).
  * @param {number[]} ids the rows in order
@@ -172,8 +189,8 @@ export class Announcer {
  * @property {string} bellLabel
  * @property {string} title
  * @property {boolean} archived the archive view is shown
- * @property {{key: string, category: string | null, label: string, name: string, count: number,
- *   selected: boolean}[]} tabs empty when no category exists
+ * @property {{key: string, category: string | null, label: string, unreadText: string,
+ *   count: number, selected: boolean}[]} tabs empty when no category exists
  * @property {BellRow[]} rows the window: the newest `maxItems` (more after "Load more")
  * @property {boolean} more "Load more" is shown
  * @property {boolean} loadingMore
@@ -485,7 +502,7 @@ export class BellCore {
               key: category ?? "",
               category,
               label,
-              name: this.t("tabCount", { category: label, n: unread }),
+              unreadText: this.t("tabUnread"),
               count: unread,
               selected: category === filter.category,
             };

@@ -267,6 +267,7 @@ test("the view: badge counts unseen, strings in German with plurals, opening mar
   assert.equal(view.rows[0].state, "Ungelesen");
   assert.deepEqual(view.rows[0].actor, { name: "Ada Lovelace", avatar: null, initials: "AL" });
   core.open();
+  core.destroy(); // stops its clock
   assert.deepEqual(calls, [["markSeen"]]);
   const overridden = new BellCore({
     client,
@@ -321,4 +322,26 @@ test("push control: only if pushState() is default or off and the server has a k
       assert.equal(enabled, 1);
     }
   }
+});
+
+test("a category's tab shows its `category:<name>` string when given", () => {
+  const { client } = holding([n(2, { category: "billing" }), n(1, { category: "news" })], {
+    categories: { billing: { unread: 1, unseen: 1 }, news: { unread: 1, unseen: 1 } },
+  });
+  const core = new BellCore({
+    client,
+    locale: "de",
+    strings: { "category:billing": "Rechnungen" },
+    onUpdate() {},
+    onAnnounce() {},
+  });
+  const tabs = core.view().tabs;
+  assert.deepEqual(
+    tabs.map((t) => [t.label, t.count, t.selected]),
+    [
+      ["Alle", 2, true],
+      ["Rechnungen", 1, false],
+      ["news", 1, false],
+    ],
+  );
 });

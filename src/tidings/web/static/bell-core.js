@@ -254,6 +254,8 @@ export class BellCore {
     this._version = 0;
     this.isOpen = false;
     this.actionError = false;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this._clock = undefined;
     /** @type {Set<string>} */
     this.expanded = new Set();
     /** @type {Set<string>} categories shown as tabs once seen, so a tab does not vanish */
@@ -309,6 +311,7 @@ export class BellCore {
   }
 
   destroy() {
+    clearInterval(this._clock);
     this._announcer.stop();
     this._unsubscribe();
   }
@@ -324,6 +327,9 @@ export class BellCore {
   open() {
     this.isOpen = true;
     this.actionError = false;
+    // "2 minutes ago" moves on while the panel is open (only the time texts change).
+    clearInterval(this._clock);
+    this._clock = setInterval(() => this._onUpdate(), 30000);
     if (this.state.unseen > 0) this._act("markSeen");
     this._onUpdate();
   }
@@ -331,6 +337,7 @@ export class BellCore {
   close() {
     if (!this.isOpen) return;
     this.isOpen = false;
+    clearInterval(this._clock);
     this._onUpdate();
   }
 
@@ -483,7 +490,14 @@ export class BellCore {
     const tabs =
       categories.length > 1 && !filter.archived
         ? categories.map(({ category, unread }) => {
-            const label = category ?? this.t("all");
+            // A category's name as shown: the string `category:<name>` when given (translated
+            // names), else the name itself.
+            const label =
+              category === null
+                ? this.t("all")
+                : this.strings[`category:${category}`]
+                  ? this.t(`category:${category}`)
+                  : category;
             return {
               key: category ?? "",
               category,

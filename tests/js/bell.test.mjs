@@ -19,6 +19,7 @@ import {
   foldRows,
   listKeyTarget,
   neighbourOf,
+  panelShift,
   tabKeyTarget,
   tabsOf,
 } from "../../src/tidings/web/static/bell-core.js";
@@ -164,6 +165,14 @@ test("arrow keys move between tabs and wrap round, Home and End go to the ends",
   assert.equal(tabKeyTarget("End", 3, 0), 2);
   assert.equal(tabKeyTarget("ArrowDown", 3, 0), null);
   assert.equal(tabKeyTarget("ArrowRight", 3, -1), null);
+});
+
+test("the open panel moves back onto the screen, by no more than it must", () => {
+  assert.equal(panelShift(-40, 264, 320), 48);
+  assert.equal(panelShift(100, 404, 1000), 0);
+  assert.equal(panelShift(700, 1004, 1000), -12);
+  // Wider than the screen: its left edge stays on it.
+  assert.equal(panelShift(20, 420, 300), -12);
 });
 
 test("a row that leaves gives the focus to the next one, else the previous", () => {

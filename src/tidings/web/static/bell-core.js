@@ -90,6 +90,22 @@ export function listKeyTarget(key, count, at) {
 }
 
 /**
+ * How far (px) to move the open panel, which hangs from the bell's right edge, so it stays on a
+ * viewport `width` wide (WCAG 1.4.10: at 320 px a bell left of the right edge pushed it out past
+ * the left): right when its left edge is off screen, left when its right edge is.
+ * @param {number} left the panel's left edge
+ * @param {number} right its right edge
+ * @param {number} width the viewport's width
+ * @param {number} [margin]
+ * @returns {number}
+ */
+export function panelShift(left, right, width, margin = 8) {
+  if (left < margin) return margin - left;
+  if (right > width - margin) return Math.max(margin - left, width - margin - right);
+  return 0;
+}
+
+/**
  * The ARIA tabs pattern: the tab that Left/Right (wrapping round), Home or End move to from tab
  * `at` of `count`, or null (not such a key, or the focus is not on a tab).
  * @param {string} key

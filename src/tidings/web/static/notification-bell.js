@@ -16,7 +16,7 @@
 // side by side gives one of them a copy: `{ ...NotificationBell }`.
 
 import { createTidings } from "./tidings.js";
-import { BellCore, listKeyTarget, tabKeyTarget } from "./bell-core.js";
+import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
 import { STRINGS, pickLocale } from "./bell-strings.js";
 
 export { STRINGS };
@@ -91,8 +91,8 @@ const STYLE = `
 .tidings-vue .notification-actions button { border: 1px solid var(--_accent);
   background: var(--_bg); color: var(--_accent); border-radius: 6px; padding: .15rem .55rem;
   font-size: .8rem; }
-.tidings-vue .notification-tabs { display: flex; gap: .25rem; padding: .4rem .75rem;
-  overflow-x: auto; border-bottom: 1px solid var(--_border); }
+.tidings-vue .notification-tabs { display: flex; flex-wrap: wrap; gap: .25rem;
+  padding: .4rem .75rem; border-bottom: 1px solid var(--_border); }
 .tidings-vue .notification-tabs button { border: 1px solid var(--_border); background: var(--_bg);
   color: var(--_fg); border-radius: 999px; padding: .1rem .6rem; font-size: .8rem; }
 .tidings-vue .notification-tabs button[aria-selected="true"] { border-color: var(--_accent);
@@ -295,6 +295,9 @@ export const NotificationBell = {
     },
   },
   watch: {
+    "view.open"(open) {
+      if (open) this.$nextTick(() => this.place());
+    },
     locale() {
       this.core && this.core.setLocale(this.pickLocale(), this.strings);
     },
@@ -357,6 +360,15 @@ export const NotificationBell = {
         document.documentElement.lang,
         typeof navigator === "undefined" ? null : navigator.language,
       );
+    },
+    /** Keeps the open dropdown on screen (see panelShift). */
+    place() {
+      const panel = this.$el && this.$el.querySelector(".notification-dropdown");
+      if (!panel) return;
+      panel.style.transform = "";
+      const box = panel.getBoundingClientRect();
+      const dx = panelShift(box.left, box.right, document.documentElement.clientWidth);
+      panel.style.transform = dx ? `translateX(${dx}px)` : "";
     },
     toggleDropdown() {
       this.core.toggle();

@@ -17,7 +17,7 @@
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 
 import { createTidings, safeLink } from "./tidings.js";
-import { BellCore, listKeyTarget, tabKeyTarget } from "./bell-core.js";
+import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
 import { STRINGS, format, pickLocale } from "./bell-strings.js";
 
 export { STRINGS };
@@ -160,7 +160,7 @@ a.message:hover { text-decoration: underline; }
 }
 .item.member { padding-left: 2rem; }
 .tabs {
-  display: flex; gap: .25rem; padding: .4rem .75rem; overflow-x: auto;
+  display: flex; flex-wrap: wrap; gap: .25rem; padding: .4rem .75rem;
   border-bottom: 1px solid var(--_border);
 }
 .tab {
@@ -518,7 +518,14 @@ export class TidingsBell extends HTMLElement {
     el.badge.textContent = v.badge;
     el.bell.setAttribute("aria-label", v.bellLabel);
     el.bell.setAttribute("aria-expanded", v.open ? "true" : "false");
+    const opening = v.open && el.panel.hidden;
     el.panel.hidden = !v.open;
+    if (opening) {
+      el.panel.style.transform = "";
+      const box = el.panel.getBoundingClientRect();
+      const dx = panelShift(box.left, box.right, document.documentElement.clientWidth);
+      el.panel.style.transform = dx ? `translateX(${dx}px)` : "";
+    }
     this.dataset.unread = String(v.unread);
     this.dataset.unseen = String(v.unseen);
     this.dataset.connection = v.connection;

@@ -275,3 +275,38 @@ def test_vue_bells_empty_error_and_offline(page: Page, server: Server) -> None:
     expect(vue2.locator(".notification-banner")).to_be_visible()
     expect_accessible(page, "Vue 2.7, open, offline")
     page.context.set_offline(False)
+
+
+def test_a_narrow_screen_shows_the_whole_panel(browser: Browser, server: Server) -> None:
+    """320 CSS px (WCAG 1.4.10, reflow): the open panel, German, fits the screen, nothing cut."""
+    context = browser.new_context(viewport={"width": 320, "height": 640})
+    page = new_page(context)
+    page.goto(f"{server.url}/")
+    page.get_by_label("Bell language").select_option("de")
+    open_inbox(page, server)
+    expect_on_screen(page, "tidings-bell .panel", 320)
+    expect_accessible(page, "open, German, 320 px wide")
+
+    page.goto(f"{server.url}/demo/vue")
+    for app in ("#vue2-app", "#vue3-app"):
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        root.locator(".bell-button").click()
+        expect_on_screen(page, f"{app} .notification-dropdown", 320)
+        expect_accessible(page, f"Vue {app}, open, 320 px wide")
+        page.keyboard.press("Escape")
+    context.close()
+
+
+def expect_on_screen(page: Page, panel_selector: str, width: int) -> None:
+    """The panel is inside the viewport, and so is each of its buttons (none cut off)."""
+    panel = page.locator(panel_selector).bounding_box()
+    assert panel is not None
+    assert panel["x"] >= 0
+    assert panel["x"] + panel["width"] <= width
+    for control in page.locator(f"{panel_selector} button:visible").all():
+        box = control.bounding_box()
+        assert box is not None
+        label = control.text_content()
+        assert box["x"] >= panel["x"], f"{label!r} is cut off"
+        assert box["x"] + box["width"] <= panel["x"] + panel["width"], f"{label!r} is cut off"

@@ -107,8 +107,8 @@ class Scheduler:
         while True:
             claimed = await self.service.store.claim_due(lease_ms, settings.scheduler_batch)
             total += len(claimed)
-            for row in await self._muted(claimed):
-                await self._deliver(row)
+            if claimed:
+                await self._deliver(await self._muted(claimed))
             if len(claimed) < settings.scheduler_batch:
                 return total
 
@@ -129,19 +129,16 @@ class Scheduler:
             for row in claimed
         ]
 
-    async def _deliver(self, row: Due) -> None:
+    async def _deliver(self, rows: Sequence[Due]) -> None:
         service = self.service
-        stored = await service.store.deliver(row)
-        if row.skip is not None:
-            service.metrics.scheduled_skipped.labels(row.skip).inc()
-            return
-        if stored is None:
-            return  # cancelled meanwhile, or another node delivered it
-        if not stored.replayed:
-            service.metrics.scheduled_delivered.inc(len(stored.notifications))
-            service.metrics.published.inc(len(stored.notifications))
-        # Announced also when replayed: the node that stored it may have died before it could.
-        await service.announce([Published(n.user_id, n.seq, n) for n in stored.notifications])
+        delivered = await service.store.deliver(rows)
+        for row in rows:
+            if row.skip is not None:
+                service.metrics.scheduled_skipped.labels(row.skip).inc()
+        made = [n for stored in delivered for n in stored.notifications]
+        service.metrics.scheduled_delivered.inc(len(made))
+        service.metrics.published.inc(len(made))
+        await service.announce([Published(n.user_id, n.seq, n) for n in made])
 
     async def expire_forever(self) -> None:
         service = self.service

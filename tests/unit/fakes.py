@@ -36,9 +36,9 @@ from tidings.store.common import (
     CANCELLED,
     DELIVERED,
     PENDING,
+    by_key,
     check_fingerprint,
     counts_of,
-    delivery_key,
     made,
 )
 
@@ -248,15 +248,21 @@ class FakeStore:
                 claimed.append(row[0])
         return claimed
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         self._check()
-        row = self.scheduled[(due.key, due.user_id)]
-        if row[2] != PENDING:
-            return None
-        row[2] = due.skip or DELIVERED
-        if due.skip is not None:
-            return None
-        return await self.add(due.draft, delivery_key(due.key, due.user_id))
+        delivered: list[Stored] = []
+        for group in by_key(rows):
+            users: list[str] = []
+            for due in group:
+                row = self.scheduled[(due.key, due.user_id)]
+                if row[2] == PENDING:
+                    row[2] = due.skip or DELIVERED
+                    if due.skip is None:
+                        users.append(due.user_id)
+            if users:
+                draft = dataclasses.replace(group[0].draft, user_ids=tuple(users))
+                delivered.append(await self.add(draft))
+        return delivered
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         self._check()

@@ -138,11 +138,14 @@ class Store(Protocol):
         order they were scheduled. A node that dies holding a lease leaves its rows to be
         claimed again when it runs out."""
 
-    async def deliver(self, due: Due) -> Stored | None:
-        """Store a claimed row's notification through `add` under `delivery_key` and mark the
-        row delivered, in one transaction where the store has them (else the mark follows; a
-        repeat is stored once, by the key). With `due.skip`, mark it so and store nothing.
-        None when the row is no longer pending (cancelled, or delivered by another node)."""
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
+        """Store the notifications of claimed rows and mark the rows delivered (those with
+        `skip` marked so, storing nothing): the rows of one key as one publish to their users,
+        its users' next seqs. Once per row however often it is called (two nodes, a lease that
+        ran out): where the store has transactions the mark is in the same one and only rows
+        still pending are stored; otherwise the notifications are stored under
+        `delivery_key(key)`, fenced per user, and the mark follows. What was stored (or found
+        stored), per key."""
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         """Cancel the key's pending rows (on a store without transactions, not one a node is

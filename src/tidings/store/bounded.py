@@ -157,9 +157,9 @@ class BoundedStore:
         async with self._slot():
             return await self.inner.claim_due(lease_ms, limit)
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         async with self._slot():
-            return await self.inner.deliver(due)
+            return await self.inner.deliver(rows)
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         async with self._slot():

@@ -135,9 +135,9 @@ class InstrumentedStore:
         self._op("claim_due")
         return await self.inner.claim_due(lease_ms, limit)
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         self._op("deliver")
-        return await self.inner.deliver(due)
+        return await self.inner.deliver(rows)
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         self._op("cancel_scheduled")

@@ -4,12 +4,12 @@ and tell open streams which notifications expired.
 Delivery. A publish with a future `deliver_at` leaves one row per user in the store's scheduled
 table (`Store.schedule`), visible to nobody. When rows fall due, each node claims them with a
 lease (`Store.claim_due`: no other node takes them until the lease runs out) and delivers each
-through the normal add path under a key of its own (`Store.deliver`, which marks the row
-delivered in the same transaction where the store has them). So the seq is handed out at
-delivery (the log stays gapless and ordered), a row is stored once however many nodes claim it
-(two nodes, or one that died after storing and before marking the row: the key dedupes), and a
-node that dies holding a lease leaves its rows to another node once it runs out. Then the
-delivery is announced over the bus like any publish.
+key's rows as one publish through the normal add path (`Store.deliver`, which marks the rows
+delivered in the same transaction where the store has them, and otherwise stores under a key
+that admits one notification per user). So the seq is handed out at delivery (the log stays
+gapless and ordered), a row is stored once however many nodes claim it, and a node that dies
+holding a lease leaves its rows to another node once it runs out. Then the delivery is
+announced over the bus like any publish.
 
 Expiry. When a notification's `expires_at` passes, each node looks (with a query only if it has
 open streams) for the notifications whose `expires_at` passed since it last looked, and sends

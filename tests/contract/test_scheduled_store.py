@@ -87,6 +87,10 @@ async def test_the_key_replays_the_schedule_and_refuses_another_one(
     assert replay is not None
     assert replay.replayed
     assert await claim_all(store) == []
+    # A key an ordinary publish used is another publish.
+    await store.add(Draft(user_ids=("alice",), message="now"), "k-now")
+    with pytest.raises(IdempotencyConflict, match="delivered at once"):
+        await store.schedule(later(clock, 60_000, message="now"), "k-now")
     # An unknown key whose time is not in the future is not kept: the caller publishes it now.
     assert await store.schedule(later(clock, 0), "k2") is None
     assert await store.schedule(later(clock, -5_000), "k3") is None

@@ -40,6 +40,7 @@ from tidings.store.common import (
     check_fingerprint,
     counts_of,
     made,
+    used_now,
 )
 
 __all__ = [
@@ -232,6 +233,8 @@ class FakeStore:
             return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
         if draft.deliver_ms <= now_ms():
             return None
+        if key in self.keys:
+            raise used_now(key)
         for user_id in draft.user_ids:
             one = dataclasses.replace(draft, user_ids=(user_id,), deliver_ms=None)
             row = Due(key, user_id, draft.deliver_ms, one)

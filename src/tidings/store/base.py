@@ -128,9 +128,9 @@ class Store(Protocol):
     async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
         """Keep `draft` (its `deliver_ms` set) to deliver later: one pending row per user, under
         `key`. A key already scheduled with the same draft stores nothing and returns what it
-        holds, `replayed` (also once delivered or cancelled); with another draft it raises
-        `IdempotencyConflict`. None, storing nothing, when the key is unknown and `deliver_ms`
-        is not in the future: the caller publishes it now."""
+        holds, `replayed` (also once delivered or cancelled); with another draft, or a key an
+        ordinary publish used, it raises `IdempotencyConflict`. None, storing nothing, when the
+        key is unknown and `deliver_ms` is not in the future: the caller publishes it now."""
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
         """Lease up to `limit` pending rows whose time has come and whose lease (if any) ran

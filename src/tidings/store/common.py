@@ -32,6 +32,7 @@ __all__ = [
     "inbox_values",
     "made",
     "notification",
+    "used_now",
 ]
 
 T = TypeVar("T")
@@ -245,6 +246,14 @@ def decode_draft(text: str, user_id: str) -> Draft:
 def due(key: str, user_id: str, deliver_ms: int, draft_text: str) -> Due:
     return Due(
         key=key, user_id=user_id, deliver_ms=deliver_ms, draft=decode_draft(draft_text, user_id)
+    )
+
+
+def used_now(key: str) -> IdempotencyConflict:
+    """A key an ordinary publish used, given to a scheduled one: a different publish."""
+    return IdempotencyConflict(
+        f"idempotency key {key!r} was used for a publish delivered at once; "
+        "use a new key for a new notification"
     )
 
 

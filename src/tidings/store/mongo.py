@@ -91,6 +91,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    used_now,
 )
 
 __all__ = ["MongoStore"]
@@ -787,6 +788,8 @@ class MongoStore:
             found = await self._scheduled.find_one({"key": key}, {"fp": 1})
             if found is None and draft.deliver_ms <= stamp:
                 return None
+            if found is None and await self._idempotency.find_one({"_id": key}, {"_id": 1}):
+                raise used_now(key)
             if found is not None:
                 check_fingerprint(key, found["fp"], draft)
                 # A first call that failed midway left some users out: the retry completes it.

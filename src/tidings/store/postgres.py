@@ -49,6 +49,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    used_now,
 )
 
 __all__ = ["PostgresStore"]
@@ -459,6 +460,8 @@ class PostgresStore:
             if found is None:
                 if draft.deliver_ms <= stamp:
                     return None
+                if await conn.fetchval("SELECT true FROM tidings_idempotency WHERE key = $1", key):
+                    raise used_now(key)
                 # A concurrent first call with the key holds its rows' index entries until it
                 # commits: this insert waits for it, then inserts nothing.
                 await conn.execute(

@@ -56,6 +56,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    used_now,
 )
 
 __all__ = ["SqliteStore"]
@@ -670,6 +671,8 @@ def _schedule(c: sqlite3.Connection, draft: Draft, key: str, stamp: int) -> Sche
         return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
     if draft.deliver_ms <= stamp:
         return None
+    if c.execute("SELECT 1 FROM idempotency WHERE key = ?", (key,)).fetchone() is not None:
+        raise used_now(key)
     text = encode_draft(draft)
     fingerprint = draft.fingerprint()
     c.executemany(

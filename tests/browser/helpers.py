@@ -148,6 +148,19 @@ def has_focus(locator: Locator) -> bool:
     return focused
 
 
+def focus_on_page_outside(locator: Locator) -> bool:
+    """The focus is on the page's content outside the element: not inside it, not on the body,
+    not out in the browser's own UI (where Tab goes past a page's last control)."""
+    outside: bool = locator.evaluate(
+        """(el) => {
+            const active = document.activeElement;
+            if (!document.hasFocus() || !active || active === document.body) return false;
+            return active !== el && !el.contains(active);
+        }"""
+    )
+    return outside
+
+
 def tab_to(page: Page, target: Locator, presses: int = 30, key: str = "Tab") -> None:
     """Press Tab (or `key`: Shift+Tab) until `target` itself has the focus, as a keyboard user
     would."""

@@ -252,3 +252,26 @@ def test_vue_bells_with_tabs_a_group_avatars_actions_and_the_archive(
         root.locator(".unarchive-button").click()
         page.keyboard.press("Escape")
         expect(root.locator(".notification-dropdown")).to_have_count(0)
+
+
+def test_vue_bells_empty_error_and_offline(page: Page, server: Server) -> None:
+    open_demo(page, server, "carol")
+    page.goto(f"{server.url}/demo/vue")
+    for app in ("#vue2-app", "#vue3-app"):
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+    vue2 = page.locator("#vue2-app .tidings-vue")
+    vue2.locator(".bell-button").click()
+    expect(vue2.locator(".no-notifications")).to_be_visible()
+    expect_accessible(page, "Vue 2.7, open, empty")
+
+    server.stop()
+    with unavailable_on(server.port):
+        vue2.locator(".refresh-button").click()
+        expect(vue2.locator(".notification-error")).to_be_visible(timeout=TIMEOUT_MS)
+        expect_accessible(page, "Vue 2.7, open, error")
+    page.context.set_offline(True)
+    expect(vue2).to_have_attribute("data-connection", "offline", timeout=TIMEOUT_MS)
+    expect(vue2.locator(".notification-banner")).to_be_visible()
+    expect_accessible(page, "Vue 2.7, open, offline")
+    page.context.set_offline(False)

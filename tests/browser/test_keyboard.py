@@ -14,6 +14,7 @@ from tests.browser.helpers import (
     TIMEOUT_MS,
     expect_badge,
     expect_unread,
+    focus_on_page_outside,
     has_focus,
     messages,
     new_page,
@@ -134,8 +135,8 @@ def test_tab_past_the_last_control_never_leaves_the_panel_open_over_the_page(
     panel = page.locator(f"{BELL} .panel")
     for _ in range(20):
         page.keyboard.press("Tab")
-        if not has_focus(bell):
-            # Out of the bell: the panel has closed behind it.
+        if focus_on_page_outside(bell):
+            # On the page: the panel has closed behind it.
             expect(panel).to_be_hidden()
             expect(page.locator(f"{BELL} .bell")).to_have_attribute("aria-expanded", "false")
             return
@@ -332,3 +333,37 @@ def test_the_vue_bells_tabs_switch_with_arrow_keys(page: Page, server: Server, a
     page.keyboard.press("Home")
     expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
     expect(tabs.nth(0)).to_be_focused()
+
+
+@pytest.mark.parametrize("app", ["#vue2-app", "#vue3-app"])
+def test_the_vue_bells_delete_to_the_neighbour_tab_out_closes_and_unread_is_said(
+    page: Page, server: Server, app: str
+) -> None:
+    with_rows(page, server, "first", "second", "third")
+    page.goto(f"{server.url}/demo/vue")
+    root = page.locator(f"{app} .tidings-vue")
+    expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+    button = root.locator(".bell-button")
+    tab_to(page, button)
+    page.keyboard.press("Enter")
+    rows = root.locator("li.notification-item")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("Unread: third")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")  # second
+    tab_to(page, rows.nth(1).locator(".delete-button"))
+    page.keyboard.press("Enter")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_be_focused()
+    expect(rows.nth(1).locator(".notification-message")).to_have_text("first")
+
+    # The Vue 3 bell is the page's last control: Tab goes out to the browser and wraps round to
+    # the page's first link, with the dropdown open over the page unless it closes.
+    dropdown = root.locator(".notification-dropdown")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if focus_on_page_outside(root):
+            expect(dropdown).to_have_count(0)
+            expect(button).to_have_attribute("aria-expanded", "false")
+            return
+    raise AssertionError("Tab never reached the page outside the Vue bell")

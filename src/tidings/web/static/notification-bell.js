@@ -335,6 +335,9 @@ export const NotificationBell = {
       }
     };
     document.addEventListener("click", this.onDocumentClick);
+    // Focus landing outside closes it as a click outside does: also when Tab past the page's last
+    // control went through the browser's own UI and wrapped round (focusout had no target then).
+    document.addEventListener("focusin", this.onDocumentClick);
   },
   beforeDestroy() {
     this.teardown();
@@ -472,6 +475,7 @@ export const NotificationBell = {
     teardown() {
       if (!this.tidingsClient) return;
       document.removeEventListener("click", this.onDocumentClick);
+      document.removeEventListener("focusin", this.onDocumentClick);
       this.core.destroy();
       this.core = null;
       this.tidingsClient.close();

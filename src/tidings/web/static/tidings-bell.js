@@ -379,6 +379,9 @@ export class TidingsBell extends HTMLElement {
   connectedCallback() {
     this._readStrings();
     document.addEventListener("click", this._onDocumentClick);
+    // Focus landing outside closes it as a click outside does: also when Tab past the page's last
+    // control went through the browser's own UI and wrapped round (focusout had no target then).
+    document.addEventListener("focusin", this._onDocumentClick);
     if (this._client) return;
     const number = (name, fallback) => {
       const value = Number(this.getAttribute(name));
@@ -409,6 +412,7 @@ export class TidingsBell extends HTMLElement {
 
   disconnectedCallback() {
     document.removeEventListener("click", this._onDocumentClick);
+    document.removeEventListener("focusin", this._onDocumentClick);
     this._core?.destroy();
     this._core = null;
     this._client?.close();

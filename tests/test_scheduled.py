@@ -4,6 +4,7 @@ tests/contract/test_scheduled_served.py."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import HTTP, PUBLISHER_KEY, Server, serving
+from tests.support import HTTP, PUBLISHER_KEY, Server, make_token, open_stream, serving
 
 TIME_RULE = "must be an ISO 8601 time with an offset, like 2026-12-01T09:00:00Z"
 
@@ -19,7 +20,13 @@ TIME_RULE = "must be an ISO 8601 time with an offset, like 2026-12-01T09:00:00Z"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder: Path = tmp_path_factory.mktemp("scheduled")
-    with serving(folder, {"TIDINGS_MAX_SCHEDULE_DAYS": "2"}) as running:
+    settings = {
+        "TIDINGS_MAX_SCHEDULE_DAYS": "2",
+        # Fast beats for the idle test, and a short interval that would show any polling.
+        "TIDINGS_HEARTBEAT": "0.5",
+        "TIDINGS_SCHEDULER_INTERVAL": "0.1",
+    }
+    with serving(folder, settings) as running:
         yield running
 
 
@@ -86,3 +93,24 @@ def test_cancel_needs_the_publisher_key(server: Server) -> None:
     right = HTTP.delete(url, headers={"authorization": f"Bearer {PUBLISHER_KEY}"}, timeout=10)
     assert right.status_code == 404
     assert right.json()["error"] == "not_scheduled"
+
+
+@pytest.mark.anyio
+async def test_a_pending_schedule_and_a_pending_expiry_cost_an_idle_node_no_query(
+    server: Server,
+) -> None:
+    who = user()
+    hour = iso(datetime.now(UTC) + timedelta(hours=1))
+    assert server.publish(who, "in an hour", deliver_at=hour).status_code == 202
+    assert server.publish(who, "gone in an hour", expires_at=hour).status_code == 201
+    async with open_stream(server.url, make_token(who), last_event_id="1") as stream:
+        first = await stream.next(5, skip_pings=False)
+        assert first.event == "ping"
+        queries = server.metric("tidings_store_queries_total")
+        began = time.monotonic()
+        # Four heartbeats: the scheduler and the expiry sweep (interval 0.1 s) would have
+        # looked some 20 times each if they polled.
+        for _ in range(4):
+            assert (await stream.next(2.5, skip_pings=False)).event == "ping"
+        assert time.monotonic() - began >= 1.5
+        assert server.metric("tidings_store_queries_total") == queries

@@ -22,6 +22,7 @@ from tidings.models import (
     Published,
     ReadChanged,
     Resync,
+    ScheduleHint,
     SeenChanged,
 )
 from tidings.settings import Settings
@@ -239,6 +240,8 @@ class Hub:
             for sub in list(self.subscribers()):
                 sub.push(CHECK)
             return
+        if isinstance(event, ScheduleHint):
+            return  # for the scheduler (see Service.deliver), not for streams
         subs = self._users.get(event.user_id)
         if not subs:
             return

@@ -27,6 +27,7 @@ __all__ = [
     "Published",
     "ReadChanged",
     "Resync",
+    "ScheduleHint",
     "Scheduled",
     "SeenChanged",
     "Stored",
@@ -375,4 +376,12 @@ class Expired:
         return {"ids": list(self.ids), "unread": self.unread, "unseen": self.unseen}
 
 
-Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync
+@dataclass(frozen=True, slots=True)
+class ScheduleHint:
+    """Something scheduled falls due at `deliver_ms`: every node's scheduler looks then (so an
+    idle node sleeps until the next due time instead of polling the store)."""
+
+    deliver_ms: int
+
+
+Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync | ScheduleHint

@@ -2,27 +2,31 @@
 and tell open streams which notifications expired.
 
 Delivery. A publish with a future `deliver_at` leaves one row per user in the store's scheduled
-table (`Store.schedule`), visible to nobody. Every `TIDINGS_SCHEDULER_INTERVAL` seconds each node
-claims due rows with a lease (`Store.claim_due`: no other node takes them until the lease runs
-out), and delivers each through the normal add path under a key of its own
-(`Store.deliver`, which marks the row delivered in the same transaction where the store has
-them). So the seq is handed out at delivery (the log stays gapless and ordered), a row is stored
-once however many nodes claim it (two nodes, or one that died after committing and before
-marking the row: the key dedupes), and a node that dies holding a lease leaves its rows to
-another node once it runs out. Then the delivery is announced over the bus like any publish.
+table (`Store.schedule`), visible to nobody. When rows fall due, each node claims them with a
+lease (`Store.claim_due`: no other node takes them until the lease runs out) and delivers each
+key's rows as one publish through the normal add path (`Store.deliver`, which marks the rows
+delivered in the same transaction where the store has them, and otherwise stores under a key
+that admits one notification per user). So the seq is handed out at delivery (the log stays
+gapless and ordered), a row is stored once however many nodes claim it, and a node that dies
+holding a lease leaves its rows to another node once it runs out. Then the delivery is
+announced over the bus like any publish.
 
-Expiry. Each node looks, every interval and only while it has open streams, for notifications
-whose `expires_at` passed since it last looked, and sends `notifications-expired` to its own
-streams of those users. Per node and never over the bus: every stream hears it once, from the
-node it is connected to, with no lease and no bus traffic; an idle node sends no query.
+Expiry. When a notification's `expires_at` passes, each node looks (with a query only if it has
+open streams) for the notifications whose `expires_at` passed since it last looked, and sends
+`notifications-expired` to its own streams of those users. Per node and never over the bus:
+every stream hears it once, from the node it is connected to, with no lease and no bus traffic.
+
+Neither loop polls: each sleeps until the next time it knows of (see `Scheduler`), and looks at
+most once per `TIDINGS_SCHEDULER_INTERVAL`, so an idle node makes no query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from tidings.models import Due, Expired, Published
@@ -37,21 +41,62 @@ log = logging.getLogger("tidings.scheduler")
 # The most expired notifications one sweep reads; past it, the rest leave the lists anyway and
 # the bell corrects itself on its next reload.
 EXPIRY_LIMIT = 10_000
+# "Not until a hint comes": later than any time a notification can carry.
+NEVER = 2**62
 
 
 class Scheduler:
+    """Both loops sleep until the next thing they know of is due, so an idle node queries
+    nothing: the store says when the next scheduled row is due and when the next notification
+    expires, and what is scheduled or published later on any node arrives as a hint over the
+    bus (`due_at`, `expires_at`). A `Resync` (the bus may have lost hints) makes both look again."""
+
     def __init__(self, service: Service) -> None:
         self.service = service
+        # When each loop looks next (ms; 0: at once, NEVER: when a hint comes).
+        self._due_at = 0
+        self._due_wake = asyncio.Event()
+        self._expiry_at = 0
+        self._expiry_wake = asyncio.Event()
+
+    def due_at(self, ms: int) -> None:
+        """Something scheduled falls due at `ms`: look for due rows then (or sooner)."""
+        if ms < self._due_at:
+            self._due_at = ms
+            self._due_wake.set()
+
+    def expires_at(self, ms: int) -> None:
+        """A notification expires at `ms` (0: unknown, ask the store): look then."""
+        if ms < self._expiry_at:
+            self._expiry_at = ms
+            self._expiry_wake.set()
+
+    async def _sleep(self, wake: asyncio.Event, until: Callable[[], int]) -> None:
+        """Until the clock reaches `until()` (which a hint may lower meanwhile)."""
+        clock = self.service.clock
+        while (target := until()) > clock.now_ms():
+            wake.clear()
+            timeout = None if target >= NEVER else (target - clock.now_ms()) / 1000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
 
     async def deliver_forever(self) -> None:
-        interval = self.service.settings.scheduler_interval
+        service = self.service
+        spacing = int(service.settings.scheduler_interval * 1000)
         while True:
+            await self._sleep(self._due_wake, lambda: self._due_at)
+            self._due_at = NEVER
             try:
                 await self.deliver_due()
+                upcoming = await service.store.next_due()
             except Exception:
-                # The leases of what was claimed run out; another pass delivers it.
+                # The leases of what was claimed run out; the next look delivers it.
                 log.warning("delivering scheduled notifications failed; retrying", exc_info=True)
-            await asyncio.sleep(interval)
+                upcoming = 0
+            if upcoming is not None:
+                # At most one look per interval: a row due now but leased to another node (at
+                # work, or dead until its lease runs out) is looked at again after one.
+                self.due_at(max(upcoming, service.clock.now_ms() + spacing))
 
     async def deliver_due(self) -> int:
         """Claim and deliver due rows, batch after batch, until none are left; return how many
@@ -62,8 +107,8 @@ class Scheduler:
         while True:
             claimed = await self.service.store.claim_due(lease_ms, settings.scheduler_batch)
             total += len(claimed)
-            for row in await self._muted(claimed):
-                await self._deliver(row)
+            if claimed:
+                await self._deliver(await self._muted(claimed))
             if len(claimed) < settings.scheduler_batch:
                 return total
 
@@ -84,33 +129,35 @@ class Scheduler:
             for row in claimed
         ]
 
-    async def _deliver(self, row: Due) -> None:
+    async def _deliver(self, rows: Sequence[Due]) -> None:
         service = self.service
-        stored = await service.store.deliver(row)
-        if row.skip is not None:
-            service.metrics.scheduled_skipped.labels(row.skip).inc()
-            return
-        if stored is None:
-            return  # cancelled meanwhile, or another node delivered it
-        if not stored.replayed:
-            service.metrics.scheduled_delivered.inc(len(stored.notifications))
-            service.metrics.published.inc(len(stored.notifications))
-        # Announced also when replayed: the node that stored it may have died before it could.
-        await service.announce([Published(n.user_id, n.seq, n) for n in stored.notifications])
+        delivered = await service.store.deliver(rows)
+        for row in rows:
+            if row.skip is not None:
+                service.metrics.scheduled_skipped.labels(row.skip).inc()
+        made = [n for stored in delivered for n in stored.notifications]
+        service.metrics.scheduled_delivered.inc(len(made))
+        service.metrics.published.inc(len(made))
+        await service.announce([Published(n.user_id, n.seq, n) for n in made])
 
     async def expire_forever(self) -> None:
         service = self.service
+        spacing = int(service.settings.scheduler_interval * 1000)
         since = service.clock.now_ms()
         while True:
-            await asyncio.sleep(service.settings.scheduler_interval)
+            await self._sleep(self._expiry_wake, lambda: self._expiry_at)
+            self._expiry_at = NEVER
             until = service.clock.now_ms()
             try:
                 await self.expire(since, until)
+                since = until
+                upcoming = await service.store.next_expiry(until)
             except Exception:
-                # `since` stays: the next pass covers this window too.
+                # `since` stays: the next look covers this window too.
                 log.warning("the expiry sweep failed; retrying", exc_info=True)
-                continue
-            since = until
+                upcoming = 0
+            if upcoming is not None:
+                self.expires_at(max(upcoming, until + spacing))
 
     async def expire(self, since_ms: int, until_ms: int) -> int:
         """Send `notifications-expired` to this node's streams of the users whose notifications

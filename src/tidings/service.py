@@ -22,7 +22,9 @@ from tidings.models import (
     Preferences,
     Published,
     ReadChanged,
+    Resync,
     Scheduled,
+    ScheduleHint,
     SeenChanged,
     Stored,
 )
@@ -70,7 +72,7 @@ class Service:
         """A serving node: subscribed to the bus, heartbeats and retention running."""
         await self.store.open()
         try:
-            await self.bus.start(self.hub.deliver)
+            await self.bus.start(self.deliver)
             try:
                 async with asyncio.TaskGroup() as tg:
                     heartbeat = tg.create_task(self.hub.heartbeat(), name="tidings-heartbeat")
@@ -121,6 +123,9 @@ class Service:
             return await self.publish(now, idempotency_key)
         if not scheduled.replayed:
             self.metrics.scheduled.inc(len(scheduled.user_ids))
+            # This node's scheduler even if the bus is down; every node's through it.
+            self.scheduler.due_at(scheduled.deliver_ms)
+            await self.announce([ScheduleHint(scheduled.deliver_ms)])
         return scheduled
 
     async def cancel_scheduled(self, idempotency_key: str) -> tuple[int, tuple[str, ...]]:
@@ -233,6 +238,23 @@ class Service:
         event = Deleted(user_id=user_id, seq=seq, unread=await self.store.unread_count(user_id))
         await self.announce([event])
         return event
+
+    def deliver(self, event: Event) -> None:
+        """What the bus hands this node: the scheduler's hints, everything else to the hub."""
+        if isinstance(event, ScheduleHint):
+            self.scheduler.due_at(event.deliver_ms)
+            return
+        if isinstance(event, Published):
+            n = event.notification
+            if n is None:
+                self.scheduler.expires_at(0)  # carried without its body: ask the store
+            elif n.expires_ms is not None:
+                self.scheduler.expires_at(n.expires_ms)
+        elif isinstance(event, Resync):
+            # Hints may have been lost with the bus: both loops look again.
+            self.scheduler.due_at(0)
+            self.scheduler.expires_at(0)
+        self.hub.deliver(event)
 
     async def announce(self, events: Sequence[Event]) -> None:
         # Committed already: a bus failure delays live delivery, it must not fail the caller.

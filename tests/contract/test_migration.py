@@ -335,9 +335,7 @@ async def test_a_schema_3_database_gains_scheduling_with_nothing_lost(store_url:
         later = Draft(user_ids=("alice",), message="later", deliver_ms=stamp + 1_000)
         assert await store.schedule(later, "sched-key") is not None
         clock.advance(1_000)
-        [due] = await store.claim_due(30_000, 10)
-        delivered = await store.deliver(due)
-        assert delivered is not None
+        [delivered] = await store.deliver(await store.claim_due(30_000, 10))
         assert [n.seq for n in delivered.notifications] == [3]
         assert await store.expired_between(0, stamp, 10) == []
     finally:

@@ -226,3 +226,48 @@ async def test_a_key_left_in_flight_by_a_crashed_node_completes_on_the_first_ret
         crashed.resume.set()
         await crashed.close()
         await store.close()
+
+
+class DiesBeforeMarking(MongoStore):
+    """The connection drops once after a delivery stored its notifications, before the rows
+    are marked delivered: what a node that dies between the two steps leaves behind."""
+
+    fail_mark = False
+
+    async def _mark(self, key: str, users: Sequence[str], state: str, stamp: int) -> None:
+        if self.fail_mark and state == "delivered":
+            self.fail_mark = False
+            raise AutoReconnect("connection lost")
+        await super()._mark(key, users, state, stamp)
+
+
+async def test_a_delivery_stored_but_not_marked_is_stored_once_by_the_next_node(
+    mongo_url: str,
+) -> None:
+    clock = Clock(time.time_ns() // 1_000_000)
+    store = await opened(DiesBeforeMarking(mongo_url, mongo_database(mongo_url), clock=clock))
+    try:
+        users = ("alice", "bob")
+        draft = Draft(user_ids=users, message="later", deliver_ms=clock.now_ms() + 1_000)
+        await store.schedule(draft, "k1")
+        clock.advance(1_000)
+        rows = await store.claim_due(30_000, 10)
+        store.fail_mark = True
+        with pytest.raises(StoreUnavailable):
+            await store.deliver(rows)
+        # Stored, not marked: the rows are still pending, claimed again once the lease ran out.
+        assert [n.seq for n in await store.after("alice", 0, 10)] == [1]
+        clock.advance(30_001)
+        again = await store.claim_due(30_000, 10)
+        assert sorted(r.user_id for r in again) == ["alice", "bob"]
+        [stored] = await store.deliver(again)
+        assert sorted((n.user_id, n.seq) for n in stored.notifications) == [
+            ("alice", 1),
+            ("bob", 1),
+        ]
+        for user in users:
+            assert [n.seq for n in await store.after(user, 0, 10)] == [1]
+        assert await store.claim_due(30_000, 10) == []
+        assert await store.cancel_scheduled("k1") == (0, ("delivered",))
+    finally:
+        await store.close()

@@ -4,13 +4,13 @@ the replay. The store's clock is set, never waited for."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
 
 from tidings.models import Clock, Draft, Due
 from tidings.store import IdempotencyConflict, Store
-from tidings.store.common import delivery_key
 
 pytestmark = pytest.mark.anyio
 
@@ -50,10 +50,10 @@ async def test_a_scheduled_notification_is_invisible_until_delivered_with_the_ne
     assert sorted((d.key, d.user_id) for d in due) == [("k1", "alice"), ("k1", "bob")]
     assert {d.draft.user_ids for d in due} == {("alice",), ("bob",)}
     assert all(d.draft.category == "billing" and d.draft.deliver_ms is None for d in due)
-    for row in due:
-        stored = await store.deliver(row)
-        assert stored is not None
-        assert not stored.replayed
+    # One publish for the key: each user's next seq.
+    [stored] = await store.deliver(due)
+    assert sorted((n.user_id, n.seq) for n in stored.notifications) == [("alice", 2), ("bob", 1)]
+    assert not stored.replayed
     [alice] = await store.after("alice", 1, 10)
     assert (alice.seq, alice.message, alice.category) == (2, "reminder", "billing")
     assert alice.created_ms == clock.now_ms()
@@ -61,7 +61,7 @@ async def test_a_scheduled_notification_is_invisible_until_delivered_with_the_ne
     # Delivered rows are done: not claimed again, not delivered twice.
     clock.advance(LEASE + 1)
     assert await claim_all(store) == []
-    assert await store.deliver(due[0]) is None
+    assert await store.deliver(due) == []
     assert len(await store.after("alice", 0, 10)) == 2
 
 
@@ -80,14 +80,17 @@ async def test_the_key_replays_the_schedule_and_refuses_another_one(
         await store.schedule(dataclasses.replace(draft, deliver_ms=again.deliver_ms + 1), "k1")
     assert len(await claim_all(store)) == 0
     clock.advance(60_000)
-    for row in await claim_all(store):
-        await store.deliver(row)
+    await store.deliver(await claim_all(store))
     # Once delivered the key still replays (a retried publish must not schedule it again),
     # even now that its time has passed.
     replay = await store.schedule(draft, "k1")
     assert replay is not None
     assert replay.replayed
     assert await claim_all(store) == []
+    # A key an ordinary publish used is another publish.
+    await store.add(Draft(user_ids=("alice",), message="now"), "k-now")
+    with pytest.raises(IdempotencyConflict, match="delivered at once"):
+        await store.schedule(later(clock, 60_000, message="now"), "k-now")
     # An unknown key whose time is not in the future is not kept: the caller publishes it now.
     assert await store.schedule(later(clock, 0), "k2") is None
     assert await store.schedule(later(clock, -5_000), "k3") is None
@@ -104,8 +107,7 @@ async def test_cancel_stops_pending_rows_and_says_why_nothing_else_was(
     clock.advance(10_000)
     due = await claim_all(store)
     assert {d.key for d in due} == {"kept"}
-    for row in due:
-        await store.deliver(row)
+    await store.deliver(due)
     assert await store.cancel_scheduled("kept") == (0, ("delivered",))
     assert [n.message for n in await store.after("alice", 0, 10)] == ["kept"]
 
@@ -122,37 +124,36 @@ async def test_a_lease_keeps_other_nodes_off_until_it_runs_out_and_a_repeat_stor
     clock.advance(LEASE + 1)
     [again] = await store.claim_due(LEASE, 10)
     assert (again.key, again.user_id) == (row.key, row.user_id)
-    stored = await store.deliver(again)
-    assert stored is not None
+    [stored] = await store.deliver([again])
+    assert [n.seq for n in stored.notifications] == [1]
     # The first node comes back and delivers what it claimed: nothing more is stored.
-    late = await store.deliver(row)
-    assert late is None or late.replayed
+    await store.deliver([row])
     assert [n.seq for n in await store.after("alice", 0, 10)] == [1]
 
 
-async def test_a_delivery_stored_but_not_marked_before_a_crash_is_stored_once(
+async def test_two_nodes_delivering_the_same_rows_at_once_store_them_once(
     store: Store, clock: Clock
 ) -> None:
-    await store.schedule(later(clock, 1_000, user_ids=("alice",)), "k1")
+    users = tuple(f"u{i}" for i in range(20))
+    await store.schedule(later(clock, 1_000, user_ids=users), "k1")
+    await store.schedule(later(clock, 1_000, user_ids=users, message="second"), "k2")
     clock.advance(1_000)
-    [row] = await claim_all(store)
-    # What a node on a store without transactions did before it died: stored, row not marked.
-    first = await store.add(row.draft, delivery_key(row.key, row.user_id))
-    clock.advance(LEASE + 1)
-    [again] = await claim_all(store)
-    stored = await store.deliver(again)
-    assert stored is not None
-    assert stored.replayed
-    assert stored.notifications == first.notifications
+    rows = await claim_all(store)
+    assert len(rows) == 40
+    # Both at once, as two nodes whose leases overlapped would. With transactions one finds
+    # the rows no longer pending; without, the delivery key fences each user's document.
+    await asyncio.gather(store.deliver(rows), store.deliver(rows))
+    for user in users:
+        found = await store.after(user, 0, 10)
+        assert [(n.seq, n.message) for n in found] == [(1, "reminder"), (2, "second")]
     assert await claim_all(store) == []
-    assert len(await store.after("alice", 0, 10)) == 1
 
 
 async def test_a_skipped_row_stores_nothing_and_is_done(store: Store, clock: Clock) -> None:
     await store.schedule(later(clock, 1_000, user_ids=("alice",)), "k1")
     clock.advance(1_000)
     [row] = await claim_all(store)
-    assert await store.deliver(dataclasses.replace(row, skip="muted")) is None
+    assert await store.deliver([dataclasses.replace(row, skip="muted")]) == []
     assert await store.after("alice", 0, 10) == []
     clock.advance(LEASE + 1)
     assert await claim_all(store) == []
@@ -172,8 +173,7 @@ async def test_pruning_removes_done_rows_and_keeps_pending_ones(store: Store, cl
     await store.schedule(later(clock, 1_000, user_ids=("alice",)), "done")
     await store.schedule(later(clock, 9_000_000, user_ids=("alice",)), "pending")
     clock.advance(1_000)
-    [row] = await claim_all(store)
-    await store.deliver(row)
+    await store.deliver(await claim_all(store))
     clock.advance(1_000)
     await store.prune(clock.now_ms(), 100)
     # The done row is gone (its key unknown now); the pending one is still there to cancel.

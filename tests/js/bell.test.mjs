@@ -354,3 +354,24 @@ test("a category's tab shows its `category:<name>` string when given", () => {
     ],
   );
 });
+
+test("a bell opened while its list loads marks seen once it is loaded, once per opening", () => {
+  const { client, calls } = holding([n(1)], { status: "loading" });
+  let listener = null;
+  client.subscribe = (l) => {
+    listener = l;
+    l(client.state, { type: "state" });
+    return () => {};
+  };
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+  core.open();
+  assert.deepEqual(calls, []);
+  const ready = { ...client.state, status: "ready" };
+  listener(ready, { type: "state" });
+  listener(ready, { type: "state" }); // still unseen (say the call failed): not asked again
+  assert.deepEqual(calls, [["markSeen"]]);
+  core.close();
+  core.open();
+  assert.deepEqual(calls, [["markSeen"], ["markSeen"]]);
+  core.destroy();
+});

@@ -36,10 +36,11 @@ from tidings.store.common import (
     CANCELLED,
     DELIVERED,
     PENDING,
+    by_key,
     check_fingerprint,
     counts_of,
-    delivery_key,
     made,
+    used_now,
 )
 
 __all__ = [
@@ -232,6 +233,8 @@ class FakeStore:
             return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
         if draft.deliver_ms <= now_ms():
             return None
+        if key in self.keys:
+            raise used_now(key)
         for user_id in draft.user_ids:
             one = dataclasses.replace(draft, user_ids=(user_id,), deliver_ms=None)
             row = Due(key, user_id, draft.deliver_ms, one)
@@ -248,15 +251,21 @@ class FakeStore:
                 claimed.append(row[0])
         return claimed
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         self._check()
-        row = self.scheduled[(due.key, due.user_id)]
-        if row[2] != PENDING:
-            return None
-        row[2] = due.skip or DELIVERED
-        if due.skip is not None:
-            return None
-        return await self.add(due.draft, delivery_key(due.key, due.user_id))
+        delivered: list[Stored] = []
+        for group in by_key(rows):
+            users: list[str] = []
+            for due in group:
+                row = self.scheduled[(due.key, due.user_id)]
+                if row[2] == PENDING:
+                    row[2] = due.skip or DELIVERED
+                    if due.skip is None:
+                        users.append(due.user_id)
+            if users:
+                draft = dataclasses.replace(group[0].draft, user_ids=tuple(users))
+                delivered.append(await self.add(draft))
+        return delivered
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         self._check()
@@ -267,6 +276,21 @@ class FakeStore:
                 row[2] = CANCELLED
                 count += 1
         return count, tuple(sorted({row[2] for row in rows}))
+
+    async def next_due(self) -> int | None:
+        self._check()
+        pending = [r[0].deliver_ms for r in self.scheduled.values() if r[2] == PENDING]
+        return min(pending, default=None)
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        self._check()
+        times = [
+            n.expires_ms
+            for rows in self.rows.values()
+            for n in rows
+            if n.expires_ms is not None and n.expires_ms > after_ms
+        ]
+        return min(times, default=None)
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int

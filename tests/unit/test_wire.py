@@ -18,6 +18,7 @@ from tidings.models import (
     Published,
     ReadChanged,
     Resync,
+    ScheduleHint,
     SeenChanged,
 )
 
@@ -68,6 +69,7 @@ EVERY_KIND: list[Event] = [
     ArchiveChanged("ann", ids=(1, 3), archived=True, unread=1, unseen=0),
     ArchiveChanged("ann", ids=(3,), archived=False, unread=2, unseen=1),
     Resync(),
+    ScheduleHint(1_900_000_000_000),
 ]
 
 

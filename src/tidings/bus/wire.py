@@ -25,6 +25,7 @@ from tidings.models import (
     Published,
     ReadChanged,
     Resync,
+    ScheduleHint,
     SeenChanged,
 )
 
@@ -83,6 +84,8 @@ def _entries(event: Event) -> Iterator[dict[str, Any]]:
             }
     elif isinstance(event, Resync):
         yield {"t": "x"}
+    elif isinstance(event, ScheduleHint):
+        yield {"t": "w", "at": event.deliver_ms}
 
 
 def _inbox(n: Notification) -> dict[str, Any]:
@@ -178,6 +181,8 @@ def _event(entry: dict[str, Any]) -> Event:
     kind = entry["t"]
     if kind == "x":
         return Resync()
+    if kind == "w":
+        return ScheduleHint(int(entry["at"]))
     user_id = str(entry["u"])
     if kind == "p":
         seq = int(entry["s"])

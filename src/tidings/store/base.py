@@ -128,9 +128,9 @@ class Store(Protocol):
     async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
         """Keep `draft` (its `deliver_ms` set) to deliver later: one pending row per user, under
         `key`. A key already scheduled with the same draft stores nothing and returns what it
-        holds, `replayed` (also once delivered or cancelled); with another draft it raises
-        `IdempotencyConflict`. None, storing nothing, when the key is unknown and `deliver_ms`
-        is not in the future: the caller publishes it now."""
+        holds, `replayed` (also once delivered or cancelled); with another draft, or a key an
+        ordinary publish used, it raises `IdempotencyConflict`. None, storing nothing, when the
+        key is unknown and `deliver_ms` is not in the future: the caller publishes it now."""
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
         """Lease up to `limit` pending rows whose time has come and whose lease (if any) ran
@@ -138,17 +138,26 @@ class Store(Protocol):
         order they were scheduled. A node that dies holding a lease leaves its rows to be
         claimed again when it runs out."""
 
-    async def deliver(self, due: Due) -> Stored | None:
-        """Store a claimed row's notification through `add` under `delivery_key` and mark the
-        row delivered, in one transaction where the store has them (else the mark follows; a
-        repeat is stored once, by the key). With `due.skip`, mark it so and store nothing.
-        None when the row is no longer pending (cancelled, or delivered by another node)."""
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
+        """Store the notifications of claimed rows and mark the rows delivered (those with
+        `skip` marked so, storing nothing): the rows of one key as one publish to their users,
+        its users' next seqs. Once per row however often it is called (two nodes, a lease that
+        ran out): where the store has transactions the mark is in the same one and only rows
+        still pending are stored; otherwise the notifications are stored under
+        `delivery_key(key)`, fenced per user, and the mark follows. What was stored (or found
+        stored), per key."""
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         """Cancel the key's pending rows (on a store without transactions, not one a node is
         delivering right now); return how many were cancelled, and the states of the key's
         rows afterwards (`delivered`, `cancelled`, `muted`; `pending` for one being delivered):
         with none cancelled, they say why. (0, ()) for an unknown key."""
+
+    async def next_due(self) -> int | None:
+        """The earliest `deliver_ms` of the pending rows (claimed or not); None when none is."""
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        """The earliest `expires_at` after `after_ms` among live notifications; None if none."""
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int

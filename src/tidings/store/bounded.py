@@ -157,13 +157,21 @@ class BoundedStore:
         async with self._slot():
             return await self.inner.claim_due(lease_ms, limit)
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         async with self._slot():
-            return await self.inner.deliver(due)
+            return await self.inner.deliver(rows)
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         async with self._slot():
             return await self.inner.cancel_scheduled(key)
+
+    async def next_due(self) -> int | None:
+        async with self._slot():
+            return await self.inner.next_due()
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        async with self._slot():
+            return await self.inner.next_expiry(after_ms)
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int

@@ -13,6 +13,7 @@ from tidings.store.base import IdempotencyConflict, StoreUnavailable
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "by_key",
     "check_fingerprint",
     "check_schema",
     "chunks",
@@ -31,6 +32,7 @@ __all__ = [
     "inbox_values",
     "made",
     "notification",
+    "used_now",
 ]
 
 T = TypeVar("T")
@@ -247,12 +249,27 @@ def due(key: str, user_id: str, deliver_ms: int, draft_text: str) -> Due:
     )
 
 
-def delivery_key(key: str, user_id: str) -> str:
-    """The idempotency key one user's scheduled notification is stored under when it is due.
+def used_now(key: str) -> IdempotencyConflict:
+    """A key an ordinary publish used, given to a scheduled one: a different publish."""
+    return IdempotencyConflict(
+        f"idempotency key {key!r} was used for a publish delivered at once; "
+        "use a new key for a new notification"
+    )
 
-    One per user, not the publisher's key: the users of one scheduled publish may be delivered
-    by different nodes at different moments, each an add of its own. Two nodes delivering the
-    same row (a lease that ran out) store it once. The separator is a control character a
-    publisher's key has no reason to contain.
-    """
-    return f"scheduled\x1f{key}\x1f{user_id}"
+
+def delivery_key(key: str) -> str:
+    """The key a store without transactions stores a scheduled publish's notifications under
+    when they are due: each (key, user) is stored once, by whichever node gets there first,
+    also when a node died after storing and before marking its rows. Not the publisher's key
+    itself, which an ordinary publish may have used; the separator is a control character a
+    publisher's key has no reason to contain."""
+    return f"scheduled\x1f{key}"
+
+
+def by_key(rows: Sequence[Due]) -> list[list[Due]]:
+    """Claimed rows grouped by their scheduling key (one draft each), in claim order: each
+    group is delivered as one publish to its users."""
+    groups: dict[str, list[Due]] = {}
+    for row in rows:
+        groups.setdefault(row.key, []).append(row)
+    return list(groups.values())

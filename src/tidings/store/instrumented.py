@@ -135,13 +135,21 @@ class InstrumentedStore:
         self._op("claim_due")
         return await self.inner.claim_due(lease_ms, limit)
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         self._op("deliver")
-        return await self.inner.deliver(due)
+        return await self.inner.deliver(rows)
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         self._op("cancel_scheduled")
         return await self.inner.cancel_scheduled(key)
+
+    async def next_due(self) -> int | None:
+        self._op("next_due")
+        return await self.inner.next_due()
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        self._op("next_expiry")
+        return await self.inner.next_expiry(after_ms)
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int

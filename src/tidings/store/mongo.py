@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -76,6 +77,7 @@ from tidings.store.common import (
     DELIVERED,
     PENDING,
     SCHEMA_VERSION,
+    by_key,
     check_fingerprint,
     check_schema,
     chunks,
@@ -89,6 +91,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    used_now,
 )
 
 __all__ = ["MongoStore"]
@@ -785,6 +788,8 @@ class MongoStore:
             found = await self._scheduled.find_one({"key": key}, {"fp": 1})
             if found is None and draft.deliver_ms <= stamp:
                 return None
+            if found is None and await self._idempotency.find_one({"_id": key}, {"_id": 1}):
+                raise used_now(key)
             if found is not None:
                 check_fingerprint(key, found["fp"], draft)
                 # A first call that failed midway left some users out: the retry completes it.
@@ -830,40 +835,63 @@ class MongoStore:
             "deliver_ms": {"$lte": now},
             "lease_until": {"$lt": now},
         }
-        claimed: list[Due] = []
+        order = [("deliver_ms", ASCENDING), ("created_ms", ASCENDING), ("key", ASCENDING)]
+        # A token of this claim's own: one update takes the candidates still claimable (the
+        # filter repeats the condition, so a row another node leased meanwhile is not matched
+        # again; each document's update is atomic), and the token finds which ones it took.
+        # One update per batch, not per row: updates are slow on a MongoDB-protocol server.
+        token = secrets.token_hex(8)
         async with self._guard():
-            order = [("deliver_ms", ASCENDING), ("created_ms", ASCENDING), ("key", ASCENDING)]
-            cursor = self._scheduled.find(claimable).sort(order).limit(limit)
-            found = [d async for d in cursor]
-            for doc in sorted(found, key=lambda d: (d["deliver_ms"], d["created_ms"], d["key"])):
-                # Claimed by whichever node's update matches first: the filter repeats the
-                # condition, so a row another node leased meanwhile is not matched again.
-                taken = await self._scheduled.update_one(
-                    {"_id": doc["_id"], **claimable}, {"$set": {"lease_until": now + lease_ms}}
-                )
-                if taken.modified_count:
-                    claimed.append(due(doc["key"], doc["user_id"], doc["deliver_ms"], doc["draft"]))
-        return claimed
-
-    async def deliver(self, due: Due) -> Stored | None:
-        row = {"_id": _fence(due.key, due.user_id), "state": PENDING}
-        stamp = self.clock.now_ms()
-        async with self._guard():
-            if due.skip is not None:
-                await self._scheduled.update_one(
-                    row, {"$set": {"state": due.skip, "done_ms": stamp}}
-                )
-                return None
-            if await self._scheduled.find_one(row, {"_id": 1}) is None:
-                return None  # cancelled, or delivered by another node
-        # No transactions here: stored first, marked after. A node that dies between the two
-        # leaves the row to be claimed again, and the key stores it once.
-        stored = await self.add(due.draft, delivery_key(due.key, due.user_id))
-        async with self._guard():
-            await self._scheduled.update_one(
-                row, {"$set": {"state": DELIVERED, "done_ms": self.clock.now_ms()}}
+            cursor = self._scheduled.find(claimable, {"_id": 1}).sort(order).limit(limit)
+            ids = [d["_id"] async for d in cursor]
+            if not ids:
+                return []
+            await self._scheduled.update_many(
+                {"_id": {"$in": ids}, **claimable},
+                {"$set": {"lease_until": now + lease_ms, "claim": token}},
             )
-        return stored
+            taken = [d async for d in self._scheduled.find({"_id": {"$in": ids}, "claim": token})]
+        taken.sort(key=lambda d: (d["deliver_ms"], d["created_ms"], d["key"]))
+        return [due(d["key"], d["user_id"], d["deliver_ms"], d["draft"]) for d in taken]
+
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
+        delivered: list[Stored] = []
+        async with self._guard():
+            for group in by_key(rows):
+                stored = await self._deliver(group)
+                if stored is not None:
+                    delivered.append(stored)
+        return delivered
+
+    async def _deliver(self, group: Sequence[Due]) -> Stored | None:
+        key = group[0].key
+        stamp = self.clock.now_ms()
+        for skip in {r.skip for r in group if r.skip is not None}:
+            users = [r.user_id for r in group if r.skip == skip]
+            await self._mark(key, users, skip, stamp)
+        wanted = [r.user_id for r in group if r.skip is None]
+        if not wanted:
+            return None
+        # The rows still pending (not cancelled, not marked delivered by another node).
+        query: Doc = {"_id": {"$in": [_fence(key, u) for u in wanted]}, "state": PENDING}
+        pending = {d["user_id"] async for d in self._scheduled.find(query, {"user_id": 1})}
+        users = [u for u in wanted if u in pending]
+        if not users:
+            return None
+        # No transactions here: stored first, marked after. Under the delivery key each user's
+        # document is fenced (its `_id`), so two nodes delivering at once, or a node taking over
+        # from one that died between the two steps, store it once and find the other's.
+        draft = dataclasses.replace(group[0].draft, user_ids=tuple(users))
+        stored = await self._insert(users, draft, delivery_key(key))
+        await self._mark(key, users, DELIVERED, self.clock.now_ms())
+        return Stored(tuple(n for u in users if (n := stored[u]) is not None))
+
+    async def _mark(self, key: str, users: Sequence[str], state: str, stamp: int) -> None:
+        for chunk in chunks(list(users), CHUNK):
+            await self._scheduled.update_many(
+                {"_id": {"$in": [_fence(key, u) for u in chunk]}, "state": PENDING},
+                {"$set": {"state": state, "done_ms": stamp}},
+            )
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         now = self.clock.now_ms()
@@ -876,6 +904,21 @@ class MongoStore:
             )
             states = {d["state"] async for d in self._scheduled.find({"key": key}, {"state": 1})}
         return result.modified_count, tuple(sorted(states))
+
+    async def next_due(self) -> int | None:
+        async with self._guard():
+            doc = await self._scheduled.find_one(
+                {"state": PENDING}, {"deliver_ms": 1}, sort=[("deliver_ms", ASCENDING)]
+            )
+        return None if doc is None else int(doc["deliver_ms"])
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        query: Doc = {"expires_ms": {"$gt": after_ms}, **LIVE}
+        async with self._guard():
+            doc = await self._notifications.find_one(
+                query, {"expires_ms": 1}, sort=[("expires_ms", ASCENDING)]
+            )
+        return None if doc is None else int(doc["expires_ms"])
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int

@@ -11,6 +11,8 @@ past the retries answered as `StoreUnavailable` (503), never as an internal erro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -35,11 +37,11 @@ from tidings.store.common import (
     DELIVERED,
     PENDING,
     SCHEMA_VERSION,
+    by_key,
     check_fingerprint,
     check_schema,
     counts_of,
     decode_preferences,
-    delivery_key,
     due,
     encode_data,
     encode_draft,
@@ -47,6 +49,7 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    used_now,
 )
 
 __all__ = ["PostgresStore"]
@@ -457,6 +460,8 @@ class PostgresStore:
             if found is None:
                 if draft.deliver_ms <= stamp:
                     return None
+                if await conn.fetchval("SELECT true FROM tidings_idempotency WHERE key = $1", key):
+                    raise used_now(key)
                 # A concurrent first call with the key holds its rows' index entries until it
                 # commits: this insert waits for it, then inserts nothing.
                 await conn.execute(
@@ -501,26 +506,31 @@ class PostgresStore:
         ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
 
-    async def deliver(self, due: Due) -> Stored | None:
-        return await _retrying(lambda: self._deliver(due))
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
+        delivered: list[Stored] = []
+        for group in by_key(rows):
+            stored = await _retrying(functools.partial(self._deliver, group))
+            if stored is not None:
+                delivered.append(stored)
+        return delivered
 
-    async def _deliver(self, due: Due) -> Stored | None:
+    async def _deliver(self, group: Sequence[Due]) -> Stored | None:
+        key = group[0].key
         stamp = self.clock.now_ms()
         async with self._conn() as conn, conn.transaction():
-            # The row first, locked to commit: a cancel waits for this transaction and then
-            # finds it delivered; a cancel that came first leaves nothing to store.
-            changed = await conn.fetchval(
-                "UPDATE tidings_scheduled SET state = $1, done_ms = $2 "
-                "WHERE key = $3 AND user_id = $4 AND state = $5 RETURNING true",
-                due.skip or DELIVERED,
-                stamp,
-                due.key,
-                due.user_id,
-                PENDING,
-            )
-            if not changed or due.skip is not None:
+            for skip in {r.skip for r in group if r.skip is not None}:
+                users = [r.user_id for r in group if r.skip == skip]
+                await _mark(conn, key, users, skip, stamp)
+            # The rows first, locked to commit: a cancel waits for this transaction and then
+            # finds them delivered; a cancel (or another node) that came first leaves nothing.
+            users = [r.user_id for r in group if r.skip is None]
+            changed = set(await _mark(conn, key, users, DELIVERED, stamp))
+            if not changed:
                 return None
-            return await _add_in(conn, due.draft, delivery_key(due.key, due.user_id), stamp)
+            draft = dataclasses.replace(
+                group[0].draft, user_ids=tuple(u for u in users if u in changed)
+            )
+            return await _add_in(conn, draft, None, stamp)
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         async with self._conn() as conn, conn.transaction():
@@ -537,6 +547,21 @@ class PostgresStore:
             )
         return len(cancelled), tuple(sorted(r["state"] for r in states))
 
+    async def next_due(self) -> int | None:
+        async with self._conn() as conn:
+            found = await conn.fetchval(
+                "SELECT min(deliver_ms) FROM tidings_scheduled WHERE state = 'pending'"
+            )
+        return None if found is None else int(found)
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        async with self._conn() as conn:
+            found = await conn.fetchval(
+                "SELECT min(expires_ms) FROM tidings_notifications WHERE expires_ms > $1",
+                after_ms,
+            )
+        return None if found is None else int(found)
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:
@@ -549,6 +574,22 @@ class PostgresStore:
                 limit,
             )
         return [(r["user_id"], r["seq"]) for r in rows]
+
+
+async def _mark(conn: Conn, key: str, users: Sequence[str], state: str, stamp: int) -> list[str]:
+    """Mark the key's pending rows of `users` `state`; return the users whose row it was."""
+    if not users:
+        return []
+    rows = await conn.fetch(
+        "UPDATE tidings_scheduled SET state = $1, done_ms = $2 "
+        "WHERE key = $3 AND user_id = ANY($4::text[]) AND state = $5 RETURNING user_id",
+        state,
+        stamp,
+        key,
+        list(users),
+        PENDING,
+    )
+    return [r["user_id"] for r in rows]
 
 
 async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: int) -> Stored:

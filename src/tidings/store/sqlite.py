@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,12 +43,12 @@ from tidings.store.common import (
     DELIVERED,
     PENDING,
     SCHEMA_VERSION,
+    by_key,
     check_fingerprint,
     check_schema,
     chunks,
     counts_of,
     decode_preferences,
-    delivery_key,
     due,
     encode_data,
     encode_draft,
@@ -54,11 +56,14 @@ from tidings.store.common import (
     inbox_values,
     made,
     notification,
+    used_now,
 )
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("tidings.store.sqlite")
 
 BUSY_TIMEOUT_MS = 10_000
 # Reads never wait for writers in WAL mode; this only covers a checkpoint's brief exclusive moment.
@@ -453,13 +458,23 @@ class SqliteStore:
         rows.sort(key=lambda r: (r[2], r[4], r[0]))
         return [due(r[0], r[1], r[2], r[3]) for r in rows]
 
-    async def deliver(self, due: Due) -> Stored | None:
+    async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         stamp = self.clock.now_ms()
-        return await self._writer.run(lambda c: _transaction(c, _deliver, due, stamp))
+        return await self._writer.run(lambda c: _transaction(c, _deliver, rows, stamp))
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         stamp = self.clock.now_ms()
         return await self._writer.run(lambda c: _transaction(c, _cancel, key, stamp))
+
+    async def next_due(self) -> int | None:
+        sql = "SELECT min(deliver_ms) FROM scheduled WHERE state = 'pending'"
+        row = await self._reader.run(lambda c: c.execute(sql).fetchone())
+        return None if row[0] is None else int(row[0])
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        sql = "SELECT min(expires_ms) FROM notifications WHERE expires_ms > ?"
+        row = await self._reader.run(lambda c: c.execute(sql, (after_ms,)).fetchone())
+        return None if row[0] is None else int(row[0])
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
@@ -656,6 +671,8 @@ def _schedule(c: sqlite3.Connection, draft: Draft, key: str, stamp: int) -> Sche
         return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
     if draft.deliver_ms <= stamp:
         return None
+    if c.execute("SELECT 1 FROM idempotency WHERE key = ?", (key,)).fetchone() is not None:
+        raise used_now(key)
     text = encode_draft(draft)
     fingerprint = draft.fingerprint()
     c.executemany(
@@ -666,17 +683,56 @@ def _schedule(c: sqlite3.Connection, draft: Draft, key: str, stamp: int) -> Sche
     return Scheduled(key, draft.deliver_ms, draft.user_ids)
 
 
-def _deliver(c: sqlite3.Connection, due: Due, stamp: int) -> Stored | None:
-    # The row first: if it was cancelled, or another process delivered it, nothing is stored.
-    # In the same transaction as the add, so a crash leaves both or neither.
-    changed = c.execute(
-        "UPDATE scheduled SET state = ?, done_ms = ? "
-        "WHERE key = ? AND user_id = ? AND state = ? RETURNING 1",
-        (due.skip or DELIVERED, stamp, due.key, due.user_id, PENDING),
-    ).fetchone()
-    if changed is None or due.skip is not None:
+def _deliver(c: sqlite3.Connection, rows: Sequence[Due], stamp: int) -> list[Stored]:
+    """Every key's rows in one transaction (one commit for the batch), each key in a savepoint:
+    the rows still pending are marked, and stored for, together. A key that fails is rolled
+    back alone; its rows stay pending and are claimed again when their lease runs out."""
+    delivered: list[Stored] = []
+    for group in by_key(rows):
+        c.execute("SAVEPOINT deliver")
+        try:
+            stored = _deliver_key(c, group, stamp)
+        except sqlite3.OperationalError:
+            raise  # the database itself failed: the whole batch fails
+        except Exception:
+            log.warning("delivering scheduled %r failed", group[0].key, exc_info=True)
+            c.execute("ROLLBACK TO deliver")
+            stored = None
+        c.execute("RELEASE deliver")
+        if stored is not None:
+            delivered.append(stored)
+    return delivered
+
+
+def _deliver_key(c: sqlite3.Connection, group: Sequence[Due], stamp: int) -> Stored | None:
+    key = group[0].key
+    for skip in {r.skip for r in group if r.skip is not None}:
+        users = [r.user_id for r in group if r.skip == skip]
+        _mark(c, key, users, skip, stamp)
+    # Marked first, in the same transaction as the add: a row cancelled or delivered by another
+    # process meanwhile is not pending any more and is not stored; a crash leaves both or none.
+    users = [r.user_id for r in group if r.skip is None]
+    changed = set(_mark(c, key, users, DELIVERED, stamp))
+    if not changed:
         return None
-    return _add(c, due.draft, delivery_key(due.key, due.user_id), stamp)
+    draft = dataclasses.replace(group[0].draft, user_ids=tuple(u for u in users if u in changed))
+    return _add(c, draft, None, stamp)
+
+
+def _mark(
+    c: sqlite3.Connection, key: str, users: Sequence[str], state: str, stamp: int
+) -> list[str]:
+    """Mark the key's pending rows of `users` `state`; return the users whose row it was."""
+    changed: list[str] = []
+    for chunk in chunks(list(users), IN_CHUNK):
+        marks = ",".join("?" * len(chunk))
+        found = c.execute(
+            f"UPDATE scheduled SET state = ?, done_ms = ? WHERE key = ? AND state = ? "
+            f"AND user_id IN ({marks}) RETURNING user_id",
+            (state, stamp, key, PENDING, *chunk),
+        ).fetchall()
+        changed.extend(r[0] for r in found)
+    return changed
 
 
 def _cancel(c: sqlite3.Connection, key: str, stamp: int) -> tuple[int, tuple[str, ...]]:

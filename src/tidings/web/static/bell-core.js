@@ -269,6 +269,7 @@ export class BellCore {
     this.strings = stringsFor(locale, strings);
     this._version = 0;
     this.isOpen = false;
+    this._seenDue = false;
     this.actionError = false;
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this._clock = undefined;
@@ -346,13 +347,16 @@ export class BellCore {
     // "2 minutes ago" moves on while the panel is open (only the time texts change).
     clearInterval(this._clock);
     this._clock = setInterval(() => this._onUpdate(), 30000);
-    if (this.state.unseen > 0) this._act("markSeen");
+    // Once per opening; a bell opened while its list still loads marks seen when it is loaded.
+    this._seenDue = true;
+    this._markSeenIfDue();
     this._onUpdate();
   }
 
   close() {
     if (!this.isOpen) return;
     this.isOpen = false;
+    this._seenDue = false;
     clearInterval(this._clock);
     this._onUpdate();
   }
@@ -452,8 +456,15 @@ export class BellCore {
     return Promise.resolve(client[method](...args)).catch(() => {});
   }
 
+  _markSeenIfDue() {
+    if (!this._seenDue || this.state.status !== "ready") return;
+    this._seenDue = false;
+    if (this.state.unseen > 0) this._act("markSeen");
+  }
+
   _onChange(state, change) {
     this.state = state;
+    if (this.isOpen) this._markSeenIfDue();
     if (!this._pushChecked && state.status === "ready") {
       this._pushChecked = true;
       this._checkPush();

@@ -1,0 +1,56 @@
+"""The scheduler's two loops in-process, over the fake store and bus: a node learns of what
+another node scheduled from the bus's hint, and the expiry sweep tells only this node's streams."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.unit.conftest import Node, OpenStream, unit_settings
+from tidings.models import Draft, ScheduleHint, now_ms
+from tidings.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return unit_settings(scheduler_interval=0.01)
+
+
+async def test_a_hint_from_the_bus_wakes_this_node_to_deliver_what_another_scheduled(
+    node: Node, open_stream: OpenStream
+) -> None:
+    async with open_stream("ann") as ann:
+        # Scheduled through the store alone, as another node does: this node's scheduler has
+        # looked at start, found nothing, and sleeps until it hears of something.
+        due = now_ms() + 200
+        await node.store.schedule(Draft(user_ids=("ann",), message="later", deliver_ms=due), "k")
+        node.bus.send(ScheduleHint(due))
+        await ann.wait_until(lambda: bool(ann.notifications()), timeout=5)
+        [later] = ann.notifications()
+    assert (later["id"], later["message"]) == (1, "later")
+    assert now_ms() >= due
+    assert node.metric("tidings_scheduled_delivered_total") == 1
+
+
+async def test_the_expiry_sweep_tells_only_the_users_with_a_stream_here(
+    node: Node, open_stream: OpenStream
+) -> None:
+    expires = now_ms() + 3_600_000
+    for user in ("ann", "bob"):
+        await node.service.publish(
+            Draft(user_ids=(user,), message="short-lived", expires_ms=expires)
+        )
+        await node.service.publish(Draft(user_ids=(user,), message="stays"))
+    async with open_stream("ann", last_event_id="2") as ann:
+        # The window that holds the expiry, swept now rather than waited for.
+        sent = await node.service.scheduler.expire(expires - 1, expires)
+        await ann.wait_until(lambda: any(e.event == "notifications-expired" for e in ann.events()))
+        [event] = [e for e in ann.events() if e.event == "notifications-expired"]
+        # A window it is not in sends nothing.
+        assert await node.service.scheduler.expire(expires, expires + 1000) == 0
+    assert sent == 1  # ann only: bob has no stream on this node
+    assert json.loads(event.data)["ids"] == [1]
+    assert node.metric("tidings_expired_events_total") == 1

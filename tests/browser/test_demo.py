@@ -69,6 +69,8 @@ def test_the_form_sends_category_actor_action_and_group_to_the_bell(
     avatar = page.request.get(f"{server.url}/demo/avatars/bob.svg")
     assert avatar.ok
     assert avatar.headers["content-type"] == "image/svg+xml"
+    unknown = page.request.get(f"{server.url}/demo/avatars/eve.svg")
+    assert (unknown.status, unknown.json()["error"]) == (422, "invalid_request"), unknown.text()
     open_bell(page)
     expect(page.locator("tidings-bell .item .message")).to_have_text(["Bob paid invoice #7"])
 

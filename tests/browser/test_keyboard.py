@@ -367,3 +367,40 @@ def test_the_vue_bells_delete_to_the_neighbour_tab_out_closes_and_unread_is_said
             expect(button).to_have_attribute("aria-expanded", "false")
             return
     raise AssertionError("Tab never reached the page outside the Vue bell")
+
+
+FOCUS_RING = """() => {
+    let el = document.activeElement;
+    while (el?.shadowRoot?.activeElement) el = el.shadowRoot.activeElement;
+    const style = getComputedStyle(el);
+    return {
+      name: `${el.tagName.toLowerCase()}.${el.className}`,
+      outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 1,
+      inside: el.getRootNode() !== document || el.closest(".tidings-vue") !== null,
+    };
+}"""
+
+
+@pytest.mark.parametrize("where", ["element", "#vue2-app", "#vue3-app"])
+def test_every_control_shows_where_the_focus_is(page: Page, server: Server, where: str) -> None:
+    """WCAG 2.4.7: each control the keyboard reaches in the open panel draws a focus ring."""
+    with_inbox(page, server)
+    if where == "element":
+        button = page.locator(f"{BELL} .bell")
+    else:
+        page.goto(f"{server.url}/demo/vue")
+        root = page.locator(f"{where} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        button = root.locator(".bell-button")
+    tab_to(page, button)
+    page.keyboard.press("Enter")
+    page.keyboard.press("ArrowDown")  # a row, then Tab through everything after it
+    seen = []
+    for _ in range(40):
+        focused = page.evaluate(FOCUS_RING)
+        if not focused["inside"]:
+            break
+        seen.append(focused)
+        page.keyboard.press("Tab")
+    assert len(seen) > 5, seen
+    assert [f["name"] for f in seen if not f["outline"]] == []

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
+    arrivals,
     expect_badge,
     expect_unread,
     messages,
@@ -587,3 +589,39 @@ def test_the_list_shows_the_newest_max_items_updates_rows_in_place_and_pages_wit
     page.locator("tidings-bell .foot button:visible").last.focus()
     page.keyboard.press("Tab")
     expect(page.locator("tidings-bell .panel")).to_be_hidden()
+
+
+def test_preferences_from_the_client_mute_a_category_and_a_bad_one_rejects_and_is_emitted(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    outcome: dict[str, Any] = page.evaluate(
+        """async () => {
+            const client = document.querySelector("tidings-bell").client;
+            const emitted = [];
+            client.subscribe((state, change) => {
+                if (change.type === "error") emitted.push([change.action, change.error.status]);
+            });
+            const before = await client.preferences();
+            const stored = await client.setPreferences({ muted_categories: ["news"] });
+            let refused = null;
+            try {
+                await client.setPreferences({ muted_categories: [""] });
+            } catch (error) {
+                refused = [error.name, error.status, error.code, error.action];
+            }
+            return { before, stored, after: await client.preferences(), refused, emitted };
+        }"""
+    )
+    assert outcome["before"] == {"muted_categories": [], "channels": {"push": True, "email": True}}
+    assert outcome["stored"]["muted_categories"] == ["news"]
+    assert outcome["after"] == outcome["stored"]
+    assert outcome["refused"] == ["TidingsError", 422, "invalid_preferences", "setPreferences"]
+    assert outcome["emitted"] == [["setPreferences", 422]]
+
+    server.publish("alice", "muted news", category="news")
+    server.publish("alice", SENTINEL)
+    wait_arrival(page, SENTINEL)
+    assert [a["message"] for a in arrivals(page)] == [SENTINEL]

@@ -100,6 +100,8 @@ const STYLE = `
 .tidings-vue li.unread .notification-message { font-weight: 600; }
 .tidings-vue li:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
 .tidings-vue .notification-message { display: block; color: inherit; overflow-wrap: anywhere; }
+/* WCAG 2.2 target size (2.5.8): every control and link at least 24 px tall. */
+.tidings-vue button, .tidings-vue a.notification-message { min-height: 24px; }
 .tidings-vue .notification-meta {
   display: flex; flex-wrap: wrap; gap: .25rem; align-items: center; color: var(--_muted);
   font-size: .78rem;

@@ -131,6 +131,8 @@ button { font: inherit; color: inherit; cursor: pointer; }
 .body { flex: 1; min-width: 0; }
 .message { display: block; overflow-wrap: anywhere; color: inherit; text-decoration: none; }
 a.message:hover { text-decoration: underline; }
+/* WCAG 2.2 target size (2.5.8): every control and link at least 24 px tall. */
+button, a.message { min-height: 24px; }
 .item.unread .message { font-weight: 600; }
 .meta {
   display: flex; flex-wrap: wrap; align-items: center; gap: .25rem; margin-top: .15rem;

@@ -175,8 +175,9 @@ def tab_to(page: Page, target: Locator, presses: int = 30, key: str = "Tab") -> 
 
 # From npm (package.json's devDependencies; `npm ci` installs it, .ci/run does).
 AXE_SCRIPT = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-# WCAG 2.0 and 2.1, levels A and AA, and axe's best practices (landmarks, headings, …).
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+# WCAG 2.0 and 2.1, levels A and AA, WCAG 2.2 AA (target size), and axe's best practices
+# (landmarks, headings, …).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 
 
 def require_axe() -> None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
@@ -125,11 +125,25 @@ def test_deleting_from_the_keyboard_moves_the_focus_to_the_neighbouring_row(
     expect(row(page, "second")).to_be_focused()
 
 
+def bell_last(route: Route) -> None:
+    """The demo page with the bell as its last control (Tab past it leaves the page)."""
+    html = route.fetch().text()
+    html = html.replace('<span id="bell-slot"></span>', "")
+    html = html.replace("</main>", '</main>\n<footer><span id="bell-slot"></span></footer>')
+    route.fulfill(body=html, content_type="text/html; charset=utf-8")
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["in-the-header", "last-on-the-page"])
 def test_tab_past_the_last_control_never_leaves_the_panel_open_over_the_page(
-    page: Page, server: Server
+    page: Page, server: Server, last: bool
 ) -> None:
-    """The audit: Tab went on into the page with the panel still open over it."""
+    """The audit: Tab went on into the page with the panel still open over it. Last on the page,
+    Tab goes out to the browser and wraps round to the page's first control."""
+    if last:
+        page.route(f"{server.url}/", bell_last)
     with_rows(page, server, "one", "two")
+    if last:
+        expect(page.locator(f"footer {BELL}")).to_be_attached()
     open_by_keyboard(page)
     bell = page.locator(BELL)
     panel = page.locator(f"{BELL} .panel")

@@ -360,6 +360,22 @@ def test_tabs_per_category_show_their_unread_counts_and_switch_the_list(
     tabs.nth(0).click()
     expect(items(page)).to_have_count(6)
 
+    # The same from the client's own calls: one page without touching the list, and the counts.
+    found: dict[str, Any] = page.evaluate(
+        """async () => {
+            const client = document.querySelector("tidings-bell").client;
+            const page = await client.list({ category: "billing", unread: true, limit: 1 });
+            const counts = await client.counts();
+            return { page, counts, kept: client.state.items.length };
+        }"""
+    )
+    assert [n["message"] for n in found["page"]["items"]] == ["refund sent"]
+    assert found["page"]["hasMore"] is True
+    assert found["counts"]["unread"] == 5
+    assert found["counts"]["categories"]["billing"]["unread"] == 2
+    assert found["counts"]["categories"]["mentions"]["unread"] == 2
+    assert found["kept"] == 6
+
 
 def test_actor_avatar_or_initials_and_an_action_button_that_opens_its_url(
     browser: Browser, make_server: ServerFactory

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GUIDES = [
     "api.md",
     "away.md",
+    "bell.md",
     "client.md",
     "configuration.md",
     "django.md",

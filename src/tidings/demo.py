@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, StrictStr
 
 from tidings.api import ServiceDep, set_session_cookie
 from tidings.auth import check_origin, mint_token
+from tidings.models import Stored
 from tidings.validation import ActionIn, ActorIn, PublishIn, make_draft
 
 __all__ = ["DEMO_USERS", "demo_router"]
@@ -46,6 +47,7 @@ class SendIn(BaseModel):
     actor: ActorIn | None = None
     actions: list[ActionIn] | None = None
     group: StrictStr | None = None
+    deliver_at: StrictStr | None = None
 
 
 @demo_router.get("/", response_class=HTMLResponse)
@@ -99,7 +101,11 @@ async def demo_login(
 
 
 @demo_router.post("/demo/send", status_code=201)
-async def demo_send(body: SendIn, request: Request, service: ServiceDep) -> dict[str, object]:
+async def demo_send(
+    body: SendIn, request: Request, response: Response, service: ServiceDep
+) -> dict[str, object]:
+    """Publish as the HTTP API does: now (201, the notification) or, with a future
+    `deliver_at`, scheduled (202, what was scheduled and its key)."""
     check_origin(request, service.settings)
     publish = PublishIn(
         user_id=body.user_id,
@@ -109,6 +115,14 @@ async def demo_send(body: SendIn, request: Request, service: ServiceDep) -> dict
         actor=body.actor,
         actions=body.actions or None,
         group=body.group or None,
+        deliver_at=body.deliver_at or None,
     )
-    stored = await service.publish(make_draft(publish, service.settings))
-    return stored.notifications[0].to_json()
+    draft = make_draft(publish, service.settings)
+    if draft.deliver_ms is None:
+        stored = await service.publish(draft)
+        return stored.notifications[0].to_json()
+    outcome = await service.schedule(draft, None)
+    if isinstance(outcome, Stored):  # due already: published now
+        return outcome.notifications[0].to_json()
+    response.status_code = 202
+    return outcome.to_json()

@@ -148,10 +148,24 @@ def has_focus(locator: Locator) -> bool:
     return focused
 
 
-def tab_to(page: Page, target: Locator, presses: int = 30) -> None:
-    """Press Tab until `target` itself has the focus, as a keyboard user would."""
+def focus_on_page_outside(locator: Locator) -> bool:
+    """The focus is on the page's content outside the element: not inside it, not on the body,
+    not out in the browser's own UI (where Tab goes past a page's last control)."""
+    outside: bool = locator.evaluate(
+        """(el) => {
+            const active = document.activeElement;
+            if (!document.hasFocus() || !active || active === document.body) return false;
+            return active !== el && !el.contains(active);
+        }"""
+    )
+    return outside
+
+
+def tab_to(page: Page, target: Locator, presses: int = 30, key: str = "Tab") -> None:
+    """Press Tab (or `key`: Shift+Tab) until `target` itself has the focus, as a keyboard user
+    would."""
     for _ in range(presses):
-        page.keyboard.press("Tab")
+        page.keyboard.press(key)
         if target.evaluate("(el) => el.getRootNode().activeElement === el"):
             return
     raise AssertionError(f"Tab never reached {target}")
@@ -161,8 +175,9 @@ def tab_to(page: Page, target: Locator, presses: int = 30) -> None:
 
 # From npm (package.json's devDependencies; `npm ci` installs it, .ci/run does).
 AXE_SCRIPT = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-# WCAG 2.0 and 2.1, levels A and AA, and axe's best practices (landmarks, headings, …).
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+# WCAG 2.0 and 2.1, levels A and AA, WCAG 2.2 AA (target size), and axe's best practices
+# (landmarks, headings, …).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 
 
 def require_axe() -> None:

@@ -1,4 +1,5 @@
-"""Screenshots of the bell for docs/img/: light, dark, empty, error.
+"""Screenshots of the bell for docs/img/ (docs/bell.md shows them): light, dark, a category tab,
+an unfolded group, the archive, German, empty, error.
 
     .venv/bin/python -m tests.browser.screenshots [docs/img]
 
@@ -11,22 +12,51 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.helpers import open_bell, open_demo, wait_live
+from tests.browser.helpers import expect_unread, open_bell, open_demo
 from tests.browser.test_bell import unavailable_on
 from tests.support import Server, tidings_env
 
 # Every picture main() writes (tests/browser/test_screenshots.py checks them all).
-SHOTS = ["bell-light.png", "bell-dark.png", "bell-empty.png", "bell-error.png"]
-
-MESSAGES = [
-    ("alice", "Your invoice #1042 is ready", "https://example.com/invoices/1042"),
-    ("alice", "Bob commented on “Q3 roadmap”", None),
-    ("alice", "Deploy finished: tidings 0.1.0 is live", None),
+SHOTS = [
+    "bell-light.png",
+    "bell-dark.png",
+    "bell-tabs.png",
+    "bell-group.png",
+    "bell-archive.png",
+    "bell-de.png",
+    "bell-empty.png",
+    "bell-error.png",
 ]
+
+
+def fill(server: Server, user: str) -> None:
+    """What the pictures show: three categories, an actor with an avatar and actions, a group of
+    three comments by someone without an avatar (initials), a deploy (oldest first)."""
+    server.publish(user, "Deploy finished: tidings 0.2.0 is live", category="deploys")
+    for n, what in enumerate(("Looks good to me", "Can we ship Friday?", "Added the numbers")):
+        server.publish(
+            user,
+            f"{what} (on “Q3 roadmap”)",
+            category="comments",
+            group="q3-roadmap",
+            actor={"name": "Carol Chen"},
+            link=f"https://example.com/roadmap#c{n}",
+        )
+    server.publish(
+        user,
+        "Invoice #1042 is ready",
+        category="billing",
+        actor={"name": "Bob Baker", "avatar_url": "/demo/avatars/bob.svg"},
+        actions=[
+            {"label": "Pay now", "url": "https://example.com/pay/1042"},
+            {"label": "View", "url": "https://example.com/invoices/1042"},
+        ],
+    )
 
 
 def shoot(page: Page, path: Path) -> None:
@@ -39,11 +69,26 @@ def shoot(page: Page, path: Path) -> None:
     top = box["y"] - 12
     right = max(box["x"] + box["width"], panel["x"] + panel["width"]) + 16
     bottom = panel["y"] + panel["height"] + 16
+    # Avatars are loaded lazily: wait for every picture in the bell.
+    page.wait_for_function(
+        """() => [...document.querySelector("tidings-bell").shadowRoot.querySelectorAll("img")]
+                 .every((img) => img.complete && img.naturalWidth > 0)"""
+    )
     page.wait_for_timeout(300)  # let the focus ring and fonts settle
     page.screenshot(
         path=str(path), clip={"x": left, "y": top, "width": right - left, "height": bottom - top}
     )
     print(path)
+
+
+def opened(
+    browser: Browser, server: Server, user: str, scheme: Literal["light", "dark"] = "light"
+) -> Page:
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 900, "height": 760})
+    page = context.new_page()
+    open_demo(page, server, user)
+    open_bell(page)
+    return page
 
 
 def main(out: Path) -> None:
@@ -55,35 +100,51 @@ def main(out: Path) -> None:
         )
         server.start("--demo")
         try:
-            for user, message, link in MESSAGES:
-                server.publish(user, message, **({"link": link} if link else {}))
+            fill(server, "alice")
+            fill(server, "bob")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                for scheme in ("light", "dark"):
-                    context = browser.new_context(
-                        color_scheme=scheme, viewport={"width": 900, "height": 600}
-                    )
-                    page = context.new_page()
-                    open_demo(page, server, "alice")
-                    if scheme == "light":
-                        # One read, so both looks show.
-                        open_bell(page)
-                        page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
-                        page.reload()
-                        wait_live(page)
-                    open_bell(page)
-                    shoot(page, out / f"bell-{scheme}.png")
-                    context.close()
+                page = opened(browser, server, "alice")
+                # The deploy read, so both looks show.
+                deploy = page.locator("tidings-bell .item", has_text="Deploy finished")
+                deploy.locator(".mark-read").click()
+                expect_unread(page, 4)
+                page.locator("tidings-bell .bell").focus()
+                shoot(page, out / "bell-light.png")
 
-                context = browser.new_context(viewport={"width": 900, "height": 600})
-                page = context.new_page()
-                open_demo(page, server, "carol")
-                open_bell(page)
+                page.locator("tidings-bell .tab[data-category=billing]").click()
+                expect(page.locator("tidings-bell .item")).to_have_count(1)
+                shoot(page, out / "bell-tabs.png")
+
+                page.locator("tidings-bell .tab[data-category='']").click()
+                page.locator("tidings-bell .group-toggle").click()
+                expect(page.locator("tidings-bell .item.member")).to_have_count(2)
+                shoot(page, out / "bell-group.png")
+
+                page.locator("tidings-bell .group-toggle").click()
+                page.get_by_label("Bell language").select_option("de")
+                expect(page.locator("tidings-bell h2")).to_have_text("Benachrichtigungen")
+                shoot(page, out / "bell-de.png")
+                page.context.close()
+
+                page = opened(browser, server, "alice", "dark")
+                shoot(page, out / "bell-dark.png")
+                page.context.close()
+
+                page = opened(browser, server, "bob")
+                for text in ("Deploy finished", "Invoice #1042"):
+                    page.locator("tidings-bell .item", has_text=text).locator(".archive").click()
+                    expect(page.locator("tidings-bell .item", has_text=text)).to_have_count(0)
+                page.locator("tidings-bell .archive-view").click()
+                expect(page.locator("tidings-bell .item")).to_have_count(2)
+                shoot(page, out / "bell-archive.png")
+                page.context.close()
+
+                page = opened(browser, server, "carol")
                 shoot(page, out / "bell-empty.png")
+                page.context.close()
 
-                page = context.new_page()
-                open_demo(page, server, "alice")
-                open_bell(page)
+                page = opened(browser, server, "alice")
                 server.stop()
                 with unavailable_on(server.port):
                     page.locator("tidings-bell .refresh").click()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
@@ -136,3 +136,177 @@ def test_vue_bells_closed_and_open(page: Page, server: Server) -> None:
     page.locator("#vue3-app .bell-button").click()
     expect(page.locator("#vue3-app li.notification-item")).to_have_count(2)
     expect_accessible(page, "Vue 3, open, read and unread rows")
+
+
+# --- the inbox: tabs, avatars, actions, folded groups, the archive, German ----------------------
+
+
+def inbox(server: Server, user: str = "alice") -> None:
+    """A bit of everything the inbox shows: three categories, an actor with an avatar and one
+    without (initials), two action buttons, three unread notifications in one group."""
+    server.publish(
+        user,
+        "Invoice #7 is due on Friday",
+        category="billing",
+        actor={"name": "Bob Baker", "avatar_url": "/demo/avatars/bob.svg"},
+        actions=[{"label": "Pay now", "url": "/pay/7"}, {"label": "View", "url": "/invoices/7"}],
+    )
+    for n in range(1, 4):
+        server.publish(
+            user,
+            f"Carol commented on “Q3 roadmap” ({n})",
+            category="comments",
+            group="q3-roadmap",
+            actor={"name": "Carol Chen"},
+        )
+    server.publish(user, "Deploy finished: tidings 0.2.0 is live", category="deploys")
+
+
+def open_inbox(page: Page, server: Server) -> None:
+    open_demo(page, server, "alice")
+    inbox(server)
+    expect_unread(page, 5)
+    open_bell(page)
+    expect(page.locator("tidings-bell .tab")).to_have_count(4)  # All + three categories
+
+
+def test_tabs_avatars_actions_and_a_folded_group(page: Page, server: Server) -> None:
+    open_inbox(page, server)
+    expect(page.locator("tidings-bell .item.group")).to_have_count(1)
+    expect(page.locator("tidings-bell .avatar img")).to_have_count(1)
+    expect(page.locator("tidings-bell .avatar.initials")).to_have_count(1)
+    expect(page.locator("tidings-bell .action")).to_have_count(2)
+    expect_accessible(page, "open, tabs, avatars, actions, a folded group")
+
+    page.locator("tidings-bell .group-toggle").click()
+    expect(page.locator("tidings-bell .item.member")).to_have_count(2)
+    expect_accessible(page, "open, a group unfolded")
+
+    page.locator("tidings-bell .tab[data-category=billing]").click()
+    expect(page.locator("tidings-bell .item")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect_accessible(page, "open, the billing tab")
+
+
+def test_archive_view(page: Page, server: Server) -> None:
+    open_inbox(page, server)
+    page.locator("tidings-bell .item", has_text="Deploy finished").locator(".archive").click()
+    page.locator("tidings-bell .archive-view").click()
+    expect(page.locator("tidings-bell")).to_have_attribute("data-view", "archive")
+    expect(page.locator("tidings-bell .item .message")).to_have_text(
+        ["Deploy finished: tidings 0.2.0 is live"], timeout=TIMEOUT_MS
+    )
+    expect_accessible(page, "open, the archive")
+    page.locator("tidings-bell .unarchive").click()
+    expect(page.locator("tidings-bell .note[data-note=empty]")).to_be_visible(timeout=TIMEOUT_MS)
+    expect_accessible(page, "open, the archive empty")
+
+
+def test_german(page: Page, server: Server) -> None:
+    page.goto(f"{server.url}/")
+    page.get_by_label("Bell language").select_option("de")
+    open_inbox(page, server)
+    expect(page.locator("tidings-bell")).to_have_attribute("data-locale", "de")
+    expect(page.locator("tidings-bell h2")).to_have_text("Benachrichtigungen")
+    expect_accessible(page, "open, German, tabs and a group")
+    # The longer German labels wrap inside the panel; none is cut off at its right edge.
+    panel = page.locator("tidings-bell .panel").bounding_box()
+    assert panel is not None
+    for control in page.locator("tidings-bell .panel button:visible").all():
+        box = control.bounding_box()
+        assert box is not None
+        label = control.text_content()
+        assert box["x"] + box["width"] <= panel["x"] + panel["width"], f"{label!r} is cut off"
+
+
+def test_vue_bells_with_tabs_a_group_avatars_actions_and_the_archive(
+    page: Page, server: Server
+) -> None:
+    """The Vue 2.7 bell in English, the Vue 3 one in German (its section's `lang`)."""
+    open_demo(page, server, "alice")
+    inbox(server)
+    expect_unread(page, 5)
+
+    def german_vue3(route: Route) -> None:
+        html = route.fetch().text()
+        html = html.replace('<section id="vue3-app">', '<section id="vue3-app" lang="de">')
+        route.fulfill(body=html, content_type="text/html; charset=utf-8")
+
+    page.route("**/demo/vue", german_vue3)
+    page.goto(f"{server.url}/demo/vue")
+    for app, locale in (("#vue2-app", "en"), ("#vue3-app", "de")):
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        expect(root).to_have_attribute("data-locale", locale)
+        root.locator(".bell-button").click()
+        expect(root.locator("[role=tab]")).to_have_count(4)
+        root.locator(".group-toggle").click()
+        expect(root.locator("li.member")).to_have_count(2)
+        expect(root.locator(".notification-avatar img")).to_have_count(1)
+        expect_accessible(page, f"Vue {app}, open, tabs, an unfolded group, avatars, actions")
+        root.locator("li.notification-item", has_text="Deploy finished").locator(
+            ".archive-button"
+        ).click()
+        root.locator(".archive-view-button").click()
+        expect(root.locator("li.notification-item")).to_have_count(1, timeout=TIMEOUT_MS)
+        expect_accessible(page, f"Vue {app}, the archive")
+        root.locator(".unarchive-button").click()
+        page.keyboard.press("Escape")
+        expect(root.locator(".notification-dropdown")).to_have_count(0)
+
+
+def test_vue_bells_empty_error_and_offline(page: Page, server: Server) -> None:
+    open_demo(page, server, "carol")
+    page.goto(f"{server.url}/demo/vue")
+    for app in ("#vue2-app", "#vue3-app"):
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+    vue2 = page.locator("#vue2-app .tidings-vue")
+    vue2.locator(".bell-button").click()
+    expect(vue2.locator(".no-notifications")).to_be_visible()
+    expect_accessible(page, "Vue 2.7, open, empty")
+
+    server.stop()
+    with unavailable_on(server.port):
+        vue2.locator(".refresh-button").click()
+        expect(vue2.locator(".notification-error")).to_be_visible(timeout=TIMEOUT_MS)
+        expect_accessible(page, "Vue 2.7, open, error")
+    page.context.set_offline(True)
+    expect(vue2).to_have_attribute("data-connection", "offline", timeout=TIMEOUT_MS)
+    expect(vue2.locator(".notification-banner")).to_be_visible()
+    expect_accessible(page, "Vue 2.7, open, offline")
+    page.context.set_offline(False)
+
+
+def test_a_narrow_screen_shows_the_whole_panel(browser: Browser, server: Server) -> None:
+    """320 CSS px (WCAG 1.4.10, reflow): the open panel, German, fits the screen, nothing cut."""
+    context = browser.new_context(viewport={"width": 320, "height": 640})
+    page = new_page(context)
+    page.goto(f"{server.url}/")
+    page.get_by_label("Bell language").select_option("de")
+    open_inbox(page, server)
+    expect_on_screen(page, "tidings-bell .panel", 320)
+    expect_accessible(page, "open, German, 320 px wide")
+
+    page.goto(f"{server.url}/demo/vue")
+    for app in ("#vue2-app", "#vue3-app"):
+        root = page.locator(f"{app} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        root.locator(".bell-button").click()
+        expect_on_screen(page, f"{app} .notification-dropdown", 320)
+        expect_accessible(page, f"Vue {app}, open, 320 px wide")
+        page.keyboard.press("Escape")
+    context.close()
+
+
+def expect_on_screen(page: Page, panel_selector: str, width: int) -> None:
+    """The panel is inside the viewport, and so is each of its buttons (none cut off)."""
+    panel = page.locator(panel_selector).bounding_box()
+    assert panel is not None
+    assert panel["x"] >= 0
+    assert panel["x"] + panel["width"] <= width
+    for control in page.locator(f"{panel_selector} button:visible").all():
+        box = control.bounding_box()
+        assert box is not None
+        label = control.text_content()
+        assert box["x"] >= panel["x"], f"{label!r} is cut off"
+        assert box["x"] + box["width"] <= panel["x"] + panel["width"], f"{label!r} is cut off"

@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
+    arrivals,
     expect_badge,
     expect_unread,
     messages,
@@ -334,21 +336,21 @@ def test_tabs_per_category_show_their_unread_counts_and_switch_the_list(
     open_bell(page)
     tabs = page.locator("tidings-bell .tab")
     expect(tabs).to_have_count(3)
-    expect(tabs.nth(0)).to_have_attribute("aria-label", "All, 4 unread")
-    expect(tabs.nth(1)).to_have_attribute("aria-label", "billing, 2 unread")
-    expect(tabs.nth(2)).to_have_attribute("aria-label", "mentions, 1 unread")
-    expect(tabs.nth(0)).to_have_attribute("aria-pressed", "true")
+    expect(tabs.nth(0)).to_have_accessible_name("All 4 unread")
+    expect(tabs.nth(1)).to_have_accessible_name("billing 2 unread")
+    expect(tabs.nth(2)).to_have_accessible_name("mentions 1 unread")
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
 
     tabs.nth(1).click()
-    expect(tabs.nth(1)).to_have_attribute("aria-pressed", "true")
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
     expect(items(page).locator(".message")).to_have_text(["card expires", "invoice due"])
     # Read in this tab: its count drops, and All's with it.
     items(page).first.locator(".mark-read").click()
-    expect(tabs.nth(1)).to_have_attribute("aria-label", "billing, 1 unread")
-    expect(tabs.nth(0)).to_have_attribute("aria-label", "All, 3 unread")
+    expect(tabs.nth(1)).to_have_accessible_name("billing 1 unread")
+    expect(tabs.nth(0)).to_have_accessible_name("All 3 unread")
     # An arrival of another category is counted on its tab, not listed in this one.
     server.publish("alice", "Bob mentioned you", category="mentions")
-    expect(tabs.nth(2)).to_have_attribute("aria-label", "mentions, 2 unread")
+    expect(tabs.nth(2)).to_have_accessible_name("mentions 2 unread")
     server.publish("alice", "refund sent", category="billing")
     expect(items(page).first.locator(".message")).to_have_text("refund sent")
     expect(items(page)).to_have_count(3)
@@ -357,6 +359,22 @@ def test_tabs_per_category_show_their_unread_counts_and_switch_the_list(
     expect(items(page).locator(".message")).to_have_text(["Bob mentioned you", "Ada mentioned you"])
     tabs.nth(0).click()
     expect(items(page)).to_have_count(6)
+
+    # The same from the client's own calls: one page without touching the list, and the counts.
+    found: dict[str, Any] = page.evaluate(
+        """async () => {
+            const client = document.querySelector("tidings-bell").client;
+            const page = await client.list({ category: "billing", unread: true, limit: 1 });
+            const counts = await client.counts();
+            return { page, counts, kept: client.state.items.length };
+        }"""
+    )
+    assert [n["message"] for n in found["page"]["items"]] == ["refund sent"]
+    assert found["page"]["hasMore"] is True
+    assert found["counts"]["unread"] == 5
+    assert found["counts"]["categories"]["billing"]["unread"] == 2
+    assert found["counts"]["categories"]["mentions"]["unread"] == 2
+    assert found["kept"] == 6
 
 
 def test_actor_avatar_or_initials_and_an_action_button_that_opens_its_url(
@@ -532,9 +550,7 @@ def test_an_expired_notification_leaves_the_open_bell_and_its_counts(
     expect(items(page).locator(".message")).to_have_text(["stays"], timeout=TIMEOUT_MS)
     expect_unread(page, 1)
     expect(page.locator("tidings-bell .tab")).to_have_count(2)  # the tab stays, at 0
-    expect(page.locator("tidings-bell .tab").nth(1)).to_have_attribute(
-        "aria-label", "deals, 0 unread"
-    )
+    expect(page.locator("tidings-bell .tab").nth(1)).to_have_accessible_name("deals")
     assert page.evaluate("window.__expired") == [[short["id"]]]
 
 
@@ -589,3 +605,39 @@ def test_the_list_shows_the_newest_max_items_updates_rows_in_place_and_pages_wit
     page.locator("tidings-bell .foot button:visible").last.focus()
     page.keyboard.press("Tab")
     expect(page.locator("tidings-bell .panel")).to_be_hidden()
+
+
+def test_preferences_from_the_client_mute_a_category_and_a_bad_one_rejects_and_is_emitted(
+    browser: Browser, make_server: ServerFactory
+) -> None:
+    server = make_server("--demo", **HEARTBEAT)
+    page = new_page(browser.new_context())
+    open_demo(page, server, "alice")
+    outcome: dict[str, Any] = page.evaluate(
+        """async () => {
+            const client = document.querySelector("tidings-bell").client;
+            const emitted = [];
+            client.subscribe((state, change) => {
+                if (change.type === "error") emitted.push([change.action, change.error.status]);
+            });
+            const before = await client.preferences();
+            const stored = await client.setPreferences({ muted_categories: ["news"] });
+            let refused = null;
+            try {
+                await client.setPreferences({ muted_categories: [""] });
+            } catch (error) {
+                refused = [error.name, error.status, error.code, error.action];
+            }
+            return { before, stored, after: await client.preferences(), refused, emitted };
+        }"""
+    )
+    assert outcome["before"] == {"muted_categories": [], "channels": {"push": True, "email": True}}
+    assert outcome["stored"]["muted_categories"] == ["news"]
+    assert outcome["after"] == outcome["stored"]
+    assert outcome["refused"] == ["TidingsError", 422, "invalid_preferences", "setPreferences"]
+    assert outcome["emitted"] == [["setPreferences", 422]]
+
+    server.publish("alice", "muted news", category="news")
+    server.publish("alice", SENTINEL)
+    wait_arrival(page, SENTINEL)
+    assert [a["message"] for a in arrivals(page)] == [SENTINEL]

@@ -15,6 +15,7 @@ from tests.browser.helpers import (
     new_page,
     open_bell,
     open_demo,
+    page_now,
     require_axe,
     wait_arrival,
 )
@@ -68,8 +69,43 @@ def test_the_form_sends_category_actor_action_and_group_to_the_bell(
     avatar = page.request.get(f"{server.url}/demo/avatars/bob.svg")
     assert avatar.ok
     assert avatar.headers["content-type"] == "image/svg+xml"
+    unknown = page.request.get(f"{server.url}/demo/avatars/eve.svg")
+    assert (unknown.status, unknown.json()["error"]) == (422, "invalid_request"), unknown.text()
     open_bell(page)
     expect(page.locator("tidings-bell .item .message")).to_have_text(["Bob paid invoice #7"])
+
+
+def test_a_scheduled_send_arrives_in_the_open_bell_when_due(page: Page, server: Server) -> None:
+    open_demo(page, server, "alice")
+    form = page.locator("#send")
+    form.get_by_label("message").fill("Stand-up in 5 minutes")
+    form.get_by_label("deliver in").fill("4")
+    sent = page_now(page)
+    form.get_by_role("button", name="Send").click()
+    expect(page.locator("#sent")).to_contain_text("scheduled for alice at ")
+    assert listed(page) == []  # kept by the server, not listed before it is due
+
+    arrival = wait_arrival(page, "Stand-up in 5 minutes")
+    assert arrival["at"] - sent >= 4000
+    expect_badge(page, 1)
+    assert [n["message"] for n in listed(page)] == ["Stand-up in 5 minutes"]
+
+
+def test_the_language_switch_turns_the_bell_german_and_is_remembered(
+    page: Page, server: Server
+) -> None:
+    open_demo(page, server, "alice")
+    bell = page.locator("tidings-bell")
+    expect(bell).to_have_attribute("data-locale", "en")
+    open_bell(page)
+    expect(page.locator("tidings-bell h2")).to_have_text("Notifications")
+    page.get_by_label("Bell language").select_option("de")
+    expect(bell).to_have_attribute("data-locale", "de")
+    expect(page.locator("tidings-bell h2")).to_have_text("Benachrichtigungen")
+    expect(page.locator("html")).to_have_attribute("lang", "en")  # the page stays English
+    page.reload()
+    expect(bell).to_have_attribute("data-locale", "de", timeout=TIMEOUT_MS)
+    expect(page.get_by_label("Bell language")).to_have_value("de")
 
 
 def test_the_form_says_why_a_send_was_refused(page: Page, server: Server) -> None:

@@ -8,12 +8,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
     expect_badge,
     expect_unread,
+    focus_on_page_outside,
     has_focus,
     messages,
     new_page,
@@ -124,18 +125,32 @@ def test_deleting_from_the_keyboard_moves_the_focus_to_the_neighbouring_row(
     expect(row(page, "second")).to_be_focused()
 
 
+def bell_last(route: Route) -> None:
+    """The demo page with the bell as its last control (Tab past it leaves the page)."""
+    html = route.fetch().text()
+    html = html.replace('<span id="bell-slot"></span>', "")
+    html = html.replace("</main>", '</main>\n<footer><span id="bell-slot"></span></footer>')
+    route.fulfill(body=html, content_type="text/html; charset=utf-8")
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["in-the-header", "last-on-the-page"])
 def test_tab_past_the_last_control_never_leaves_the_panel_open_over_the_page(
-    page: Page, server: Server
+    page: Page, server: Server, last: bool
 ) -> None:
-    """The audit: Tab went on into the page with the panel still open over it."""
+    """The audit: Tab went on into the page with the panel still open over it. Last on the page,
+    Tab goes out to the browser and wraps round to the page's first control."""
+    if last:
+        page.route(f"{server.url}/", bell_last)
     with_rows(page, server, "one", "two")
+    if last:
+        expect(page.locator(f"footer {BELL}")).to_be_attached()
     open_by_keyboard(page)
     bell = page.locator(BELL)
     panel = page.locator(f"{BELL} .panel")
     for _ in range(20):
         page.keyboard.press("Tab")
-        if not has_focus(bell):
-            # Out of the bell: the panel has closed behind it.
+        if focus_on_page_outside(bell):
+            # On the page: the panel has closed behind it.
             expect(panel).to_be_hidden()
             expect(page.locator(f"{BELL} .bell")).to_have_attribute("aria-expanded", "false")
             return
@@ -206,3 +221,200 @@ def test_an_unread_row_says_unread_to_a_screen_reader_and_a_read_row_does_not(
     unread, read = spoken("weekly digest"), spoken("quarterly report")
     assert re.search(r"\bunread\b", unread, re.IGNORECASE), unread
     assert not re.search(r"\bunread\b", read, re.IGNORECASE), read
+
+
+# --- the inbox's controls ----------------------------------------------------------------------
+
+
+def with_inbox(page: Page, server: Server) -> None:
+    """Alice's page with three categories, an action, and a group of three, freshly loaded."""
+    open_demo(page, server, "alice")
+    server.publish("alice", "Deploy finished", category="deploys")
+    for n in range(1, 4):
+        server.publish("alice", f"Carol replied ({n})", category="comments", group="thread")
+    server.publish(
+        "alice",
+        "Invoice #7 is due",
+        category="billing",
+        actions=[{"label": "Pay now", "url": "/pay/7"}],
+    )
+    expect_unread(page, 5)
+    page.reload()
+    expect(page.locator(f"{BELL}[data-status=ready]")).to_be_attached(timeout=TIMEOUT_MS)
+
+
+def test_arrow_keys_switch_tabs_as_the_aria_tabs_pattern_says(page: Page, server: Server) -> None:
+    with_inbox(page, server)
+    open_by_keyboard(page)
+    tabs = page.locator(f"{BELL} [role=tab]")
+    expect(tabs).to_have_count(4)  # All, billing, comments, deploys
+    tab_to(page, tabs.nth(0))  # the selected tab is the one in the Tab order
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowRight")
+    expect(tabs.nth(1)).to_be_focused()
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(["Invoice #7 is due"])
+    page.keyboard.press("End")
+    expect(tabs.nth(3)).to_be_focused()
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(["Deploy finished"])
+    page.keyboard.press("ArrowRight")  # wraps round to All
+    expect(tabs.nth(0)).to_be_focused()
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    expect(tabs.nth(3)).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Home")
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    # Tab leaves the tablist for the list: one Tab stop for all the tabs.
+    page.keyboard.press("Tab")
+    assert not has_focus(tabs.nth(1))
+    for i in (1, 2, 3):
+        expect(tabs.nth(i)).to_have_attribute("tabindex", "-1")
+
+
+def test_an_action_button_runs_from_the_keyboard(page: Page, server: Server) -> None:
+    with_inbox(page, server)
+    open_by_keyboard(page)
+    tab_to(page, page.locator(f"{BELL} .action", has_text="Pay now"))
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{server.url}/pay/7", timeout=TIMEOUT_MS)
+
+
+def test_a_folded_group_unfolds_and_folds_from_the_keyboard(page: Page, server: Server) -> None:
+    with_inbox(page, server)
+    open_by_keyboard(page)
+    toggle = page.locator(f"{BELL} .group-toggle")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(page.locator(f"{BELL} .item.member")).to_have_count(0)
+    tab_to(page, toggle)
+    page.keyboard.press("Enter")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(f"{BELL} .item.member")).to_have_count(2)
+    expect(toggle).to_be_focused()
+    page.keyboard.press(" ")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(page.locator(f"{BELL} .item.member")).to_have_count(0)
+
+
+def test_archive_and_unarchive_from_the_keyboard(page: Page, server: Server) -> None:
+    with_rows(page, server, "first", "second", "third")
+    open_by_keyboard(page)
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")  # second
+    tab_to(page, row(page, "second").locator(".archive"))
+    page.keyboard.press("Enter")
+    expect(row(page, "second")).to_have_count(0)
+    expect(row(page, "first")).to_be_focused()  # the neighbour, not the end of the list
+
+    archive_view = page.locator(f"{BELL} .archive-view")
+    tab_to(page, archive_view)
+    page.keyboard.press("Enter")
+    expect(page.locator(BELL)).to_have_attribute("data-view", "archive")
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(["second"], timeout=TIMEOUT_MS)
+    expect(archive_view).to_be_focused()
+    tab_to(page, row(page, "second").locator(".unarchive"), key="Shift+Tab")  # back up
+    page.keyboard.press("Enter")
+    expect(row(page, "second")).to_have_count(0)
+    expect(page.locator(f"{BELL} .note[data-note=empty]")).to_be_visible()
+    # No row left to go to: the focus is on the bell button, the panel still open.
+    expect(page.locator(f"{BELL} .bell")).to_be_focused()
+    expect(page.locator(f"{BELL} .panel")).to_be_visible()
+
+    tab_to(page, archive_view)
+    page.keyboard.press("Enter")
+    expect(page.locator(BELL)).to_have_attribute("data-view", "inbox")
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(
+        ["third", "second", "first"], timeout=TIMEOUT_MS
+    )
+
+
+@pytest.mark.parametrize("app", ["#vue2-app", "#vue3-app"])
+def test_the_vue_bells_tabs_switch_with_arrow_keys(page: Page, server: Server, app: str) -> None:
+    with_inbox(page, server)
+    page.goto(f"{server.url}/demo/vue")
+    root = page.locator(f"{app} .tidings-vue")
+    expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+    tab_to(page, root.locator(".bell-button"))
+    page.keyboard.press("Enter")
+    tabs = root.locator("[role=tab]")
+    expect(tabs).to_have_count(4)
+    tab_to(page, tabs.nth(0))
+    page.keyboard.press("ArrowLeft")  # wraps round to the last
+    expect(tabs.nth(3)).to_be_focused()
+    expect(tabs.nth(3)).to_have_attribute("aria-selected", "true")
+    expect(root.locator("li.notification-item .notification-message")).to_have_text(
+        ["Deploy finished"]
+    )
+    page.keyboard.press("Home")
+    expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
+    expect(tabs.nth(0)).to_be_focused()
+
+
+@pytest.mark.parametrize("app", ["#vue2-app", "#vue3-app"])
+def test_the_vue_bells_delete_to_the_neighbour_tab_out_closes_and_unread_is_said(
+    page: Page, server: Server, app: str
+) -> None:
+    with_rows(page, server, "first", "second", "third")
+    page.goto(f"{server.url}/demo/vue")
+    root = page.locator(f"{app} .tidings-vue")
+    expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+    button = root.locator(".bell-button")
+    tab_to(page, button)
+    page.keyboard.press("Enter")
+    rows = root.locator("li.notification-item")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("Unread: third")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")  # second
+    tab_to(page, rows.nth(1).locator(".delete-button"))
+    page.keyboard.press("Enter")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(1)).to_be_focused()
+    expect(rows.nth(1).locator(".notification-message")).to_have_text("first")
+
+    # The Vue 3 bell is the page's last control: Tab goes out to the browser and wraps round to
+    # the page's first link, with the dropdown open over the page unless it closes.
+    dropdown = root.locator(".notification-dropdown")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if focus_on_page_outside(root):
+            expect(dropdown).to_have_count(0)
+            expect(button).to_have_attribute("aria-expanded", "false")
+            return
+    raise AssertionError("Tab never reached the page outside the Vue bell")
+
+
+FOCUS_RING = """() => {
+    let el = document.activeElement;
+    while (el?.shadowRoot?.activeElement) el = el.shadowRoot.activeElement;
+    const style = getComputedStyle(el);
+    return {
+      name: `${el.tagName.toLowerCase()}.${el.className}`,
+      outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 1,
+      inside: el.getRootNode() !== document || el.closest(".tidings-vue") !== null,
+    };
+}"""
+
+
+@pytest.mark.parametrize("where", ["element", "#vue2-app", "#vue3-app"])
+def test_every_control_shows_where_the_focus_is(page: Page, server: Server, where: str) -> None:
+    """WCAG 2.4.7: each control the keyboard reaches in the open panel draws a focus ring."""
+    with_inbox(page, server)
+    if where == "element":
+        button = page.locator(f"{BELL} .bell")
+    else:
+        page.goto(f"{server.url}/demo/vue")
+        root = page.locator(f"{where} .tidings-vue")
+        expect(root).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
+        button = root.locator(".bell-button")
+    tab_to(page, button)
+    page.keyboard.press("Enter")
+    page.keyboard.press("ArrowDown")  # a row, then Tab through everything after it
+    seen = []
+    for _ in range(40):
+        focused = page.evaluate(FOCUS_RING)
+        if not focused["inside"]:
+            break
+        seen.append(focused)
+        page.keyboard.press("Tab")
+    assert len(seen) > 5, seen
+    assert [f["name"] for f in seen if not f["outline"]] == []

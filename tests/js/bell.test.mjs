@@ -19,6 +19,8 @@ import {
   foldRows,
   listKeyTarget,
   neighbourOf,
+  panelShift,
+  tabKeyTarget,
   tabsOf,
 } from "../../src/tidings/web/static/bell-core.js";
 import { listQuery, matchesFilter } from "../../src/tidings/web/static/tidings.js";
@@ -155,6 +157,24 @@ test("keys move the focus through the rows and back to the bell", () => {
   assert.equal(listKeyTarget("ArrowDown", 0, -1), null);
 });
 
+test("arrow keys move between tabs and wrap round, Home and End go to the ends", () => {
+  assert.equal(tabKeyTarget("ArrowRight", 3, 0), 1);
+  assert.equal(tabKeyTarget("ArrowRight", 3, 2), 0);
+  assert.equal(tabKeyTarget("ArrowLeft", 3, 0), 2);
+  assert.equal(tabKeyTarget("Home", 3, 2), 0);
+  assert.equal(tabKeyTarget("End", 3, 0), 2);
+  assert.equal(tabKeyTarget("ArrowDown", 3, 0), null);
+  assert.equal(tabKeyTarget("ArrowRight", 3, -1), null);
+});
+
+test("the open panel moves back onto the screen, by no more than it must", () => {
+  assert.equal(panelShift(-40, 264, 320), 48);
+  assert.equal(panelShift(100, 404, 1000), 0);
+  assert.equal(panelShift(700, 1004, 1000), -12);
+  // Wider than the screen: its left edge stays on it.
+  assert.equal(panelShift(20, 420, 300), -12);
+});
+
 test("a row that leaves gives the focus to the next one, else the previous", () => {
   assert.equal(neighbourOf([5, 4, 3], 4), 3);
   assert.equal(neighbourOf([5, 4, 3], 3), 4);
@@ -256,6 +276,7 @@ test("the view: badge counts unseen, strings in German with plurals, opening mar
   assert.equal(view.rows[0].state, "Ungelesen");
   assert.deepEqual(view.rows[0].actor, { name: "Ada Lovelace", avatar: null, initials: "AL" });
   core.open();
+  core.destroy(); // stops its clock
   assert.deepEqual(calls, [["markSeen"]]);
   const overridden = new BellCore({
     client,
@@ -310,4 +331,47 @@ test("push control: only if pushState() is default or off and the server has a k
       assert.equal(enabled, 1);
     }
   }
+});
+
+test("a category's tab shows its `category:<name>` string when given", () => {
+  const { client } = holding([n(2, { category: "billing" }), n(1, { category: "news" })], {
+    categories: { billing: { unread: 1, unseen: 1 }, news: { unread: 1, unseen: 1 } },
+  });
+  const core = new BellCore({
+    client,
+    locale: "de",
+    strings: { "category:billing": "Rechnungen" },
+    onUpdate() {},
+    onAnnounce() {},
+  });
+  const tabs = core.view().tabs;
+  assert.deepEqual(
+    tabs.map((t) => [t.label, t.count, t.selected]),
+    [
+      ["Alle", 2, true],
+      ["Rechnungen", 1, false],
+      ["news", 1, false],
+    ],
+  );
+});
+
+test("a bell opened while its list loads marks seen once it is loaded, once per opening", () => {
+  const { client, calls } = holding([n(1)], { status: "loading" });
+  let listener = null;
+  client.subscribe = (l) => {
+    listener = l;
+    l(client.state, { type: "state" });
+    return () => {};
+  };
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+  core.open();
+  assert.deepEqual(calls, []);
+  const ready = { ...client.state, status: "ready" };
+  listener(ready, { type: "state" });
+  listener(ready, { type: "state" }); // still unseen (say the call failed): not asked again
+  assert.deepEqual(calls, [["markSeen"]]);
+  core.close();
+  core.open();
+  assert.deepEqual(calls, [["markSeen"], ["markSeen"]]);
+  core.destroy();
 });

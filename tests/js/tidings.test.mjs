@@ -120,3 +120,25 @@ test("mark read by ids and up to a seq; only unread ones change; undo restores",
   assert.equal(list.get(1).read_at, null);
   assert.deepEqual(list.markRead({ upTo: null }, "now"), []);
 });
+
+test("the list marks seen up to a seq, rolls back what it changed, trims the oldest", () => {
+  const list = new NotificationList([n(1), n(2, { seen_at: "earlier" }), n(3), n(4)]);
+  assert.deepEqual(list.markSeen(3, "now"), [3, 1]);
+  assert.equal(list.get(4).seen_at ?? null, null); // newer than up_to: untouched
+  assert.equal(list.get(2).seen_at, "earlier");
+  assert.deepEqual(list.markSeen(3, null, [3, 1]), [3, 1]); // the rollback
+  assert.equal(list.get(2).seen_at, "earlier");
+  assert.equal(list.get(1).seen_at, null);
+  assert.deepEqual(
+    list.removeAll([2, 9]).map((m) => m.id),
+    [2],
+  );
+  assert.equal(list.trim(5), false);
+  assert.equal(list.trim(2), true);
+  assert.deepEqual(
+    list.items.map((m) => m.id),
+    [4, 3],
+  );
+  assert.ok(!list.has(1));
+  assert.ok(list.add(n(1))); // dropped by the trim: "load more" may bring it back
+});

@@ -90,6 +90,39 @@ export function listKeyTarget(key, count, at) {
 }
 
 /**
+ * How far (px) to move the open panel, which hangs from the bell's right edge, so it stays on a
+ * viewport `width` wide (WCAG 1.4.10: at 320 px a bell left of the right edge pushed it out past
+ * the left): right when its left edge is off screen, left when its right edge is.
+ * @param {number} left the panel's left edge
+ * @param {number} right its right edge
+ * @param {number} width the viewport's width
+ * @param {number} [margin]
+ * @returns {number}
+ */
+export function panelShift(left, right, width, margin = 8) {
+  if (left < margin) return margin - left;
+  if (right > width - margin) return Math.max(margin - left, width - margin - right);
+  return 0;
+}
+
+/**
+ * The ARIA tabs pattern: the tab that Left/Right (wrapping round), Home or End move to from tab
+ * `at` of `count`, or null (not such a key, or the focus is not on a tab).
+ * @param {string} key
+ * @param {number} count
+ * @param {number} at
+ * @returns {number | null}
+ */
+export function tabKeyTarget(key, count, at) {
+  if (!count || at < 0) return null;
+  if (key === "ArrowRight") return (at + 1) % count;
+  if (key === "ArrowLeft") return (at - 1 + count) % count;
+  if (key === "Home") return 0;
+  if (key === "End") return count - 1;
+  return null;
+}
+
+/**
  * Where the focus goes when row `id` leaves (deleted, archived): the next row, else the
  * previous one, else null (the bell button).
  * @param {number[]} ids the rows in order
@@ -172,8 +205,8 @@ export class Announcer {
  * @property {string} bellLabel
  * @property {string} title
  * @property {boolean} archived the archive view is shown
- * @property {{key: string, category: string | null, label: string, name: string, count: number,
- *   selected: boolean}[]} tabs empty when no category exists
+ * @property {{key: string, category: string | null, label: string, unreadText: string,
+ *   count: number, selected: boolean}[]} tabs empty when no category exists
  * @property {BellRow[]} rows the window: the newest `maxItems` (more after "Load more")
  * @property {boolean} more "Load more" is shown
  * @property {boolean} loadingMore
@@ -236,7 +269,10 @@ export class BellCore {
     this.strings = stringsFor(locale, strings);
     this._version = 0;
     this.isOpen = false;
+    this._seenDue = false;
     this.actionError = false;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this._clock = undefined;
     /** @type {Set<string>} */
     this.expanded = new Set();
     /** @type {Set<string>} categories shown as tabs once seen, so a tab does not vanish */
@@ -292,6 +328,7 @@ export class BellCore {
   }
 
   destroy() {
+    clearInterval(this._clock);
     this._announcer.stop();
     this._unsubscribe();
   }
@@ -307,13 +344,20 @@ export class BellCore {
   open() {
     this.isOpen = true;
     this.actionError = false;
-    if (this.state.unseen > 0) this._act("markSeen");
+    // "2 minutes ago" moves on while the panel is open (only the time texts change).
+    clearInterval(this._clock);
+    this._clock = setInterval(() => this._onUpdate(), 30000);
+    // Once per opening; a bell opened while its list still loads marks seen when it is loaded.
+    this._seenDue = true;
+    this._markSeenIfDue();
     this._onUpdate();
   }
 
   close() {
     if (!this.isOpen) return;
     this.isOpen = false;
+    this._seenDue = false;
+    clearInterval(this._clock);
     this._onUpdate();
   }
 
@@ -412,8 +456,15 @@ export class BellCore {
     return Promise.resolve(client[method](...args)).catch(() => {});
   }
 
+  _markSeenIfDue() {
+    if (!this._seenDue || this.state.status !== "ready") return;
+    this._seenDue = false;
+    if (this.state.unseen > 0) this._act("markSeen");
+  }
+
   _onChange(state, change) {
     this.state = state;
+    if (this.isOpen) this._markSeenIfDue();
     if (!this._pushChecked && state.status === "ready") {
       this._pushChecked = true;
       this._checkPush();
@@ -466,12 +517,19 @@ export class BellCore {
     const tabs =
       categories.length > 1 && !filter.archived
         ? categories.map(({ category, unread }) => {
-            const label = category ?? this.t("all");
+            // A category's name as shown: the string `category:<name>` when given (translated
+            // names), else the name itself.
+            const label =
+              category === null
+                ? this.t("all")
+                : this.strings[`category:${category}`]
+                  ? this.t(`category:${category}`)
+                  : category;
             return {
               key: category ?? "",
               category,
               label,
-              name: this.t("tabCount", { category: label, n: unread }),
+              unreadText: this.t("tabUnread"),
               count: unread,
               selected: category === filter.category,
             };

@@ -28,7 +28,8 @@ const EN = {
   archiveTitle: "Archived notifications",
   tabs: "Categories",
   all: "All",
-  tabCount: { one: "{category}, {n} unread", other: "{category}, {n} unread" },
+  // After a tab's visible count, for screen readers only: "billing 2 unread".
+  tabUnread: "unread",
   unread: "Unread",
   read: "Read",
   group: { one: "{n} new notification", other: "{n} new notifications" },
@@ -68,7 +69,7 @@ const DE = {
   archiveTitle: "Archivierte Benachrichtigungen",
   tabs: "Kategorien",
   all: "Alle",
-  tabCount: { one: "{category}, {n} ungelesen", other: "{category}, {n} ungelesen" },
+  tabUnread: "ungelesen",
   unread: "Ungelesen",
   read: "Gelesen",
   group: { one: "{n} neue Benachrichtigung", other: "{n} neue Benachrichtigungen" },

@@ -16,7 +16,7 @@
 // side by side gives one of them a copy: `{ ...NotificationBell }`.
 
 import { createTidings } from "./tidings.js";
-import { BellCore, listKeyTarget } from "./bell-core.js";
+import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
 import { STRINGS, pickLocale } from "./bell-strings.js";
 
 export { STRINGS };
@@ -52,13 +52,14 @@ const STYLE = `
   z-index: var(--tidings-z, 1000);
   overflow: hidden; }
 .tidings-vue .dropdown-header {
-  display: flex; gap: .5rem; align-items: center; padding: .6rem .75rem;
+  display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; padding: .6rem .75rem;
   border-bottom: 1px solid var(--_border); }
 .tidings-vue .dropdown-title { flex: 1; font-weight: 700; }
 .tidings-vue .dropdown-header button,
 .tidings-vue .notification-meta button,
 .tidings-vue .dropdown-footer button {
-  background: none; border: 0; color: var(--_accent); font-size: .85rem; padding: .15rem .3rem; }
+  background: none; border: 0; color: var(--_accent); font-size: .85rem; padding: .15rem .3rem;
+  white-space: nowrap; }
 .tidings-vue button:disabled { color: var(--_muted); cursor: default; }
 .tidings-vue .notification-banner {
   margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg);
@@ -85,23 +86,27 @@ const STYLE = `
 .tidings-vue .notification-avatar img { width: 100%; height: 100%; object-fit: cover; }
 .tidings-vue .notification-actor { display: block; font-size: .8rem; font-weight: 600; }
 .tidings-vue .notification-summary { display: block; font-size: .8rem; font-weight: 700; }
-.tidings-vue .notification-actions { display: flex; gap: .4rem; margin-top: .3rem; }
+.tidings-vue .notification-actions { display: flex; flex-wrap: wrap; gap: .4rem;
+  margin-top: .3rem; }
 .tidings-vue .notification-actions button { border: 1px solid var(--_accent);
   background: var(--_bg); color: var(--_accent); border-radius: 6px; padding: .15rem .55rem;
   font-size: .8rem; }
-.tidings-vue .notification-tabs { display: flex; gap: .25rem; padding: .4rem .75rem;
-  overflow-x: auto; border-bottom: 1px solid var(--_border); }
+.tidings-vue .notification-tabs { display: flex; flex-wrap: wrap; gap: .25rem;
+  padding: .4rem .75rem; border-bottom: 1px solid var(--_border); }
 .tidings-vue .notification-tabs button { border: 1px solid var(--_border); background: var(--_bg);
   color: var(--_fg); border-radius: 999px; padding: .1rem .6rem; font-size: .8rem; }
-.tidings-vue .notification-tabs button[aria-pressed="true"] { border-color: var(--_accent);
+.tidings-vue .notification-tabs button[aria-selected="true"] { border-color: var(--_accent);
   font-weight: 600; }
 .tidings-vue li.unread .notification-message { font-weight: 600; }
 .tidings-vue li:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
 .tidings-vue .notification-message { display: block; color: inherit; overflow-wrap: anywhere; }
+/* WCAG 2.2 target size (2.5.8): every control and link at least 24 px tall. */
+.tidings-vue button, .tidings-vue a.notification-message { min-height: 24px; }
 .tidings-vue .notification-meta {
-  display: flex; gap: .25rem; align-items: center; color: var(--_muted); font-size: .78rem;
+  display: flex; flex-wrap: wrap; gap: .25rem; align-items: center; color: var(--_muted);
+  font-size: .78rem;
 }
-.tidings-vue .notification-meta time { flex: 1; }
+.tidings-vue .notification-meta time { flex: 1 0 auto; white-space: nowrap; }
 .tidings-vue .no-notifications,
 .tidings-vue .notification-loading,
 .tidings-vue .notification-error {
@@ -138,15 +143,22 @@ const TEMPLATE = `
       <button v-if="!view.archived" type="button" class="mark-all-button"
               :disabled="view.markAllDisabled" @click="markAllRead">{{ t('markAllRead') }}</button>
     </div>
-    <div v-if="view.tabs.length" class="notification-tabs" role="group" :aria-label="t('tabs')">
-      <button v-for="tab in view.tabs" :key="tab.key" type="button" class="tab-button"
-              :data-category="tab.key" :aria-pressed="tab.selected ? 'true' : 'false'"
-              :aria-label="tab.name" @click="selectTab(tab.category)">
-        <span class="label">{{ tab.label }}</span>
-        <span v-if="tab.count > 0" class="count" aria-hidden="true">{{ tab.count }}</span>
+    <div v-if="view.tabs.length" ref="tabs" class="notification-tabs" role="tablist"
+         :aria-label="t('tabs')">
+      <button v-for="(tab, i) in view.tabs" :key="tab.key" :id="panelId + '-tab-' + i"
+              type="button" class="tab-button" role="tab" :data-category="tab.key"
+              :aria-selected="tab.selected ? 'true' : 'false'" :aria-controls="panelId + '-view'"
+              :tabindex="tabStop(i) ? 0 : -1" @click="selectTab(tab.category)">
+        <!-- The space keeps the name "billing 2 unread", not "billing2 unread" (Vue 3 drops a
+             space-only text at an element's end, so it is part of the expression). -->
+        <span class="label">{{ tab.label + ' ' }}</span><template v-if="tab.count > 0"><span
+          class="count">{{ tab.count }}</span><span class="tidings-sr"> {{ tab.unreadText
+          }}</span></template>
       </button>
     </div>
     <p v-if="view.banner" class="notification-banner">{{ view.banner }}</p>
+    <div :id="panelId + '-view'" :role="view.tabs.length ? 'tabpanel' : null"
+         :aria-labelledby="view.tabs.length ? panelId + '-tab-' + selectedTab : null">
     <ul ref="list">
       <li v-if="view.note" :class="noteClass">{{ view.noteText }}</li>
       <li v-for="row in view.rows" :key="row.key" :data-id="row.id" tabindex="-1"
@@ -190,6 +202,7 @@ const TEMPLATE = `
         </div>
       </li>
     </ul>
+    </div>
     <div class="dropdown-footer">
       <button v-if="view.more" type="button" class="load-more-button"
               :disabled="view.loadingMore" @click="loadMore">{{ t('loadMore') }}</button>
@@ -275,8 +288,18 @@ export const NotificationBell = {
       if (note === "error") return "notification-error";
       return "no-notifications";
     },
+    /** The selected tab's index (the first when none is: a category the list no longer has). */
+    selectedTab() {
+      return Math.max(
+        0,
+        this.view.tabs.findIndex((tab) => tab.selected),
+      );
+    },
   },
   watch: {
+    "view.open"(open) {
+      if (open) this.$nextTick(() => this.place());
+    },
     locale() {
       this.core && this.core.setLocale(this.pickLocale(), this.strings);
     },
@@ -317,6 +340,9 @@ export const NotificationBell = {
       }
     };
     document.addEventListener("click", this.onDocumentClick);
+    // Focus landing outside closes it as a click outside does: also when Tab past the page's last
+    // control went through the browser's own UI and wrapped round (focusout had no target then).
+    document.addEventListener("focusin", this.onDocumentClick);
   },
   beforeDestroy() {
     this.teardown();
@@ -336,6 +362,15 @@ export const NotificationBell = {
         document.documentElement.lang,
         typeof navigator === "undefined" ? null : navigator.language,
       );
+    },
+    /** Keeps the open dropdown on screen (see panelShift). */
+    place() {
+      const panel = this.$el && this.$el.querySelector(".notification-dropdown");
+      if (!panel) return;
+      panel.style.transform = "";
+      const box = panel.getBoundingClientRect();
+      const dx = panelShift(box.left, box.right, document.documentElement.clientWidth);
+      panel.style.transform = dx ? `translateX(${dx}px)` : "";
     },
     toggleDropdown() {
       this.core.toggle();
@@ -387,6 +422,10 @@ export const NotificationBell = {
     loadMore() {
       this.core.more();
     },
+    /** The tab in the Tab order: the selected one, else the first (ARIA tabs pattern). */
+    tabStop(i) {
+      return i === this.selectedTab;
+    },
     selectTab(category) {
       this.core.selectTab(category);
     },
@@ -423,6 +462,17 @@ export const NotificationBell = {
       if (!this.view.open || !this.$refs.list) return;
       const rows = Array.from(this.$refs.list.querySelectorAll("li.notification-item"));
       const active = document.activeElement;
+      if (this.$refs.tabs && active && active.getAttribute("role") === "tab") {
+        const tabs = Array.from(this.$refs.tabs.children);
+        const next = tabKeyTarget(event.key, tabs.length, tabs.indexOf(active));
+        if (next !== null) {
+          // Automatic activation: the tab that gets the focus is selected.
+          event.preventDefault();
+          tabs[next].focus();
+          this.selectTab(tabs[next].dataset.category || null);
+          return;
+        }
+      }
       const at = rows.findIndex((row) => row.contains(active));
       if (event.key === "Enter" && active && active.classList.contains("notification-item")) {
         const link = active.querySelector("a.notification-message");
@@ -439,6 +489,7 @@ export const NotificationBell = {
     teardown() {
       if (!this.tidingsClient) return;
       document.removeEventListener("click", this.onDocumentClick);
+      document.removeEventListener("focusin", this.onDocumentClick);
       this.core.destroy();
       this.core = null;
       this.tidingsClient.close();

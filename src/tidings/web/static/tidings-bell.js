@@ -17,7 +17,7 @@
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 
 import { createTidings, safeLink } from "./tidings.js";
-import { BellCore, listKeyTarget } from "./bell-core.js";
+import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
 import { STRINGS, format, pickLocale } from "./bell-strings.js";
 
 export { STRINGS };
@@ -98,14 +98,16 @@ button { font: inherit; color: inherit; cursor: pointer; }
   background: var(--_bg); color: var(--_fg); border: 1px solid var(--_border);
   border-radius: var(--_radius); box-shadow: var(--_shadow); overflow: hidden;
 }
+/* Rows of controls wrap: longer labels (German) go to the next line instead of out of the panel,
+   where overflow: hidden cut them off. */
 .head {
-  display: flex; align-items: center; gap: .5rem; padding: .6rem .75rem;
+  display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; padding: .6rem .75rem;
   border-bottom: 1px solid var(--_border);
 }
 .head h2 { flex: 1; margin: 0; font-size: 1rem; }
 .link-button {
   border: 0; background: none; padding: .2rem .35rem; border-radius: 4px; color: var(--_accent);
-  font-size: .85rem;
+  font-size: .85rem; white-space: nowrap;
 }
 .link-button:hover { text-decoration: underline; }
 .link-button:disabled { color: var(--_muted); cursor: default; text-decoration: none; }
@@ -129,16 +131,18 @@ button { font: inherit; color: inherit; cursor: pointer; }
 .body { flex: 1; min-width: 0; }
 .message { display: block; overflow-wrap: anywhere; color: inherit; text-decoration: none; }
 a.message:hover { text-decoration: underline; }
+/* WCAG 2.2 target size (2.5.8): every control and link at least 24 px tall. */
+button, a.message { min-height: 24px; }
 .item.unread .message { font-weight: 600; }
 .meta {
-  display: flex; align-items: center; gap: .25rem; margin-top: .15rem; color: var(--_muted);
-  font-size: .78rem;
+  display: flex; flex-wrap: wrap; align-items: center; gap: .25rem; margin-top: .15rem;
+  color: var(--_muted); font-size: .78rem;
 }
-.meta time { flex: 1; }
+.meta time { flex: 1 0 auto; white-space: nowrap; }
 .meta .link-button { font-size: .78rem; padding: .1rem .3rem; }
 .note { margin: 0; padding: 1.5rem .75rem; color: var(--_muted); text-align: center; }
 .foot {
-  display: flex; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
+  display: flex; flex-wrap: wrap; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
   border-top: 1px solid var(--_border);
 }
 .item.unread .meta { color: var(--_unread-muted); }
@@ -151,21 +155,21 @@ a.message:hover { text-decoration: underline; }
 .avatar img { width: 100%; height: 100%; object-fit: cover; }
 .actor { display: block; font-size: .8rem; font-weight: 600; }
 .summary { display: block; font-size: .8rem; font-weight: 700; }
-.actions { display: flex; gap: .4rem; margin-top: .3rem; }
+.actions { display: flex; flex-wrap: wrap; gap: .4rem; margin-top: .3rem; }
 .action {
   border: 1px solid var(--_accent); background: var(--_bg); color: var(--_accent);
   border-radius: 6px; padding: .15rem .55rem; font-size: .8rem;
 }
 .item.member { padding-left: 2rem; }
 .tabs {
-  display: flex; gap: .25rem; padding: .4rem .75rem; overflow-x: auto;
+  display: flex; flex-wrap: wrap; gap: .25rem; padding: .4rem .75rem;
   border-bottom: 1px solid var(--_border);
 }
 .tab {
   display: inline-flex; align-items: center; gap: .3rem; border: 1px solid var(--_border);
   background: var(--_bg); border-radius: 999px; padding: .1rem .6rem; font-size: .8rem;
 }
-.tab[aria-pressed="true"] { border-color: var(--_accent); font-weight: 600; }
+.tab[aria-selected="true"] { border-color: var(--_accent); font-weight: 600; }
 .tab .count { font-size: .72rem; }
 .sr {
   position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
@@ -239,10 +243,12 @@ export class TidingsBell extends HTMLElement {
           <button class="link-button refresh" type="button"></button>
           <button class="link-button mark-all" type="button"></button>
         </div>
-        <div class="tabs" part="tabs" role="group" hidden></div>
+        <div class="tabs" part="tabs" role="tablist" hidden></div>
         <p class="banner" part="banner" hidden></p>
-        <ul class="list" part="list"></ul>
-        <p class="note" part="note" hidden></p>
+        <div class="view" id="${id}-view">
+          <ul class="list" part="list"></ul>
+          <p class="note" part="note" hidden></p>
+        </div>
         <div class="foot">
           <button class="link-button more" type="button" hidden></button>
           <button class="link-button archive-view" type="button"></button>
@@ -260,6 +266,7 @@ export class TidingsBell extends HTMLElement {
       refresh: $(".refresh"),
       markAll: $(".mark-all"),
       tabs: $(".tabs"),
+      view: $(".view"),
       banner: $(".banner"),
       list: $(".list"),
       note: $(".note"),
@@ -374,6 +381,9 @@ export class TidingsBell extends HTMLElement {
   connectedCallback() {
     this._readStrings();
     document.addEventListener("click", this._onDocumentClick);
+    // Focus landing outside closes it as a click outside does: also when Tab past the page's last
+    // control went through the browser's own UI and wrapped round (focusout had no target then).
+    document.addEventListener("focusin", this._onDocumentClick);
     if (this._client) return;
     const number = (name, fallback) => {
       const value = Number(this.getAttribute(name));
@@ -404,6 +414,7 @@ export class TidingsBell extends HTMLElement {
 
   disconnectedCallback() {
     document.removeEventListener("click", this._onDocumentClick);
+    document.removeEventListener("focusin", this._onDocumentClick);
     this._core?.destroy();
     this._core = null;
     this._client?.close();
@@ -509,7 +520,14 @@ export class TidingsBell extends HTMLElement {
     el.badge.textContent = v.badge;
     el.bell.setAttribute("aria-label", v.bellLabel);
     el.bell.setAttribute("aria-expanded", v.open ? "true" : "false");
+    const opening = v.open && el.panel.hidden;
     el.panel.hidden = !v.open;
+    if (opening) {
+      el.panel.style.transform = "";
+      const box = el.panel.getBoundingClientRect();
+      const dx = panelShift(box.left, box.right, document.documentElement.clientWidth);
+      el.panel.style.transform = dx ? `translateX(${dx}px)` : "";
+    }
     this.dataset.unread = String(v.unread);
     this.dataset.unseen = String(v.unseen);
     this.dataset.connection = v.connection;
@@ -549,25 +567,44 @@ export class TidingsBell extends HTMLElement {
     this._renderList(v.rows);
   }
 
+  /**
+   * The ARIA tabs pattern: a tablist whose selected tab alone is in the Tab order (arrow keys
+   * move between tabs), each tab named by what it shows ("billing 2" + "unread" for screen
+   * readers), the list under it their tabpanel.
+   */
   _renderTabs(tabs) {
     const box = this._el.tabs;
+    const view = this._el.view;
     box.hidden = !tabs.length;
     box.setAttribute("aria-label", this._t("tabs"));
+    const base = view.id;
+    const selected = tabs.findIndex((tab) => tab.selected);
+    if (tabs.length) {
+      view.setAttribute("role", "tabpanel");
+      view.setAttribute("aria-labelledby", `${base}-tab-${Math.max(0, selected)}`);
+    } else {
+      view.removeAttribute("role");
+      view.removeAttribute("aria-labelledby");
+    }
     const sig = JSON.stringify(tabs);
     if (box.dataset.sig === sig) return;
     box.dataset.sig = sig;
     const focused = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
     const focusedKey = focused?.classList.contains("tab") ? focused.dataset.category : null;
     box.replaceChildren(
-      ...tabs.map((tab) => {
-        const b = button("tab", "", tab.name);
+      ...tabs.map((tab, i) => {
+        const b = button("tab", "");
+        b.id = `${base}-tab-${i}`;
         b.dataset.category = tab.key;
-        b.setAttribute("aria-pressed", tab.selected ? "true" : "false");
+        b.setAttribute("role", "tab");
+        b.setAttribute("aria-selected", tab.selected ? "true" : "false");
+        b.setAttribute("aria-controls", base);
+        // No tab selected (a category the list no longer has): the first one takes the focus.
+        b.tabIndex = tab.selected || (selected < 0 && i === 0) ? 0 : -1;
         b.append(make("span", "label", tab.label));
         if (tab.count > 0) {
-          const count = make("span", "count", String(tab.count));
-          count.setAttribute("aria-hidden", "true");
-          b.append(count);
+          b.append(" ", make("span", "count", String(tab.count)));
+          b.append(make("span", "sr", ` ${tab.unreadText}`));
         }
         return b;
       }),
@@ -735,6 +772,17 @@ export class TidingsBell extends HTMLElement {
     if (!this.open) return;
     const rows = /** @type {HTMLElement[]} */ ([...this._el.list.children]);
     const active = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
+    if (active?.getAttribute("role") === "tab") {
+      const tabs = /** @type {HTMLElement[]} */ ([...this._el.tabs.children]);
+      const next = tabKeyTarget(e.key, tabs.length, tabs.indexOf(active));
+      if (next !== null) {
+        // Automatic activation: the tab that gets the focus is selected.
+        e.preventDefault();
+        tabs[next].focus();
+        this._core?.selectTab(tabs[next].dataset.category || null);
+        return;
+      }
+    }
     const at = rows.findIndex((row) => row.contains(active));
     if (e.key === "Enter" && active?.classList?.contains("item")) {
       const link = /** @type {HTMLElement | null} */ (active.querySelector("a.message"));

@@ -41,6 +41,7 @@ from email.utils import format_datetime
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from tidings import mailer
+from tidings.away import left_out
 from tidings.metrics import Metrics
 from tidings.models import Clock, EmailClaim, Notification, Preferences
 from tidings.settings import Settings
@@ -97,21 +98,6 @@ class Digest:
     @property
     def count(self) -> int:
         return len(self.shown) + self.more
-
-
-def _why_not(n: Notification, preferences: Preferences, now: int) -> str | None:
-    """Why `n` stays out of a digest (the `reason` of the skipped metric), or None."""
-    if n.seen_ms is not None:
-        return "seen"
-    if n.read_ms is not None:
-        return "read"
-    if n.archived_ms is not None:
-        return "archived"
-    if n.expires_ms is not None and n.expires_ms <= now:
-        return "expired"
-    if n.category is not None and n.category in preferences.muted_categories:
-        return "muted"
-    return None
 
 
 def absolute(settings: Settings, link: str) -> str:
@@ -292,7 +278,7 @@ class Digester:
             for n in page:
                 if n.seq > claim.claimed_seq:
                     break
-                reason = _why_not(n, preferences, now)
+                reason = left_out(n, preferences, now)
                 if reason is not None:
                     skipped[reason] += 1
                     continue

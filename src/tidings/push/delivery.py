@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import httpx
 
+from tidings.away import left_out
 from tidings.hub import Hub
 from tidings.metrics import Metrics
 from tidings.models import Clock, Notification, Preferences, PushSubscription, iso_ms
@@ -103,18 +104,11 @@ def _encode(body: dict[str, Any]) -> bytes:
 
 def skip_reason(n: Notification, prefs: Preferences, present_ms: int, now_ms: int) -> str | None:
     """Why `n` is not pushed, or None to push it."""
-    if n.seen_ms is not None:
-        return "seen"
-    if n.read_ms is not None:
-        return "read"
-    if n.archived_ms is not None:
-        return "archived"
-    if n.expires_ms is not None and n.expires_ms <= now_ms:
-        return "expired"
+    reason = left_out(n, prefs, now_ms)
+    if reason is not None:
+        return reason
     if not prefs.push:
         return "unsubscribed"
-    if n.category is not None and n.category in prefs.muted_categories:
-        return "muted"
     if present_ms >= n.created_ms:
         return "present"
     return None

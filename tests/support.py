@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -324,3 +324,24 @@ async def open_stream(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def schedule_each(
+    urls: Sequence[str], users: Sequence[str], due: str, tag: str, count: int
+) -> None:
+    """Schedule `count` publishes to `users`, all due at `due` (ISO 8601): message `m{i}`,
+    idempotency key `{tag}-{i}`, the i-th through `urls[i % len(urls)]`; each answered 202."""
+    async with httpx.AsyncClient(
+        headers={"authorization": f"Bearer {PUBLISHER_KEY}"}, timeout=10
+    ) as http:
+        for i in range(count):
+            response = await http.post(
+                f"{urls[i % len(urls)]}/api/notifications",
+                json={
+                    "user_ids": list(users),
+                    "message": f"m{i}",
+                    "deliver_at": due,
+                    "idempotency_key": f"{tag}-{i}",
+                },
+            )
+            assert response.status_code == 202, response.text

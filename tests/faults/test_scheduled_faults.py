@@ -16,7 +16,7 @@ import pytest
 
 from tests.multinode.client import ReconnectingClient, running
 from tests.multinode.cluster import Cluster
-from tests.support import PUBLISHER_KEY, make_token
+from tests.support import PUBLISHER_KEY, make_token, schedule_each
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -40,20 +40,7 @@ async def test_kill_9_on_sqlite_while_delivering_scheduled_notifications(
         [node] = cluster.start(1)
         users = [f"kill-{tag}-{i}" for i in range(USERS)]
         due = datetime.now(UTC) + timedelta(seconds=4)
-        async with httpx.AsyncClient(
-            headers={"authorization": f"Bearer {PUBLISHER_KEY}"}, timeout=10
-        ) as http:
-            for i in range(PER_USER):
-                response = await http.post(
-                    f"{node.url}/api/notifications",
-                    json={
-                        "user_ids": users,
-                        "message": f"m{i}",
-                        "deliver_at": due.isoformat(),
-                        "idempotency_key": f"{tag}-{i}",
-                    },
-                )
-                assert response.status_code == 202, response.text
+        await schedule_each([node.url], users, due.isoformat(), tag, PER_USER)
         first = ReconnectingClient(node.url, make_token(users[0]), last_event_id="0")
         async with running(first):
             await first.wait_for(1, ARRIVAL)

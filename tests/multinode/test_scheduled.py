@@ -15,7 +15,7 @@ import pytest
 
 from tests.multinode.client import ReconnectingClient, running
 from tests.multinode.cluster import Cluster
-from tests.support import PUBLISHER_KEY, make_token
+from tests.support import PUBLISHER_KEY, make_token, schedule_each
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -41,20 +41,8 @@ async def test_many_due_at_once_on_two_nodes_are_each_delivered_once(
         # Far enough ahead that every publish below is answered before the first is due.
         due = datetime.now(UTC) + timedelta(seconds=5)
         async with running(*clients):
-            async with httpx.AsyncClient(
-                headers={"authorization": f"Bearer {PUBLISHER_KEY}"}, timeout=10
-            ) as http:
-                for i in range(PER_USER):
-                    response = await http.post(
-                        f"{nodes[i % 2].url}/api/notifications",
-                        json={
-                            "user_ids": users,
-                            "message": f"m{i}",
-                            "deliver_at": due.isoformat(),
-                            "idempotency_key": f"{tag}-{i}",
-                        },
-                    )
-                    assert response.status_code == 202, response.text
+            urls = [node.url for node in nodes]
+            await schedule_each(urls, users, due.isoformat(), tag, PER_USER)
             await asyncio.gather(*(c.wait_for(PER_USER, ARRIVAL) for c in clients))
             # A sentinel after the last: anything delivered twice would have come before it.
             async with httpx.AsyncClient(

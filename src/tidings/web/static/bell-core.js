@@ -270,6 +270,7 @@ export class BellCore {
     this._version = 0;
     this.isOpen = false;
     this._seenDue = false;
+    /** @type {false | string} the banner's string after a click that failed */
     this.actionError = false;
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this._clock = undefined;
@@ -429,6 +430,8 @@ export class BellCore {
   enablePush() {
     const client = /** @type {any} */ (this.client);
     if (typeof client.enablePush !== "function") return;
+    this.actionError = false;
+    this._onUpdate();
     Promise.resolve()
       .then(() => client.enablePush())
       .catch(() => {})
@@ -474,7 +477,18 @@ export class BellCore {
     if (change.type === "error") {
       // Not the user's own action (opening marks seen): no "that did not work" for those.
       const quiet = ["refresh", "loadMore", "counts", "expandGroup", "markSeen"];
-      if (!quiet.includes(change.action)) this.actionError = true;
+      if (change.action === "enablePush") {
+        // "Try again" does not help when the browser blocks notifications or cannot subscribe
+        // (no push service, no service worker): the banner says which. A server's refusal is
+        // the usual "that did not work".
+        const code = change.error?.code;
+        this.actionError =
+          code === "push_denied"
+            ? "pushBlocked"
+            : ["push_failed", "push_unsupported", "push_no_worker"].includes(code)
+              ? "pushFailed"
+              : "actionError";
+      } else if (!quiet.includes(change.action)) this.actionError = "actionError";
     } else if (change.type === "notification") {
       this.actionError = false;
       this._announcer.add(change.notification.message);
@@ -628,7 +642,7 @@ export class BellCore {
 
   _banner() {
     const s = this.state;
-    if (this.actionError) return this.t("actionError");
+    if (this.actionError) return this.t(this.actionError);
     if (s.connection === "offline") return this.t("offline");
     if (s.connection === "unauthorized") return this.t("unauthorized");
     if (s.status === "error" && s.items.length) return this.t("error");

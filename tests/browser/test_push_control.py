@@ -127,11 +127,14 @@ def test_blocking_in_the_prompt_says_where_to_unblock(
     open_bell(page)
     button = page.locator("tidings-bell").get_by_role("button", name=CONTROL)
     expect(button).to_be_visible()
-    button.click()
+    tab_to(page, CONTROL)
+    page.keyboard.press("Enter")
     expect(page.locator("tidings-bell .banner")).to_have_text(
         "Desktop notifications are blocked in your browser settings.", timeout=TIMEOUT_MS
     )
     expect(button).to_be_hidden()
+    # The keyboard's place is kept: the focus moved to the next control, not to the page.
+    assert has_focus(page.locator("tidings-bell").get_by_role("button", name="Archived"))
     context.close()
 
 

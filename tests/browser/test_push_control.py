@@ -6,9 +6,13 @@ when notifications are blocked.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.helpers import (
     TIMEOUT_MS,
     expect_accessible,
@@ -100,6 +104,37 @@ def test_offline_chromium_shows_why_push_could_not_be_turned_on(
     # The control stays: another browser profile or a later try (the push service back) may work.
     expect(button).to_be_visible()
     expect_accessible(page, "open bell with the push failure")
+    context.close()
+
+
+def test_a_push_service_that_never_answers_is_given_up_on(
+    browser: Browser, push_server: Server, tmp_path: Path
+) -> None:
+    """A regular (not incognito) profile: Chromium asks its push service, and on a machine that
+    cannot reach it subscribe() stays pending (for minutes, checked on Chromium 156). The
+    client's `timeout` (10 s on the demo page) bounds it: the bell says so, not nothing."""
+    context = browser.browser_type.launch_persistent_context(
+        tmp_path / "profile", executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    context.grant_permissions(["notifications"], origin=push_server.url)
+    page = context.pages[0] if context.pages else context.new_page()
+    open_demo(page, push_server, "alice")
+    open_bell(page)
+    button = page.locator("tidings-bell").get_by_role("button", name=CONTROL)
+    started = time.monotonic()
+    button.click()
+    banner = page.locator("tidings-bell .banner")
+    failed = "Desktop notifications could not be turned on in this browser."
+    # A machine that reaches the push service subscribes: the control goes, no banner.
+    expect(
+        banner.filter(has_text=failed).or_(button.locator("xpath=self::*[@hidden]"))
+    ).to_be_attached(timeout=TIMEOUT_MS)
+    if banner.is_visible():
+        expect(banner).to_have_text(failed)
+        assert time.monotonic() - started < TIMEOUT_MS / 1000
+    else:
+        assert page.evaluate("document.querySelector('tidings-bell').client.pushState()") == "on"
     context.close()
 
 

@@ -186,3 +186,25 @@ def test_no_control_without_a_push_key(browser: Browser, make_server: ServerFact
     decided(page)
     expect(page.locator("tidings-bell .push")).to_be_hidden()
     context.close()
+
+
+@pytest.mark.parametrize("app", ["#vue2-app", "#vue3-app"])
+def test_the_vue_bells_say_so_and_keep_the_focus_too(
+    browser: Browser, push_server: Server, app: str
+) -> None:
+    context = context_for(browser, push_server, None)
+    page = new_page(context)
+    open_demo(page, push_server, "alice")
+    page.goto(f"{push_server.url}/demo/vue")
+    root = page.locator(f"{app} .tidings-vue")
+    expect(root).to_have_attribute("data-status", "ready")
+    root.locator(".bell-button").click()
+    button = root.get_by_role("button", name=CONTROL)
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(root).to_contain_text("Desktop notifications are blocked in your browser settings.")
+    expect(button).to_have_count(0)
+    # Still open, the focus on the next control (not lost to the page, which closed the panel).
+    expect(root.get_by_role("button", name="Archived")).to_be_focused()
+    expect(root.locator(".bell-button")).to_have_attribute("aria-expanded", "true")
+    context.close()

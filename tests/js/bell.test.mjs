@@ -333,6 +333,45 @@ test("push control: only if pushState() is default or off and the server has a k
   }
 });
 
+test("push control: says it is working while enablePush is under way, once at a time", async () => {
+  const state = { ...holding([]).client.state };
+  let calls = 0;
+  let pushState = "off";
+  /** @type {() => void} */
+  let finish = () => {};
+  const client = {
+    state,
+    subscribe(listener) {
+      listener(state, { type: "state" });
+      return () => {};
+    },
+    pushState: async () => pushState,
+    _call: async () => ({}),
+    enablePush: () => {
+      calls += 1;
+      return new Promise((resolve) => {
+        finish = () => {
+          pushState = "on";
+          resolve("on");
+        };
+      });
+    },
+  };
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(core.view().push, "Turn on desktop notifications");
+  core.enablePush();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(core.view().push, "Turning on desktop notifications…");
+  core.enablePush(); // a second click while the first is under way
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(calls, 1);
+  finish();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(core.view().push, null); // on: nothing left to turn on
+  assert.equal(core.view().banner, null);
+});
+
 test("push control: a failed enablePush says why in the banner, in each locale", async () => {
   const cases = [
     ["push_failed", "en", "Desktop notifications could not be turned on in this browser."],

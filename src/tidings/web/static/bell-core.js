@@ -280,6 +280,7 @@ export class BellCore {
     this._known = new Set();
     /** @type {"default" | "off" | null} the push control: shown for these states only */
     this._push = null;
+    this._pushBusy = false; // enablePush() is under way
     /** @type {TidingsState} */
     this.state = EMPTY_STATE;
     /** @type {number[]} the ids of the rows last drawn, in order */
@@ -429,13 +430,19 @@ export class BellCore {
 
   enablePush() {
     const client = /** @type {any} */ (this.client);
-    if (typeof client.enablePush !== "function") return;
+    // Once at a time: the browser's prompt and its push service can take seconds (up to the
+    // client's `timeout`), and the button says meanwhile that it is working on it.
+    if (typeof client.enablePush !== "function" || this._pushBusy) return;
+    this._pushBusy = true;
     this.actionError = false;
     this._onUpdate();
     Promise.resolve()
       .then(() => client.enablePush())
       .catch(() => {})
-      .finally(() => this._checkPush());
+      .finally(() => {
+        this._pushBusy = false;
+        return this._checkPush();
+      });
   }
 
   /**
@@ -581,7 +588,7 @@ export class BellCore {
       noteText,
       banner: this._banner(),
       markAllDisabled: state.unread <= 0,
-      push: this._push ? this.t("pushOn") : null,
+      push: this._push ? this.t(this._pushBusy ? "pushWorking" : "pushOn") : null,
       connection: state.connection,
       status: state.status,
       role: state.role,

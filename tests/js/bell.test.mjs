@@ -333,6 +333,91 @@ test("push control: only if pushState() is default or off and the server has a k
   }
 });
 
+test("push control: says it is working while enablePush is under way, once at a time", async () => {
+  const state = { ...holding([]).client.state };
+  let calls = 0;
+  let pushState = "off";
+  /** @type {() => void} */
+  let finish = () => {};
+  const client = {
+    state,
+    subscribe(listener) {
+      listener(state, { type: "state" });
+      return () => {};
+    },
+    pushState: async () => pushState,
+    _call: async () => ({}),
+    enablePush: () => {
+      calls += 1;
+      return new Promise((resolve) => {
+        finish = () => {
+          pushState = "on";
+          resolve("on");
+        };
+      });
+    },
+  };
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(core.view().push, "Turn on desktop notifications");
+  core.enablePush();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(core.view().push, "Turning on desktop notifications…");
+  core.enablePush(); // a second click while the first is under way
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(calls, 1);
+  finish();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(core.view().push, null); // on: nothing left to turn on
+  assert.equal(core.view().banner, null);
+});
+
+test("push control: a failed enablePush says why in the banner, in each locale", async () => {
+  const cases = [
+    ["push_failed", "en", "Desktop notifications could not be turned on in this browser."],
+    ["push_no_worker", "en", "Desktop notifications could not be turned on in this browser."],
+    ["push_denied", "en", "Desktop notifications are blocked in your browser settings."],
+    [
+      "push_denied",
+      "de",
+      "Desktop-Benachrichtigungen sind in den Browser-Einstellungen blockiert.",
+    ],
+    [
+      "push_failed",
+      "de",
+      "Desktop-Benachrichtigungen konnten in diesem Browser nicht eingeschaltet werden.",
+    ],
+    ["unavailable", "en", "That did not work. Please try again."], // the server refused
+  ];
+  for (const [code, locale, expected] of cases) {
+    const state = { ...holding([]).client.state };
+    /** @type {(state: unknown, change: unknown) => void} */
+    let emit = () => {};
+    const client = {
+      state,
+      subscribe(listener) {
+        emit = listener;
+        listener(state, { type: "state" });
+        return () => {};
+      },
+      pushState: async () => "default",
+      _call: async () => ({}),
+      enablePush: async () => {
+        // As tidings.js does: the failure is emitted as an `error` change, then thrown.
+        const error = Object.assign(new Error(code), { code, action: "enablePush" });
+        emit(state, { type: "error", action: "enablePush", error });
+        throw error;
+      },
+    };
+    const core = new BellCore({ client, locale, onUpdate() {}, onAnnounce() {} });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(core.view().banner, null);
+    core.enablePush();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(core.view().banner, expected, `${code} ${locale}`);
+  }
+});
+
 test("a category's tab shows its `category:<name>` string when given", () => {
   const { client } = holding([n(2, { category: "billing" }), n(1, { category: "news" })], {
     categories: { billing: { unread: 1, unseen: 1 }, news: { unread: 1, unseen: 1 } },

@@ -270,6 +270,7 @@ export class BellCore {
     this._version = 0;
     this.isOpen = false;
     this._seenDue = false;
+    /** @type {false | string} the banner's string after a click that failed */
     this.actionError = false;
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this._clock = undefined;
@@ -279,6 +280,7 @@ export class BellCore {
     this._known = new Set();
     /** @type {"default" | "off" | null} the push control: shown for these states only */
     this._push = null;
+    this._pushBusy = false; // enablePush() is under way
     /** @type {TidingsState} */
     this.state = EMPTY_STATE;
     /** @type {number[]} the ids of the rows last drawn, in order */
@@ -428,11 +430,19 @@ export class BellCore {
 
   enablePush() {
     const client = /** @type {any} */ (this.client);
-    if (typeof client.enablePush !== "function") return;
+    // Once at a time: the browser's prompt and its push service can take seconds (up to the
+    // client's `timeout`), and the button says meanwhile that it is working on it.
+    if (typeof client.enablePush !== "function" || this._pushBusy) return;
+    this._pushBusy = true;
+    this.actionError = false;
+    this._onUpdate();
     Promise.resolve()
       .then(() => client.enablePush())
       .catch(() => {})
-      .finally(() => this._checkPush());
+      .finally(() => {
+        this._pushBusy = false;
+        return this._checkPush();
+      });
   }
 
   /**
@@ -474,7 +484,18 @@ export class BellCore {
     if (change.type === "error") {
       // Not the user's own action (opening marks seen): no "that did not work" for those.
       const quiet = ["refresh", "loadMore", "counts", "expandGroup", "markSeen"];
-      if (!quiet.includes(change.action)) this.actionError = true;
+      if (change.action === "enablePush") {
+        // "Try again" does not help when the browser blocks notifications or cannot subscribe
+        // (no push service, no service worker): the banner says which. A server's refusal is
+        // the usual "that did not work".
+        const code = change.error?.code;
+        this.actionError =
+          code === "push_denied"
+            ? "pushBlocked"
+            : ["push_failed", "push_unsupported", "push_no_worker"].includes(code)
+              ? "pushFailed"
+              : "actionError";
+      } else if (!quiet.includes(change.action)) this.actionError = "actionError";
     } else if (change.type === "notification") {
       this.actionError = false;
       this._announcer.add(change.notification.message);
@@ -567,7 +588,7 @@ export class BellCore {
       noteText,
       banner: this._banner(),
       markAllDisabled: state.unread <= 0,
-      push: this._push ? this.t("pushOn") : null,
+      push: this._push ? this.t(this._pushBusy ? "pushWorking" : "pushOn") : null,
       connection: state.connection,
       status: state.status,
       role: state.role,
@@ -628,7 +649,7 @@ export class BellCore {
 
   _banner() {
     const s = this.state;
-    if (this.actionError) return this.t("actionError");
+    if (this.actionError) return this.t(this.actionError);
     if (s.connection === "offline") return this.t("offline");
     if (s.connection === "unauthorized") return this.t("unauthorized");
     if (s.status === "error" && s.items.length) return this.t("error");

@@ -51,6 +51,9 @@ const EN = {
   desktopBlocked: "Desktop alerts are blocked in your browser settings",
   desktopTitle: "New notification",
   pushOn: "Turn on desktop notifications",
+  pushWorking: "Turning on desktop notifications…",
+  pushFailed: "Desktop notifications could not be turned on in this browser.",
+  pushBlocked: "Desktop notifications are blocked in your browser settings.",
 };
 
 /** @type {BellStrings} */
@@ -91,6 +94,9 @@ const DE = {
   desktopBlocked: "Desktop-Hinweise sind in den Browser-Einstellungen blockiert",
   desktopTitle: "Neue Benachrichtigung",
   pushOn: "Desktop-Benachrichtigungen einschalten",
+  pushWorking: "Desktop-Benachrichtigungen werden eingeschaltet…",
+  pushFailed: "Desktop-Benachrichtigungen konnten in diesem Browser nicht eingeschaltet werden.",
+  pushBlocked: "Desktop-Benachrichtigungen sind in den Browser-Einstellungen blockiert.",
 };
 
 /** The strings of each language the bells ship with, by language subtag. */

@@ -206,10 +206,10 @@ const TEMPLATE = `
     <div class="dropdown-footer">
       <button v-if="view.more" type="button" class="load-more-button"
               :disabled="view.loadingMore" @click="loadMore">{{ t('loadMore') }}</button>
-      <button type="button" class="archive-view-button"
+      <button ref="archiveView" type="button" class="archive-view-button"
               @click="toggleArchive">{{
                 t(view.archived ? 'showInbox' : 'showArchive') }}</button>
-      <button v-if="view.push" type="button" class="push-button"
+      <button v-if="view.push" ref="push" type="button" class="push-button"
               @click="enablePush">{{ view.push }}</button>
     </div>
   </div>
@@ -327,7 +327,15 @@ export const NotificationBell = {
       strings: this.strings,
       maxItems: this.maxItems,
       onUpdate: () => {
-        if (this.core) this.view = this.core.view();
+        if (!this.core) return;
+        const pushButton = this.$refs.push;
+        const hadFocus = pushButton && pushButton === document.activeElement;
+        this.view = this.core.view();
+        // The push control just activated goes (notifications blocked): the keyboard keeps
+        // its place on the next control, not on the page.
+        if (hadFocus && !this.view.push) {
+          this.$nextTick(() => this.$refs.archiveView && this.$refs.archiveView.focus());
+        }
       },
       onAnnounce: (text) => this.announce(text),
       onArrival: (n) => this.arrived(n),

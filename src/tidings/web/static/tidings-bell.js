@@ -551,6 +551,10 @@ export class TidingsBell extends HTMLElement {
     el.note.dataset.note = v.note ?? "";
     el.banner.hidden = !v.banner;
     el.banner.textContent = v.banner || "";
+    if (!v.push && !el.push.hidden && el.push.matches(":focus")) {
+      // The control just activated goes (notifications blocked): the keyboard keeps its place.
+      el.archiveView.focus();
+    }
     el.push.hidden = !v.push;
     el.push.textContent = v.push || "";
     const canDesktop = typeof Notification === "function" && !this.hasAttribute("no-desktop");

@@ -68,7 +68,8 @@
  * @property {number} [pageSize] notifications per page, 1-100 (10)
  * @property {number} [heartbeat] seconds between the server's pings until the stream announces
  *   its own (15)
- * @property {number} [timeout] ms a REST call or a stream connect may take before it is abandoned
+ * @property {number} [timeout] ms a REST call, a stream connect or the browser's push subscribe
+ *   (enablePush) may take before it is abandoned
  *   and retried (10000)
  * @property {{initial?: number, max?: number}} [backoff] reconnect backoff in ms
  *   ({initial: 1000, max: 30000})
@@ -1037,10 +1038,24 @@ class Tidings {
         subscription = null;
       }
       try {
-        subscription ??= await reg.pushManager.subscribe({
-          userVisibleOnly: true,
-          applicationServerKey: key,
+        // The browser asks its push service (FCM, autopush …). One it cannot reach may leave
+        // subscribe() pending for good (Chromium with no network to FCM does): `timeout` bounds
+        // it, so the user hears back.
+        let timer;
+        const late = new Promise((_resolve, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${this._opts.timeout} ms`)),
+            this._opts.timeout,
+          );
         });
+        try {
+          subscription ??= await Promise.race([
+            reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }),
+            late,
+          ]);
+        } finally {
+          clearTimeout(timer);
+        }
       } catch (error) {
         throw new TidingsError(`the browser's push service refused: ${error?.message ?? error}`, {
           code: "push_failed",

@@ -99,13 +99,31 @@ def payload(seq: int, message: str, **fields: Any) -> str:
     return json.dumps(body)
 
 
-def shown(worker: Worker, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while True:
-        notifications: list[dict[str, Any]] = worker.evaluate(NOTIFICATIONS)
-        if len(notifications) >= count or time.monotonic() > deadline:
-            return notifications
-        time.sleep(0.05)
+# The worker's message to a tab in view that a push came and was left to its bell.
+# In an object: a handle to a bare promise would wait for it.
+IN_VIEW = """() => ({told: new Promise((resolve) => navigator.serviceWorker.addEventListener(
+  "message", (e) => { if (e.data && e.data.tidings === "push-in-view") resolve(e.data.id); }))})"""
+
+
+def delivered(
+    cdp: CDPSession, deliver: dict[str, str], data: str, worker: Worker, tag: str
+) -> list[dict[str, Any]]:
+    """Push `data` until a notification tagged `tag` is shown; the notifications then.
+
+    Headless Chromium now and then drops a `deliverPushMessage` sent after the worker showed a
+    notification, or delivers it seconds late (1 run in 3 or 6 here). A
+    push service delivers again what was not acknowledged; so does this. What the assertions
+    check is the worker's own behaviour: one notification per tag, whatever the repeats.
+    """
+    for _ in range(4):
+        cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": data})
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            notifications: list[dict[str, Any]] = worker.evaluate(NOTIFICATIONS)
+            if any(n["tag"] == tag for n in notifications):
+                return notifications
+            time.sleep(0.05)
+    raise AssertionError(f"{tag} was never shown: {worker.evaluate(NOTIFICATIONS)}")
 
 
 def test_a_push_is_shown_only_when_no_tab_of_the_app_is_visible(
@@ -122,7 +140,14 @@ def test_a_push_is_shown_only_when_no_tab_of_the_app_is_visible(
     deliver = {"origin": server.url, "registrationId": registration}
     # The app's tab is visible: its bell shows the notification, the worker does not.
     assert page.evaluate("document.visibilityState") == "visible"
-    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": payload(1, "while here")})
+    told = page.evaluate_handle(IN_VIEW)
+    for _ in range(4):  # see delivered(): a delivery may be dropped or come late
+        cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": payload(1, "while here")})
+        if page.evaluate(
+            "(t) => Promise.race([t.told, new Promise(r => setTimeout(r, 3000))])", told
+        ):
+            break
+    assert page.evaluate("(t) => t.told", told) == 1
     page.close()
     # Nobody has the app open: the next push is shown, with what the payload says.
     data = payload(
@@ -135,8 +160,7 @@ def test_a_push_is_shown_only_when_no_tab_of_the_app_is_visible(
             {"label": "Later", "url": "/later"},
         ],
     )
-    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": data})
-    notifications = shown(worker, 1)
+    notifications = delivered(cdp, deliver, data, worker, "tidings-2")
     assert notifications == [
         {
             "title": "Ada",
@@ -155,15 +179,17 @@ def test_a_push_is_shown_only_when_no_tab_of_the_app_is_visible(
             "actions": ["Pay", "Later"],
         }
     ]
-    # The same notification pushed again (the crash window of docs/away.md) replaces the first:
-    # one tag, one notification. Then a push without actor: its message is the title.
-    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": data})
-    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": payload(3, "plain")})
-    notifications = shown(worker, 2)
+    # A push without actor: its message is the title.
+    notifications = delivered(cdp, deliver, payload(3, "plain"), worker, "tidings-3")
     assert [(n["tag"], n["title"], n["body"]) for n in notifications] == [
         ("tidings-2", "Ada", "Ada commented on invoice 7"),
         ("tidings-3", "plain", ""),
     ]
+    # The same notification pushed again (the crash window of docs/away.md) replaces the first:
+    # one tag, one notification. The sentinel after it is shown, so the repeat was handled.
+    cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": data})
+    notifications = delivered(cdp, deliver, payload(4, "sentinel"), worker, "tidings-4")
+    assert sorted(n["tag"] for n in notifications) == ["tidings-2", "tidings-3", "tidings-4"]
 
 
 def test_push_state_enable_and_disable_in_the_client(

@@ -34,13 +34,15 @@
     }
   }
 
-  async function anyTabVisible() {
-    const windows = await clients.matchAll({ type: "window", includeUncontrolled: true });
-    return windows.some((w) => w.visibilityState === "visible");
-  }
-
   async function show(data) {
-    if (await anyTabVisible()) return;
+    const windows = await clients.matchAll({ type: "window", includeUncontrolled: true });
+    const inView = windows.filter((w) => w.visibilityState === "visible");
+    if (inView.length) {
+      // A tab in view shows it in its bell. It is told the push came (and was not shown), for
+      // an app that wants to know; the tests wait for this message.
+      for (const w of inView) w.postMessage({ tidings: "push-in-view", id: data.id });
+      return;
+    }
     const actions = Array.isArray(data.actions) ? data.actions.slice(0, 2) : [];
     const actor = data.actor && typeof data.actor.name === "string" ? data.actor : null;
     const title = actor ? actor.name : data.message;

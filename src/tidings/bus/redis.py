@@ -93,7 +93,7 @@ class RedisBus(SharedBus):
             # failed pub/sub close still frees the client's pool (once per reconnect otherwise).
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py: untyped
+                    await pubsub.aclose()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await client.aclose()

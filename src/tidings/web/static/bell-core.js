@@ -246,6 +246,7 @@ export class BellCore {
    * @param {string} [options.locale] a language tag (see pickLocale)
    * @param {BellStrings | null} [options.strings] overrides of any string
    * @param {number} [options.maxItems] rows shown before "Load more" (50)
+   * @param {boolean} [options.push] false: never ask for the push key (no control, no request)
    * @param {() => void} options.onUpdate the view changed: draw `core.view()`
    * @param {(text: string) => void} options.onAnnounce write this to the polite live region
    * @param {(n: Notification) => void} [options.onArrival] a notification arrived
@@ -255,6 +256,7 @@ export class BellCore {
     locale = "en",
     strings = null,
     maxItems = 50,
+    push = true,
     onUpdate,
     onAnnounce,
     onArrival,
@@ -292,7 +294,9 @@ export class BellCore {
           : this.t("announceMany", { n: messages.length }),
       ),
     );
-    this._pushChecked = false; // asked once the session works (the key route needs the user)
+    // Asked once the session works (the key route needs the user); never when the page said push
+    // is off, so no /notifications/push/key request at all.
+    this._pushChecked = !push;
     this._unsubscribe = client.subscribe((state, change) => this._onChange(state, change));
   }
 

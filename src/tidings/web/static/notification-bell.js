@@ -11,6 +11,7 @@
 //   import NotificationBell from "https://tidings.example.com/static/notification-bell.js";
 //   components: { NotificationBell }
 //   <notification-bell base-url="https://tidings.example.com" :get-token="fetchToken" />
+//   <notification-bell base-url="https://tidings.example.com" token-url="/tidings/token" />
 //
 // Vue 3 stores the compiled template on the component object; a page that runs Vue 2 and Vue 3
 // side by side gives one of them a copy: `{ ...NotificationBell }`.
@@ -18,6 +19,7 @@
 import { createTidings } from "./tidings.js";
 import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
 import { STRINGS, pickLocale } from "./bell-strings.js";
+import { tokenFromUrl } from "./token-url.js";
 
 export { STRINGS };
 
@@ -254,7 +256,9 @@ const CLOSED_VIEW = {
  * The bell as a Vue component (Options API).
  * Props: `baseUrl` (string), `token` (string), `pageSize` (number, 10), `heartbeat` (number, 15:
  * seconds, until the server's pings announce it), `getToken` (() => token | Promise<token>,
- * called on 401 and before a token's exp), `locale` (a language tag; default: the nearest
+ * called on 401 and before a token's exp), `tokenUrl` (the app's token route, fetched with the
+ * page's cookies when there is no getToken: a Blade or Django template can hand it over as a plain
+ * attribute), `noPush` (never ask for the push key), `locale` (a language tag; default: the nearest
  * `lang`, the document's, the browser's), `strings` (object: any of the locale's strings, see
  * bell-strings.js), `maxItems` (rows before "Load more", 50).
  * Events: `new-notification` (the notification). Method: `refreshNotifications()` (a promise
@@ -268,6 +272,8 @@ export const NotificationBell = {
     pageSize: { type: Number, default: 10 },
     heartbeat: { type: Number, default: 15 },
     getToken: { type: Function, default: null },
+    tokenUrl: { type: String, default: "" },
+    noPush: { type: Boolean, default: false },
     locale: { type: String, default: "" },
     strings: { type: Object, default: null },
     maxItems: { type: Number, default: 50 },
@@ -318,7 +324,10 @@ export const NotificationBell = {
       pageSize: this.pageSize,
       heartbeat: this.heartbeat,
       grouped: true,
-      getToken: () => (this.getToken ? this.getToken() : null),
+      getToken: () => {
+        if (this.getToken) return this.getToken();
+        return this.tokenUrl ? tokenFromUrl(this.tokenUrl)() : null;
+      },
     });
     // Not in data(): the core and client are not made reactive (Vue would wrap their internals).
     this.core = new BellCore({
@@ -326,6 +335,7 @@ export const NotificationBell = {
       locale: this.pickLocale(),
       strings: this.strings,
       maxItems: this.maxItems,
+      push: !this.noPush,
       onUpdate: () => {
         if (!this.core) return;
         const pushButton = this.$refs.push;

@@ -8,8 +8,11 @@
 // before "Load more", 50), locale (a language tag; default: the element's `lang`, the nearest
 // `lang` around it, the document's, the browser's), strings (JSON: any of the locale's strings,
 // see bell-strings.js), theme ("light" | "dark"; default: the system's), no-desktop (hide the
-// desktop-alerts switch).
-// Properties: getToken (async () => token: on 401 and before a token's exp), strings (overrides,
+// desktop-alerts switch), token-url (the app's token route, fetched with the page's cookies for
+// a fresh token: no script needed, see token-url.js), no-push (never ask for the push key: the
+// server has none, or the page registers no service worker).
+// Properties: getToken (async () => token: on 401 and before a token's exp; wins over
+// token-url), strings (overrides,
 // as the attribute), locale (the one in use, read-only), client (the tidings.js client,
 // read-only), open. Methods: show(), close(), toggle(). Events: `new-notification` (detail: the
 // notification).
@@ -19,6 +22,7 @@
 import { createTidings, safeLink } from "./tidings.js";
 import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
 import { STRINGS, format, pickLocale } from "./bell-strings.js";
+import { tokenFromUrl } from "./token-url.js";
 
 export { STRINGS };
 
@@ -398,14 +402,20 @@ export class TidingsBell extends HTMLElement {
       pageSize: number("page-size", 10),
       heartbeat: number("heartbeat", 15),
       grouped: true,
-      // Read when needed, so a host may set `bell.getToken` after the element exists.
-      getToken: () => (typeof this.getToken === "function" ? this.getToken() : null),
+      // Read when needed, so a host may set `bell.getToken` (or `token-url`) after the element
+      // exists.
+      getToken: () => {
+        if (typeof this.getToken === "function") return this.getToken();
+        const url = this.getAttribute("token-url");
+        return url ? tokenFromUrl(url)() : null;
+      },
     });
     this._core = new BellCore({
       client: this._client,
       locale: this._pickLocale(),
       strings: this._overrides,
       maxItems: this._maxItems(),
+      push: !this.hasAttribute("no-push"),
       onUpdate: () => this._render(),
       onAnnounce: (text) => this._announce(text),
       onArrival: (n) => this._arrived(n),

@@ -39,16 +39,19 @@ class Tidings
         string $url,
         string $publisherKey,
         ?string $secret = null,
-        float $timeout = 10.0,
-        int $retries = 3,
-        ?Http $http = null
+        float $timeout = 2.0,
+        int $retries = 2,
+        ?Http $http = null,
+        float $connectTimeout = 1.0
     ) {
         // "https://tidings.example/" and "https://tidings.example" name the same server.
         $this->url = rtrim($url, '/');
         $this->publisherKey = $publisherKey;
         $this->secret = $secret === '' ? null : $secret;
         $this->retries = $retries;
-        $this->http = $http ?? new Http(['timeout' => $timeout, 'connect_timeout' => $timeout]);
+        // Both bounded, so a publish that cannot get through costs at most
+        // (retries + 1) × timeout plus the backoff, never the PHP default of minutes.
+        $this->http = $http ?? new Http(['timeout' => $timeout, 'connect_timeout' => min($connectTimeout, $timeout)]);
         $this->sleep = static function (int $attempt): void {
             usleep((int) (min(5.0, 0.25 * 2 ** $attempt) * mt_rand(500, 1000) * 1000));
         };
@@ -57,6 +60,27 @@ class Tidings
     public function url(): string
     {
         return $this->url;
+    }
+
+    /** Whether token() signs with the secret here (no request to tidings). */
+    public function signsLocally(): bool
+    {
+        return $this->secret !== null;
+    }
+
+    /**
+     * Hand a failure to the app's exception handler (its log, Sentry, …) without raising it.
+     *
+     * @param  \Illuminate\Contracts\Container\Container  $app
+     */
+    public static function report($app, \Throwable $exc): void
+    {
+        $handler = 'Illuminate\Contracts\Debug\ExceptionHandler';
+        if ($app->bound($handler)) {
+            $app->make($handler)->report($exc);
+        } else {
+            error_log('tidings: ' . $exc->getMessage());
+        }
     }
 
     /**
@@ -99,14 +123,17 @@ class Tidings
         return (string) $this->post('/api/tokens', ['user_id' => (string) $userId, 'ttl' => $ttl])['token'];
     }
 
-    /** An HS256 JWT with `sub` and `exp`, as tidings checks it (no JWT library needed). */
+    /**
+     * An HS256 JWT with `sub`, `iat` and `exp`, as tidings checks it (no JWT library needed).
+     * `iat` lets the bell renew at a share of the lifetime, whatever the clocks say.
+     */
     public static function mintToken(string $secret, string $userId, int $ttl = 3600): string
     {
         $encode = static function (string $raw): string {
             return rtrim(strtr(base64_encode($raw), '+/', '-_'), '=');
         };
         $header = $encode(json_encode(['alg' => 'HS256', 'typ' => 'JWT']));
-        $claims = $encode(json_encode(['sub' => $userId, 'exp' => time() + $ttl]));
+        $claims = $encode(json_encode(['sub' => $userId, 'iat' => $now = time(), 'exp' => $now + $ttl]));
         $signature = $encode(hash_hmac('sha256', "{$header}.{$claims}", $secret, true));
 
         return "{$header}.{$claims}.{$signature}";

@@ -3,6 +3,7 @@
 namespace Tidings\Laravel;
 
 use Illuminate\Contracts\Container\Container;
+use Illuminate\Contracts\Queue\ShouldQueue;
 use Illuminate\Notifications\Notification;
 use InvalidArgumentException;
 
@@ -13,7 +14,13 @@ use InvalidArgumentException;
  * `message` and any of link, kind, data…), else toArray($notifiable) with a `message` key. The
  * user is the notifiable's routeNotificationForTidings($notification), else its key. The
  * notification's id (with the user's) is the idempotency key, so a retried send is stored once;
- * the publish runs after the surrounding database transaction commits (at once outside one).
+ * an `idempotency_key` from toTidings() (with the user's) replaces it, so a notification sent
+ * twice for one event (an observer that runs twice) is stored once. The publish runs after the
+ * surrounding database transaction commits (at once outside one).
+ *
+ * A publish that still fails (tidings down, a refused key, a 422) is reported to the app's
+ * exception handler and the request goes on: the row it follows has committed. A queued
+ * notification (ShouldQueue) raises instead, so the queue retries it with the same key.
  */
 class TidingsChannel
 {
@@ -42,9 +49,21 @@ class TidingsChannel
         // Laravel gives every notification a UUID before sending it (one per notifiable, unless
         // the app set one); with the user, one notification sent to several users is one
         // publish each, and a retry of any of them is stored once.
-        $fields['idempotency_key'] = $fields['idempotency_key'] ?? "{$notification->id}:{$user}";
-        $publish = function () use ($user, $message, $fields): void {
-            $this->tidings->publish($user, $message, $fields);
+        // A key from toTidings() names the event; with the user's, one event sent to several
+        // users is one publish each (tidings keeps a key for one body).
+        $fields['idempotency_key'] = isset($fields['idempotency_key'])
+            ? "{$fields['idempotency_key']}:{$user}"
+            : "{$notification->id}:{$user}";
+        $queued = $notification instanceof ShouldQueue;
+        $publish = function () use ($user, $message, $fields, $queued): void {
+            try {
+                $this->tidings->publish($user, $message, $fields);
+            } catch (TidingsException $exc) {
+                if ($queued) {
+                    throw $exc;
+                }
+                Tidings::report($this->app, $exc);
+            }
         };
         if ($this->app->bound('db.transactions')) {
             // Runs now when no transaction is open; a rolled-back one never runs it.

@@ -19,8 +19,10 @@ class TidingsServiceProvider extends ServiceProvider
                 (string) $config['url'],
                 (string) $config['publisher_key'],
                 $config['secret'] ?? null,
-                (float) ($config['timeout'] ?? 10),
-                (int) ($config['retries'] ?? 3)
+                (float) ($config['timeout'] ?? 2),
+                (int) ($config['retries'] ?? 2),
+                null,
+                (float) ($config['connect_timeout'] ?? 1)
             );
         });
         $extend = function (ChannelManager $channels) {

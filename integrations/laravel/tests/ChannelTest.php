@@ -5,6 +5,7 @@ namespace Tidings\Laravel\Tests;
 use Illuminate\Support\Facades\DB;
 use Illuminate\Support\Facades\Notification;
 use Tidings\Laravel\Facades\Tidings;
+use Tidings\Laravel\Tests\Fixtures\CommentAdded;
 use Tidings\Laravel\Tests\Fixtures\CommentPosted;
 use Tidings\Laravel\Tests\Fixtures\InvoicePaid;
 use Tidings\Laravel\Tests\Fixtures\Member;
@@ -41,6 +42,21 @@ class ChannelTest extends TestCase
 
         $this->assertCount(1, $this->listed('laravel-once'));
         $this->assertCount(1, $this->listed('laravel-once-other'));
+    }
+
+    public function testAStableKeyFromToTidingsPublishesOnceWhenTheObserverRunsTwice(): void
+    {
+        $user = new User(['id' => 'laravel-stable']);
+        $other = new User(['id' => 'laravel-stable-other']);
+        // Two sends for one event, each with Laravel's own new notification id.
+        // --8<-- [start:twice]
+        $user->notify(new CommentAdded(5));
+        $user->notify(new CommentAdded(5)); // the observer ran again: stored once
+        // --8<-- [end:twice]
+        Notification::send([$user, $other], new CommentAdded(5)); // the key is per user
+
+        $this->assertSame(['New comment #5'], array_column($this->listed('laravel-stable'), 'message'));
+        $this->assertCount(1, $this->listed('laravel-stable-other'));
     }
 
     public function testToArrayAndTheRoutingMethodAreUsed(): void

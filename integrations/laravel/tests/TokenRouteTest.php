@@ -34,6 +34,21 @@ class TokenRouteTest extends TestCase
         $this->assertSame(200, $count->getStatusCode());
     }
 
+    public function testWithoutTheSecretATidingsOutageIsA503JsonNotAnError(): void
+    {
+        $this->app->instance(\Illuminate\Contracts\Debug\ExceptionHandler::class, $handler = new Fixtures\RecordingHandler());
+        $this->app->instance(\Tidings\Laravel\Tidings::class, new \Tidings\Laravel\Tidings('http://127.0.0.1:9', 'key', null, 2.0, 0));
+        $request = Request::create('/tidings/token');
+        $request->setUserResolver(function () {
+            return new User(['id' => 'laravel-route-down']);
+        });
+        $response = $this->dispatch($request);
+
+        $this->assertSame(503, $response->getStatusCode());
+        $this->assertSame('unavailable', json_decode($response->getContent(), true)['error']);
+        $this->assertCount(1, $handler->reported);
+    }
+
     /** As the HTTP kernel does: the request is the container's, then the router runs it. */
     private function dispatch(Request $request)
     {

@@ -58,8 +58,9 @@ class TidingsError(Exception):
 
 
 def mint_token(secret: str, user_id: str | int, ttl: int = 3600) -> str:
-    """A user token signed locally with `TIDINGS_SECRET` (HS256, claims `sub` and `exp`)."""
-    body = {"sub": str(user_id), "exp": int(time.time()) + ttl}
+    """A user token signed locally with `TIDINGS_SECRET` (HS256, claims `sub`, `iat`, `exp`)."""
+    now = int(time.time())
+    body = {"sub": str(user_id), "iat": now, "exp": now + ttl}
     return jwt.encode(body, secret, algorithm="HS256")
 
 

@@ -22,7 +22,8 @@ PREFIX = "TIDINGS_"
 # Names the host app reads from the same `.env` (every guide uses them): tidings accepts and ignores
 # them, so one file serves both. Any other unknown TIDINGS_* name is still refused, which catches a
 # misspelled setting. The server's own key list is TIDINGS_PUBLISHER_KEYS (plural).
-APP_SIDE = frozenset({"TIDINGS_URL", "TIDINGS_PUBLISHER_KEY"})
+# tests/test_integration_env.py reads every integration's names and keeps this list complete.
+APP_SIDE = frozenset({"TIDINGS_URL", "TIDINGS_PUBLISHER_KEY", "TIDINGS_TOKEN_TTL"})
 
 
 class ConfigError(ValueError):

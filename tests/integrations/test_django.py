@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +17,8 @@ import jwt
 import pytest
 
 from tests.support import PUBLISHER_KEY, SECRET, Server, make_token, open_stream, serving
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("django_site")]
 
@@ -185,14 +190,38 @@ def test_the_bell_tag_renders_the_script_the_element_and_a_fresh_credential(
     parser.feed(page)
     scripts = [attrs for tag, attrs in parser.found if tag == "script"]
     [bell] = [attrs for tag, attrs in parser.found if tag == "tidings-bell"]
-    assert {"type": "module", "src": f"{server.url}/static/tidings-bell.js"} in scripts
+    assert scripts == [{"type": "module", "src": f"{server.url}/static/tidings-bell.js"}]
     assert bell["base-url"] == server.url
-    assert bell["data-token-url"] == "/tidings/token"
+    # The bell fetches its next token itself: no inline script (Vue roots, strict CSP).
+    assert bell["token-url"] == "/tidings/token"
+    assert "no-push" in bell
     claims = jwt.decode(str(bell["token"]), SECRET, algorithms=["HS256"])
     assert claims["sub"] == str(user.pk)
-    assert re.search(r"getToken", page)
+    assert claims["exp"] - claims["iat"] == 900
     served = httpx.get(f"{server.url}/static/tidings-bell.js", timeout=10)
     assert served.status_code == 200
+
+
+def test_the_bell_tag_passes_the_requests_csp_nonce_and_push(
+    tidings_settings: dict[str, str], server: Server
+) -> None:
+    from django.template import Context, Template
+    from django.test import RequestFactory, override_settings
+
+    request = RequestFactory().get("/")
+    request.user = make_user("dj-nonce")
+    tag = Template("{% load tidings %}{% tidings_bell %}")
+    with override_settings(TIDINGS={**tidings_settings, "PUSH": True}):
+        # Django 6's own CSP nonce (the csp context processor) and django-csp's request.csp_nonce.
+        page = tag.render(Context({"request": request, "csp_nonce": "dj-n0nce"}))
+        request.csp_nonce = "csp-n0nce"  # type: ignore[attr-defined]
+        other = tag.render(Context({"request": request}))
+    parser = Elements()
+    parser.feed(page + other)
+    scripts = [attrs for tag_name, attrs in parser.found if tag_name == "script"]
+    assert [s.get("nonce") for s in scripts] == ["dj-n0nce", "csp-n0nce"]
+    bells = [attrs for tag_name, attrs in parser.found if tag_name == "tidings-bell"]
+    assert all("no-push" not in bell and "nonce" not in bell for bell in bells)
 
 
 @pytest.mark.usefixtures("tidings_settings")
@@ -234,3 +263,70 @@ def test_notify_refuses_a_user_without_a_key() -> None:
 
     with pytest.raises(ValueError, match="no primary key"):
         notify(AnonymousUser(), "to nobody")
+
+
+@pytest.mark.parametrize("case", ["tidings down", "host not answering", "key refused", "invalid"])
+def test_a_failed_publish_after_the_commit_is_logged_not_raised_and_bounded(
+    tidings_settings: dict[str, str],
+    server: Server,
+    case: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import socket
+    import time
+
+    from django.db import transaction
+    from django.test import override_settings
+
+    from tidings.django import conf, notify
+
+    settings = dict(tidings_settings)
+    fields: dict[str, Any] = {}
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts; nobody ever answers
+    if case == "tidings down":
+        settings["URL"] = "http://127.0.0.1:9"
+    elif case == "host not answering":
+        settings["URL"] = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    elif case == "key refused":
+        settings["PUBLISHER_KEY"] = "not-a-publisher-key"
+    else:
+        fields["link"] = "javascript:alert(1)"
+    user = make_user(f"dj-fail-{case.replace(' ', '-')}")
+    try:
+        with override_settings(TIDINGS=settings):
+            config = conf.get()
+            started = time.monotonic()
+            with transaction.atomic():
+                notify(user, "committed anyway", **fields)
+            took = time.monotonic() - started
+    finally:
+        silent.close()
+    failures = [r for r in caplog.records if r.name == "tidings.django"]
+    assert len(failures) == 1, caplog.text
+    assert failures[0].exc_info is not None
+    # (retries + 1) × timeout plus the backoff (under a second), with the defaults.
+    assert took < (config.retries + 1) * config.timeout + 1.5
+
+
+def test_manage_py_commands_run_without_the_tidings_variables(tmp_path: Path) -> None:
+    # The guide's settings read the .env names with .get(): `manage.py check`, `migrate`… run
+    # in a shell that never exported them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.integrations.django_site.settings",
+        DJANGO_SITE_DB=str(tmp_path / "site.db"),
+        PYTHONPATH=str(ROOT),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout

@@ -149,3 +149,15 @@ def test_the_token_expiry_travels_with_the_user() -> None:
     token, expires = mint_token(SECRET, "ann", ttl=120)
     user = read_user(connection(bearer=token), unit_settings())
     assert user.expires_at == expires
+
+
+def test_every_minted_token_carries_iat() -> None:
+    # The bell renews at a share of exp - iat, whatever the browser's clock says: the server's
+    # tokens (POST /api/tokens, `tidings token`) and the Python client's carry it.
+    from tidings.client import mint_token as client_mint
+
+    server_token, _ = mint_token(SECRET, "u1", 600)
+    for token in (server_token, client_mint(SECRET, "u1", 600)):
+        claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+        assert claims["exp"] - claims["iat"] == 600
+        assert abs(claims["iat"] - time.time()) < 5

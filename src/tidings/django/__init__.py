@@ -12,6 +12,6 @@ See docs/django.md.
 
 from __future__ import annotations
 
-from tidings.django.notify import notify
+from .notify import notify
 
 __all__ = ["notify"]

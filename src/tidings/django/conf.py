@@ -10,12 +10,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from tidings.client import Client
+from ..client import Client  # noqa: TID252 - also shipped as tidings_client.django
 
 __all__ = ["TidingsSettings", "client", "get", "user_id_of"]
 
 REQUIRED = ("URL", "PUBLISHER_KEY", "SECRET")
-OPTIONAL = ("TOKEN_TTL",)
+OPTIONAL = ("TOKEN_TTL", "TIMEOUT", "RETRIES", "PUSH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,13 @@ class TidingsSettings:
     publisher_key: str
     secret: str
     token_ttl: int = 900
+    # A publish that cannot get through costs at most (retries + 1) × timeout plus under a second
+    # of backoff, then is logged: bounded, since it runs in the request after the commit.
+    timeout: float = 2.0
+    retries: int = 2
+    # Whether the bell offers desktop notifications (tidings has a VAPID key, the site registers
+    # the service worker); False: it never asks for the push key.
+    push: bool = False
 
 
 def get() -> TidingsSettings:
@@ -42,26 +49,37 @@ def get() -> TidingsSettings:
     ttl = raw.get("TOKEN_TTL", 900)
     if not isinstance(ttl, int) or ttl <= 0:
         raise ImproperlyConfigured("settings.TIDINGS: TOKEN_TTL must be a positive int (seconds)")
+    timeout = raw.get("TIMEOUT", 2.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise ImproperlyConfigured("settings.TIDINGS: TIMEOUT must be a positive number (seconds)")
+    retries = raw.get("RETRIES", 2)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ImproperlyConfigured("settings.TIDINGS: RETRIES must be an int >= 0")
     return TidingsSettings(
         # A trailing slash is harmless: URLs are built as URL + "/path".
         url=str(raw["URL"]).rstrip("/"),
         publisher_key=str(raw["PUBLISHER_KEY"]),
         secret=str(raw["SECRET"]),
         token_ttl=ttl,
+        timeout=float(timeout),
+        retries=retries,
+        push=bool(raw.get("PUSH", False)),
     )
 
 
-_clients: dict[tuple[str, str], Client] = {}
+_clients: dict[tuple[str, str, float, int], Client] = {}
 _lock = threading.Lock()
 
 
 def client() -> Client:
     """One client (and its connection pool) per configuration, shared by all threads."""
     config = get()
-    key = (config.url, config.publisher_key)
+    key = (config.url, config.publisher_key, config.timeout, config.retries)
     with _lock:
         if key not in _clients:
-            _clients[key] = Client(config.url, config.publisher_key)
+            _clients[key] = Client(
+                config.url, config.publisher_key, timeout=config.timeout, retries=config.retries
+            )
         return _clients[key]
 
 

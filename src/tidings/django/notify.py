@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from tidings.django import conf
+from . import conf
 
 __all__ = ["notify"]
 

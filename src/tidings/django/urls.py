@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tidings.django import views
+from . import views
 
 urlpatterns = [path("token", views.token, name="tidings-token")]

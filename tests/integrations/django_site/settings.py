@@ -49,10 +49,11 @@ LOGIN_REDIRECT_URL = "/"
 # --8<-- [start:settings]
 INSTALLED_APPS += ["tidings.django"]
 
-# The names of the .env shared with tidings (tidings ignores the first two).
+# The names of the .env shared with tidings (tidings ignores the first two). .get(): manage.py
+# commands run without them; the first notify() or bell names what is missing.
 TIDINGS = {
-    "URL": os.environ["TIDINGS_URL"],
-    "PUBLISHER_KEY": os.environ["TIDINGS_PUBLISHER_KEY"],
-    "SECRET": os.environ["TIDINGS_SECRET"],
+    "URL": os.environ.get("TIDINGS_URL", "http://127.0.0.1:8001"),
+    "PUBLISHER_KEY": os.environ.get("TIDINGS_PUBLISHER_KEY", ""),
+    "SECRET": os.environ.get("TIDINGS_SECRET", ""),
 }
 # --8<-- [end:settings]

@@ -36,6 +36,17 @@ class BellTest extends TestCase
         $this->assertSame('laravel-layout', $this->claims($html)['sub']);
     }
 
+    public function testTheVue2LayoutOfTheGuideHasBothBellsAndNoInlineScript(): void
+    {
+        $this->logIn('laravel-vue2');
+        $html = $this->app->make('view')->file(__DIR__ . '/Fixtures/views/vue2.blade.php')->render();
+        $url = rtrim(getenv('TIDINGS_URL'), '/');
+
+        $this->assertMatchesRegularExpression('/<notification-bell base-url="' . preg_quote($url, '/') . '"\s+token-url="\/tidings\/token"\s+no-push\s*><\/notification-bell>/', $html);
+        $this->assertSame('laravel-vue2', $this->claims($html)['sub']);
+        $this->assertDoesNotMatchRegularExpression('/<script(?![^>]*\bsrc=)/', $html);
+    }
+
     public function testAnotherUsersBellNeedsATokenUrlThatMintsForThatUser(): void
     {
         $this->logIn('laravel-admin');
@@ -93,6 +104,17 @@ class BellTest extends TestCase
             public function user()
             {
                 return new User(['id' => $this->id]);
+            }
+
+            /** For @auth: the default guard is this one. */
+            public function guard()
+            {
+                return $this;
+            }
+
+            public function check(): bool
+            {
+                return true;
             }
         });
     }

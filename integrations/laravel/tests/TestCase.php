@@ -55,6 +55,10 @@ abstract class TestCase extends Base
         Facade::clearResolvedInstances();
         Facade::setFacadeApplication($app);
         $app->boot();
+        // The alias composer.json's extra.laravel declares (Laravel's package discovery adds it).
+        if (! class_exists('Tidings', false)) {
+            class_alias(\Tidings\Laravel\Facades\Tidings::class, 'Tidings');
+        }
         $this->app = $app;
     }
 

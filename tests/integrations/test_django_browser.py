@@ -94,8 +94,13 @@ def test_a_view_that_notifies_updates_the_badge_without_a_reload(
 ) -> None:
     site_url, _ = site
     context = browser.new_context()
+    refused: list[str] = []
     try:
         page = context.new_page()
+        page.on(
+            "console",
+            lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         log_in(page, site_url)
         bell = page.locator("tidings-bell")
         expect(bell).to_have_attribute("data-connection", "open", timeout=15000)
@@ -117,5 +122,10 @@ def test_a_view_that_notifies_updates_the_badge_without_a_reload(
         expect(link).to_be_visible(timeout=10000)
         # A /path resolves against the page (the app), not against tidings' origin.
         expect(link).to_have_attribute("href", f"{site_url}/invoices/7")
+        # Under the site's strict CSP (a nonce, no 'unsafe-inline'): the bell ran, nothing refused.
+        header = page.evaluate("fetch('/').then((r) => r.headers.get('content-security-policy'))")
+        assert "'nonce-" in header
+        assert "unsafe-inline" not in header
+        assert refused == []
     finally:
         context.close()

@@ -24,6 +24,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A strict CSP with a nonce per request (docs/django.md, "The bell").
+    "tests.integrations.django_site.csp.StrictCsp",
 ]
 TEMPLATES = [
     {

@@ -149,6 +149,8 @@ def test_both_bells_in_a_vue2_root_stay_live_past_the_token_lifetime_under_stric
                 refused.append(message.text)
 
         page.on("console", on_console)
+        asked_key: list[str] = []
+        page.on("request", lambda r: asked_key.append(r.url) if "/push/key" in r.url else None)
         page.goto(site.url + "/")
         # Vue 2 compiled the root (and so re-created both bells in it).
         page.wait_for_function("() => Boolean(document.querySelector('#app').__vue__)")
@@ -168,5 +170,7 @@ def test_both_bells_in_a_vue2_root_stay_live_past_the_token_lifetime_under_stric
         # The Laravel layout's CSRF meta went along with each refresh.
         assert site.csrf_seen == {"laravel-csrf-token"}
         assert refused == []
+        # no-push: neither bell asked for the push key (tidings here has none: it would be a 404).
+        assert asked_key == []
     finally:
         context.close()

@@ -104,6 +104,7 @@ class Engines:
         self.redis: list[tuple[int, Any]] = []  # standalone instances (port, process)
         self.cluster: list[tuple[int, Any]] = []
         self.nats: tuple[int, Any] | None = None
+        self.nats_monitor = 0
         self.errors: dict[str, str] = {}
 
     def up(self, wanted: set[str]) -> None:
@@ -148,7 +149,8 @@ class Engines:
         ports = [common.free_port() for _ in range(CLUSTER_MASTERS)]
         for port in ports:
             extra = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
-            extra += ["--cluster-node-timeout", "5000"]
+            # The cluster bus port: by default port + 10,000, which fails above 55,535.
+            extra += ["--cluster-port", str(common.free_port()), "--cluster-node-timeout", "5000"]
             self.cluster.append((port, self._redis(port, extra)))
         cli = shutil.which("redis-cli")
         if cli is None:
@@ -182,6 +184,7 @@ class Engines:
         proc = common.spawn(argv, log_path=folder / "nats.log")
         _wait(lambda: _http_ok(monitor, "/healthz"), 20, proc, f"nats-server on :{port}")
         self.nats = (port, proc)
+        self.nats_monitor = monitor
 
     def bus_url(self, engine: str) -> str:
         """TIDINGS_BUS_URL for `engine` (the forms of docs/deploy.md)."""
@@ -227,6 +230,31 @@ class Engines:
     def sample(self, engine: str) -> float:
         """CPU seconds of `engine`'s server processes so far."""
         return sum(common.sample(proc.pid)["cpu"] for proc in self.processes(engine))
+
+    def memory(self, engine: str) -> float | None:
+        """Bytes the engine's servers hold for data (Redis `used_memory`, NATS `mem`)."""
+        try:
+            if engine in ("redis", "centrifugo", "redis-hashed"):
+                ports = [
+                    p for p, _ in self.redis[: HASHED_INSTANCES if engine == "redis-hashed" else 1]
+                ]
+            elif engine == "redis-cluster":
+                ports = [p for p, _ in self.cluster]
+            elif engine == "nats" and self.nats_monitor:
+                status, body = common.request(self.nats_monitor, "GET", "/varz", timeout=5)
+                return float(json.loads(body)["mem"]) if status == 200 else None
+            else:
+                return None
+            total = 0.0
+            for port in ports:
+                info = _redis_command(port, b"INFO memory").decode(errors="replace")
+                found = re.search(r"^used_memory:(\d+)", info, re.M)
+                if found is None:
+                    return None
+                total += float(found.group(1))
+            return total
+        except (OSError, ValueError, KeyError):
+            return None
 
     def down(self) -> None:
         for _, proc in [*self.redis, *self.cluster, *([self.nats] if self.nats else [])]:
@@ -483,14 +511,14 @@ def one_run(
     nodes = Nodes(make, n, work)
     gen = None
     try:
-        base = nodes.sample()
+        base, engine_mem0 = nodes.sample(), engines.memory(bus)
         template = nodes.targets[0]
         gen = Generator(nodes.ports[0], reader_procs(cc.streams))
         names = users(cc.streams, f"c{tag}-")
         conns = [{**template.stream(u), "port": nodes.ports[i % n]} for i, u in enumerate(names)]
         opened = gen.open(conns)
         time.sleep(cc.settle)
-        idle = nodes.sample()
+        idle, engine_mem1 = nodes.sample(), engines.memory(bus)
         row.update(
             streams=cc.streams,
             rate=cc.rate,
@@ -500,6 +528,11 @@ def one_run(
             rss_per_stream_kb=round(
                 (idle["rss"] - base["rss"]) / max(opened["opened"], 1) / 1024, 2
             ),
+            # What the engine keeps per open stream: the per-user subscriptions (Redis: from
+            # its own count of used memory; NATS: its process memory, so coarser).
+            engine_bytes_per_stream=None
+            if engine_mem0 is None or engine_mem1 is None
+            else round((engine_mem1 - engine_mem0) / max(opened["opened"], 1)),
         )
 
         # The rate window: publishes spread over every node.
@@ -707,6 +740,7 @@ SPREAD = (
     "engine_cpu_us_per_notification",
     "bus_received_share",
     "rss_per_stream_kb",
+    "engine_bytes_per_stream",
 )
 BROADCAST_SPREAD = ("last_ms", "publish_call_ms", "server_cpu_s", "bus_received_share")
 

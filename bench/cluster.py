@@ -440,11 +440,14 @@ class Nodes:
         with concurrent.futures.ThreadPoolExecutor(max_workers=count) as pool:
             futures = [pool.submit(t.start, d) for t, d in zip(self.targets, dirs, strict=True)]
             errors = []
-            for f in futures:
+            for f, t, d in zip(futures, self.targets, dirs, strict=True):
                 try:
                     self.servers.append(f.result())
                 except Exception as exc:
-                    errors.append(exc)
+                    # Why it did not start is in its log (a bus URL it refused, say).
+                    log = d / f"{t.name}.log"
+                    tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+                    errors.append(RuntimeError(f"{exc} | log: {tail.strip()}"))
         if errors:
             self.stop()
             raise errors[0]

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from tidings.bus.base import Tally
+
 __all__ = ["Metrics"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -51,6 +53,19 @@ class Deliveries:
         )
 
 
+class BusReceived(Tally):
+    """The user events this node received from the bus (tidings.bus.base.Tally)."""
+
+    __slots__ = ()
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "tidings_bus_announcements_received",
+            "User events this node received from the bus (per-user routing: its own users')",
+            value=self.count,
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -61,6 +76,8 @@ class Metrics:
         )
         self.deliveries = Deliveries()
         r.register(self.deliveries)
+        self.bus_received = BusReceived()
+        r.register(self.bus_received)
         self.disconnects = Counter(
             "tidings_stream_disconnects",
             "Streams that ended, by reason: client, slow, expired, drain, error",

@@ -33,6 +33,8 @@ class ConfigError(ValueError):
 class Settings:
     database_url: str = "sqlite:///tidings.db"
     bus_url: str = "local://"
+    # Per-user routing: seconds a user's bus subscription outlives the last stream on a node.
+    bus_linger: float = 5.0
     secret: str = ""
     publisher_keys: tuple[str, ...] = ()
     heartbeat: float = 15.0
@@ -148,6 +150,8 @@ class Settings:
             )
         if self.heartbeat <= 0:
             raise ConfigError("TIDINGS_HEARTBEAT must be a positive number of seconds")
+        if self.bus_linger < 0:
+            raise ConfigError("TIDINGS_BUS_LINGER must be zero or a positive number of seconds")
         if self.retention_days <= 0:
             raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
         if self.prune_interval <= 0:

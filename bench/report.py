@@ -485,6 +485,19 @@ def spread(case: dict[str, Any], key: str, unit: str = "") -> str:
     return f"{fmt(value, unit)} ({fmt(rng[0])}–{fmt(rng[1])})"
 
 
+def measured(value: Any) -> str:
+    """A criterion's figures: `p99_ms 9.86 (Centrifugo 7.29)`, `lost 0`."""
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            if isinstance(v, list) and len(v) == 2:
+                parts.append(f"{k} {fmt(v[0])} (Centrifugo {fmt(v[1])})")
+            else:
+                parts.append(f"{k} {fmt(v)}")
+        return ", ".join(parts)
+    return fmt(value)
+
+
 def cluster_table(path: str, data: dict[str, Any]) -> list[str]:
     m, e = data["machine"], data.get("engines", {}).get("versions", {})
     out = [
@@ -551,7 +564,7 @@ def cluster_rows(data: dict[str, Any]) -> list[str]:
         rows = [
             [
                 c["what"],
-                json.dumps(c["value"], ensure_ascii=False),
+                measured(c["value"]),
                 "–" if c["holds"] is None else ("yes" if c["holds"] else "no"),
             ]
             for c in checks

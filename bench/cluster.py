@@ -195,7 +195,10 @@ class Engines:
         if engine == "redis-hashed":
             return ",".join(f"redis://127.0.0.1:{p}/0" for p, _ in self.redis[:HASHED_INSTANCES])
         if engine == "redis-cluster":
-            return CLUSTER_URL.format(hosts=",".join(f"127.0.0.1:{p}" for p, _ in self.cluster))
+            # One seed: a node reads the slot map from it and connects to every master. (The
+            # several-seed form `redis+cluster://a:1,b:2` was refused by the URL check of
+            # settings.py when this was written.)
+            return CLUSTER_URL.format(hosts=f"127.0.0.1:{self.cluster[0][0]}")
         if engine == "nats":
             assert self.nats is not None
             return f"nats://127.0.0.1:{self.nats[0]}"
@@ -227,9 +230,10 @@ class Engines:
             return [self.nats[1]]
         return []
 
-    def sample(self, engine: str) -> float:
-        """CPU seconds of `engine`'s server processes so far."""
-        return sum(common.sample(proc.pid)["cpu"] for proc in self.processes(engine))
+    def sample(self, engine: str) -> float | None:
+        """CPU seconds of `engine`'s server processes so far (None: it has none)."""
+        procs = self.processes(engine)
+        return sum(common.sample(proc.pid)["cpu"] for proc in procs) if procs else None
 
     def memory(self, engine: str) -> float | None:
         """Bytes the engine's servers hold for data (Redis `used_memory`, NATS `mem`)."""
@@ -261,7 +265,7 @@ class Engines:
             common.stop(proc, timeout=10)
 
 
-# The Redis Cluster form of TIDINGS_BUS_URL: the seed nodes, comma-separated (docs/deploy.md).
+# The Redis Cluster form of TIDINGS_BUS_URL (tidings.bus.redis): seed nodes.
 CLUSTER_URL = "redis+cluster://{hosts}"
 
 
@@ -573,10 +577,13 @@ def one_run(
             server_cpu_us_per_notification=round(
                 (s1["cpu"] - s0["cpu"]) / max(pub["sent"], 1) * 1e6, 1
             ),
-            engine_cpu_pct=round((e1 - e0) / wall * 100, 1),
-            engine_cpu_us_per_notification=round((e1 - e0) / max(pub["sent"], 1) * 1e6, 1),
+            engine_cpu_pct=None if e0 is None or e1 is None else round((e1 - e0) / wall * 100, 1),
+            engine_cpu_us_per_notification=None
+            if e0 is None or e1 is None
+            else round((e1 - e0) / max(pub["sent"], 1) * 1e6, 1),
             bus_received_per_node=received,
-            bus_received_share=_share(received, pub["sent"]),
+            # One node on the local bus has no bus between nodes: its count (0) is no share.
+            bus_received_share=None if engine == "local" else _share(received, pub["sent"]),
             publisher_processes=pub["processes"],
             publisher_behind_max_ms=ms(pub["behind_max"]),
             generator_cpu_pct=round((pub["cpu_total"] + st["cpu_total"]) / wall * 100, 1),
@@ -615,7 +622,7 @@ def one_run(
             "p50_ms": ms(pct(st["lat"], 0.5)),
             "server_cpu_s": round(s1["cpu"] - s0["cpu"], 3),
             "bus_received_per_node": received,
-            "bus_received_share": _share(received, len(bcast)),
+            "bus_received_share": None if engine == "local" else _share(received, len(bcast)),
         }
         common.log(f"  -> broadcast {row['broadcast']}")
     finally:
@@ -642,7 +649,7 @@ def _share_note(target: str, engine: str, received: list[float | None]) -> str:
     if target == "centrifugo":
         return f"{CENTRIFUGO_METRIC} not on Centrifugo's /metrics"
     if engine == "local":
-        return "one node on the local bus: no bus between nodes"
+        return "one node on the local bus: no bus between nodes, so no share"
     return f"{METRIC} not on the nodes' /metrics (a tidings without per-user routing)"
 
 

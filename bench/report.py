@@ -571,6 +571,8 @@ def cluster_rows(data: dict[str, Any]) -> list[str]:
         ]
         head = ["target", "measured", "holds"]
         out += ["Issue 23's targets, on the medians above:", "", *table(head, rows), ""]
+        if data.get("criteria_note"):
+            out += [f"({data['criteria_note']})", ""]
     return out
 
 

@@ -428,10 +428,11 @@ published: 1.0 means every node hears everything, 1/N is perfect routing. The ca
 round-robin three times (`--repeat`); each figure is the median of the three, with the spread
 (min–max) in brackets.
 
-Run it on a quiet machine: `bench/run cluster` (all cases, about 30 minutes; `--nodes 1,2,4`,
-`--engines local,redis,redis-hashed,redis-cluster,nats,centrifugo` and `--repeat 3` choose a
-subset), or `bench/run cluster --quick` for a smoke run (1,000 streams, 500/s for 2 s, N = 2,
-one run, under 2 minutes; its figures say only that every part works)."""
+Run it on a quiet machine (after `.venv/bin/pip install -c constraints.txt -e '.[bench,nats]'`,
+for the plots this page keeps and the NATS client): `bench/run cluster` runs every case in about
+30 minutes; `--nodes 1,2,4`, `--engines local,redis,redis-hashed,redis-cluster,nats,centrifugo`
+and `--repeat 3` choose a subset. `bench/run cluster --quick` is a smoke run (1,000 streams,
+500/s for 2 s, N = 2, one run, under 2 minutes): its figures say only that every part works)."""
 
 
 def cluster_section() -> list[str]:
@@ -578,13 +579,16 @@ def cluster_rows(data: dict[str, Any]) -> list[str]:
 
 def _newest_with(pattern: str, key: str) -> tuple[Path, dict[str, Any]] | None:
     """The newest result file matching `pattern` that holds `key` (skips wrapper files)."""
-    found: tuple[float, Path, dict[str, Any]] | None = None
+    found: tuple[tuple[str, float], Path, dict[str, Any]] | None = None
     for path in RESULTS.glob(pattern):
         data = json.loads(path.read_text())
         value = data.get(key)
         # The coordinator's wrapper keeps the script's output as text; read the script's file.
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            stamp = path.stat().st_mtime
+            # By the date in the name (stores-2026-11-30, buses-20261130T040344), not the file's
+            # time, which a checkout sets to the moment of the checkout.
+            digits = "".join(ch for ch in path.stem if ch.isdigit()).ljust(14, "0")
+            stamp = (digits, path.stat().st_mtime)
             if found is None or stamp > found[0]:
                 found = (stamp, path, data)
     return None if found is None else (found[1], found[2])

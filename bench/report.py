@@ -432,7 +432,7 @@ Run it on a quiet machine (after `.venv/bin/pip install -c constraints.txt -e '.
 for the plots this page keeps and the NATS client): `bench/run cluster` runs every case in about
 30 minutes; `--nodes 1,2,4`, `--engines local,redis,redis-hashed,redis-cluster,nats,centrifugo`
 and `--repeat 3` choose a subset. `bench/run cluster --quick` is a smoke run (1,000 streams,
-500/s for 2 s, N = 2, one run, under 2 minutes): its figures say only that every part works)."""
+500/s for 2 s, N = 2, one run, under 2 minutes): its figures say only that every part works."""
 
 
 def cluster_section() -> list[str]:

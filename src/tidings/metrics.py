@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from tidings.bus.base import Tally
 
@@ -56,7 +61,12 @@ class Deliveries:
 class BusReceived(Tally):
     """The user events this node received from the bus (tidings.bus.base.Tally)."""
 
-    __slots__ = ()
+    __slots__ = ("routed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The bus's count of users it is subscribed for, on the buses that route per user.
+        self.routed: Callable[[], int] | None = None
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(
@@ -64,6 +74,12 @@ class BusReceived(Tally):
             "User events this node received from the bus (per-user routing: its own users')",
             value=self.count,
         )
+        if self.routed is not None:
+            yield GaugeMetricFamily(
+                "tidings_bus_users_routed",
+                "Users this node's bus subscription covers (with a stream, or lingering)",
+                value=self.routed(),
+            )
 
 
 class Metrics:

@@ -60,6 +60,9 @@ class Service:
         self.store: Store = InstrumentedStore(bounded, self.metrics)
         self.bus: Bus = create_bus(settings.bus_url, settings.database_url, settings.bus_linger)
         self.bus.tally = self.metrics.bus_received
+        routed = getattr(self.bus, "routed", None)
+        if callable(routed):
+            self.metrics.bus_received.routed = routed
         self.hub = Hub(settings, self.metrics)
         self.hub.routes = self.bus
         self.scheduler = Scheduler(self)

@@ -200,7 +200,12 @@ class Settings:
 
     def _validate_edge(self) -> None:
         # A URL urlsplit cannot parse would otherwise fail deep in a factory, with a traceback.
-        named = [("TIDINGS_DATABASE_URL", self.database_url), ("TIDINGS_BUS_URL", self.bus_url)]
+        named = [("TIDINGS_DATABASE_URL", self.database_url)]
+        # A bus URL may list several servers (comma-separated; after the first, host:port will do).
+        named += [
+            ("TIDINGS_BUS_URL", part if "://" in part else f"bus://{part}")
+            for part in self.bus_url.split(",")
+        ]
         named += [("TIDINGS_CORS_ORIGINS", origin) for origin in self.cors_origins]
         for variable, url in named:
             if not _parses(url):

@@ -2,7 +2,7 @@
 
 Several servers of one NATS cluster: `nats://a:4222,nats://b:4222,nats://c:4222`. A node holds one
 connection, to one of them; when it drops, the node connects to the next server that answers
-(in a shuffled order, so nodes spread) and resubscribes. NATS routes subjects across its cluster,
+(in the order listed) and resubscribes. NATS routes subjects across its cluster,
 so a publish on any server reaches the subscribers on every other.
 
 Each user has a subject, `tidings.u.<user id>` (a user id with anything but letters, digits, `_`
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import re
 from collections.abc import Sequence
 from typing import Any, Final
@@ -71,8 +70,9 @@ class NatsBus(RoutedBus):
         super().__init__([",".join(self.servers)], linger)
         self._client: Any = None
         self._subs: dict[str, Any] = {}
+        # Tried in the order listed, from the one that last worked: list them in another order
+        # on each node (or behind one DNS name) to spread the nodes over the servers.
         self._order = list(self.servers)
-        random.shuffle(self._order)
         self._apply_lock = asyncio.Lock()
 
     def name(self) -> str:
@@ -93,7 +93,6 @@ class NatsBus(RoutedBus):
         last: Exception | None = None
         for _ in range(len(self._order)):
             server = self._order[0]
-            self._order.append(self._order.pop(0))
             try:
                 return await nats.connect(
                     servers=[server],
@@ -106,6 +105,7 @@ class NatsBus(RoutedBus):
                 )
             except Exception as exc:
                 last = exc
+                self._order.append(self._order.pop(0))
         raise ConnectionError(f"no NATS server answered: {last}")
 
     async def _quiet(self, exc: Exception) -> None:

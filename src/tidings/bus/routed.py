@@ -295,7 +295,9 @@ class RoutedBus(abc.ABC):
     async def _send(self, batches: dict[int, list[tuple[str | None, str]]]) -> None:
         """Publish each shard's batch (with what it owes first), all shards at once."""
         for shard in self.shards:
-            if (shard.owed or shard.owe_all) and shard.index not in batches:
+            # What a connected shard owes goes out with this announcement; a shard that is down
+            # is left to its own reconnect (trying it would hold up everyone else's).
+            if (shard.owed or shard.owe_all) and shard.live and shard.index not in batches:
                 batches[shard.index] = []
         if not batches:
             return

@@ -195,10 +195,8 @@ class Engines:
         if engine == "redis-hashed":
             return ",".join(f"redis://127.0.0.1:{p}/0" for p, _ in self.redis[:HASHED_INSTANCES])
         if engine == "redis-cluster":
-            # One seed: a node reads the slot map from it and connects to every master. (The
-            # several-seed form `redis+cluster://a:1,b:2` was refused by the URL check of
-            # settings.py when this was written.)
-            return CLUSTER_URL.format(hosts=f"127.0.0.1:{self.cluster[0][0]}")
+            # Every master as a seed (any one would do: a node reads the slot map from it).
+            return CLUSTER_URL.format(hosts=",".join(f"127.0.0.1:{p}" for p, _ in self.cluster))
         if engine == "nats":
             assert self.nats is not None
             return f"nats://127.0.0.1:{self.nats[0]}"

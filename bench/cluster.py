@@ -315,6 +315,14 @@ def engine_versions() -> dict[str, str]:
             out[name] = (done.stdout or done.stderr).strip()
         except OSError:
             out[name] = "absent"
+    # The nodes' clients for them.
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name, package in (("redis-py", "redis"), ("nats-py", "nats-py"), ("asyncpg", "asyncpg")):
+        try:
+            out[name] = version(package)
+        except PackageNotFoundError:
+            out[name] = "absent"
     return out
 
 

@@ -48,11 +48,16 @@ class Stats:
 class Reader(asyncio.Protocol):
     """One SSE stream as a browser's EventSource holds it (reconnects with Last-Event-ID)."""
 
-    def __init__(self, gen: Readers, user: str, path: str, headers: dict[str, str]) -> None:
+    def __init__(
+        self, gen: Readers, user: str, path: str, headers: dict[str, str], port: int = 0
+    ) -> None:
         self.gen = gen
         self.user = user
         self.path = path
         self.headers = headers
+        # The node this stream belongs to (bench/cluster.py spreads streams over several); 0: the
+        # process's own port.
+        self.port = port or gen.port
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.sse = bytearray()
@@ -69,7 +74,7 @@ class Reader(asyncio.Protocol):
         self.connected = False
 
     def request(self) -> bytes:
-        lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.gen.host}:{self.gen.port}"]
+        lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.gen.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
         lines.append("Accept: text/event-stream")
         if self.last_id is not None:
@@ -233,7 +238,7 @@ class Readers:
         try:
             await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: reader, self.host, self.port, local_addr=self.local_addr
+                    lambda: reader, self.host, reader.port, local_addr=self.local_addr
                 ),
                 CONNECT_TIMEOUT,
             )
@@ -258,7 +263,10 @@ class Readers:
                     failed += 1
 
         started = time.time()
-        new = [Reader(self, c["user"], c["path"], c.get("headers", {})) for c in conns]
+        new = [
+            Reader(self, c["user"], c["path"], c.get("headers", {}), int(c.get("port", 0)))
+            for c in conns
+        ]
         self.readers += new
         await asyncio.gather(*(one(r) for r in new))
         return {"opened": len(new) - failed, "failed": failed, "elapsed": time.time() - started}
@@ -278,8 +286,8 @@ class Publisher:
         self.host = host
         self.port = port
 
-    async def _conn(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 10)
+    async def _conn(self, port: int = 0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.wait_for(asyncio.open_connection(self.host, port or self.port), 10)
 
     async def _request(
         self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes
@@ -331,13 +339,16 @@ class Publisher:
         k0: int = cmd["k0"]
         t0: float = cmd.get("start_at") or time.time() + 0.2
         pool = int(cmd.get("connections", 32))
+        # Several nodes (bench/cluster.py): connection j goes to ports[j % len], so publishes land
+        # on every node, whichever holds the user's streams.
+        ports: list[int] = [int(x) for x in cmd.get("ports") or [self.port]]
         queue: asyncio.Queue[tuple[int, str, float] | None] = asyncio.Queue()
         ok: dict[int, str] = {}
         errors = 0
         behind = 0.0
         rng = random.Random(cmd.get("seed", 1) * 1000 + offset)
 
-        async def worker() -> None:
+        async def worker(port: int) -> None:
             nonlocal errors
             conn = None
             while True:
@@ -348,7 +359,7 @@ class Publisher:
                 for _attempt in range(2):
                     try:
                         if conn is None:
-                            conn = await self._conn()
+                            conn = await self._conn(port)
                         status = await self._request(conn, self.build(tpl, user, t, k))
                         if 200 <= status < 300:
                             ok[k] = user
@@ -364,7 +375,7 @@ class Publisher:
             if conn is not None:
                 conn[1].close()
 
-        workers = [asyncio.create_task(worker()) for _ in range(pool)]
+        workers = [asyncio.create_task(worker(ports[j % len(ports)])) for j in range(pool)]
         cpu0 = _cpu()
         i = offset
         while i < count:

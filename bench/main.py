@@ -26,7 +26,10 @@ from typing import Any
 from bench import common
 from bench.targets import PER_PROCESS, PYTHON, Server, Target, all_targets
 
-SCENARIOS = ("idle", "latency", "broadcast", "storm", "profile", "stores", "buses")
+SCENARIOS = ("idle", "latency", "broadcast", "storm", "profile", "stores", "buses", "cluster")
+# Run only when named: it starts its own Redis, Redis Cluster and NATS servers and several nodes
+# per case, and takes longer than all the others together (docs/benchmarks.md, "Cluster").
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "cluster")
 
 
 @dataclass(frozen=True)
@@ -679,13 +682,37 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated stream counts for the idle scenario (an A/B of one level)",
     )
+    parser.add_argument(
+        "--nodes", default="", help="cluster: comma-separated node counts (default 1,2,4)"
+    )
+    parser.add_argument(
+        "--engines",
+        default="",
+        help="cluster: comma-separated subset of local, redis, redis-hashed, redis-cluster, "
+        "nats, centrifugo (default all)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=0, help="cluster: runs per case (default 3; --quick 1)"
+    )
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
     args = parser.parse_args(argv)
-    chosen = args.scenarios or list(SCENARIOS)
+    chosen = args.scenarios or list(DEFAULT_SCENARIOS)
     for s in chosen:
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
     cfg = QUICK if args.quick else FULL
+    from bench.cluster import ENGINES
+
+    engines = tuple(filter(None, args.engines.split(",")))
+    for e in engines:
+        if e not in ENGINES:
+            parser.error(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
+    try:
+        node_counts = tuple(int(x) for x in filter(None, args.nodes.split(",")))
+    except ValueError:
+        parser.error("--nodes takes comma-separated numbers, e.g. 1,2,4")
+    if any(x < 1 for x in node_counts) or args.repeat < 0:
+        parser.error("--nodes and --repeat take positive numbers")
     if args.idle_levels:
         levels = tuple(int(x) for x in args.idle_levels.split(","))
         cfg = dataclasses.replace(cfg, idle_levels=levels)
@@ -725,6 +752,12 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.buses import scenario_buses
 
                 result.update(scenario_buses(cfg, work))
+            elif name == "cluster":
+                from bench.cluster import scenario_cluster
+
+                result.update(
+                    scenario_cluster(cfg, work, node_counts, engines, args.repeat, wanted)
+                )
             else:
                 for target in targets:
                     entry: dict[str, Any] = {"label": target.label}

@@ -408,15 +408,187 @@ def buses_table(path: Path, data: dict[str, Any]) -> list[str]:
     return out
 
 
+CLUSTER_COMMAND = "bench/run cluster"
+CLUSTER_ABOUT = """\
+N real nodes (separate `tidings serve` processes on their own ports, one PostgreSQL store, streams
+spread evenly over the nodes: user i on node i mod N), 10,000 streams, 1,000 publishes/s for 8 s
+with the publisher's connections spread over every node (a publish lands on any node, most often
+not the one holding the user), then one publish to all 10,000 users sent to one node. Per engine:
+one Redis (`redis`), standalone Redis instances hashed by the client (`redis-hashed`, 2
+instances), a Redis Cluster of 3 masters with sharded pub/sub (`redis-cluster`), one NATS server
+(`nats`), at N = 1, 2 and 4; one node on the local bus as the baseline (`local`, N = 1); and
+Centrifugo at the same N with its Redis engine on one Redis instance (personal channels, HTTP
+API). The harness starts and stops its own redis-server and nats-server processes
+(bench/cluster.py). *server CPU* is all nodes together (from /proc), *engine CPU* the Redis or NATS
+servers' own; PostgreSQL's CPU is in neither (the same store for every tidings case; Centrifugo
+has none). *bus share* is the most announcements any one node received from the bus during the
+rate window (`tidings_bus_announcements_received_total`; for Centrifugo its
+`centrifugo_node_messages_received_count{type="publication"}`) divided by the announcements
+published: 1.0 means every node hears everything, 1/N is perfect routing. The cases run
+round-robin three times (`--repeat`); each figure is the median of the three, with the spread
+(min–max) in brackets.
+
+Run it on a quiet machine (after `.venv/bin/pip install -c constraints.txt -e '.[bench,nats]'`,
+for the plots this page keeps and the NATS client): `bench/run cluster` runs every case in about
+30 minutes; `--nodes 1,2,4`, `--engines local,redis,redis-hashed,redis-cluster,nats,centrifugo`
+and `--repeat 3` choose a subset. `bench/run cluster --quick` is a smoke run (1,000 streams,
+500/s for 2 s, N = 2, one run, under 2 minutes): its figures say only that every part works."""
+
+
+def cluster_section() -> list[str]:
+    out = ["## Cluster", "", CLUSTER_ABOUT, ""]
+    full = _newest_cluster(quick=False)
+    if full is None:
+        quick = _newest_cluster(quick=True)
+        text = (
+            "**Figures: placeholder.** No full cluster run is committed yet: the table is filled "
+            f"by `{CLUSTER_COMMAND}` on a quiet machine (it rewrites this page)."
+        )
+        if quick is not None:
+            text += (
+                f" The newest result, `{quick[0]}`, is a `--quick` smoke run (`quick`: true in "
+                "the file): it shows that every engine and node count runs, not how fast, so "
+                "its figures are not shown here."
+            )
+        from bench.cluster import ENGINES, FULL, cases
+
+        planned = {
+            "cases": [
+                {
+                    "target": t,
+                    "bus": "redis" if t == "centrifugo" else e,
+                    "nodes": n,
+                    "placeholder": True,
+                }
+                for t, e, n in cases(FULL, ENGINES, set())
+            ]
+        }
+        return [*out, text, "", *cluster_rows(planned)]
+    path, data = full
+    return out + cluster_table(path, data)
+
+
+def _newest_cluster(quick: bool) -> tuple[str, dict[str, Any]] | None:
+    files = sorted(RESULTS.glob("cluster-*.json"))
+    for f in reversed(files):
+        data = json.loads(f.read_text())
+        if bool(data.get("quick")) == quick and data.get("cases"):
+            return f.relative_to(ROOT).as_posix(), data
+    return None
+
+
+def spread(case: dict[str, Any], key: str, unit: str = "") -> str:
+    value, rng = case.get(key), case.get(f"{key}_spread")
+    if value is None:
+        return "–"
+    if not rng or rng[0] == rng[1]:
+        return fmt(value, unit)
+    return f"{fmt(value, unit)} ({fmt(rng[0])}–{fmt(rng[1])})"
+
+
+def measured(value: Any) -> str:
+    """A criterion's figures: `p99_ms 9.86 (Centrifugo 7.29)`, `lost 0`."""
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            if isinstance(v, list) and len(v) == 2:
+                parts.append(f"{k} {fmt(v[0])} (Centrifugo {fmt(v[1])})")
+            else:
+                parts.append(f"{k} {fmt(v)}")
+        return ", ".join(parts)
+    return fmt(value)
+
+
+def cluster_table(path: str, data: dict[str, Any]) -> list[str]:
+    m, e = data["machine"], data.get("engines", {}).get("versions", {})
+    out = [
+        f"Source: `{path}` (`{CLUSTER_COMMAND}`{' --quick' if data.get('quick') else ''}, "
+        f"commit {data.get('git')}, load at start {m.get('loadavg_at_start')}). Engines: "
+        + ", ".join(f"{k} {v}" for k, v in e.items())
+        + ".",
+        "",
+    ]
+    return out + cluster_rows(data)
+
+
+def cluster_rows(data: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    rows = []
+    for c in data["cases"]:
+        if c.get("placeholder"):
+            rows.append([c["target"], c["bus"], fmt(c["nodes"]), "10,000 × 1,000/s"] + ["…"] * 8)
+            continue
+        if not c.get("runs"):
+            why = "not measured: " + "; ".join(c["errors"])[:300]
+            rows.append([c["target"], c["bus"], fmt(c["nodes"]), why] + [""] * 8)
+            continue
+        b = c.get("broadcast", {})
+        rows.append(
+            [
+                c["target"],
+                c["bus"],
+                fmt(c["nodes"]),
+                f"{fmt(c['streams'])} × {fmt(c['rate'], '/s')}"
+                + (" (generator-limited)" if c.get("generator_limited") else ""),
+                spread(c, "p50_ms", " ms"),
+                spread(c, "p99_ms", " ms"),
+                f"{fmt(c['lost'])} / {fmt(c['duplicates'])}",
+                spread(c, "server_cpu_pct", " %"),
+                spread(c, "server_cpu_us_per_notification", " µs"),
+                spread(c, "engine_cpu_pct", " %"),
+                spread(c, "bus_received_share"),
+                f"{spread(b, 'last_ms', ' ms')}, lost {fmt(b.get('lost'))}",
+            ]
+        )
+    head = [
+        "target",
+        "bus",
+        "nodes",
+        "streams × rate",
+        "p50",
+        "p99",
+        "lost / dup",
+        "server CPU (all nodes)",
+        "server CPU / notification",
+        "engine CPU",
+        "bus share",
+        "broadcast to all: last received",
+    ]
+    out += [*table(head, rows), ""]
+    notes = sorted({c["bus_received_note"] for c in data["cases"] if c.get("bus_received_note")})
+    out += [f"- bus share –: {n}" for n in notes]
+    out += [f"- **{k}** not measured: {v}" for k, v in data.get("skipped", {}).items()]
+    if notes or data.get("skipped"):
+        out.append("")
+    checks = data.get("criteria", [])
+    if checks:
+        rows = [
+            [
+                c["what"],
+                measured(c["value"]),
+                "–" if c["holds"] is None else ("yes" if c["holds"] else "no"),
+            ]
+            for c in checks
+        ]
+        head = ["target", "measured", "holds"]
+        out += ["Issue 23's targets, on the medians above:", "", *table(head, rows), ""]
+        if data.get("criteria_note"):
+            out += [f"({data['criteria_note']})", ""]
+    return out
+
+
 def _newest_with(pattern: str, key: str) -> tuple[Path, dict[str, Any]] | None:
     """The newest result file matching `pattern` that holds `key` (skips wrapper files)."""
-    found: tuple[float, Path, dict[str, Any]] | None = None
+    found: tuple[tuple[str, float], Path, dict[str, Any]] | None = None
     for path in RESULTS.glob(pattern):
         data = json.loads(path.read_text())
         value = data.get(key)
         # The coordinator's wrapper keeps the script's output as text; read the script's file.
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            stamp = path.stat().st_mtime
+            # By the date in the name (stores-2026-11-30, buses-20261130T040344), not the file's
+            # time, which a checkout sets to the moment of the checkout.
+            digits = "".join(ch for ch in path.stem if ch.isdigit()).ljust(14, "0")
+            stamp = (digits, path.stat().st_mtime)
             if found is None or stamp > found[0]:
                 found = (stamp, path, data)
     return None if found is None else (found[1], found[2])
@@ -507,6 +679,8 @@ suffers from every other process and CPU time much less.
 `latency` (rates at 1,000 and 10,000 streams), `broadcast`, `storm`, `profile` (py-spy, the CPU
 budget per notification), `stores` (bench/stores.py), `buses` (tidings `--workers 2` on the Redis
 and PostgreSQL buses, bench/buses.py). A full run takes about 20 minutes on this machine.
+`cluster` (N nodes on Redis, a Redis Cluster, NATS; Centrifugo on Redis; bench/cluster.py) runs
+only when named: `bench/run cluster`, see the Cluster section.
 
 **Read with care.** The generator shares the machine's cores with the server, so absolute figures
 are lower than on a dedicated box; compare ratios within one run. A `--quick` run uses small loads
@@ -548,6 +722,7 @@ def render() -> str:
         if data is not None:
             out += section(data)
     out += stores_section()
+    out += cluster_section()
     # Hand-written sections, kept next to the harness so a new run does not erase them: the
     # SQLite durability levels (bench/sqlite_sync.py) and which change moved which figure.
     for name in ("sqlite-durability.md", "changes.md"):

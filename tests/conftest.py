@@ -56,7 +56,7 @@ def service_url(name: str) -> str:
     """The URL of a test server from `scripts/services up` (TIDINGS_TEST_<NAME>_URL).
 
     Skips the test when the server is missing, or fails it under TIDINGS_REQUIRE_SERVICES=1.
-    Names: POSTGRES, REDIS, MONGODB.
+    Names: POSTGRES, REDIS, MONGODB, REDIS2, REDIS_CLUSTER, NATS.
     """
     variable = f"TIDINGS_TEST_{name.upper()}_URL"
     url = os.environ.get(variable)

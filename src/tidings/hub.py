@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Final, Protocol
 
 from tidings import sse
 from tidings.metrics import Metrics
@@ -24,6 +24,7 @@ from tidings.models import (
     Resync,
     ScheduleHint,
     SeenChanged,
+    UserResync,
 )
 from tidings.settings import Settings
 
@@ -33,6 +34,14 @@ __all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber"]
 # streams a tick queues ~37 pings, a millisecond of writes, where 16 slots queued ~1,200 at once
 # and stalled every stream's deliveries behind them (perf-notes trap 2).
 HEARTBEAT_SLOTS: Final = 512
+
+
+class Routes(Protocol):
+    """The bus's side of per-user routing (tidings.bus.base.Bus.join / leave)."""
+
+    def join(self, user_id: str) -> asyncio.Future[None] | None: ...
+
+    def leave(self, user_id: str) -> None: ...
 
 
 class _Marker:
@@ -87,6 +96,7 @@ class Subscriber:
         "expiry",
         "reason",
         "recheck",
+        "route",
         "slot",
         "user_id",
     )
@@ -97,6 +107,8 @@ class Subscriber:
         self.slot = 0
         self.expiry: asyncio.TimerHandle | None = None
         self.recheck: asyncio.TimerHandle | None = None
+        # The bus's subscription for this user, while it is not confirmed yet (see Hub.add).
+        self.route: asyncio.Future[None] | None = None
         self._items: deque[Item] = deque()
         self._bytes = 0
         self._max_items = max_items
@@ -138,6 +150,11 @@ class Subscriber:
         self._items.clear()
         self._bytes = 0
         return items
+
+    def forget_checks(self) -> None:
+        """Drop queued store checks: the stream is about to read the store anyway."""
+        if CHECK in self._items:
+            self._items = deque(item for item in self._items if item is not CHECK)
 
     def check_later(self, delay: float) -> None:
         """Queue a store check after `delay` seconds (one pending at a time)."""
@@ -183,6 +200,8 @@ class Hub:
         # Web Push presence (tidings.push.presence) sets this to hear when a user's last
         # stream on this node closes; None, and free, while push is off.
         self.on_leave: Callable[[str], None] | None = None
+        # The bus, told which users this node holds streams for (per-user routing).
+        self.routes: Routes | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -216,6 +235,8 @@ class Hub:
         self._count += 1
         self._empty.clear()
         self.metrics.streams_open.inc()
+        if self.routes is not None:
+            sub.route = self.routes.join(sub.user_id)
         if expires_at is not None:
             loop = asyncio.get_running_loop()
             delay = max(0.0, expires_at - loop.time())
@@ -229,6 +250,8 @@ class Hub:
         subs.discard(sub)
         if not subs:
             del self._users[sub.user_id]
+            if self.routes is not None:
+                self.routes.leave(sub.user_id)
             if self.on_leave is not None:
                 self.on_leave(sub.user_id)
         self._slots[sub.slot].discard(sub)
@@ -247,6 +270,10 @@ class Hub:
         node's expiry sweep, for `Expired`)."""
         if isinstance(event, Resync):
             for sub in list(self.subscribers()):
+                sub.push(CHECK)
+            return
+        if isinstance(event, UserResync):
+            for sub in self._users.get(event.user_id, ()):
                 sub.push(CHECK)
             return
         if isinstance(event, ScheduleHint):

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from tidings.bus.base import Tally
 
 __all__ = ["Metrics"]
 
@@ -51,6 +58,30 @@ class Deliveries:
         )
 
 
+class BusReceived(Tally):
+    """The user events this node received from the bus (tidings.bus.base.Tally)."""
+
+    __slots__ = ("routed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The bus's count of users it is subscribed for, on the buses that route per user.
+        self.routed: Callable[[], int] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "tidings_bus_announcements_received",
+            "User events this node received from the bus (per-user routing: its own users')",
+            value=self.count,
+        )
+        if self.routed is not None:
+            yield GaugeMetricFamily(
+                "tidings_bus_users_routed",
+                "Users this node's bus subscription covers (with a stream, or lingering)",
+                value=self.routed(),
+            )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -61,6 +92,8 @@ class Metrics:
         )
         self.deliveries = Deliveries()
         r.register(self.deliveries)
+        self.bus_received = BusReceived()
+        r.register(self.bus_received)
         self.disconnects = Counter(
             "tidings_stream_disconnects",
             "Streams that ended, by reason: client, slow, expired, drain, error",

@@ -333,6 +333,14 @@ class Resync:
     """The bus may have dropped messages (it reconnected): every stream checks the store."""
 
 
+@dataclass(frozen=True, slots=True)
+class UserResync:
+    """The bus may have dropped this user's messages (the user's subscription just became live,
+    or its shard reconnected, or an announcement failed): the user's streams check the store."""
+
+    user_id: str
+
+
 # Scheduled notifications (deliver_at) and expiry.
 
 
@@ -387,7 +395,16 @@ class ScheduleHint:
     deliver_ms: int
 
 
-Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync | ScheduleHint
+Event = (
+    Published
+    | ReadChanged
+    | Deleted
+    | SeenChanged
+    | ArchiveChanged
+    | Resync
+    | UserResync
+    | ScheduleHint
+)
 
 
 # The email digest (tidings.digest).

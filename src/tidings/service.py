@@ -28,6 +28,7 @@ from tidings.models import (
     ScheduleHint,
     SeenChanged,
     Stored,
+    UserResync,
 )
 from tidings.scheduler import Scheduler
 from tidings.settings import Settings
@@ -57,8 +58,13 @@ class Service:
             queue_timeout=settings.store_queue_timeout,
         )
         self.store: Store = InstrumentedStore(bounded, self.metrics)
-        self.bus: Bus = create_bus(settings.bus_url, settings.database_url)
+        self.bus: Bus = create_bus(settings.bus_url, settings.database_url, settings.bus_linger)
+        self.bus.tally = self.metrics.bus_received
+        routed = getattr(self.bus, "routed", None)
+        if callable(routed):
+            self.metrics.bus_received.routed = routed
         self.hub = Hub(settings, self.metrics)
+        self.hub.routes = self.bus
         self.scheduler = Scheduler(self)
         # Web Push: built by `running()` only with a key, so a node without one (and `tidings
         # send`, which pushes nothing) imports and runs nothing of it.
@@ -270,6 +276,8 @@ class Service:
                 self.scheduler.expires_at(0)  # carried without its body: ask the store
             elif n.expires_ms is not None:
                 self.scheduler.expires_at(n.expires_ms)
+        elif isinstance(event, UserResync):
+            self.scheduler.expires_at(0)  # its hints may have gone to other nodes only
         elif isinstance(event, Resync):
             # Hints may have been lost with the bus: both loops look again.
             self.scheduler.due_at(0)

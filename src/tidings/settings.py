@@ -34,6 +34,8 @@ class ConfigError(ValueError):
 class Settings:
     database_url: str = "sqlite:///tidings.db"
     bus_url: str = "local://"
+    # Per-user routing: seconds a user's bus subscription outlives the last stream on a node.
+    bus_linger: float = 5.0
     secret: str = ""
     publisher_keys: tuple[str, ...] = ()
     heartbeat: float = 15.0
@@ -149,6 +151,8 @@ class Settings:
             )
         if self.heartbeat <= 0:
             raise ConfigError("TIDINGS_HEARTBEAT must be a positive number of seconds")
+        if self.bus_linger < 0:
+            raise ConfigError("TIDINGS_BUS_LINGER must be zero or a positive number of seconds")
         if self.retention_days <= 0:
             raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
         if self.prune_interval <= 0:
@@ -197,7 +201,12 @@ class Settings:
 
     def _validate_edge(self) -> None:
         # A URL urlsplit cannot parse would otherwise fail deep in a factory, with a traceback.
-        named = [("TIDINGS_DATABASE_URL", self.database_url), ("TIDINGS_BUS_URL", self.bus_url)]
+        named = [("TIDINGS_DATABASE_URL", self.database_url)]
+        # A bus URL may list several servers (comma-separated; after the first, host:port will do).
+        named += [
+            ("TIDINGS_BUS_URL", part if "://" in part else f"bus://{part}")
+            for part in self.bus_url.split(",")
+        ]
         named += [("TIDINGS_CORS_ORIGINS", origin) for origin in self.cors_origins]
         for variable, url in named:
             if not _parses(url):

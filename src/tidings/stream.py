@@ -11,6 +11,7 @@ order of work is what makes the guarantees hold:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -34,6 +35,9 @@ log = logging.getLogger("tidings.stream")
 # After a failed catch-up, look in the store again after this many seconds (jittered).
 CATCH_UP_RETRY_MIN = 1.0
 CATCH_UP_RETRY_MAX = 3.0
+# How long a new stream waits for the bus to confirm its user's subscription before reading the
+# store. Past it the stream goes on: the confirmation, when it comes, makes it look again.
+ROUTE_WAIT = 2.0
 
 
 async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,6 +69,14 @@ async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send
         )
         raise ApiError(429, "too_many_streams", detail)
     try:
+        if sub.route is not None:
+            # Subscribed before the store is read: nothing committed in between is missed,
+            # and the check the confirmation queued is covered by that read.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(sub.route), ROUTE_WAIT)
+            if sub.route.done():
+                sub.forget_checks()
+            sub.route = None
         await _serve(service, sub, conn, receive, send)
     finally:
         hub.remove(sub)

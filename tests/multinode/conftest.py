@@ -45,7 +45,28 @@ def postgres_bus(postgres_url: str, tag: str) -> str:
     return f"{postgres_url}?channel=mn_{tag}"
 
 
-ClusterFactory = Callable[[str], Cluster]
+@pytest.fixture
+def redis_hashed_bus(tag: str) -> str:
+    """Two standalone Redis, users hashed over them."""
+    return f"{service_url('REDIS')},{service_url('REDIS2')}?channel=mn_{tag}"
+
+
+@pytest.fixture
+def redis_cluster_bus(tag: str) -> str:
+    """A Redis Cluster of three masters, sharded pub/sub."""
+    return f"{service_url('REDIS_CLUSTER')}?channel=mn_{tag}"
+
+
+@pytest.fixture
+def nats_bus(tag: str) -> str:
+    return f"{service_url('NATS')}?channel=mn_{tag}"
+
+
+# Every engine that routes per user: the tests of tests/multinode/test_routing.py run on each.
+ROUTED_BUSES = ["redis", "redis_hashed", "redis_cluster", "nats"]
+
+
+ClusterFactory = Callable[..., Cluster]
 
 
 @pytest.fixture
@@ -53,8 +74,8 @@ def make_cluster(tmp_path: Path, postgres_url: str) -> Iterator[ClusterFactory]:
     """make_cluster(bus_url): nodes on the shared PostgreSQL store; stopped after the test."""
     made: list[Cluster] = []
 
-    def make(bus_url: str) -> Cluster:
-        cluster = Cluster(tmp_path, postgres_url, bus_url)
+    def make(bus_url: str, **settings: str) -> Cluster:
+        cluster = Cluster(tmp_path, postgres_url, bus_url, **settings)
         made.append(cluster)
         return cluster
 

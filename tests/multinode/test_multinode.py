@@ -18,7 +18,7 @@ import pytest
 
 from tests.multinode.client import ReconnectingClient, running
 from tests.multinode.cluster import Node, Publisher
-from tests.multinode.conftest import ClusterFactory, NginxFactory, PrivateRedis
+from tests.multinode.conftest import ROUTED_BUSES, ClusterFactory, NginxFactory, PrivateRedis
 from tests.multinode.nginx import Nginx
 from tests.support import SENTINEL, make_token, open_stream
 
@@ -69,7 +69,7 @@ def assert_exactly_once(client: ReconnectingClient, expected: list[int], where: 
     )
 
 
-@pytest.mark.parametrize("bus", ["redis", "postgres"])
+@pytest.mark.parametrize("bus", [*ROUTED_BUSES, "postgres"])
 async def test_a_publish_on_one_node_reaches_streams_on_the_others(
     bus: str, make_cluster: ClusterFactory, request: pytest.FixtureRequest, tag: str
 ) -> None:

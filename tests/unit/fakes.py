@@ -17,7 +17,7 @@ from typing import Any
 from starlette.types import Message, Scope
 
 from tests.raw_sse import RawEvent, parse_events
-from tidings.bus.base import Bus, Deliver
+from tidings.bus.base import Bus, Deliver, Tally
 from tidings.bus.shared import SharedBus
 from tidings.models import (
     Clock,
@@ -542,6 +542,7 @@ class FakeBus:
         self.deliver: Deliver | None = None
         self.hold = False
         self.held: list[Event] = []
+        self.tally: Tally | None = None
 
     async def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
@@ -567,6 +568,12 @@ class FakeBus:
 
     def ready(self) -> bool:
         return True
+
+    def join(self, user_id: str) -> asyncio.Future[None] | None:
+        return None
+
+    def leave(self, user_id: str) -> None:
+        return None
 
 
 @dataclass

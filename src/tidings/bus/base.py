@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from tidings.models import Event
 
-__all__ = ["Bus", "Deliver"]
+__all__ = ["Bus", "Deliver", "Tally"]
 
 Deliver = Callable[[Event], None]
+
+
+class Tally:
+    """A plain count the bus adds to (no lock, no label: the event loop is its only writer);
+    tidings.metrics reports it as `tidings_bus_announcements_received_total`."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class Bus(Protocol):
@@ -20,6 +31,16 @@ class Bus(Protocol):
         """Tell every node, after the store committed. Losing one delays, never loses."""
 
     async def close(self) -> None: ...
+
+    def join(self, user_id: str) -> asyncio.Future[None] | None:
+        """A stream of the user opened on this node: receive the user's announcements from now
+        on. What to await (bounded) before reading the store, or None: nothing to wait for."""
+
+    def leave(self, user_id: str) -> None:
+        """The user's last stream on this node closed (a bus may keep listening a while)."""
+
+    tally: Tally | None
+    """Counts the user events this node received from other processes (None: not counted)."""
 
     def ready(self) -> bool:
         """True while the subscription is live (reported by /readyz)."""

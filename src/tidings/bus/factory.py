@@ -14,8 +14,8 @@ from tidings.store.factory import database_key
 __all__ = ["create_bus"]
 
 
-def create_bus(url: str, database_url: str) -> Bus:
-    parts = urlsplit(url)
+def create_bus(url: str, database_url: str, linger: float = 5.0) -> Bus:
+    parts = urlsplit(url.split(",", 1)[0].strip())
     if parts.scheme == "local":
         from tidings.bus.local import LocalBus
 
@@ -23,14 +23,22 @@ def create_bus(url: str, database_url: str) -> Bus:
     if parts.scheme in {"redis", "rediss"}:
         from tidings.bus.redis import RedisBus
 
-        return RedisBus(url)
+        return RedisBus(url, linger)
+    if parts.scheme in {"redis+cluster", "rediss+cluster"}:
+        from tidings.bus.redis import RedisClusterBus
+
+        return RedisClusterBus(url, linger)
+    if parts.scheme in {"nats", "tls"}:
+        from tidings.bus.nats import NatsBus
+
+        return NatsBus(url, linger)
     if parts.scheme in {"postgresql", "postgres"}:
         from tidings.bus.postgres import PostgresBus
 
         return PostgresBus(url)
     raise ConfigError(
         f"TIDINGS_BUS_URL: unsupported scheme {parts.scheme!r} "
-        "(use local://, redis://… or postgresql://…)"
+        "(use local://, redis://…, redis+cluster://…, nats://… or postgresql://…)"
     )
 
 

@@ -24,7 +24,7 @@ import socket
 from collections.abc import Sequence
 
 from tidings.bus import wire
-from tidings.bus.base import Deliver
+from tidings.bus.base import Deliver, Tally
 from tidings.models import Event, Published
 
 __all__ = ["LocalBus", "join_workers"]
@@ -60,6 +60,7 @@ class LocalBus:
         self._deliver: Deliver | None = None
         self._sock: socket.socket | None = None
         self._peers: dict[str, socket.socket] = {}
+        self.tally: Tally | None = None
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -80,7 +81,10 @@ class LocalBus:
             except (BlockingIOError, InterruptedError):
                 return
             if raw[:1] == b"[":
-                for event in wire.decode(raw):
+                events = wire.decode(raw)
+                if self.tally is not None:
+                    self.tally.count += sum(1 for e in events if hasattr(e, "user_id"))
+                for event in events:
                     self._deliver(event)
                 continue
             try:
@@ -176,3 +180,11 @@ class LocalBus:
 
     def ready(self) -> bool:
         return True
+
+    # Workers broadcast to each other: a handful of sibling processes on one machine, where
+    # routing would cost more bookkeeping than the datagrams it saves.
+    def join(self, user_id: str) -> asyncio.Future[None] | None:
+        return None
+
+    def leave(self, user_id: str) -> None:
+        return None

@@ -19,7 +19,7 @@ from typing import Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings.bus import wire
-from tidings.bus.base import Deliver
+from tidings.bus.base import Deliver, Tally
 from tidings.models import Event, Resync
 
 __all__ = ["SharedBus", "split_channel"]
@@ -65,6 +65,7 @@ class SharedBus(abc.ABC):
         self._first = asyncio.Event()
         self._owe_resync = False
         self._outage_logged = False
+        self.tally: Tally | None = None
 
     # -- the subscriber side ----------------------------------------------------------------
 
@@ -109,7 +110,10 @@ class SharedBus(abc.ABC):
         self._dispatch([Resync()])
 
     def _received(self, raw: str | bytes) -> None:
-        self._dispatch(wire.decode(raw))
+        events = wire.decode(raw)
+        if self.tally is not None:
+            self.tally.count += sum(1 for e in events if hasattr(e, "user_id"))
+        self._dispatch(events)
 
     def _dispatch(self, events: Sequence[Event]) -> None:
         if self._deliver is None:
@@ -157,6 +161,13 @@ class SharedBus(abc.ABC):
 
     def ready(self) -> bool:
         return self._ready
+
+    # Every node hears every announcement on this bus: nothing to route.
+    def join(self, user_id: str) -> asyncio.Future[None] | None:
+        return None
+
+    def leave(self, user_id: str) -> None:
+        return None
 
     # -- per backend ------------------------------------------------------------------------
 

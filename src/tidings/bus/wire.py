@@ -27,6 +27,7 @@ from tidings.models import (
     Resync,
     ScheduleHint,
     SeenChanged,
+    UserResync,
 )
 
 __all__ = ["decode", "encode", "resync_message"]
@@ -84,6 +85,9 @@ def _entries(event: Event) -> Iterator[dict[str, Any]]:
             }
     elif isinstance(event, Resync):
         yield {"t": "x"}
+    elif isinstance(event, UserResync):
+        # A node of an older tidings reads this as a resync of every stream: correct, dearer.
+        yield {"t": "x", "u": event.user_id}
     elif isinstance(event, ScheduleHint):
         yield {"t": "w", "at": event.deliver_ms}
 
@@ -180,7 +184,7 @@ def decode(raw: str | bytes) -> list[Event]:
 def _event(entry: dict[str, Any]) -> Event:
     kind = entry["t"]
     if kind == "x":
-        return Resync()
+        return UserResync(str(entry["u"])) if "u" in entry else Resync()
     if kind == "w":
         return ScheduleHint(int(entry["at"]))
     user_id = str(entry["u"])

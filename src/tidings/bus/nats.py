@@ -1,0 +1,193 @@
+"""The NATS bus, routed per user: `TIDINGS_BUS_URL=nats://host:4222` (`tls://` for TLS).
+
+Several servers of one NATS cluster: `nats://a:4222,nats://b:4222,nats://c:4222`. A node holds one
+connection, to one of them; when it drops, the node connects to the next server that answers
+(in the order listed) and resubscribes. NATS routes subjects across its cluster,
+so a publish on any server reaches the subscribers on every other.
+
+Each user has a subject, `tidings.u.<user id>` (a user id with anything but letters, digits, `_`
+and `-` is written `~` and its UTF-8 in hex, since `.`, `*`, `>` and spaces mean something in a
+subject), and node-wide events go on `tidings.n`. `?channel=NAME` replaces the `tidings` prefix.
+Core NATS keeps no backlog, which is fine: the store is the log. The client is `nats-py`, an
+extra (`pip install 'tidings[nats]'`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any, Final
+
+from tidings.bus.redis import parse_urls
+from tidings.bus.routed import RoutedBus, Shard
+from tidings.bus.shared import ANNOUNCE_TIMEOUT, CONNECT_TIMEOUT, KEEPALIVE, PING_TIMEOUT, TICK
+from tidings.settings import ConfigError
+
+__all__ = ["NatsBus", "subject_token"]
+
+log = logging.getLogger("tidings.bus")
+
+DEFAULT_CHANNEL: Final = "tidings"
+# NATS takes up to 1 MB by default; batches this size keep one message cheap.
+NATS_LIMIT: Final = 32 * 1024
+SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+def subject_token(user_id: str) -> str:
+    """One subject token for a user id; distinct ids give distinct tokens."""
+    if SAFE_TOKEN.fullmatch(user_id):
+        return user_id
+    return "~" + user_id.encode().hex()
+
+
+def user_of_token(token: str) -> str:
+    if token.startswith("~"):
+        return bytes.fromhex(token[1:]).decode()
+    return token
+
+
+class NatsBus(RoutedBus):
+    limit = NATS_LIMIT
+
+    def __init__(self, url: str, linger: float) -> None:
+        try:
+            import nats  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "TIDINGS_BUS_URL: nats:// needs the NATS client: pip install 'tidings[nats]'"
+            ) from None
+        self.servers, self.prefix = parse_urls(url)
+        if not PREFIX.fullmatch(self.prefix):
+            raise ConfigError(
+                f"TIDINGS_BUS_URL: channel {self.prefix!r} must be letters, digits, _ and -, "
+                "in tokens separated by dots"
+            )
+        # One shard: the node's one connection, to whichever server of the cluster answers.
+        super().__init__([",".join(self.servers)], linger)
+        self._client: Any = None
+        self._subs: dict[str, Any] = {}
+        # Tried in the order listed, from the one that last worked: list them in another order
+        # on each node (or behind one DNS name) to spread the nodes over the servers.
+        self._order = list(self.servers)
+        self._apply_lock = asyncio.Lock()
+
+    def name(self) -> str:
+        return f"nats {','.join(self.servers)} subject {self.prefix}.*"
+
+    def shard_of(self, user_id: str) -> int:
+        return 0
+
+    def user_subject(self, user_id: str) -> str:
+        return f"{self.prefix}.u.{subject_token(user_id)}"
+
+    def home_subject(self) -> str:
+        return f"{self.prefix}.n"
+
+    async def _connect(self) -> Any:
+        import nats
+
+        last: Exception | None = None
+        for _ in range(len(self._order)):
+            server = self._order[0]
+            try:
+                return await nats.connect(
+                    servers=[server],
+                    allow_reconnect=False,  # our own reconnect resubscribes and resyncs
+                    connect_timeout=CONNECT_TIMEOUT,
+                    ping_interval=KEEPALIVE,
+                    max_outstanding_pings=2,
+                    error_cb=self._quiet,
+                    name="tidings",
+                )
+            except Exception as exc:
+                last = exc
+                self._order.append(self._order.pop(0))
+        raise ConnectionError(f"no NATS server answered: {last}")
+
+    async def _quiet(self, exc: Exception) -> None:
+        log.debug("nats: %r", exc)
+
+    async def _listen(self, shard: Shard) -> None:
+        client = await self._connect()
+        self._client = client
+        self._subs = {}
+        try:
+            users = self._connected(shard)
+            await client.subscribe(self.home_subject(), cb=self._message)
+            for user_id in users:
+                self._subs[user_id] = await client.subscribe(
+                    self.user_subject(user_id), cb=self._message
+                )
+            # One round trip: once the server answers, every SUB before it is in force.
+            await client.flush(timeout=PING_TIMEOUT)
+            self._home_confirmed()
+            for user_id in users:
+                self._confirmed(shard, user_id)
+            while True:
+                await asyncio.sleep(TICK)
+                if not client.is_connected:
+                    raise ConnectionError(f"NATS connection lost ({client.last_error!r})")
+                await self._tick(shard)
+        finally:
+            self._client = None
+            self._subs = {}
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await client.close()
+
+    async def _message(self, msg: Any) -> None:
+        self._received(msg.data)
+
+    def _flush(self, shard: Shard) -> None:
+        client = self._client
+        if client is None:
+            return
+        subscribe = list(shard.to_subscribe)
+        unsubscribe = list(shard.to_unsubscribe)
+        for user_id in subscribe:
+            self._sent_subscribe(shard, user_id)
+        task = asyncio.create_task(self._apply(client, shard, subscribe, unsubscribe))
+        task.add_done_callback(_log_failure)
+
+    async def _apply(
+        self, client: Any, shard: Shard, subscribe: list[str], unsubscribe: list[str]
+    ) -> None:
+        # In order: an unsubscribe and a resubscribe of one user must not swap.
+        async with self._apply_lock:
+            if client is not self._client:
+                return  # reconnected meanwhile: the new connection subscribed everyone
+            for user_id in unsubscribe:
+                sub = self._subs.pop(user_id, None)
+                if sub is not None:
+                    await sub.unsubscribe()
+            for user_id in subscribe:
+                if user_id not in self._subs:
+                    self._subs[user_id] = await client.subscribe(
+                        self.user_subject(user_id), cb=self._message
+                    )
+            await client.flush(timeout=PING_TIMEOUT)
+            if client is self._client:
+                for user_id in subscribe:
+                    self._confirmed(shard, user_id)
+
+    async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
+        client = self._client
+        if client is None or not client.is_connected:
+            raise ConnectionError("not connected to NATS")
+        for user_id, message in messages:
+            subject = self.home_subject() if user_id is None else self.user_subject(user_id)
+            await client.publish(subject, message.encode())
+        # The round trip that tells us the server has them (or that it is gone).
+        await client.flush(timeout=ANNOUNCE_TIMEOUT)
+
+    async def _close_publishers(self) -> None:
+        return None
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("nats: subscribing failed: %r", task.exception())

@@ -1,9 +1,9 @@
 """The npm package (packages/client) in real apps: packed, installed, built by Vite, in Chromium.
 
-`npm pack` builds @tidings/client from /static/ (its prepack script); the Vite + Vue 3 app and the
+`npm pack` builds @tidings/client from /static/ (its prepack script); the Vite + Vue app and the
 Vite + React app in tests/packages install that tarball over their locked dependencies and are
-built once per module (React with 19 and with 18). A static server on its own origin serves the
-builds, next to a real tidings server that allows that origin (TIDINGS_CORS_ORIGINS): a publish
+built once per module (Vue 3 and 2.7, React 19 and 18). A static server on its own origin serves
+the builds, next to a real tidings server that allows that origin (TIDINGS_CORS_ORIGINS): a publish
 changes the badge live. A TypeScript file that uses the API type-checks against the package's
 generated declarations, and one that misuses it does not.
 """
@@ -79,11 +79,12 @@ def install(app: Path, tarball: Path) -> None:
 
 @pytest.fixture(scope="module")
 def site(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """vue/, react19/ and react18/: the three builds, with relative asset paths."""
+    """vue3/, vue2/, react19/ and react18/: the four builds, with relative asset paths."""
     root = tmp_path_factory.mktemp("site")
     vite = ["node", "node_modules/vite/bin/vite.js", "build", "--base", "./", "--emptyOutDir"]
     install(APPS / "vite-vue", tarball)
-    run([*vite, "--outDir", str(root / "vue")], APPS / "vite-vue")
+    run([*vite, "--outDir", str(root / "vue3")], APPS / "vite-vue")
+    run([*vite, "--outDir", str(root / "vue2")], APPS / "vite-vue", VUE="2")
     react = APPS / "vite-react"
     install(react, tarball)
     run([*vite, "--outDir", str(root / "react19")], react)
@@ -124,13 +125,16 @@ def open_app(browser: Browser, url: str) -> tuple[Page, list[str]]:
     return page, errors
 
 
-def test_vue3_app_shows_the_badge_change_live(
-    browser: Browser, app_origin: str, tidings: Server
+@pytest.mark.parametrize("vue", ["3", "2"])
+def test_vue_app_shows_the_badge_change_live(
+    browser: Browser, app_origin: str, tidings: Server, vue: str
 ) -> None:
-    user = "npm-vue"
+    user = f"npm-vue{vue}"
+    page_path = "vue3/" if vue == "3" else "vue2/vue2.html"
     page, errors = open_app(
-        browser, f"{app_origin}/vue/?tidings={tidings.url}&token={make_token(user)}"
+        browser, f"{app_origin}/{page_path}?tidings={tidings.url}&token={make_token(user)}"
     )
+    expect(page.locator("body")).to_have_attribute("data-vue", re.compile(rf"^{vue}\."))
     bell = page.locator(".tidings-vue")
     expect(bell).to_have_attribute("data-connection", "open")
     expect(bell).to_have_attribute("data-status", "ready")

@@ -9,12 +9,10 @@ const react18 =
       ]
     : [];
 
-// --8<-- [start:config]
 export default defineConfig({
+  // --8<-- [start:jsx]
   // JSX by esbuild, which Vite has anyway: no @vitejs/plugin-react needed for a build.
   esbuild: { jsx: "automatic" },
-  // --8<-- [end:config]
+  // --8<-- [end:jsx]
   resolve: { alias: react18 },
-  // --8<-- [start:config-end]
 });
-// --8<-- [end:config-end]

@@ -23,3 +23,5 @@ createApp({
     <p id="last">{{ last }}</p>`,
 }).mount("#app");
 // --8<-- [end:app]
+import { version } from "vue";
+document.body.dataset.vue = version;

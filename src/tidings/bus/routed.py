@@ -39,6 +39,8 @@ log = logging.getLogger("tidings.bus")
 
 # Past this many users owed a resync on one shard, one node-wide resync is cheaper to send.
 OWED_MAX: Final = 10_000
+# The slowest rate a healthy engine takes messages at, for the time an announcement may take.
+MESSAGES_PER_SECOND: Final = 2_000
 
 
 class Shard:
@@ -326,7 +328,8 @@ class RoutedBus(abc.ABC):
         if not messages:
             return
         try:
-            async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+            # A publish to 10,000 users is 10,000 messages: give a large batch its time.
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT + len(messages) / MESSAGES_PER_SECOND):
                 await self._publish(shard, messages)
         except BaseException:
             # Stored but not announced: these users' streams must look once we can publish.

@@ -88,6 +88,12 @@ def parse_urls(url: str) -> tuple[list[str], str]:
     return urls, channels.pop() if channels else DEFAULT_CHANNEL
 
 
+def _ignore_failure(task: asyncio.Task[RespConnection]) -> None:
+    # A failure shows again, and is handled, in the announcement that needs the connection.
+    if not task.cancelled():
+        task.exception()
+
+
 class RedisBus(RoutedBus):
     """One or several standalone Redis instances, users hashed over them."""
 
@@ -147,6 +153,9 @@ class RedisBus(RoutedBus):
         ticker: asyncio.Task[None] | None = None
         try:
             users = self._connected(shard)
+            # Open the publishing connection now, not in the first announcement's time.
+            warm = asyncio.create_task(self._publisher(shard))
+            warm.add_done_callback(_ignore_failure)
             commands = self._subscribe_commands(self.subscribe_cmd, users)
             if shard.index == self.home_shard():
                 commands.insert(0, [self.subscribe_cmd, self.home_channel()])

@@ -72,7 +72,7 @@ async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send
         if sub.route is not None:
             # Subscribed before the store is read: nothing committed in between is missed,
             # and the check the confirmation queued is covered by that read.
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(sub.route), ROUTE_WAIT)
             if sub.route.done():
                 sub.forget_checks()

@@ -168,13 +168,20 @@ class PrivateRedisCluster:
 
     folder: Path
     binary: str
-    ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
-    bus_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
-    procs: list[subprocess.Popen[bytes] | None] = field(default_factory=lambda: [None] * 3)
+    replicas: int = 0  # per master
+    ports: list[int] = field(default_factory=list)
+    bus_ports: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        count = 3 * (1 + self.replicas)
+        self.ports = [free_port() for _ in range(count)]
+        self.bus_ports = [free_port() for _ in range(count)]
+        self.procs = [None] * count
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
 
     def start_node(self, index: int) -> None:
         home = self.folder / f"node{index}"
@@ -193,17 +200,17 @@ class PrivateRedisCluster:
         self._wait(lambda: self._client(index).ping())
 
     def create(self) -> None:
-        for index in range(3):
+        for index in range(len(self.ports)):
             self.start_node(index)
         subprocess.run(
             [
                 _binary("redis-cli"), "--cluster", "create",
                 *(f"127.0.0.1:{p}" for p in self.ports),
-                "--cluster-replicas", "0", "--cluster-yes",
+                "--cluster-replicas", str(self.replicas), "--cluster-yes",
             ],
             check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        for index in range(3):
+        for index in range(len(self.ports)):
             self.wait_ok(index)
 
     def wait_ok(self, index: int) -> None:
@@ -224,14 +231,24 @@ class PrivateRedisCluster:
             time.sleep(0.05)
         raise RuntimeError("the Redis Cluster did not come up")
 
+    def masters(self) -> list[int]:
+        """The indexes of the nodes that are masters now, in slot order."""
+        slots = self._client(0).execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        return [self.ports.index(int(master[1])) for _, _, master, *_ in sorted(slots)]
+
     def master_of(self, user: str, prefix: str) -> int:
-        """Which of the three serves the user's channel (`<prefix>:u:{<user>}`)."""
+        """Which node serves the user's channel (`<prefix>:u:{<user>}`)."""
         slot = key_slot(f"{prefix}:u:{{{user}}}".encode())
         slots = self._client(0).execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
         for start, end, master, *_ in slots:
             if start <= slot <= end:
                 return self.ports.index(int(master[1]))
         raise AssertionError(f"no master for slot {slot}")
+
+    def _masters_seen_by(self, index: int) -> list[int]:
+        client = self._client(index)
+        slots = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        return [self.ports.index(int(master[1])) for _, _, master, *_ in slots]
 
     def kill(self, index: int) -> None:
         proc = self.procs[index]
@@ -266,6 +283,34 @@ async def test_a_redis_cluster_master_killed_under_load_delays_only_its_users(
         await outage(
             streams, via, kept, lambda: servers.kill(0), lambda: servers.restart(0), cluster.logs
         )
+    finally:
+        servers.stop()
+
+
+async def test_a_redis_cluster_failover_moves_a_masters_users_to_its_replica_and_loses_nothing(
+    make_cluster: ClusterFactory, tmp_path: Path, tag: str
+) -> None:
+    servers = PrivateRedisCluster(tmp_path, _binary("redis-server"), replicas=1)
+    try:
+        servers.create()
+        prefix = f"f_{tag}"
+        cluster = make_cluster(f"{servers.url}?channel={prefix}")
+        one, two = cluster.start(2)
+        masters = servers.masters()
+        victim = masters[0]
+        users = users_by(lambda u: masters.index(servers.master_of(u, prefix)), 3, tag)
+        lost, kept = users[0], users[1] + users[2]
+        streams = {u: (one if i % 2 else two) for i, u in enumerate(lost + kept)}
+        via = {u: [one, two] for u in streams}
+        survivor = next(i for i in range(len(servers.ports)) if i not in (victim,))
+
+        def failed_over() -> None:
+            # The replica takes over (cluster-node-timeout 2 s, then an election).
+            servers._wait(lambda: victim not in servers._masters_seen_by(survivor))
+            servers.wait_ok(survivor)
+
+        await outage(streams, via, kept, lambda: servers.kill(victim), failed_over, cluster.logs)
+        assert "its slots moved to" in cluster.logs()
     finally:
         servers.stop()
 

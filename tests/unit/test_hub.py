@@ -12,7 +12,7 @@ import pytest
 from tests.unit.conftest import unit_settings
 from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Subscriber
 from tidings.metrics import Metrics
-from tidings.models import Deleted, Notification, Published, ReadChanged, Resync
+from tidings.models import Deleted, Notification, Published, ReadChanged, Resync, UserResync
 
 pytestmark = pytest.mark.anyio
 
@@ -295,3 +295,72 @@ async def test_drain_ends_every_stream_with_a_spread_retry() -> None:
     hub.remove(subs[-1])
     async with asyncio.timeout(2):
         await emptied
+
+
+# --- per-user routing: what the hub tells the bus --------------------------------------------
+
+
+class Routes:
+    """The bus's side of routing, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def join(self, user_id: str) -> asyncio.Future[None] | None:
+        self.calls.append(("join", user_id))
+        return None
+
+    def leave(self, user_id: str) -> None:
+        self.calls.append(("leave", user_id))
+
+
+async def test_the_bus_hears_each_stream_open_and_only_the_last_one_close() -> None:
+    hub = make_hub()
+    routes = Routes()
+    hub.routes = routes
+    first, second, other = (
+        hub.new_subscriber("ann"),
+        hub.new_subscriber("ann"),
+        hub.new_subscriber("bob"),
+    )
+    for sub in (first, second, other):
+        assert hub.add(sub, None)
+    hub.remove(first)
+    assert ("leave", "ann") not in routes.calls  # ann still has a stream here
+    hub.remove(second)
+    hub.remove(other)
+    assert routes.calls == [
+        ("join", "ann"),
+        ("join", "ann"),
+        ("join", "bob"),
+        ("leave", "ann"),
+        ("leave", "bob"),
+    ]
+
+
+async def test_a_stream_refused_at_the_cap_is_not_routed() -> None:
+    hub = make_hub(max_streams_per_user=1)
+    routes = Routes()
+    hub.routes = routes
+    assert hub.add(hub.new_subscriber("ann"), None)
+    assert not hub.add(hub.new_subscriber("ann"), None)
+    assert routes.calls == [("join", "ann")]
+
+
+async def test_a_per_user_resync_makes_only_that_users_streams_check() -> None:
+    hub = make_hub()
+    ann, bob = hub.new_subscriber("ann"), hub.new_subscriber("bob")
+    hub.add(ann, None)
+    hub.add(bob, None)
+    hub.deliver(UserResync("ann"))
+    assert queued(ann) == [CHECK]
+    assert queued(bob) == []
+
+
+async def test_a_stream_about_to_read_the_store_forgets_the_checks_queued_so_far() -> None:
+    sub = Subscriber("ann", max_items=10, max_bytes=10_000)
+    sub.push(CHECK)
+    sub.push(frame(1))
+    sub.forget_checks()
+    assert [item.seq for item in queued(sub) if isinstance(item, Frame)] == [1]
+    assert CHECK not in queued(sub)

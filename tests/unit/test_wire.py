@@ -20,6 +20,7 @@ from tidings.models import (
     Resync,
     ScheduleHint,
     SeenChanged,
+    UserResync,
 )
 
 
@@ -69,6 +70,7 @@ EVERY_KIND: list[Event] = [
     ArchiveChanged("ann", ids=(1, 3), archived=True, unread=1, unseen=0),
     ArchiveChanged("ann", ids=(3,), archived=False, unread=2, unseen=1),
     Resync(),
+    UserResync("ann ✓"),
     ScheduleHint(1_900_000_000_000),
 ]
 
@@ -125,6 +127,13 @@ def test_a_long_list_of_read_ids_is_split_into_events_that_add_up() -> None:
 
 def test_a_read_change_with_no_ids_still_tells_the_new_unread_count() -> None:
     assert round_trip([ReadChanged("ann", unread=2, ids=())]) == [ReadChanged("ann", 2, ids=())]
+
+
+def test_a_per_user_resync_reads_as_a_full_resync_on_a_node_that_does_not_know_it() -> None:
+    # What an older node does with it: any "x" entry is a resync of every stream.
+    (raw,) = encode([UserResync("ann")])
+    assert json.loads(raw) == [{"t": "x", "u": "ann"}]
+    assert decode(raw) == [UserResync("ann")]
 
 
 def test_nothing_to_send_is_no_message() -> None:

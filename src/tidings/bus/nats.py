@@ -70,6 +70,7 @@ class NatsBus(RoutedBus):
         super().__init__([",".join(self.servers)], linger)
         self._client: Any = None
         self._subs: dict[str, Any] = {}
+        self._sender: Any = None
         # Tried in the order listed, from the one that last worked: list them in another order
         # on each node (or behind one DNS name) to spread the nodes over the servers.
         self._order = list(self.servers)
@@ -176,6 +177,11 @@ class NatsBus(RoutedBus):
 
     async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
         client = self._client
+        if client is None and self._deliver is None:
+            # Publishing only (`tidings send`): a connection of its own, no subscriptions.
+            if self._sender is None or not self._sender.is_connected:
+                self._sender = await self._connect()
+            client = self._sender
         if client is None or not client.is_connected:
             raise ConnectionError("not connected to NATS")
         for user_id, message in messages:
@@ -185,7 +191,11 @@ class NatsBus(RoutedBus):
         await client.flush(timeout=ANNOUNCE_TIMEOUT)
 
     async def _close_publishers(self) -> None:
-        return None
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await sender.close()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

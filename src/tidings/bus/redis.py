@@ -88,6 +88,12 @@ def parse_urls(url: str) -> tuple[list[str], str]:
     return urls, channels.pop() if channels else DEFAULT_CHANNEL
 
 
+def _ignore_failure(task: asyncio.Task[RespConnection]) -> None:
+    # A failure shows again, and is handled, in the announcement that needs the connection.
+    if not task.cancelled():
+        task.exception()
+
+
 class RedisBus(RoutedBus):
     """One or several standalone Redis instances, users hashed over them."""
 
@@ -147,6 +153,9 @@ class RedisBus(RoutedBus):
         ticker: asyncio.Task[None] | None = None
         try:
             users = self._connected(shard)
+            # Open the publishing connection now, not in the first announcement's time.
+            warm = asyncio.create_task(self._publisher(shard))
+            warm.add_done_callback(_ignore_failure)
             commands = self._subscribe_commands(self.subscribe_cmd, users)
             if shard.index == self.home_shard():
                 commands.insert(0, [self.subscribe_cmd, self.home_channel()])
@@ -167,6 +176,13 @@ class RedisBus(RoutedBus):
                     data = frame[2]
                     if isinstance(data, bytes):
                         self._received(data)
+                elif kind == b"sunsubscribe":
+                    # Not ours (ours is for a user dropped, or resubscribing meanwhile): the
+                    # cluster moved the slot away. Reconnect, reading the slot map again.
+                    channel = frame[1]
+                    user_id = self.user_of(channel) if isinstance(channel, bytes) else None
+                    if user_id in shard.users and user_id not in shard.inflight:
+                        raise ConnectionError(f"the cluster moved the slot of {channel!r}")
                 elif kind in (b"subscribe", b"ssubscribe"):
                     channel = frame[1]
                     if channel == home:
@@ -298,10 +314,11 @@ class RedisClusterBus(RedisBus):
         # Every channel of one SSUBSCRIBE must be in one slot: one command per user.
         return [[command, self.user_channel(u)] for u in users]
 
-    async def discover(self) -> None:
-        """Read the slot map from the first seed that answers (CLUSTER SLOTS)."""
+    async def _read_slots(self) -> tuple[list[Endpoint], list[int]]:
+        """The masters and, per slot, which of them serves it, from the first seed (or known
+        master) that answers CLUSTER SLOTS."""
         last: Exception | None = None
-        for seed in self.seeds:
+        for seed in [*self.seeds, *(e for e in self.endpoints if e not in self.seeds)]:
             try:
                 conn = await RespConnection.open(seed, CONNECT_TIMEOUT)
                 try:
@@ -316,7 +333,7 @@ class RedisClusterBus(RedisBus):
                 last = ConnectionError(f"{seed.where}: CLUSTER SLOTS: {reply!r}")
                 continue
             masters: list[Endpoint] = []
-            slot_shard = [0] * SLOTS
+            slot_shard = [-1] * SLOTS
             for entry in reply:
                 assert isinstance(entry, list)
                 start, end, master = entry[0], entry[1], entry[2]
@@ -332,11 +349,43 @@ class RedisClusterBus(RedisBus):
                 index = masters.index(endpoint)
                 for slot in range(start, end + 1):
                     slot_shard[slot] = index
-            self.endpoints = masters
-            self.slot_shard = slot_shard
-            self.shards = [Shard(i, e.where) for i, e in enumerate(masters)]
-            return
+            return masters, slot_shard
         raise ConnectionError(f"no Redis Cluster seed answered CLUSTER SLOTS: {last}")
+
+    async def discover(self) -> None:
+        """Read the slot map: one shard per master."""
+        masters, slot_shard = await self._read_slots()
+        self.endpoints = masters
+        self.slot_shard = [max(0, i) for i in slot_shard]
+        self.shards = [Shard(i, e.where) for i, e in enumerate(masters)]
+
+    async def _refresh(self, shard: Shard) -> None:
+        """Before reconnecting a shard that failed: the master of its slots may have changed
+        (a replica promoted in a failover). The shard then connects to the new one."""
+        masters, slot_shard = await self._read_slots()
+        owners = {slot_shard[slot] for slot in range(SLOTS) if self.slot_shard[slot] == shard.index}
+        owners.discard(-1)  # slots nobody serves right now (the master is down, no replica)
+        if len(owners) == 1:
+            moved = masters[owners.pop()]
+            if moved != self.endpoints[shard.index]:
+                log.warning("bus %s: its slots moved to %s", shard.where, moved.where)
+                self.endpoints[shard.index] = moved
+                publisher = self._publishers.pop(shard.index, None)
+                if publisher is not None:
+                    publisher.close()
+        elif len(owners) > 1:
+            # Resharding split this master's slots: routing them anew needs a restart.
+            log.warning(
+                "bus %s: its slots are now served by several masters; restart the nodes one by "
+                "one to route by the new slot map",
+                shard.where,
+            )
+
+    async def _listen(self, shard: Shard) -> None:
+        if shard.outage_logged:
+            with contextlib.suppress(Exception):
+                await self._refresh(shard)
+        await super()._listen(shard)
 
     async def start(self, deliver: Deliver) -> None:
         # The slot map first: without it no user can be routed. A cluster that does not answer

@@ -143,7 +143,8 @@ class RespConnection:
         self._waiting.extend(futures)
         self.write(*commands)
         await self._writer.drain()
-        return [await f for f in futures]
+        # gather, not one await after another: a failure then also retrieves the others'.
+        return list(await asyncio.gather(*futures))
 
     async def _read_replies(self) -> None:
         try:

@@ -39,6 +39,8 @@ log = logging.getLogger("tidings.bus")
 
 # Past this many users owed a resync on one shard, one node-wide resync is cheaper to send.
 OWED_MAX: Final = 10_000
+# The slowest rate a healthy engine takes messages at, for the time an announcement may take.
+MESSAGES_PER_SECOND: Final = 2_000
 
 
 class Shard:
@@ -142,7 +144,7 @@ class RoutedBus(abc.ABC):
         self._lingering.pop(user_id, None)
         route = self._routes.pop(user_id, None)
         if route is not None and not route.done():
-            route.cancel()
+            route.set_result(None)
         shard = self.shards[self.shard_of(user_id)]
         shard.users.discard(user_id)
         shard.to_subscribe.discard(user_id)
@@ -202,17 +204,21 @@ class RoutedBus(abc.ABC):
             delay = min(delay * 2, BACKOFF_MAX)
 
     def _lost(self, shard: Shard) -> None:
-        shard.live = False
+        was_live, shard.live = shard.live, False
         shard.inflight.clear()
         shard.to_subscribe.clear()
         shard.to_unsubscribe.clear()
-        # Whoever waits for a subscription on this shard stops waiting: the reconnect resyncs.
+        if not was_live:
+            return  # another failed attempt: the routes are as the first failure left them
+        loop = asyncio.get_running_loop()
         for user_id in shard.users:
+            # Whoever waits for a subscription on this shard stops waiting (the reconnect
+            # resyncs the user), and a stream opening meanwhile does not wait at all (join);
+            # once connected again, the resubscription confirms each user anew.
             route = self._routes.get(user_id)
             if route is not None and not route.done():
                 route.set_result(None)
-        for user_id in shard.users:
-            self._routes[user_id] = asyncio.get_running_loop().create_future()
+            self._routes[user_id] = loop.create_future()
 
     def _connected(self, shard: Shard) -> list[str]:
         """Called by `_listen` once connected; returns the users to subscribe (all of them)."""
@@ -322,7 +328,8 @@ class RoutedBus(abc.ABC):
         if not messages:
             return
         try:
-            async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+            # A publish to 10,000 users is 10,000 messages: give a large batch its time.
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT + len(messages) / MESSAGES_PER_SECOND):
                 await self._publish(shard, messages)
         except BaseException:
             # Stored but not announced: these users' streams must look once we can publish.

@@ -1,0 +1,179 @@
+"""The bus contract of the per-user buses, on every engine: real Redis, two Redis hashed, a Redis
+Cluster and NATS from `scripts/services`, each bus in this process (two or three "nodes").
+
+A node that joined a user receives the user's events, in order, and nothing of the users it did
+not join; a subscription confirmed hands the hub a resync of that user; after `leave` the node
+lets go once the linger runs out, and a `join` within it keeps the subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from tests.conftest import service_url
+from tidings.bus.base import Tally
+from tidings.bus.factory import create_bus
+from tidings.bus.routed import RoutedBus
+from tidings.models import Event, Notification, Published, ScheduleHint, UserResync
+
+pytestmark = pytest.mark.anyio
+
+ENGINES = ["redis", "redis_hashed", "redis_cluster", "nats"]
+LINGER = 0.2
+
+
+def bus_url(engine: str, channel: str) -> str:
+    if engine == "redis":
+        return f"{service_url('REDIS')}?channel={channel}"
+    if engine == "redis_hashed":
+        return f"{service_url('REDIS')},{service_url('REDIS2')}?channel={channel}"
+    if engine == "redis_cluster":
+        return f"{service_url('REDIS_CLUSTER')}?channel={channel}"
+    return f"{service_url('NATS')}?channel={channel}"
+
+
+class Inbox:
+    """A node's hub, as far as the bus can tell: every event delivered, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def until(self, done: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def of(self, user: str) -> list[Event]:
+        return [e for e in self.events if getattr(e, "user_id", None) == user]
+
+    def published(self, user: str) -> list[int]:
+        return [e.seq for e in self.of(user) if isinstance(e, Published)]
+
+
+Node = tuple[RoutedBus, Inbox]
+
+
+@pytest.fixture(params=ENGINES)
+async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[Node]]:
+    """Three buses on one engine and one channel prefix of this test's own."""
+    url = bus_url(request.param, f"c{uuid.uuid4().hex[:8]}")
+    made: list[Node] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(3):
+            bus = create_bus(url, "sqlite:///unused.db", LINGER)
+            assert isinstance(bus, RoutedBus)
+            bus.tally = Tally()
+            inbox = Inbox()
+            await bus.start(inbox)
+            stack.push_async_callback(bus.close)
+            assert bus.ready()
+            made.append((bus, inbox))
+        yield made
+
+
+async def joined(bus: RoutedBus, inbox: Inbox, user: str) -> None:
+    """Join and wait for the subscription, as a stream does."""
+    route = bus.join(user)
+    if route is not None:
+        await asyncio.wait_for(route, 5)
+    await inbox.until(lambda: UserResync(user) in inbox.events)
+
+
+def body(user: str, seq: int, size: int = 10) -> Notification:
+    return Notification(
+        user_id=user, seq=seq, message="m" * size, link=None, kind=None, data={}, created_ms=1
+    )
+
+
+async def test_only_the_nodes_that_joined_a_user_receive_its_events_in_order(
+    nodes: list[Node],
+) -> None:
+    (one, one_in), (two, two_in), (three, three_in) = nodes
+    users = [f"user-{i}" for i in range(8)]  # several, so every shard has some
+    for user in users:
+        await joined(one, one_in, user)
+    await joined(two, two_in, users[0])
+    for seq in range(1, 4):
+        await three.announce([Published(u, seq, body(u, seq)) for u in users])
+    await three.announce([ScheduleHint(123)])
+    await one_in.until(lambda: all(one_in.published(u) == [1, 2, 3] for u in users))
+    await two_in.until(lambda: two_in.published(users[0]) == [1, 2, 3])
+    # Node-wide events reach every node; the scheduler hint comes after the user events on the
+    # node that published it too.
+    for inbox in (one_in, two_in, three_in):
+        await inbox.until(lambda inbox=inbox: ScheduleHint(123) in inbox.events)  # type: ignore[misc]
+    assert all(two_in.published(u) == [] for u in users[1:])
+    assert three_in.published(users[0]) == []
+    counts = [bus.tally.count if bus.tally is not None else None for bus in (one, two, three)]
+    assert counts == [len(users) * 3, 3, 0]
+
+
+async def test_a_batch_to_many_users_arrives_whole(nodes: list[Node]) -> None:
+    (one, one_in), _, (three, _) = nodes
+    users = [f"many-{i}" for i in range(500)]
+    for user in users:
+        one.join(user)
+    await one_in.until(lambda: sum(isinstance(e, UserResync) for e in one_in.events) == 500)
+    # One announce, as a broadcast publish makes: per shard one pipelined write.
+    await three.announce([Published(u, 1, body(u, 1)) for u in users])
+    await one_in.until(lambda: sum(isinstance(e, Published) for e in one_in.events) == 500)
+    assert {e.user_id for e in one_in.events if isinstance(e, Published)} == set(users)
+
+
+async def test_a_notification_larger_than_a_message_travels_as_user_and_seq(
+    nodes: list[Node],
+) -> None:
+    (one, one_in), _, (three, _) = nodes
+    await joined(one, one_in, "big")
+    await three.announce([Published("big", 1, body("big", 1, size=one.limit + 10))])
+    await one_in.until(lambda: one_in.published("big") == [1])
+    (got,) = [e for e in one_in.of("big") if isinstance(e, Published)]
+    assert got.notification is None  # the stream reads it from the store
+
+
+async def test_after_the_linger_a_node_lets_go_and_a_join_within_it_keeps_the_subscription(
+    nodes: list[Node],
+) -> None:
+    (one, one_in), (two, two_in), (three, _) = nodes
+    await joined(one, one_in, "stay")
+    await joined(one, one_in, "go")
+    await joined(two, two_in, "go")  # a witness: "go" is announced, and arrives there
+    one.leave("stay")
+    one.leave("go")
+    assert one.join("stay") is None  # back within the linger: still subscribed, nothing to wait
+    async with asyncio.timeout(5):
+        while one.routed() != 1:  # noqa: ASYNC110 (the linger is a timer inside the bus)
+            await asyncio.sleep(LINGER / 4)
+    resyncs = one_in.events.count(UserResync("stay"))
+    await three.announce([Published("go", 1), Published("stay", 1)])
+    await two_in.until(lambda: two_in.published("go") == [1])
+    await one_in.until(lambda: one_in.published("stay") == [1])
+    assert one_in.published("go") == []
+    assert one_in.events.count(UserResync("stay")) == resyncs  # no resubscription happened
+    # And joining again subscribes again.
+    await joined(one, one_in, "go")
+    await three.announce([Published("go", 2)])
+    await one_in.until(lambda: one_in.published("go") == [2])
+
+
+async def test_a_closed_node_receives_nothing_more(nodes: list[Node]) -> None:
+    (one, one_in), (two, two_in), (three, _) = nodes
+    await joined(one, one_in, "x")
+    await joined(two, two_in, "x")
+    await one.close()
+    count = len(one_in.events)
+    await three.announce([Published("x", 1)])
+    await two_in.until(lambda: two_in.published("x") == [1])
+    assert len(one_in.events) == count
+    assert not one.ready()

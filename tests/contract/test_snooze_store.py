@@ -68,7 +68,7 @@ async def test_a_snoozed_notification_is_hidden_until_woken_once_unread_and_unse
         (2, None, None, None),
         (3, None, None, None),
     ]
-    assert woken[0].message == "m1" and woken[0].group == "thread-1"
+    assert (woken[0].message, woken[0].group) == ("m1", "thread-1")
     # Once: waking the same claim again (a node whose lease ran out) wakes nothing.
     assert await store.wake_snoozed(claimed) == []
     assert [n.seq for n in await store.after("alice", 0, 10)] == [1, 2, 3]

@@ -102,9 +102,7 @@ async def test_a_lease_that_runs_out_leaves_the_snooze_to_another_node(
     )
 
 
-async def test_a_new_snooze_or_an_unsnooze_beats_a_stale_claim(
-    store: Store, clock: Clock
-) -> None:
+async def test_a_new_snooze_or_an_unsnooze_beats_a_stale_claim(store: Store, clock: Clock) -> None:
     await publish(store, "alice", 2)
     until = clock.now_ms() + 1000
     await store.snooze("alice", [1, 2], until)

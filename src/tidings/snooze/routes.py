@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from tidings.api import ChangingUserDep, NotificationOut, Seq, ServiceDep
@@ -67,7 +68,8 @@ async def snooze(body: SnoozeIn, user: ChangingUserDep, service: ServiceDep) -> 
     response_model=UnsnoozeOut,
     responses=error_responses((400, 401, 403, 413, 415, 422, 503)),
 )
-async def unsnooze(body: UnsnoozeIn, user: ChangingUserDep, service: ServiceDep) -> UnsnoozeOut:
-    """Bring the caller's snoozed notifications among `ids` back now, unread and unseen."""
+async def unsnooze(body: UnsnoozeIn, user: ChangingUserDep, service: ServiceDep) -> Response:
+    """Bring the caller's snoozed notifications among `ids` back now, unread and unseen (the
+    body of the `notifications-unsnoozed` event their streams get)."""
     event = await wake.unsnooze(service, user.user_id, body.ids)
-    return UnsnoozeOut.model_validate(event.to_json())
+    return JSONResponse(event.to_json())

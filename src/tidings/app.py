@@ -28,6 +28,7 @@ from tidings.push.routes import push_router
 from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
+from tidings.snooze.routes import describe as describe_snooze
 from tidings.snooze.routes import snooze_router
 from tidings.store import StoreUnavailable
 from tidings.validation import describe
@@ -191,6 +192,7 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
             raw_openapi(RAW_ROUTES, schema)
             describe(schema["components"]["schemas"], settings)
             describe_email(schema["components"]["schemas"], settings)
+            describe_snooze(schema["components"]["schemas"], settings)
             api.openapi_schema = schema
         return api.openapi_schema
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -9,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from tidings.api import ChangingUserDep, NotificationOut, Seq, ServiceDep
 from tidings.errors import error_responses
 from tidings.models import iso_ms
+from tidings.settings import Settings
 from tidings.snooze import wake
 from tidings.validation import snooze_until_ms
 
-__all__ = ["snooze_router"]
+__all__ = ["describe", "snooze_router"]
 
 snooze_router = APIRouter(tags=["user"])
 
@@ -27,6 +30,18 @@ class SnoozeIn(BaseModel):
         description="ISO 8601 with an offset, in the future, at most "
         "TIDINGS_MAX_SCHEDULE_DAYS ahead"
     )
+
+
+def describe(schemas: dict[str, Any], settings: Settings) -> None:
+    """Put `until`'s running limit into the OpenAPI schema of `SnoozeIn`. Not `date-time`: it
+    counts from now, which JSON Schema cannot say; the format names it
+    (`date-time-ahead-max-N-days`: a date-time after now, at most N days ahead)."""
+    days = f"{settings.max_schedule_days:g}"
+    schemas["SnoozeIn"]["properties"]["until"] = {
+        "type": "string",
+        "format": f"date-time-ahead-max-{days}-days",
+        "description": f"ISO 8601 time with an offset, in the future, at most {days} days ahead",
+    }
 
 
 class SnoozeOut(BaseModel):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.unit.conftest import Node, OpenStream, unit_settings
-from tidings.models import Draft, ScheduleHint, now_ms
+from tidings.models import Draft, ScheduleHint, Unsnoozed, now_ms
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -78,3 +78,22 @@ async def test_a_snooze_hint_from_the_bus_wakes_it_here_once_unread_and_unseen(
     ]
     assert (body["unread"], body["unseen"]) == (1, 1)
     assert now_ms() >= due
+
+
+async def test_a_wake_up_the_bus_carried_without_bodies_is_read_from_the_store(
+    node: Node, open_stream: OpenStream
+) -> None:
+    # As from a node whose bus (PostgreSQL NOTIFY) could not carry a large notification.
+    await node.service.publish(Draft(user_ids=("ann",), message="big one", data={"k": "v"}))
+    async with open_stream("ann", last_event_id="1") as ann:
+        node.bus.send(Unsnoozed("ann", (), unread=1, unseen=1, missing=(1, 7)))
+        await ann.wait_until(
+            lambda: any(e.event == "notifications-unsnoozed" for e in ann.events()), timeout=5
+        )
+    [event] = [e for e in ann.events() if e.event == "notifications-unsnoozed"]
+    body = json.loads(event.data)
+    # Seq 7 is no notification of ann's: left out.
+    assert [(n["id"], n["message"], n["data"]) for n in body["notifications"]] == [
+        (1, "big one", {"k": "v"})
+    ]
+    assert (body["unread"], body["unseen"]) == (1, 1)

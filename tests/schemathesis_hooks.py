@@ -43,6 +43,14 @@ def after_load_schema(context: Any, schema: Any) -> None:
         set(re.findall(r'"format": "date-time-max-(\d+)-days"', json.dumps(schema.raw_schema)))
     ):
         schemathesis.openapi.format(f"date-time-max-{days}-days", _time_within(int(days)))
+    # A snooze's `until`: after now, at most N days ahead (a minute to N - 1 days, so it is
+    # still ahead when the request arrives).
+    for days in sorted(
+        set(
+            re.findall(r'"format": "date-time-ahead-max-(\d+)-days"', json.dumps(schema.raw_schema))
+        )
+    ):
+        schemathesis.openapi.format(f"date-time-ahead-max-{days}-days", _time_ahead(int(days)))
 
 
 def _time_within(days: int) -> st.SearchStrategy[str]:
@@ -50,6 +58,13 @@ def _time_within(days: int) -> st.SearchStrategy[str]:
         return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
     return st.integers(-86400, (days - 1) * 86400).map(moment)
+
+
+def _time_ahead(days: int) -> st.SearchStrategy[str]:
+    def moment(seconds: int) -> str:
+        return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+    return st.integers(60, (days - 1) * 86400).map(moment)
 
 
 def _utf8_at_most(size: int) -> st.SearchStrategy[str]:

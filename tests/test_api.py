@@ -123,6 +123,7 @@ def test_list_is_newest_first_with_default_limit_and_notification_shape(server: 
         "read_at",
         "seen_at",
         "archived_at",
+        "snoozed_until",
     }
     assert first["user_id"] == user
     assert first["message"] == "message 12"

@@ -43,6 +43,7 @@ UNSET: dict[str, Any] = {
     "expires_at": None,
     "seen_at": None,
     "archived_at": None,
+    "snoozed_until": None,
 }
 
 

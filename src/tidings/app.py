@@ -30,6 +30,8 @@ from tidings.push.routes import push_router
 from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
+from tidings.snooze.routes import describe as describe_snooze
+from tidings.snooze.routes import snooze_router
 from tidings.store import StoreUnavailable
 from tidings.validation import describe
 
@@ -193,6 +195,7 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     add_error_handlers(api)
     # The push routes first: their fixed paths must win over `/notifications/{seq}`.
     routers = [push_router, user_router, publisher_router, operations_router]
+    routers.append(snooze_router)
     # The email digest's: a user's address, the unsubscribe link.
     routers += [email_router, unsubscribe_router]
     static = resources.files("tidings") / "web" / "static"
@@ -212,6 +215,7 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
             raw_openapi(RAW_ROUTES, schema)
             describe(schema["components"]["schemas"], settings)
             describe_email(schema["components"]["schemas"], settings)
+            describe_snooze(schema["components"]["schemas"], settings)
             api.openapi_schema = schema
         return api.openapi_schema
 

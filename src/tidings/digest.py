@@ -32,7 +32,7 @@ import logging
 import random
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -94,10 +94,16 @@ class Digest:
     more: int
     first_seq: int
     last_seq: int
+    # Per shown notification, how many it stands for: the newest of a group is listed once,
+    # with the group's count (empty: one each).
+    counts: tuple[int, ...] = ()
+
+    def count_of(self, index: int) -> int:
+        return self.counts[index] if self.counts else 1
 
     @property
     def count(self) -> int:
-        return len(self.shown) + self.more
+        return sum(self.count_of(i) for i in range(len(self.shown))) + self.more
 
 
 def absolute(settings: Settings, link: str) -> str:
@@ -134,9 +140,12 @@ def build_message(settings: Settings, digest: Digest, now_ms: int) -> EmailMessa
     message["Auto-Submitted"] = "auto-generated"
     text = [f"You have {message['Subject']}.", ""]
     rows = []
-    for n in digest.shown:
+    for index, n in enumerate(digest.shown):
         link = absolute(settings, n.link) if n.link else None
-        text += [f"* {n.message}", f"  {_when(n.created_ms)}"]
+        folded = digest.count_of(index)
+        # A group is listed once, as its newest notification with the group's count.
+        when = _when(n.created_ms) + (f" · {folded} in this conversation" if folded > 1 else "")
+        text += [f"* {n.message}", f"  {when}"]
         if link:
             text.append(f"  {link}")
         text.append("")
@@ -145,7 +154,7 @@ def build_message(settings: Settings, digest: Digest, now_ms: int) -> EmailMessa
             body = f'<a href="{html.escape(link, quote=True)}">{body}</a>'
         rows.append(
             f'<li style="margin:0 0 12px">{body}<br>'
-            f'<small style="color:#666">{html.escape(_when(n.created_ms))}</small></li>\n'
+            f'<small style="color:#666">{html.escape(when)}</small></li>\n'
         )
     if digest.more:
         text += [f"… and {digest.more} more.", ""]
@@ -216,9 +225,10 @@ class Digester:
         (time.monotonic()) is the last moment the message may be handed over."""
         now = self.clock.now_ms()
         preferences = await self.store.preferences(claim.user_id)
-        shown, more, skipped = await self._collect(claim, preferences, now)
+        listed, more, skipped = await self._collect(claim, preferences, now)
+        shown = [n for n, _ in listed]
         if not preferences.email:
-            skipped["unsubscribed"] += len(shown) + more
+            skipped["unsubscribed"] += sum(c for _, c in listed) + more
             shown, more = [], 0
         if not shown:
             # Nothing to send: the range is dealt with, and no window is used up.
@@ -226,7 +236,13 @@ class Digester:
             self._skipped(skipped)
             return 0
         digest = Digest(
-            claim.user_id, claim.email, tuple(shown), more, claim.done_seq + 1, claim.claimed_seq
+            claim.user_id,
+            claim.email,
+            tuple(shown),
+            more,
+            claim.done_seq + 1,
+            claim.claimed_seq,
+            tuple(c for _, c in listed),
         )
         message = build_message(self.settings, digest, now)
         try:
@@ -264,12 +280,14 @@ class Digester:
 
     async def _collect(
         self, claim: EmailClaim, preferences: Preferences, now: int
-    ) -> tuple[list[Notification], int, Counter[str]]:
+    ) -> tuple[list[tuple[Notification, int]], int, Counter[str]]:
         """The claimed range's notifications that go out (newest first, at most
-        TIDINGS_EMAIL_MAX_ITEMS), how many more go out unlisted, and the skipped by reason."""
+        TIDINGS_EMAIL_MAX_ITEMS rows, a group as its newest with the group's count), how many
+        more go out unlisted, and the skipped by reason."""
         limit = self.settings.email_max_items
-        # The newest `limit`: an older one pushed out is counted, not listed.
-        wanted: deque[Notification] = deque(maxlen=limit)
+        # Oldest first; a group's key moves to the end with each newer one of it. The newest
+        # `limit` rows are kept: an older one pushed out is counted, not listed.
+        rows: dict[tuple[str, str | int], tuple[Notification, int]] = {}
         more = 0
         skipped: Counter[str] = Counter()
         seq = claim.done_seq
@@ -282,13 +300,16 @@ class Digester:
                 if reason is not None:
                     skipped[reason] += 1
                     continue
-                if len(wanted) == limit:
-                    more += 1
-                wanted.append(n)
+                key: tuple[str, str | int] = ("g", n.group) if n.group is not None else ("s", n.seq)
+                _, count = rows.pop(key, (n, 0))
+                rows[key] = (n, count + 1)
+                if len(rows) > limit:
+                    oldest = next(iter(rows))
+                    more += rows.pop(oldest)[1]
             if len(page) < PAGE:
                 break
             seq = page[-1].seq
-        return list(reversed(wanted)), more, skipped
+        return list(reversed(rows.values())), more, skipped
 
     async def _finish(self, claim: EmailClaim, next_ms: int) -> None:
         for attempt in range(FINISH_ATTEMPTS):

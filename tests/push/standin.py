@@ -108,6 +108,14 @@ class StandIn:
             await self._arrived.wait_for(lambda: len(self.accepted.get(name, [])) >= count)
         return list(self.accepted[name])
 
+    async def wait_for_id(self, name: str, seq: int, timeout: float = 15.0) -> list[Push]:
+        """Wait until a push of notification `seq` to `name` was accepted; return all so far."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(
+                lambda: any(p.payload.get("id") == seq for p in self.accepted.get(name, []))
+            )
+        return list(self.accepted[name])
+
     async def wait_answered(self, name: str, count: int, timeout: float = 15.0) -> list[int]:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: len(self.answered.get(name, [])) >= count)
@@ -188,3 +196,47 @@ async def standin() -> AsyncIterator[StandIn]:
     finally:
         await runner.cleanup()
     assert not service.problems, service.problems
+
+
+# What WebKit's declarative Web Push admits in `notification` (https://webkit.org/blog/16535/),
+# with each field's JSON type.
+DECLARATIVE_FIELDS = {
+    "title": str,
+    "navigate": str,
+    "body": str,
+    "lang": str,
+    "dir": str,
+    "tag": str,
+    "image": str,
+    "icon": str,
+    "badge": str,
+    "timestamp": int,
+    "silent": bool,
+    "renotify": bool,
+    "requireInteraction": bool,
+    "data": dict,
+    "actions": list,
+    "vibrate": list,
+}
+
+
+def check_shapes(payload: dict[str, Any]) -> None:
+    """A decrypted payload is both what tidings-sw.js takes (its `payloadOf`: an integer `id`
+    and a string `message`; `tag` for the notification's tag) and a declarative Web Push
+    message Safari shows by itself: `web_push` 8030, a `notification` with a non-empty `title`
+    and an absolute http(s) `navigate`, only fields of the format, each of its type."""
+    assert isinstance(payload["id"], int), payload
+    assert isinstance(payload["message"], str), payload
+    assert isinstance(payload["tag"], str), payload
+    assert payload["web_push"] == 8030, payload
+    assert payload.get("mutable", False) in (True, False)
+    shown = payload["notification"]
+    assert isinstance(shown["title"], str), shown
+    assert shown["title"], shown
+    assert urlsplit(shown["navigate"]).scheme in ("https", "http"), shown
+    for name, value in shown.items():
+        assert name in DECLARATIVE_FIELDS, f"not a declarative field: {name}"
+        assert isinstance(value, DECLARATIVE_FIELDS[name]), (name, value)
+    for action in shown.get("actions", []):
+        assert set(action) <= {"action", "title", "navigate", "icon"}, action
+        assert urlsplit(action["navigate"]).scheme in ("https", "http"), action

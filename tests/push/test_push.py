@@ -18,7 +18,7 @@ from tests.push.helpers import (
     user_post,
     wait_skipped,
 )
-from tests.push.standin import standin
+from tests.push.standin import check_shapes, standin
 from tests.support import HTTP, Server, make_token, open_stream, serving
 
 pytestmark = pytest.mark.anyio
@@ -64,7 +64,23 @@ async def test_no_stream_gets_exactly_one_push_after_the_grace(server: Server) -
             "actor": {"name": "Ada", "avatar_url": "https://cdn.example/ada.png"},
             "actions": [{"label": "Pay", "url": "https://app.example/pay/7"}],
             "created_at": sent["created_at"],
+            "tag": f"tidings-{sent['id']}",
+            "web_push": 8030,
+            "notification": {
+                "title": "Ada",
+                "body": "Ada commented on your invoice",
+                "navigate": "https://app.example/invoices/7",
+                "tag": f"tidings-{sent['id']}",
+                "timestamp": first.payload["notification"]["timestamp"],
+                "icon": "https://cdn.example/ada.png",
+                "actions": [
+                    {"action": "0", "title": "Pay", "navigate": "https://app.example/pay/7"}
+                ],
+                "data": {"tidings": True, "id": sent["id"]},
+            },
+            "mutable": True,
         }
+        check_shapes(first.payload)
         created = datetime.fromisoformat(str(sent["created_at"])).timestamp()
         assert first.received - created >= GRACE
         assert first.headers["Topic"]

@@ -35,17 +35,49 @@ async def test_an_email_lists_the_newest_and_counts_the_rest() -> None:
     claim = await store.claim_email("ada", "me", 0, 60_000)
     assert claim is not None
     digester = Digester(settings, store, Metrics(), Clock())
-    shown, more, skipped = await digester._collect(claim, await store.preferences("ada"), now_ms())
-    assert [n.message for n in shown] == ["n6", "n5"]
+    listed, more, skipped = await digester._collect(claim, await store.preferences("ada"), now_ms())
+    assert [(n.message, count) for n, count in listed] == [("n6", 1), ("n5", 1)]
     assert more == 2  # n3 and n4
     assert skipped == {"read": 1, "muted": 1}
-    digest = Digest("ada", "ada@example.com", tuple(shown), more, 1, 6)
+    digest = Digest("ada", "ada@example.com", tuple(n for n, _ in listed), more, 1, 6)
     message = build_message(settings, digest, now_ms())
     assert message["Subject"] == "4 new notifications"
     assert message["Message-ID"].endswith(".1-6@app.example>")
     text = message.get_body(preferencelist=("plain",))
     assert text is not None
     assert "… and 2 more." in text.get_content()
+
+
+async def test_a_group_is_listed_once_as_its_newest_with_its_count() -> None:
+    store = FakeStore()
+    settings = email_settings(email_max_items=2)
+    await store.set_user_email("ada", "ada@example.com")
+    people = ["Ann", "Bo", "Cy", "Dee", "Carol"]
+    await store.add(Draft(user_ids=("ada",), message="alone, oldest"))
+    for i, name in enumerate(people):
+        await store.add(Draft(user_ids=("ada",), message=f"{name} commented", group="t-42"))
+        if i == 1:
+            await store.add(Draft(user_ids=("ada",), message="alone, between"))
+    claim = await store.claim_email("ada", "me", 0, 60_000)
+    assert claim is not None
+    digester = Digester(settings, store, Metrics(), Clock())
+    listed, more, _ = await digester._collect(claim, await store.preferences("ada"), now_ms())
+    # The group once, as its newest, with its five; two rows at most, the oldest one counted.
+    assert [(n.message, count) for n, count in listed] == [
+        ("Carol commented", 5),
+        ("alone, between", 1),
+    ]
+    assert more == 1
+    shown = tuple(n for n, _ in listed)
+    digest = Digest("ada", "ada@example.com", shown, more, 1, 7, (5, 1))
+    message = build_message(settings, digest, now_ms())
+    assert message["Subject"] == "7 new notifications"
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None
+    content = text.get_content()
+    assert content.count("Carol commented") == 1
+    assert "5 in this conversation" in content
+    assert "Ann commented" not in content
 
 
 def test_the_unsubscribe_signature_is_the_users_alone() -> None:

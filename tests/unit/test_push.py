@@ -11,7 +11,15 @@ from tests.unit.fakes import FakeStore
 from tidings.hub import Hub
 from tidings.metrics import Metrics
 from tidings.models import Action, Actor, Clock, Draft, Notification, Preferences, PushSubscription
-from tidings.push.delivery import MAX_PLAINTEXT, PushChannel, payload_of, skip_reason
+from tidings.push.delivery import (
+    MAX_PLAINTEXT,
+    PushChannel,
+    payload_of,
+    skip_reason,
+    tag_of,
+    title_of,
+    topic_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +59,50 @@ def test_a_payload_within_bounds_carries_every_visible_field() -> None:
         "actor": {"name": "Ada", "avatar_url": "https://cdn.example/a.png"},
         "actions": [{"label": "Pay", "url": "https://app.example/pay"}],
         "created_at": "1970-01-01T00:00:01.000Z",
+        "tag": "tidings-7",
+        # WebKit's declarative Web Push, for Safari to show without a service worker.
+        "web_push": 8030,
+        "notification": {
+            "title": "Ada",
+            "body": "hello",
+            "navigate": "https://app.example/7",
+            "tag": "tidings-7",
+            "timestamp": 1000,
+            "icon": "https://cdn.example/a.png",
+            "actions": [{"action": "0", "title": "Pay", "navigate": "https://app.example/pay"}],
+            "data": {"tidings": True, "id": 7},
+        },
+        "mutable": True,
     }
+
+
+def test_a_group_push_stands_for_the_group_under_its_tag_and_topic() -> None:
+    one = note(seq=8, group="thread-42", actor=Actor("Carol"), link="/threads/42")
+    other = note(seq=9, group="thread-42", actor=Actor("Dan"), link="/threads/42")
+    body = json.loads(payload_of(one, 5, "https://app.example/base/"))
+    assert (body["group"], body["group_count"]) == ("thread-42", 5)
+    assert body["tag"] == tag_of(other) != tag_of(note(seq=8))
+    assert topic_of(one) == topic_of(other)
+    assert len(topic_of(one)) <= 32
+    assert topic_of(one) != topic_of(note(seq=8, group="thread-43"))
+    shown = body["notification"]
+    assert (shown["title"], shown["body"], shown["tag"]) == (
+        "Carol and 4 others",
+        "hello",
+        body["tag"],
+    )
+    # A path is resolved against TIDINGS_PUBLIC_URL: `navigate` must be absolute.
+    assert shown["navigate"] == "https://app.example/threads/42"
+    assert title_of(None, "3 new comments", 2) == ("3 new comments", "1 more")
+    assert title_of({"name": "Carol"}, "m", 2) == ("Carol and 1 other", "m")
+
+
+def test_without_an_absolute_link_or_public_url_the_push_is_for_the_worker_alone() -> None:
+    body = json.loads(payload_of(note(link="/threads/42")))
+    assert "web_push" not in body
+    assert body["tag"] == "tidings-7"
+    with_base = json.loads(payload_of(note(link=None), public_url="https://app.example"))
+    assert with_base["notification"]["navigate"] == "https://app.example"
 
 
 def test_a_payload_too_large_sheds_actions_then_avatar_then_message_end() -> None:

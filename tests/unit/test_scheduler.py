@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.unit.conftest import Node, OpenStream, unit_settings
-from tidings.models import Draft, ScheduleHint, now_ms
+from tidings.models import Draft, ScheduleHint, Unsnoozed, now_ms
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -54,3 +54,46 @@ async def test_the_expiry_sweep_tells_only_the_users_with_a_stream_here(
     assert sent == 1  # ann only: bob has no stream on this node
     assert json.loads(event.data)["ids"] == [1]
     assert node.metric("tidings_expired_events_total") == 1
+
+
+async def test_a_snooze_hint_from_the_bus_wakes_it_here_once_unread_and_unseen(
+    node: Node, open_stream: OpenStream
+) -> None:
+    await node.service.publish(Draft(user_ids=("ann",), message="later, please"))
+    await node.store.mark_read("ann", ids=[1])
+    async with open_stream("ann", last_event_id="1") as ann:
+        # Snoozed through the store alone, as another node does; the hint wakes this loop.
+        due = now_ms() + 200
+        assert await node.store.snooze("ann", [1], due) == [1]
+        node.bus.send(ScheduleHint(due))
+        await ann.wait_until(
+            lambda: any(e.event == "notifications-unsnoozed" for e in ann.events()), timeout=5
+        )
+        # A second look finds nothing more to wake.
+        assert await node.service.scheduler.wake_snoozed() is None
+    [event] = [e for e in ann.events() if e.event == "notifications-unsnoozed"]
+    body = json.loads(event.data)
+    assert [(n["id"], n["read_at"], n["snoozed_until"]) for n in body["notifications"]] == [
+        (1, None, None)
+    ]
+    assert (body["unread"], body["unseen"]) == (1, 1)
+    assert now_ms() >= due
+
+
+async def test_a_wake_up_the_bus_carried_without_bodies_is_read_from_the_store(
+    node: Node, open_stream: OpenStream
+) -> None:
+    # As from a node whose bus (PostgreSQL NOTIFY) could not carry a large notification.
+    await node.service.publish(Draft(user_ids=("ann",), message="big one", data={"k": "v"}))
+    async with open_stream("ann", last_event_id="1") as ann:
+        node.bus.send(Unsnoozed("ann", (), unread=1, unseen=1, missing=(1, 7)))
+        await ann.wait_until(
+            lambda: any(e.event == "notifications-unsnoozed" for e in ann.events()), timeout=5
+        )
+    [event] = [e for e in ann.events() if e.event == "notifications-unsnoozed"]
+    body = json.loads(event.data)
+    # Seq 7 is no notification of ann's: left out.
+    assert [(n["id"], n["message"], n["data"]) for n in body["notifications"]] == [
+        (1, "big one", {"k": "v"})
+    ]
+    assert (body["unread"], body["unseen"]) == (1, 1)

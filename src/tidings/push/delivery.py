@@ -31,12 +31,14 @@ counting from the moment it died.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
 import secrets
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -48,7 +50,7 @@ from tidings.push.keys import Vapid
 from tidings.settings import Settings
 from tidings.store import Store
 
-__all__ = ["MAX_PLAINTEXT", "PushChannel", "payload_of"]
+__all__ = ["MAX_PLAINTEXT", "PushChannel", "payload_of", "tag_of", "title_of", "topic_of"]
 
 log = logging.getLogger("tidings.push")
 
@@ -64,9 +66,14 @@ FORGET_EVERY_S: Final = 3600.0
 LEASE_MARGIN_S: Final = 1.0
 
 
-def payload_of(n: Notification) -> bytes:
-    """What the service worker receives: the notification's visible fields, at most
-    `MAX_PLAINTEXT` bytes (the actions, then the avatar, then the end of the message give way)."""
+def payload_of(n: Notification, group_count: int = 1, public_url: str = "") -> bytes:
+    """What a browser receives: the notification's visible fields for tidings-sw.js, and the same
+    as WebKit's declarative Web Push (`web_push: 8030`, `notification`), which Safari shows
+    without running a service worker. At most `MAX_PLAINTEXT` bytes (the actions, then the
+    avatar, then the end of the message give way).
+
+    A notification of a group stands for the group's `group_count` unread ones: its tag is the
+    group's, so the browser replaces the group's previous push ("Carol and 4 others")."""
     body: dict[str, Any] = {
         "id": n.seq,
         "seq": n.seq,
@@ -77,25 +84,101 @@ def payload_of(n: Notification) -> bytes:
         "actions": [a.to_json() for a in n.actions],
         "created_at": iso_ms(n.created_ms),
     }
-    data = _encode(body)
+    if n.group is not None:
+        body["group"] = n.group
+        body["group_count"] = max(1, group_count)
+    body["tag"] = tag_of(n)
+    data = _encode(_declared(body, n.created_ms, public_url))
     if len(data) > MAX_PLAINTEXT:
         body["actions"] = []
-        data = _encode(body)
+        data = _encode(_declared(body, n.created_ms, public_url))
     if len(data) > MAX_PLAINTEXT and body["actor"] is not None:
         body["actor"] = {"name": body["actor"]["name"], "avatar_url": None}
-        data = _encode(body)
+        data = _encode(_declared(body, n.created_ms, public_url))
     while len(data) > MAX_PLAINTEXT and body["message"] != "…":
         # Cut the message's UTF-8 by what is over plus the ellipsis (3 bytes), never inside a
-        # character; a second round covers characters JSON escapes into more bytes.
+        # character; more rounds cover characters JSON escapes into more bytes, and the message
+        # appearing twice (here and as the declarative body).
         raw = body["message"].encode()
-        keep = max(0, len(raw) - (len(data) - MAX_PLAINTEXT) - 3)
+        times = 2 if b'"web_push":8030' in data else 1
+        over = (len(data) - MAX_PLAINTEXT + times - 1) // times
+        keep = max(0, len(raw) - over - 3)
         body["message"] = raw[:keep].decode(errors="ignore") + "…"
-        data = _encode(body)
+        data = _encode(_declared(body, n.created_ms, public_url))
     if len(data) > MAX_PLAINTEXT:
         # Only with limits raised far past their defaults: the link and the actor go as well.
         body.update(link=None, actor=None, category=None)
-        data = _encode(body)
+        data = _encode(_declared(body, n.created_ms, public_url))
     return data
+
+
+def tag_of(n: Notification) -> str:
+    """The browser notification's tag: the group's (a new push of the group replaces the
+    previous one), else the notification's own (a repeated push replaces itself)."""
+    if n.group is not None:
+        return f"tidings-group-{hashlib.sha256(n.group.encode()).hexdigest()[:24]}"
+    return f"tidings-{n.seq}"
+
+
+def topic_of(n: Notification) -> str:
+    """The `Topic` header (RFC 8030 §5.4: at most 32 base64url characters): a push service
+    holding an undelivered push of the same topic replaces it with the newer one."""
+    if n.group is not None:
+        return "g" + hashlib.sha256(n.group.encode()).hexdigest()[:31]
+    return f"tidings{n.seq}"[-32:]
+
+
+def title_of(actor: dict[str, Any] | None, message: str, count: int) -> tuple[str, str]:
+    """Title and body as shown: the actor as title (with how many others in a group), the
+    message as body; without an actor, the message as title."""
+    others = count - 1
+    more = "" if others < 1 else f" and {others} other" if others == 1 else f" and {others} others"
+    if actor is not None:
+        return f"{actor['name']}{more}", message
+    if others:
+        return message, f"{others} more" if others > 1 else "1 more"
+    return message, ""
+
+
+def _declared(body: dict[str, Any], created_ms: int, public_url: str) -> dict[str, Any]:
+    """`body` with WebKit's declarative Web Push fields (https://webkit.org/blog/16535/) when it
+    can have them: `navigate` must be an absolute URL, so a link that is a path needs
+    TIDINGS_PUBLIC_URL (without either the push is for the service worker alone).
+    `mutable`: a service worker that is there still gets the push (tidings-sw.js leaves it
+    to a tab in view)."""
+    navigate = _absolute(body["link"], public_url) or _absolute(public_url, "")
+    if navigate is None:
+        return body
+    title, text = title_of(body["actor"], body["message"], body.get("group_count", 1))
+    shown: dict[str, Any] = {
+        "title": title,
+        "navigate": navigate,
+        "tag": body["tag"],
+        "timestamp": created_ms,
+        "data": {"tidings": True, "id": body["id"]},
+    }
+    if text:
+        shown["body"] = text
+    if body["actor"] is not None and body["actor"].get("avatar_url"):
+        icon = _absolute(body["actor"]["avatar_url"], public_url)
+        if icon is not None:
+            shown["icon"] = icon
+    actions = [
+        {"action": str(i), "title": a["label"], "navigate": url}
+        for i, a in enumerate(body["actions"])
+        if (url := _absolute(a["url"], public_url)) is not None
+    ]
+    if actions:
+        shown["actions"] = actions
+    return {**body, "web_push": 8030, "notification": shown, "mutable": True}
+
+
+def _absolute(link: str | None, base: str) -> str | None:
+    """`link` as an absolute http(s) URL (a path resolved against `base`), or None."""
+    if not link:
+        return None
+    resolved = urljoin(base, link) if base else link
+    return resolved if urlsplit(resolved).scheme in ("https", "http") else None
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -244,10 +327,21 @@ class PushChannel:
             present = await self.store.presence(claimed.user_id)
             now = self.clock.now_ms()
             cutoff = now - int(self.settings.push_grace * 1000)
+            # One push per conversation: of a group's notifications due in this pass only the
+            # newest is pushed, standing for the group (its count, its tag); the older ones
+            # are done with as folded.
+            newest: dict[str, int] = {}
+            for n in found:
+                if n.created_ms > cutoff:
+                    break
+                if n.group is not None and skip_reason(n, prefs, present, now) is None:
+                    newest[n.group] = n.seq
             for n in found:
                 if n.created_ms > cutoff:
                     break
                 reason = skip_reason(n, prefs, present, now)
+                if reason is None and n.group is not None and newest.get(n.group) != n.seq:
+                    reason = "folded"
                 if reason is not None:
                     self.metrics.away_skipped.labels(CHANNEL, reason).inc()
                     done = n.seq
@@ -299,9 +393,16 @@ class PushChannel:
 
     async def _send(self, sub: PushSubscription, n: Notification) -> _Outcome:
         assert self._client is not None
+        count = 1
+        if n.group is not None:
+            heads = await self.store.group_heads(
+                sub.user_id, [n.group], category=None, archived=False
+            )
+            count = heads.get(n.group, (n.seq, 1))[1]
         try:
+            payload = payload_of(n, count, self.settings.public_url)
             request = self.vapid.request(
-                sub, payload_of(n), ttl=self.settings.push_ttl, topic=f"tidings{n.seq}"[-32:]
+                sub, payload, ttl=self.settings.push_ttl, topic=topic_of(n)
             )
         except Exception:
             # Keys the route checked cannot fail here; should one still, this push can never

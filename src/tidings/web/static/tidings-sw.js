@@ -6,8 +6,12 @@
  *
  * On a push it shows the notification (the actor as title when there is one, the message, the
  * actor's avatar as icon, up to two action buttons), unless a tab of the app is visible: that
- * tab's bell shows it already. The notification's tag is the notification's id, so a repeated
- * push of the same one (see docs/away.md, "Exactly once") replaces it instead of adding a second.
+ * tab's bell shows it already. The notification's tag is the payload's `tag`: the group's for a
+ * notification of a group (one desktop notification per conversation, "Carol and 4 others"),
+ * else the notification's own, so a repeated push of the same one (see docs/away.md, "Exactly
+ * once") replaces it instead of adding a second. The payload also carries WebKit's declarative
+ * form (`web_push`, `notification`), which Safari shows without this worker; its title and body
+ * are the ones shown here too.
  * A click focuses a tab already on the link, or opens it; an action button opens its own url.
  */
 (() => {
@@ -45,10 +49,14 @@
     }
     const actions = Array.isArray(data.actions) ? data.actions.slice(0, 2) : [];
     const actor = data.actor && typeof data.actor.name === "string" ? data.actor : null;
-    const title = actor ? actor.name : data.message;
+    // The declarative part, when there is one, says how it reads (a group's count included).
+    const declared =
+      data.notification && typeof data.notification.title === "string" ? data.notification : null;
+    const title = declared ? declared.title : actor ? actor.name : data.message;
+    const tag = typeof data.tag === "string" && data.tag ? data.tag : `tidings-${data.id}`;
     const options = {
-      body: actor ? data.message : "",
-      tag: `tidings-${data.id}`,
+      body: declared ? (declared.body ?? "") : actor ? data.message : "",
+      tag,
       data: { tidings: true, id: data.id, link: data.link, actions },
       actions: actions.map((a, i) => ({ action: String(i), title: String(a.label) })),
     };

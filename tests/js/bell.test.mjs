@@ -476,7 +476,7 @@ test("the menu keys wrap round; Home and End; other keys are not the menu's", ()
   assert.equal(menuKeyTarget("ArrowDown", 0, -1), null);
 });
 
-test("snooze presets end in the user's time zone: an hour, tomorrow 9:00, next Monday 9:00", () => {
+test("snooze presets, in the user's time zone: an hour, tomorrow 9:00, next Monday 9:00", () => {
   // A Wednesday afternoon, local time.
   const wednesday = new Date(2026, 11, 9, 15, 30, 12);
   assert.equal(snoozeUntil("hour", wednesday).getTime() - wednesday.getTime(), 3600_000);
@@ -503,7 +503,7 @@ test("`until` is ISO 8601 with the local offset and the same instant", () => {
   assert.equal(Date.parse(iso), at.getTime());
 });
 
-test("a category's label: the publisher's (per language), the strings', or the key made readable", () => {
+test("a category label: the publisher's (per language), the strings', or the key, readable", () => {
   const labels = { billing: "Invoices", deploys: { en: "Deploys", de: "Auslieferungen" } };
   assert.equal(categoryLabel("billing", labels, {}, "de"), "Invoices");
   assert.equal(categoryLabel("deploys", labels, {}, "de-AT"), "Auslieferungen");
@@ -512,7 +512,7 @@ test("a category's label: the publisher's (per language), the strings', or the k
   assert.equal(categoryLabel("pull_requests", null, {}, "en"), "Pull requests");
 });
 
-test("a row's menu: mark read while unread, three snoozes, archive, delete; one open at a time", () => {
+test("a row menu: mark read while unread, three snoozes, archive, delete; one open at once", () => {
   const { client, calls } = holding([n(2), n(1, { read_at: "2026-01-01T00:00:00Z" })]);
   const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
   const [unread, read] = core.view().rows;
@@ -589,7 +589,7 @@ test("a long message is clamped with Show all; the empty inbox is all caught up"
   empty.destroy();
 });
 
-test("toasts only when asked for and the panel is closed; three at most; opening clears them", () => {
+test("toasts only when asked for and the panel is closed; three at most; open clears them", () => {
   let listener = null;
   const { client } = holding([]);
   client.subscribe = (l) => {
@@ -621,7 +621,7 @@ test("toasts only when asked for and the panel is closed; three at most; opening
   core.destroy();
 });
 
-test("one keyboard handler: Escape closes the menu before the panel; arrows move in the menu", () => {
+test("one keyboard handler: Escape closes the menu first; arrows move in the menu", () => {
   const el = (role, extra = {}) => ({
     role,
     focused: 0,

@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
+    choose,
     expect_accessible,
     expect_badge,
     expect_unread,
@@ -57,7 +58,7 @@ def read_and_unread(page: Page, server: Server) -> None:
         server.publish("alice", message, link="https://example.com/x")
     expect_badge(page, 3)
     open_bell(page)
-    page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
+    choose(page.locator("tidings-bell .item[data-id='1']"), "markRead")
     expect_unread(page, 2)
 
 
@@ -127,7 +128,7 @@ def test_vue_bells_closed_and_open(page: Page, server: Server) -> None:
         expect(root.locator(".notification-badge")).to_have_text("2")
     expect_accessible(page, "Vue, closed")
     page.locator("#vue2-app .bell-button").click()
-    page.locator("#vue2-app li.notification-item .mark-read-button").last.click()
+    choose(page.locator("#vue2-app li.notification-item").last, "markRead")
     expect(page.locator("#vue2-app .tidings-vue")).to_have_attribute(
         "data-unread", "1", timeout=TIMEOUT_MS
     )
@@ -189,14 +190,14 @@ def test_tabs_avatars_actions_and_a_folded_group(page: Page, server: Server) -> 
 
 def test_archive_view(page: Page, server: Server) -> None:
     open_inbox(page, server)
-    page.locator("tidings-bell .item", has_text="Deploy finished").locator(".archive").click()
+    choose(page.locator("tidings-bell .item", has_text="Deploy finished"), "archive")
     page.locator("tidings-bell .archive-view").click()
     expect(page.locator("tidings-bell")).to_have_attribute("data-view", "archive")
     expect(page.locator("tidings-bell .item .message")).to_have_text(
         ["Deploy finished: tidings 0.2.0 is live"], timeout=TIMEOUT_MS
     )
     expect_accessible(page, "open, the archive")
-    page.locator("tidings-bell .unarchive").click()
+    choose(page.locator("tidings-bell .item").first, "unarchive")
     expect(page.locator("tidings-bell .note[data-note=empty]")).to_be_visible(timeout=TIMEOUT_MS)
     expect_accessible(page, "open, the archive empty")
 
@@ -243,13 +244,11 @@ def test_vue_bells_with_tabs_a_group_avatars_actions_and_the_archive(
         expect(root.locator("li.member")).to_have_count(2)
         expect(root.locator(".notification-avatar img")).to_have_count(1)
         expect_accessible(page, f"Vue {app}, open, tabs, an unfolded group, avatars, actions")
-        root.locator("li.notification-item", has_text="Deploy finished").locator(
-            ".archive-button"
-        ).click()
+        choose(root.locator("li.notification-item", has_text="Deploy finished"), "archive")
         root.locator(".archive-view-button").click()
         expect(root.locator("li.notification-item")).to_have_count(1, timeout=TIMEOUT_MS)
         expect_accessible(page, f"Vue {app}, the archive")
-        root.locator(".unarchive-button").click()
+        choose(root.locator("li.notification-item").first, "unarchive")
         page.keyboard.press("Escape")
         expect(root.locator(".notification-dropdown")).to_have_count(0)
 

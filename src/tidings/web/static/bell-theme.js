@@ -90,6 +90,7 @@ ${s}.tb-link {
   font-size: .78rem; white-space: nowrap; min-height: 24px;
 }
 ${s}.tb-link:hover { text-decoration: underline; }
+${s}.tb-link.full-toggle { margin-left: -.3rem; }
 ${s}.tb-menu-button {
   flex: none; display: inline-grid; place-items: center; width: 28px; height: 28px;
   min-height: 28px; padding: 0; border: 0; border-radius: 6px; background: none;

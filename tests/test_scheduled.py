@@ -96,13 +96,21 @@ def test_cancel_needs_the_publisher_key(server: Server) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_pending_schedule_and_a_pending_expiry_cost_an_idle_node_no_query(
+async def test_a_pending_schedule_expiry_and_snooze_cost_an_idle_node_no_query(
     server: Server,
 ) -> None:
     who = user()
     hour = iso(datetime.now(UTC) + timedelta(hours=1))
     assert server.publish(who, "in an hour", deliver_at=hour).status_code == 202
     assert server.publish(who, "gone in an hour", expires_at=hour).status_code == 201
+    # And a snooze an hour ahead: the delivery loop sleeps until it too.
+    assert server.publish(who, "snoozed for an hour").status_code == 201
+    snoozed = HTTP.post(
+        f"{server.url}/notifications/snooze",
+        json={"ids": [2], "until": hour},
+        headers={"authorization": f"Bearer {make_token(who)}"},
+    )
+    assert snoozed.json()["ids"] == [2]
     async with open_stream(server.url, make_token(who), last_event_id="1") as stream:
         first = await stream.next(5, skip_pings=False)
         assert first.event == "ping"

@@ -149,6 +149,9 @@ class NotificationOut(BaseModel):
     read_at: str | None
     seen_at: str | None
     archived_at: str | None
+    snoozed_until: str | None = Field(
+        default=None, description="set while snoozed: hidden until then (design v3)"
+    )
     group_count: int | None = Field(
         default=None,
         description="with grouped=1: how many unread notifications this row stands for",
@@ -249,14 +252,16 @@ async def list_notifications(
     ] = None,
     archived: Annotated[bool, Query()] = False,
     grouped: Annotated[bool, Query()] = False,
+    snoozed: Annotated[bool, Query()] = False,
 ) -> Response:
     """The caller's notifications, newest first; `Link: rel="next"` when there are more.
 
     Archived ones only with `archived=1`, and then only those; `category` keeps one tab;
     `grouped=1` folds unread notifications sharing a `group` into the newest (`group_count`).
+    Snoozed ones only with `snoozed=1`, and then only those (never folded).
     """
     items: list[dict[str, Any]]
-    if grouped:
+    if grouped and not snoozed:
         rows, next_before = await service.grouped_page(
             user.user_id,
             limit=limit,
@@ -274,13 +279,15 @@ async def list_notifications(
             unread_only=unread,
             category=category,
             archived=archived,
+            snoozed=snoozed,
         )
         next_before = found[limit - 1].seq if len(found) > limit else None
         items = [n.to_json() for n in found[:limit]]
     headers = {}
     if next_before is not None:
         query: dict[str, str | int] = {"limit": limit, "before": next_before}
-        for name, given in (("unread", unread), ("archived", archived), ("grouped", grouped)):
+        named = (("unread", unread), ("archived", archived), ("grouped", grouped))
+        for name, given in (*named, ("snoozed", snoozed)):
             if given:
                 query[name] = 1
         if category is not None:

@@ -28,6 +28,7 @@ from tidings.push.routes import push_router
 from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
+from tidings.snooze.routes import snooze_router
 from tidings.store import StoreUnavailable
 from tidings.validation import describe
 
@@ -170,6 +171,7 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     add_error_handlers(api)
     # The push routes first: their fixed paths must win over `/notifications/{seq}`.
     routers = [push_router, user_router, publisher_router, operations_router]
+    routers.append(snooze_router)
     # The email digest's: a user's address, the unsubscribe link.
     routers += [email_router, unsubscribe_router]
     static = resources.files("tidings") / "web" / "static"

@@ -24,10 +24,12 @@ from tidings.models import (
     Resync,
     ScheduleHint,
     SeenChanged,
+    Snoozed,
+    Unsnoozed,
 )
 from tidings.settings import Settings
 
-__all__ = ["CHECK", "PING", "End", "Frame", "Hub", "Subscriber"]
+__all__ = ["CHECK", "PING", "UNSNOOZED", "End", "Frame", "Hub", "Refetch", "Subscriber"]
 
 # Heartbeats spread over this many slots, one visited per tick (15 s / 512 ≈ 29 ms): at 19,000
 # streams a tick queues ~37 pings, a millisecond of writes, where 16 slots queued ~1,200 at once
@@ -71,7 +73,20 @@ class End:
         self.retry_ms = retry_ms
 
 
-Item = Frame | bytes | End | _Marker
+class Refetch:
+    """Woken (unsnoozed) notifications the bus carried without their bodies: the stream reads
+    them from the store and sends `notifications-unsnoozed` itself."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Unsnoozed) -> None:
+        self.event = event
+
+
+# The SSE event of notifications back from snooze (design v3).
+UNSNOOZED: Final = "notifications-unsnoozed"
+
+Item = Frame | bytes | End | _Marker | Refetch
 
 
 class Subscriber:
@@ -269,6 +284,11 @@ class Hub:
             item = sse.event(event.name, event.to_json())
         elif isinstance(event, Expired):
             item = sse.event("notifications-expired", event.to_json())
+        elif isinstance(event, Snoozed):
+            item = sse.event("notifications-snoozed", event.to_json())
+        elif isinstance(event, Unsnoozed):
+            # Bodies the bus could not carry are read from the store by each stream.
+            item = sse.event(UNSNOOZED, event.to_json()) if not event.missing else Refetch(event)
         for sub in list(subs):
             sub.push(item)
 

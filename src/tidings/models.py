@@ -32,7 +32,10 @@ __all__ = [
     "ScheduleHint",
     "Scheduled",
     "SeenChanged",
+    "Snooze",
+    "Snoozed",
     "Stored",
+    "Unsnoozed",
     "UserRecord",
     "iso_ms",
     "now_ms",
@@ -177,6 +180,8 @@ class Notification:
     expires_ms: int | None = None
     seen_ms: int | None = None
     archived_ms: int | None = None
+    # Snoozed: hidden from lists, counts, streams, push and email until then (design v3).
+    snoozed_ms: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -195,6 +200,7 @@ class Notification:
             "read_at": _iso_or_none(self.read_ms),
             "seen_at": _iso_or_none(self.seen_ms),
             "archived_at": _iso_or_none(self.archived_ms),
+            "snoozed_until": _iso_or_none(self.snoozed_ms),
         }
 
     @functools.cached_property
@@ -387,7 +393,67 @@ class ScheduleHint:
     deliver_ms: int
 
 
-Event = Published | ReadChanged | Deleted | SeenChanged | ArchiveChanged | Resync | ScheduleHint
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """A snoozed notification whose time came, claimed by this node to wake it."""
+
+    user_id: str
+    seq: int
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snoozed:
+    """`ids` were snoozed until `until_ms`: open bells drop them; the counts leave them out."""
+
+    user_id: str
+    ids: tuple[int, ...]
+    until_ms: int
+    unread: int
+    unseen: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ids": list(self.ids),
+            "until": iso_ms(self.until_ms),
+            "unread": self.unread,
+            "unseen": self.unseen,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Unsnoozed:
+    """Snoozed notifications came back (due, or unsnoozed by the user), unread and unseen, with
+    their own seqs: open bells put them back in place. Announced once, by the node that woke
+    them."""
+
+    user_id: str
+    notifications: tuple[Notification, ...]
+    unread: int
+    unseen: int
+    # Seqs of woken notifications the bus could not carry (too large for a message): the
+    # receiving stream reads them from the store.
+    missing: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "notifications": [n.to_json() for n in self.notifications],
+            "unread": self.unread,
+            "unseen": self.unseen,
+        }
+
+
+Event = (
+    Published
+    | ReadChanged
+    | Deleted
+    | SeenChanged
+    | ArchiveChanged
+    | Resync
+    | ScheduleHint
+    | Snoozed
+    | Unsnoozed
+)
 
 
 # The email digest (tidings.digest).

@@ -16,6 +16,9 @@ open streams) for the notifications whose `expires_at` passed since it last look
 `notifications-expired` to its own streams of those users. Per node and never over the bus:
 every stream hears it once, from the node it is connected to, with no lease and no bus traffic.
 
+The delivery loop also wakes snoozed notifications when due (`tidings.snooze.wake`), under the
+same kind of lease, and sleeps until the earlier of the next scheduled row and the next snooze.
+
 Neither loop polls: each sleeps until the next time it knows of (see `Scheduler`), and looks at
 most once per `TIDINGS_SCHEDULER_INTERVAL`, so an idle node makes no query.
 """
@@ -88,7 +91,7 @@ class Scheduler:
             self._due_at = NEVER
             try:
                 await self.deliver_due()
-                upcoming = await service.store.next_due()
+                upcoming = await self.wake_snoozed()
             except Exception:
                 # The leases of what was claimed run out; the next look delivers it.
                 log.warning("delivering scheduled notifications failed; retrying", exc_info=True)
@@ -111,6 +114,16 @@ class Scheduler:
                 await self._deliver(await self._muted(claimed))
             if len(claimed) < settings.scheduler_batch:
                 return total
+
+    async def wake_snoozed(self) -> int | None:
+        """Wake the snoozes that are due (tidings.snooze.wake); return when the next look is
+        due: the earliest of the next scheduled row and the next snooze (None: neither)."""
+        from tidings.snooze.wake import wake_due
+
+        store = self.service.store
+        await wake_due(self.service)
+        times = [t for t in (await store.next_due(), await store.next_snoozed()) if t is not None]
+        return min(times, default=None)
 
     async def _muted(self, claimed: Sequence[Due]) -> list[Due]:
         """The rows, those whose user muted their category by now marked to skip."""

@@ -27,6 +27,7 @@ __all__ = [
     "exactly_one",
     "is_unicode",
     "make_draft",
+    "snooze_until_ms",
     "whole",
 ]
 
@@ -296,6 +297,26 @@ def _action(index: int, action: ActionIn, settings: Settings) -> Action:
     if url is None:
         raise _invalid(f"{field}.url", "must not be empty")
     return Action(label=label, url=url)
+
+
+def snooze_until_ms(text: str, settings: Settings, *, now: int) -> int:
+    """`until` of a snooze: a time with an offset, in the future, at most
+    `TIDINGS_MAX_SCHEDULE_DAYS` ahead."""
+
+    def invalid(problem: str) -> ApiError:
+        return ApiError(422, "invalid_request", {"field": "until", "problem": problem})
+
+    try:
+        until = _time_ms("until", text)
+    except ApiError as exc:
+        detail = exc.detail
+        raise invalid(detail["problem"] if isinstance(detail, dict) else TIME_RULE) from None
+    if until <= now:
+        raise invalid("must be in the future")
+    ahead = settings.max_schedule_days
+    if until - now > ahead * DAY_MS:
+        raise invalid(f"at most {ahead:g} days ahead (TIDINGS_MAX_SCHEDULE_DAYS)")
+    return until
 
 
 def _time_ms(field: str, text: str) -> int:

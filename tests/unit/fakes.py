@@ -31,6 +31,7 @@ from tidings.models import (
     Preferences,
     PushSubscription,
     Scheduled,
+    Snooze,
     Stored,
     UserRecord,
 )
@@ -68,6 +69,8 @@ class FakeStore:
         # (key, user_id) -> [the row's Due, its fingerprint, its state, lease_until]
         self.scheduled: dict[tuple[str, str], list[Any]] = {}
         self.emails: dict[str, _Cursor] = {}
+        # (user_id, seq) -> the lease of a snoozed notification being woken.
+        self.snooze_leases: dict[tuple[str, int], int] = {}
         self.push: dict[str, PushSubscription] = {}
         # (user, node) -> closed_ms (None: open); node -> its last report.
         self.streams: dict[tuple[str, str], int | None] = {}
@@ -111,7 +114,11 @@ class FakeStore:
         self._check()
         # As the stores do: an expired notification is not listed (nor replayed).
         now = self.clock.now_ms()
-        live = [n for n in self.rows.get(user_id, []) if n.expires_ms is None or n.expires_ms > now]
+        live = [
+            n
+            for n in self.rows.get(user_id, [])
+            if (n.expires_ms is None or n.expires_ms > now) and n.snoozed_ms is None
+        ]
         return [n for n in live if n.seq > seq][:limit]
 
     async def position(self, user_id: str) -> Position:
@@ -127,12 +134,14 @@ class FakeStore:
         unread_only: bool,
         category: str | None = None,
         archived: bool = False,
+        snoozed: bool = False,
     ) -> list[Notification]:
         self._check()
         rows = [
             n
             for n in reversed(self.rows.get(user_id, []))
             if (before is None or n.seq < before)
+            and (n.snoozed_ms is not None) == snoozed
             and not (unread_only and n.read_ms is not None)
             and (category is None or n.category == category)
             and (n.archived_ms is not None) == archived
@@ -148,7 +157,7 @@ class FakeStore:
         rows = [
             (n.category, int(n.read_ms is None), int(n.seen_ms is None))
             for n in self.rows.get(user_id, [])
-            if n.archived_ms is None
+            if n.archived_ms is None and n.snoozed_ms is None
         ]
         return counts_of(rows)
 
@@ -162,6 +171,7 @@ class FakeStore:
                 n.group is not None
                 and n.group in groups
                 and n.read_ms is None
+                and n.snoozed_ms is None
                 and (category is None or n.category == category)
                 and (n.archived_ms is not None) == archived
             ):
@@ -188,7 +198,7 @@ class FakeStore:
         changed: list[int] = []
         rows = self.rows.get(user_id, [])
         for index, n in enumerate(rows):
-            if n.seq <= up_to and n.seen_ms is None:
+            if n.seq <= up_to and n.seen_ms is None and n.snoozed_ms is None:
                 rows[index] = dataclasses.replace(n, seen_ms=self.clock.now_ms())
                 changed.append(n.seq)
         return changed
@@ -212,7 +222,9 @@ class FakeStore:
         changed: list[int] = []
         rows = self.rows.get(user_id, [])
         for index, n in enumerate(rows):
-            wanted = (ids is not None and n.seq in ids) or (up_to is not None and n.seq <= up_to)
+            wanted = (ids is not None and n.seq in ids) or (
+                up_to is not None and n.seq <= up_to and n.snoozed_ms is None
+            )
             if wanted and n.read_ms is None:
                 rows[index] = dataclasses.replace(n, read_ms=self.clock.now_ms())
                 changed.append(n.seq)
@@ -290,6 +302,61 @@ class FakeStore:
                 row[2] = CANCELLED
                 count += 1
         return count, tuple(sorted({row[2] for row in rows}))
+
+    # --- snooze ---------------------------------------------------------------------------------
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        self._check()
+        changed: list[int] = []
+        rows = self.rows.get(user_id, [])
+        for index, n in enumerate(rows):
+            if n.seq in ids:
+                rows[index] = dataclasses.replace(n, snoozed_ms=until_ms)
+                self.snooze_leases.pop((user_id, n.seq), None)
+                changed.append(n.seq)
+        return changed
+
+    def _wake(self, user_id: str, seq: int, until_ms: int | None) -> Notification | None:
+        rows = self.rows.get(user_id, [])
+        for index, n in enumerate(rows):
+            if n.seq == seq and n.snoozed_ms is not None and until_ms in (None, n.snoozed_ms):
+                rows[index] = dataclasses.replace(n, snoozed_ms=None, read_ms=None, seen_ms=None)
+                self.snooze_leases.pop((user_id, seq), None)
+                return rows[index]
+        return None
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        self._check()
+        woken = [self._wake(user_id, seq, None) for seq in sorted(set(ids))]
+        return [n for n in woken if n is not None]
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        self._check()
+        now = self.clock.now_ms()
+        due = sorted(
+            (n.snoozed_ms, n.seq, n.user_id)
+            for rows in self.rows.values()
+            for n in rows
+            if n.snoozed_ms is not None and n.snoozed_ms <= now
+        )
+        claimed: list[Snooze] = []
+        for until, seq, user_id in due:
+            if len(claimed) < limit and self.snooze_leases.get((user_id, seq), 0) < now:
+                self.snooze_leases[(user_id, seq)] = now + lease_ms
+                claimed.append(Snooze(user_id, seq, until))
+        return claimed
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        self._check()
+        woken = [self._wake(c.user_id, c.seq, c.until_ms) for c in claimed]
+        return [n for n in woken if n is not None]
+
+    async def next_snoozed(self) -> int | None:
+        self._check()
+        return min(
+            (n.snoozed_ms for rows in self.rows.values() for n in rows if n.snoozed_ms),
+            default=None,
+        )
 
     async def next_due(self) -> int | None:
         self._check()

@@ -54,3 +54,27 @@ async def test_the_expiry_sweep_tells_only_the_users_with_a_stream_here(
     assert sent == 1  # ann only: bob has no stream on this node
     assert json.loads(event.data)["ids"] == [1]
     assert node.metric("tidings_expired_events_total") == 1
+
+
+async def test_a_snooze_hint_from_the_bus_wakes_it_here_once_unread_and_unseen(
+    node: Node, open_stream: OpenStream
+) -> None:
+    await node.service.publish(Draft(user_ids=("ann",), message="later, please"))
+    await node.store.mark_read("ann", ids=[1])
+    async with open_stream("ann", last_event_id="1") as ann:
+        # Snoozed through the store alone, as another node does; the hint wakes this loop.
+        due = now_ms() + 200
+        assert await node.store.snooze("ann", [1], due) == [1]
+        node.bus.send(ScheduleHint(due))
+        await ann.wait_until(
+            lambda: any(e.event == "notifications-unsnoozed" for e in ann.events()), timeout=5
+        )
+        # A second look finds nothing more to wake.
+        assert await node.service.scheduler.wake_snoozed() is None
+    [event] = [e for e in ann.events() if e.event == "notifications-unsnoozed"]
+    body = json.loads(event.data)
+    assert [(n["id"], n["read_at"], n["snoozed_until"]) for n in body["notifications"]] == [
+        (1, None, None)
+    ]
+    assert (body["unread"], body["unseen"]) == (1, 1)
+    assert now_ms() >= due

@@ -20,6 +20,8 @@ from tidings.models import (
     Resync,
     ScheduleHint,
     SeenChanged,
+    Snoozed,
+    Unsnoozed,
 )
 
 
@@ -198,3 +200,23 @@ def test_a_long_list_of_archived_ids_is_split_into_events_that_add_up() -> None:
         for e in events
     )
     assert tuple(i for e in events if isinstance(e, ArchiveChanged) for i in e.ids) == ids
+
+
+def test_snooze_events_survive_the_trip_and_a_wake_up_stays_one_event() -> None:
+    snoozed = Snoozed("ann", (2, 3), 1_700_000_360_000, unread=1, unseen=0)
+    woken = (
+        notification(seq=2, category="chat", group="t", actor=Actor("Bo", None)),
+        notification(seq=3, actions=(Action("Open", "/o"),)),
+    )
+    unsnoozed = Unsnoozed("ann", woken, unread=3, unseen=3)
+    other = Unsnoozed("bob", (notification(user="bob"),), unread=1, unseen=1)
+    assert round_trip([snoozed, unsnoozed, other]) == [snoozed, unsnoozed, other]
+
+
+def test_a_woken_notification_too_large_for_a_message_travels_as_its_seq() -> None:
+    big = notification(seq=2, data={"blob": "x" * 9000})
+    small = notification(seq=3)
+    [decoded] = round_trip([Unsnoozed("ann", (big, small), unread=2, unseen=2)])
+    assert isinstance(decoded, Unsnoozed)
+    assert decoded.notifications == (small,)
+    assert (decoded.missing, decoded.unread, decoded.unseen) == ((2,), 2, 2)

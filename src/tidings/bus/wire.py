@@ -27,6 +27,8 @@ from tidings.models import (
     Resync,
     ScheduleHint,
     SeenChanged,
+    Snoozed,
+    Unsnoozed,
 )
 
 __all__ = ["decode", "encode", "resync_message"]
@@ -86,6 +88,31 @@ def _entries(event: Event) -> Iterator[dict[str, Any]]:
         yield {"t": "x"}
     elif isinstance(event, ScheduleHint):
         yield {"t": "w", "at": event.deliver_ms}
+    elif isinstance(event, Snoozed):
+        ids = list(event.ids)
+        for start in range(0, max(len(ids), 1), 500):
+            yield {
+                "t": "z",
+                "u": event.user_id,
+                "i": ids[start : start + 500],
+                "at": event.until_ms,
+                "c": event.unread,
+                "n": event.unseen,
+            }
+    elif isinstance(event, Unsnoozed):
+        # One entry per notification, so each fits on its own; `encode` drops a body too large
+        # for a message, keeping its seq ("s") for the receiving stream to read.
+        for n in event.notifications:
+            yield {
+                "t": "uz",
+                "u": event.user_id,
+                "s": n.seq,
+                "c": event.unread,
+                "n": event.unseen,
+                "b": [n.message, n.link, n.kind, n.data, n.created_ms, n.read_ms, _inbox(n)],
+            }
+        for seq in event.missing:
+            yield {"t": "uz", "u": event.user_id, "s": seq, "c": event.unread, "n": event.unseen}
 
 
 def _inbox(n: Notification) -> dict[str, Any]:
@@ -139,10 +166,13 @@ def encode(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[str]:
     for event in events:
         for entry in _entries(event):
             raw = _compact(entry)
-            if len(raw.encode()) + 2 > limit and "n" in entry:
+            if len(raw.encode()) + 2 > limit and "n" in entry and entry["t"] == "p":
                 # Too large to carry: the receiving stream reads the store.
                 del entry["n"]
                 entry.pop("i", None)
+                raw = _compact(entry)
+            elif len(raw.encode()) + 2 > limit and "b" in entry:
+                del entry["b"]
                 raw = _compact(entry)
             length = len(raw.encode()) + 1
             if batch and size + length > limit:
@@ -171,9 +201,27 @@ def decode(raw: str | bytes) -> list[Event]:
     events: list[Event] = []
     for entry in entries:
         try:
-            events.append(_event(entry))
+            event = _event(entry)
         except (KeyError, TypeError, ValueError, IndexError):
             log.warning("bus: ignoring a malformed entry")
+            continue
+        last = events[-1] if events else None
+        if (
+            isinstance(event, Unsnoozed)
+            and isinstance(last, Unsnoozed)
+            and last.user_id == event.user_id
+        ):
+            # One wake-up sent one entry per notification: one event again for the streams.
+            event = Unsnoozed(
+                user_id=event.user_id,
+                notifications=last.notifications + event.notifications,
+                unread=event.unread,
+                unseen=event.unseen,
+                missing=last.missing + event.missing,
+            )
+            events[-1] = event
+        else:
+            events.append(event)
     return events
 
 
@@ -184,6 +232,34 @@ def _event(entry: dict[str, Any]) -> Event:
     if kind == "w":
         return ScheduleHint(int(entry["at"]))
     user_id = str(entry["u"])
+    if kind == "z":
+        return Snoozed(
+            user_id=user_id,
+            ids=tuple(int(i) for i in entry["i"]),
+            until_ms=int(entry["at"]),
+            unread=int(entry["c"]),
+            unseen=int(entry["n"]),
+        )
+    if kind == "uz":
+        seq = int(entry["s"])
+        unread, unseen = int(entry["c"]), int(entry["n"])
+        if (packed := entry.get("b")) is None:
+            return Unsnoozed(user_id, (), unread, unseen, missing=(seq,))
+        message, link, nkind, data, created_ms, read_ms, inbox = packed
+        if not isinstance(data, dict) or not isinstance(inbox, dict):
+            raise TypeError("data")
+        woken = Notification(
+            user_id=user_id,
+            seq=seq,
+            message=str(message),
+            link=_text_or_none(link),
+            kind=_text_or_none(nkind),
+            data=data,
+            created_ms=int(created_ms),
+            read_ms=_int_or_none(read_ms),
+            **_decode_inbox(inbox),
+        )
+        return Unsnoozed(user_id, (woken,), unread, unseen)
     if kind == "p":
         seq = int(entry["s"])
         notification = None

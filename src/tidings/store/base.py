@@ -19,6 +19,7 @@ from tidings.models import (
     Preferences,
     PushSubscription,
     Scheduled,
+    Snooze,
     Stored,
     UserRecord,
 )
@@ -80,9 +81,13 @@ class Store(Protocol):
         unread_only: bool,
         category: str | None = None,
         archived: bool = False,
+        snoozed: bool = False,
     ) -> list[Notification]:
         """Newest first; `before` excludes that seq and everything newer. Only the archived
-        ones with `archived`, else only the others; only `category`'s when it is given."""
+        ones with `archived`, else only the others; only `category`'s when it is given. Only
+        the snoozed ones with `snoozed`, else only the others (as everywhere: `after`, the
+        counts, `group_heads`, and `mark_read`/`mark_seen` with `up_to` leave snoozed ones
+        out)."""
 
     async def unread_count(self, user_id: str) -> int:
         """The user's notifications not marked read, not archived and not deleted."""
@@ -162,6 +167,32 @@ class Store(Protocol):
 
     async def next_due(self) -> int | None:
         """The earliest `deliver_ms` of the pending rows (claimed or not); None when none is."""
+
+    # --- snooze (design v3) ---------------------------------------------------------------------
+    # A snoozed notification (`snoozed_ms` set) is hidden from lists, counts, `after` (so from
+    # streams, push and email) until it is woken: by the user (`unsnooze`), or when due by one
+    # node (`claim_snoozed` leases it as `claim_due` does, `wake_snoozed` wakes it once).
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        """Snooze the user's own notifications among `ids` until `until_ms` (again: a new
+        time); return the seqs changed, ascending. Someone else's and deleted ones are not."""
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        """Wake the user's own snoozed notifications among `ids` now, unread and unseen;
+        return them as woken, ascending. Of concurrent wakers exactly one gets each."""
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        """Lease up to `limit` snoozed notifications whose time has come and whose lease (if
+        any) ran out, for `lease_ms`: no other node claims them meanwhile. Earliest first."""
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        """Wake the claimed notifications still snoozed until the claimed time (not one the
+        user snoozed again or woke meanwhile), unread and unseen; return those woken. Once
+        per snooze however often it is called."""
+
+    async def next_snoozed(self) -> int | None:
+        """The earliest `snoozed_ms` of the snoozed notifications (claimed or not); None when
+        none is."""
 
     async def next_expiry(self, after_ms: int) -> int | None:
         """The earliest `expires_at` after `after_ms` among live notifications; None if none."""

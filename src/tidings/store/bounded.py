@@ -24,6 +24,7 @@ from tidings.models import (
     Preferences,
     PushSubscription,
     Scheduled,
+    Snooze,
     Stored,
     UserRecord,
 )
@@ -89,6 +90,7 @@ class BoundedStore:
         unread_only: bool,
         category: str | None = None,
         archived: bool = False,
+        snoozed: bool = False,
     ) -> list[Notification]:
         async with self._slot():
             return await self.inner.page(
@@ -98,6 +100,7 @@ class BoundedStore:
                 unread_only=unread_only,
                 category=category,
                 archived=archived,
+                snoozed=snoozed,
             )
 
     async def unread_count(self, user_id: str) -> int:
@@ -167,6 +170,26 @@ class BoundedStore:
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         async with self._slot():
             return await self.inner.cancel_scheduled(key)
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        async with self._slot():
+            return await self.inner.snooze(user_id, ids, until_ms)
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        async with self._slot():
+            return await self.inner.unsnooze(user_id, ids)
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        async with self._slot():
+            return await self.inner.claim_snoozed(lease_ms, limit)
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        async with self._slot():
+            return await self.inner.wake_snoozed(claimed)
+
+    async def next_snoozed(self) -> int | None:
+        async with self._slot():
+            return await self.inner.next_snoozed()
 
     async def next_due(self) -> int | None:
         async with self._slot():

@@ -23,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "PUSH_COLUMNS",
     "SCHEMA_VERSION",
+    "WOKEN",
     "by_key",
     "check_fingerprint",
     "check_schema",
@@ -54,14 +55,21 @@ T = TypeVar("T")
 # stored before, which read as having none). 4: scheduled notifications (a table/collection of
 # their own), and an index on expires_ms for the expiry sweep. 5: Web Push: subscriptions with
 # their delivery cursor, and presence. 6: the email digest: users' addresses and cursors.
-SCHEMA_VERSION = 6
+# 7: snooze: a notification's `snoozed_ms` (hidden until then) and the lease of the node waking
+# it (`snooze_lease`), with an index on the snoozed ones.
+SCHEMA_VERSION = 7
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
 # `grp`, not `group`: a reserved word in SQL.
 COLUMNS = (
     "user_id, seq, message, link, kind, data, created_ms, read_ms, "
-    "category, actor, actions, grp, expires_ms, seen_ms, archived_ms"
+    "category, actor, actions, grp, expires_ms, seen_ms, archived_ms, snoozed_ms"
 )
+
+
+# What waking a snoozed notification sets besides clearing `snoozed_ms`: it comes back unread
+# and unseen, its lease dropped. SQL stores (MongoDB sets the same fields).
+WOKEN = ", read_ms = NULL, seen_ms = NULL, snooze_lease = 0"
 
 
 def encode_data(data: dict[str, Any]) -> str:
@@ -125,6 +133,7 @@ def notification(row: Row) -> Notification:
         expires_ms=row[12],
         seen_ms=row[13],
         archived_ms=row[14],
+        snoozed_ms=row[15],
     )
 
 

@@ -17,6 +17,7 @@ from tidings.models import (
     Preferences,
     PushSubscription,
     Scheduled,
+    Snooze,
     Stored,
     UserRecord,
 )
@@ -69,6 +70,7 @@ class InstrumentedStore:
         unread_only: bool,
         category: str | None = None,
         archived: bool = False,
+        snoozed: bool = False,
     ) -> list[Notification]:
         self._op("page")
         return await self.inner.page(
@@ -78,6 +80,7 @@ class InstrumentedStore:
             unread_only=unread_only,
             category=category,
             archived=archived,
+            snoozed=snoozed,
         )
 
     async def unread_count(self, user_id: str) -> int:
@@ -145,6 +148,26 @@ class InstrumentedStore:
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         self._op("cancel_scheduled")
         return await self.inner.cancel_scheduled(key)
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        self._op("snooze")
+        return await self.inner.snooze(user_id, ids, until_ms)
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        self._op("unsnooze")
+        return await self.inner.unsnooze(user_id, ids)
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        self._op("claim_snoozed")
+        return await self.inner.claim_snoozed(lease_ms, limit)
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        self._op("wake_snoozed")
+        return await self.inner.wake_snoozed(claimed)
+
+    async def next_snoozed(self) -> int | None:
+        self._op("next_snoozed")
+        return await self.inner.next_snoozed()
 
     async def next_due(self) -> int | None:
         self._op("next_due")

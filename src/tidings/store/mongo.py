@@ -71,6 +71,7 @@ from tidings.models import (
     Preferences,
     PushSubscription,
     Scheduled,
+    Snooze,
     Stored,
     UserRecord,
 )
@@ -139,6 +140,13 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 INBOX_FIELDS = ("category", "actor", "actions", "group", "expires_ms")
 
 
+# What lists and counts add: a snoozed notification is gone from them until it wakes
+# (`wake_snoozed` unsets `snoozed_ms`; a missing field matches too).
+AWAKE: Doc = {"snoozed_ms": None}
+# What waking sets (the SQL stores' `WOKEN`): back unread and unseen, the lease dropped.
+_WOKEN: Doc = {"snoozed_ms": None, "read_ms": None, "seen_ms": None, "snooze_lease": 0}
+
+
 def _archived(archived: bool) -> Doc:
     """The filter for archived notifications, or for the others (`None` also matches a
     document stored before schema 3, which has no such field)."""
@@ -192,6 +200,7 @@ def _notification(doc: Doc) -> Notification:
             *(doc.get(name) for name in INBOX_FIELDS),
             doc.get("seen_ms"),
             doc.get("archived_ms"),
+            doc.get("snoozed_ms"),
         )
     )
 
@@ -297,6 +306,8 @@ class MongoStore:
         await scheduled.create_index([("key", ASCENDING)], name="key")
         await scheduled.create_index([("done_ms", ASCENDING)], name="done_ms")
         await notifications.create_index([("expires_ms", ASCENDING)], name="expires_ms")
+        # Step 7, snooze: the wake-up scan looks for the earliest snoozed_ms.
+        await notifications.create_index([("snoozed_ms", ASCENDING)], name="snoozed_ms")
         # The email digest's leases, looked up by user and generation (schema 6).
         await self._db["email_claims"].create_index(
             [("user_id", ASCENDING), ("gen", ASCENDING), ("k", ASCENDING)], name="user_gen_k"
@@ -562,6 +573,7 @@ class MongoStore:
             "user_id": user_id,
             "seq": {"$gt": seq},
             **LIVE,
+            **AWAKE,
             **_unexpired(self.clock.now_ms()),
         }
         async with self._guard():
@@ -586,11 +598,13 @@ class MongoStore:
         unread_only: bool,
         category: str | None = None,
         archived: bool = False,
+        snoozed: bool = False,
     ) -> list[Notification]:
         query: Doc = {
             "user_id": user_id,
             **LIVE,
             **_archived(archived),
+            **({"snoozed_ms": {"$ne": None}} if snoozed else AWAKE),
             **_unexpired(self.clock.now_ms()),
         }
         if before is not None:
@@ -610,6 +624,7 @@ class MongoStore:
                     "user_id": user_id,
                     "read_ms": None,
                     **LIVE,
+                    **AWAKE,
                     **_archived(False),
                     **_unexpired(self.clock.now_ms()),
                 }
@@ -621,6 +636,7 @@ class MongoStore:
         query: Doc = {
             "user_id": user_id,
             **LIVE,
+            **AWAKE,
             **_archived(False),
             "$or": [{"read_ms": None}, {"seen_ms": None}],
             **_unexpired(self.clock.now_ms()),
@@ -645,6 +661,7 @@ class MongoStore:
                     "read_ms": None,
                     "group": {"$in": list(chunk)},
                     **LIVE,
+                    **AWAKE,
                     **_archived(archived),
                     **_unexpired(self.clock.now_ms()),
                 }
@@ -663,6 +680,7 @@ class MongoStore:
         query: Doc = {"user_id": user_id, "read_ms": None, **LIVE}
         if up_to is not None:
             query["seq"] = {"$lte": up_to}
+            query.update(AWAKE)
         else:
             query["seq"] = {"$in": sorted(set(ids or ()))}
         async with self._guard():
@@ -678,7 +696,13 @@ class MongoStore:
     async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
         # As mark_read: the seqs first, then the update of exactly those, so a notification
         # published meanwhile (a higher seq) is never included.
-        query: Doc = {"user_id": user_id, "seen_ms": None, "seq": {"$lte": up_to}, **LIVE}
+        query: Doc = {
+            "user_id": user_id,
+            "seen_ms": None,
+            "seq": {"$lte": up_to},
+            **LIVE,
+            **AWAKE,
+        }
         async with self._guard():
             seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
             if not seqs:
@@ -913,6 +937,93 @@ class MongoStore:
             )
             states = {d["state"] async for d in self._scheduled.find({"key": key}, {"state": 1})}
         return result.modified_count, tuple(sorted(states))
+
+    # -- snooze -----------------------------------------------------------------------------------
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        query: Doc = {"user_id": user_id, "seq": {"$in": sorted(set(ids))}, **LIVE}
+        async with self._guard():
+            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
+            if not seqs:
+                return []
+            # `snooze_lease` back to 0: a new time is a new claim, whoever held the old one.
+            await self._notifications.update_many(
+                {"user_id": user_id, "seq": {"$in": seqs}, **LIVE},
+                {"$set": {"snoozed_ms": until_ms, "snooze_lease": 0}},
+            )
+        return sorted(seqs)
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        query: Doc = {
+            "user_id": user_id,
+            "seq": {"$in": sorted(set(ids))},
+            "snoozed_ms": {"$ne": None},
+            **LIVE,
+        }
+        woken: list[Notification] = []
+        async with self._guard():
+            docs = [d async for d in self._notifications.find(query)]
+            for doc in sorted(docs, key=lambda d: int(d["seq"])):
+                # Per document, conditional on the snooze read: of two callers (or a waking
+                # node) exactly one changes it, and only that one reports it.
+                done = await self._notifications.update_one(
+                    {"_id": doc["_id"], "snoozed_ms": doc["snoozed_ms"]}, {"$set": _WOKEN}
+                )
+                if done.modified_count:
+                    woken.append(_notification({**doc, **_WOKEN}))
+        return woken
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        now = self.clock.now_ms()
+        claimable: Doc = {
+            "snoozed_ms": {"$ne": None, "$lte": now},
+            "$or": [{"snooze_lease": None}, {"snooze_lease": {"$lt": now}}],
+            **LIVE,
+        }
+        # As `claim_due`: one update takes the candidates still claimable, and a token of this
+        # claim's own finds which ones it took.
+        token = secrets.token_hex(8)
+        async with self._guard():
+            cursor = self._notifications.find(claimable, {"_id": 1})
+            cursor = cursor.sort("snoozed_ms", ASCENDING).limit(limit)
+            ids = [d["_id"] async for d in cursor]
+            if not ids:
+                return []
+            await self._notifications.update_many(
+                {"_id": {"$in": ids}, **claimable},
+                {"$set": {"snooze_lease": now + lease_ms, "snooze_claim": token}},
+            )
+            found = self._notifications.find(
+                {"_id": {"$in": ids}, "snooze_claim": token},
+                {"user_id": 1, "seq": 1, "snoozed_ms": 1},
+            )
+            taken = [Snooze(d["user_id"], int(d["seq"]), int(d["snoozed_ms"])) async for d in found]
+        return sorted(taken, key=lambda s: (s.until_ms, s.seq))
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        woken: list[Notification] = []
+        async with self._guard():
+            for row in claimed:
+                # Only the snooze that was claimed: one the user changed or ended meanwhile
+                # is theirs, not this claim's.
+                query: Doc = {"user_id": row.user_id, "seq": row.seq, "snoozed_ms": row.until_ms}
+                done = await self._notifications.update_one(query, {"$set": _WOKEN})
+                if done.modified_count:
+                    doc = await self._notifications.find_one(
+                        {"user_id": row.user_id, "seq": row.seq, **LIVE}
+                    )
+                    if doc is not None:
+                        woken.append(_notification(doc))
+        return woken
+
+    async def next_snoozed(self) -> int | None:
+        async with self._guard():
+            doc = await self._notifications.find_one(
+                {"snoozed_ms": {"$ne": None}, **LIVE},
+                {"snoozed_ms": 1},
+                sort=[("snoozed_ms", ASCENDING)],
+            )
+        return None if doc is None else int(doc["snoozed_ms"])
 
     async def next_due(self) -> int | None:
         async with self._guard():

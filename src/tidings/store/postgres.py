@@ -30,6 +30,7 @@ from tidings.models import (
     Preferences,
     PushSubscription,
     Scheduled,
+    Snooze,
     Stored,
     UserRecord,
 )
@@ -41,6 +42,7 @@ from tidings.store.common import (
     PENDING,
     PUSH_COLUMNS,
     SCHEMA_VERSION,
+    WOKEN,
     by_key,
     check_fingerprint,
     check_schema,
@@ -179,6 +181,12 @@ CREATE TABLE IF NOT EXISTS tidings_email_users (
     attempts    integer NOT NULL DEFAULT 0
 );
 """,
+    7: """
+ALTER TABLE tidings_notifications ADD COLUMN IF NOT EXISTS snoozed_ms bigint;
+ALTER TABLE tidings_notifications ADD COLUMN IF NOT EXISTS snooze_lease bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS tidings_notifications_snoozed
+    ON tidings_notifications (snoozed_ms) WHERE snoozed_ms IS NOT NULL;
+""",
 }
 
 if TYPE_CHECKING:
@@ -302,6 +310,7 @@ class PostgresStore:
         unread_only: bool,
         category: str | None = None,
         archived: bool = False,
+        snoozed: bool = False,
     ) -> list[Notification]:
         where = "user_id = $1 AND seq < $2"
         params: list[Any] = [user_id, before if before is not None else 2**62, limit]
@@ -312,7 +321,11 @@ class PostgresStore:
             where += f" AND category = ${len(params)}"
         where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
         params.append(self.clock.now_ms())
-        where += _unexpired(len(params))
+        if snoozed:
+            now = len(params)
+            where += f" AND snoozed_ms IS NOT NULL AND (expires_ms IS NULL OR expires_ms > ${now})"
+        else:
+            where += _unexpired(len(params))
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM tidings_notifications WHERE {where} "
@@ -366,7 +379,8 @@ class PostgresStore:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 "UPDATE tidings_notifications SET seen_ms = $1 "
-                "WHERE user_id = $2 AND seq <= $3 AND seen_ms IS NULL RETURNING seq",
+                "WHERE user_id = $2 AND seq <= $3 AND seen_ms IS NULL AND snoozed_ms IS NULL "
+                "RETURNING seq",
                 self.clock.now_ms(),
                 user_id,
                 up_to,
@@ -393,7 +407,8 @@ class PostgresStore:
             if up_to is not None:
                 rows = await conn.fetch(
                     "UPDATE tidings_notifications SET read_ms = $1 "
-                    "WHERE user_id = $2 AND seq <= $3 AND read_ms IS NULL RETURNING seq",
+                    "WHERE user_id = $2 AND seq <= $3 AND read_ms IS NULL AND snoozed_ms IS NULL "
+                    "RETURNING seq",
                     stamp,
                     user_id,
                     up_to,
@@ -593,6 +608,74 @@ class PostgresStore:
                 "SELECT DISTINCT state FROM tidings_scheduled WHERE key = $1", key
             )
         return len(cancelled), tuple(sorted(r["state"] for r in states))
+
+    # -- snooze --------------------------------------------------------------------------------
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        async with self._conn() as conn:
+            # `snooze_lease` back to 0: a new time is a new claim, whoever held the old one.
+            rows = await conn.fetch(
+                "UPDATE tidings_notifications SET snoozed_ms = $1, snooze_lease = 0 "
+                "WHERE user_id = $2 AND seq = ANY($3::bigint[]) RETURNING seq",
+                until_ms,
+                user_id,
+                sorted(set(ids)),
+            )
+        return sorted(r["seq"] for r in rows)
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"UPDATE tidings_notifications SET snoozed_ms = NULL{WOKEN} "
+                "WHERE user_id = $1 AND seq = ANY($2::bigint[]) AND snoozed_ms IS NOT NULL "
+                f"RETURNING {COLUMNS}",
+                user_id,
+                sorted(set(ids)),
+            )
+        return sorted((notification(r) for r in rows), key=lambda n: n.seq)
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        now = self.clock.now_ms()
+        async with self._conn() as conn:
+            # SKIP LOCKED: nodes claiming at once take different rows instead of queueing.
+            rows = await conn.fetch(
+                "UPDATE tidings_notifications AS n SET snooze_lease = $1 FROM ("
+                "  SELECT user_id, seq FROM tidings_notifications WHERE snoozed_ms IS NOT NULL "
+                "  AND snoozed_ms <= $2 AND snooze_lease < $2 ORDER BY snoozed_ms LIMIT $3 "
+                "  FOR UPDATE SKIP LOCKED) AS due "
+                "WHERE n.user_id = due.user_id AND n.seq = due.seq "
+                "RETURNING n.user_id, n.seq, n.snoozed_ms",
+                now + lease_ms,
+                now,
+                limit,
+            )
+        found = (Snooze(r["user_id"], r["seq"], r["snoozed_ms"]) for r in rows)
+        return sorted(found, key=lambda s: (s.until_ms, s.seq))
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        if not claimed:
+            return []
+        async with self._conn() as conn:
+            # Only the snooze that was claimed: one the user changed or ended meanwhile is
+            # theirs, not this claim's.
+            columns = ", ".join(f"n.{c.strip()}" for c in COLUMNS.split(","))
+            rows = await conn.fetch(
+                f"UPDATE tidings_notifications AS n SET snoozed_ms = NULL{WOKEN} "
+                "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS c (user_id, seq, until) "
+                "WHERE n.user_id = c.user_id AND n.seq = c.seq AND n.snoozed_ms = c.until "
+                f"RETURNING {columns}",
+                [c.user_id for c in claimed],
+                [c.seq for c in claimed],
+                [c.until_ms for c in claimed],
+            )
+        return sorted((notification(r) for r in rows), key=lambda n: (n.user_id, n.seq))
+
+    async def next_snoozed(self) -> int | None:
+        async with self._conn() as conn:
+            found = await conn.fetchval(
+                "SELECT min(snoozed_ms) FROM tidings_notifications WHERE snoozed_ms IS NOT NULL"
+            )
+        return None if found is None else int(found)
 
     async def next_due(self) -> int | None:
         async with self._conn() as conn:
@@ -942,7 +1025,7 @@ async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: 
     ordered = [seqs[u] for u in user_ids]
     await conn.execute(
         f"INSERT INTO tidings_notifications ({COLUMNS}) "
-        "SELECT id, seq, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, NULL, NULL "
+        "SELECT id, seq, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, NULL, NULL, NULL "
         "FROM unnest($1::text[], $2::bigint[]) AS t (id, seq)",
         user_ids,
         ordered,
@@ -964,8 +1047,9 @@ async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: 
 
 
 def _unexpired(param: int) -> str:
-    """What every list and count adds, `$param` being now: past `expires_at`, gone."""
-    return f" AND (expires_ms IS NULL OR expires_ms > ${param})"
+    """What every list and count adds, `$param` being now: past `expires_at`, gone; and a
+    snoozed notification is gone until it wakes (`wake_snoozed` clears `snoozed_ms`)."""
+    return f" AND snoozed_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ${param})"
 
 
 async def _migrate(conn: Conn, stamp: int) -> None:

@@ -36,6 +36,7 @@ from tidings.models import (
     Preferences,
     PushSubscription,
     Scheduled,
+    Snooze,
     Stored,
     UserRecord,
 )
@@ -47,6 +48,7 @@ from tidings.store.common import (
     PENDING,
     PUSH_COLUMNS,
     SCHEMA_VERSION,
+    WOKEN,
     by_key,
     check_fingerprint,
     check_schema,
@@ -84,6 +86,8 @@ IN_CHUNK = 500
 SYNCHRONOUS = ("NORMAL", "FULL")
 # What every list and count adds: a notification past its `expires_at` is gone from them.
 UNEXPIRED = " AND (expires_ms IS NULL OR expires_ms > ?)"
+# ... and a snoozed one is gone from them until it wakes (`wake_snoozed` clears `snoozed_ms`).
+LIVE = " AND snoozed_ms IS NULL" + UNEXPIRED
 
 # Schema version -> the step that reaches it from the one before.
 MIGRATIONS: dict[int, str] = {
@@ -185,6 +189,12 @@ CREATE TABLE IF NOT EXISTS email_users (
     next_ms     INTEGER NOT NULL DEFAULT 0,
     attempts    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+""",
+    7: """
+ALTER TABLE notifications ADD COLUMN snoozed_ms INTEGER;
+ALTER TABLE notifications ADD COLUMN snooze_lease INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS notifications_snoozed
+    ON notifications (snoozed_ms) WHERE snoozed_ms IS NOT NULL;
 """,
 }
 
@@ -332,7 +342,7 @@ class SqliteStore:
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ?{UNEXPIRED} "
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ?{LIVE} "
             "ORDER BY seq LIMIT ?"
         )
         params = (user_id, seq, self.clock.now_ms(), limit)
@@ -353,6 +363,7 @@ class SqliteStore:
         unread_only: bool,
         category: str | None = None,
         archived: bool = False,
+        snoozed: bool = False,
     ) -> list[Notification]:
         where = "user_id = ?"
         params: list[Any] = [user_id]
@@ -365,7 +376,7 @@ class SqliteStore:
             where += " AND category = ?"
             params.append(category)
         where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        where += UNEXPIRED
+        where += " AND snoozed_ms IS NOT NULL" + UNEXPIRED if snoozed else LIVE
         params.append(self.clock.now_ms())
         params.append(limit)
         sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
@@ -375,7 +386,7 @@ class SqliteStore:
     async def unread_count(self, user_id: str) -> int:
         sql = (
             "SELECT count(*) FROM notifications "
-            f"WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL{UNEXPIRED}"
+            f"WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL{LIVE}"
         )
         now = self.clock.now_ms()
         row = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchone())
@@ -385,7 +396,7 @@ class SqliteStore:
         sql = (
             "SELECT category, sum(read_ms IS NULL), sum(seen_ms IS NULL) FROM notifications "
             "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL)"
-            f"{UNEXPIRED} GROUP BY category"
+            f"{LIVE} GROUP BY category"
         )
         now = self.clock.now_ms()
         rows = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchall())
@@ -403,7 +414,7 @@ class SqliteStore:
                 where += " AND category = ?"
                 params.append(category)
             where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-            where += UNEXPIRED
+            where += LIVE
             params.append(self.clock.now_ms())
             sql = f"SELECT grp, max(seq), count(*) FROM notifications WHERE {where} GROUP BY grp"
             read = functools.partial(_fetch_all, sql=sql, params=params)
@@ -415,7 +426,8 @@ class SqliteStore:
         stamp = self.clock.now_ms()
         sql = (
             "UPDATE notifications SET seen_ms = ? "
-            "WHERE user_id = ? AND seq <= ? AND seen_ms IS NULL RETURNING seq"
+            "WHERE user_id = ? AND seq <= ? AND seen_ms IS NULL AND snoozed_ms IS NULL "
+            "RETURNING seq"
         )
         rows = await self._writer.run(lambda c: c.execute(sql, (stamp, user_id, up_to)).fetchall())
         return sorted(r[0] for r in rows)
@@ -438,13 +450,69 @@ class SqliteStore:
             if up_to is not None:
                 rows = c.execute(
                     "UPDATE notifications SET read_ms = ? "
-                    "WHERE user_id = ? AND seq <= ? AND read_ms IS NULL RETURNING seq",
+                    "WHERE user_id = ? AND seq <= ? AND read_ms IS NULL AND snoozed_ms IS NULL "
+                    "RETURNING seq",
                     (stamp, user_id, up_to),
                 ).fetchall()
                 return sorted(r[0] for r in rows)
             return _set_by_ids(c, "read_ms", stamp, "read_ms IS NULL", user_id, ids or ())
 
         return await self._writer.run(_mark)
+
+    # -- snooze --------------------------------------------------------------------------------
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        def _snooze(c: sqlite3.Connection) -> list[int]:
+            # `snooze_lease` back to 0: a new time is a new claim, whoever held the old one.
+            return _set_by_ids(
+                c, "snoozed_ms", until_ms, "1", user_id, ids, extra=", snooze_lease = 0"
+            )
+
+        return await self._writer.run(_snooze)
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        def _unsnooze(c: sqlite3.Connection) -> list[Notification]:
+            changed = _set_by_ids(
+                c, "snoozed_ms", None, "snoozed_ms IS NOT NULL", user_id, ids, extra=WOKEN
+            )
+            return _fetch_seqs(c, user_id, changed)
+
+        return await self._writer.run(_unsnooze)
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        now = self.clock.now_ms()
+        sql = (
+            "UPDATE notifications SET snooze_lease = ? WHERE (user_id, seq) IN ("
+            "  SELECT user_id, seq FROM notifications WHERE snoozed_ms IS NOT NULL "
+            "  AND snoozed_ms <= ? AND snooze_lease < ? ORDER BY snoozed_ms LIMIT ?) "
+            "RETURNING user_id, seq, snoozed_ms"
+        )
+        params = (now + lease_ms, now, now, limit)
+        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
+        return sorted((Snooze(r[0], r[1], r[2]) for r in rows), key=lambda s: (s.until_ms, s.seq))
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        def _wake(c: sqlite3.Connection) -> list[Notification]:
+            woken: list[Notification] = []
+            for row in claimed:
+                # Only the snooze that was claimed: one the user changed or ended meanwhile
+                # is theirs, not this claim's.
+                found = c.execute(
+                    f"UPDATE notifications SET snoozed_ms = NULL{WOKEN} "
+                    "WHERE user_id = ? AND seq = ? AND snoozed_ms = ? "
+                    f"RETURNING {COLUMNS}",
+                    (row.user_id, row.seq, row.until_ms),
+                ).fetchone()
+                if found is not None:
+                    woken.append(notification(found))
+            return woken
+
+        return await self._writer.run(lambda c: _transaction(c, _wake))
+
+    async def next_snoozed(self) -> int | None:
+        sql = "SELECT min(snoozed_ms) FROM notifications WHERE snoozed_ms IS NOT NULL"
+        row = await self._reader.run(lambda c: c.execute(sql).fetchone())
+        return None if row[0] is None else int(row[0])
 
     async def preferences(self, user_id: str) -> Preferences:
         sql = "SELECT muted, channels FROM preferences WHERE user_id = ?"
@@ -789,7 +857,7 @@ def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> St
     )
     c.executemany(
         f"INSERT INTO notifications ({COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
         [(n.user_id, n.seq, n.message, n.link, n.kind, data, stamp, *inbox) for n in new],
     )
     if key is not None:
@@ -855,16 +923,19 @@ def _set_by_ids(
     state: str,
     user_id: str,
     ids: Sequence[int],
+    *,
+    extra: str = "",
 ) -> list[int]:
-    """Set `column` on the user's notifications among `ids` that are in `state`, in one
-    transaction (chunked under SQLite's bound-parameter limit); return the seqs changed."""
+    """Set `column` (and what `extra` sets) on the user's notifications among `ids` that are in
+    `state`, in one transaction (chunked under SQLite's bound-parameter limit); return the seqs
+    changed."""
     changed: list[int] = []
     c.execute("BEGIN IMMEDIATE")
     try:
         for chunk in chunks(sorted(set(ids)), IN_CHUNK):
             marks = ",".join("?" * len(chunk))
             rows = c.execute(
-                f"UPDATE notifications SET {column} = ? WHERE user_id = ? "
+                f"UPDATE notifications SET {column} = ?{extra} WHERE user_id = ? "
                 f"AND seq IN ({marks}) AND {state} RETURNING seq",
                 (value, user_id, *chunk),
             ).fetchall()
@@ -874,6 +945,20 @@ def _set_by_ids(
         c.execute("ROLLBACK")
         raise
     return sorted(changed)
+
+
+def _fetch_seqs(c: sqlite3.Connection, user_id: str, seqs: Sequence[int]) -> list[Notification]:
+    """The user's notifications with these seqs, ascending."""
+    found: list[Notification] = []
+    for chunk in chunks(sorted(seqs), IN_CHUNK):
+        marks = ",".join("?" * len(chunk))
+        rows = c.execute(
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq IN ({marks}) "
+            "ORDER BY seq",
+            (user_id, *chunk),
+        ).fetchall()
+        found.extend(notification(r) for r in rows)
+    return found
 
 
 def _transaction(c: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:

@@ -7,6 +7,7 @@ going offline); a state shows before axe runs, so a check never passes on a clos
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -137,6 +138,35 @@ def test_vue_bells_closed_and_open(page: Page, server: Server) -> None:
     page.locator("#vue3-app .bell-button").click()
     expect(page.locator("#vue3-app li.notification-item")).to_have_count(2)
     expect_accessible(page, "Vue 3, open, read and unread rows")
+    row = page.locator("#vue3-app li.notification-item").first
+    row.locator(".tb-menu-button").click()
+    expect(row.get_by_role("menuitem").first).to_be_focused()
+    expect_accessible(page, "Vue 3, open, a row's menu")
+
+
+def test_row_menu_toast_and_snoozed_view(page: Page, server: Server) -> None:
+    """The new parts: a row's open "⋯" menu, a toast over the page, the snoozed view."""
+    read_and_unread(page, server)
+    first = page.locator("tidings-bell .item").first
+    first.locator(".tb-menu-button").click()
+    expect(first.get_by_role("menu")).to_be_visible()
+    expect_accessible(page, "open, a row's menu")
+    page.keyboard.press("Escape")  # the menu
+    page.keyboard.press("Escape")  # the panel
+    expect(page.locator("tidings-bell .panel")).to_be_hidden()
+
+    page.locator("tidings-bell").evaluate("(bell) => bell.setAttribute('toasts', '')")
+    server.publish("alice", "A toast for you")
+    expect(page.locator("tidings-bell .tb-toast")).to_be_visible(timeout=TIMEOUT_MS)
+    expect_accessible(page, "closed, a toast")
+
+    open_bell(page)
+    choose(page.locator("tidings-bell .item", has_text="A toast for you"), "snooze:tomorrow")
+    expect(page.locator("tidings-bell .item", has_text="A toast for you")).to_have_count(0)
+    page.locator("tidings-bell .snoozed-view").click()
+    expect(page.locator("tidings-bell .item")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator("tidings-bell .tb-snoozed")).to_have_text(re.compile("^Snoozed until"))
+    expect_accessible(page, "open, the snoozed view")
 
 
 # --- the inbox: tabs, avatars, actions, folded groups, the archive, German ----------------------

@@ -673,3 +673,14 @@ test("one keyboard handler: Escape closes the menu first; arrows move in the men
   assert.deepEqual(done, ["closeMenu", "openMenu:last", "close"]);
   assert.equal(escape.prevented, true);
 });
+
+test("the snoozed list: `?snoozed=1`, and only snoozed notifications belong in it", () => {
+  const snoozed = { category: null, archived: false, snoozed: true };
+  assert.equal(listQuery({ limit: 10, filter: snoozed }), "limit=10&snoozed=1");
+  assert.equal(listQuery({ limit: 10, filter: { category: null, archived: false } }), "limit=10");
+  const asleep = n(1, { snoozed_until: "2026-12-08T09:00:00+01:00" });
+  assert.equal(matchesFilter(asleep, snoozed), true);
+  assert.equal(matchesFilter(n(2), snoozed), false);
+  assert.equal(matchesFilter(asleep, { category: null, archived: false }), false);
+  assert.equal(matchesFilter(n(2), { category: null, archived: false }), true);
+});

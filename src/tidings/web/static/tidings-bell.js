@@ -563,7 +563,7 @@ export class TidingsBell extends HTMLElement {
     this.dataset.role = v.role;
     this.dataset.status = v.status;
     this.dataset.locale = v.locale;
-    this.dataset.view = v.archived ? "archive" : "inbox";
+    this.dataset.view = v.archived ? "archive" : v.snoozed ? "snoozed" : "inbox";
     if (!v.open && this._rows.size === 0) return; // nothing drawn yet: the panel is drawn on open
 
     el.title.textContent = v.title;
@@ -895,11 +895,14 @@ export class TidingsBell extends HTMLElement {
       else core.openMenu(id, "first");
     } else if (control.dataset.action) {
       const fromKeyboard = row.contains(this.shadowRoot.activeElement);
-      const leaving = core.runMenu(id, control.dataset.action);
-      // The focus stays in the bell: on the next row when this one leaves, else on the button.
-      if (leaving && fromKeyboard) this._focusAfter = core.neighbourOf(id) ?? "bell";
-      else if (fromKeyboard)
-        /** @type {HTMLElement} */ (row.querySelector(".tb-menu-button")).focus();
+      const action = control.dataset.action;
+      // The focus stays in the bell: on the next row when this one leaves (set before the row
+      // goes, which may be at once), else back on the "⋯" button.
+      if (fromKeyboard && action !== "markRead") this._focusAfter = core.neighbourOf(id) ?? "bell";
+      core.runMenu(id, action);
+      if (fromKeyboard && action === "markRead") {
+        /** @type {HTMLElement | null} */ (row.querySelector(".tb-menu-button"))?.focus();
+      }
     } else if (cls.contains("full-toggle")) core.toggleFull(id);
     else if (cls.contains("group-toggle")) {
       const n = core.state.items.find((m) => m.id === id);

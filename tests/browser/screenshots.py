@@ -79,6 +79,7 @@ def shoot(page: Page, path: Path) -> None:
         """() => [...document.querySelector("tidings-bell").shadowRoot.querySelectorAll("img")]
                  .every((img) => img.complete && img.naturalWidth > 0)"""
     )
+    page.mouse.move(0, 0)  # no hover underline
     page.wait_for_timeout(300)  # let the focus ring and fonts settle
     page.screenshot(
         path=str(path), clip={"x": left, "y": top, "width": right - left, "height": bottom - top}

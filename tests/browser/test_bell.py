@@ -341,8 +341,8 @@ def test_tabs_per_category_show_their_unread_counts_and_switch_the_list(
     tabs = page.locator("tidings-bell .tab")
     expect(tabs).to_have_count(3)
     expect(tabs.nth(0)).to_have_accessible_name("All 4 unread")
-    expect(tabs.nth(1)).to_have_accessible_name("billing 2 unread")
-    expect(tabs.nth(2)).to_have_accessible_name("mentions 1 unread")
+    expect(tabs.nth(1)).to_have_accessible_name("Billing 2 unread")
+    expect(tabs.nth(2)).to_have_accessible_name("Mentions 1 unread")
     expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
 
     tabs.nth(1).click()

@@ -6,7 +6,14 @@ import globals from "globals";
 export default [
   {
     // Third-party builds (Vue), installed packages and the Python side's caches.
-    ignores: ["src/tidings/web/static/vendor/**", "node_modules/**", ".venv/**", "bench/**"],
+    ignores: [
+      "src/tidings/web/static/vendor/**",
+      "**/node_modules/**",
+      ".venv/**",
+      "bench/**",
+      "packages/client/dist/**",
+      "tests/packages/*/dist/**",
+    ],
   },
   js.configs.recommended,
   {
@@ -15,7 +22,11 @@ export default [
     rules: { "max-len": ["error", { code: 100, ignoreUrls: true }] },
   },
   {
-    files: ["src/tidings/web/static/**/*.js"],
+    files: [
+      "src/tidings/web/static/**/*.js",
+      "packages/client/src/*.js",
+      "tests/packages/*/src/*.js",
+    ],
     languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.browser },
     rules: {
       eqeqeq: ["error", "always"],
@@ -32,7 +43,12 @@ export default [
     languageOptions: { sourceType: "script", globals: globals.serviceworker },
   },
   {
-    files: ["tests/js/**/*.mjs", "eslint.config.js"],
+    files: [
+      "tests/js/**/*.mjs",
+      "eslint.config.js",
+      "packages/client/build.mjs",
+      "tests/packages/*/vite.config.js",
+    ],
     languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.node },
   },
 ];

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -142,6 +144,27 @@ class _TooLarge(Exception):
     pass
 
 
+class StaticModules(StaticFiles):
+    """/static/: the browser side's ES modules (and the demo's files), revalidated on each load.
+
+    The modules import each other (tidings.js imports client/*.js): a browser that kept some of
+    them from an older release by heuristic caching (no Cache-Control: a tenth of their age)
+    would run a mix of two versions. `no-cache` keeps them cached but asks each time; nothing
+    changed is a 304 by ETag or Last-Modified.
+    """
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["cache-control"] = "no-cache"
+        return response
+
+
 def create_app(settings: Settings, service: Service | None = None) -> TidingsApp:
     """The whole application; `service` wires it to given parts (the unit tests' fakes)."""
     if service is None:
@@ -175,7 +198,7 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     # The email digest's: a user's address, the unsubscribe link.
     routers += [email_router, unsubscribe_router]
     static = resources.files("tidings") / "web" / "static"
-    api.mount("/static", StaticFiles(directory=str(static)), name="static")
+    api.mount("/static", StaticModules(directory=str(static)), name="static")
     if settings.demo:
         from tidings.demo import demo_router
 

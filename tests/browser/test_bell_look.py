@@ -6,6 +6,7 @@ and Vue 3 bells where they differ in code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -325,3 +326,73 @@ def test_the_vue_bells_take_the_theme_and_toasts(page: Page, server: Server) -> 
         )
         expect(toast).to_have_count(0)
         root.locator(".bell-button").click()
+
+
+def test_snooze_from_the_keyboard_leaves_every_tab_and_unsnooze_brings_it_back(
+    browser: Browser, server: Server
+) -> None:
+    """The row menu's snooze presets against the real routes: the row leaves this tab and the
+    user's other tab (the event), the snoozed view lists it with its time, Unsnooze brings it
+    back unread in both; all from the keyboard in the first tab."""
+    context = browser.new_context(viewport={"width": 900, "height": 700})
+    page = new_page(context)
+    open_demo(page, server, "alice")
+    other = new_page(context)
+    other.goto(f"{server.url}/")
+    expect(other.locator(f"{BELL}[data-status=ready]")).to_be_attached(timeout=TIMEOUT_MS)
+    for text in ("keep me", "later please"):
+        server.publish("alice", text)
+    expect_badge(page, 2)
+    expect_badge(other, 2)
+    button = page.locator(f"{BELL} .bell")
+    tab_to(page, button)
+    page.keyboard.press("Enter")
+    page.keyboard.press("ArrowDown")  # "later please", the newest
+    later = page.locator(f"{BELL} .item", has_text="later please")
+    expect(later).to_be_focused()
+    tab_to(page, later.locator(".tb-menu-button"))
+    page.keyboard.press("Enter")
+    item = later.get_by_role("menuitem", name=re.compile("^Snooze until tomorrow, 9:00"))
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+        if item.evaluate("(el) => el.getRootNode().activeElement === el"):
+            break
+    expect(item).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(later).to_have_count(0)
+    keep = page.locator(f"{BELL} .item", has_text="keep me")
+    expect(keep).to_be_focused()  # the neighbour
+    expect(page.locator(BELL)).to_have_attribute("data-unread", "1")
+    # The other tab, by the event: gone there too, and not counted.
+    expect(other.locator(BELL)).to_have_attribute("data-unread", "1", timeout=TIMEOUT_MS)
+    other.locator(f"{BELL} .bell").click()
+    expect(other.locator(f"{BELL} .item .message")).to_have_text(["keep me"])
+
+    snoozed_view = page.locator(f"{BELL} .snoozed-view")
+    tab_to(page, snoozed_view)
+    page.keyboard.press("Enter")
+    expect(page.locator(BELL)).to_have_attribute("data-view", "snoozed")
+    expect(page.locator(f"{BELL} h2")).to_have_text("Snoozed notifications")
+    asleep = page.locator(f"{BELL} .item", has_text="later please")
+    expect(asleep).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(asleep.locator(".tb-snoozed")).to_have_text(re.compile(r"^Snoozed until \w+ 9:00"))
+    tab_to(page, asleep.locator(".tb-menu-button"), key="Shift+Tab")
+    page.keyboard.press("Enter")
+    expect(asleep.get_by_role("menuitem")).to_have_text(["Unsnooze", "Delete"])
+    page.keyboard.press("Enter")  # Unsnooze
+    expect(asleep).to_have_count(0)
+    expect(page.locator(f"{BELL} .note[data-note=empty]")).to_have_text("No snoozed notifications")
+    # Back, unread, in both tabs.
+    expect(page.locator(BELL)).to_have_attribute("data-unread", "2", timeout=TIMEOUT_MS)
+    expect(other.locator(f"{BELL} .item .message")).to_have_text(
+        ["later please", "keep me"], timeout=TIMEOUT_MS
+    )
+    expect(other.locator(f"{BELL} .item", has_text="later please")).to_have_class(
+        re.compile(r"\bunread\b")
+    )
+    tab_to(page, snoozed_view)
+    page.keyboard.press("Enter")
+    expect(page.locator(f"{BELL} .item .message")).to_have_text(
+        ["later please", "keep me"], timeout=TIMEOUT_MS
+    )
+    context.close()

@@ -618,7 +618,9 @@ export class TidingsBell extends HTMLElement {
       el.desktop.textContent = blocked
         ? this._t("desktopBlocked")
         : this._t(this._desktopEnabled() ? "desktopOn" : "desktopOff");
-      el.desktop.setAttribute("aria-pressed", this._desktopEnabled() ? "true" : "false");
+      // The label says what pressing does ("Turn on…"), so no aria-pressed: a toggle's name
+      // must stay the same when pressed.
+      el.desktop.removeAttribute("aria-pressed");
     }
     this._renderTabs(v.tabs);
     this._renderList(v.rows);

@@ -157,7 +157,10 @@ def test_row_menu_toast_and_snoozed_view(page: Page, server: Server) -> None:
 
     page.locator("tidings-bell").evaluate("(bell) => bell.setAttribute('toasts', '')")
     server.publish("alice", "A toast for you")
-    expect(page.locator("tidings-bell .tb-toast")).to_be_visible(timeout=TIMEOUT_MS)
+    toast = page.locator("tidings-bell .tb-toast")
+    expect(toast).to_be_visible(timeout=TIMEOUT_MS)
+    # Its slide-in ends first: axe measures the colours of what is drawn (mid-fade, they are pale).
+    toast.evaluate("(el) => Promise.all(el.getAnimations().map((a) => a.finished))")
     expect_accessible(page, "closed, a toast")
 
     open_bell(page)

@@ -245,8 +245,10 @@ def test_a_long_message_is_clamped_with_a_way_to_read_it_all(page: Page, server:
     toggle = rows.nth(1).locator(".full-toggle")
     expect(toggle).to_have_text("Show all")
     expect(toggle).to_have_attribute("aria-expanded", "false")
-    toggle.click()
+    tab_to(page, toggle)  # from the keyboard
+    page.keyboard.press("Enter")
     expect(toggle).to_have_text("Show less")
+    expect(toggle).to_be_focused()
     whole = message.bounding_box()
     assert whole is not None
     assert whole["height"] > clamped["height"] + line["height"]

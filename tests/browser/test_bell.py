@@ -350,11 +350,11 @@ def test_tabs_per_category_show_their_unread_counts_and_switch_the_list(
     expect(items(page).locator(".message")).to_have_text(["card expires", "invoice due"])
     # Read in this tab: its count drops, and All's with it.
     choose(items(page).first, "markRead")
-    expect(tabs.nth(1)).to_have_accessible_name("billing 1 unread")
+    expect(tabs.nth(1)).to_have_accessible_name("Billing 1 unread")
     expect(tabs.nth(0)).to_have_accessible_name("All 3 unread")
     # An arrival of another category is counted on its tab, not listed in this one.
     server.publish("alice", "Bob mentioned you", category="mentions")
-    expect(tabs.nth(2)).to_have_accessible_name("mentions 2 unread")
+    expect(tabs.nth(2)).to_have_accessible_name("Mentions 2 unread")
     server.publish("alice", "refund sent", category="billing")
     expect(items(page).first.locator(".message")).to_have_text("refund sent")
     expect(items(page)).to_have_count(3)

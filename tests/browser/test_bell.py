@@ -559,7 +559,7 @@ def test_an_expired_notification_leaves_the_open_bell_and_its_counts(
     expect(items(page).locator(".message")).to_have_text(["stays"], timeout=TIMEOUT_MS)
     expect_unread(page, 1)
     expect(page.locator("tidings-bell .tab")).to_have_count(2)  # the tab stays, at 0
-    expect(page.locator("tidings-bell .tab").nth(1)).to_have_accessible_name("deals")
+    expect(page.locator("tidings-bell .tab").nth(1)).to_have_accessible_name("Deals")
     assert page.evaluate("window.__expired") == [[short["id"]]]
 
 

@@ -131,6 +131,13 @@ def open_bell(page: Page) -> None:
     expect(page.locator("tidings-bell .panel")).to_be_visible()
 
 
+def choose(row: Locator, action: str) -> None:
+    """Open a row's "⋯" menu and choose the item `action` (its data-action: markRead, archive,
+    unarchive, delete, unsnooze, snooze:hour, snooze:tomorrow, snooze:nextWeek). Both bells."""
+    row.locator(".tb-menu-button").click()
+    row.locator(f'[role=menuitem][data-action="{action}"]').click()
+
+
 def has_focus(locator: Locator) -> bool:
     """The element has the focus, or holds it (in its light or shadow DOM)."""
     focused: bool = locator.evaluate(

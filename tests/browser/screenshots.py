@@ -1,5 +1,6 @@
 """Screenshots of the bell for docs/img/ (docs/bell.md shows them): light, dark, a category tab,
-an unfolded group, the archive, German, empty, error.
+an unfolded group, the archive, German, empty, error, a row's menu, the snoozed view, a toast, a
+phone (320 px).
 
     .venv/bin/python -m tests.browser.screenshots [docs/img]
 
@@ -17,7 +18,7 @@ from typing import Literal
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.browser.helpers import expect_unread, open_bell, open_demo
+from tests.browser.helpers import choose, expect_unread, open_bell, open_demo
 from tests.browser.test_bell import unavailable_on
 from tests.support import Server, tidings_env
 
@@ -31,6 +32,10 @@ SHOTS = [
     "bell-de.png",
     "bell-empty.png",
     "bell-error.png",
+    "bell-menu.png",
+    "bell-snoozed.png",
+    "bell-toast.png",
+    "bell-phone.png",
 ]
 
 
@@ -74,6 +79,7 @@ def shoot(page: Page, path: Path) -> None:
         """() => [...document.querySelector("tidings-bell").shadowRoot.querySelectorAll("img")]
                  .every((img) => img.complete && img.naturalWidth > 0)"""
     )
+    page.mouse.move(0, 0)  # no hover underline
     page.wait_for_timeout(300)  # let the focus ring and fonts settle
     page.screenshot(
         path=str(path), clip={"x": left, "y": top, "width": right - left, "height": bottom - top}
@@ -82,9 +88,15 @@ def shoot(page: Page, path: Path) -> None:
 
 
 def opened(
-    browser: Browser, server: Server, user: str, scheme: Literal["light", "dark"] = "light"
+    browser: Browser,
+    server: Server,
+    user: str,
+    scheme: Literal["light", "dark"] = "light",
+    width: int = 900,
 ) -> Page:
-    context = browser.new_context(color_scheme=scheme, viewport={"width": 900, "height": 760})
+    context = browser.new_context(
+        color_scheme=scheme, viewport={"width": width, "height": 760 if width > 480 else 640}
+    )
     page = context.new_page()
     open_demo(page, server, user)
     open_bell(page)
@@ -107,7 +119,7 @@ def main(out: Path) -> None:
                 page = opened(browser, server, "alice")
                 # The deploy read, so both looks show.
                 deploy = page.locator("tidings-bell .item", has_text="Deploy finished")
-                deploy.locator(".mark-read").click()
+                choose(deploy, "markRead")
                 expect_unread(page, 4)
                 page.locator("tidings-bell .bell").focus()
                 shoot(page, out / "bell-light.png")
@@ -133,7 +145,7 @@ def main(out: Path) -> None:
 
                 page = opened(browser, server, "bob")
                 for text in ("Deploy finished", "Invoice #1042"):
-                    page.locator("tidings-bell .item", has_text=text).locator(".archive").click()
+                    choose(page.locator("tidings-bell .item", has_text=text), "archive")
                     expect(page.locator("tidings-bell .item", has_text=text)).to_have_count(0)
                 page.locator("tidings-bell .archive-view").click()
                 expect(page.locator("tidings-bell .item")).to_have_count(2)
@@ -142,6 +154,54 @@ def main(out: Path) -> None:
 
                 page = opened(browser, server, "carol")
                 shoot(page, out / "bell-empty.png")
+                page.context.close()
+
+                page = opened(browser, server, "alice")
+                first = page.locator("tidings-bell .item").first
+                first.locator(".tb-menu-button").click()
+                expect(first.get_by_role("menuitem").first).to_be_focused()
+                shoot(page, out / "bell-menu.png")
+                page.keyboard.press("Escape")
+                page.context.close()
+
+                page = opened(browser, server, "alice", width=320)
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(out / "bell-phone.png"))
+                print(out / "bell-phone.png")
+                page.context.close()
+
+                page = opened(browser, server, "bob")
+                page.locator("tidings-bell .bell").click()  # closed
+                page.locator("tidings-bell").evaluate("(b) => b.setAttribute('toasts', '')")
+                server.publish("bob", "Deploy finished: tidings 0.3.0 is live", category="deploys")
+                toast = page.locator("tidings-bell .tb-toast")
+                expect(toast).to_be_visible()
+                box = toast.bounding_box()
+                assert box is not None
+                page.screenshot(
+                    path=str(out / "bell-toast.png"),
+                    clip={
+                        "x": box["x"] - 16,
+                        "y": box["y"] - 16,
+                        "width": box["width"] + 32,
+                        "height": box["height"] + 32,
+                    },
+                )
+                print(out / "bell-toast.png")
+                page.context.close()
+
+                # Two snoozed (one until tomorrow, one for an hour), then the snoozed view.
+                page = opened(browser, server, "alice")
+                rows = page.locator("tidings-bell .item")
+                count = rows.count()
+                choose(rows.first, "snooze:tomorrow")
+                expect(rows).to_have_count(count - 1)
+                choose(rows.last, "snooze:hour")
+                expect(rows).to_have_count(count - 2)
+                page.locator("tidings-bell .snoozed-view").click()
+                expect(rows).to_have_count(2, timeout=15_000)
+                page.locator("tidings-bell .bell").focus()
+                shoot(page, out / "bell-snoozed.png")
                 page.context.close()
 
                 page = opened(browser, server, "alice")

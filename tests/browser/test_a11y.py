@@ -7,6 +7,7 @@ going offline); a state shows before axe runs, so a check never passes on a clos
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.browser.helpers import (
     TIMEOUT_MS,
+    choose,
     expect_accessible,
     expect_badge,
     expect_unread,
@@ -57,7 +59,7 @@ def read_and_unread(page: Page, server: Server) -> None:
         server.publish("alice", message, link="https://example.com/x")
     expect_badge(page, 3)
     open_bell(page)
-    page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
+    choose(page.locator("tidings-bell .item[data-id='1']"), "markRead")
     expect_unread(page, 2)
 
 
@@ -127,7 +129,7 @@ def test_vue_bells_closed_and_open(page: Page, server: Server) -> None:
         expect(root.locator(".notification-badge")).to_have_text("2")
     expect_accessible(page, "Vue, closed")
     page.locator("#vue2-app .bell-button").click()
-    page.locator("#vue2-app li.notification-item .mark-read-button").last.click()
+    choose(page.locator("#vue2-app li.notification-item").last, "markRead")
     expect(page.locator("#vue2-app .tidings-vue")).to_have_attribute(
         "data-unread", "1", timeout=TIMEOUT_MS
     )
@@ -136,6 +138,38 @@ def test_vue_bells_closed_and_open(page: Page, server: Server) -> None:
     page.locator("#vue3-app .bell-button").click()
     expect(page.locator("#vue3-app li.notification-item")).to_have_count(2)
     expect_accessible(page, "Vue 3, open, read and unread rows")
+    row = page.locator("#vue3-app li.notification-item").first
+    row.locator(".tb-menu-button").click()
+    expect(row.get_by_role("menuitem").first).to_be_focused()
+    expect_accessible(page, "Vue 3, open, a row's menu")
+
+
+def test_row_menu_toast_and_snoozed_view(page: Page, server: Server) -> None:
+    """The new parts: a row's open "⋯" menu, a toast over the page, the snoozed view."""
+    read_and_unread(page, server)
+    first = page.locator("tidings-bell .item").first
+    first.locator(".tb-menu-button").click()
+    expect(first.get_by_role("menu")).to_be_visible()
+    expect_accessible(page, "open, a row's menu")
+    page.keyboard.press("Escape")  # the menu
+    page.keyboard.press("Escape")  # the panel
+    expect(page.locator("tidings-bell .panel")).to_be_hidden()
+
+    page.locator("tidings-bell").evaluate("(bell) => bell.setAttribute('toasts', '')")
+    server.publish("alice", "A toast for you")
+    toast = page.locator("tidings-bell .tb-toast")
+    expect(toast).to_be_visible(timeout=TIMEOUT_MS)
+    # Its slide-in ends first: axe measures the colours of what is drawn (mid-fade, they are pale).
+    toast.evaluate("(el) => Promise.all(el.getAnimations().map((a) => a.finished))")
+    expect_accessible(page, "closed, a toast")
+
+    open_bell(page)
+    choose(page.locator("tidings-bell .item", has_text="A toast for you"), "snooze:tomorrow")
+    expect(page.locator("tidings-bell .item", has_text="A toast for you")).to_have_count(0)
+    page.locator("tidings-bell .snoozed-view").click()
+    expect(page.locator("tidings-bell .item")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator("tidings-bell .tb-snoozed")).to_have_text(re.compile("^Snoozed until"))
+    expect_accessible(page, "open, the snoozed view")
 
 
 # --- the inbox: tabs, avatars, actions, folded groups, the archive, German ----------------------
@@ -189,14 +223,14 @@ def test_tabs_avatars_actions_and_a_folded_group(page: Page, server: Server) -> 
 
 def test_archive_view(page: Page, server: Server) -> None:
     open_inbox(page, server)
-    page.locator("tidings-bell .item", has_text="Deploy finished").locator(".archive").click()
+    choose(page.locator("tidings-bell .item", has_text="Deploy finished"), "archive")
     page.locator("tidings-bell .archive-view").click()
     expect(page.locator("tidings-bell")).to_have_attribute("data-view", "archive")
     expect(page.locator("tidings-bell .item .message")).to_have_text(
         ["Deploy finished: tidings 0.2.0 is live"], timeout=TIMEOUT_MS
     )
     expect_accessible(page, "open, the archive")
-    page.locator("tidings-bell .unarchive").click()
+    choose(page.locator("tidings-bell .item").first, "unarchive")
     expect(page.locator("tidings-bell .note[data-note=empty]")).to_be_visible(timeout=TIMEOUT_MS)
     expect_accessible(page, "open, the archive empty")
 
@@ -243,13 +277,11 @@ def test_vue_bells_with_tabs_a_group_avatars_actions_and_the_archive(
         expect(root.locator("li.member")).to_have_count(2)
         expect(root.locator(".notification-avatar img")).to_have_count(1)
         expect_accessible(page, f"Vue {app}, open, tabs, an unfolded group, avatars, actions")
-        root.locator("li.notification-item", has_text="Deploy finished").locator(
-            ".archive-button"
-        ).click()
+        choose(root.locator("li.notification-item", has_text="Deploy finished"), "archive")
         root.locator(".archive-view-button").click()
         expect(root.locator("li.notification-item")).to_have_count(1, timeout=TIMEOUT_MS)
         expect_accessible(page, f"Vue {app}, the archive")
-        root.locator(".unarchive-button").click()
+        choose(root.locator("li.notification-item").first, "unarchive")
         page.keyboard.press("Escape")
         expect(root.locator(".notification-dropdown")).to_have_count(0)
 

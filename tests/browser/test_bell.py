@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from tests.browser.helpers import (
     TIMEOUT_MS,
     arrivals,
+    choose,
     expect_badge,
     expect_unread,
     messages,
@@ -170,7 +171,7 @@ def test_mark_read_and_mark_all_read_survive_a_reload_and_spare_a_later_one(
     open_bell(page)
     expect_badge(page, 0)  # opening the bell made them seen; they are still unread
     expect_unread(page, 3)
-    page.locator("tidings-bell .item[data-id='1'] .mark-read").click()
+    choose(page.locator("tidings-bell .item[data-id='1']"), "markRead")
     expect_unread(page, 2)
     page.reload()
     wait_live(page)
@@ -230,10 +231,13 @@ def test_keyboard_only_open_move_mark_read_escape(
     expect(second).to_be_focused()
     expect(second.locator(".message")).to_have_text("older")
     page.keyboard.press("Tab")
-    expect(second.locator(".mark-read")).to_be_focused()
+    more = second.locator(".tb-menu-button")
+    expect(more).to_be_focused()
+    page.keyboard.press("Enter")  # the row's menu, on its first item: Mark read
+    expect(second.locator("[role=menuitem]").first).to_be_focused()
     page.keyboard.press("Enter")
     expect_unread(page, 1)
-    expect(second).to_be_focused()  # the button went away; the focus stays on its row
+    expect(more).to_be_focused()  # the menu closed; the focus is back on its button
     page.keyboard.press("Escape")
     expect(page.locator("tidings-bell .panel")).to_be_hidden()
     expect(button).to_have_attribute("aria-expanded", "false")
@@ -337,20 +341,20 @@ def test_tabs_per_category_show_their_unread_counts_and_switch_the_list(
     tabs = page.locator("tidings-bell .tab")
     expect(tabs).to_have_count(3)
     expect(tabs.nth(0)).to_have_accessible_name("All 4 unread")
-    expect(tabs.nth(1)).to_have_accessible_name("billing 2 unread")
-    expect(tabs.nth(2)).to_have_accessible_name("mentions 1 unread")
+    expect(tabs.nth(1)).to_have_accessible_name("Billing 2 unread")
+    expect(tabs.nth(2)).to_have_accessible_name("Mentions 1 unread")
     expect(tabs.nth(0)).to_have_attribute("aria-selected", "true")
 
     tabs.nth(1).click()
     expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
     expect(items(page).locator(".message")).to_have_text(["card expires", "invoice due"])
     # Read in this tab: its count drops, and All's with it.
-    items(page).first.locator(".mark-read").click()
-    expect(tabs.nth(1)).to_have_accessible_name("billing 1 unread")
+    choose(items(page).first, "markRead")
+    expect(tabs.nth(1)).to_have_accessible_name("Billing 1 unread")
     expect(tabs.nth(0)).to_have_accessible_name("All 3 unread")
     # An arrival of another category is counted on its tab, not listed in this one.
     server.publish("alice", "Bob mentioned you", category="mentions")
-    expect(tabs.nth(2)).to_have_accessible_name("mentions 2 unread")
+    expect(tabs.nth(2)).to_have_accessible_name("Mentions 2 unread")
     server.publish("alice", "refund sent", category="billing")
     expect(items(page).first.locator(".message")).to_have_text("refund sent")
     expect(items(page)).to_have_count(3)
@@ -463,7 +467,7 @@ def test_archive_a_row_see_it_in_the_archive_and_bring_it_back(
     expect_unread(page, 2)
     page.bring_to_front()
     open_bell(page)
-    page.locator("tidings-bell .item", has_text="file me away").locator(".archive").click()
+    choose(page.locator("tidings-bell .item", has_text="file me away"), "archive")
     expect(items(page).locator(".message")).to_have_text(["keep me"])
     for tab in (page, other):
         expect_unread(tab, 1)  # an archived one leaves the counts, in every tab
@@ -474,7 +478,7 @@ def test_archive_a_row_see_it_in_the_archive_and_bring_it_back(
     expect(page.locator("tidings-bell")).to_have_attribute("data-view", "archive")
     expect(page.locator("tidings-bell h2")).to_have_text("Archived notifications")
     expect(items(page).locator(".message")).to_have_text(["file me away"])
-    items(page).first.locator(".unarchive").click()
+    choose(items(page).first, "unarchive")
     expect(page.locator("tidings-bell .note")).to_have_text("No archived notifications")
     for tab in (page, other):
         expect_unread(tab, 2)
@@ -513,9 +517,14 @@ def test_german_from_the_nearest_lang_relative_times_and_strings_with_n(
     expect(page.locator(f"{de} h2")).to_have_text("Benachrichtigungen")
     row = page.locator(f"{de} .item").first
     expect(row).to_contain_text("Ungelesen: ")
-    expect(row.locator(".mark-read")).to_have_text("Als gelesen markieren")
+    row.locator(".tb-menu-button").click()
+    expect(row.locator("[role=menuitem]").first).to_have_text("Als gelesen markieren")
+    expect(row.locator(".tb-menu-button")).to_have_accessible_name(
+        "Weitere Aktionen: Bericht fertig"
+    )
+    page.keyboard.press("Escape")
     expect(row.locator("time")).to_have_text(re.compile(r"^(jetzt|vor \d+ Sekunden?)$"))
-    expect(page.locator(f"{de} .mark-all")).to_have_text("Alle als gelesen markieren")
+    expect(page.locator(f"{de} .mark-all")).to_have_text("Alle gelesen")
 
     # The `locale` attribute wins over `lang`, and switches the open bell at once.
     page.locator(de).evaluate("el => el.setAttribute('locale', 'en')")
@@ -550,7 +559,7 @@ def test_an_expired_notification_leaves_the_open_bell_and_its_counts(
     expect(items(page).locator(".message")).to_have_text(["stays"], timeout=TIMEOUT_MS)
     expect_unread(page, 1)
     expect(page.locator("tidings-bell .tab")).to_have_count(2)  # the tab stays, at 0
-    expect(page.locator("tidings-bell .tab").nth(1)).to_have_accessible_name("deals")
+    expect(page.locator("tidings-bell .tab").nth(1)).to_have_accessible_name("Deals")
     assert page.evaluate("window.__expired") == [[short["id"]]]
 
 
@@ -585,12 +594,10 @@ def test_the_list_shows_the_newest_max_items_updates_rows_in_place_and_pages_wit
 
     # Deleting from the keyboard gives the focus to the next row, not to the end of the list.
     items(page).nth(1).focus()
-    page.keyboard.press("Tab")  # to its first control
-    target = items(page).nth(1).locator(".delete")
-    for _ in range(4):
-        if target.evaluate("el => el.getRootNode().activeElement === el"):
-            break
-        page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # to its "⋯" button
+    expect(items(page).nth(1).locator(".tb-menu-button")).to_be_focused()
+    page.keyboard.press("ArrowUp")  # the menu, on its last item: Delete
+    expect(items(page).nth(1).locator("[role=menuitem]").last).to_be_focused()
     page.keyboard.press("Enter")
     expect(items(page).locator(".message")).to_have_text(["n6", "n4", "n3", "n2", "n1"])
     expect(items(page).nth(1)).to_be_focused()

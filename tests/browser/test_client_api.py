@@ -7,7 +7,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from tests.browser.helpers import TIMEOUT_MS, expect_badge, new_page, open_bell, open_demo
+from tests.browser.helpers import TIMEOUT_MS, choose, expect_badge, new_page, open_bell, open_demo
 from tests.conftest import ServerFactory
 
 # Unhandled rejections in the page, so a test can tell a bell let one escape.
@@ -99,7 +99,7 @@ def test_a_failed_call_rejects_with_a_tidings_error_emits_it_and_the_bell_shows_
 
     # The bell: the same failure from a click is shown, and its rejection goes no further.
     open_bell(page)
-    page.locator("tidings-bell .item[data-id='2'] .mark-read").click()
+    choose(page.locator("tidings-bell .item[data-id='2']"), "markRead")
     expect(page.locator("tidings-bell .banner")).to_have_text(
         "That did not work. Please try again.", timeout=TIMEOUT_MS
     )

@@ -55,6 +55,20 @@ def row(page: Page, text: str) -> Locator:
     return page.locator(f"{BELL} .item", has=page.locator(".message", has_text=text))
 
 
+def choose_by_keyboard(page: Page, item_row: Locator, action: str) -> None:
+    """From the focus on the row: Tab to its "⋯" button, open the menu with Enter, arrow down to
+    the item `action` (its data-action) and press Enter."""
+    tab_to(page, item_row.locator(".tb-menu-button"))
+    page.keyboard.press("Enter")
+    item = item_row.locator(f'[role=menuitem][data-action="{action}"]')
+    for _ in range(8):
+        if item.evaluate("(el) => el.getRootNode().activeElement === el"):
+            page.keyboard.press("Enter")
+            return
+        page.keyboard.press("ArrowDown")
+    raise AssertionError(f"the menu has no {action}")
+
+
 def open_by_keyboard(page: Page, key: str = "Enter") -> Locator:
     button = page.locator(f"{BELL} .bell")
     tab_to(page, button)
@@ -75,7 +89,7 @@ def test_enter_or_space_opens_and_closes_the_bell(page: Page, server: Server, ke
     expect(button).to_be_focused()
 
 
-def test_arrow_keys_move_through_rows_and_tab_through_a_rows_controls(
+def test_arrow_keys_move_through_rows_and_the_row_menu_follows_the_aria_menu_pattern(
     page: Page, server: Server
 ) -> None:
     with_rows(page, server, "oldest", "middle", "newest")
@@ -89,17 +103,53 @@ def test_arrow_keys_move_through_rows_and_tab_through_a_rows_controls(
     page.keyboard.press("Home")
     expect(row(page, "newest")).to_be_focused()
     page.keyboard.press("ArrowDown")
+    # One Tab stop per row: its "⋯" button, named for its row, a menu button.
     page.keyboard.press("Tab")
-    expect(row(page, "middle").locator(".mark-read")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(row(page, "middle").locator(".archive")).to_be_focused()
-    page.keyboard.press("Tab")
-    expect(row(page, "middle").locator(".delete")).to_be_focused()
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.press("Enter")
+    middle = row(page, "middle")
+    more = middle.locator(".tb-menu-button")
+    expect(more).to_be_focused()
+    expect(more).to_have_attribute("aria-haspopup", "menu")
+    expect(more).to_have_attribute("aria-expanded", "false")
+    expect(more).to_have_accessible_name("More actions: middle")
+    menu = middle.get_by_role("menu")
+    items = menu.get_by_role("menuitem")
+    page.keyboard.press("Enter")  # opens, the first item focused
+    expect(more).to_have_attribute("aria-expanded", "true")
+    expect(items).to_have_text(
+        [
+            "Mark read",
+            "Snooze for 1 hour",
+            re.compile(r"^Snooze until tomorrow, 9:00"),
+            "Snooze until next week",
+            "Archive",
+            "Delete",
+        ]
+    )
+    expect(items.nth(0)).to_be_focused()
+    page.keyboard.press("ArrowUp")  # wraps round
+    expect(items.nth(5)).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(items.nth(0)).to_be_focused()
+    page.keyboard.press("End")
+    expect(items.nth(5)).to_be_focused()
+    page.keyboard.press("Home")
+    expect(items.nth(0)).to_be_focused()
+    page.keyboard.press("Escape")  # the menu closes, not the panel
+    expect(menu).to_be_hidden()
+    expect(more).to_be_focused()
+    expect(page.locator(f"{BELL} .panel")).to_be_visible()
+    page.keyboard.press("ArrowUp")  # opens on the last item
+    expect(items.nth(5)).to_be_focused()
+    page.keyboard.press("Tab")  # leaves the menu: closed, back on its button
+    expect(menu).to_be_hidden()
+    expect(more).to_be_focused()
+    page.keyboard.press(" ")
+    expect(items.nth(0)).to_be_focused()
+    page.keyboard.press("Enter")  # Mark read
     expect_unread(page, 2)
-    expect(row(page, "middle")).not_to_have_class(re.compile(r"\bunread\b"))
+    expect(middle).not_to_have_class(re.compile(r"\bunread\b"))
+    expect(menu).to_be_hidden()
+    expect(more).to_be_focused()
 
 
 def test_deleting_from_the_keyboard_moves_the_focus_to_the_neighbouring_row(
@@ -110,17 +160,14 @@ def test_deleting_from_the_keyboard_moves_the_focus_to_the_neighbouring_row(
     open_by_keyboard(page)
     page.keyboard.press("ArrowDown")  # fourth
     page.keyboard.press("ArrowDown")  # third
-    delete = row(page, "third").locator(".delete")
-    tab_to(page, delete)
-    page.keyboard.press("Enter")
+    choose_by_keyboard(page, row(page, "third"), "delete")
     expect(row(page, "third")).to_have_count(0)
     assert messages(page) == ["fourth", "second", "first"]
     expect(row(page, "second")).to_be_focused()
 
     # The last row: its neighbour is the one above.
     page.keyboard.press("End")
-    tab_to(page, row(page, "first").locator(".delete"))
-    page.keyboard.press("Enter")
+    choose_by_keyboard(page, row(page, "first"), "delete")
     expect(row(page, "first")).to_have_count(0)
     expect(row(page, "second")).to_be_focused()
 
@@ -169,7 +216,7 @@ def test_escape_closes_and_gives_the_focus_back_to_the_bell_button(
     panel = page.locator(f"{BELL} .panel")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Tab")  # a row's button
-    expect(row(page, "two").locator(".mark-read")).to_be_focused()
+    expect(row(page, "two").locator(".tb-menu-button")).to_be_focused()
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
     expect(button).to_be_focused()
@@ -209,14 +256,15 @@ def test_an_unread_row_says_unread_to_a_screen_reader_and_a_read_row_does_not(
     open_by_keyboard(page)
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
-    page.keyboard.press("Tab")
-    page.keyboard.press("Enter")  # "quarterly report" is read now
+    choose_by_keyboard(page, row(page, "quarterly report"), "markRead")
     expect_unread(page, 1)
 
     def spoken(text: str) -> str:
-        """The row as the accessibility tree has it, without its buttons."""
+        """The row as the accessibility tree has it, without its buttons and menu."""
         tree = row(page, text).aria_snapshot()
-        return "\n".join(line for line in tree.splitlines() if "- button" not in line)
+        return "\n".join(
+            line for line in tree.splitlines() if "- button" not in line and "menu" not in line
+        )
 
     unread, read = spoken("weekly digest"), spoken("quarterly report")
     assert re.search(r"\bunread\b", unread, re.IGNORECASE), unread
@@ -300,8 +348,7 @@ def test_archive_and_unarchive_from_the_keyboard(page: Page, server: Server) -> 
     open_by_keyboard(page)
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")  # second
-    tab_to(page, row(page, "second").locator(".archive"))
-    page.keyboard.press("Enter")
+    choose_by_keyboard(page, row(page, "second"), "archive")
     expect(row(page, "second")).to_have_count(0)
     expect(row(page, "first")).to_be_focused()  # the neighbour, not the end of the list
 
@@ -311,8 +358,10 @@ def test_archive_and_unarchive_from_the_keyboard(page: Page, server: Server) -> 
     expect(page.locator(BELL)).to_have_attribute("data-view", "archive")
     expect(page.locator(f"{BELL} .item .message")).to_have_text(["second"], timeout=TIMEOUT_MS)
     expect(archive_view).to_be_focused()
-    tab_to(page, row(page, "second").locator(".unarchive"), key="Shift+Tab")  # back up
+    tab_to(page, row(page, "second").locator(".tb-menu-button"), key="Shift+Tab")  # back up
     page.keyboard.press("Enter")
+    expect(row(page, "second").get_by_role("menuitem")).to_have_text(["Restore", "Delete"])
+    page.keyboard.press("Enter")  # Restore
     expect(row(page, "second")).to_have_count(0)
     expect(page.locator(f"{BELL} .note[data-note=empty]")).to_be_visible()
     # No row left to go to: the focus is on the bell button, the panel still open.
@@ -365,8 +414,7 @@ def test_the_vue_bells_delete_to_the_neighbour_tab_out_closes_and_unread_is_said
     expect(rows.nth(0)).to_contain_text("Unread: third")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")  # second
-    tab_to(page, rows.nth(1).locator(".delete-button"))
-    page.keyboard.press("Enter")
+    choose_by_keyboard(page, rows.nth(1), "delete")
     expect(rows).to_have_count(2)
     expect(rows.nth(1)).to_be_focused()
     expect(rows.nth(1).locator(".notification-message")).to_have_text("first")

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.browser.helpers import new_page, open_demo, page_now, wait_arrival
+from tests.browser.helpers import choose, new_page, open_demo, page_now, wait_arrival
 from tests.conftest import ServerFactory
 
 APPS = {"2.7": "#vue2-app", "3": "#vue3-app"}
@@ -59,11 +59,14 @@ def test_vue_bell_shows_arrivals_and_works_by_keyboard(
     expect(rows.nth(1)).to_be_focused()
     expect(rows.nth(1).locator(".notification-message")).to_have_text("older")
     page.keyboard.press("Tab")
-    expect(rows.nth(1).locator(".mark-read-button")).to_be_focused()
+    more = rows.nth(1).locator(".tb-menu-button")
+    expect(more).to_be_focused()
     expect(badge).to_have_count(0)  # opening the bell made both seen
+    page.keyboard.press("Enter")  # the row's menu, on Mark read
+    expect(rows.nth(1).get_by_role("menuitem").first).to_be_focused()
     page.keyboard.press("Enter")
     expect(root).to_have_attribute("data-unread", "1")
-    expect(rows.nth(1)).to_be_focused()
+    expect(more).to_be_focused()
     page.keyboard.press("Escape")
     expect(root.locator(".notification-dropdown")).to_have_count(0)
     expect(button).to_have_attribute("aria-expanded", "false")
@@ -74,14 +77,16 @@ def test_vue_bell_shows_arrivals_and_works_by_keyboard(
 SAYS = {
     "#vue2-app": {
         "bell": "Notifications, 3 new",
-        "tab": "mentions 2 unread",
+        "tab": "Mentions 2 unread",
+        "all": "All 3 unread",
         "summary": "2 new notifications",
         "show": "Show 1 more",
         "hide": "Show less",
     },
     "#vue3-app": {
         "bell": "Benachrichtigungen, 3 neu",
-        "tab": "mentions 2 ungelesen",
+        "tab": "Mentions 2 ungelesen",
+        "all": "Alle 3 ungelesen",
         "summary": "2 neue Benachrichtigungen",
         "show": "1 weitere anzeigen",
         "hide": "Weniger anzeigen",
@@ -127,6 +132,8 @@ def test_vue_bells_show_the_inbox_like_the_element_and_german_from_lang(
         tabs = root.locator(".tab-button")
         expect(tabs).to_have_count(3)
         expect(tabs.nth(2)).to_have_accessible_name(says["tab"])
+        # Vue 3 read "All 6unread": every tab's name has its spaces.
+        expect(tabs.nth(0)).to_have_accessible_name(says["all"])
         group = root.locator("li.notification-item.group")
         expect(group.locator(".notification-summary")).to_have_text(says["summary"])
         expect(group.locator(".notification-avatar")).to_have_text("BS")
@@ -144,14 +151,14 @@ def test_vue_bells_show_the_inbox_like_the_element_and_german_from_lang(
     german = page.locator("#vue3-app .tidings-vue")
     german.locator(".bell-button").click()
     expect(german.locator("time").first).to_have_text(re.compile(r"^(jetzt|vor \d+ Sekunden?)$"))
-    german.locator(".archive-button").first.click()
-    expect(german.locator(".no-notifications")).to_have_text("Keine Benachrichtigungen")
+    choose(german.locator("li.notification-item").first, "archive")
+    expect(german.locator(".no-notifications")).to_contain_text("Alles erledigt")
     english = page.locator("#vue2-app .tidings-vue")
     expect(english).to_have_attribute("data-unread", "2")  # it follows, by the event
     german.locator(".archive-view-button").click()
     expect(german.locator(".dropdown-title")).to_have_text("Archivierte Benachrichtigungen")
     expect(german.locator("li.notification-item .notification-message")).to_have_text(["Paid"])
-    german.locator(".unarchive-button").click()
+    choose(german.locator("li.notification-item").first, "unarchive")
     empty = german.locator(".no-notifications")
     expect(empty).to_have_text("Keine archivierten Benachrichtigungen")
     expect(english).to_have_attribute("data-unread", "3")

@@ -16,7 +16,12 @@ import {
 import {
   Announcer,
   BellCore,
+  bellKeydown,
+  categoryLabel,
   foldRows,
+  isoWithOffset,
+  menuKeyTarget,
+  snoozeUntil,
   listKeyTarget,
   neighbourOf,
   panelShift,
@@ -65,7 +70,7 @@ test("every language table has every English key, and plural entries have 'other
       if (typeof value === "object") assert.ok(value.other, `${lang}.${key}`);
     }
   }
-  assert.equal(LOCALES.de.markAllRead, "Alle als gelesen markieren");
+  assert.equal(LOCALES.de.markAllRead, "Alle gelesen");
 });
 
 test("the locale: the first valid tag given, its table by language, English otherwise", () => {
@@ -435,7 +440,7 @@ test("a category's tab shows its `category:<name>` string when given", () => {
     [
       ["Alle", 2, true],
       ["Rechnungen", 1, false],
-      ["news", 1, false],
+      ["News", 1, false],
     ],
   );
 });
@@ -459,4 +464,223 @@ test("a bell opened while its list loads marks seen once it is loaded, once per 
   core.open();
   assert.deepEqual(calls, [["markSeen"], ["markSeen"]]);
   core.destroy();
+});
+
+test("the menu keys wrap round; Home and End; other keys are not the menu's", () => {
+  assert.equal(menuKeyTarget("ArrowDown", 4, 3), 0);
+  assert.equal(menuKeyTarget("ArrowUp", 4, 0), 3);
+  assert.equal(menuKeyTarget("ArrowDown", 4, 1), 2);
+  assert.equal(menuKeyTarget("Home", 4, 2), 0);
+  assert.equal(menuKeyTarget("End", 4, 0), 3);
+  assert.equal(menuKeyTarget("Enter", 4, 0), null);
+  assert.equal(menuKeyTarget("ArrowDown", 0, -1), null);
+});
+
+test("snooze presets, in the user's time zone: an hour, tomorrow 9:00, next Monday 9:00", () => {
+  // A Wednesday afternoon, local time.
+  const wednesday = new Date(2026, 11, 9, 15, 30, 12);
+  assert.equal(snoozeUntil("hour", wednesday).getTime() - wednesday.getTime(), 3600_000);
+  const tomorrow = snoozeUntil("tomorrow", wednesday);
+  assert.deepEqual(
+    [tomorrow.getDate(), tomorrow.getHours(), tomorrow.getMinutes(), tomorrow.getSeconds()],
+    [10, 9, 0, 0],
+  );
+  const week = snoozeUntil("nextWeek", wednesday);
+  assert.deepEqual([week.getDay(), week.getDate(), week.getHours()], [1, 14, 9]);
+  // On a Monday, next week is a week away; on a Sunday, tomorrow.
+  assert.equal(snoozeUntil("nextWeek", new Date(2026, 11, 14, 8)).getDate(), 21);
+  assert.equal(snoozeUntil("nextWeek", new Date(2026, 11, 13, 22)).getDate(), 14);
+  // Across a month's end.
+  const lastDay = snoozeUntil("tomorrow", new Date(2026, 11, 31, 23));
+  assert.deepEqual([lastDay.getFullYear(), lastDay.getMonth(), lastDay.getDate()], [2027, 0, 1]);
+  assert.throws(() => snoozeUntil("someday", wednesday), RangeError);
+});
+
+test("`until` is ISO 8601 with the local offset and the same instant", () => {
+  const at = new Date(2026, 11, 10, 9, 0, 0);
+  const iso = isoWithOffset(at);
+  assert.match(iso, /^2026-12-10T09:00:00[+-]\d\d:\d\d$/);
+  assert.equal(Date.parse(iso), at.getTime());
+});
+
+test("a category label: the publisher's (per language), the strings', or the key, readable", () => {
+  const labels = { billing: "Invoices", deploys: { en: "Deploys", de: "Auslieferungen" } };
+  assert.equal(categoryLabel("billing", labels, {}, "de"), "Invoices");
+  assert.equal(categoryLabel("deploys", labels, {}, "de-AT"), "Auslieferungen");
+  assert.equal(categoryLabel("deploys", labels, {}, "fr"), "Deploys");
+  assert.equal(categoryLabel("news", labels, { "category:news": "Neues" }, "de"), "Neues");
+  assert.equal(categoryLabel("pull_requests", null, {}, "en"), "Pull requests");
+});
+
+test("a row menu: mark read while unread, three snoozes, archive, delete; one open at once", () => {
+  const { client, calls } = holding([n(2), n(1, { read_at: "2026-01-01T00:00:00Z" })]);
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+  const [unread, read] = core.view().rows;
+  assert.deepEqual(
+    unread.menu.map((i) => i.action),
+    ["markRead", "snooze:hour", "snooze:tomorrow", "snooze:nextWeek", "archive", "delete"],
+  );
+  assert.deepEqual(
+    read.menu.map((i) => i.action),
+    ["snooze:hour", "snooze:tomorrow", "snooze:nextWeek", "archive", "delete"],
+  );
+  assert.equal(unread.menuLabel, "More actions: m2");
+  assert.match(unread.menu[2].label, /^Snooze until tomorrow, 9:00/);
+  core.openMenu(2, "last");
+  assert.deepEqual(
+    core.view().rows.map((r) => r.menuOpen),
+    [true, false],
+  );
+  assert.equal(core.takeMenuFocus(), "last");
+  assert.equal(core.takeMenuFocus(), null);
+  core.openMenu(1);
+  assert.deepEqual(
+    core.view().rows.map((r) => r.menuOpen),
+    [false, true],
+  );
+  assert.equal(core.runMenu(1, "markRead"), false);
+  assert.equal(core.menuFor, null);
+  assert.equal(core.runMenu(2, "snooze:hour"), true);
+  const [method, ids, until] = calls.at(-1);
+  assert.deepEqual([method, ids], ["snooze", [2]]);
+  assert.ok(Math.abs(Date.parse(until) - Date.now() - 3600_000) < 5000, until);
+  core.destroy();
+});
+
+test("the snoozed view: its title, Unsnooze in the menu, when each comes back", () => {
+  const until = "2026-12-14T09:00:00+01:00";
+  const { client, calls } = holding([n(3, { snoozed_until: until })], {
+    filter: { category: null, archived: false, snoozed: true },
+  });
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+  const view = core.view();
+  assert.equal(view.title, "Snoozed notifications");
+  assert.equal(view.snoozed, true);
+  assert.deepEqual(
+    view.rows[0].menu.map((i) => i.action),
+    ["unsnooze", "delete"],
+  );
+  assert.match(view.rows[0].snoozed, /^Snoozed until /);
+  core.runMenu(3, "unsnooze");
+  assert.deepEqual(calls.at(-1), ["unsnooze", [3]]);
+  core.showSnoozed(false);
+  assert.deepEqual(calls.at(-1), [
+    "setFilter",
+    { category: null, archived: false, snoozed: false },
+  ]);
+  core.destroy();
+});
+
+test("a long message is clamped with Show all; the empty inbox is all caught up", () => {
+  const long = "word ".repeat(60);
+  const { client } = holding([n(4, { message: long }), n(5)]);
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce() {} });
+  const [clamped, short] = core.view().rows;
+  assert.deepEqual([clamped.clamped, clamped.full, clamped.fullToggle], [true, false, "Show all"]);
+  assert.equal(short.clamped, false);
+  core.toggleFull(4);
+  assert.deepEqual([core.view().rows[0].full, core.view().rows[0].fullToggle], [true, "Show less"]);
+  core.destroy();
+  const empty = new BellCore({ client: holding([]).client, onUpdate() {}, onAnnounce() {} });
+  assert.deepEqual(
+    [empty.view().note, empty.view().noteText, empty.view().emptyDetail],
+    ["empty", "All caught up", "New notifications will show up here."],
+  );
+  empty.destroy();
+});
+
+test("toasts only when asked for and the panel is closed; three at most; open clears them", () => {
+  let listener = null;
+  const { client } = holding([]);
+  client.subscribe = (l) => {
+    listener = l;
+    l(client.state, { type: "state" });
+    return () => {};
+  };
+  const said = [];
+  const core = new BellCore({ client, onUpdate() {}, onAnnounce: (t) => said.push(t) });
+  const arrive = (id) =>
+    listener(client.state, { type: "notification", notification: n(id, { message: `hi ${id}` }) });
+  arrive(1);
+  assert.deepEqual(core.view().toasts, []); // off by default
+  core.setToasts(true);
+  for (const id of [2, 3, 4, 5]) arrive(id);
+  assert.deepEqual(
+    core.view().toasts.map((t) => t.message),
+    ["hi 3", "hi 4", "hi 5"],
+  );
+  core.dismissToast("t4");
+  assert.deepEqual(
+    core.view().toasts.map((t) => t.id),
+    [3, 5],
+  );
+  core.open();
+  assert.deepEqual(core.view().toasts, []);
+  arrive(6);
+  assert.deepEqual(core.view().toasts, []); // the panel is open: the list shows it
+  core.destroy();
+});
+
+test("one keyboard handler: Escape closes the menu first; arrows move in the menu", () => {
+  const el = (role, extra = {}) => ({
+    role,
+    focused: 0,
+    dataset: {},
+    classList: { contains: (c) => (extra.classes ?? []).includes(c) },
+    getAttribute: (name) => (name === "role" ? role : null),
+    focus() {
+      this.focused += 1;
+    },
+    contains(other) {
+      return other === this;
+    },
+    querySelector: () => null,
+    ...extra,
+  });
+  const button = el(null, { classes: ["tb-menu-button"] });
+  const items = [el("menuitem"), el("menuitem"), el("menuitem")];
+  const done = [];
+  const ui = (active, menu) => ({
+    open: true,
+    active,
+    bell: el(null),
+    rows: [],
+    tabs: [],
+    menu,
+    close: () => done.push("close"),
+    closeMenu: () => done.push("closeMenu"),
+    openMenu: (_, focus) => done.push(`openMenu:${focus}`),
+    selectTab: () => {},
+    activate: () => {},
+  });
+  const key = (k) => ({
+    key: k,
+    prevented: false,
+    preventDefault() {
+      this.prevented = true;
+    },
+  });
+  const menu = { button, items };
+  bellKeydown(key("ArrowUp"), ui(items[0], menu));
+  assert.equal(items[2].focused, 1);
+  bellKeydown(key("Escape"), ui(items[1], menu));
+  assert.deepEqual(done, ["closeMenu"]);
+  assert.equal(button.focused, 1);
+  bellKeydown(key("ArrowUp"), ui(button, null));
+  assert.deepEqual(done, ["closeMenu", "openMenu:last"]);
+  const escape = key("Escape");
+  bellKeydown(escape, ui(button, null));
+  assert.deepEqual(done, ["closeMenu", "openMenu:last", "close"]);
+  assert.equal(escape.prevented, true);
+});
+
+test("the snoozed list: `?snoozed=1`, and only snoozed notifications belong in it", () => {
+  const snoozed = { category: null, archived: false, snoozed: true };
+  assert.equal(listQuery({ limit: 10, filter: snoozed }), "limit=10&snoozed=1");
+  assert.equal(listQuery({ limit: 10, filter: { category: null, archived: false } }), "limit=10");
+  const asleep = n(1, { snoozed_until: "2026-12-08T09:00:00+01:00" });
+  assert.equal(matchesFilter(asleep, snoozed), true);
+  assert.equal(matchesFilter(n(2), snoozed), false);
+  assert.equal(matchesFilter(asleep, { category: null, archived: false }), false);
+  assert.equal(matchesFilter(n(2), { category: null, archived: false }), true);
 });

@@ -123,6 +123,96 @@ export function tabKeyTarget(key, count, at) {
 }
 
 /**
+ * The ARIA menu pattern: the item that Down/Up (wrapping round), Home or End move to from item
+ * `at` of `count`, or null (not such a key).
+ * @param {string} key
+ * @param {number} count
+ * @param {number} at
+ * @returns {number | null}
+ */
+export function menuKeyTarget(key, count, at) {
+  if (!count) return null;
+  if (key === "ArrowDown") return at < 0 ? 0 : (at + 1) % count;
+  if (key === "ArrowUp") return at < 0 ? count - 1 : (at - 1 + count) % count;
+  if (key === "Home") return 0;
+  if (key === "End") return count - 1;
+  return null;
+}
+
+/** The snooze presets a row's menu offers, in order. */
+export const SNOOZE_PRESETS = Object.freeze(["hour", "tomorrow", "nextWeek"]);
+
+/**
+ * When a snooze preset ends, in the user's time zone (the browser's): "hour" an hour from now,
+ * "tomorrow" tomorrow at 9:00, "nextWeek" next Monday at 9:00 (a week today on a Monday).
+ * @param {string} preset one of SNOOZE_PRESETS
+ * @param {Date} [now]
+ * @returns {Date}
+ */
+export function snoozeUntil(preset, now = new Date()) {
+  if (preset === "hour") return new Date(now.getTime() + 3600_000);
+  const at = new Date(now.getTime());
+  if (preset === "tomorrow") at.setDate(at.getDate() + 1);
+  else if (preset === "nextWeek") at.setDate(at.getDate() + ((8 - at.getDay()) % 7 || 7));
+  else throw new RangeError(`no snooze preset ${preset}`);
+  at.setHours(9, 0, 0, 0);
+  return at;
+}
+
+/**
+ * A time as ISO 8601 with the local offset ("2026-12-08T09:00:00+01:00"), as the server wants
+ * `until`: the user's 9:00 stays 9:00 in what the server logs and returns.
+ * @param {Date} date
+ * @returns {string}
+ */
+export function isoWithOffset(date) {
+  const pad = (/** @type {number} */ n) => String(Math.abs(n)).padStart(2, "0");
+  const offset = -date.getTimezoneOffset();
+  const sign = offset < 0 ? "-" : "+";
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}` +
+    `${sign}${pad(Math.trunc(offset / 60))}:${pad(offset % 60)}`
+  );
+}
+
+/**
+ * A category's name on its tab: the publisher's label (`labels[category]`: a string, or one per
+ * language {"en": …, "de": …}), else the strings' `category:<name>`, else the key made readable
+ * ("pull_requests" → "Pull requests").
+ * @param {string} category
+ * @param {Record<string, string | Record<string, string>> | null | undefined} labels
+ * @param {Record<string, unknown>} strings
+ * @param {string} locale
+ * @returns {string}
+ */
+export function categoryLabel(category, labels, strings, locale) {
+  const given = labels?.[category];
+  if (typeof given === "string" && given) return given;
+  if (given && typeof given === "object") {
+    const lang = locale.toLowerCase();
+    const text = given[locale] ?? given[lang] ?? given[lang.split("-")[0]] ?? given.en;
+    if (typeof text === "string" && text) return text;
+  }
+  const table = strings[`category:${category}`];
+  if (typeof table === "string" && table) return table;
+  const words = category.replace(/[_-]+/g, " ").trim();
+  return words ? words[0].toLocaleUpperCase(locale) + words.slice(1) : category;
+}
+
+/**
+ * Whether a list filter is the snoozed view (`?snoozed=1`).
+ * @param {object} filter
+ * @returns {boolean}
+ */
+export function isSnoozedView(filter) {
+  return Boolean(/** @type {{snoozed?: boolean}} */ (filter).snoozed);
+}
+
+/** A message longer than this is clamped to three lines, with "Show all". */
+export const CLAMP_CHARS = 140;
+
+/**
  * Where the focus goes when row `id` leaves (deleted, archived): the next row, else the
  * previous one, else null (the bell button).
  * @param {number[]} ids the rows in order
@@ -133,6 +223,84 @@ export function neighbourOf(ids, id) {
   const at = ids.indexOf(id);
   if (at < 0) return null;
   return ids[at + 1] ?? ids[at - 1] ?? null;
+}
+
+/**
+ * What the shared keyboard handler needs of a bell's DOM.
+ * @typedef {object} BellKeyboardUI
+ * @property {boolean} open the panel is open
+ * @property {Element | null} active the focused element (in the shadow root for the element)
+ * @property {HTMLElement} bell the bell button
+ * @property {HTMLElement[]} rows the rows, in order
+ * @property {HTMLElement[]} tabs the tabs, in order
+ * @property {{button: HTMLElement, items: HTMLElement[]} | null} menu the open row menu
+ * @property {() => void} close close the panel, the focus back on the bell
+ * @property {() => void} closeMenu close the row menu (the bell then focuses its button)
+ * @property {(button: HTMLElement, focus: "first" | "last") => void} openMenu
+ * @property {(category: string | null) => void} selectTab
+ * @property {(id: number) => void} activate the row was chosen (Enter)
+ */
+
+/**
+ * The keyboard of both bells (one handler, called from each bell's keydown listener): Escape
+ * closes the row menu, else the panel; the menu (ARIA menu button pattern), the tabs (ARIA tabs)
+ * and the list (Up/Down/Home/End over the rows, Enter on a row) move the focus.
+ * @param {KeyboardEvent} e
+ * @param {BellKeyboardUI} ui
+ */
+export function bellKeydown(e, ui) {
+  if (!ui.open) return;
+  const active = /** @type {HTMLElement | null} */ (ui.active);
+  const role = active?.getAttribute("role");
+  const menu = ui.menu;
+  if (menu && (e.key === "Escape" || (e.key === "Tab" && role === "menuitem"))) {
+    // Escape closes the menu only, Tab leaves it: the focus goes back to its button.
+    e.preventDefault();
+    ui.closeMenu();
+    menu.button.focus();
+    return;
+  }
+  if (menu && role === "menuitem") {
+    const next = menuKeyTarget(e.key, menu.items.length, menu.items.indexOf(active));
+    if (next !== null) {
+      e.preventDefault();
+      menu.items[next].focus();
+    }
+    return; // Enter and Space click the item
+  }
+  if (e.key === "Escape") {
+    e.preventDefault();
+    ui.close();
+    return;
+  }
+  if (active?.classList.contains("tb-menu-button") && /^Arrow(Down|Up)$/.test(e.key)) {
+    e.preventDefault();
+    ui.openMenu(active, e.key === "ArrowUp" ? "last" : "first");
+    return;
+  }
+  if (role === "tab") {
+    const next = tabKeyTarget(e.key, ui.tabs.length, ui.tabs.indexOf(active));
+    if (next !== null) {
+      // Automatic activation: the tab that gets the focus is selected.
+      e.preventDefault();
+      ui.tabs[next].focus();
+      ui.selectTab(ui.tabs[next].dataset.category || null);
+      return;
+    }
+  }
+  const rows = ui.rows;
+  if (e.key === "Enter" && active && rows.includes(active)) {
+    const link = /** @type {HTMLElement | null} */ (active.querySelector("a.tb-message"));
+    if (link) link.click();
+    else ui.activate(Number(active.dataset.id));
+    e.preventDefault();
+    return;
+  }
+  const at = rows.findIndex((row) => row.contains(active));
+  const target = listKeyTarget(e.key, rows.length, at);
+  if (target === null) return;
+  e.preventDefault();
+  (target === "bell" ? ui.bell : rows[target]).focus();
 }
 
 /**
@@ -190,8 +358,20 @@ export class Announcer {
  * @property {{name: string, avatar: string | null, initials: string} | null} actor
  * @property {{label: string, href: string}[]} actions
  * @property {{count: number, summary: string, toggle: string, expanded: boolean} | null} group
+ * @property {boolean} clamped the message is long: clamped to three lines, with a toggle
+ * @property {boolean} full the whole long message is shown
+ * @property {string} fullToggle "Show all" / "Show less"
+ * @property {string | null} snoozed "Snoozed until Mon 09:00" (the snoozed view)
+ * @property {string} menuLabel the "⋯" button's name ("More actions: <message>")
+ * @property {boolean} menuOpen
+ * @property {{action: string, label: string}[]} menu the row menu's items
  * @property {string} sig changes whenever anything drawn but the time changes (rows are redrawn
  *   only then)
+ */
+
+/**
+ * A toast: a new arrival while the panel is closed (the `toasts` option).
+ * @typedef {{key: string, id: number, title: string, message: string}} BellToast
  */
 
 /**
@@ -205,6 +385,9 @@ export class Announcer {
  * @property {string} bellLabel
  * @property {string} title
  * @property {boolean} archived the archive view is shown
+ * @property {boolean} snoozed the snoozed view is shown
+ * @property {string} emptyDetail under the empty state's title
+ * @property {BellToast[]} toasts
  * @property {{key: string, category: string | null, label: string, unreadText: string,
  *   count: number, selected: boolean}[]} tabs empty when no category exists
  * @property {BellRow[]} rows the window: the newest `maxItems` (more after "Load more")
@@ -219,6 +402,9 @@ export class Announcer {
  * @property {string} status
  * @property {string} role
  */
+
+/** How long a toast stays (ms) unless the pointer or the focus is on it. */
+const TOAST_MS = 8000;
 
 const EMPTY_STATE = /** @type {TidingsState} */ (
   /** @type {unknown} */ ({
@@ -250,6 +436,9 @@ export class BellCore {
    * @param {() => void} options.onUpdate the view changed: draw `core.view()`
    * @param {(text: string) => void} options.onAnnounce write this to the polite live region
    * @param {(n: Notification) => void} [options.onArrival] a notification arrived
+   * @param {Record<string, string | Record<string, string>> | null} [options.categoryLabels]
+   *   the publisher's names of the categories (see categoryLabel)
+   * @param {boolean} [options.toasts] a toast for each arrival while the panel is closed
    */
   constructor({
     client,
@@ -260,6 +449,8 @@ export class BellCore {
     onUpdate,
     onAnnounce,
     onArrival,
+    categoryLabels = null,
+    toasts = false,
   }) {
     this.client = client;
     this.maxItems = Math.max(1, Math.floor(maxItems) || 50);
@@ -297,6 +488,19 @@ export class BellCore {
     // Asked once the session works (the key route needs the user); never when the page said push
     // is off, so no /notifications/push/key request at all.
     this._pushChecked = !push;
+    this.categoryLabels = categoryLabels;
+    /** @type {number | null} the row whose "⋯" menu is open */
+    this.menuFor = null;
+    /** @type {"first" | "last" | null} the menu item to focus once the menu is drawn */
+    this._menuFocus = null;
+    /** @type {Set<number>} long messages shown whole */
+    this._full = new Set();
+    this.toastsOn = Boolean(toasts);
+    /** @type {BellToast[]} */
+    this.toasts = [];
+    /** @type {Map<string, ReturnType<typeof setTimeout>>} */
+    this._toastTimers = new Map();
+    this._toastHold = false;
     this._unsubscribe = client.subscribe((state, change) => this._onChange(state, change));
   }
 
@@ -335,6 +539,7 @@ export class BellCore {
 
   destroy() {
     clearInterval(this._clock);
+    for (const timer of this._toastTimers.values()) clearTimeout(timer);
     this._announcer.stop();
     this._unsubscribe();
   }
@@ -350,6 +555,7 @@ export class BellCore {
   open() {
     this.isOpen = true;
     this.actionError = false;
+    this.dismissToasts(); // what they said is in the list now
     // "2 minutes ago" moves on while the panel is open (only the time texts change).
     clearInterval(this._clock);
     this._clock = setInterval(() => this._onUpdate(), 30000);
@@ -363,6 +569,7 @@ export class BellCore {
     if (!this.isOpen) return;
     this.isOpen = false;
     this._seenDue = false;
+    this.menuFor = null;
     clearInterval(this._clock);
     this._onUpdate();
   }
@@ -378,7 +585,144 @@ export class BellCore {
   showArchive(archived) {
     this._limit = this.maxItems;
     this.expanded.clear();
+    this.menuFor = null;
     this._act("setFilter", { category: null, archived });
+  }
+
+  /** @param {boolean} snoozed show the snoozed notifications (true) or the inbox */
+  showSnoozed(snoozed) {
+    this._limit = this.maxItems;
+    this.expanded.clear();
+    this.menuFor = null;
+    this._act("setFilter", { category: null, archived: false, snoozed });
+  }
+
+  /**
+   * Open row `id`'s "⋯" menu (closing any other), its first or last item to be focused once
+   * drawn (see takeMenuFocus).
+   * @param {number} id
+   * @param {"first" | "last" | null} [focus]
+   */
+  openMenu(id, focus = "first") {
+    this.menuFor = id;
+    this._menuFocus = focus;
+    this._onUpdate();
+  }
+
+  closeMenu() {
+    if (this.menuFor === null) return;
+    this.menuFor = null;
+    this._menuFocus = null;
+    this._onUpdate();
+  }
+
+  /**
+   * The menu item the bell should focus now that the menu is drawn ("first", "last"), once.
+   * @returns {"first" | "last" | null}
+   */
+  takeMenuFocus() {
+    const focus = this._menuFocus;
+    this._menuFocus = null;
+    return focus;
+  }
+
+  /**
+   * A row menu's item was chosen. Returns whether the row leaves the list (the focus then goes
+   * to its neighbour; else back to the menu's button).
+   * @param {number} id
+   * @param {string} action "markRead", "archive", "unarchive", "delete", "unsnooze",
+   *   "snooze:<preset>"
+   * @returns {boolean}
+   */
+  runMenu(id, action) {
+    this.menuFor = null;
+    this._menuFocus = null;
+    if (action === "markRead") this.markRead(id);
+    else if (action === "archive") this.archive(id);
+    else if (action === "unarchive") this.unarchive(id);
+    else if (action === "delete") this.remove(id);
+    else if (action === "unsnooze") this.unsnooze(id);
+    else if (action.startsWith("snooze:")) this.snooze(id, action.slice(7));
+    this._onUpdate();
+    return action !== "markRead";
+  }
+
+  /**
+   * Snooze a notification until a preset's time (SNOOZE_PRESETS) or a Date.
+   * @param {number} id
+   * @param {string | Date} until
+   */
+  snooze(id, until) {
+    const at = until instanceof Date ? until : snoozeUntil(until);
+    this._act("snooze", [id], isoWithOffset(at));
+  }
+
+  /** @param {number} id */
+  unsnooze(id) {
+    this._act("unsnooze", [id]);
+  }
+
+  /** Show a long message whole, or clamped again. @param {number} id */
+  toggleFull(id) {
+    if (this._full.has(id)) this._full.delete(id);
+    else this._full.add(id);
+    this._onUpdate();
+  }
+
+  /** @param {Record<string, string | Record<string, string>> | null} labels */
+  setCategoryLabels(labels) {
+    this.categoryLabels = labels;
+    this._onUpdate();
+  }
+
+  /** @param {boolean} on */
+  setToasts(on) {
+    this.toastsOn = Boolean(on);
+    if (!this.toastsOn) this.dismissToasts();
+  }
+
+  /** @param {string} key */
+  dismissToast(key) {
+    clearTimeout(this._toastTimers.get(key));
+    this._toastTimers.delete(key);
+    const before = this.toasts.length;
+    this.toasts = this.toasts.filter((t) => t.key !== key);
+    if (this.toasts.length !== before) this._onUpdate();
+  }
+
+  dismissToasts() {
+    for (const timer of this._toastTimers.values()) clearTimeout(timer);
+    this._toastTimers.clear();
+    if (!this.toasts.length) return;
+    this.toasts = [];
+    this._onUpdate();
+  }
+
+  /**
+   * While the pointer or the focus is on a toast it stays (WCAG 2.2.1: time to read it).
+   * @param {boolean} hold
+   */
+  holdToasts(hold) {
+    this._toastHold = hold;
+  }
+
+  /** @param {Notification} n */
+  _toast(n) {
+    const key = `t${n.id}`;
+    const toast = { key, id: n.id, title: this.t("toastTitle"), message: n.message };
+    // Three at most: a burst shows its newest, the list has them all.
+    this.toasts = [...this.toasts.filter((t) => t.key !== key), toast].slice(-3);
+    for (const k of [...this._toastTimers.keys()]) {
+      if (!this.toasts.some((t) => t.key === k)) {
+        clearTimeout(this._toastTimers.get(k));
+        this._toastTimers.delete(k);
+      }
+    }
+    const expire = () => {
+      if (this._toastHold) this._toastTimers.set(key, setTimeout(expire, TOAST_MS));
+      else this.dismissToast(key);
+    };
+    this._toastTimers.set(key, setTimeout(expire, TOAST_MS));
   }
 
   /** Fold or unfold a group; unfolding loads the members the server folded into it. */
@@ -394,6 +738,7 @@ export class BellCore {
 
   /** Show the next `maxItems` rows: those already held first, then the server's next page. */
   more() {
+    if (this.state.loadingMore) return; // "Load more" stays focusable while it loads
     const total = foldRows(this.state.items, this.expanded).length;
     if (total <= this._limit && this.state.hasMore) this._act("loadMore");
     this._limit += this.maxItems;
@@ -502,7 +847,9 @@ export class BellCore {
       } else if (!quiet.includes(change.action)) this.actionError = "actionError";
     } else if (change.type === "notification") {
       this.actionError = false;
+      // Said once, by the live region; the toast is not a live region of its own.
       this._announcer.add(change.notification.message);
+      if (this.toastsOn && !this.isOpen) this._toast(change.notification);
     }
     this._onUpdate();
     if (change.type === "notification") this._onArrival(change.notification);
@@ -540,16 +887,14 @@ export class BellCore {
     this._ids = rows.map((r) => r.id);
     const categories = tabsOf(state, this._known);
     const tabs =
-      categories.length > 1 && !filter.archived
+      categories.length > 1 && !filter.archived && !isSnoozedView(filter)
         ? categories.map(({ category, unread }) => {
             // A category's name as shown: the string `category:<name>` when given (translated
             // names), else the name itself.
             const label =
               category === null
                 ? this.t("all")
-                : this.strings[`category:${category}`]
-                  ? this.t(`category:${category}`)
-                  : category;
+                : categoryLabel(category, this.categoryLabels, this.strings, this.locale);
             return {
               key: category ?? "",
               category,
@@ -570,10 +915,14 @@ export class BellCore {
     }
     const noteText =
       note === "empty"
-        ? this.t(filter.archived ? "emptyArchive" : "empty")
+        ? this.t(
+            filter.archived ? "emptyArchive" : isSnoozedView(filter) ? "emptySnoozed" : "empty",
+          )
         : note
           ? this.t(note)
           : "";
+    const emptyDetail =
+      note === "empty" && !filter.archived && !isSnoozedView(filter) ? this.t("emptyDetail") : "";
     const unseen = state.unseen;
     return {
       locale: this.locale,
@@ -582,8 +931,13 @@ export class BellCore {
       unseen,
       badge: unseen > 0 ? (unseen > 99 ? "99+" : String(unseen)) : "",
       bellLabel: unseen > 0 ? this.t("bellUnseen", { n: unseen }) : this.t("bell"),
-      title: this.t(filter.archived ? "archiveTitle" : "title"),
+      title: this.t(
+        filter.archived ? "archiveTitle" : isSnoozedView(filter) ? "snoozedTitle" : "title",
+      ),
       archived: filter.archived,
+      snoozed: isSnoozedView(filter),
+      emptyDetail,
+      toasts: this.toasts,
       tabs,
       rows,
       more: folded.length > shown.length || state.hasMore,
@@ -630,6 +984,26 @@ export class BellCore {
             expanded: row.expanded,
           }
         : null;
+    const snoozedView = isSnoozedView(this.state.filter);
+    /** @type {{action: string, label: string}[]} */
+    const menu = [];
+    if (n.archived_at) {
+      menu.push({ action: "unarchive", label: this.t("unarchive") });
+    } else if (snoozedView) {
+      menu.push({ action: "unsnooze", label: this.t("unsnooze") });
+    } else {
+      if (unread) menu.push({ action: "markRead", label: this.t("markRead") });
+      const clock = new Intl.DateTimeFormat(this.locale, { hour: "numeric", minute: "2-digit" });
+      for (const preset of SNOOZE_PRESETS) {
+        const time = clock.format(snoozeUntil(preset, new Date(now)));
+        menu.push({ action: `snooze:${preset}`, label: this.t(`snooze:${preset}`, { time }) });
+      }
+      menu.push({ action: "archive", label: this.t("archive") });
+    }
+    menu.push({ action: "delete", label: this.t("delete") });
+    const clamped = String(n.message ?? "").length > CLAMP_CHARS;
+    const full = clamped && this._full.has(n.id);
+    const until = Date.parse(/** @type {any} */ (n).snoozed_until ?? "");
     const view = {
       key: `n${n.id}`,
       id: n.id,
@@ -644,6 +1018,21 @@ export class BellCore {
       actor,
       actions,
       group,
+      clamped,
+      full,
+      fullToggle: clamped ? this.t(full ? "showLess" : "showAll") : "",
+      snoozed: Number.isNaN(until)
+        ? null
+        : this.t("snoozedUntil", {
+            time: new Intl.DateTimeFormat(this.locale, {
+              weekday: "short",
+              hour: "numeric",
+              minute: "2-digit",
+            }).format(until),
+          }),
+      menuLabel: this.t("moreActions", { message: n.message }),
+      menuOpen: this.menuFor === n.id,
+      menu,
       sig: "",
     };
     // The time is left out: it changes every second and is updated without a redraw.

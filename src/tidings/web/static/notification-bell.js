@@ -17,7 +17,8 @@
 // side by side gives one of them a copy: `{ ...NotificationBell }`.
 
 import { createTidings } from "./tidings.js";
-import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
+import { BellCore, bellKeydown, isSnoozedView, panelShift } from "./bell-core.js";
+import { ICONS, paletteCss, sharedCss } from "./bell-theme.js";
 import { STRINGS, pickLocale } from "./bell-strings.js";
 import { tokenFromUrl } from "./token-url.js";
 
@@ -25,25 +26,20 @@ export { STRINGS };
 
 const STYLE_ID = "tidings-vue-bell-style";
 const STYLE = `
-.tidings-vue { --_accent: var(--tidings-accent, #2563eb); --_bg: var(--tidings-bg, #fff);
-  --_fg: var(--tidings-fg, #1f2937); --_muted: var(--tidings-muted, #636b78);
-  --_border: var(--tidings-border, #e5e7eb); --_unread-bg: var(--tidings-unread-bg, #eff6ff);
-  --_warn-bg: var(--tidings-warn-bg, #fef3c7); --_warn-fg: var(--tidings-warn-fg, #92400e);
-  position: relative; display: inline-block;
-  font: var(--tidings-font, 14px/1.4 system-ui, sans-serif); }
-@media (prefers-color-scheme: dark) {
-  .tidings-vue { --_accent: var(--tidings-accent, #60a5fa); --_bg: var(--tidings-bg, #1f2937);
-    --_fg: var(--tidings-fg, #f3f4f6); --_muted: var(--tidings-muted, #9ca3af);
-    --_border: var(--tidings-border, #374151); --_unread-bg: var(--tidings-unread-bg, #1e3a5f);
-    --_warn-bg: var(--tidings-warn-bg, #451a03); --_warn-fg: var(--tidings-warn-fg, #fde68a); }
-}
-.tidings-vue button { font: inherit; cursor: pointer; }
+${paletteCss({
+  root: ".tidings-vue",
+  theme: (value) => `.tidings-vue[data-theme="${value}"]`,
+  notLight: '.tidings-vue:not([data-theme="light"])',
+})}
+.tidings-vue { position: relative; display: inline-block; color: var(--_fg);
+  font: var(--tidings-font, 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif); }
+.tidings-vue button { font: inherit; color: inherit; cursor: pointer; }
+.tidings-vue :focus-visible { outline: 2px solid var(--_accent); outline-offset: 2px; }
 .tidings-vue .bell-button { position: relative; background: none; border: none; padding: .4rem;
   color: var(--tidings-bell-color, currentColor); border-radius: 50%; }
 .tidings-vue .bell-button svg { width: 1.5rem; height: 1.5rem; display: block; }
 .tidings-vue .notification-badge { position: absolute; top: -2px; right: -4px; min-width: 1.25rem;
-  box-sizing: border-box; background: var(--tidings-badge-bg, #dc2626);
-  color: var(--tidings-badge-fg, #fff);
+  box-sizing: border-box; background: var(--_badge-bg); color: var(--_badge-fg);
   border-radius: .625rem; padding: 0 .3rem; font-size: .72rem; font-weight: 700;
   line-height: 1.25rem; }
 .tidings-vue .notification-dropdown {
@@ -53,16 +49,18 @@ const STYLE = `
   border-radius: var(--tidings-radius, 10px); box-shadow: 0 10px 30px rgba(0,0,0,.15);
   z-index: var(--tidings-z, 1000);
   overflow: hidden; }
+/* One line: the title shrinks (an ellipsis) before a control wraps under it (German). */
 .tidings-vue .dropdown-header {
-  display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; padding: .6rem .75rem;
+  display: flex; gap: .35rem; align-items: center; padding: .5rem .5rem .5rem .75rem;
   border-bottom: 1px solid var(--_border); }
-.tidings-vue .dropdown-title { flex: 1; font-weight: 700; }
-.tidings-vue .dropdown-header button,
-.tidings-vue .notification-meta button,
-.tidings-vue .dropdown-footer button {
+.tidings-vue .dropdown-title { flex: 1; min-width: 0; margin: 0; font-size: 1rem; font-weight: 700;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.tidings-vue .mark-all-button,
+.tidings-vue .dropdown-footer .tidings-link {
   background: none; border: 0; color: var(--_accent); font-size: .85rem; padding: .15rem .3rem;
   white-space: nowrap; }
-.tidings-vue button:disabled { color: var(--_muted); cursor: default; }
+.tidings-vue button:disabled, .tidings-vue button[aria-disabled="true"] {
+  color: var(--_muted); cursor: default; }
 .tidings-vue .notification-banner {
   margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg);
   font-size: .85rem;
@@ -74,17 +72,16 @@ const STYLE = `
 .tidings-vue li { padding: .6rem .75rem; border-bottom: 1px solid var(--_border); }
 .tidings-vue li:last-child { border-bottom: none; }
 .tidings-vue li.unread { background: var(--_unread-bg); }
-.tidings-vue li.unread .notification-meta { color: var(--tidings-unread-muted, #4b5563); }
-@media (prefers-color-scheme: dark) {
-  .tidings-vue li.unread .notification-meta { color: var(--tidings-unread-muted, #cbd5e1); }
-}
+.tidings-vue li.unread .notification-meta { color: var(--_unread-muted); }
 .tidings-vue .notification-item { display: flex; gap: .5rem; }
+.tidings-vue .notification-dot { flex: none; width: .5rem; height: .5rem; margin-top: .45rem;
+  border-radius: 50%; }
+.tidings-vue li.unread .notification-dot { background: var(--_accent); }
 .tidings-vue .notification-item.member { padding-left: 2rem; }
 .tidings-vue .notification-body { flex: 1; min-width: 0; }
 .tidings-vue .notification-avatar { flex: none; display: inline-grid; place-items: center;
   width: 2rem; height: 2rem; border-radius: 50%; overflow: hidden; font-size: .75rem;
-  font-weight: 700; background: var(--tidings-avatar-bg, #dbeafe);
-  color: var(--tidings-avatar-fg, #1e3a8a); }
+  font-weight: 700; background: var(--_avatar-bg); color: var(--_avatar-fg); }
 .tidings-vue .notification-avatar img { width: 100%; height: 100%; object-fit: cover; }
 .tidings-vue .notification-actor { display: block; font-size: .8rem; font-weight: 600; }
 .tidings-vue .notification-summary { display: block; font-size: .8rem; font-weight: 700; }
@@ -95,26 +92,36 @@ const STYLE = `
   font-size: .8rem; }
 .tidings-vue .notification-tabs { display: flex; flex-wrap: wrap; gap: .25rem;
   padding: .4rem .75rem; border-bottom: 1px solid var(--_border); }
-.tidings-vue .notification-tabs button { border: 1px solid var(--_border); background: var(--_bg);
-  color: var(--_fg); border-radius: 999px; padding: .1rem .6rem; font-size: .8rem; }
+.tidings-vue .notification-tabs button { display: inline-flex; align-items: center; gap: .3rem;
+  border: 1px solid var(--_border); background: var(--_bg); color: var(--_fg);
+  border-radius: 999px; padding: .1rem .5rem .1rem .6rem; font-size: .8rem; line-height: 1.1rem; }
 .tidings-vue .notification-tabs button[aria-selected="true"] { border-color: var(--_accent);
   font-weight: 600; }
 .tidings-vue li.unread .notification-message { font-weight: 600; }
 .tidings-vue li:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
-.tidings-vue .notification-message { display: block; color: inherit; overflow-wrap: anywhere; }
-/* WCAG 2.2 target size (2.5.8): every control and link at least 24 px tall. */
-.tidings-vue button, .tidings-vue a.notification-message { min-height: 24px; }
+/* WCAG 2.2 target size (2.5.8): every control at least 24 px tall. */
+.tidings-vue button { min-height: 24px; }
 .tidings-vue .notification-meta {
-  display: flex; flex-wrap: wrap; gap: .25rem; align-items: center; color: var(--_muted);
-  font-size: .78rem;
+  display: flex; flex-wrap: wrap; gap: .25rem; align-items: center; margin-top: .15rem;
+  color: var(--_muted); font-size: .78rem;
 }
 .tidings-vue .notification-meta time { flex: 1 0 auto; white-space: nowrap; }
-.tidings-vue .no-notifications,
 .tidings-vue .notification-loading,
 .tidings-vue .notification-error {
-  color: var(--_muted); text-align: center;
+  padding: 1.5rem .75rem; color: var(--_muted); text-align: center;
 }
-.tidings-vue .dropdown-footer { padding: .4rem .75rem; border-top: 1px solid var(--_border); }
+.tidings-vue .dropdown-footer { display: flex; flex-wrap: wrap; align-items: center;
+  gap: .25rem .5rem; padding: .4rem .75rem; border-top: 1px solid var(--_border); }
+.tidings-vue .dropdown-footer .tidings-link { background: none; border: 0; color: var(--_accent);
+  font-size: .85rem; padding: .2rem .35rem; white-space: nowrap; }
+.tidings-vue .mark-all-button { background: none; border: 0; color: var(--_accent);
+  font-size: .85rem; padding: .2rem .35rem; white-space: nowrap; }
+.tidings-vue .push-button { flex-basis: 100%; order: 9; }
+/* The row menu is a list inside a row: not a row itself. */
+.tidings-vue ul.tb-menu { max-height: none; overflow: visible; }
+.tidings-vue .tb-menu li { padding: 0; border: 0; background: none; }
+.tidings-vue .tidings-icon svg { width: 1.5rem; height: 1.5rem; display: block; }
+${sharedCss(".tidings-vue ", ".notification-dropdown")}
 .tidings-vue .tidings-sr {
   position: absolute; width: 1px; height: 1px; margin: -1px; overflow: hidden; clip: rect(0 0 0 0);
   white-space: nowrap;
@@ -124,26 +131,27 @@ const STYLE = `
 const TEMPLATE = `
 <div class="notification-container tidings-vue" :data-unread="view.unread"
      :data-unseen="view.unseen" :data-connection="view.connection" :data-status="view.status"
-     :data-locale="view.locale" :data-view="view.archived ? 'archive' : 'inbox'"
-     @keydown="onKeydown" @focusout="onFocusout">
+     :data-locale="view.locale" :data-theme="theme || null"
+     :data-view="view.archived ? 'archive' : view.snoozed ? 'snoozed' : 'inbox'"
+     @keydown="onKeydown" @focusout="onFocusout" @focusin="onFocusin">
   <button ref="button" type="button" class="bell-button" aria-haspopup="true"
           :aria-expanded="view.open ? 'true' : 'false'" :aria-controls="panelId"
           :aria-label="view.bellLabel"
           @click="toggleDropdown">
-    <svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
-         stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">
-      <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/><path d="M13.73 21a2 2 0 0 1-3.46 0"/>
-    </svg>
+    <span class="tidings-icon" v-html="icons.bell"></span>
     <span v-if="view.badge" class="notification-badge">{{ view.badge }}</span>
   </button>
   <div v-if="view.open" :id="panelId" class="notification-dropdown" role="region"
-       :aria-label="view.title">
+       :aria-labelledby="panelId + '-title'" @click="onPanelClick">
     <div class="dropdown-header">
-      <span class="dropdown-title">{{ view.title }}</span>
-      <button type="button" class="refresh-button"
-              @click.prevent="refreshNotifications">{{ t('refresh') }}</button>
-      <button v-if="!view.archived" type="button" class="mark-all-button"
+      <h2 :id="panelId + '-title'" class="dropdown-title">{{ view.title }}</h2>
+      <button type="button" class="refresh-button tb-icon-button" :aria-label="t('refresh')"
+              :title="t('refresh')" @click.prevent="refreshNotifications"
+              v-html="icons.refresh"></button>
+      <button v-if="!view.archived && !view.snoozed" type="button" class="mark-all-button"
               :disabled="view.markAllDisabled" @click="markAllRead">{{ t('markAllRead') }}</button>
+      <button type="button" class="tb-icon-button tb-close" :aria-label="t('close')"
+              @click="close" v-html="icons.close"></button>
     </div>
     <div v-if="view.tabs.length" ref="tabs" class="notification-tabs" role="tablist"
          :aria-label="t('tabs')">
@@ -151,33 +159,55 @@ const TEMPLATE = `
               type="button" class="tab-button" role="tab" :data-category="tab.key"
               :aria-selected="tab.selected ? 'true' : 'false'" :aria-controls="panelId + '-view'"
               :tabindex="tabStop(i) ? 0 : -1" @click="selectTab(tab.category)">
-        <!-- The space keeps the name "billing 2 unread", not "billing2 unread" (Vue 3 drops a
-             space-only text at an element's end, so it is part of the expression). -->
-        <span class="label">{{ tab.label + ' ' }}</span><template v-if="tab.count > 0"><span
-          class="count">{{ tab.count }}</span><span class="tidings-sr"> {{ tab.unreadText
-          }}</span></template>
+        <!-- The spaces are parts of the expressions: Vue 3 drops a text's leading space at an
+             element's start, and the name read "All 6unread". -->
+        <span class="label">{{ tab.label }}</span><template v-if="tab.count > 0">{{ ' '
+          }}<span class="count tb-tab-count">{{ tab.count }}</span><span
+          class="tidings-sr">{{ ' ' + tab.unreadText }}</span></template>
       </button>
     </div>
     <p v-if="view.banner" class="notification-banner">{{ view.banner }}</p>
-    <div :id="panelId + '-view'" :role="view.tabs.length ? 'tabpanel' : null"
+    <div :id="panelId + '-view'" class="tb-view" :role="view.tabs.length ? 'tabpanel' : null"
          :aria-labelledby="view.tabs.length ? panelId + '-tab-' + selectedTab : null">
+    <div v-if="view.note === 'empty'" class="no-notifications tb-empty">
+      <span v-html="icons.check"></span><strong>{{ view.noteText }}</strong><span
+        v-if="view.emptyDetail">{{ view.emptyDetail }}</span>
+    </div>
     <ul ref="list">
-      <li v-if="view.note" :class="noteClass">{{ view.noteText }}</li>
+      <li v-if="view.note && view.note !== 'empty'" :class="noteClass">{{ view.noteText }}</li>
       <li v-for="row in view.rows" :key="row.key" :data-id="row.id" tabindex="-1"
           :class="['notification-item', row.kind === 'item' ? '' : row.kind,
                    { unread: row.unread }]"
           @click="onRowClick(row, $event)">
+        <span class="notification-dot" aria-hidden="true"></span>
         <span v-if="row.actor" class="notification-avatar"
               :aria-hidden="row.actor.avatar ? null : 'true'">
           <img v-if="row.actor.avatar" :src="row.actor.avatar" :alt="row.actor.name"
                loading="lazy"><template v-else>{{ row.actor.initials }}</template>
         </span>
+        <span v-else class="tb-avatar-slot" aria-hidden="true"></span>
         <div class="notification-body">
-          <span class="tidings-sr">{{ row.state }}: </span>
-          <span v-if="row.group" class="notification-summary">{{ row.group.summary }}</span>
-          <span v-if="row.actor" class="notification-actor">{{ row.actor.name }}</span>
-          <a v-if="row.href" class="notification-message" :href="row.href">{{ row.message }}</a>
-          <span v-else class="notification-message">{{ row.message }}</span>
+          <div class="tb-row-top">
+            <div class="tb-text">
+              <span class="tidings-sr">{{ row.state + ': ' }}</span>
+              <span v-if="row.group" class="notification-summary">{{ row.group.summary }}</span>
+              <span v-if="row.actor" class="notification-actor">{{ row.actor.name }}</span>
+              <a v-if="row.href" :id="panelId + '-m' + row.id"
+                 :class="['notification-message', 'tb-message', { 'tb-full': row.full }]"
+                 :href="row.href">{{ row.message }}</a>
+              <span v-else :id="panelId + '-m' + row.id"
+                    :class="['notification-message', 'tb-message', { 'tb-full': row.full }]"
+                    >{{ row.message }}</span>
+            </div>
+            <button type="button" class="tb-menu-button" aria-haspopup="menu"
+                    :aria-expanded="row.menuOpen ? 'true' : 'false'"
+                    :aria-controls="panelId + '-menu' + row.id" :aria-label="row.menuLabel"
+                    @click.stop="toggleMenu(row)">⋯</button>
+          </div>
+          <button v-if="row.clamped" type="button" class="tb-link full-toggle"
+                  :aria-expanded="row.full ? 'true' : 'false'"
+                  :aria-controls="panelId + '-m' + row.id"
+                  @click.stop="toggleFull(row)">{{ row.fullToggle }}</button>
           <div v-if="row.actions.length" class="notification-actions">
             <button v-for="action in row.actions" :key="action.href + action.label" type="button"
                     class="action-button"
@@ -185,38 +215,49 @@ const TEMPLATE = `
           </div>
           <span class="notification-meta">
             <time :datetime="row.datetime">{{ row.time }}</time>
-            <button v-if="row.group" type="button" class="group-toggle"
+            <span v-if="row.snoozed" class="tb-snoozed">{{ row.snoozed }}</span>
+            <button v-if="row.group" type="button" class="tb-link group-toggle"
                     :aria-expanded="row.group.expanded ? 'true' : 'false'"
                     @click.stop="toggleGroup(row)">{{ row.group.toggle }}</button>
-            <button v-if="row.archived" type="button" class="unarchive-button"
-                    :aria-label="t('unarchive') + ': ' + row.message"
-                    @click.stop="leave(row, 'unarchive', $event)">{{ t('unarchive') }}</button>
-            <button v-if="!row.archived && row.unread" type="button" class="mark-read-button"
-                    :aria-label="t('markRead') + ': ' + row.message"
-                    @click.stop="markRead(row, $event)">{{ t('markRead') }}</button>
-            <button v-if="!row.archived" type="button" class="archive-button"
-                    :aria-label="t('archive') + ': ' + row.message"
-                    @click.stop="leave(row, 'archive', $event)">{{ t('archive') }}</button>
-            <button type="button" class="delete-button"
-                    :aria-label="t('delete') + ': ' + row.message"
-                    @click.stop="leave(row, 'remove', $event)">{{ t('delete') }}</button>
           </span>
+          <ul :id="panelId + '-menu' + row.id" class="tb-menu" role="menu"
+              :aria-label="row.menuLabel" :hidden="!row.menuOpen">
+            <li v-for="item in row.menu" :key="item.action" role="none"><button type="button"
+                role="menuitem" tabindex="-1" :data-action="item.action"
+                :class="'menu-' + item.action.replace(':', '-')"
+                @click.stop="runMenu(row, item, $event)">{{ item.label }}</button></li>
+          </ul>
         </div>
       </li>
     </ul>
     </div>
     <div class="dropdown-footer">
-      <button v-if="view.more" type="button" class="load-more-button"
-              :disabled="view.loadingMore" @click="loadMore">{{ t('loadMore') }}</button>
-      <button ref="archiveView" type="button" class="archive-view-button"
+      <button v-if="view.more" ref="more" type="button" class="load-more-button tidings-link"
+              :aria-disabled="view.loadingMore ? 'true' : 'false'"
+              @click="loadMore">{{ t('loadMore') }}</button>
+      <button v-if="!view.snoozed" ref="archiveView" type="button"
+              class="archive-view-button tidings-link"
               @click="toggleArchive">{{
                 t(view.archived ? 'showInbox' : 'showArchive') }}</button>
-      <button v-if="view.push" ref="push" type="button" class="push-button"
+      <button v-if="!view.archived" type="button" class="snoozed-view-button tidings-link"
+              @click="toggleSnoozed">{{
+                t(view.snoozed ? 'showInbox' : 'showSnoozed') }}</button>
+      <button v-if="view.push" ref="push" type="button" class="push-button tb-push"
               @click="enablePush">{{ view.push }}</button>
     </div>
   </div>
   <div class="tidings-sr" role="status" aria-live="polite"
        aria-atomic="true">{{ announcement }}</div>
+  <div v-if="view.toasts.length" class="tb-toasts" @pointerenter="holdToasts(true)"
+       @pointerleave="holdToasts(false)" @focusin="holdToasts(true)"
+       @focusout="holdToasts(false)">
+    <div v-for="toast in view.toasts" :key="toast.key" class="tb-toast" :data-id="toast.id">
+      <button type="button" class="tb-toast-open" @click.stop="openToast(toast)"><strong>{{
+        toast.title }}</strong><span>{{ toast.message }}</span></button>
+      <button type="button" class="tb-icon-button tb-toast-dismiss" :aria-label="t('dismiss')"
+              @click.stop="dismissToast(toast)" v-html="icons.close"></button>
+    </div>
+  </div>
 </div>`;
 
 let counter = 0;
@@ -245,6 +286,9 @@ const CLOSED_VIEW = {
   noteText: "",
   banner: null,
   markAllDisabled: true,
+  snoozed: false,
+  emptyDetail: "",
+  toasts: [],
   push: null,
   connection: "connecting",
   status: "loading",
@@ -260,7 +304,10 @@ const CLOSED_VIEW = {
  * page's cookies when there is no getToken: a Blade or Django template can hand it over as a plain
  * attribute), `noPush` (never ask for the push key), `locale` (a language tag; default: the nearest
  * `lang`, the document's, the browser's), `strings` (object: any of the locale's strings, see
- * bell-strings.js), `maxItems` (rows before "Load more", 50).
+ * bell-strings.js), `maxItems` (rows before "Load more", 50), `theme` ("light" | "dark"; default:
+ * the system's), `categoryLabels` (object: {"billing": "Invoices"}, or per language
+ * {"billing": {"en": "Invoices", "de": "Rechnungen"}}), `toasts` (boolean: a toast for each
+ * arrival while the panel is closed; off by default).
  * Events: `new-notification` (the notification). Method: `refreshNotifications()` (a promise
  * that always resolves: a failure shows in the bell, from the client's `error` change).
  */
@@ -277,6 +324,9 @@ export const NotificationBell = {
     locale: { type: String, default: "" },
     strings: { type: Object, default: null },
     maxItems: { type: Number, default: 50 },
+    theme: { type: String, default: "" },
+    categoryLabels: { type: Object, default: null },
+    toasts: { type: Boolean, default: false },
   },
   emits: ["new-notification"],
   template: TEMPLATE,
@@ -285,6 +335,7 @@ export const NotificationBell = {
       view: { ...CLOSED_VIEW },
       announcement: "",
       panelId: `tidings-vue-panel-${++counter}`,
+      icons: ICONS,
     };
   },
   computed: {
@@ -315,6 +366,12 @@ export const NotificationBell = {
     maxItems() {
       this.core && this.core.setMaxItems(this.maxItems);
     },
+    categoryLabels() {
+      this.core && this.core.setCategoryLabels(this.categoryLabels);
+    },
+    toasts() {
+      this.core && this.core.setToasts(this.toasts);
+    },
   },
   mounted() {
     injectStyle();
@@ -336,15 +393,24 @@ export const NotificationBell = {
       strings: this.strings,
       maxItems: this.maxItems,
       push: !this.noPush,
+      categoryLabels: this.categoryLabels,
+      toasts: this.toasts,
       onUpdate: () => {
         if (!this.core) return;
         const pushButton = this.$refs.push;
         const hadFocus = pushButton && pushButton === document.activeElement;
+        const moreFocused = this.$refs.more && this.$refs.more === document.activeElement;
         this.view = this.core.view();
         // The push control just activated goes (notifications blocked): the keyboard keeps
         // its place on the next control, not on the page.
         if (hadFocus && !this.view.push) {
           this.$nextTick(() => this.$refs.archiveView && this.$refs.archiveView.focus());
+        }
+        // Everything is loaded and "Load more" goes: the focus goes to the last row.
+        if (moreFocused && !this.view.more) this.focusAfter(this.view.rows.at(-1)?.id ?? null);
+        if (this.core.menuFor !== null) {
+          const focus = this.core.takeMenuFocus();
+          if (focus) this.$nextTick(() => this.focusMenu(focus));
         }
       },
       onAnnounce: (text) => this.announce(text),
@@ -400,29 +466,8 @@ export const NotificationBell = {
     refreshNotifications() {
       return this.core.refresh();
     },
-    markRead(row, event) {
-      const li = event && event.currentTarget && event.currentTarget.closest("li");
-      this.core.markRead(row.id);
-      // The button goes away with the unread mark: keep the focus on its row.
-      if (li) this.$nextTick(() => li.focus());
-    },
     markAllRead() {
       this.core.markAllRead();
-    },
-    /** Delete, archive or unarchive: from the keyboard the focus goes to the neighbour. */
-    leave(row, action, event) {
-      const li = event && event.currentTarget && event.currentTarget.closest("li");
-      const hadFocus = li && li.contains(document.activeElement);
-      const next = this.core.neighbourOf(row.id);
-      this.core[action](row.id);
-      if (!hadFocus) return;
-      this.$nextTick(() => {
-        const target =
-          next !== null && this.$refs.list
-            ? this.$refs.list.querySelector(`li[data-id="${next}"]`)
-            : null;
-        (target || this.$refs.button).focus();
-      });
     },
     toggleGroup(row) {
       const n = this.core.state.items.find((m) => m.id === row.id);
@@ -434,7 +479,7 @@ export const NotificationBell = {
     },
     onRowClick(row, event) {
       // A click on the row (not on one of its buttons) reads it; so does following its link.
-      if (event.target.closest("button")) return;
+      if (event.target.closest("button, .tb-menu")) return;
       this.core.activate(row.id);
     },
     loadMore() {
@@ -472,37 +517,94 @@ export const NotificationBell = {
       if (this.view.open && to && !this.$el.contains(to)) this.core.close();
     },
     onKeydown(event) {
-      if (event.key === "Escape" && this.view.open) {
-        event.preventDefault();
-        this.close();
-        return;
+      const core = this.core;
+      if (!core) return;
+      const list = this.$refs.list;
+      const openRow =
+        core.menuFor !== null && list ? list.querySelector(`li[data-id="${core.menuFor}"]`) : null;
+      bellKeydown(event, {
+        open: this.view.open,
+        active: document.activeElement,
+        bell: this.$refs.button,
+        rows: list ? Array.from(list.querySelectorAll("li.notification-item")) : [],
+        tabs: this.$refs.tabs ? Array.from(this.$refs.tabs.children) : [],
+        menu: openRow
+          ? {
+              button: openRow.querySelector(".tb-menu-button"),
+              items: Array.from(openRow.querySelectorAll('[role="menuitem"]')),
+            }
+          : null,
+        close: () => this.close(),
+        closeMenu: () => core.closeMenu(),
+        openMenu: (button, focus) => core.openMenu(Number(button.closest("li").dataset.id), focus),
+        selectTab: (category) => this.selectTab(category),
+        activate: (id) => core.activate(id),
+      });
+    },
+    /** The ARIA menu pattern: the focus leaving the open menu (and its button) closes it. */
+    onFocusin(event) {
+      const core = this.core;
+      if (!core || core.menuFor === null) return;
+      const at = event.target;
+      const row = at.closest && at.closest("li.notification-item");
+      const inMenu = at.closest(".tb-menu") || at.classList.contains("tb-menu-button");
+      if (!row || Number(row.dataset.id) !== core.menuFor || !inMenu) core.closeMenu();
+    },
+    onPanelClick(event) {
+      // A click elsewhere in the panel closes an open row menu.
+      if (this.core && this.core.menuFor !== null) {
+        if (!event.target.closest(".tb-menu, .tb-menu-button")) this.core.closeMenu();
       }
-      if (!this.view.open || !this.$refs.list) return;
-      const rows = Array.from(this.$refs.list.querySelectorAll("li.notification-item"));
-      const active = document.activeElement;
-      if (this.$refs.tabs && active && active.getAttribute("role") === "tab") {
-        const tabs = Array.from(this.$refs.tabs.children);
-        const next = tabKeyTarget(event.key, tabs.length, tabs.indexOf(active));
-        if (next !== null) {
-          // Automatic activation: the tab that gets the focus is selected.
-          event.preventDefault();
-          tabs[next].focus();
-          this.selectTab(tabs[next].dataset.category || null);
-          return;
-        }
-      }
-      const at = rows.findIndex((row) => row.contains(active));
-      if (event.key === "Enter" && active && active.classList.contains("notification-item")) {
-        const link = active.querySelector("a.notification-message");
-        if (link) link.click();
-        else this.core.activate(Number(active.dataset.id));
-        event.preventDefault();
-        return;
-      }
-      const target = listKeyTarget(event.key, rows.length, at);
-      if (target === null) return;
-      event.preventDefault();
-      (target === "bell" ? this.$refs.button : rows[target]).focus();
+    },
+    toggleMenu(row) {
+      if (this.core.menuFor === row.id) this.core.closeMenu();
+      else this.core.openMenu(row.id, "first");
+    },
+    focusMenu(focus) {
+      const list = this.$refs.list;
+      const row = list && list.querySelector(`li[data-id="${this.core.menuFor}"]`);
+      const items = row ? Array.from(row.querySelectorAll('[role="menuitem"]')) : [];
+      const item = focus === "last" ? items.at(-1) : items[0];
+      if (item) item.focus();
+    },
+    /** A menu item: the focus stays in the bell (the neighbour when the row leaves). */
+    runMenu(row, item, event) {
+      const li = event.currentTarget.closest("li.notification-item");
+      const fromKeyboard = li && li.contains(document.activeElement);
+      const next = this.core.neighbourOf(row.id);
+      const leaving = this.core.runMenu(row.id, item.action);
+      if (!fromKeyboard) return;
+      if (leaving) this.focusAfter(next);
+      else this.$nextTick(() => li.querySelector(".tb-menu-button").focus());
+    },
+    /** Focus row `id` once drawn (the bell button when null). */
+    focusAfter(id) {
+      this.$nextTick(() => {
+        const target =
+          id !== null && this.$refs.list
+            ? this.$refs.list.querySelector(`li[data-id="${id}"]`)
+            : null;
+        (target || this.$refs.button).focus();
+      });
+    },
+    toggleFull(row) {
+      this.core.toggleFull(row.id);
+    },
+    toggleSnoozed() {
+      this.core.showSnoozed(!isSnoozedView(this.core.state.filter));
+    },
+    holdToasts(hold) {
+      this.core && this.core.holdToasts(hold);
+    },
+    dismissToast(toast) {
+      const hadFocus = this.$el.querySelector(".tb-toasts")?.contains(document.activeElement);
+      this.core.dismissToast(toast.key);
+      if (hadFocus) this.$nextTick(() => this.$refs.button && this.$refs.button.focus());
+    },
+    openToast(toast) {
+      this.core.holdToasts(false);
+      this.core.open();
+      this.focusAfter(toast.id);
     },
     teardown() {
       if (!this.tidingsClient) return;

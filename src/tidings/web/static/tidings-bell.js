@@ -10,17 +10,19 @@
 // see bell-strings.js), theme ("light" | "dark"; default: the system's), no-desktop (hide the
 // desktop-alerts switch), token-url (the app's token route, fetched with the page's cookies for
 // a fresh token: no script needed, see token-url.js), no-push (never ask for the push key: the
-// server has none, or the page registers no service worker).
+// server has none, or the page registers no service worker), category-labels (JSON:
+// {"billing": "Invoices"} or per language {"billing": {"en": "Invoices", "de": "Rechnungen"}}),
+// toasts (a toast for each arrival while the panel is closed; off by default).
 // Properties: getToken (async () => token: on 401 and before a token's exp; wins over
-// token-url), strings (overrides,
-// as the attribute), locale (the one in use, read-only), client (the tidings.js client,
-// read-only), open. Methods: show(), close(), toggle(). Events: `new-notification` (detail: the
+// token-url), strings (overrides, as the attribute), locale (the one in use, read-only), client
+// (the tidings.js client, read-only), open. Methods: show(), close(), toggle(). Events: `new-notification` (detail: the
 // notification).
 // What it draws comes from bell-core.js, which the Vue bell shares.
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 
 import { createTidings, safeLink } from "./tidings.js";
-import { BellCore, listKeyTarget, panelShift, tabKeyTarget } from "./bell-core.js";
+import { BellCore, bellKeydown, isSnoozedView, panelShift } from "./bell-core.js";
+import { ICONS, paletteCss, sharedCss } from "./bell-theme.js";
 import { STRINGS, format, pickLocale } from "./bell-strings.js";
 import { tokenFromUrl } from "./token-url.js";
 
@@ -30,20 +32,6 @@ const DESKTOP_KEY = "tidings:desktop";
 
 const STYLE = `
 :host {
-  --_accent: var(--tidings-accent, #2563eb);
-  --_bg: var(--tidings-bg, #ffffff);
-  --_fg: var(--tidings-fg, #1f2937);
-  --_muted: var(--tidings-muted, #636b78); /* 4.9:1 on --_unread-bg: AA needs 4.5 */
-  --_border: var(--tidings-border, #e5e7eb);
-  --_unread-bg: var(--tidings-unread-bg, #eff6ff);
-  /* the time and meta text of unread rows: 4.5:1 or more on --_unread-bg (#6b7280 was 4.44) */
-  --_unread-muted: var(--tidings-unread-muted, #4b5563);
-  --_avatar-bg: var(--tidings-avatar-bg, #dbeafe);
-  --_avatar-fg: var(--tidings-avatar-fg, #1e3a8a);
-  --_badge-bg: var(--tidings-badge-bg, #dc2626);
-  --_badge-fg: var(--tidings-badge-fg, #ffffff);
-  --_warn-bg: var(--tidings-warn-bg, #fef3c7);
-  --_warn-fg: var(--tidings-warn-fg, #92400e);
   --_radius: var(--tidings-radius, 10px);
   --_width: var(--tidings-width, 22rem);
   --_shadow: var(--tidings-shadow, 0 10px 30px rgba(0, 0, 0, .15));
@@ -52,34 +40,11 @@ const STYLE = `
   font: var(--tidings-font, 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif);
   color: var(--_fg);
 }
-@media (prefers-color-scheme: dark) {
-  :host(:not([theme="light"])) {
-    --_accent: var(--tidings-accent, #60a5fa);
-    --_bg: var(--tidings-bg, #1f2937);
-    --_fg: var(--tidings-fg, #f3f4f6);
-    --_muted: var(--tidings-muted, #9ca3af);
-    --_border: var(--tidings-border, #374151);
-    --_unread-bg: var(--tidings-unread-bg, #1e3a5f);
-  --_unread-muted: var(--tidings-unread-muted, #cbd5e1);
-  --_avatar-bg: var(--tidings-avatar-bg, #1e3a8a);
-  --_avatar-fg: var(--tidings-avatar-fg, #dbeafe);
-    --_warn-bg: var(--tidings-warn-bg, #451a03);
-    --_warn-fg: var(--tidings-warn-fg, #fde68a);
-  }
-}
-:host([theme="dark"]) {
-  --_accent: var(--tidings-accent, #60a5fa);
-  --_bg: var(--tidings-bg, #1f2937);
-  --_fg: var(--tidings-fg, #f3f4f6);
-  --_muted: var(--tidings-muted, #9ca3af);
-  --_border: var(--tidings-border, #374151);
-  --_unread-bg: var(--tidings-unread-bg, #1e3a5f);
-  --_unread-muted: var(--tidings-unread-muted, #cbd5e1);
-  --_avatar-bg: var(--tidings-avatar-bg, #1e3a8a);
-  --_avatar-fg: var(--tidings-avatar-fg, #dbeafe);
-  --_warn-bg: var(--tidings-warn-bg, #451a03);
-  --_warn-fg: var(--tidings-warn-fg, #fde68a);
-}
+${paletteCss({
+  root: ":host",
+  theme: (value) => `:host([theme="${value}"])`,
+  notLight: ':host(:not([theme="light"]))',
+})}
 button { font: inherit; color: inherit; cursor: pointer; }
 :focus-visible { outline: 2px solid var(--_accent); outline-offset: 2px; }
 .bell {
@@ -104,17 +69,23 @@ button { font: inherit; color: inherit; cursor: pointer; }
 }
 /* Rows of controls wrap: longer labels (German) go to the next line instead of out of the panel,
    where overflow: hidden cut them off. */
+/* One line: the title shrinks (an ellipsis) before a control wraps under it (German). */
 .head {
-  display: flex; flex-wrap: wrap; align-items: center; gap: .5rem; padding: .6rem .75rem;
+  display: flex; align-items: center; gap: .35rem; padding: .5rem .5rem .5rem .75rem;
   border-bottom: 1px solid var(--_border);
 }
-.head h2 { flex: 1; margin: 0; font-size: 1rem; }
+.head h2 {
+  flex: 1; min-width: 0; margin: 0; font-size: 1rem; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap;
+}
 .link-button {
   border: 0; background: none; padding: .2rem .35rem; border-radius: 4px; color: var(--_accent);
   font-size: .85rem; white-space: nowrap;
 }
 .link-button:hover { text-decoration: underline; }
-.link-button:disabled { color: var(--_muted); cursor: default; text-decoration: none; }
+.link-button:disabled, .link-button[aria-disabled="true"] {
+  color: var(--_muted); cursor: default; text-decoration: none;
+}
 .banner {
   margin: 0; padding: .5rem .75rem; background: var(--_warn-bg); color: var(--_warn-fg);
   font-size: .85rem;
@@ -133,10 +104,8 @@ button { font: inherit; color: inherit; cursor: pointer; }
 }
 .item.unread .dot { background: var(--_accent); }
 .body { flex: 1; min-width: 0; }
-.message { display: block; overflow-wrap: anywhere; color: inherit; text-decoration: none; }
-a.message:hover { text-decoration: underline; }
 /* WCAG 2.2 target size (2.5.8): every control and link at least 24 px tall. */
-button, a.message { min-height: 24px; }
+button { min-height: 24px; }
 .item.unread .message { font-weight: 600; }
 .meta {
   display: flex; flex-wrap: wrap; align-items: center; gap: .25rem; margin-top: .15rem;
@@ -145,10 +114,12 @@ button, a.message { min-height: 24px; }
 .meta time { flex: 1 0 auto; white-space: nowrap; }
 .meta .link-button { font-size: .78rem; padding: .1rem .3rem; }
 .note { margin: 0; padding: 1.5rem .75rem; color: var(--_muted); text-align: center; }
+.note.tb-empty { padding: 2rem .75rem; }
 .foot {
-  display: flex; flex-wrap: wrap; justify-content: space-between; gap: .5rem; padding: .4rem .75rem;
+  display: flex; flex-wrap: wrap; align-items: center; gap: .25rem .5rem; padding: .4rem .75rem;
   border-top: 1px solid var(--_border);
 }
+.foot .push { flex-basis: 100%; order: 9; }
 .item.unread .meta { color: var(--_unread-muted); }
 .item { cursor: default; }
 .avatar {
@@ -171,20 +142,16 @@ button, a.message { min-height: 24px; }
 }
 .tab {
   display: inline-flex; align-items: center; gap: .3rem; border: 1px solid var(--_border);
-  background: var(--_bg); border-radius: 999px; padding: .1rem .6rem; font-size: .8rem;
+  background: var(--_bg); border-radius: 999px; padding: .1rem .5rem .1rem .6rem;
+  font-size: .8rem; line-height: 1.1rem;
 }
 .tab[aria-selected="true"] { border-color: var(--_accent); font-weight: 600; }
-.tab .count { font-size: .72rem; }
+${sharedCss("", ".panel")}
 .sr {
   position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
   clip: rect(0 0 0 0); white-space: nowrap; border: 0;
 }
 `;
-
-const BELL_ICON = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
-  stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">
-  <path d="M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9"/>
-  <path d="M13.73 21a2 2 0 0 1-3.46 0"/></svg>`;
 
 let counter = 0;
 
@@ -238,29 +205,32 @@ export class TidingsBell extends HTMLElement {
     const root = this.attachShadow({ mode: "open" });
     root.innerHTML = `<style>${STYLE}</style>
       <button class="bell" part="button" type="button" aria-haspopup="true" aria-expanded="false"
-        aria-controls="${id}-panel">${BELL_ICON}<span class="badge" part="badge"
+        aria-controls="${id}-panel">${ICONS.bell}<span class="badge" part="badge"
         hidden></span></button>
       <div class="panel" part="panel" id="${id}-panel" role="region"
         aria-labelledby="${id}-title" hidden>
         <div class="head">
           <h2 id="${id}-title"></h2>
-          <button class="link-button refresh" type="button"></button>
+          <button class="tb-icon-button refresh" type="button">${ICONS.refresh}</button>
           <button class="link-button mark-all" type="button"></button>
+          <button class="tb-icon-button tb-close" type="button">${ICONS.close}</button>
         </div>
         <div class="tabs" part="tabs" role="tablist" hidden></div>
         <p class="banner" part="banner" hidden></p>
-        <div class="view" id="${id}-view">
+        <div class="view tb-view" id="${id}-view">
           <ul class="list" part="list"></ul>
-          <p class="note" part="note" hidden></p>
+          <div class="note" part="note" hidden></div>
         </div>
         <div class="foot">
           <button class="link-button more" type="button" hidden></button>
           <button class="link-button archive-view" type="button"></button>
-          <button class="link-button push" type="button" hidden></button>
+          <button class="link-button snoozed-view" type="button"></button>
+          <button class="tb-push push" type="button" hidden></button>
           <button class="link-button desktop" type="button" hidden></button>
         </div>
       </div>
-      <div class="sr" role="status" aria-live="polite" aria-atomic="true"></div>`;
+      <div class="sr" role="status" aria-live="polite" aria-atomic="true"></div>
+      <div class="tb-toasts" part="toasts"></div>`;
     const $ = (sel) => root.querySelector(sel);
     this._el = {
       bell: $(".bell"),
@@ -276,6 +246,9 @@ export class TidingsBell extends HTMLElement {
       note: $(".note"),
       more: $(".more"),
       archiveView: $(".archive-view"),
+      snoozedView: $(".snoozed-view"),
+      close: $(".tb-close"),
+      toasts: $(".tb-toasts"),
       push: $(".push"),
       desktop: $(".desktop"),
       live: $(".sr"),
@@ -284,9 +257,31 @@ export class TidingsBell extends HTMLElement {
     this._el.refresh.addEventListener("click", () => this._core?.refresh());
     this._el.markAll.addEventListener("click", () => this._core?.markAllRead());
     this._el.more.addEventListener("click", () => this._core?.more());
+    // A click elsewhere in the panel closes an open row menu (the ARIA menu pattern).
+    this._el.panel.addEventListener("click", (e) => {
+      const core = this._core;
+      if (!core || core.menuFor === null) return;
+      const inside = /** @type {HTMLElement} */ (e.target).closest(".tb-menu, .tb-menu-button");
+      if (!inside) core.closeMenu();
+    });
     this._el.archiveView.addEventListener("click", () =>
       this._core?.showArchive(!this._core.state.filter.archived),
     );
+    this._el.snoozedView.addEventListener("click", () =>
+      this._core?.showSnoozed(!isSnoozedView(this._core.state.filter)),
+    );
+    this._el.close.addEventListener("click", () => this.close());
+    this._el.toasts.addEventListener("click", (e) => this._onToastClick(e));
+    /** @type {[string, boolean][]} */
+    const holds = [
+      ["pointerenter", true],
+      ["pointerleave", false],
+      ["focusin", true],
+      ["focusout", false],
+    ];
+    for (const [type, hold] of holds) {
+      this._el.toasts.addEventListener(type, () => this._core?.holdToasts(hold));
+    }
     this._el.push.addEventListener("click", () => this._core?.enablePush());
     this._el.desktop.addEventListener("click", () => this._toggleDesktop());
     this._el.tabs.addEventListener("click", (e) => {
@@ -299,6 +294,15 @@ export class TidingsBell extends HTMLElement {
     root.addEventListener("keydown", (e) => this._onKeydown(/** @type {KeyboardEvent} */ (e)));
     // Tab past the panel's last control (or Shift+Tab out of it) closes it, so it does not stay
     // open over the page content that now has the focus.
+    root.addEventListener("focusin", (e) => {
+      // The focus left an open row menu (and its button): the menu closes.
+      const core = this._core;
+      if (!core || core.menuFor === null) return;
+      const at = /** @type {HTMLElement} */ (e.target);
+      const row = this._rows.get(core.menuFor);
+      const inMenu = at.closest(".tb-menu") || at.classList.contains("tb-menu-button");
+      if (!row || !row.contains(at) || !inMenu) core.closeMenu();
+    });
     root.addEventListener("focusout", (e) => {
       const to = /** @type {FocusEvent} */ (e).relatedTarget;
       if (this.open && to instanceof Node && !this.contains(to) && !root.contains(to)) {
@@ -311,13 +315,24 @@ export class TidingsBell extends HTMLElement {
   }
 
   static get observedAttributes() {
-    return ["theme", "no-desktop", "locale", "lang", "strings", "max-items"];
+    return [
+      "theme",
+      "no-desktop",
+      "locale",
+      "lang",
+      "strings",
+      "max-items",
+      "category-labels",
+      "toasts",
+    ];
   }
 
   attributeChangedCallback(name) {
     if (!this._core) return;
     if (name === "strings") this._readStrings();
     if (name === "max-items") this._core.setMaxItems(this._maxItems());
+    if (name === "category-labels") this._core.setCategoryLabels(this._categoryLabels());
+    if (name === "toasts") this._core.setToasts(this.hasAttribute("toasts"));
     if (name === "locale" || name === "lang" || name === "strings") {
       this._core.setLocale(this._pickLocale(), this._overrides);
     } else {
@@ -377,6 +392,16 @@ export class TidingsBell extends HTMLElement {
     }
   }
 
+  /** The `category-labels` attribute (JSON), or null (not given or not JSON). */
+  _categoryLabels() {
+    try {
+      const parsed = JSON.parse(this.getAttribute("category-labels") || "null");
+      return parsed && typeof parsed === "object" ? parsed : null;
+    } catch {
+      return null; // not JSON: the keys, made readable
+    }
+  }
+
   _maxItems() {
     const value = Number(this.getAttribute("max-items"));
     return Number.isInteger(value) && value > 0 ? value : 50;
@@ -416,6 +441,8 @@ export class TidingsBell extends HTMLElement {
       strings: this._overrides,
       maxItems: this._maxItems(),
       push: !this.hasAttribute("no-push"),
+      categoryLabels: this._categoryLabels(),
+      toasts: this.hasAttribute("toasts"),
       onUpdate: () => this._render(),
       onAnnounce: (text) => this._announce(text),
       onArrival: (n) => this._arrived(n),
@@ -526,6 +553,7 @@ export class TidingsBell extends HTMLElement {
     if (!core) return;
     const v = core.view();
     const el = this._el;
+    this._renderToasts(v.toasts);
     el.badge.hidden = !v.badge;
     el.badge.textContent = v.badge;
     el.bell.setAttribute("aria-label", v.bellLabel);
@@ -544,21 +572,45 @@ export class TidingsBell extends HTMLElement {
     this.dataset.role = v.role;
     this.dataset.status = v.status;
     this.dataset.locale = v.locale;
-    this.dataset.view = v.archived ? "archive" : "inbox";
+    this.dataset.view = v.archived ? "archive" : v.snoozed ? "snoozed" : "inbox";
     if (!v.open && this._rows.size === 0) return; // nothing drawn yet: the panel is drawn on open
 
     el.title.textContent = v.title;
-    el.refresh.textContent = this._t("refresh");
+    el.refresh.setAttribute("aria-label", this._t("refresh"));
+    el.refresh.title = this._t("refresh");
+    el.close.setAttribute("aria-label", this._t("close"));
     el.markAll.textContent = this._t("markAllRead");
     el.markAll.disabled = v.markAllDisabled;
-    el.markAll.hidden = v.archived;
+    el.markAll.hidden = v.archived || v.snoozed;
+    const moreFocused = el.more.matches(":focus");
     el.more.textContent = this._t("loadMore");
+    // aria-disabled, not disabled, while it loads: a disabled button drops the focus to <body>,
+    // where Escape no longer reaches the bell.
+    el.more.setAttribute("aria-disabled", v.loadingMore ? "true" : "false");
+    if (moreFocused && !v.more) {
+      // Everything is loaded: the focus goes to the last row, where the list continues.
+      this._focusAfter = v.rows.at(-1)?.id ?? "bell";
+    }
     el.more.hidden = !v.more;
-    el.more.disabled = v.loadingMore;
     el.archiveView.textContent = this._t(v.archived ? "showInbox" : "showArchive");
+    el.archiveView.hidden = v.snoozed;
+    el.snoozedView.textContent = this._t(v.snoozed ? "showInbox" : "showSnoozed");
+    el.snoozedView.hidden = v.archived;
     el.note.hidden = !v.note;
-    el.note.textContent = v.noteText;
     el.note.dataset.note = v.note ?? "";
+    el.note.classList.toggle("tb-empty", v.note === "empty");
+    const noteSig = JSON.stringify([v.note, v.noteText, v.emptyDetail]);
+    if (el.note.dataset.sig !== noteSig) {
+      el.note.dataset.sig = noteSig;
+      if (v.note === "empty") {
+        // "All caught up", with an icon: the empty list is good news, not a blank.
+        el.note.innerHTML = ICONS.check;
+        el.note.append(make("strong", "", v.noteText));
+        if (v.emptyDetail) el.note.append(make("span", "", v.emptyDetail));
+      } else {
+        el.note.textContent = v.noteText;
+      }
+    }
     el.banner.hidden = !v.banner;
     el.banner.textContent = v.banner || "";
     if (!v.push && !el.push.hidden && el.push.matches(":focus")) {
@@ -575,10 +627,67 @@ export class TidingsBell extends HTMLElement {
       el.desktop.textContent = blocked
         ? this._t("desktopBlocked")
         : this._t(this._desktopEnabled() ? "desktopOn" : "desktopOff");
-      el.desktop.setAttribute("aria-pressed", this._desktopEnabled() ? "true" : "false");
+      // The label says what pressing does ("Turn on…"), so no aria-pressed: a toggle's name
+      // must stay the same when pressed.
+      el.desktop.removeAttribute("aria-pressed");
     }
     this._renderTabs(v.tabs);
     this._renderList(v.rows);
+    this._focusMenu();
+  }
+
+  /** A menu just opened from the keyboard or a click: its first (or last) item takes the focus. */
+  _focusMenu() {
+    const core = this._core;
+    if (!core || core.menuFor === null) return;
+    const focus = core.takeMenuFocus();
+    if (!focus) return;
+    const row = this._rows.get(core.menuFor);
+    /** @type {HTMLElement[]} */
+    const items = row ? Array.from(row.querySelectorAll('[role="menuitem"]')) : [];
+    (focus === "last" ? items.at(-1) : items[0])?.focus();
+  }
+
+  /** @param {import("./bell-core.js").BellToast[]} toasts */
+  _renderToasts(toasts) {
+    const box = this._el.toasts;
+    const sig = JSON.stringify(toasts);
+    if (box.dataset.sig === sig) return;
+    box.dataset.sig = sig;
+    const focused = box.contains(this.shadowRoot.activeElement);
+    box.replaceChildren(
+      ...toasts.map((t) => {
+        const toast = make("div", "tb-toast");
+        toast.dataset.id = String(t.id);
+        toast.dataset.key = t.key;
+        const openIt = button("tb-toast-open", "");
+        openIt.append(make("strong", "", t.title), make("span", "", t.message));
+        const dismiss = button("tb-icon-button tb-toast-dismiss", "", this._t("dismiss"));
+        dismiss.innerHTML = ICONS.close;
+        toast.append(openIt, dismiss);
+        return toast;
+      }),
+    );
+    // The toast that had the focus went: the bell keeps it, not <body>.
+    if (focused && !box.contains(this.shadowRoot.activeElement)) {
+      /** @type {HTMLElement} */ (box.querySelector(".tb-toast-dismiss") ?? this._el.bell).focus();
+    }
+  }
+
+  _onToastClick(e) {
+    const core = this._core;
+    const target = /** @type {HTMLElement} */ (e.target);
+    const toast = /** @type {HTMLElement | null} */ (target.closest(".tb-toast"));
+    if (!core || !toast) return;
+    e.stopPropagation(); // not a click outside that closes the panel it opens
+    if (target.closest(".tb-toast-dismiss")) {
+      core.dismissToast(toast.dataset.key || "");
+    } else {
+      // Opens the panel on that notification.
+      this._focusAfter = Number(toast.dataset.id);
+      core.holdToasts(false);
+      core.open();
+    }
   }
 
   /**
@@ -617,7 +726,7 @@ export class TidingsBell extends HTMLElement {
         b.tabIndex = tab.selected || (selected < 0 && i === 0) ? 0 : -1;
         b.append(make("span", "label", tab.label));
         if (tab.count > 0) {
-          b.append(" ", make("span", "count", String(tab.count)));
+          b.append(" ", make("span", "count tb-tab-count", String(tab.count)));
           b.append(make("span", "sr", ` ${tab.unreadText}`));
         }
         return b;
@@ -673,6 +782,9 @@ export class TidingsBell extends HTMLElement {
   }
 
   /**
+   * A row: the avatar column (kept when there is no avatar, so every text starts at the same
+   * place), the text (the message is the one primary click: its link, or the row, reads it), and
+   * a "⋯" menu button with the rest (the ARIA menu button pattern).
    * @param {HTMLLIElement} row
    * @param {import("./bell-core.js").BellRow} r
    */
@@ -701,15 +813,37 @@ export class TidingsBell extends HTMLElement {
         avatar.classList.add("initials");
       }
       parts.push(avatar);
+    } else {
+      const slot = make("span", "tb-avatar-slot");
+      slot.setAttribute("aria-hidden", "true");
+      parts.push(slot);
     }
     const body = make("div", "body");
-    // Said first by a screen reader: unread or read, not only shown by colour or a button.
-    body.append(make("span", "sr state", `${r.state}: `));
-    if (r.group) body.append(make("span", "summary", r.group.summary));
-    if (r.actor) body.append(make("span", "actor", r.actor.name));
-    const message = make(r.href ? "a" : "span", "message", r.message);
+    const top = make("div", "tb-row-top");
+    const text = make("div", "tb-text");
+    // Said first by a screen reader: unread or read, not only shown by colour.
+    text.append(make("span", "sr state", `${r.state}: `));
+    if (r.group) text.append(make("span", "summary", r.group.summary));
+    if (r.actor) text.append(make("span", "actor", r.actor.name));
+    const message = make(r.href ? "a" : "span", `message tb-message${r.full ? " tb-full" : ""}`);
+    message.textContent = r.message;
     if (r.href) /** @type {HTMLAnchorElement} */ (message).href = r.href;
-    body.append(message);
+    message.id = `${this._el.panel.id}-m${r.id}`;
+    text.append(message);
+    top.append(text);
+    const menuId = `${this._el.panel.id}-menu${r.id}`;
+    const menuButton = button("tb-menu-button", "⋯", r.menuLabel);
+    menuButton.setAttribute("aria-haspopup", "menu");
+    menuButton.setAttribute("aria-expanded", r.menuOpen ? "true" : "false");
+    menuButton.setAttribute("aria-controls", menuId);
+    top.append(menuButton);
+    body.append(top);
+    if (r.clamped) {
+      const toggle = button("tb-link full-toggle", r.fullToggle);
+      toggle.setAttribute("aria-expanded", r.full ? "true" : "false");
+      toggle.setAttribute("aria-controls", message.id);
+      body.append(toggle);
+    }
     if (r.actions.length) {
       const actions = make("div", "actions");
       for (const a of r.actions) {
@@ -723,27 +857,36 @@ export class TidingsBell extends HTMLElement {
     const time = /** @type {HTMLTimeElement} */ (make("time", "", r.time));
     time.dateTime = r.datetime;
     meta.append(time);
+    if (r.snoozed) meta.append(make("span", "tb-snoozed", r.snoozed));
     if (r.group) {
-      const toggle = button("link-button group-toggle", r.group.toggle);
+      const toggle = button("tb-link group-toggle", r.group.toggle);
       toggle.setAttribute("aria-expanded", r.group.expanded ? "true" : "false");
       meta.append(toggle);
     }
-    const label = (key) => `${this._t(key)}: ${r.message}`;
-    if (r.archived) {
-      meta.append(button("link-button unarchive", this._t("unarchive"), label("unarchive")));
-    } else {
-      if (r.unread)
-        meta.append(button("link-button mark-read", this._t("markRead"), label("markRead")));
-      meta.append(button("link-button archive", this._t("archive"), label("archive")));
-    }
-    meta.append(button("link-button delete", this._t("delete"), label("delete")));
     body.append(meta);
+    const menu = make("ul", "tb-menu");
+    menu.id = menuId;
+    menu.setAttribute("role", "menu");
+    menu.setAttribute("aria-label", r.menuLabel);
+    menu.hidden = !r.menuOpen;
+    for (const item of r.menu) {
+      const li = make("li");
+      li.setAttribute("role", "none");
+      const b = button(`menu-${item.action.replace(":", "-")}`, item.label);
+      b.setAttribute("role", "menuitem");
+      b.tabIndex = -1;
+      b.dataset.action = item.action;
+      li.append(b);
+      menu.append(li);
+    }
+    body.append(menu);
     parts.push(body);
     row.replaceChildren(...parts);
     if (focusedClass) {
       // The focused control was redrawn: the same one again, or its row when it went away.
       const again = /** @type {HTMLElement | null} */ (row.querySelector(`.${focusedClass}`));
-      (again ?? row).focus();
+      const menuButton = /** @type {HTMLElement | null} */ (row.querySelector(".tb-menu-button"));
+      (again && !again.closest("[hidden]") ? again : (menuButton ?? row)).focus();
     } else if (active && row.contains(active) && active !== row) {
       row.focus();
     }
@@ -757,17 +900,21 @@ export class TidingsBell extends HTMLElement {
     const id = Number(row.dataset.id);
     const control = /** @type {HTMLElement | null} */ (target.closest("button, a"));
     const cls = control?.classList;
-    const leaving =
-      cls && (cls.contains("delete") || cls.contains("archive") || cls.contains("unarchive"));
-    if (leaving && row.contains(this.shadowRoot.activeElement)) {
-      // From the keyboard the focus goes to the neighbouring row, not to the end of the list.
-      this._focusAfter = core.neighbourOf(id) ?? "bell";
-    }
     if (!control) core.activate(id);
-    else if (cls.contains("mark-read")) core.markRead(id);
-    else if (cls.contains("delete")) core.remove(id);
-    else if (cls.contains("archive")) core.archive(id);
-    else if (cls.contains("unarchive")) core.unarchive(id);
+    else if (cls.contains("tb-menu-button")) {
+      if (core.menuFor === id) core.closeMenu();
+      else core.openMenu(id, "first");
+    } else if (control.dataset.action) {
+      const fromKeyboard = row.contains(this.shadowRoot.activeElement);
+      const action = control.dataset.action;
+      // The focus stays in the bell: on the next row when this one leaves (set before the row
+      // goes, which may be at once), else back on the "⋯" button.
+      if (fromKeyboard && action !== "markRead") this._focusAfter = core.neighbourOf(id) ?? "bell";
+      core.runMenu(id, action);
+      if (fromKeyboard && action === "markRead") {
+        /** @type {HTMLElement | null} */ (row.querySelector(".tb-menu-button"))?.focus();
+      }
+    } else if (cls.contains("full-toggle")) core.toggleFull(id);
     else if (cls.contains("group-toggle")) {
       const n = core.state.items.find((m) => m.id === id);
       if (n?.group) core.toggleGroup(n.group);
@@ -778,37 +925,32 @@ export class TidingsBell extends HTMLElement {
   }
 
   _onKeydown(e) {
-    if (e.key === "Escape" && this.open) {
-      e.preventDefault();
-      this.close();
-      return;
-    }
-    if (!this.open) return;
-    const rows = /** @type {HTMLElement[]} */ ([...this._el.list.children]);
-    const active = /** @type {HTMLElement | null} */ (this.shadowRoot.activeElement);
-    if (active?.getAttribute("role") === "tab") {
-      const tabs = /** @type {HTMLElement[]} */ ([...this._el.tabs.children]);
-      const next = tabKeyTarget(e.key, tabs.length, tabs.indexOf(active));
-      if (next !== null) {
-        // Automatic activation: the tab that gets the focus is selected.
-        e.preventDefault();
-        tabs[next].focus();
-        this._core?.selectTab(tabs[next].dataset.category || null);
-        return;
-      }
-    }
-    const at = rows.findIndex((row) => row.contains(active));
-    if (e.key === "Enter" && active?.classList?.contains("item")) {
-      const link = /** @type {HTMLElement | null} */ (active.querySelector("a.message"));
-      if (link) link.click();
-      else this._core?.activate(Number(active.dataset.id));
-      e.preventDefault();
-      return;
-    }
-    const target = listKeyTarget(e.key, rows.length, at);
-    if (target === null) return;
-    e.preventDefault();
-    (target === "bell" ? this._el.bell : rows[target]).focus();
+    const core = this._core;
+    const root = /** @type {ShadowRoot} */ (this.shadowRoot);
+    const open = core && core.menuFor !== null ? this._rows.get(core.menuFor) : undefined;
+    bellKeydown(e, {
+      open: this.open,
+      active: root.activeElement,
+      bell: this._el.bell,
+      rows: /** @type {HTMLElement[]} */ ([...this._el.list.children]),
+      tabs: /** @type {HTMLElement[]} */ ([...this._el.tabs.children]),
+      menu: open
+        ? {
+            button: /** @type {HTMLElement} */ (open.querySelector(".tb-menu-button")),
+            items: /** @type {HTMLElement[]} */ (
+              Array.from(open.querySelectorAll('[role="menuitem"]'))
+            ),
+          }
+        : null,
+      close: () => this.close(),
+      closeMenu: () => core?.closeMenu(),
+      openMenu: (menuButton, focus) => {
+        const row = /** @type {HTMLElement} */ (menuButton.closest(".item"));
+        core?.openMenu(Number(row.dataset.id), focus);
+      },
+      selectTab: (category) => core?.selectTab(category),
+      activate: (id) => core?.activate(id),
+    });
   }
 }
 

@@ -44,6 +44,7 @@ export { base64urlBytes } from "./client/push.js";
  * @property {string | null} [expires_at]
  * @property {string | null} [seen_at]
  * @property {string | null} [archived_at]
+ * @property {string | null} [snoozed_until] set while snoozed (only in the snoozed list)
  */
 
 /**
@@ -51,6 +52,7 @@ export { base64urlBytes } from "./client/push.js";
  * @typedef {object} TidingsFilter
  * @property {string | null} [category] only this category's (null: all)
  * @property {boolean} [archived] only archived ones (false: only those not archived)
+ * @property {boolean} [snoozed] only snoozed ones (`?snoozed=1`)
  */
 
 /**
@@ -104,7 +106,8 @@ export { base64urlBytes } from "./client/push.js";
  * @property {number} unseen the same for unseen (the badge)
  * @property {Record<string, {unread: number, unseen: number}>} categories the counts per
  *   category (kept live; refreshed from the server after read, seen, archive and expiry)
- * @property {{category: string | null, archived: boolean}} filter what the list holds
+ * @property {{category: string | null, archived: boolean, snoozed?: boolean}} filter what the
+ *   list holds
  * @property {"loading" | "ready" | "error"} status of the list
  * @property {string | null} error the last failure, short: "unauthorized", "network" or the
  *   server's detail
@@ -122,7 +125,9 @@ export { base64urlBytes } from "./client/push.js";
  *   | {type: "error", action: string, error: TidingsError}
  *   | {type: "seen", upTo: number, unseen: number}
  *   | {type: "archived", ids: number[]} | {type: "unarchived", ids: number[]}
- *   | {type: "expired", ids: number[]}} TidingsChange
+ *   | {type: "expired", ids: number[]}
+ *   | {type: "snoozed", ids: number[], until: string}
+ *   | {type: "unsnoozed", notifications: Notification[]}} TidingsChange
  */
 
 /**

@@ -46,7 +46,7 @@ export class Tidings {
     this._unseen = 0;
     /** @type {Record<string, {unread: number, unseen: number}>} */
     this._categories = {};
-    /** @type {{category: string | null, archived: boolean}} */
+    /** @type {{category: string | null, archived: boolean, snoozed?: boolean}} */
     this._filter = { category: opts.category || null, archived: false };
     this._filterGen = 0; // bumped by setFilter(): a reload begun before it is discarded
     this._cap = opts.maxItems; // the most kept from live arrivals; loadMore() raises it
@@ -319,6 +319,52 @@ export class Tidings {
   }
 
   /**
+   * Snooze notifications until `until` (ISO 8601 with an offset): they leave the list and the
+   * counts, and come back unread and unseen then (`unsnoozed`). Optimistic, like archive().
+   * @param {number | number[]} ids
+   * @param {string} until
+   * @returns {Promise<void>}
+   */
+  async snooze(ids, until) {
+    const wanted = [].concat(ids).map(Number);
+    const removed = this._filter.snoozed ? [] : this._list.removeAll(wanted);
+    if (removed.length) this._emit({ type: "state" });
+    try {
+      const body = { ids: wanted, until: String(until) };
+      const { data } = await this._call("snooze", "POST", "/notifications/snooze", body);
+      this._applyAndRelay("notifications-snoozed", {
+        ids: Array.isArray(data?.ids) ? data.ids : wanted,
+        until: data?.until ?? until,
+        unread: data?.unread,
+        unseen: data?.unseen,
+      });
+    } catch (error) {
+      for (const n of removed) this._list.add(n);
+      throw this._fail("snooze", error);
+    }
+  }
+
+  /**
+   * Bring snoozed notifications back now, unread and unseen.
+   * @param {number | number[]} ids
+   * @returns {Promise<void>}
+   */
+  async unsnooze(ids) {
+    const wanted = [].concat(ids).map(Number);
+    const removed = this._filter.snoozed ? this._list.removeAll(wanted) : [];
+    if (removed.length) this._emit({ type: "state" });
+    try {
+      const { data } = await this._call("unsnooze", "POST", "/notifications/unsnooze", {
+        ids: wanted,
+      });
+      this._applyAndRelay("notifications-unsnoozed", data ?? { notifications: [] });
+    } catch (error) {
+      for (const n of removed) this._list.add(n);
+      throw this._fail("unsnooze", error);
+    }
+  }
+
+  /**
    * One page of notifications, without touching the kept list (GET /notifications).
    * @param {{category?: string | null, archived?: boolean, grouped?: boolean, unread?: boolean,
    *   limit?: number, before?: number}} [options] limit 1-100 (pageSize)
@@ -348,9 +394,16 @@ export class Tidings {
    * @param {TidingsFilter} filter
    * @returns {Promise<void>}
    */
-  async setFilter({ category = null, archived = false } = {}) {
+  async setFilter({ category = null, archived = false, snoozed = false } = {}) {
+    /** @type {{category: string | null, archived: boolean, snoozed?: boolean}} */
     const next = { category: category || null, archived: Boolean(archived) };
-    if (next.category === this._filter.category && next.archived === this._filter.archived) {
+    // Only when asked for, so the filter of a client that never snoozes stays as it was.
+    if (snoozed) next.snoozed = true;
+    if (
+      next.category === this._filter.category &&
+      next.archived === this._filter.archived &&
+      Boolean(next.snoozed) === Boolean(this._filter.snoozed)
+    ) {
       return;
     }
     this._filter = next;
@@ -722,6 +775,26 @@ export class Tidings {
         this.refresh().catch(() => {});
       }
       this._emit({ type: archived ? "archived" : "unarchived", ids });
+    } else if (type === "notifications-snoozed") {
+      const ids = Array.isArray(data.ids) ? data.ids.filter(Number.isSafeInteger) : [];
+      this._setCounts(data);
+      this._scheduleCounts();
+      if (!this._filter.snoozed) this._list.removeAll(ids);
+      else if (ids.some((id) => !this._list.has(id))) this.refresh().catch(() => {});
+      this._emit({ type: "snoozed", ids, until: String(data.until ?? "") });
+    } else if (type === "notifications-unsnoozed") {
+      const back = (Array.isArray(data.notifications) ? data.notifications : []).filter(
+        isNotification,
+      );
+      this._setCounts(data);
+      this._scheduleCounts();
+      // Back in the inbox, with their own ids (seq), unread and unseen; out of the snoozed list.
+      this._list.removeAll(back.map((n) => n.id));
+      for (const n of back) {
+        const older = this._nextUrl !== null && n.id < this._list.oldest;
+        if (!older && matchesFilter(n, this._filter)) this._list.add(n);
+      }
+      this._emit({ type: "unsnoozed", notifications: back.map((n) => ({ ...n })) });
     } else if (type === "notifications-expired") {
       const ids = Array.isArray(data.ids) ? data.ids.filter(Number.isSafeInteger) : [];
       this._list.removeAll(ids);

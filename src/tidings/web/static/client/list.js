@@ -122,12 +122,14 @@ export class NotificationList {
 /** Whether a notification belongs in a list with `filter`. */
 export function matchesFilter(n, filter) {
   if (filter.category && n.category !== filter.category) return false;
+  if (Boolean(n.snoozed_until) !== Boolean(filter.snoozed)) return false;
   return Boolean(n.archived_at) === Boolean(filter.archived);
 }
 
 /**
  * The query string of a list request: `limit`, the filter, `grouped`, and `extra` (before, unread).
- * @param {{limit: number, filter: {category?: string | null, archived?: boolean},
+ * @param {{limit: number, filter: {category?: string | null, archived?: boolean,
+ *   snoozed?: boolean},
  *   grouped?: boolean, before?: number, unread?: boolean}} options
  * @returns {string}
  */
@@ -137,6 +139,7 @@ export function listQuery({ limit, filter, grouped = false, before, unread = fal
   if (unread) query.set("unread", "1");
   if (filter.category) query.set("category", filter.category);
   if (filter.archived) query.set("archived", "1");
+  if (filter.snoozed) query.set("snoozed", "1");
   if (grouped) query.set("grouped", "1");
   return query.toString();
 }

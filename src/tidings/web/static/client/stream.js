@@ -12,6 +12,8 @@ const STREAM_EVENTS = [
   "notifications-seen",
   "notifications-archived",
   "notifications-unarchived",
+  "notifications-snoozed",
+  "notifications-unsnoozed",
   "notifications-expired",
   "reset",
   "ping",

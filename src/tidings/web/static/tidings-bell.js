@@ -15,8 +15,8 @@
 // toasts (a toast for each arrival while the panel is closed; off by default).
 // Properties: getToken (async () => token: on 401 and before a token's exp; wins over
 // token-url), strings (overrides, as the attribute), locale (the one in use, read-only), client
-// (the tidings.js client, read-only), open. Methods: show(), close(), toggle(). Events: `new-notification` (detail: the
-// notification).
+// (the tidings.js client, read-only), open. Methods: show(), close(), toggle(). Events:
+// `new-notification` (detail: the notification).
 // What it draws comes from bell-core.js, which the Vue bell shares.
 // Theme with CSS custom properties (--tidings-accent, --tidings-bg, … see the style below).
 

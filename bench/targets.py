@@ -178,6 +178,10 @@ class Tidings(Target):
         )
         if self.bus_url:
             env["TIDINGS_BUS_URL"] = self.bus_url
+        # An A/B of the SQLite commit window (docs/benchmarks.md, section 8).
+        window = os.environ.get("BENCH_TIDINGS_SQLITE_COMMIT_WINDOW_MS")
+        if window:
+            env["TIDINGS_SQLITE_COMMIT_WINDOW_MS"] = window
         return env
 
     def start(self, workdir: Path, workers: int = 1, fresh: bool = True, port: int = 0) -> Server:

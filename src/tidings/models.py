@@ -81,6 +81,9 @@ class Clock:
         self._fixed = self.now_ms() + ms
 
 
+# Cached: the notifications of one commit share their stamp, and a catch-up or a broadcast formats
+# the same few instants thousands of times (strftime is most of `to_json`'s cost).
+@functools.lru_cache(maxsize=4096)
 def iso_ms(ms: int) -> str:
     """`2026-11-27T21:07:50.123Z`, the one timestamp format of the API."""
     moment = datetime.fromtimestamp(ms / 1000, UTC)

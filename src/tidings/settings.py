@@ -66,6 +66,7 @@ class Settings:
     store_max_concurrency: int = 64
     store_queue_timeout: float = 1.0
     sqlite_synchronous: str = "FULL"
+    sqlite_commit_window_ms: float = 0.0
     # Scheduled notifications (deliver_at) and the expiry sweep (tidings.scheduler).
     max_schedule_days: float = 30.0
     scheduler_interval: float = 1.0
@@ -190,6 +191,8 @@ class Settings:
             raise ConfigError("TIDINGS_STORE_QUEUE_TIMEOUT must be between 0 and 60 seconds")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise ConfigError("TIDINGS_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        if not 0 <= self.sqlite_commit_window_ms <= 50:
+            raise ConfigError("TIDINGS_SQLITE_COMMIT_WINDOW_MS must be between 0 and 50")
         self._validate_edge()
         self._validate_email()
         self._validate_push()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.contract.conftest import fresh_database
+from tidings.models import Draft
 from tidings.settings import Settings
 from tidings.store import create_store
 from tidings.store.mongo import MongoStore
@@ -36,6 +38,42 @@ async def test_sqlite_commits_at_the_configured_sync_level(
     finally:
         await store.close()
     assert found == LEVELS[level or "FULL"]
+
+
+@pytest.mark.parametrize(("window_ms", "commits"), [(0, 2), (50, 1)])
+async def test_a_commit_window_lets_a_publish_join_the_commit_of_one_just_before(
+    tmp_path: Path, window_ms: float, commits: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'window.db'}"
+    store = create_store(url, Settings(sqlite_commit_window_ms=window_ms))
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    try:
+        await store.add(Draft(("warm",), "the store is busy from here"))
+        runs = 0
+        run = store._writer.run
+
+        async def counted(fn: Callable[..., object]) -> object:
+            nonlocal runs
+            runs += 1
+            return await run(fn)
+
+        store._writer.run = counted  # type: ignore[method-assign,assignment]
+        first = asyncio.create_task(store.add(Draft(("a",), "first")))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the flusher has taken `first` by now
+        second = asyncio.create_task(store.add(Draft(("b",), "second")))
+        done = await asyncio.gather(first, second)
+        assert [n.user_id for s in done for n in s.notifications] == ["a", "b"]
+        assert runs == commits
+    finally:
+        await store.close()
+    reopened = create_store(url)
+    await reopened.open()
+    try:
+        assert [n.message for n in await reopened.after("b", 0, 10)] == ["second"]
+    finally:
+        await reopened.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from tidings.models import Clock, Draft, Notification
+from tidings.models import Action, Actor, Clock, Draft, Notification
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable
 from tidings.store.bounded import BoundedStore
 
@@ -166,6 +166,45 @@ async def test_a_repeated_idempotency_key_returns_the_original_and_stores_nothin
     other = await store.add(Draft(user_ids=("alice",), message="other"), "key-2")
     assert other.notifications[0].seq == 2
     assert seqs(await store.after("alice", 0, 10)) == [1, 2]
+
+
+async def test_a_many_user_publish_gives_each_user_the_next_seq_and_round_trips(
+    store: Store, clock: Clock
+) -> None:
+    # Past the SQLite store's set-based path (BULK_MIN): users with a history and new ones,
+    # in an order that is not sorted, every field set.
+    await add_many(store, "u7", 3)
+    await add(store, "u40", "first")
+    users = tuple(f"u{i}" for i in reversed(range(80)))
+    draft = Draft(
+        user_ids=users,
+        message="to many ✓",
+        link="/m",
+        kind="k",
+        data=AWKWARD_DATA,
+        category="news",
+        actor=Actor(name="Ann \u2028", avatar_url="https://example.com/a.png"),
+        actions=(Action(label="Open", url="/open"),),
+        group="g1",
+    )
+    stored = await store.add(draft, "many-1")
+    got = {n.user_id: n for n in stored.notifications}
+    assert [n.user_id for n in stored.notifications] == list(users)
+    assert (got["u7"].seq, got["u40"].seq, got["u0"].seq) == (4, 2, 1)
+    for n in stored.notifications:
+        # What the stream sends is the notification's own encoding.
+        assert n.line == n.dumps()
+        assert n.created_ms == clock.now_ms()
+        [back] = await store.after(n.user_id, n.seq - 1, 10)
+        assert back.dumps() == n.dumps()
+    again = await store.add(draft, "many-1")
+    assert again.replayed
+    assert sorted((n.user_id, n.seq) for n in again.notifications) == sorted(
+        (n.user_id, n.seq) for n in stored.notifications
+    )
+    assert (await store.position("u7")).last_seq == 4
+    more = await store.add(Draft(user_ids=users, message="again"))
+    assert {n.user_id: n.seq for n in more.notifications}["u7"] == 5
 
 
 async def test_a_key_reused_with_a_different_body_is_refused_and_stores_nothing(

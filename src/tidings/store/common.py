@@ -16,6 +16,7 @@ from tidings.models import (
     Notification,
     Preferences,
     PushSubscription,
+    one_line_json,
 )
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
@@ -149,23 +150,50 @@ def inbox_values(draft: Draft) -> tuple[Any, ...]:
 
 
 def made(draft: Draft, seqs: Iterable[tuple[str, int]], stamp: int) -> tuple[Notification, ...]:
-    """The notifications a publish of `draft` stored, given each user's new seq."""
-    return tuple(
-        Notification(
-            user_id=user_id,
-            seq=seq,
-            message=draft.message,
-            link=draft.link,
-            kind=draft.kind,
-            data=draft.data,
-            created_ms=stamp,
-            category=draft.category,
-            actor=draft.actor,
-            actions=draft.actions,
-            group=draft.group,
-            expires_ms=draft.expires_ms,
-        )
-        for user_id, seq in seqs
+    """The notifications a publish of `draft` stored, given each user's new seq.
+
+    They differ only in `user_id` and `seq`, so one is built and encoded, and the others are
+    copies of its fields with their SSE line (`Notification.line`) spliced from the shared
+    encoding: a 10,000-user publish builds 10,000 objects and lines at a fraction of the cost of
+    10,000 frozen-dataclass constructions and JSON encodings (tests/contract/test_store.py checks
+    the spliced line equals `dumps()`)."""
+    if len(draft.user_ids) == 1:
+        # One user: the template would cost more than it saves; the line is encoded on first use.
+        return tuple(_one(draft, user_id, seq, stamp) for user_id, seq in seqs)
+    template = _one(draft, "", 0, stamp)
+    fields = dict(vars(template))
+    text = template.dumps()
+    head = '{"id":0,"user_id":""'
+    # `to_json` starts with the id and the user id; if that ever changes, no splicing.
+    tail = text[len(head) :] if text.startswith(head) else None
+    new = object.__new__
+    out: list[Notification] = []
+    for user_id, seq in seqs:
+        n = new(Notification)
+        own = vars(n)
+        own.update(fields)
+        own["user_id"] = user_id
+        own["seq"] = seq
+        if tail is not None:
+            own["line"] = f'{{"id":{seq},"user_id":{one_line_json(user_id)}{tail}'
+        out.append(n)
+    return tuple(out)
+
+
+def _one(draft: Draft, user_id: str, seq: int, stamp: int) -> Notification:
+    return Notification(
+        user_id=user_id,
+        seq=seq,
+        message=draft.message,
+        link=draft.link,
+        kind=draft.kind,
+        data=draft.data,
+        created_ms=stamp,
+        category=draft.category,
+        actor=draft.actor,
+        actions=draft.actions,
+        group=draft.group,
+        expires_ms=draft.expires_ms,
     )
 
 

@@ -25,7 +25,12 @@ def create_store(
         from tidings.store.sqlite import SqliteStore
 
         synchronous = settings.sqlite_synchronous.upper()
-        return SqliteStore(sqlite_path(url), clock=clock, synchronous=synchronous)
+        return SqliteStore(
+            sqlite_path(url),
+            clock=clock,
+            synchronous=synchronous,
+            commit_window_ms=settings.sqlite_commit_window_ms,
+        )
     if scheme in ("postgresql", "postgres"):
         from tidings.store.postgres import PostgresStore
 

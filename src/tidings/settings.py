@@ -23,6 +23,9 @@ PREFIX = "TIDINGS_"
 # them, so one file serves both. Any other unknown TIDINGS_* name is still refused, which catches a
 # misspelled setting. The server's own key list is TIDINGS_PUBLISHER_KEYS (plural).
 APP_SIDE = frozenset({"TIDINGS_URL", "TIDINGS_PUBLISHER_KEY"})
+# `eval "$(scripts/services up)"` exports the test servers' URLs under this prefix; `tidings serve`
+# in the same shell must still start: no setting is ever named TIDINGS_TEST_*, and tidings skips it.
+HARNESS_PREFIX = "TIDINGS_TEST_"
 
 
 class ConfigError(ValueError):
@@ -122,7 +125,7 @@ class Settings:
         known = {f.name for f in dataclasses.fields(cls)} - {"demo"}
         values: dict[str, object] = {"demo": demo}
         for key, raw in environ.items():
-            if not key.startswith(PREFIX) or key in APP_SIDE:
+            if not key.startswith(PREFIX) or key in APP_SIDE or key.startswith(HARNESS_PREFIX):
                 continue
             name = key[len(PREFIX) :].lower()
             if name not in known:

@@ -112,6 +112,10 @@ class Settings:
     max_push_endpoint_bytes: int = 2048
     # Push services are https; plain http only for a local stand-in (tests, development).
     push_allow_http: bool = False
+    # Endpoints on loopback, private or other non-global addresses: only for a local stand-in.
+    push_allow_private: bool = False
+    # How long a push endpoint's name may take to resolve (at registration and before each send).
+    push_dns_timeout: float = 5.0
 
     @classmethod
     def from_env(
@@ -277,7 +281,13 @@ class Settings:
             )
         if not 0 < self.push_grace <= 24 * 3600:
             raise ConfigError("TIDINGS_PUSH_GRACE must be between 0 and 86400 seconds")
-        for name in ("push_interval", "push_presence_interval", "push_timeout", "push_retry_max"):
+        for name in (
+            "push_interval",
+            "push_presence_interval",
+            "push_timeout",
+            "push_retry_max",
+            "push_dns_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
         # A claim must outlive the sends made under it, or a second node could send the same

@@ -71,6 +71,9 @@ class Settings:
     scheduler_interval: float = 1.0
     scheduler_lease: float = 30.0
     scheduler_batch: int = 100
+    # How often a node re-announces recently delivered scheduled rows to its own streams (what a
+    # node that died before announcing them left unannounced).
+    scheduler_sweep: float = 2.0
     # Housekeeping.
     prune_interval: float = 3600.0
     prune_batch: int = 1000
@@ -159,7 +162,12 @@ class Settings:
             raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
         if self.prune_interval <= 0:
             raise ConfigError("TIDINGS_PRUNE_INTERVAL must be a positive number of seconds")
-        for name in ("max_schedule_days", "scheduler_interval", "scheduler_lease"):
+        for name in (
+            "max_schedule_days",
+            "scheduler_interval",
+            "scheduler_lease",
+            "scheduler_sweep",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number")
         positive = (

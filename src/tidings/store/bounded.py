@@ -172,6 +172,10 @@ class BoundedStore:
         async with self._slot():
             return await self.inner.next_due()
 
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        async with self._slot():
+            return await self.inner.delivered_between(after_ms, upto_ms, limit)
+
     async def next_expiry(self, after_ms: int) -> int | None:
         async with self._slot():
             return await self.inner.next_expiry(after_ms)

@@ -929,6 +929,17 @@ class MongoStore:
             )
         return None if doc is None else int(doc["expires_ms"])
 
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        # The done_ms index finds them; the mark follows the notifications here, so a row
+        # marked is stored.
+        query: Doc = {"done_ms": {"$gt": after_ms, "$lte": upto_ms}, "state": DELIVERED}
+        users: dict[str, None] = {}
+        async with self._guard():
+            cursor = self._scheduled.find(query, {"user_id": 1}).limit(limit)
+            async for d in cursor:
+                users[d["user_id"]] = None
+        return list(users)
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

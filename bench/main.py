@@ -26,7 +26,9 @@ from typing import Any
 from bench import common
 from bench.targets import PER_PROCESS, PYTHON, Server, Target, all_targets
 
-SCENARIOS = ("idle", "latency", "broadcast", "storm", "profile", "stores", "buses")
+SCENARIOS = ("idle", "latency", "broadcast", "storm", "profile", "stores", "buses", "soak")
+# Run only when named: the soak lasts 30 minutes (bench/soak.py).
+NAMED_ONLY = ("soak",)
 
 
 @dataclass(frozen=True)
@@ -681,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
     args = parser.parse_args(argv)
-    chosen = args.scenarios or list(SCENARIOS)
+    chosen = args.scenarios or [s for s in SCENARIOS if s not in NAMED_ONLY]
     for s in chosen:
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
@@ -721,6 +723,10 @@ def main(argv: list[str] | None = None) -> int:
             }
             if name == "stores":
                 result["stores"] = scenario_stores(cfg)
+            elif name == "soak":
+                from bench.soak import scenario_soak
+
+                result.update(scenario_soak(work / "soak"))
             elif name == "buses":
                 from bench.buses import scenario_buses
 

@@ -222,6 +222,9 @@ async def run(work: Path) -> dict[str, Any]:
 
 def scenario_soak(work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
+    # A fresh store each run: an old one would replay its notifications to the new streams.
+    for old in work.glob("soak.db*"):
+        old.unlink()
     return asyncio.run(run(work))
 
 

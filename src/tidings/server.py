@@ -99,7 +99,7 @@ class DrainingServer(uvicorn.Server):
             yield
             # uvicorn re-raises the signal once it has shut down, so the process would die of
             # SIGTERM (status -15), which a supervisor reads as a crash. A SIGTERM that reached
-            # here was drained: exit normally (0). SIGINT still ends as a KeyboardInterrupt (130).
+            # here was drained: exit normally (0).
             self._captured_signals[:] = [
                 sig for sig in self._captured_signals if sig != signal.SIGTERM
             ]

@@ -26,10 +26,22 @@ from typing import Any
 from bench import common
 from bench.targets import PER_PROCESS, PYTHON, Server, Target, all_targets
 
-SCENARIOS = ("idle", "latency", "broadcast", "storm", "profile", "stores", "buses", "cluster")
-# Run only when named: it starts its own Redis, Redis Cluster and NATS servers and several nodes
-# per case, and takes longer than all the others together (docs/benchmarks.md, "Cluster").
-DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "cluster")
+SCENARIOS = (
+    "idle",
+    "latency",
+    "broadcast",
+    "storm",
+    "profile",
+    "stores",
+    "buses",
+    "cluster",
+    "soak",
+)
+# Run only when named: the cluster starts its own Redis, Redis Cluster and NATS servers and
+# several nodes per case, and takes longer than all the others together (docs/benchmarks.md,
+# "Cluster"); the soak lasts 30 minutes (bench/soak.py).
+NAMED_ONLY = ("cluster", "soak")
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s not in NAMED_ONLY)
 
 
 @dataclass(frozen=True)
@@ -833,6 +845,10 @@ def main(argv: list[str] | None = None) -> int:
             }
             if name == "stores":
                 result["stores"] = scenario_stores(cfg)
+            elif name == "soak":
+                from bench.soak import scenario_soak
+
+                result.update(scenario_soak(work / "soak"))
             elif name == "buses":
                 from bench.buses import scenario_buses
 

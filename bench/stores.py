@@ -8,6 +8,10 @@ Per store (SQLite, PostgreSQL, the MongoDB-protocol server):
 - `single`: notifications/s for one-user publishes through the store API, one publisher
   (sequential, so it is latency-bound) and 16 concurrent publishers over 16 users;
 - `batch_10k`: one publish to 10,000 users (`user_ids`), seconds per batch and notifications/s;
+- `growth`: publish cost as the store grows (issue 22, item 3): the store is filled with batch
+  publishes to 1,000 users, and at each size (1,000 … `--growth-to`, 100,000 by default)
+  sequential one-user publishes with an idempotency key (what an app's careful publisher sends)
+  are timed: notifications/s and p50/p99 ms. Flat is right; falling means a query that scans;
 - `replay_100`: a real `tidings serve` on that store; a user has 100 notifications the client
   missed; time from opening the stream with `Last-Event-ID: 0` to the 100th event parsed.
 
@@ -143,6 +147,53 @@ async def measure_batch(store: Store, repeats: int) -> dict[str, Any]:
     }
 
 
+GROWTH_USERS = tuple(f"g{i}" for i in range(1_000))
+
+
+def growth_sizes(top: int) -> list[int]:
+    sizes = [1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000]
+    return [s for s in sizes if s < top] + [top]
+
+
+async def measure_growth(store: Store, top: int, probes: int) -> list[dict[str, Any]]:
+    """Publish cost at each store size up to `top` notifications."""
+    rows: list[dict[str, Any]] = []
+    stored = 0
+    for size in growth_sizes(top):
+        while stored < size - probes:
+            count = min(len(GROWTH_USERS), size - probes - stored)
+            key = f"fill-{stored}"
+            await store.add(Draft(user_ids=GROWTH_USERS[:count], message="fill"), key)
+            stored += count
+        took: list[float] = []
+        for i in range(probes):
+            draft = Draft(user_ids=(GROWTH_USERS[i % len(GROWTH_USERS)],), message=f"p{i}")
+            began = time.perf_counter()
+            await store.add(draft, f"probe-{size}-{i}")
+            took.append(time.perf_counter() - began)
+        stored += probes
+        took.sort()
+        rows.append(
+            {
+                "notifications": stored,
+                "per_s": round(probes / sum(took), 1),
+                "p50_ms": round(took[len(took) // 2] * 1000, 2),
+                "p99_ms": round(took[min(len(took) - 1, int(len(took) * 0.99))] * 1000, 2),
+            }
+        )
+        print(f"  growth {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
+async def growth_part(url: str, top: int, probes: int) -> list[dict[str, Any]]:
+    store = create_store(url)
+    await store.open()
+    try:
+        return await measure_growth(store, top, probes)
+    finally:
+        await store.close()
+
+
 async def store_part(url: str, single: int, batches: int) -> dict[str, Any]:
     store = create_store(url)
     await store.open()
@@ -229,26 +280,39 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations")
+    parser.add_argument(
+        "--growth-to",
+        type=int,
+        default=None,
+        help="the store size the growth row ends at (default 100,000; 10,000 with --quick)",
+    )
+    parser.add_argument("--only", choices=("sqlite", "postgres", "mongodb"), action="append")
+    parser.add_argument("--growth-only", action="store_true", help="only the growth row")
     args = parser.parse_args()
+    growth_to = args.growth_to or (10_000 if args.quick else 100_000)
     single, batches, rounds = (160, 1, 5) if args.quick else (800, 3, 20)
     urls = services_env()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tidings-bench-stores-") as tmp:
         folder = Path(tmp)
-        for kind in ("sqlite", "postgres", "mongodb"):
+        for kind in args.only or ("sqlite", "postgres", "mongodb"):
             if kind != "sqlite" and kind not in urls:
                 results[kind] = {"skipped": f"no {kind} server (scripts/services up)"}
                 continue
             print(f"{kind} …", file=sys.stderr, flush=True)
             # FerretDB on SQLite manages ~25 publishes/s: a protocol check, so a short one.
             counts = (single // 20, 1, 3) if kind == "mongodb" else (single, batches, rounds)
+            part: dict[str, Any] = {}
+            if not args.growth_only:
+                with fresh(kind, urls.get(kind), folder) as url:
+                    part = asyncio.run(store_part(url, counts[0], counts[1]))
+                with fresh(kind, urls.get(kind), folder) as url:
+                    part["replay_100"] = asyncio.run(replay_part(url, folder, counts[2]))
             with fresh(kind, urls.get(kind), folder) as url:
-                part = asyncio.run(store_part(url, counts[0], counts[1]))
-            with fresh(kind, urls.get(kind), folder) as url:
-                part["replay_100"] = asyncio.run(replay_part(url, folder, counts[2]))
+                part["growth"] = asyncio.run(growth_part(url, growth_to, 200))
             results[kind] = part
     report = {
-        "command": "python -m bench.stores" + (" --quick" if args.quick else ""),
+        "command": "python -m bench.stores " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": asyncio.run(server_versions(urls)),

@@ -893,3 +893,39 @@ def test_an_oversized_body_on_a_user_route_is_413(server: Server) -> None:
     )
     assert_error(response, 413, "too_large")
     assert as_user(server, user, "GET", "/notifications/unread-count").json()["unread"] == 1
+
+
+# --- what Schemathesis found where the answers differed from the schema (issue 22, item 6) ----
+
+
+def test_an_empty_deliver_at_publishes_now_as_the_schema_allows(server: Server) -> None:
+    response = server.publish(
+        "schema-empty-deliver", "now", deliver_at="", expires_at="2020-01-01T00:00:00Z"
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["expires_at"] == "2020-01-01T00:00:00.000Z"
+
+
+def test_a_muted_category_is_limited_in_characters_as_the_schema_says(server: Server) -> None:
+    headers = {"authorization": f"Bearer {make_token('schema-muted')}"}
+    url = f"{server.url}/notifications/preferences"
+    schema = HTTP.get(f"{server.url}/openapi.json", timeout=10).json()
+    items = schema["components"]["schemas"]["PreferencesIn"]["properties"]["muted_categories"]
+    limit = items["items"]["maxLength"]
+    # As many characters as maxLength, more bytes than that: the schema allows it.
+    wide = "é" * limit
+    answer = HTTP.put(url, json={"muted_categories": [wide]}, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["muted_categories"] == [wide]
+    over = HTTP.put(url, json={"muted_categories": ["x" * (limit + 1)]}, headers=headers)
+    assert over.status_code == 422
+    assert f"at most {limit} characters" in over.json()["detail"]["problem"]
+
+
+def test_a_wrong_bearer_on_get_user_is_the_documented_403(server: Server) -> None:
+    schema = HTTP.get(f"{server.url}/openapi.json", timeout=10).json()
+    assert "403" in schema["paths"]["/api/users/{user_id}"]["get"]["responses"]
+    answer = HTTP.get(
+        f"{server.url}/api/users/7", headers={"authorization": "Bearer not-a-key"}, timeout=10
+    )
+    assert answer.status_code == 403

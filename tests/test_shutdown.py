@@ -114,3 +114,13 @@ async def test_sigterm_does_not_wait_for_a_client_that_stopped_reading(
     finally:
         sock.close()
     assert took < 5.0, f"the server took {took:.1f}s to exit"
+
+
+def test_sigterm_after_a_clean_drain_exits_with_status_0(make_server: ServerFactory) -> None:
+    # A supervisor (systemd, Kubernetes, runit) reads a death by signal (-15) as a crash.
+    server = make_server()
+    assert server.publish("sigterm-user", "before the stop").status_code == 201
+    server.stop()
+    assert server.proc is not None
+    assert server.proc.returncode == 0, server.log()
+    assert "Traceback" not in server.log()

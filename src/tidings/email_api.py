@@ -99,7 +99,8 @@ async def put_user(user_id: UserIdPath, body: UserIn, service: ServiceDep) -> di
 @email_router.get(
     "/api/users/{user_id:path}",
     response_model=UserOut,
-    responses=error_responses((401, 404, 422, 503)),
+    # 403: a bearer credential that is no publisher key (as on every publisher route).
+    responses=error_responses((401, 403, 404, 422, 503)),
 )
 async def get_user(user_id: UserIdPath, service: ServiceDep) -> dict[str, Any]:
     """What tidings knows about the user: their email address (404 when never set)."""

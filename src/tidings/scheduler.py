@@ -19,6 +19,15 @@ every stream hears it once, from the node it is connected to, with no lease and 
 The delivery loop also wakes snoozed notifications when due (`tidings.snooze.wake`), under the
 same kind of lease, and sleeps until the earlier of the next scheduled row and the next snooze.
 
+Announcing what a dead node delivered. A node that dies between committing a delivery and
+announcing it (kill -9, or a bus that stalls the announcement until then) would leave the rows
+delivered, claimed by no one and announced to no one: nothing else retries a scheduled publish.
+So every node with open streams sweeps, each `TIDINGS_SCHEDULER_SWEEP`, the rows marked delivered
+since its last sweep (`Store.delivered_between`, on the done_ms index) and tells its own streams
+of those users the user's latest seq: a stream that has it already ignores it, one that lacks it
+reads it from the store. Per node and never over the bus, like expiry; the windows overlap by
+`SWEEP_OVERLAP` sweeps, because a row's done_ms is stamped before its transaction commits.
+
 Neither loop polls: each sleeps until the next time it knows of (see `Scheduler`), and looks at
 most once per `TIDINGS_SCHEDULER_INTERVAL`, so an idle node makes no query.
 """
@@ -44,6 +53,11 @@ log = logging.getLogger("tidings.scheduler")
 # The most expired notifications one sweep reads; past it, the rest leave the lists anyway and
 # the bell corrects itself on its next reload.
 EXPIRY_LIMIT = 10_000
+# The most users one re-announcing sweep reads; past it, the rest catch up with their next event.
+SWEEP_LIMIT = 10_000
+# How many sweep intervals each sweep looks back over: a delivery stamped just before a sweep
+# may commit just after it, and node clocks differ a little.
+SWEEP_OVERLAP = 3
 # "Not until a hint comes": later than any time a notification can carry.
 NEVER = 2**62
 
@@ -152,6 +166,40 @@ class Scheduler:
         service.metrics.scheduled_delivered.inc(len(made))
         service.metrics.published.inc(len(made))
         await service.announce([Published(n.user_id, n.seq, n) for n in made])
+
+    async def sweep_forever(self) -> None:
+        """Re-announce recently delivered scheduled rows to this node's streams, every sweep."""
+        service = self.service
+        interval = service.settings.scheduler_sweep
+        overlap = int(interval * 1000) * SWEEP_OVERLAP
+        since = service.clock.now_ms() - overlap
+        while True:
+            await asyncio.sleep(interval)
+            until = service.clock.now_ms()
+            try:
+                await self.sweep(since, until)
+                since = until - overlap
+            except Exception:
+                # `since` stays: the next sweep covers this window too.
+                log.warning("re-announcing delivered scheduled notifications failed", exc_info=True)
+
+    async def sweep(self, since_ms: int, until_ms: int) -> int:
+        """Tell this node's streams of the users whose scheduled rows were delivered after
+        `since_ms`, up to `until_ms`, their latest seq; return how many users were told."""
+        service = self.service
+        hub = service.hub
+        if not len(hub) or until_ms <= since_ms:
+            return 0
+        users = await service.store.delivered_between(since_ms, until_ms, SWEEP_LIMIT)
+        told = 0
+        for user_id in users:
+            if not hub.has(user_id):
+                continue
+            position = await service.store.position(user_id)
+            # Without a body: a stream past this seq skips it, one behind reads the store.
+            hub.deliver(Published(user_id, position.last_seq))
+            told += 1
+        return told
 
     async def expire_forever(self) -> None:
         service = self.service

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import struct
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,6 +92,17 @@ class DrainingServer(uvicorn.Server):
         if self._loop is not None:
             # A signal handler may run in the middle of the loop's work: hand over, don't touch.
             self._loop.call_soon_threadsafe(self.service.hub.drain)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the signal once it has shut down, so the process would die of
+            # SIGTERM (status -15), which a supervisor reads as a crash. A SIGTERM that reached
+            # here was drained: exit normally (0).
+            self._captured_signals[:] = [
+                sig for sig in self._captured_signals if sig != signal.SIGTERM
+            ]
 
     async def on_tick(self, counter: int) -> bool:
         if counter % REAP_EVERY_TICKS == 0:

@@ -100,7 +100,10 @@ class Service:
                     expiring = tg.create_task(
                         self.scheduler.expire_forever(), name="tidings-expiry"
                     )
-                    background = [heartbeat, pruner, delivering, expiring]
+                    sweeping = tg.create_task(
+                        self.scheduler.sweep_forever(), name="tidings-scheduled-sweep"
+                    )
+                    background = [heartbeat, pruner, delivering, expiring, sweeping]
                     # Web Push and email digests run only when configured: off costs nothing.
                     if self.push is not None:
                         background.append(tg.create_task(self.push.run(), name="tidings-push"))

@@ -24,6 +24,9 @@ PREFIX = "TIDINGS_"
 # misspelled setting. The server's own key list is TIDINGS_PUBLISHER_KEYS (plural).
 # tests/test_integration_env.py reads every integration's names and keeps this list complete.
 APP_SIDE = frozenset({"TIDINGS_URL", "TIDINGS_PUBLISHER_KEY", "TIDINGS_TOKEN_TTL"})
+# `eval "$(scripts/services up)"` exports the test servers' URLs under this prefix; `tidings serve`
+# in the same shell must still start: no setting is ever named TIDINGS_TEST_*, and tidings skips it.
+HARNESS_PREFIX = "TIDINGS_TEST_"
 
 
 class ConfigError(ValueError):
@@ -72,6 +75,9 @@ class Settings:
     scheduler_interval: float = 1.0
     scheduler_lease: float = 30.0
     scheduler_batch: int = 100
+    # How often a node re-announces recently delivered scheduled rows to its own streams (what a
+    # node that died before announcing them left unannounced).
+    scheduler_sweep: float = 2.0
     # Housekeeping.
     prune_interval: float = 3600.0
     prune_batch: int = 1000
@@ -113,6 +119,10 @@ class Settings:
     max_push_endpoint_bytes: int = 2048
     # Push services are https; plain http only for a local stand-in (tests, development).
     push_allow_http: bool = False
+    # Endpoints on loopback, private or other non-global addresses: only for a local stand-in.
+    push_allow_private: bool = False
+    # How long a push endpoint's name may take to resolve (at registration and before each send).
+    push_dns_timeout: float = 5.0
 
     @classmethod
     def from_env(
@@ -126,7 +136,7 @@ class Settings:
         known = {f.name for f in dataclasses.fields(cls)} - {"demo"}
         values: dict[str, object] = {"demo": demo}
         for key, raw in environ.items():
-            if not key.startswith(PREFIX) or key in APP_SIDE:
+            if not key.startswith(PREFIX) or key in APP_SIDE or key.startswith(HARNESS_PREFIX):
                 continue
             name = key[len(PREFIX) :].lower()
             if name not in known:
@@ -158,7 +168,12 @@ class Settings:
             raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
         if self.prune_interval <= 0:
             raise ConfigError("TIDINGS_PRUNE_INTERVAL must be a positive number of seconds")
-        for name in ("max_schedule_days", "scheduler_interval", "scheduler_lease"):
+        for name in (
+            "max_schedule_days",
+            "scheduler_interval",
+            "scheduler_lease",
+            "scheduler_sweep",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number")
         positive = (
@@ -287,7 +302,13 @@ class Settings:
             )
         if not 0 < self.push_grace <= 24 * 3600:
             raise ConfigError("TIDINGS_PUSH_GRACE must be between 0 and 86400 seconds")
-        for name in ("push_interval", "push_presence_interval", "push_timeout", "push_retry_max"):
+        for name in (
+            "push_interval",
+            "push_presence_interval",
+            "push_timeout",
+            "push_retry_max",
+            "push_dns_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
         # A claim must outlive the sends made under it, or a second node could send the same

@@ -211,7 +211,8 @@ def make_draft(body: PublishIn, settings: Settings, *, now: int | None = None) -
         raise _invalid("actions", f"at most {MAX_ACTIONS} actions")
     expires_ms = None if body.expires_at is None else _time_ms("expires_at", body.expires_at)
     deliver_ms = None
-    if body.deliver_at is not None:
+    # Empty means none (now), as for the labels: the schema admits it.
+    if body.deliver_at:
         deliver_ms = _time_ms("deliver_at", body.deliver_at)
         ahead = settings.max_schedule_days
         if deliver_ms - (now_ms() if now is None else now) > ahead * DAY_MS:
@@ -250,8 +251,13 @@ def check_muted(categories: list[str], settings: Settings) -> tuple[str, ...]:
     muted: dict[str, None] = {}
     for index, text in enumerate(categories):
         field = f"muted_categories[{index}]"
+        limit = settings.max_category_bytes
         try:
-            category = _label(field, text, settings.max_category_bytes, "CATEGORY")
+            # In characters, as the schema says (JSON Schema cannot count bytes): one longer in
+            # bytes than a category may be matches nothing, and costs at most 4 bytes a character.
+            if len(text) > limit:
+                raise _invalid(field, f"at most {limit} characters (TIDINGS_MAX_CATEGORY_BYTES)")
+            category = _label(field, text, 4 * limit, "CATEGORY")
         except ApiError as exc:
             raise ApiError(422, "invalid_preferences", exc.detail) from None
         if category is None:
@@ -529,9 +535,11 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
         {
             "type": "string",
             "format": f"date-time-max-{days}-days",
+            # The format is ours: a client that does not know it still sees the shape.
+            "pattern": f"^(?:{_DATE_TIME.pattern})?$",
             "description": (
                 f"ISO 8601 time with an offset, at most {days} days from now. In the future: "
-                "answered 202 and delivered then; otherwise published now"
+                "answered 202 and delivered then; otherwise (or empty) published now"
             ),
         }
     )
@@ -556,9 +564,16 @@ def describe(schemas: dict[str, Any], settings: Settings) -> None:
     publish.update(exactly_one("user_id", "user_ids"))
     preferences = schemas.get("PreferencesIn")
     if preferences is not None:
+        # Characters, not bytes, as JSON Schema counts: a muted entry longer in bytes than a
+        # category can be matches no notification, and is harmless.
+        item = {
+            "type": "string",
+            "description": f"a category; at most {settings.max_category_bytes} characters",
+            "maxLength": settings.max_category_bytes,
+            "pattern": _LABEL_PATTERN,
+        }
         preferences["properties"]["muted_categories"].update(
-            items=_text(settings.max_category_bytes, _LABEL_PATTERN, "a category"),
-            maxItems=settings.max_muted_categories,
+            items=item, maxItems=settings.max_muted_categories
         )
     token = schemas.get("TokenIn")
     if token is not None:

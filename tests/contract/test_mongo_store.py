@@ -37,8 +37,8 @@ class Raced(MongoStore):
 
     race: Callable[[], Awaitable[None]] | None = None
 
-    async def _taken(self, user_ids: Sequence[str]) -> dict[str, int]:
-        taken = await super()._taken(user_ids)
+    async def _taken(self, user_ids: Sequence[str], *, guess: bool = False) -> dict[str, int]:
+        taken = await super()._taken(user_ids, guess=guess)
         if self.race is not None:
             race, self.race = self.race, None
             await race()

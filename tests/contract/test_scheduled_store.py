@@ -202,3 +202,25 @@ async def test_expired_notifications_leave_the_replay_and_are_found_by_the_sweep
         ("alice", 1),
         ("alice", 2),
     ]
+
+
+async def test_delivered_rows_are_found_by_when_they_were_delivered(
+    store: Store, clock: Clock
+) -> None:
+    # What the re-announcing sweep reads (issue 22, item 1): delivered rows by their done time,
+    # not pending, muted or cancelled ones.
+    start = clock.now_ms()
+    await store.schedule(later(clock, 1_000), "sent")
+    await store.schedule(later(clock, 1_000, user_ids=("carol",), category="promo"), "muted")
+    await store.schedule(later(clock, 1_000, user_ids=("dave",)), "cancelled")
+    await store.schedule(later(clock, 60_000, user_ids=("erin",)), "later")
+    await store.cancel_scheduled("cancelled")
+    clock.advance(1_000)
+    due = await claim_all(store)
+    await store.deliver(
+        [dataclasses.replace(d, skip="muted") if d.key == "muted" else d for d in due]
+    )
+    done = clock.now_ms()
+    assert sorted(await store.delivered_between(start, done, 10)) == ["alice", "bob"]
+    assert await store.delivered_between(done, done + 10_000, 10) == []
+    assert len(await store.delivered_between(start, done, 1)) == 1

@@ -27,6 +27,8 @@ PUSH_ENV = {
     "TIDINGS_PUSH_TIMEOUT": "2",
     "TIDINGS_PUSH_LEASE": "6",
     "TIDINGS_PUSH_ALLOW_HTTP": "1",
+    # The stand-in listens on 127.0.0.1, which a real deployment refuses (server-side forgery).
+    "TIDINGS_PUSH_ALLOW_PRIVATE": "1",
 }
 
 

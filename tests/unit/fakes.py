@@ -264,7 +264,7 @@ class FakeStore:
         for user_id in draft.user_ids:
             one = dataclasses.replace(draft, user_ids=(user_id,), deliver_ms=None)
             row = Due(key, user_id, draft.deliver_ms, one)
-            self.scheduled[(key, user_id)] = [row, draft.fingerprint(), PENDING, 0]
+            self.scheduled[(key, user_id)] = [row, draft.fingerprint(), PENDING, 0, 0]
         return Scheduled(key, draft.deliver_ms, draft.user_ids)
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
@@ -286,6 +286,7 @@ class FakeStore:
                 row = self.scheduled[(due.key, due.user_id)]
                 if row[2] == PENDING:
                     row[2] = due.skip or DELIVERED
+                    row[4] = self.clock.now_ms()  # done_ms
                     if due.skip is None:
                         users.append(due.user_id)
             if users:
@@ -362,6 +363,15 @@ class FakeStore:
         self._check()
         pending = [r[0].deliver_ms for r in self.scheduled.values() if r[2] == PENDING]
         return min(pending, default=None)
+
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        self._check()
+        found = {
+            user_id: None
+            for (_, user_id), row in self.scheduled.items()
+            if row[2] == DELIVERED and after_ms < row[4] <= upto_ms
+        }
+        return list(found)[:limit]
 
     async def next_expiry(self, after_ms: int) -> int | None:
         self._check()

@@ -46,6 +46,7 @@ from tidings.away import left_out
 from tidings.hub import Hub
 from tidings.metrics import Metrics
 from tidings.models import Clock, Notification, Preferences, PushSubscription, iso_ms
+from tidings.push.endpoints import Refused, resolve
 from tidings.push.keys import Vapid
 from tidings.settings import Settings
 from tidings.store import Store
@@ -199,7 +200,7 @@ def skip_reason(n: Notification, prefs: Preferences, present_ms: int, now_ms: in
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    kind: str  # "sent", "gone", "retry", "rejected"
+    kind: str  # "sent", "gone", "retry", "rejected", "refused" (a non-global address)
     retry_after_s: float | None = None
 
 
@@ -349,6 +350,9 @@ class PushChannel:
                 if loop.time() + self.settings.push_timeout > lease_end:
                     break  # the rest under a fresh lease, next pass
                 outcome = await self._send(claimed, n)
+                if outcome.kind == "refused":
+                    await self.store.drop_push_subscription(endpoint)
+                    return
                 if outcome.kind == "gone":
                     log.info("push subscription gone (404/410); deleted")
                     await self.store.drop_push_subscription(endpoint)
@@ -409,10 +413,33 @@ class PushChannel:
             # be made, and retrying it forever would hold up the subscription.
             log.warning("push could not be encrypted or signed; skipped", exc_info=True)
             return _Outcome("rejected")
+        url = httpx.URL(request.url)
+        headers = dict(request.headers)
+        extensions: dict[str, Any] = {}
+        try:
+            # Again before each send: DNS may now point the name inward. Within the send's own
+            # timeout, which the lease arithmetic counts on.
+            target = await resolve(
+                url.host,
+                url.port or (443 if url.scheme == "https" else 80),
+                dns_timeout=min(self.settings.push_dns_timeout, self.settings.push_timeout),
+                allow_private=self.settings.push_allow_private,
+            )
+        except Refused as exc:
+            log.warning("push endpoint refused: %s; subscription deleted", exc)
+            return _Outcome("refused")
+        except (TimeoutError, OSError) as exc:
+            log.info("push service name did not resolve (%s); retrying later", type(exc).__name__)
+            return _Outcome("retry")
+        if target.address != url.host:
+            # Connect to the address just checked; the name stays the TLS name and Host header.
+            headers["host"] = url.netloc.decode("ascii")
+            extensions["sni_hostname"] = url.host
+            url = url.copy_with(host=target.address)
         try:
             async with asyncio.timeout(self.settings.push_timeout):
                 response = await self._client.post(
-                    request.url, content=request.body, headers=request.headers
+                    url, content=request.body, headers=headers, extensions=extensions
                 )
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             log.info("push service unreachable (%s); retrying later", type(exc).__name__)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from tidings.api import ChangingUserDep, ServiceDep, UserDep
 from tidings.errors import ApiError, error_responses
 from tidings.models import PushSubscription
+from tidings.push.endpoints import Refused, resolve
 from tidings.service import Service
 from tidings.settings import b64url_bytes
 
@@ -100,6 +101,32 @@ def _check_endpoint(endpoint: str, service: Service) -> None:
         raise _invalid("endpoint", "has a user name or an IPv6 address; push services have neither")
 
 
+async def _check_address(endpoint: str, service: Service) -> None:
+    """Refuse a host that is, or resolves to, a non-global address (see tidings.push.endpoints).
+
+    A name that does not resolve now is stored: it may be a moment's DNS failure, and every send
+    checks the address again anyway.
+    """
+    settings = service.settings
+    if settings.push_allow_private:
+        return
+    parts = urlsplit(endpoint)
+    assert parts.hostname is not None  # _check_endpoint made sure
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        await resolve(
+            parts.hostname, port, dns_timeout=settings.push_dns_timeout, allow_private=False
+        )
+    except Refused as exc:
+        raise _invalid(
+            "endpoint",
+            f"{exc}: a push endpoint must be a public address (TIDINGS_PUSH_ALLOW_PRIVATE=1 admits "
+            "local stand-ins)",
+        ) from None
+    except (OSError, TimeoutError):
+        pass
+
+
 def _check_keys(keys: PushKeysIn) -> None:
     raw = b64url_bytes(keys.p256dh)
     if raw is None or len(raw) != P256DH_BYTES or raw[0] != 4:
@@ -154,6 +181,7 @@ async def add_push_subscription(
     _enabled(service)
     _check_endpoint(body.endpoint, service)
     _check_keys(body.keys)
+    await _check_address(body.endpoint, service)
     sub = PushSubscription(
         endpoint=body.endpoint,
         user_id=user.user_id,

@@ -194,6 +194,11 @@ class Store(Protocol):
         """The earliest `snoozed_ms` of the snoozed notifications (claimed or not); None when
         none is."""
 
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        """The users (each once, at most `limit`) of scheduled rows marked delivered at a time
+        after `after_ms` and at or before `upto_ms`: what a node re-announces to its own streams,
+        in case the node that delivered them died before announcing them."""
+
     async def next_expiry(self, after_ms: int) -> int | None:
         """The earliest `expires_at` after `after_ms` among live notifications; None if none."""
 

@@ -39,6 +39,10 @@ class BoundedStore:
         self.limit = limit
         self.queue_timeout = queue_timeout
         self._slots = asyncio.Semaphore(limit)
+        # Catch-up reads (a stream's position and what it missed) hold at most half the slots:
+        # after a restart, thousands of reconnecting streams would otherwise fill every slot
+        # with slow reads for minutes, and publishes and requests would find none (issue 22).
+        self._catch_up = asyncio.Semaphore(max(1, limit // 2))
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -57,6 +61,25 @@ class BoundedStore:
         finally:
             self._slots.release()
 
+    @contextlib.asynccontextmanager
+    async def _catch_up_slot(self) -> AsyncIterator[None]:
+        """A slot for a catch-up read, from its share; past it, shed as busy at once."""
+        if self._catch_up.locked():
+            try:
+                async with asyncio.timeout(self.queue_timeout):
+                    await self._catch_up.acquire()
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"the store is busy ({self.limit // 2} catch-up reads in progress on this node)"
+                ) from None
+        else:
+            await self._catch_up.acquire()
+        try:
+            async with self._slot():
+                yield
+        finally:
+            self._catch_up.release()
+
     async def open(self) -> None:
         await self.inner.open()
 
@@ -74,11 +97,11 @@ class BoundedStore:
             return await self.inner.add(draft, idempotency_key)
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
-        async with self._slot():
+        async with self._catch_up_slot():
             return await self.inner.after(user_id, seq, limit)
 
     async def position(self, user_id: str) -> Position:
-        async with self._slot():
+        async with self._catch_up_slot():
             return await self.inner.position(user_id)
 
     async def page(
@@ -194,6 +217,10 @@ class BoundedStore:
     async def next_due(self) -> int | None:
         async with self._slot():
             return await self.inner.next_due()
+
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        async with self._slot():
+            return await self.inner.delivered_between(after_ms, upto_ms, limit)
 
     async def next_expiry(self, after_ms: int) -> int | None:
         async with self._slot():

@@ -173,6 +173,10 @@ class InstrumentedStore:
         self._op("next_due")
         return await self.inner.next_due()
 
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        self._op("delivered_between")
+        return await self.inner.delivered_between(after_ms, upto_ms, limit)
+
     async def next_expiry(self, after_ms: int) -> int | None:
         self._op("next_expiry")
         return await self.inner.next_expiry(after_ms)

@@ -233,6 +233,9 @@ class MongoStore:
         self.takeover_ms = takeover_ms
         self._client: AsyncMongoClient[Doc] | None = None
         self._group_max = True
+        # Whether every user's floor is a publish's first guess (see `_taken`): a store made by
+        # this version. One made before holds notifications no floor knows of.
+        self._hinted = False
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -288,6 +291,13 @@ class MongoStore:
         found = await meta.find_one({"_id": "schema"})
         version = 0 if found is None else int(found["version"])
         check_schema("MongoDB", version)
+        # A new store: every publish raises its users' floors from the first one on, so a floor
+        # is a publish's first guess (see `_taken`). An older store keeps reading the newest
+        # document of each user.
+        if found is None:
+            with contextlib.suppress(DuplicateKeyError):
+                await meta.insert_one({"_id": "floors_hint", "since": self.clock.now_ms()})
+        self._hinted = await meta.find_one({"_id": "floors_hint"}) is not None
         notifications = self._notifications
         # Each user query is a range scan of one of these.
         await notifications.create_index(
@@ -379,7 +389,13 @@ class MongoStore:
     async def _record_refs(self, key: str, owner: str, made: Sequence[Notification]) -> None:
         # Documents, not pairs: FerretDB refuses nested arrays.
         refs = [{"u": n.user_id, "s": n.seq} for n in made]
-        await self._idempotency.update_one({"_id": key, "owner": owner}, {"$set": {"refs": refs}})
+        # Filtered by `_id` alone, the owner checked here: FerretDB v1 scans the whole
+        # collection for any other filter (one document per keyed publish), which made every
+        # publish slower as the store grew. Should the key have been taken over meanwhile, the
+        # new owner's refs name the same notifications (one per user under the key's fence).
+        found = await self._idempotency.find_one({"_id": key}, {"owner": 1})
+        if found is not None and found.get("owner") == owner:
+            await self._idempotency.update_one({"_id": key}, {"$set": {"refs": refs}})
 
     async def _recover(self, key: str, user_ids: Sequence[str]) -> dict[str, Notification | None]:
         """What an abandoned attempt with this key stored, per user (None: deleted since)."""
@@ -452,7 +468,7 @@ class MongoStore:
         if not user_ids:
             return {}
         data = encode_data(draft.data)
-        last = await self._taken(user_ids)
+        last = await self._taken(user_ids, guess=self._hinted)
         result: dict[str, Notification | None] = {}
         pending = user_ids
         for _ in range(CLAIM_ATTEMPTS):
@@ -474,13 +490,19 @@ class MongoStore:
                 lost = [u for u in lost if u not in fenced]
                 if not lost:
                     break
-            # Another publisher claimed those seqs first: start again from what is visible now.
+            # Another publisher claimed those seqs first (or a hint lagged): start again from
+            # what is visible now.
             taken = await self._taken(lost)
             for u in lost:
                 last[u] = max(last[u] + 1, taken[u])
             pending = lost
         else:
             raise StoreUnavailable("MongoDB: too much contention for the users' next seq")
+        # The next publish's first guess, read by `_id` (see `_taken`). After the insert: a hint
+        # that lags (a crash in between) costs that publish one lost insert, never a wrong seq.
+        hints = {n.user_id: n.seq for n in result.values() if n is not None}
+        if hints:
+            await self._raise(hints, ("floor",))
         return result
 
     async def _insert_chunk(self, docs: Sequence[Doc]) -> list[str]:
@@ -495,8 +517,15 @@ class MongoStore:
             return [docs[e["index"]]["user_id"] for e in errors]
         return []
 
-    async def _taken(self, user_ids: Sequence[str]) -> dict[str, int]:
+    async def _taken(self, user_ids: Sequence[str], *, guess: bool = False) -> dict[str, int]:
         """Per user, the highest seq ever handed out (0 for a new user).
+
+        With `guess`, the `users` floors alone: each publish raises its users' floor to the seq
+        it stored, so the floor is the highest seq handed out but for publishes in flight or
+        cut off by a crash (whose seq the unique index then refuses, and the retry reads the
+        newest document). On a MongoDB-protocol server on SQLite (FerretDB v1) only `_id`
+        lookups use an index: the newest document of a user is a scan of every notification,
+        which made each publish slower as the store grew (issue 22, item 3).
 
         The newest document (tombstones included), or the `users` floor where pruning removed
         the newest. Publishing writes nothing but the notification: updates are what a
@@ -507,6 +536,8 @@ class MongoStore:
         its seq in the floor read second.
         """
         taken = dict.fromkeys(user_ids, 0)
+        if guess:
+            return await self._floors(user_ids)
         if len(user_ids) == 1:
             [user_id] = user_ids
             taken[user_id] = await self._newest(user_id)
@@ -1039,6 +1070,17 @@ class MongoStore:
                 query, {"expires_ms": 1}, sort=[("expires_ms", ASCENDING)]
             )
         return None if doc is None else int(doc["expires_ms"])
+
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        # The done_ms index finds them; the mark follows the notifications here, so a row
+        # marked is stored.
+        query: Doc = {"done_ms": {"$gt": after_ms, "$lte": upto_ms}, "state": DELIVERED}
+        users: dict[str, None] = {}
+        async with self._guard():
+            cursor = self._scheduled.find(query, {"user_id": 1}).limit(limit)
+            async for d in cursor:
+                users[d["user_id"]] = None
+        return list(users)
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int

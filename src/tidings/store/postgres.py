@@ -692,6 +692,18 @@ class PostgresStore:
             )
         return None if found is None else int(found)
 
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        async with self._conn() as conn:
+            # The partial index on done_ms finds them.
+            rows = await conn.fetch(
+                "SELECT DISTINCT user_id FROM tidings_scheduled "
+                "WHERE done_ms > $1 AND done_ms <= $2 AND state = 'delivered' LIMIT $3",
+                after_ms,
+                upto_ms,
+                limit,
+            )
+        return [r["user_id"] for r in rows]
+
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:

@@ -613,6 +613,16 @@ class SqliteStore:
         row = await self._reader.run(lambda c: c.execute(sql).fetchone())
         return None if row[0] is None else int(row[0])
 
+    async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
+        # The partial index on done_ms finds them.
+        sql = (
+            "SELECT DISTINCT user_id FROM scheduled WHERE done_ms > ? AND done_ms <= ? "
+            "AND state = 'delivered' LIMIT ?"
+        )
+        params = (after_ms, upto_ms, limit)
+        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
+        return [r[0] for r in rows]
+
     async def next_expiry(self, after_ms: int) -> int | None:
         sql = "SELECT min(expires_ms) FROM notifications WHERE expires_ms > ?"
         row = await self._reader.run(lambda c: c.execute(sql, (after_ms,)).fetchone())

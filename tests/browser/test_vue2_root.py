@@ -78,9 +78,10 @@ class App:
                     self.answer(200, "text/html", body)
                 elif self.path == "/js/app.js":
                     self.answer(200, "text/javascript", APP_JS)
-                elif (STATIC / self.path.removeprefix("/js/tidings/")).parent == STATIC:
-                    copy = STATIC / self.path.removeprefix("/js/tidings/")
-                    self.answer(200, "text/javascript", copy.read_text())
+                elif self.path.startswith("/js/tidings/") and self.copied().is_file():
+                    # resources/js/tidings/ holds the copy docs/laravel.md makes: the modules
+                    # and their client/ folder.
+                    self.answer(200, "text/javascript", self.copied().read_text())
                 elif self.path == "/tidings/token":
                     token = make_token(USER, TTL, iat=int(time.time()))
                     self.answer(200, "application/json", f'{{"token": "{token}"}}')
@@ -90,6 +91,11 @@ class App:
                         app._renewed.notify_all()
                 else:
                     self.answer(404, "text/plain", "not found")
+
+            def copied(self) -> Path:
+                path = (STATIC / self.path.removeprefix("/js/tidings/")).resolve()
+                inside = path.parent in (STATIC, STATIC / "client")
+                return path if inside and path.suffix == ".js" else STATIC / "missing"
 
             def answer(self, status: int, kind: str, body: str) -> None:
                 data = body.encode()

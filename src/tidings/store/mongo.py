@@ -111,6 +111,9 @@ SOCKET_TIMEOUT_MS = 30_000
 POOL_MAX = 20
 # `$in` lists and bulk writes are sent in chunks of this many users.
 CHUNK = 1000
+# A publish to at most this many users raises their floors, the next publish's first guess (see
+# `_taken`); a larger one leaves them (see `_add`'s end).
+FLOOR_HINTS_MAX = 100
 # A publisher that keeps losing the race for a seq gives up (it answers 503) instead of spinning.
 CLAIM_ATTEMPTS = 200
 # A repeated idempotency key waits this long for the first call to finish; a claim older than
@@ -500,8 +503,11 @@ class MongoStore:
             raise StoreUnavailable("MongoDB: too much contention for the users' next seq")
         # The next publish's first guess, read by `_id` (see `_taken`). After the insert: a hint
         # that lags (a crash in between) costs that publish one lost insert, never a wrong seq.
+        # Only for a publish to a few users: on FerretDB each update costs milliseconds, and a
+        # broadcast to 10,000 users would spend minutes here. A floor a broadcast left behind
+        # costs that user's next publish one refused insert (the unique index), never a wrong seq.
         hints = {n.user_id: n.seq for n in result.values() if n is not None}
-        if hints:
+        if hints and len(hints) <= FLOOR_HINTS_MAX:
             await self._raise(hints, ("floor",))
         return result
 

@@ -909,7 +909,7 @@ def _add_bulk(c: sqlite3.Connection, draft: Draft, stamp: int) -> tuple[Notifica
     )
     c.execute(
         f"INSERT INTO notifications ({COLUMNS}) "
-        "SELECT u.user_id, u.last_seq, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL "
+        "SELECT u.user_id, u.last_seq, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL, NULL "
         "FROM json_each(?) AS j JOIN users AS u ON u.user_id = j.value",
         (
             draft.message,

@@ -3,6 +3,7 @@ PostgreSQL and MongoDB, a real stream, every new route."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,9 @@ async def test_inbox_events_cross_nodes_through_the_bus(
     make_server: ServerFactory, postgres_url: str, bus: str
 ) -> None:
     database = postgres_url
-    bus_url = service_url("REDIS") if bus == "redis" else database
+    # A channel of its own on the shared Redis: no other test's nodes hear these (pytest -n).
+    channel = f"inbox_{secrets.token_hex(5)}"
+    bus_url = f"{service_url('REDIS')}?channel={channel}" if bus == "redis" else database
     here = make_server(database=database, TIDINGS_BUS_URL=bus_url)
     there = make_server(database=database, TIDINGS_BUS_URL=bus_url)
     token = make_token("alice")

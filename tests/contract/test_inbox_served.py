@@ -90,7 +90,7 @@ async def test_every_inbox_route_and_event_on_every_store(
 
 @pytest.fixture
 def postgres_url(tmp_path: Path) -> Iterator[str]:
-    with fresh_database("postgres", tmp_path) as url:
+    with fresh_database("postgres", tmp_path, migrated=True) as url:
         yield url
 
 

@@ -25,7 +25,8 @@ from httpx_sse import aconnect_sse
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 PUBLISHER_KEY = "test-publisher-key"
-STARTUP_TIMEOUT = 20.0
+# A process imports for seconds on a busy machine (two cores, several suites at once).
+STARTUP_TIMEOUT = 60.0
 # The message of the notification a test publishes to show that nothing else is on its way.
 SENTINEL = "sentinel: nothing before me"
 

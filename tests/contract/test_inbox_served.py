@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 async def test_every_inbox_route_and_event_on_every_store(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url)
+    server = make_server(database=served_url, thread=True)
     token = make_token("alice")
     headers = {"authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as api:

@@ -48,7 +48,7 @@ def counts(server: Server, user: str) -> dict[str, Any]:
 async def test_a_scheduled_notification_arrives_live_when_due_with_the_next_seq(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url, **FAST)
+    server = make_server(database=served_url, thread=True, **FAST)
     async with open_stream(server.url, make_token("alice")) as stream:
         assert server.publish("alice", "now").status_code == 201
         due = datetime.now(UTC) + AHEAD
@@ -87,7 +87,7 @@ async def test_a_scheduled_notification_arrives_live_when_due_with_the_next_seq(
 async def test_a_cancelled_notification_is_never_delivered(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url, **FAST)
+    server = make_server(database=served_url, thread=True, **FAST)
     due = iso(datetime.now(UTC) + AHEAD)
     async with (
         open_stream(server.url, make_token("bob")) as bob,
@@ -122,7 +122,7 @@ async def test_a_cancelled_notification_is_never_delivered(
 async def test_a_category_muted_by_delivery_time_is_skipped(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url, **FAST)
+    server = make_server(database=served_url, thread=True, **FAST)
     token = make_token("dave")
     due = iso(datetime.now(UTC) + AHEAD)
     assert server.publish("dave", "news", category="news", deliver_at=due).status_code == 202
@@ -144,7 +144,7 @@ async def test_a_category_muted_by_delivery_time_is_skipped(
 async def test_expiry_reaches_an_open_stream_and_leaves_the_list_counts_and_replay(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url, **FAST)
+    server = make_server(database=served_url, thread=True, **FAST)
     token = make_token("erin")
     expires = iso(datetime.now(UTC) + AHEAD)
     async with open_stream(server.url, token) as stream:
@@ -167,7 +167,7 @@ async def test_each_of_many_due_at_once_is_delivered_once_in_order(
     make_server: ServerFactory, served_url: str
 ) -> None:
     # Batches of 5: the scheduler claims again and again, as it would under a real backlog.
-    server = make_server(database=served_url, SCHEDULER_BATCH="5", **FAST)
+    server = make_server(database=served_url, thread=True, SCHEDULER_BATCH="5", **FAST)
     due = iso(datetime.now(UTC) + AHEAD + AHEAD)
     users = ["u1", "u2", "u3"]
     async with contextlib.AsyncExitStack() as streams:

@@ -88,11 +88,12 @@ async def test_a_cancelled_notification_is_never_delivered(
     make_server: ServerFactory, served_url: str
 ) -> None:
     server = make_server(database=served_url, thread=True, **FAST)
-    due = iso(datetime.now(UTC) + AHEAD)
     async with (
         open_stream(server.url, make_token("bob")) as bob,
         open_stream(server.url, make_token("carol")) as carol,
     ):
+        # Taken once the streams are open: opening them may take seconds on a busy machine.
+        due = iso(datetime.now(UTC) + AHEAD)
         for message, key in (("cancelled", "k-cancel"), ("kept", "k-kept")):
             response = server.publish(
                 ["bob", "carol"], message, deliver_at=due, idempotency_key=key
@@ -168,12 +169,13 @@ async def test_each_of_many_due_at_once_is_delivered_once_in_order(
 ) -> None:
     # Batches of 5: the scheduler claims again and again, as it would under a real backlog.
     server = make_server(database=served_url, thread=True, SCHEDULER_BATCH="5", **FAST)
-    due = iso(datetime.now(UTC) + AHEAD + AHEAD)
     users = ["u1", "u2", "u3"]
     async with contextlib.AsyncExitStack() as streams:
         opened = [
             await streams.enter_async_context(open_stream(server.url, make_token(u))) for u in users
         ]
+        # Taken once the streams are open: opening them may take seconds on a busy machine.
+        due = iso(datetime.now(UTC) + AHEAD + AHEAD)
         for i in range(12):
             response = server.publish(users, f"m{i}", deliver_at=due, idempotency_key=f"k{i}")
             assert response.status_code == 202, response.text

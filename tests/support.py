@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -216,6 +217,7 @@ class ThreadServer(Server):
         self._uvicorn: Any = None
         self._handler: logging.Handler | None = None
         self._failure: BaseException | None = None
+        self._gc_threshold: tuple[int, int, int] = gc.get_threshold()
 
     def spawn(self, *extra_args: str) -> None:
         import uvicorn
@@ -246,6 +248,7 @@ class ThreadServer(Server):
         for name in ("tidings", "uvicorn", "uvicorn.error"):
             logging.getLogger(name).setLevel(settings.log_level.upper())
         self._failure = None
+        self._gc_threshold = gc.get_threshold()
         self._thread = threading.Thread(target=self._run, name=f"tidings-{self.port}", daemon=True)
         handler = logging.FileHandler(self.log_path, encoding="utf-8")
         handler.setFormatter(PlainFormatter())
@@ -273,6 +276,10 @@ class ThreadServer(Server):
             if self._uvicorn.started:
                 with contextlib.suppress(httpx.TransportError):
                     if HTTP.get(url, timeout=2).status_code == 200:
+                        # The server's start-up tuned the collector for a server process
+                        # (stalls.settle): the test process keeps its own settings.
+                        gc.unfreeze()
+                        gc.set_threshold(*self._gc_threshold)
                         return
             time.sleep(0.01)
         raise RuntimeError(f"tidings did not answer 200 on {url} within {self.start_timeout}s")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +26,8 @@ from httpx_sse import aconnect_sse
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 PUBLISHER_KEY = "test-publisher-key"
-STARTUP_TIMEOUT = 20.0
+# A process imports for seconds on a busy machine (two cores, several suites at once).
+STARTUP_TIMEOUT = 60.0
 # The message of the notification a test publishes to show that nothing else is on its way.
 SENTINEL = "sentinel: nothing before me"
 
@@ -195,6 +199,116 @@ class Server:
         if not found:
             return 0.0
         return total
+
+
+@dataclass
+class ThreadServer(Server):
+    """The same app and HTTP as `Server`, served by uvicorn in a thread of the test process.
+
+    Starting takes a tenth of a second, where a process spends seconds importing on a busy
+    machine: for a test that does not kill or signal the process (its `proc` is None; `kill`
+    and signals other than SIGTERM refuse). `stop()` is SIGTERM's path (the streams are drained,
+    then uvicorn ends); `start` after it serves the same database on the same port again.
+    Arguments: `--demo` only. The log holds the records of the server's own thread.
+    """
+
+    def __post_init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._uvicorn: Any = None
+        self._handler: logging.Handler | None = None
+        self._failure: BaseException | None = None
+        self._gc_threshold: tuple[int, int, int] = gc.get_threshold()
+
+    def spawn(self, *extra_args: str) -> None:
+        import uvicorn
+
+        from tidings.app import create_app
+        from tidings.heads import bound_heads
+        from tidings.logs import PlainFormatter
+        from tidings.server import DrainingServer
+        from tidings.settings import Settings
+
+        assert self._thread is None or not self._thread.is_alive()
+        args = [*self.args, *extra_args]
+        if [a for a in args if a != "--demo"]:
+            raise ValueError(f"a ThreadServer takes --demo only, not {args}: use a Server")
+        settings = Settings.from_env(self.env, demo="--demo" in args)
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,  # the test process keeps its logging; see the handler below
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            access_log=False,
+        )
+        bound_heads(config, settings)
+        self._uvicorn = DrainingServer(config, app.service)
+        for name in ("tidings", "uvicorn", "uvicorn.error"):
+            logging.getLogger(name).setLevel(settings.log_level.upper())
+        self._failure = None
+        self._gc_threshold = gc.get_threshold()
+        self._thread = threading.Thread(target=self._run, name=f"tidings-{self.port}", daemon=True)
+        handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        handler.setFormatter(PlainFormatter())
+        thread = self._thread
+        handler.addFilter(lambda record: record.thread == thread.ident)
+        self._handler = handler
+        logging.getLogger().addHandler(handler)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._uvicorn.run()
+        except BaseException as exc:  # shown by wait_ready, with the log
+            self._failure = exc
+            raise
+
+    def wait_ready(self) -> None:
+        assert self._thread is not None
+        url = f"{self.url}{self.ready_path}"
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                self._detach_log()
+                raise RuntimeError(f"tidings ended at start: {self._failure!r}\n{self.log()}")
+            if self._uvicorn.started:
+                with contextlib.suppress(httpx.TransportError):
+                    if HTTP.get(url, timeout=2).status_code == 200:
+                        # The server's start-up tuned the collector for a server process
+                        # (stalls.settle): the test process keeps its own settings.
+                        gc.unfreeze()
+                        gc.set_threshold(*self._gc_threshold)
+                        return
+            time.sleep(0.01)
+        raise RuntimeError(f"tidings did not answer 200 on {url} within {self.start_timeout}s")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
+        """SIGTERM's path (drain, then end); returns how long the server took to end."""
+        if sig not in (signal.SIGTERM, signal.SIGINT):
+            raise ValueError(f"a ThreadServer takes no signal {sig}: use a Server")
+        assert self._thread is not None
+        began = time.monotonic()
+        self._uvicorn.handle_exit(sig, None)
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"tidings did not end within {timeout}s"
+        self._detach_log()
+        return time.monotonic() - began
+
+    def kill(self) -> None:
+        raise NotImplementedError("a thread cannot be killed: use a Server for this test")
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self.stop()
+        self._detach_log()
+
+    def _detach_log(self) -> None:
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
 
 
 @contextlib.contextmanager

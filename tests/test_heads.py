@@ -265,7 +265,11 @@ def test_an_open_stream_outlives_the_head_timeout(server: Running) -> None:
 @pytest.mark.slow
 def test_workers_bound_heads_too(make_server: ServerFactory) -> None:
     node = make_server(
-        "--workers", "2", TIDINGS_BUS_URL=service_url("REDIS"), TIDINGS_HEAD_TIMEOUT="1"
+        "--workers",
+        "2",
+        # a channel of its own: no other test's servers on the shared Redis hear this one
+        TIDINGS_BUS_URL=f"{service_url('REDIS')}?channel=heads_{free_port()}",
+        TIDINGS_HEAD_TIMEOUT="1",
     )
     results: list[tuple[bytes, float]] = []
     send_big_head(node.port, results)

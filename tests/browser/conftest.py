@@ -5,6 +5,7 @@ Skipped when Chromium is missing, unless TIDINGS_REQUIRE_SERVICES=1 (then failed
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from tests.conftest import require_services
+from tests.conftest import ServerFactory, require_services
 
 CHROMIUM = os.environ.get("TIDINGS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,3 +53,11 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     )
     yield browser
     browser.close()
+
+
+@pytest.fixture
+def make_server(make_server: ServerFactory) -> ServerFactory:
+    """Here a server is uvicorn in a thread (tests.support.ThreadServer): a page test starts one
+    in a tenth of a second instead of a process's seconds. A test that kills the server, or
+    needs a process's arguments, asks for one: make_server(..., thread=False)."""
+    return functools.partial(make_server, thread=True)

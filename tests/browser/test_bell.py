@@ -64,7 +64,7 @@ def test_a_notification_shows_within_a_second_for_its_user_only(
 def test_what_was_published_while_the_server_was_down_shows_once_without_a_reload(
     browser: Browser, make_server: ServerFactory
 ) -> None:
-    server = make_server("--demo", **HEARTBEAT)
+    server = make_server("--demo", thread=False, **HEARTBEAT)  # killed below
     page = new_page(browser.new_context())
     open_demo(page, server, "alice")
     server.publish("alice", "before")

@@ -37,7 +37,9 @@ def behind_proxy(browser: Browser, make_server: ServerFactory) -> Iterator[Setup
     with ExitStack() as stack:
 
         def setup(heartbeat: str) -> tuple[Server, PausingProxy, Page]:
-            server = make_server("--demo", TIDINGS_HEARTBEAT=heartbeat)
+            # A process: these tests time the server's pings, which a server sharing the test
+            # process (and its proxy's and Playwright's threads) would delay under load.
+            server = make_server("--demo", thread=False, TIDINGS_HEARTBEAT=heartbeat)
             proxy = stack.enter_context(PausingProxy(server.port))
             return server, proxy, new_page(browser.new_context())
 

@@ -1,11 +1,21 @@
-"""The store contract fixtures: one fresh database per test, on every store."""
+"""The store contract fixtures: one fresh database per test, on every store.
+
+A fresh PostgreSQL or SQLite database is a copy of one migrated once per test process (CREATE
+DATABASE … TEMPLATE; a file copy): the schema steps run once, not in every test. The schema steps
+themselves are tested on empty databases (test_migration.py asks for `migrated=False`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextlib
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -27,15 +37,70 @@ def _with_path(url: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
+# Per test process: kind -> the migrated database fresh ones are copied from.
+_templates: dict[str, str] = {}
+
+
+def _migrated_template(kind: str, base: str) -> str:
+    """The migrated database of `kind` (made on first use): a SQLite file path, or the name of
+    a PostgreSQL database on `base`'s server."""
+    if kind not in _templates:
+        if kind == "sqlite":
+            folder = Path(tempfile.mkdtemp(prefix="tidings-template-"))
+            atexit.register(shutil.rmtree, folder, True)
+            template = str(folder / "template.db")
+            url = f"sqlite:///{template}"
+        else:
+            template = f"t_template_{secrets.token_hex(6)}"
+            _pg_admin(base, f'CREATE DATABASE "{template}"')
+            atexit.register(_pg_drop_quietly, base, template)
+            url = _with_path(base, f"/{template}")
+
+        async def migrate() -> None:
+            store = create_store(url)
+            await store.open()
+            await store.close()
+
+        asyncio.run(migrate())
+        _templates[kind] = template
+    return _templates[kind]
+
+
+def _pg_drop_quietly(base: str, name: str) -> None:
+    with contextlib.suppress(Exception):
+        _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _pg_create_from(base: str, name: str, template: str) -> None:
+    # The template's last connection may still be ending (asyncpg does not wait for the server):
+    # PostgreSQL refuses to copy a database someone is connected to.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _pg_admin(base, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            return
+        except asyncpg.ObjectInUseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
-def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database of `kind`, dropped afterwards."""
+def fresh_database(kind: str, tmp_path: Path, *, migrated: bool = False) -> Iterator[str]:
+    """The URL of a new database of `kind`, dropped afterwards: empty, or with `migrated` at
+    the current schema (copied from a template; MongoDB's is empty either way, it has no copy)."""
     name = f"t_{secrets.token_hex(6)}"
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'contract.db'}"
+        path = tmp_path / "contract.db"
+        if migrated:
+            shutil.copyfile(_migrated_template(kind, ""), path)
+        yield f"sqlite:///{path}"
     elif kind == "postgres":
         base = service_url("POSTGRES")
-        _pg_admin(base, f'CREATE DATABASE "{name}"')
+        if migrated:
+            _pg_create_from(base, name, _migrated_template(kind, base))
+        else:
+            _pg_admin(base, f'CREATE DATABASE "{name}"')
         try:
             yield _with_path(base, f"/{name}")
         finally:
@@ -55,8 +120,6 @@ def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
 
 
 def _pg_admin(url: str, sql: str) -> None:
-    import asyncio
-
     async def run() -> None:
         conn = await asyncpg.connect(url, timeout=10)
         try:
@@ -69,7 +132,8 @@ def _pg_admin(url: str, sql: str) -> None:
 
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_database(request.param, tmp_path) as url:
+    """A new database of each store, at the current schema (as a store's first open leaves it)."""
+    with fresh_database(request.param, tmp_path, migrated=True) as url:
         yield url
 
 
@@ -92,7 +156,7 @@ async def store(store_url: str, clock: Clock) -> AsyncIterator[Store]:
 @pytest.fixture(params=STORES)
 def served_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database of each store, for a `tidings serve` to run on."""
-    with fresh_database(request.param, tmp_path) as url:
+    with fresh_database(request.param, tmp_path, migrated=True) as url:
         yield url
 
 

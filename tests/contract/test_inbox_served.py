@@ -3,6 +3,7 @@ PostgreSQL and MongoDB, a real stream, every new route."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.anyio
 async def test_every_inbox_route_and_event_on_every_store(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url)
+    server = make_server(database=served_url, thread=True)
     token = make_token("alice")
     headers = {"authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as api:
@@ -89,7 +90,7 @@ async def test_every_inbox_route_and_event_on_every_store(
 
 @pytest.fixture
 def postgres_url(tmp_path: Path) -> Iterator[str]:
-    with fresh_database("postgres", tmp_path) as url:
+    with fresh_database("postgres", tmp_path, migrated=True) as url:
         yield url
 
 
@@ -98,7 +99,9 @@ async def test_inbox_events_cross_nodes_through_the_bus(
     make_server: ServerFactory, postgres_url: str, bus: str
 ) -> None:
     database = postgres_url
-    bus_url = service_url("REDIS") if bus == "redis" else database
+    # A channel of its own on the shared Redis: no other test's nodes hear these (pytest -n).
+    channel = f"inbox_{secrets.token_hex(5)}"
+    bus_url = f"{service_url('REDIS')}?channel={channel}" if bus == "redis" else database
     here = make_server(database=database, TIDINGS_BUS_URL=bus_url)
     there = make_server(database=database, TIDINGS_BUS_URL=bus_url)
     token = make_token("alice")

@@ -14,7 +14,8 @@ import contextlib
 import hashlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -22,6 +23,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from tests.contract.conftest import STORES, fresh_database
 from tidings.models import (
     Action,
     Actor,
@@ -39,6 +41,15 @@ from tidings.store.common import SCHEMA_VERSION
 from tidings.store.factory import mongo_database
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (not the migrated copy other contract tests get): these tests write
+    an older schema into it, or watch the steps run."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
 
 ROW = ("alice", 1, "old", None, None, '{"k":1}')
 

@@ -29,7 +29,7 @@ PUBLISH_HEADERS = {"authorization": f"Bearer {PUBLISHER_KEY}"}
 async def test_a_retried_publish_that_was_committed_but_never_announced_is_pushed_live(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url)
+    server = make_server(database=served_url, thread=True)
     async with open_stream(server.url, make_token("alice")) as stream:
         assert stream.status == 200
         # What a node that died between commit and announce leaves behind: the notification is
@@ -152,7 +152,10 @@ async def test_a_storm_on_a_stalled_database_is_answered_within_seconds(
     served_url = stallable_url
     limit = 2
     server = make_server(
-        database=served_url, store_max_concurrency=str(limit), store_queue_timeout="0.2"
+        database=served_url,
+        thread=True,
+        store_max_concurrency=str(limit),
+        store_queue_timeout="0.2",
     )
     token = make_token("alice")
     assert server.publish("alice", "before").status_code == 201

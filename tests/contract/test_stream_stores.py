@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_stream_receives_live_and_replays_after_reconnect(
     make_server: ServerFactory, served_url: str
 ) -> None:
-    server = make_server(database=served_url)
+    server = make_server(database=served_url, thread=True)
     token = make_token("alice")
     async with open_stream(server.url, token) as stream:
         assert stream.status == 200

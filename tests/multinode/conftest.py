@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import require_services, service_url
+from tests.contract.conftest import fresh_database
 from tests.multinode.cluster import Cluster
 from tests.multinode.nginx import Nginx, find_nginx
 from tests.support import free_port
@@ -31,8 +32,11 @@ def tag() -> str:
 
 
 @pytest.fixture
-def postgres_url() -> str:
-    return service_url("POSTGRES")
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A PostgreSQL database of the test's own (a migrated copy): tests running side by side
+    (pytest -n) never see each other's scheduled rows, digests or pushes."""
+    with fresh_database("postgres", tmp_path, migrated=True) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ schema 3, taken through steps 4 to 6 by their own DDL), then opened by this tidi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.contract.conftest import STORES, fresh_database
 from tests.contract.test_migration import mark_schema, mongo, postgres, write_schema_3
 from tidings.models import Clock, Position, now_ms
 from tidings.store import Store, create_store
@@ -16,6 +19,14 @@ from tidings.store import sqlite as sqlite_store
 from tidings.store.common import SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (not the migrated copy other contract tests get): the test writes the
+    older schema into it."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 async def write_schema_6(url: str, stamp: int) -> None:

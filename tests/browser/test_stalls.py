@@ -26,6 +26,9 @@ from tests.browser.proxy import PausingProxy
 from tests.conftest import ServerFactory
 from tests.support import Server, make_token
 
+# They time pings and the client's own timeouts: run alone, after the parallel pass.
+pytestmark = pytest.mark.serial
+
 STREAM = "/notifications/stream"
 
 Setup = Callable[[str], tuple[Server, PausingProxy, Page]]

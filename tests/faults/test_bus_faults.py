@@ -29,7 +29,8 @@ from tests.multinode.conftest import ClusterFactory, PrivateRedis
 from tests.support import free_port, make_token
 from tidings.bus.redis import jump_hash
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+# A failover and reconnects timed in seconds: run alone, after the parallel pass.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
 
 # A notification written to a stream within this long of its commit came live, not by catch-up.
 LIVE_S = 1.5
@@ -220,8 +221,8 @@ class PrivateRedisCluster:
         return redis.Redis(port=self.ports[index], socket_connect_timeout=1, decode_responses=True)
 
     @staticmethod
-    def _wait(check: Callable[[], object]) -> None:
-        deadline = time.monotonic() + 20
+    def _wait(check: Callable[[], object], timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 if check():
@@ -306,7 +307,8 @@ async def test_a_redis_cluster_failover_moves_a_masters_users_to_its_replica_and
 
         def failed_over() -> None:
             # The replica takes over (cluster-node-timeout 2 s, then an election).
-            servers._wait(lambda: victim not in servers._masters_seen_by(survivor))
+            # Generous: the election waits for the node timeout, then for the replica's rank.
+            servers._wait(lambda: victim not in servers._masters_seen_by(survivor), timeout=60)
             servers.wait_ok(survivor)
 
         await outage(streams, via, kept, lambda: servers.kill(victim), failed_over, cluster.logs)

@@ -132,6 +132,7 @@ async def test_kill_9_of_the_node_holding_a_stream_loses_nothing(
     assert expected == list(range(1, len(expected) + 1))
 
 
+@pytest.mark.serial
 async def test_a_redis_outage_of_5_s_loses_nothing(
     make_cluster: ClusterFactory, private_redis: PrivateRedis, tag: str
 ) -> None:
@@ -203,6 +204,7 @@ def _restart(node: Node) -> None:
     node.start()
 
 
+@pytest.mark.serial
 async def test_a_stream_through_the_documented_nginx_gets_each_event_within_100_ms(
     behind_nginx: tuple[list[Node], Nginx], tag: str
 ) -> None:

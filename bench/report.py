@@ -823,8 +823,9 @@ def render() -> str:
     out += stores_section()
     out += cluster_section()
     # Hand-written sections, kept next to the harness so a new run does not erase them: the
-    # SQLite durability levels (bench/sqlite_sync.py) and which change moved which figure.
-    for name in ("sqlite-durability.md", "changes.md"):
+    # SQLite durability levels (bench/sqlite_sync.py), the growth and soak scenarios (issue 22),
+    # and which change moved which figure.
+    for name in ("sqlite-durability.md", "growth-and-soak.md", "changes.md"):
         page = ROOT / "bench" / name
         if page.exists():
             out += ["", page.read_text().rstrip(), ""]

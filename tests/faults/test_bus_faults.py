@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import shutil
 import subprocess
@@ -194,6 +195,7 @@ class PrivateRedisCluster:
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-port", str(self.bus_ports[index]),
                 "--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no",
+                "--repl-diskless-sync-delay", "0",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -213,6 +215,14 @@ class PrivateRedisCluster:
         )  # fmt: skip
         for index in range(len(self.ports)):
             self.wait_ok(index)
+        # A replica that has not finished its first sync has no data age and never takes over
+        # (the failover test killed a master before its replica was in sync, and waited in vain).
+        for index in range(len(self.ports)):
+            self._wait(functools.partial(self._in_sync, index), timeout=60)
+
+    def _in_sync(self, index: int) -> bool:
+        info = self._client(index).info("replication")
+        return info.get("role") != "slave" or info.get("master_link_status") == "up"
 
     def wait_ok(self, index: int) -> None:
         self._wait(lambda: self._client(index).cluster("info")["cluster_state"] == "ok")

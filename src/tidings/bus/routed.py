@@ -29,8 +29,14 @@ from collections.abc import Sequence
 from typing import Final
 
 from tidings.bus import wire
-from tidings.bus.base import Deliver, Tally
-from tidings.bus.shared import ANNOUNCE_TIMEOUT, BACKOFF_MAX, BACKOFF_MIN, START_WAIT
+from tidings.bus.base import Deliver
+from tidings.bus.shared import (
+    ANNOUNCE_TIMEOUT,
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    START_WAIT,
+    Receiver,
+)
 from tidings.models import Event, ScheduleHint, UserResync
 
 __all__ = ["OWED_MAX", "RoutedBus", "Shard"]
@@ -64,15 +70,14 @@ class Shard:
         self.task: asyncio.Task[None] | None = None
 
 
-class RoutedBus(abc.ABC):
+class RoutedBus(Receiver):
     # The largest message this bus carries, in bytes.
     limit: int = wire.DEFAULT_LIMIT
 
     def __init__(self, shards: Sequence[str], linger: float) -> None:
+        super().__init__()
         self.shards = [Shard(i, where) for i, where in enumerate(shards)]
         self.linger = linger
-        self.tally: Tally | None = None
-        self._deliver: Deliver | None = None
         self._routes: dict[str, asyncio.Future[None]] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._home_live = asyncio.Event()
@@ -254,21 +259,6 @@ class RoutedBus(abc.ABC):
     def _home_confirmed(self) -> None:
         """The node-wide channel is live (again): scheduler hints may have been missed."""
         self._dispatch([ScheduleHint(0)])
-
-    def _received(self, raw: str | bytes) -> None:
-        events = wire.decode(raw)
-        if self.tally is not None:
-            self.tally.count += sum(1 for e in events if hasattr(e, "user_id"))
-        self._dispatch(events)
-
-    def _dispatch(self, events: Sequence[Event]) -> None:
-        if self._deliver is None:
-            return
-        for event in events:
-            try:
-                self._deliver(event)
-            except Exception:
-                log.exception("bus %s: delivering an event failed", self.name())
 
     async def _tick(self, shard: Shard) -> None:
         """Called by `_listen` at least every TICK seconds while connected: pay owed resyncs."""

@@ -22,7 +22,7 @@ from tidings.bus import wire
 from tidings.bus.base import Deliver, Tally
 from tidings.models import Event, Resync
 
-__all__ = ["SharedBus", "split_channel"]
+__all__ = ["Receiver", "SharedBus", "split_channel"]
 
 log = logging.getLogger("tidings.bus")
 
@@ -53,19 +53,47 @@ def split_channel(url: str, default: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(kept))), channel
 
 
-class SharedBus(abc.ABC):
+class Receiver(abc.ABC):
+    """What every networked bus does with what it hears, one-channel (`SharedBus`) or routed
+    (`RoutedBus`): count the user events (the `bus_received_share` of `bench/run cluster`) and
+    hand each event to the hub, one that fails not stopping the rest."""
+
+    def __init__(self) -> None:
+        self._deliver: Deliver | None = None
+        self.tally: Tally | None = None
+
+    @abc.abstractmethod
+    def name(self) -> str:
+        """For log lines: the backend and where it is, without credentials."""
+
+    def _received(self, raw: str | bytes) -> None:
+        events = wire.decode(raw)
+        if self.tally is not None:
+            self.tally.count += sum(1 for e in events if hasattr(e, "user_id"))
+        self._dispatch(events)
+
+    def _dispatch(self, events: Sequence[Event]) -> None:
+        if self._deliver is None:
+            return
+        for event in events:
+            try:
+                self._deliver(event)
+            except Exception:
+                log.exception("bus %s: delivering an event failed", self.name())
+
+
+class SharedBus(Receiver):
     # The largest message this bus carries, in bytes.
     limit: int = wire.DEFAULT_LIMIT
 
     def __init__(self, channel: str) -> None:
+        super().__init__()
         self.channel = channel
-        self._deliver: Deliver | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = False
         self._first = asyncio.Event()
         self._owe_resync = False
         self._outage_logged = False
-        self.tally: Tally | None = None
 
     # -- the subscriber side ----------------------------------------------------------------
 
@@ -108,21 +136,6 @@ class SharedBus(abc.ABC):
         self._first.set()
         # Whatever was announced while we were not subscribed is in the store.
         self._dispatch([Resync()])
-
-    def _received(self, raw: str | bytes) -> None:
-        events = wire.decode(raw)
-        if self.tally is not None:
-            self.tally.count += sum(1 for e in events if hasattr(e, "user_id"))
-        self._dispatch(events)
-
-    def _dispatch(self, events: Sequence[Event]) -> None:
-        if self._deliver is None:
-            return
-        for event in events:
-            try:
-                self._deliver(event)
-            except Exception:
-                log.exception("bus %s: delivering an event failed", self.name())
 
     async def _tick(self) -> None:
         """Called by `_listen` at least every TICK seconds while subscribed."""

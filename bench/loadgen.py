@@ -488,6 +488,8 @@ class SoakReader(Reader):
             self.drop_at.cancel()
             self.drop_at = None
         if not self.dropping:
+            if self.connected and not self.closing:
+                self.gen.server_closes += 1
             super().connection_lost(exc)
             return
         self.dropping = False
@@ -511,6 +513,8 @@ class SoakReaders(Readers):
         self.gap_s = (float(low), float(high))
         self.act_rate = float(cmd.get("act_rate", 0))
         self.drops = 0
+        self.server_closes = 0  # streams the server ended (not dropped by their user)
+        self.failed = 0  # opens that got no answer (refused, or no response head in time)
         self.cursor = 0  # arrivals (stats.kmax, in arrival order) already reported
         self.actions = 0
         self.act_errors: dict[str, int] = {}
@@ -518,6 +522,22 @@ class SoakReaders(Readers):
         self.act_skipped = 0
         self.act_lat: list[float] = []
         self.acting: asyncio.Task[None] | None = None
+
+    async def connect(self, reader: Reader) -> bool:
+        ok = await super().connect(reader)
+        if not ok and not reader.head_done:
+            self.failed += 1
+        return ok
+
+    def calm(self) -> None:
+        """No more drops (the end of the soak): every stream reopens once more and stays."""
+        self.lifetime_s = 0
+        for r in self.readers:
+            if isinstance(r, SoakReader) and r.drop_at is not None:
+                r.drop_at.cancel()
+                r.drop_at = None
+        if self.acting is not None:
+            self.acting.cancel()
 
     def start_acting(self) -> None:
         if self.act_rate > 0 and self.acting is None:
@@ -618,6 +638,8 @@ class SoakReaders(Readers):
             "readers": len(self.readers),
             "reconnects": self.reconnects,
             "drops": self.drops,
+            "server_closes": self.server_closes,
+            "failed": self.failed,
             "resets": self.resets,
             "doubles": self.doubles,
             "statuses": self.statuses,
@@ -663,6 +685,7 @@ class SoakPublisher:
         self.behind = 0.0
         self.call_lat: list[float] = []
         self.stopping = False
+        self.unsent = 0
         self.ticker: asyncio.Task[None] | None = None
         self.workers: list[asyncio.Task[None]] = []
 
@@ -733,6 +756,7 @@ class SoakPublisher:
             "scheduled": self.scheduled,
             "errors": self.errors,
             "backlog": self.queue.qsize(),
+            "unsent": self.unsent,
             "behind_max": behind,
             "call_lat": call_lat,
         }
@@ -741,6 +765,10 @@ class SoakPublisher:
         self.stopping = True
         if self.ticker is not None:
             await self.ticker
+        # What is still queued is never sent (a server far behind would keep it for minutes).
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.unsent += 1
         for _ in self.workers:
             self.queue.put_nowait(None)
         await asyncio.wait_for(asyncio.gather(*self.workers), 120)
@@ -829,6 +857,10 @@ async def main(host: str, port: int, source: str | None) -> None:
             window.update(cpu=now_cpu - mark_cpu, wall=now_wall - mark_wall)
             mark_cpu, mark_wall = now_cpu, now_wall
             reply(window)
+        elif op == "soak_calm":
+            assert isinstance(readers, SoakReaders)
+            readers.calm()
+            reply({"ok": True})
         elif op == "soak_received":
             assert isinstance(readers, SoakReaders)
             reply(readers.received())

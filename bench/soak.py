@@ -46,7 +46,10 @@ STREAMS_PER_READER = 7_000
 # publisher's and the actors' connections) and for sockets closing while their streams reopen.
 FD_HEADROOM = 1_000
 SCHEDULED_EVERY = 20
-DRAIN_LIMIT_S = 45.0
+# After publishing stops: drops stop, every stream reopens once more, and what is due (scheduled
+# ones up to 10 s ahead) arrives; over when every stream is open and nothing new came for
+# DRAIN_QUIET_S, or after SOAK_DRAIN_S.
+DRAIN_QUIET_S = 15.0
 METRICS = (
     "tidings_streams_open",
     "tidings_streams_refused_total",
@@ -80,13 +83,15 @@ def raise_fd_limit() -> tuple[int, int]:
 
 
 def server_metrics(server: Server) -> dict[str, float]:
+    """The server's own counters, and how long /metrics took to answer (its responsiveness)."""
+    began = time.time()
     try:
         status, body = common.request(server.port, "GET", "/metrics", timeout=10)
     except OSError:
         return {}
     if status != 200:
         return {}
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"probe_s": time.time() - began}
     for line in body.decode().splitlines():
         name = re.split(r"[{ ]", line, maxsplit=1)[0]
         if name in METRICS:
@@ -100,6 +105,30 @@ def open_fds(pid: int) -> int:
         with contextlib.suppress(OSError):
             total += len(os.listdir(f"/proc/{p}/fd"))
     return total
+
+
+def run_wait(pid: int) -> tuple[float, float]:
+    """Seconds the process tree's threads ran, and waited for a CPU while runnable
+    (/proc/…/schedstat): on a shared machine, the second says how much the server was starved."""
+    ran = waited = 0.0
+    for p in common.tree(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    fields = Path(f"/proc/{p}/task/{tid}/schedstat").read_text().split()
+                    ran += int(fields[0]) / 1e9
+                    waited += int(fields[1]) / 1e9
+    return ran, waited
+
+
+def cpu_pressure() -> float | None:
+    """The share of the last minute in which some runnable task waited for a CPU (PSI)."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = dict(f.split("=") for f in line.split()[1:])
+    return float(fields["avg60"])
 
 
 def store_mb(workdir: Path) -> float:
@@ -133,6 +162,7 @@ class Soak:
         self.immediate: list[float] = []  # every arrival's latency after the first minute
         self.scheduled: list[float] = []
         self.last_server: dict[str, float] = {}
+        self.last_wait = 0.0
         self.gc_from = 0
 
     def start(self) -> dict[str, Any]:
@@ -170,6 +200,7 @@ class Soak:
         }
         gen._call(gen.publishers[:1], [publish], 30)
         self.last_server = self.server.sample()
+        self.last_wait = run_wait(self.server.proc.pid)[1]
         self.gc_from = self._log_size()
         return opened
 
@@ -201,11 +232,15 @@ class Soak:
         shares = [r["cpu"] / max(r["wall"], 1e-9) for r in [*readers, pub]]
         gen_cpu = sum(r["cpu"] for r in [*readers, pub])
         wall = max(now["t"] - self.last_server["t"], 1e-9)
+        waited = run_wait(pid)[1]
+        probe = metrics.get("probe_s")
         row = {
             "minute": round(minute, 2),
             "rss_mb": round(now["rss"] / 2**20, 1),
             "open_fds": open_fds(pid),
+            # None: /metrics gave no answer within 10 s.
             "streams_open_server": metrics.get("tidings_streams_open"),
+            "metrics_probe_ms": None if probe is None else ms(probe),
             "streams_open_generator": sum(r["open"] for r in readers),
             "store_mb": store_mb(self.server.workdir),
             "p50_ms": ms(pct(immediate, 0.5)),
@@ -222,6 +257,8 @@ class Soak:
             "duplicates": sum(r["dups"] for r in readers),
             "reconnects": sum(r["reconnects"] for r in readers),
             "drops": sum(r["drops"] for r in readers),
+            "server_closes": sum(r["server_closes"] for r in readers),
+            "open_failures": sum(r["failed"] for r in readers),
             "resets": sum(r["resets"] for r in readers),
             "statuses": merge_counts([r["statuses"] for r in readers]),
             "refused_server": metrics.get("tidings_streams_refused_total"),
@@ -230,12 +267,16 @@ class Soak:
             "action_errors": merge_counts([r["act_errors"] for r in readers]),
             "actions_skipped": sum(r["act_skipped"] for r in readers),
             "server_cpu_pct": round((now["cpu"] - self.last_server["cpu"]) / wall * 100, 1),
+            # Time the server's threads were runnable but waited for a CPU, as % of the minute
+            # (summed over threads): what the machine's other work took from it.
+            "server_cpu_wait_pct": round((waited - self.last_wait) / wall * 100, 1),
             "generator_cpu_pct": round(gen_cpu / wall * 100, 1),
             "generator_cpu_share_max": round(max(shares), 3),
             "publisher_behind_max_ms": ms(pub["behind_max"]),
             "gc_pauses": None if gc_ms is None else len(gc_ms),
             "gc_max_ms": None if gc_ms is None else max(gc_ms, default=0.0),
             "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "cpu_pressure_pct": cpu_pressure(),
         }
         # A generator process near a full core means the minute measured the generator as much
         # as the server. (The publisher's loop running late on a loaded machine shows in
@@ -243,28 +284,30 @@ class Soak:
         # scheduled time, not its send time.)
         row["generator_limited"] = max(shares) > 0.85
         self.last_server = now
+        self.last_wait = waited
         return row
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, drain_limit: float) -> dict[str, Any]:
         """Stop publishing, let what is due arrive, and count per user what never did."""
         assert self.gen is not None
         gen = self.gen
         (stopped,) = gen._call(gen.publishers[:1], [{"cmd": "soak_publish_stop"}], 180)
         ok = {int(k): u for k, u in stopped["ok"].items()}
+        gen._call(gen.procs, [{"cmd": "soak_calm"}] * len(gen.procs), 30)
         # Scheduled ones are due up to 10 s after the last publish; streams between a drop and
         # their reopen catch up from Last-Event-ID.
         t0 = time.time()
         last, last_change = -1, t0
-        while time.time() - t0 < DRAIN_LIMIT_S:
-            got = sum(
-                r["distinct"]
-                for r in gen._call(gen.procs, [{"cmd": "soak_stats"}] * len(gen.procs), 120)
-            )
-            if got >= len(ok):
+        open_streams = 0
+        while time.time() - t0 < drain_limit:
+            stats = gen._call(gen.procs, [{"cmd": "soak_stats"}] * len(gen.procs), 120)
+            got = sum(r["distinct"] for r in stats)
+            open_streams = sum(r["open"] for r in stats)
+            if got >= len(ok) and open_streams >= self.streams:
                 break
             if got != last:
                 last, last_change = got, time.time()
-            elif time.time() - last_change > 15:
+            elif time.time() - last_change > DRAIN_QUIET_S and open_streams >= self.streams:
                 break
             time.sleep(1)
         drain_s = time.time() - t0
@@ -282,6 +325,7 @@ class Soak:
         unknown = sorted(k for k in owner if k not in ok)
         return {
             "published": len(ok),
+            "unsent": stopped["unsent"],
             "scheduled": stopped["scheduled"],
             "publish_errors": stopped["errors"],
             "received": sum(len(ks) for ks in seen.values()),
@@ -297,6 +341,7 @@ class Soak:
             # took it, say): delivered, so not a loss, but counted.
             "received_unacknowledged": len(unknown),
             "drain_s": round(drain_s, 1),
+            "open_after_drain": open_streams,
         }
 
     def close(self) -> None:
@@ -320,6 +365,12 @@ def run(work: Path) -> dict[str, Any]:
         streams = hard - FD_HEADROOM
     rate = _setting("RATE", 200)
     reconnect_s = _setting("RECONNECT_S", 60)
+    drain_limit = _setting("DRAIN_S", 120)
+    # SOAK_NICE=-10 (as root) gives the server and generators priority over the rest of a shared
+    # machine; 0 (the default) leaves them equal, and the per-minute wait for a CPU shows the cost.
+    nice = int(_setting("NICE", 0))
+    if nice:
+        os.nice(nice)
     soak = Soak(work, streams, rate, reconnect_s)
     end: dict[str, Any] = {}
     opened: dict[str, Any] = {}
@@ -331,7 +382,7 @@ def run(work: Path) -> dict[str, Any]:
             time.sleep(max(0.0, began + min((i + 1) * 60, minutes * 60) - time.time()))
             soak.samples.append(soak.sample(began))
             common.log(json.dumps(soak.samples[-1]))
-        end = soak.finish()
+        end = soak.finish(drain_limit)
         common.log(json.dumps(end))
     finally:
         soak.close()
@@ -346,6 +397,8 @@ def run(work: Path) -> dict[str, Any]:
             "scheduled_ahead_s": [2, 10],
             "read_and_archive_per_s": rate / 10,
             "nofile": [soft, hard],
+            "nice": nice,
+            "drain_limit_s": drain_limit,
         },
         "opened": opened,
         "samples": soak.samples,
@@ -360,7 +413,8 @@ def run(work: Path) -> dict[str, Any]:
         **end,
         "note": (
             "lost: published (acknowledged) notifications that never reached any connection of "
-            f"their user after publishing stopped and a drain of up to {DRAIN_LIMIT_S:g} s"
+            "their user after publishing stopped, drops stopped, every stream reopened, and "
+            f"nothing new arrived for {DRAIN_QUIET_S:g} s (or SOAK_DRAIN_S ran out)"
         ),
     }
 

@@ -121,6 +121,14 @@ def run_wait(pid: int) -> tuple[float, float]:
     return ran, waited
 
 
+def set_nice(pid: int, nice: int) -> None:
+    """Each process we spawn leads its own session, so its own scheduler autogroup (Linux): a
+    plain nice value only ranks it within that group; the group's nice ranks it on the machine."""
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
 def cpu_pressure() -> float | None:
     """The share of the last minute in which some runnable task waited for a CPU (PSI)."""
     try:
@@ -149,8 +157,11 @@ def merge_counts(dicts: list[dict[str, int]]) -> dict[str, int]:
 
 
 class Soak:
-    def __init__(self, work: Path, streams: int, rate: float, reconnect_s: float) -> None:
+    def __init__(
+        self, work: Path, streams: int, rate: float, reconnect_s: float, nice: int = 0
+    ) -> None:
         self.work = work
+        self.nice = nice
         self.streams = streams
         self.rate = rate
         self.reconnect_s = reconnect_s
@@ -163,6 +174,7 @@ class Soak:
         self.scheduled: list[float] = []
         self.last_server: dict[str, float] = {}
         self.last_wait = 0.0
+        self.last_gen_wait: dict[int, float] = {}
         self.gc_from = 0
 
     def start(self) -> dict[str, Any]:
@@ -180,6 +192,9 @@ class Soak:
             for i in range(readers)
         ]
         gen._call(gen.procs, cmds, 30)
+        if self.nice:
+            for proc in [self.server.proc, *gen.procs, *gen.publishers]:
+                set_nice(proc.pid, self.nice)
         conns = [self.target.stream(u) for u in self.users]
         for c in conns:
             c["headers"] = {"Authorization": f"Bearer {token(c['user'], ttl=24 * 3600)}"}
@@ -201,6 +216,7 @@ class Soak:
         gen._call(gen.publishers[:1], [publish], 30)
         self.last_server = self.server.sample()
         self.last_wait = run_wait(self.server.proc.pid)[1]
+        self.last_gen_wait = {p.pid: run_wait(p.pid)[1] for p in [*gen.procs, *gen.publishers[:1]]}
         self.gc_from = self._log_size()
         return opened
 
@@ -233,6 +249,9 @@ class Soak:
         gen_cpu = sum(r["cpu"] for r in [*readers, pub])
         wall = max(now["t"] - self.last_server["t"], 1e-9)
         waited = run_wait(pid)[1]
+        gen_wait = {p.pid: run_wait(p.pid)[1] for p in [*gen.procs, *gen.publishers[:1]]}
+        gen_waited = max(v - self.last_gen_wait.get(k, 0.0) for k, v in gen_wait.items())
+        self.last_gen_wait = gen_wait
         probe = metrics.get("probe_s")
         row = {
             "minute": round(minute, 2),
@@ -272,6 +291,9 @@ class Soak:
             "server_cpu_wait_pct": round((waited - self.last_wait) / wall * 100, 1),
             "generator_cpu_pct": round(gen_cpu / wall * 100, 1),
             "generator_cpu_share_max": round(max(shares), 3),
+            # The most any generator process waited for a CPU, as % of the minute: a latency
+            # includes its reader's wait to run.
+            "generator_cpu_wait_pct_max": round(gen_waited / wall * 100, 1),
             "publisher_behind_max_ms": ms(pub["behind_max"]),
             "gc_pauses": None if gc_ms is None else len(gc_ms),
             "gc_max_ms": None if gc_ms is None else max(gc_ms, default=0.0),
@@ -369,9 +391,7 @@ def run(work: Path) -> dict[str, Any]:
     # SOAK_NICE=-10 (as root) gives the server and generators priority over the rest of a shared
     # machine; 0 (the default) leaves them equal, and the per-minute wait for a CPU shows the cost.
     nice = int(_setting("NICE", 0))
-    if nice:
-        os.nice(nice)
-    soak = Soak(work, streams, rate, reconnect_s)
+    soak = Soak(work, streams, rate, reconnect_s, nice)
     end: dict[str, Any] = {}
     opened: dict[str, Any] = {}
     try:

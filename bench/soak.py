@@ -21,6 +21,11 @@ scheduled notifications apart (the scheduler looks once a second, so a scheduled
 a second by design); the counts so far; the machine's load average. At the end, after a drain,
 `lost` counts, user by user, published notifications that never reached any connection of their
 user, and `duplicates` those that reached it twice. Not run in CI.
+
+`SOAK_DRAIN_S` (120) bounds that drain. `SOAK_NICE` (0) sets the scheduler priority of the server
+and the generators (as root, e.g. -10): on a machine shared with other work, the per-minute
+`server_cpu_wait_pct` says how long the server waited for a CPU. `python -m bench.soak table
+bench/results/soak-….json [EVERY]` prints the curve as a Markdown table (every EVERY-th minute).
 """
 
 from __future__ import annotations
@@ -444,6 +449,48 @@ def scenario_soak(work: Path) -> dict[str, Any]:
     return run(work)
 
 
+def table(result: dict[str, Any], every: int = 1) -> str:
+    """The curve as a Markdown table: every `every`-th minute, and the last."""
+    head = (
+        "| min | RSS MB | fds | streams | store MB | p50 ms | p99 ms | sched. p99 ms "
+        "| published (so far) | reopens (so far) | server CPU % | waited for CPU % "
+        "| gen. CPU max % | load (1 min) |"
+    )
+    lines = [head, "|" + "|".join("---:" for _ in range(head.count("|") - 1)) + "|"]
+    samples = result["samples"]
+    for i, r in enumerate(samples):
+        if (i + 1) % every and i != len(samples) - 1:
+            continue
+        cells = [
+            f"{r['minute']:.0f}",
+            f"{r['rss_mb']:.0f}",
+            f"{r['open_fds']:,}",
+            f"{r['streams_open_server']:,.0f}" if r["streams_open_server"] is not None else "–",
+            f"{r['store_mb']:.1f}",
+            _num(r["p50_ms"]),
+            _num(r["p99_ms"]),
+            _num(r["scheduled_p99_ms"]),
+            f"{r['published']:,}",
+            f"{r['drops']:,}",
+            f"{r['server_cpu_pct']:.0f}",
+            f"{r['server_cpu_wait_pct']:.0f}",
+            f"{r['generator_cpu_share_max'] * 100:.0f}",
+            f"{r['loadavg'][0]:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
 if __name__ == "__main__":
-    with common.cleanup():
-        print(json.dumps(scenario_soak(common.WORK / "soak"), indent=2))
+    import sys
+
+    if sys.argv[1:2] == ["table"]:
+        every = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+        print(table(json.loads(Path(sys.argv[2]).read_text()), every))
+    else:
+        with common.cleanup():
+            print(json.dumps(scenario_soak(common.WORK / "soak"), indent=2))

@@ -34,6 +34,7 @@ from tidings.models import (
     Stored,
     UserRecord,
 )
+from tidings.store import sql
 from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
@@ -244,6 +245,12 @@ class PostgresStore:
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
+    async def _fetch(self, query: sql.Query) -> list[asyncpg.Record]:
+        """Run one of the shared statements (`store/sql.py`) on a pooled connection."""
+        text, params = query
+        async with self._conn() as conn:
+            return list(await conn.fetch(text, *params))
+
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
@@ -281,16 +288,8 @@ class PostgresStore:
             return await _add_in(conn, draft, idempotency_key, stamp)
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM tidings_notifications "
-                f"WHERE user_id = $1 AND seq > $2{_unexpired(4)} ORDER BY seq LIMIT $3",
-                user_id,
-                seq,
-                limit,
-                self.clock.now_ms(),
-            )
-        return [notification(r) for r in rows]
+        query = sql.after(sql.POSTGRES, COLUMNS, user_id, seq, limit, self.clock.now_ms())
+        return [notification(r) for r in await self._fetch(query)]
 
     async def position(self, user_id: str) -> Position:
         async with self._conn() as conn:
@@ -312,80 +311,44 @@ class PostgresStore:
         archived: bool = False,
         snoozed: bool = False,
     ) -> list[Notification]:
-        where = "user_id = $1 AND seq < $2"
-        params: list[Any] = [user_id, before if before is not None else 2**62, limit]
-        if unread_only:
-            where += " AND read_ms IS NULL"
-        if category is not None:
-            params.append(category)
-            where += f" AND category = ${len(params)}"
-        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        params.append(self.clock.now_ms())
-        if snoozed:
-            now = len(params)
-            where += f" AND snoozed_ms IS NOT NULL AND (expires_ms IS NULL OR expires_ms > ${now})"
-        else:
-            where += _unexpired(len(params))
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM tidings_notifications WHERE {where} "
-                "ORDER BY seq DESC LIMIT $3",
-                *params,
-            )
-        return [notification(r) for r in rows]
+        query = sql.page(
+            sql.POSTGRES,
+            COLUMNS,
+            user_id,
+            limit=limit,
+            before=before,
+            unread_only=unread_only,
+            category=category,
+            archived=archived,
+            snoozed=snoozed,
+            now=self.clock.now_ms(),
+        )
+        return [notification(r) for r in await self._fetch(query)]
 
     async def unread_count(self, user_id: str) -> int:
-        async with self._conn() as conn:
-            count = await conn.fetchval(
-                "SELECT count(*) FROM tidings_notifications "
-                f"WHERE user_id = $1 AND read_ms IS NULL AND archived_ms IS NULL{_unexpired(2)}",
-                user_id,
-                self.clock.now_ms(),
-            )
-        return int(count)
+        rows = await self._fetch(sql.unread_count(sql.POSTGRES, user_id, self.clock.now_ms()))
+        return int(rows[0][0])
 
     async def counts(self, user_id: str) -> Counts:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT category, count(*) FILTER (WHERE read_ms IS NULL) AS unread, "
-                "count(*) FILTER (WHERE seen_ms IS NULL) AS unseen FROM tidings_notifications "
-                "WHERE user_id = $1 AND archived_ms IS NULL "
-                f"AND (read_ms IS NULL OR seen_ms IS NULL){_unexpired(2)} GROUP BY category",
-                user_id,
-                self.clock.now_ms(),
-            )
-        return counts_of((r["category"], int(r["unread"]), int(r["unseen"])) for r in rows)
+        rows = await self._fetch(sql.counts(sql.POSTGRES, user_id, self.clock.now_ms()))
+        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
 
     async def group_heads(
         self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
     ) -> dict[str, tuple[int, int]]:
-        where = "user_id = $1 AND read_ms IS NULL AND grp = ANY($2::text[])"
-        params: list[Any] = [user_id, list(dict.fromkeys(groups))]
-        if category is not None:
-            params.append(category)
-            where += " AND category = $3"
-        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        params.append(self.clock.now_ms())
-        where += _unexpired(len(params))
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT grp, max(seq) AS head, count(*) AS n FROM tidings_notifications "
-                f"WHERE {where} GROUP BY grp",
-                *params,
-            )
-        return {r["grp"]: (int(r["head"]), int(r["n"])) for r in rows}
+        query = sql.group_heads(
+            sql.POSTGRES,
+            user_id,
+            list(dict.fromkeys(groups)),
+            category=category,
+            archived=archived,
+            now=self.clock.now_ms(),
+        )
+        return {r[0]: (int(r[1]), int(r[2])) for r in await self._fetch(query)}
 
     async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "UPDATE tidings_notifications SET seen_ms = $1 "
-                "WHERE user_id = $2 AND seq <= $3 AND seen_ms IS NULL AND snoozed_ms IS NULL "
-                "RETURNING seq",
-                self.clock.now_ms(),
-                user_id,
-                up_to,
-            )
-        return sorted(r["seq"] for r in rows)
+        query = sql.mark_seen(sql.POSTGRES, user_id, up_to, self.clock.now_ms())
+        return sorted(r[0] for r in await self._fetch(query))
 
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
@@ -405,14 +368,8 @@ class PostgresStore:
         stamp = self.clock.now_ms()
         async with self._conn() as conn:
             if up_to is not None:
-                rows = await conn.fetch(
-                    "UPDATE tidings_notifications SET read_ms = $1 "
-                    "WHERE user_id = $2 AND seq <= $3 AND read_ms IS NULL AND snoozed_ms IS NULL "
-                    "RETURNING seq",
-                    stamp,
-                    user_id,
-                    up_to,
-                )
+                text, params = sql.mark_read_up_to(sql.POSTGRES, user_id, up_to, stamp)
+                rows = await conn.fetch(text, *params)
             else:
                 rows = await conn.fetch(
                     "UPDATE tidings_notifications SET read_ms = $1 "
@@ -551,20 +508,21 @@ class PostgresStore:
         return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
-        now = self.clock.now_ms()
-        async with self._conn() as conn:
-            # SKIP LOCKED: nodes claiming at once each take rows the others are not taking.
-            rows = await conn.fetch(
-                "UPDATE tidings_scheduled SET lease_until = $1 WHERE (key, user_id) IN ("
-                "  SELECT key, user_id FROM tidings_scheduled WHERE state = 'pending' "
-                "  AND deliver_ms <= $2 AND lease_until < $2 "
-                "  ORDER BY deliver_ms, created_ms, key LIMIT $3 "
-                "  FOR UPDATE SKIP LOCKED) "
-                "RETURNING key, user_id, deliver_ms, draft, created_ms",
-                now + lease_ms,
-                now,
-                limit,
-            )
+        # SKIP LOCKED (the dialect's): nodes claiming at once each take rows the others are not.
+        query = sql.claim(
+            sql.POSTGRES,
+            "scheduled",
+            key="key, user_id",
+            where="state = 'pending'",
+            due="deliver_ms",
+            lease="lease_until",
+            order="deliver_ms, created_ms, key",
+            returning="key, user_id, deliver_ms, draft, created_ms",
+            now=self.clock.now_ms(),
+            lease_ms=lease_ms,
+            limit=limit,
+        )
+        rows = await self._fetch(query)
         ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
 
@@ -635,21 +593,20 @@ class PostgresStore:
         return sorted((notification(r) for r in rows), key=lambda n: n.seq)
 
     async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        now = self.clock.now_ms()
-        async with self._conn() as conn:
-            # SKIP LOCKED: nodes claiming at once take different rows instead of queueing.
-            rows = await conn.fetch(
-                "UPDATE tidings_notifications AS n SET snooze_lease = $1 FROM ("
-                "  SELECT user_id, seq FROM tidings_notifications WHERE snoozed_ms IS NOT NULL "
-                "  AND snoozed_ms <= $2 AND snooze_lease < $2 ORDER BY snoozed_ms LIMIT $3 "
-                "  FOR UPDATE SKIP LOCKED) AS due "
-                "WHERE n.user_id = due.user_id AND n.seq = due.seq "
-                "RETURNING n.user_id, n.seq, n.snoozed_ms",
-                now + lease_ms,
-                now,
-                limit,
-            )
-        found = (Snooze(r["user_id"], r["seq"], r["snoozed_ms"]) for r in rows)
+        query = sql.claim(
+            sql.POSTGRES,
+            "notifications",
+            key="user_id, seq",
+            where="snoozed_ms IS NOT NULL",
+            due="snoozed_ms",
+            lease="snooze_lease",
+            order="snoozed_ms",
+            returning="user_id, seq, snoozed_ms",
+            now=self.clock.now_ms(),
+            lease_ms=lease_ms,
+            limit=limit,
+        )
+        found = (Snooze(r[0], r[1], r[2]) for r in await self._fetch(query))
         return sorted(found, key=lambda s: (s.until_ms, s.seq))
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
@@ -671,10 +628,7 @@ class PostgresStore:
         return sorted((notification(r) for r in rows), key=lambda n: (n.user_id, n.seq))
 
     async def next_snoozed(self) -> int | None:
-        async with self._conn() as conn:
-            found = await conn.fetchval(
-                "SELECT min(snoozed_ms) FROM tidings_notifications WHERE snoozed_ms IS NOT NULL"
-            )
+        found = (await self._fetch(sql.next_snoozed(sql.POSTGRES)))[0][0]
         return None if found is None else int(found)
 
     async def next_due(self) -> int | None:
@@ -685,11 +639,7 @@ class PostgresStore:
         return None if found is None else int(found)
 
     async def next_expiry(self, after_ms: int) -> int | None:
-        async with self._conn() as conn:
-            found = await conn.fetchval(
-                "SELECT min(expires_ms) FROM tidings_notifications WHERE expires_ms > $1",
-                after_ms,
-            )
+        found = (await self._fetch(sql.next_expiry(sql.POSTGRES, after_ms)))[0][0]
         return None if found is None else int(found)
 
     async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
@@ -707,15 +657,8 @@ class PostgresStore:
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT user_id, seq FROM tidings_notifications "
-                "WHERE expires_ms > $1 AND expires_ms <= $2 ORDER BY expires_ms LIMIT $3",
-                after_ms,
-                upto_ms,
-                limit,
-            )
-        return [(r["user_id"], r["seq"]) for r in rows]
+        rows = await self._fetch(sql.expired_between(sql.POSTGRES, after_ms, upto_ms, limit))
+        return [(r[0], r[1]) for r in rows]
 
     # -- the email digest -------------------------------------------------------------------------
 
@@ -1056,12 +999,6 @@ async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: 
             refs_text,
         )
     return Stored(made(draft, zip(user_ids, ordered, strict=True), stamp))
-
-
-def _unexpired(param: int) -> str:
-    """What every list and count adds, `$param` being now: past `expires_at`, gone; and a
-    snoozed notification is gone until it wakes (`wake_snoozed` clears `snoozed_ms`)."""
-    return f" AND snoozed_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ${param})"
 
 
 async def _migrate(conn: Conn, stamp: int) -> None:

@@ -41,6 +41,7 @@ from tidings.models import (
     Stored,
     UserRecord,
 )
+from tidings.store import sql
 from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
@@ -90,10 +91,9 @@ BUSY_GAP = 10
 # process crash but an OS crash or power cut can lose the newest commits; FULL syncs the WAL on
 # every commit (one fsync per group-committed batch), so an acknowledged publish survives both.
 SYNCHRONOUS = ("NORMAL", "FULL")
-# What every list and count adds: a notification past its `expires_at` is gone from them.
-UNEXPIRED = " AND (expires_ms IS NULL OR expires_ms > ?)"
-# ... and a snoozed one is gone from them until it wakes (`wake_snoozed` clears `snoozed_ms`).
-LIVE = " AND snoozed_ms IS NULL" + UNEXPIRED
+# What `after` adds, the shared rule (`sql.live`: not expired, not snoozed) spelled once here
+# for the replay's hot path; its one parameter is now.
+LIVE = sql.live(sql.Statement(sql.SQLITE), 0)
 
 # Schema version -> the step that reaches it from the one before.
 MIGRATIONS: dict[int, str] = {
@@ -370,6 +370,17 @@ class SqliteStore:
                         future.set_result(outcome)
             self._last_flush = loop.time()
 
+    async def _read(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) as a read."""
+        text, params = query
+        return await self._reader.run(functools.partial(_fetch_all, sql=text, params=params))
+
+    async def _write(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) on the writer, as its own
+        transaction."""
+        text, params = query
+        return await self._writer.run(functools.partial(_fetch_all, sql=text, params=params))
+
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         sql = (
             f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ?{LIVE} "
@@ -395,72 +406,43 @@ class SqliteStore:
         archived: bool = False,
         snoozed: bool = False,
     ) -> list[Notification]:
-        where = "user_id = ?"
-        params: list[Any] = [user_id]
-        if before is not None:
-            where += " AND seq < ?"
-            params.append(before)
-        if unread_only:
-            where += " AND read_ms IS NULL"
-        if category is not None:
-            where += " AND category = ?"
-            params.append(category)
-        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        where += " AND snoozed_ms IS NOT NULL" + UNEXPIRED if snoozed else LIVE
-        params.append(self.clock.now_ms())
-        params.append(limit)
-        sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
-        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [notification(r) for r in rows]
+        query = sql.page(
+            sql.SQLITE,
+            COLUMNS,
+            user_id,
+            limit=limit,
+            before=before,
+            unread_only=unread_only,
+            category=category,
+            archived=archived,
+            snoozed=snoozed,
+            now=self.clock.now_ms(),
+        )
+        return [notification(r) for r in await self._read(query)]
 
     async def unread_count(self, user_id: str) -> int:
-        sql = (
-            "SELECT count(*) FROM notifications "
-            f"WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL{LIVE}"
-        )
-        now = self.clock.now_ms()
-        row = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchone())
-        return int(row[0])
+        rows = await self._read(sql.unread_count(sql.SQLITE, user_id, self.clock.now_ms()))
+        return int(rows[0][0])
 
     async def counts(self, user_id: str) -> Counts:
-        sql = (
-            "SELECT category, sum(read_ms IS NULL), sum(seen_ms IS NULL) FROM notifications "
-            "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL)"
-            f"{LIVE} GROUP BY category"
-        )
-        now = self.clock.now_ms()
-        rows = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchall())
+        rows = await self._read(sql.counts(sql.SQLITE, user_id, self.clock.now_ms()))
         return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
 
     async def group_heads(
         self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
     ) -> dict[str, tuple[int, int]]:
         heads: dict[str, tuple[int, int]] = {}
+        now = self.clock.now_ms()
         for chunk in chunks(list(dict.fromkeys(groups)), IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            where = f"user_id = ? AND read_ms IS NULL AND grp IN ({marks})"
-            params: list[Any] = [user_id, *chunk]
-            if category is not None:
-                where += " AND category = ?"
-                params.append(category)
-            where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-            where += LIVE
-            params.append(self.clock.now_ms())
-            sql = f"SELECT grp, max(seq), count(*) FROM notifications WHERE {where} GROUP BY grp"
-            read = functools.partial(_fetch_all, sql=sql, params=params)
-            rows = await self._reader.run(read)
-            heads.update((r[0], (int(r[1]), int(r[2]))) for r in rows)
+            query = sql.group_heads(
+                sql.SQLITE, user_id, chunk, category=category, archived=archived, now=now
+            )
+            heads.update((r[0], (int(r[1]), int(r[2]))) for r in await self._read(query))
         return heads
 
     async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        stamp = self.clock.now_ms()
-        sql = (
-            "UPDATE notifications SET seen_ms = ? "
-            "WHERE user_id = ? AND seq <= ? AND seen_ms IS NULL AND snoozed_ms IS NULL "
-            "RETURNING seq"
-        )
-        rows = await self._writer.run(lambda c: c.execute(sql, (stamp, user_id, up_to)).fetchall())
-        return sorted(r[0] for r in rows)
+        query = sql.mark_seen(sql.SQLITE, user_id, up_to, self.clock.now_ms())
+        return sorted(r[0] for r in await self._write(query))
 
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         stamp = self.clock.now_ms() if archived else None
@@ -478,13 +460,8 @@ class SqliteStore:
 
         def _mark(c: sqlite3.Connection) -> list[int]:
             if up_to is not None:
-                rows = c.execute(
-                    "UPDATE notifications SET read_ms = ? "
-                    "WHERE user_id = ? AND seq <= ? AND read_ms IS NULL AND snoozed_ms IS NULL "
-                    "RETURNING seq",
-                    (stamp, user_id, up_to),
-                ).fetchall()
-                return sorted(r[0] for r in rows)
+                text, params = sql.mark_read_up_to(sql.SQLITE, user_id, up_to, stamp)
+                return sorted(r[0] for r in c.execute(text, params).fetchall())
             return _set_by_ids(c, "read_ms", stamp, "read_ms IS NULL", user_id, ids or ())
 
         return await self._writer.run(_mark)
@@ -510,15 +487,20 @@ class SqliteStore:
         return await self._writer.run(_unsnooze)
 
     async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        now = self.clock.now_ms()
-        sql = (
-            "UPDATE notifications SET snooze_lease = ? WHERE (user_id, seq) IN ("
-            "  SELECT user_id, seq FROM notifications WHERE snoozed_ms IS NOT NULL "
-            "  AND snoozed_ms <= ? AND snooze_lease < ? ORDER BY snoozed_ms LIMIT ?) "
-            "RETURNING user_id, seq, snoozed_ms"
+        query = sql.claim(
+            sql.SQLITE,
+            "notifications",
+            key="user_id, seq",
+            where="snoozed_ms IS NOT NULL",
+            due="snoozed_ms",
+            lease="snooze_lease",
+            order="snoozed_ms",
+            returning="user_id, seq, snoozed_ms",
+            now=self.clock.now_ms(),
+            lease_ms=lease_ms,
+            limit=limit,
         )
-        params = (now + lease_ms, now, now, limit)
-        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
+        rows = await self._write(query)
         return sorted((Snooze(r[0], r[1], r[2]) for r in rows), key=lambda s: (s.until_ms, s.seq))
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
@@ -540,9 +522,8 @@ class SqliteStore:
         return await self._writer.run(lambda c: _transaction(c, _wake))
 
     async def next_snoozed(self) -> int | None:
-        sql = "SELECT min(snoozed_ms) FROM notifications WHERE snoozed_ms IS NOT NULL"
-        row = await self._reader.run(lambda c: c.execute(sql).fetchone())
-        return None if row[0] is None else int(row[0])
+        found = (await self._read(sql.next_snoozed(sql.SQLITE)))[0][0]
+        return None if found is None else int(found)
 
     async def preferences(self, user_id: str) -> Preferences:
         sql = "SELECT muted, channels FROM preferences WHERE user_id = ?"
@@ -586,17 +567,22 @@ class SqliteStore:
         return await self._writer.run(lambda c: _transaction(c, _schedule, draft, key, stamp))
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
-        now = self.clock.now_ms()
         # One statement: SQLite runs it as one transaction under the write lock, so two
         # processes never claim the same row.
-        sql = (
-            "UPDATE scheduled SET lease_until = ? WHERE (key, user_id) IN ("
-            "  SELECT key, user_id FROM scheduled WHERE state = 'pending' AND deliver_ms <= ? "
-            "  AND lease_until < ? ORDER BY deliver_ms, created_ms, key LIMIT ?) "
-            "RETURNING key, user_id, deliver_ms, draft, created_ms"
+        query = sql.claim(
+            sql.SQLITE,
+            "scheduled",
+            key="key, user_id",
+            where="state = 'pending'",
+            due="deliver_ms",
+            lease="lease_until",
+            order="deliver_ms, created_ms, key",
+            returning="key, user_id, deliver_ms, draft, created_ms",
+            now=self.clock.now_ms(),
+            lease_ms=lease_ms,
+            limit=limit,
         )
-        params = (now + lease_ms, now, now, limit)
-        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
+        rows = await self._write(query)
         rows.sort(key=lambda r: (r[2], r[4], r[0]))
         return [due(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -624,19 +610,13 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     async def next_expiry(self, after_ms: int) -> int | None:
-        sql = "SELECT min(expires_ms) FROM notifications WHERE expires_ms > ?"
-        row = await self._reader.run(lambda c: c.execute(sql, (after_ms,)).fetchone())
-        return None if row[0] is None else int(row[0])
+        found = (await self._read(sql.next_expiry(sql.SQLITE, after_ms)))[0][0]
+        return None if found is None else int(found)
 
     async def expired_between(
         self, after_ms: int, upto_ms: int, limit: int
     ) -> list[tuple[str, int]]:
-        sql = (
-            "SELECT user_id, seq FROM notifications WHERE expires_ms > ? AND expires_ms <= ? "
-            "ORDER BY expires_ms LIMIT ?"
-        )
-        params = (after_ms, upto_ms, limit)
-        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
+        rows = await self._read(sql.expired_between(sql.SQLITE, after_ms, upto_ms, limit))
         return [(r[0], r[1]) for r in rows]
 
     # -- the email digest -------------------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""The SQL the SQLite and PostgreSQL stores share: each query rule written once.
+
+What a list, a count or a replay shows (not archived unless asked, not snoozed unless asked,
+never expired), what marking up to a seq touches, where expiry and snooze times are found, and
+the shape of a claim (lease rows whose time has come, oldest first) are the same on both; the
+dialects differ only in how a statement is spelled: placeholders (`?` or `$1`), the tables'
+prefix, a list parameter (`IN (?, ?)` or `= ANY($1::bigint[])`) and what a claim adds so that
+concurrent claimers take different rows. That difference is a `Dialect`, as ntfy's webpush
+store keeps one statement table per dialect. Each function returns `(sql, params)`; the
+backend runs it its own way (a thread and a connection for SQLite, a pool for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
+    "Query",
+    "Statement",
+    "after",
+    "claim",
+    "counts",
+    "expired_between",
+    "group_heads",
+    "mark_read_up_to",
+    "mark_seen",
+    "next_expiry",
+    "next_snoozed",
+    "page",
+    "unread_count",
+]
+
+# A statement and its parameters, in the order its placeholders stand.
+Query = tuple[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one database spells what the rules say."""
+
+    # The tables' prefix (PostgreSQL's share a database with the application's).
+    prefix: str
+    # Placeholders `$1, $2, …` (each parameter once, in order) rather than `?`.
+    numbered: bool
+    # What a claim's inner SELECT adds: PostgreSQL's nodes claiming at once each take rows the
+    # others are not taking; SQLite runs the whole UPDATE under its one write lock.
+    skip_locked: str
+
+    def table(self, name: str) -> str:
+        return self.prefix + name
+
+
+SQLITE = Dialect(prefix="", numbered=False, skip_locked="")
+POSTGRES = Dialect(prefix="tidings_", numbered=True, skip_locked=" FOR UPDATE SKIP LOCKED")
+
+
+class Statement:
+    """One statement's parameters: `q(value)` adds one and is its placeholder, written where
+    the value is used, so the order of the parameters is the order of the text."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.params: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}" if self.dialect.numbered else "?"
+
+    def any_of(self, column: str, values: Sequence[Any], kind: Literal["text", "bigint"]) -> str:
+        """`column` is one of `values` (a SQLite caller keeps them under its bound-parameter
+        limit, in chunks)."""
+        if self.dialect.numbered:
+            return f"{column} = ANY({self(list(values))}::{kind}[])"
+        return f"{column} IN ({', '.join(self(v) for v in values)})"
+
+    def query(self, sql: str) -> Query:
+        return sql, self.params
+
+
+def unexpired(q: Statement, now: int) -> str:
+    """Past its `expires_at` a notification is gone from every list, count and replay."""
+    return f" AND (expires_ms IS NULL OR expires_ms > {q(now)})"
+
+
+def live(q: Statement, now: int) -> str:
+    """What every list, count and replay adds: not expired, and a snoozed notification is gone
+    until it wakes (`wake_snoozed` clears `snoozed_ms`)."""
+    return " AND snoozed_ms IS NULL" + unexpired(q, now)
+
+
+def shelf(archived: bool) -> str:
+    """The archived ones, or the others."""
+    return " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
+
+
+def after(d: Dialect, columns: str, user_id: str, seq: int, limit: int, now: int) -> Query:
+    """The replay: what follows `seq`, ascending (`Store.after`), each row `columns`."""
+    q = Statement(d)
+    return q.query(
+        f"SELECT {columns} FROM {d.table('notifications')} WHERE user_id = {q(user_id)} "
+        f"AND seq > {q(seq)}{live(q, now)} ORDER BY seq LIMIT {q(limit)}"
+    )
+
+
+def page(
+    d: Dialect,
+    columns: str,
+    user_id: str,
+    *,
+    limit: int,
+    before: int | None,
+    unread_only: bool,
+    category: str | None,
+    archived: bool,
+    snoozed: bool,
+    now: int,
+) -> Query:
+    """The list, newest first (`Store.page`), each row `columns`."""
+    q = Statement(d)
+    where = f"user_id = {q(user_id)}"
+    if before is not None:
+        where += f" AND seq < {q(before)}"
+    if unread_only:
+        where += " AND read_ms IS NULL"
+    if category is not None:
+        where += f" AND category = {q(category)}"
+    where += shelf(archived)
+    where += " AND snoozed_ms IS NOT NULL" + unexpired(q, now) if snoozed else live(q, now)
+    return q.query(
+        f"SELECT {columns} FROM {d.table('notifications')} WHERE {where} "
+        f"ORDER BY seq DESC LIMIT {q(limit)}"
+    )
+
+
+def unread_count(d: Dialect, user_id: str, now: int) -> Query:
+    q = Statement(d)
+    return q.query(
+        f"SELECT count(*) FROM {d.table('notifications')} WHERE user_id = {q(user_id)} "
+        f"AND read_ms IS NULL{shelf(False)}{live(q, now)}"
+    )
+
+
+def counts(d: Dialect, user_id: str, now: int) -> Query:
+    """Per category: unread, unseen (rows: category, unread, unseen)."""
+    q = Statement(d)
+    return q.query(
+        "SELECT category, count(*) FILTER (WHERE read_ms IS NULL), "
+        f"count(*) FILTER (WHERE seen_ms IS NULL) FROM {d.table('notifications')} "
+        f"WHERE user_id = {q(user_id)}{shelf(False)} AND (read_ms IS NULL OR seen_ms IS NULL)"
+        f"{live(q, now)} GROUP BY category"
+    )
+
+
+def group_heads(
+    d: Dialect,
+    user_id: str,
+    groups: Sequence[str],
+    *,
+    category: str | None,
+    archived: bool,
+    now: int,
+) -> Query:
+    """Per group among the unread ones: the newest seq and how many (rows: grp, head, n)."""
+    q = Statement(d)
+    where = f"user_id = {q(user_id)} AND read_ms IS NULL AND {q.any_of('grp', groups, 'text')}"
+    if category is not None:
+        where += f" AND category = {q(category)}"
+    where += shelf(archived) + live(q, now)
+    return q.query(
+        f"SELECT grp, max(seq), count(*) FROM {d.table('notifications')} WHERE {where} GROUP BY grp"
+    )
+
+
+def mark_seen(d: Dialect, user_id: str, up_to: int, stamp: int) -> Query:
+    """Seen up to `up_to`, never a snoozed one (rows: seq)."""
+    q = Statement(d)
+    return q.query(
+        f"UPDATE {d.table('notifications')} SET seen_ms = {q(stamp)} "
+        f"WHERE user_id = {q(user_id)} AND seq <= {q(up_to)} AND seen_ms IS NULL "
+        "AND snoozed_ms IS NULL RETURNING seq"
+    )
+
+
+def mark_read_up_to(d: Dialect, user_id: str, up_to: int, stamp: int) -> Query:
+    """Read up to `up_to`, never a snoozed one (rows: seq)."""
+    q = Statement(d)
+    return q.query(
+        f"UPDATE {d.table('notifications')} SET read_ms = {q(stamp)} "
+        f"WHERE user_id = {q(user_id)} AND seq <= {q(up_to)} AND read_ms IS NULL "
+        "AND snoozed_ms IS NULL RETURNING seq"
+    )
+
+
+def next_expiry(d: Dialect, after_ms: int) -> Query:
+    q = Statement(d)
+    return q.query(
+        f"SELECT min(expires_ms) FROM {d.table('notifications')} WHERE expires_ms > {q(after_ms)}"
+    )
+
+
+def expired_between(d: Dialect, after_ms: int, upto_ms: int, limit: int) -> Query:
+    """(rows: user_id, seq), on the expires_ms index."""
+    q = Statement(d)
+    return q.query(
+        f"SELECT user_id, seq FROM {d.table('notifications')} "
+        f"WHERE expires_ms > {q(after_ms)} AND expires_ms <= {q(upto_ms)} "
+        f"ORDER BY expires_ms LIMIT {q(limit)}"
+    )
+
+
+def next_snoozed(d: Dialect) -> Query:
+    q = Statement(d)
+    return q.query(
+        f"SELECT min(snoozed_ms) FROM {d.table('notifications')} WHERE snoozed_ms IS NOT NULL"
+    )
+
+
+def claim(
+    d: Dialect,
+    table: str,
+    *,
+    key: str,
+    where: str,
+    due: str,
+    lease: str,
+    order: str,
+    returning: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+) -> Query:
+    """Lease, for `lease_ms`, up to `limit` rows of `table` whose `due` time has come and whose
+    `lease` (if any) ran out, among those `where` admits, in `order`; one statement, so no two
+    claimers take a row while its lease runs. `key` names the row (a column list)."""
+    q = Statement(d)
+    name = d.table(table)
+    return q.query(
+        f"UPDATE {name} SET {lease} = {q(now + lease_ms)} WHERE ({key}) IN ("
+        f"SELECT {key} FROM {name} WHERE {where} AND {due} <= {q(now)} AND {lease} < {q(now)} "
+        f"ORDER BY {order} LIMIT {q(limit)}{d.skip_locked}) RETURNING {returning}"
+    )

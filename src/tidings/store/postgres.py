@@ -21,7 +21,6 @@ import asyncpg
 
 from tidings.models import (
     Clock,
-    Counts,
     Draft,
     Due,
     EmailClaim,
@@ -47,7 +46,6 @@ from tidings.store.common import (
     by_key,
     check_fingerprint,
     check_schema,
-    counts_of,
     decode_preferences,
     due,
     encode_data,
@@ -226,7 +224,10 @@ async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-class PostgresStore:
+class PostgresStore(sql.SqlQueries):
+    # The operations that are one shared statement come from `sql.SqlQueries`, in this spelling.
+    dialect = sql.POSTGRES
+
     def __init__(self, url: str, *, pool_max: int = POOL_MAX, clock: Clock | None = None) -> None:
         self.url = url
         self.clock = clock or Clock()
@@ -245,11 +246,14 @@ class PostgresStore:
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
-    async def _fetch(self, query: sql.Query) -> list[asyncpg.Record]:
-        """Run one of the shared statements (`store/sql.py`) on a pooled connection."""
+    async def _read(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) on a pooled connection (a write
+        too: each is one statement, its own transaction)."""
         text, params = query
         async with self._conn() as conn:
             return list(await conn.fetch(text, *params))
+
+    _write = _read
 
     async def open(self) -> None:
         try:
@@ -287,10 +291,6 @@ class PostgresStore:
         async with self._conn() as conn, conn.transaction():
             return await _add_in(conn, draft, idempotency_key, stamp)
 
-    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
-        query = sql.after(sql.POSTGRES, COLUMNS, user_id, seq, limit, self.clock.now_ms())
-        return [notification(r) for r in await self._fetch(query)]
-
     async def position(self, user_id: str) -> Position:
         async with self._conn() as conn:
             row = await conn.fetchrow(
@@ -299,56 +299,6 @@ class PostgresStore:
         if row is None:
             return Position()
         return Position(last_seq=row["last_seq"], pruned_upto=row["pruned_upto"])
-
-    async def page(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        before: int | None,
-        unread_only: bool,
-        category: str | None = None,
-        archived: bool = False,
-        snoozed: bool = False,
-    ) -> list[Notification]:
-        query = sql.page(
-            sql.POSTGRES,
-            COLUMNS,
-            user_id,
-            limit=limit,
-            before=before,
-            unread_only=unread_only,
-            category=category,
-            archived=archived,
-            snoozed=snoozed,
-            now=self.clock.now_ms(),
-        )
-        return [notification(r) for r in await self._fetch(query)]
-
-    async def unread_count(self, user_id: str) -> int:
-        rows = await self._fetch(sql.unread_count(sql.POSTGRES, user_id, self.clock.now_ms()))
-        return int(rows[0][0])
-
-    async def counts(self, user_id: str) -> Counts:
-        rows = await self._fetch(sql.counts(sql.POSTGRES, user_id, self.clock.now_ms()))
-        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
-
-    async def group_heads(
-        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
-    ) -> dict[str, tuple[int, int]]:
-        query = sql.group_heads(
-            sql.POSTGRES,
-            user_id,
-            list(dict.fromkeys(groups)),
-            category=category,
-            archived=archived,
-            now=self.clock.now_ms(),
-        )
-        return {r[0]: (int(r[1]), int(r[2])) for r in await self._fetch(query)}
-
-    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        query = sql.mark_seen(sql.POSTGRES, user_id, up_to, self.clock.now_ms())
-        return sorted(r[0] for r in await self._fetch(query))
 
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
@@ -522,7 +472,7 @@ class PostgresStore:
             lease_ms=lease_ms,
             limit=limit,
         )
-        rows = await self._fetch(query)
+        rows = await self._read(query)
         ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
 
@@ -592,23 +542,6 @@ class PostgresStore:
             )
         return sorted((notification(r) for r in rows), key=lambda n: n.seq)
 
-    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        query = sql.claim(
-            sql.POSTGRES,
-            "notifications",
-            key="user_id, seq",
-            where="snoozed_ms IS NOT NULL",
-            due="snoozed_ms",
-            lease="snooze_lease",
-            order="snoozed_ms",
-            returning="user_id, seq, snoozed_ms",
-            now=self.clock.now_ms(),
-            lease_ms=lease_ms,
-            limit=limit,
-        )
-        found = (Snooze(r[0], r[1], r[2]) for r in await self._fetch(query))
-        return sorted(found, key=lambda s: (s.until_ms, s.seq))
-
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         if not claimed:
             return []
@@ -627,19 +560,11 @@ class PostgresStore:
             )
         return sorted((notification(r) for r in rows), key=lambda n: (n.user_id, n.seq))
 
-    async def next_snoozed(self) -> int | None:
-        found = (await self._fetch(sql.next_snoozed(sql.POSTGRES)))[0][0]
-        return None if found is None else int(found)
-
     async def next_due(self) -> int | None:
         async with self._conn() as conn:
             found = await conn.fetchval(
                 "SELECT min(deliver_ms) FROM tidings_scheduled WHERE state = 'pending'"
             )
-        return None if found is None else int(found)
-
-    async def next_expiry(self, after_ms: int) -> int | None:
-        found = (await self._fetch(sql.next_expiry(sql.POSTGRES, after_ms)))[0][0]
         return None if found is None else int(found)
 
     async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
@@ -653,12 +578,6 @@ class PostgresStore:
                 limit,
             )
         return [r["user_id"] for r in rows]
-
-    async def expired_between(
-        self, after_ms: int, upto_ms: int, limit: int
-    ) -> list[tuple[str, int]]:
-        rows = await self._fetch(sql.expired_between(sql.POSTGRES, after_ms, upto_ms, limit))
-        return [(r[0], r[1]) for r in rows]
 
     # -- the email digest -------------------------------------------------------------------------
 

@@ -12,15 +12,20 @@ backend runs it its own way (a thread and a connection for SQLite, a pool for Po
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from tidings.models import Clock, Counts, Notification, Snooze
+from tidings.store.common import COLUMNS, chunks, counts_of, notification
 
 __all__ = [
     "POSTGRES",
     "SQLITE",
     "Dialect",
     "Query",
+    "SqlQueries",
     "Statement",
     "after",
     "claim",
@@ -244,3 +249,109 @@ def claim(
         f"SELECT {key} FROM {name} WHERE {where} AND {due} <= {q(now)} AND {lease} < {q(now)} "
         f"ORDER BY {order} LIMIT {q(limit)}{d.skip_locked}) RETURNING {returning}"
     )
+
+
+class SqlQueries(abc.ABC):
+    """The store operations that are one shared statement and its reading, for a SQL backend
+    to inherit: it says its `dialect`, how it runs a read and a write (`_read`, `_write`), and
+    (SQLite) how many list items one statement may bind (`in_chunk`)."""
+
+    dialect: Dialect
+    clock: Clock
+    # Items of a list parameter per statement; None: any number (PostgreSQL binds one array).
+    in_chunk: int | None = None
+
+    @abc.abstractmethod
+    async def _read(self, query: Query) -> list[Any]:
+        """Run `query` as a read; its rows."""
+
+    @abc.abstractmethod
+    async def _write(self, query: Query) -> list[Any]:
+        """Run `query` as a write (one statement, its own transaction); the rows it returns."""
+
+    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
+        query = after(self.dialect, COLUMNS, user_id, seq, limit, self.clock.now_ms())
+        return [notification(r) for r in await self._read(query)]
+
+    async def page(
+        self,
+        user_id: str,
+        *,
+        limit: int,
+        before: int | None,
+        unread_only: bool,
+        category: str | None = None,
+        archived: bool = False,
+        snoozed: bool = False,
+    ) -> list[Notification]:
+        query = page(
+            self.dialect,
+            COLUMNS,
+            user_id,
+            limit=limit,
+            before=before,
+            unread_only=unread_only,
+            category=category,
+            archived=archived,
+            snoozed=snoozed,
+            now=self.clock.now_ms(),
+        )
+        return [notification(r) for r in await self._read(query)]
+
+    async def unread_count(self, user_id: str) -> int:
+        rows = await self._read(unread_count(self.dialect, user_id, self.clock.now_ms()))
+        return int(rows[0][0])
+
+    async def counts(self, user_id: str) -> Counts:
+        rows = await self._read(counts(self.dialect, user_id, self.clock.now_ms()))
+        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
+
+    async def group_heads(
+        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
+    ) -> dict[str, tuple[int, int]]:
+        heads: dict[str, tuple[int, int]] = {}
+        now = self.clock.now_ms()
+        wanted = list(dict.fromkeys(groups))
+        for chunk in chunks(wanted, self.in_chunk or max(1, len(wanted))):
+            query = group_heads(
+                self.dialect, user_id, chunk, category=category, archived=archived, now=now
+            )
+            heads.update((r[0], (int(r[1]), int(r[2]))) for r in await self._read(query))
+        return heads
+
+    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
+        query = mark_seen(self.dialect, user_id, up_to, self.clock.now_ms())
+        return sorted(r[0] for r in await self._write(query))
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        query = claim(
+            self.dialect,
+            "notifications",
+            key="user_id, seq",
+            where="snoozed_ms IS NOT NULL",
+            due="snoozed_ms",
+            lease="snooze_lease",
+            order="snoozed_ms",
+            returning="user_id, seq, snoozed_ms",
+            now=self.clock.now_ms(),
+            lease_ms=lease_ms,
+            limit=limit,
+        )
+        found = (Snooze(r[0], r[1], r[2]) for r in await self._write(query))
+        return sorted(found, key=lambda s: (s.until_ms, s.seq))
+
+    async def next_snoozed(self) -> int | None:
+        return _number((await self._read(next_snoozed(self.dialect)))[0][0])
+
+    async def next_expiry(self, after_ms: int) -> int | None:
+        return _number((await self._read(next_expiry(self.dialect, after_ms)))[0][0])
+
+    async def expired_between(
+        self, after_ms: int, upto_ms: int, limit: int
+    ) -> list[tuple[str, int]]:
+        rows = await self._read(expired_between(self.dialect, after_ms, upto_ms, limit))
+        return [(r[0], r[1]) for r in rows]
+
+
+def _number(found: Any) -> int | None:
+    return None if found is None else int(found)

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 from tidings.models import (
     Clock,
-    Counts,
     Draft,
     Due,
     EmailClaim,
@@ -55,7 +54,6 @@ from tidings.store.common import (
     check_fingerprint,
     check_schema,
     chunks,
-    counts_of,
     decode_preferences,
     due,
     encode_data,
@@ -273,7 +271,11 @@ class _Inline:
 _Pending = tuple[Draft, "str | None", "asyncio.Future[Stored]"]
 
 
-class SqliteStore:
+class SqliteStore(sql.SqlQueries):
+    # The operations that are one shared statement come from `sql.SqlQueries`, in this spelling.
+    dialect = sql.SQLITE
+    in_chunk = IN_CHUNK
+
     def __init__(
         self,
         path: str,
@@ -395,55 +397,6 @@ class SqliteStore:
         row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
         return Position() if row is None else Position(last_seq=row[0], pruned_upto=row[1])
 
-    async def page(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        before: int | None,
-        unread_only: bool,
-        category: str | None = None,
-        archived: bool = False,
-        snoozed: bool = False,
-    ) -> list[Notification]:
-        query = sql.page(
-            sql.SQLITE,
-            COLUMNS,
-            user_id,
-            limit=limit,
-            before=before,
-            unread_only=unread_only,
-            category=category,
-            archived=archived,
-            snoozed=snoozed,
-            now=self.clock.now_ms(),
-        )
-        return [notification(r) for r in await self._read(query)]
-
-    async def unread_count(self, user_id: str) -> int:
-        rows = await self._read(sql.unread_count(sql.SQLITE, user_id, self.clock.now_ms()))
-        return int(rows[0][0])
-
-    async def counts(self, user_id: str) -> Counts:
-        rows = await self._read(sql.counts(sql.SQLITE, user_id, self.clock.now_ms()))
-        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
-
-    async def group_heads(
-        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
-    ) -> dict[str, tuple[int, int]]:
-        heads: dict[str, tuple[int, int]] = {}
-        now = self.clock.now_ms()
-        for chunk in chunks(list(dict.fromkeys(groups)), IN_CHUNK):
-            query = sql.group_heads(
-                sql.SQLITE, user_id, chunk, category=category, archived=archived, now=now
-            )
-            heads.update((r[0], (int(r[1]), int(r[2]))) for r in await self._read(query))
-        return heads
-
-    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        query = sql.mark_seen(sql.SQLITE, user_id, up_to, self.clock.now_ms())
-        return sorted(r[0] for r in await self._write(query))
-
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         stamp = self.clock.now_ms() if archived else None
         state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
@@ -486,23 +439,6 @@ class SqliteStore:
 
         return await self._writer.run(_unsnooze)
 
-    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        query = sql.claim(
-            sql.SQLITE,
-            "notifications",
-            key="user_id, seq",
-            where="snoozed_ms IS NOT NULL",
-            due="snoozed_ms",
-            lease="snooze_lease",
-            order="snoozed_ms",
-            returning="user_id, seq, snoozed_ms",
-            now=self.clock.now_ms(),
-            lease_ms=lease_ms,
-            limit=limit,
-        )
-        rows = await self._write(query)
-        return sorted((Snooze(r[0], r[1], r[2]) for r in rows), key=lambda s: (s.until_ms, s.seq))
-
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         def _wake(c: sqlite3.Connection) -> list[Notification]:
             woken: list[Notification] = []
@@ -520,10 +456,6 @@ class SqliteStore:
             return woken
 
         return await self._writer.run(lambda c: _transaction(c, _wake))
-
-    async def next_snoozed(self) -> int | None:
-        found = (await self._read(sql.next_snoozed(sql.SQLITE)))[0][0]
-        return None if found is None else int(found)
 
     async def preferences(self, user_id: str) -> Preferences:
         sql = "SELECT muted, channels FROM preferences WHERE user_id = ?"
@@ -608,16 +540,6 @@ class SqliteStore:
         params = (after_ms, upto_ms, limit)
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [r[0] for r in rows]
-
-    async def next_expiry(self, after_ms: int) -> int | None:
-        found = (await self._read(sql.next_expiry(sql.SQLITE, after_ms)))[0][0]
-        return None if found is None else int(found)
-
-    async def expired_between(
-        self, after_ms: int, upto_ms: int, limit: int
-    ) -> list[tuple[str, int]]:
-        rows = await self._read(sql.expired_between(sql.SQLITE, after_ms, upto_ms, limit))
-        return [(r[0], r[1]) for r in rows]
 
     # -- the email digest -------------------------------------------------------------------------
 

@@ -39,10 +39,12 @@ from tidings.store.common import (
     CANCELLED,
     COLUMNS,
     DELIVERED,
+    FEATURES,
     PENDING,
     PUSH_COLUMNS,
     SCHEMA_VERSION,
     WOKEN,
+    Step,
     by_key,
     check_fingerprint,
     check_schema,
@@ -51,9 +53,11 @@ from tidings.store.common import (
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     push_subscription,
     used_now,
 )
@@ -75,8 +79,8 @@ PUSH_LOCK = 0x7075_7368
 
 T = TypeVar("T")
 
-MIGRATIONS: dict[int, str] = {
-    1: """
+MIGRATIONS: dict[Step, str] = {
+    ("log", 1): """
 CREATE TABLE IF NOT EXISTS tidings_users (
     user_id     text PRIMARY KEY,
     last_seq    bigint NOT NULL,
@@ -104,8 +108,8 @@ CREATE TABLE IF NOT EXISTS tidings_idempotency (
 );
 CREATE INDEX IF NOT EXISTS tidings_idempotency_created ON tidings_idempotency (created_ms);
 """,
-    2: "ALTER TABLE tidings_idempotency ADD COLUMN IF NOT EXISTS fingerprint text;",
-    3: """
+    ("log", 2): "ALTER TABLE tidings_idempotency ADD COLUMN IF NOT EXISTS fingerprint text;",
+    ("inbox", 1): """
 ALTER TABLE tidings_notifications
     ADD COLUMN IF NOT EXISTS category text,
     ADD COLUMN IF NOT EXISTS actor text,
@@ -120,7 +124,7 @@ CREATE TABLE IF NOT EXISTS tidings_preferences (
     channels text NOT NULL
 );
 """,
-    4: """
+    ("scheduling", 1): """
 CREATE TABLE IF NOT EXISTS tidings_scheduled (
     key         text NOT NULL,
     user_id     text NOT NULL,
@@ -140,7 +144,7 @@ CREATE INDEX IF NOT EXISTS tidings_scheduled_done
 CREATE INDEX IF NOT EXISTS tidings_notifications_expires
     ON tidings_notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
-    5: """
+    ("push", 1): """
 CREATE TABLE IF NOT EXISTS tidings_push_subscriptions (
     endpoint    text PRIMARY KEY,
     user_id     text NOT NULL,
@@ -167,7 +171,7 @@ CREATE TABLE IF NOT EXISTS tidings_push_nodes (
     alive_ms bigint NOT NULL
 );
 """,
-    6: """
+    ("email", 1): """
 CREATE TABLE IF NOT EXISTS tidings_email_users (
     user_id     text PRIMARY KEY,
     email       text,
@@ -180,7 +184,7 @@ CREATE TABLE IF NOT EXISTS tidings_email_users (
     attempts    integer NOT NULL DEFAULT 0
 );
 """,
-    7: """
+    ("snooze", 1): """
 ALTER TABLE tidings_notifications ADD COLUMN IF NOT EXISTS snoozed_ms bigint;
 ALTER TABLE tidings_notifications ADD COLUMN IF NOT EXISTS snooze_lease bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS tidings_notifications_snoozed
@@ -929,10 +933,27 @@ async def _migrate(conn: Conn, stamp: int) -> None:
         )
         version = await conn.fetchval("SELECT max(version) FROM tidings_schema") or 0
         check_schema("PostgreSQL", version)
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            if MIGRATIONS[step]:
-                await conn.execute(MIGRATIONS[step])
-            await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, stamp)
+        recorded: dict[str, int] = {}
+        if version >= SCHEMA_VERSION:
+            rows = await conn.fetch("SELECT feature, version FROM tidings_schema_features")
+            recorded = {r[0]: r[1] for r in rows}
+        steps = pending_steps("PostgreSQL", features_of(version, recorded))
+        if not steps and version == SCHEMA_VERSION:
+            return
+        for step in steps:
+            await conn.execute(MIGRATIONS[step])
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS tidings_schema_features (feature text PRIMARY KEY, "
+            "version integer NOT NULL, applied_ms bigint NOT NULL)"
+        )
+        await conn.executemany(
+            "INSERT INTO tidings_schema_features VALUES ($1, $2, $3) ON CONFLICT (feature) "
+            "DO UPDATE SET version = excluded.version, applied_ms = excluded.applied_ms "
+            "WHERE tidings_schema_features.version <> excluded.version",
+            [(feature, number, stamp) for feature, number in FEATURES.items()],
+        )
+        if version < SCHEMA_VERSION:
+            await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", SCHEMA_VERSION, stamp)
 
 
 async def _fetch_refs(conn: Conn, refs: list[list[Any]]) -> list[Notification]:

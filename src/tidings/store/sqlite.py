@@ -46,10 +46,12 @@ from tidings.store.common import (
     CANCELLED,
     COLUMNS,
     DELIVERED,
+    FEATURES,
     PENDING,
     PUSH_COLUMNS,
     SCHEMA_VERSION,
     WOKEN,
+    Step,
     by_key,
     check_fingerprint,
     check_schema,
@@ -59,9 +61,11 @@ from tidings.store.common import (
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     push_subscription,
     used_now,
 )
@@ -93,9 +97,10 @@ SYNCHRONOUS = ("NORMAL", "FULL")
 # for the replay's hot path; its one parameter is now.
 LIVE = sql.live(sql.Statement(sql.SQLITE), 0)
 
-# Schema version -> the step that reaches it from the one before.
-MIGRATIONS: dict[int, str] = {
-    1: """
+# (feature, version) -> the step that reaches it from the feature's version before
+# (`common.FEATURES`).
+MIGRATIONS: dict[Step, str] = {
+    ("log", 1): """
 CREATE TABLE IF NOT EXISTS users (
     user_id     TEXT PRIMARY KEY,
     last_seq    INTEGER NOT NULL,
@@ -122,8 +127,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
 """,
-    2: "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
-    3: """
+    ("log", 2): "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
+    ("inbox", 1): """
 ALTER TABLE notifications ADD COLUMN category TEXT;
 ALTER TABLE notifications ADD COLUMN actor TEXT;
 ALTER TABLE notifications ADD COLUMN actions TEXT;
@@ -137,7 +142,7 @@ CREATE TABLE IF NOT EXISTS preferences (
     channels TEXT NOT NULL
 ) WITHOUT ROWID;
 """,
-    4: """
+    ("scheduling", 1): """
 CREATE TABLE IF NOT EXISTS scheduled (
     key         TEXT NOT NULL,
     user_id     TEXT NOT NULL,
@@ -155,7 +160,7 @@ CREATE INDEX IF NOT EXISTS scheduled_done ON scheduled (done_ms) WHERE done_ms I
 CREATE INDEX IF NOT EXISTS notifications_expires
     ON notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
-    5: """
+    ("push", 1): """
 CREATE TABLE IF NOT EXISTS push_subscriptions (
     endpoint    TEXT PRIMARY KEY,
     user_id     TEXT NOT NULL,
@@ -181,7 +186,7 @@ CREATE TABLE IF NOT EXISTS push_nodes (
     alive_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """,
-    6: """
+    ("email", 1): """
 CREATE TABLE IF NOT EXISTS email_users (
     user_id     TEXT PRIMARY KEY,
     email       TEXT,
@@ -194,7 +199,7 @@ CREATE TABLE IF NOT EXISTS email_users (
     attempts    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """,
-    7: """
+    ("snooze", 1): """
 ALTER TABLE notifications ADD COLUMN snoozed_ms INTEGER;
 ALTER TABLE notifications ADD COLUMN snooze_lease INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS notifications_snoozed
@@ -728,25 +733,40 @@ def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[A
 
 
 def _migrate(c: sqlite3.Connection) -> None:
-    version = c.execute("PRAGMA user_version").fetchone()[0]
-    check_schema("SQLite", version)
-    if version == SCHEMA_VERSION:
+    if not _steps(c) and c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
         return
-    # Under the write lock, and the version read again under it: two processes starting
+    # Under the write lock, and the versions read again under it: two processes starting
     # together must not both run a step (ADD COLUMN fails the second time).
     c.execute("BEGIN IMMEDIATE")
     try:
-        version = c.execute("PRAGMA user_version").fetchone()[0]
-        check_schema("SQLite", version)
-        for step in range(version + 1, SCHEMA_VERSION + 1):
+        for step in _steps(c):
             for statement in MIGRATIONS[step].split(";"):
                 if statement.strip():
                     c.execute(statement)
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS schema_features "
+            "(feature TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        c.executemany(
+            "INSERT INTO schema_features (feature, version) VALUES (?, ?) "
+            "ON CONFLICT (feature) DO UPDATE SET version = excluded.version",
+            list(FEATURES.items()),
+        )
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         c.execute("COMMIT")
     except BaseException:
         c.execute("ROLLBACK")
         raise
+
+
+def _steps(c: sqlite3.Connection) -> list[Step]:
+    """The steps the database still needs, per feature (refusing one a newer tidings made)."""
+    version = c.execute("PRAGMA user_version").fetchone()[0]
+    check_schema("SQLite", version)
+    recorded: dict[str, int] = {}
+    if version >= SCHEMA_VERSION:
+        recorded = dict(c.execute("SELECT feature, version FROM schema_features").fetchall())
+    return pending_steps("SQLite", features_of(version, recorded))
 
 
 def _add_batch(

@@ -322,7 +322,7 @@ class PostgresStore(sql.SqlQueries):
         stamp = self.clock.now_ms()
         async with self._conn() as conn:
             if up_to is not None:
-                text, params = sql.mark_read_up_to(sql.POSTGRES, user_id, up_to, stamp)
+                text, params = sql.mark_up_to(self.dialect, "read_ms", user_id, up_to, stamp)
                 rows = await conn.fetch(text, *params)
             else:
                 rows = await conn.fetch(
@@ -463,20 +463,8 @@ class PostgresStore(sql.SqlQueries):
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
         # SKIP LOCKED (the dialect's): nodes claiming at once each take rows the others are not.
-        query = sql.claim(
-            sql.POSTGRES,
-            "scheduled",
-            key="key, user_id",
-            where="state = 'pending'",
-            due="deliver_ms",
-            lease="lease_until",
-            order="deliver_ms, created_ms, key",
-            returning="key, user_id, deliver_ms, draft, created_ms",
-            now=self.clock.now_ms(),
-            lease_ms=lease_ms,
-            limit=limit,
-        )
-        rows = await self._read(query)
+        query = sql.claim(self.dialect, sql.SCHEDULED, self.clock.now_ms(), lease_ms, limit)
+        rows = await self._write(query)
         ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
 

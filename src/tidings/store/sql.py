@@ -22,7 +22,10 @@ from tidings.store.common import COLUMNS, chunks, counts_of, notification
 
 __all__ = [
     "POSTGRES",
+    "SCHEDULED",
+    "SNOOZED",
     "SQLITE",
+    "Claimable",
     "Dialect",
     "Query",
     "SqlQueries",
@@ -32,8 +35,7 @@ __all__ = [
     "counts",
     "expired_between",
     "group_heads",
-    "mark_read_up_to",
-    "mark_seen",
+    "mark_up_to",
     "next_expiry",
     "next_snoozed",
     "page",
@@ -181,22 +183,14 @@ def group_heads(
     )
 
 
-def mark_seen(d: Dialect, user_id: str, up_to: int, stamp: int) -> Query:
-    """Seen up to `up_to`, never a snoozed one (rows: seq)."""
+def mark_up_to(
+    d: Dialect, column: Literal["seen_ms", "read_ms"], user_id: str, up_to: int, stamp: int
+) -> Query:
+    """Seen (or read) up to `up_to`, never a snoozed one (rows: seq)."""
     q = Statement(d)
     return q.query(
-        f"UPDATE {d.table('notifications')} SET seen_ms = {q(stamp)} "
-        f"WHERE user_id = {q(user_id)} AND seq <= {q(up_to)} AND seen_ms IS NULL "
-        "AND snoozed_ms IS NULL RETURNING seq"
-    )
-
-
-def mark_read_up_to(d: Dialect, user_id: str, up_to: int, stamp: int) -> Query:
-    """Read up to `up_to`, never a snoozed one (rows: seq)."""
-    q = Statement(d)
-    return q.query(
-        f"UPDATE {d.table('notifications')} SET read_ms = {q(stamp)} "
-        f"WHERE user_id = {q(user_id)} AND seq <= {q(up_to)} AND read_ms IS NULL "
+        f"UPDATE {d.table('notifications')} SET {column} = {q(stamp)} "
+        f"WHERE user_id = {q(user_id)} AND seq <= {q(up_to)} AND {column} IS NULL "
         "AND snoozed_ms IS NULL RETURNING seq"
     )
 
@@ -225,29 +219,54 @@ def next_snoozed(d: Dialect) -> Query:
     )
 
 
-def claim(
-    d: Dialect,
-    table: str,
-    *,
-    key: str,
-    where: str,
-    due: str,
-    lease: str,
-    order: str,
-    returning: str,
-    now: int,
-    lease_ms: int,
-    limit: int,
-) -> Query:
-    """Lease, for `lease_ms`, up to `limit` rows of `table` whose `due` time has come and whose
-    `lease` (if any) ran out, among those `where` admits, in `order`; one statement, so no two
-    claimers take a row while its lease runs. `key` names the row (a column list)."""
+@dataclass(frozen=True)
+class Claimable:
+    """Rows a node claims with a lease: what names one (`key`, a column list), which are
+    candidates (`where`), when one is due, its lease column, the claim order, what is returned."""
+
+    table: str
+    key: str
+    where: str
+    due: str
+    lease: str
+    order: str
+    returning: str
+
+
+# `Store.claim_due`: pending scheduled rows, oldest due first, then in the order they were
+# scheduled (rows: key, user_id, deliver_ms, draft, created_ms).
+SCHEDULED = Claimable(
+    table="scheduled",
+    key="key, user_id",
+    where="state = 'pending'",
+    due="deliver_ms",
+    lease="lease_until",
+    order="deliver_ms, created_ms, key",
+    returning="key, user_id, deliver_ms, draft, created_ms",
+)
+# `Store.claim_snoozed`: snoozed notifications, earliest first (rows: user_id, seq, snoozed_ms).
+SNOOZED = Claimable(
+    table="notifications",
+    key="user_id, seq",
+    where="snoozed_ms IS NOT NULL",
+    due="snoozed_ms",
+    lease="snooze_lease",
+    order="snoozed_ms",
+    returning="user_id, seq, snoozed_ms",
+)
+
+
+def claim(d: Dialect, rows: Claimable, now: int, lease_ms: int, limit: int) -> Query:
+    """Lease, for `lease_ms`, up to `limit` of `rows` whose time has come and whose lease (if
+    any) ran out, in their order; one statement, so no two claimers take a row while its lease
+    runs."""
     q = Statement(d)
-    name = d.table(table)
+    name = d.table(rows.table)
     return q.query(
-        f"UPDATE {name} SET {lease} = {q(now + lease_ms)} WHERE ({key}) IN ("
-        f"SELECT {key} FROM {name} WHERE {where} AND {due} <= {q(now)} AND {lease} < {q(now)} "
-        f"ORDER BY {order} LIMIT {q(limit)}{d.skip_locked}) RETURNING {returning}"
+        f"UPDATE {name} SET {rows.lease} = {q(now + lease_ms)} WHERE ({rows.key}) IN ("
+        f"SELECT {rows.key} FROM {name} WHERE {rows.where} AND {rows.due} <= {q(now)} "
+        f"AND {rows.lease} < {q(now)} ORDER BY {rows.order} LIMIT {q(limit)}{d.skip_locked}) "
+        f"RETURNING {rows.returning}"
     )
 
 
@@ -320,23 +339,11 @@ class SqlQueries(abc.ABC):
         return heads
 
     async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        query = mark_seen(self.dialect, user_id, up_to, self.clock.now_ms())
+        query = mark_up_to(self.dialect, "seen_ms", user_id, up_to, self.clock.now_ms())
         return sorted(r[0] for r in await self._write(query))
 
     async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        query = claim(
-            self.dialect,
-            "notifications",
-            key="user_id, seq",
-            where="snoozed_ms IS NOT NULL",
-            due="snoozed_ms",
-            lease="snooze_lease",
-            order="snoozed_ms",
-            returning="user_id, seq, snoozed_ms",
-            now=self.clock.now_ms(),
-            lease_ms=lease_ms,
-            limit=limit,
-        )
+        query = claim(self.dialect, SNOOZED, self.clock.now_ms(), lease_ms, limit)
         found = (Snooze(r[0], r[1], r[2]) for r in await self._write(query))
         return sorted(found, key=lambda s: (s.until_ms, s.seq))
 

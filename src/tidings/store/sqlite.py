@@ -418,7 +418,7 @@ class SqliteStore(sql.SqlQueries):
 
         def _mark(c: sqlite3.Connection) -> list[int]:
             if up_to is not None:
-                text, params = sql.mark_read_up_to(sql.SQLITE, user_id, up_to, stamp)
+                text, params = sql.mark_up_to(self.dialect, "read_ms", user_id, up_to, stamp)
                 return sorted(r[0] for r in c.execute(text, params).fetchall())
             return _set_by_ids(c, "read_ms", stamp, "read_ms IS NULL", user_id, ids or ())
 
@@ -506,19 +506,7 @@ class SqliteStore(sql.SqlQueries):
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
         # One statement: SQLite runs it as one transaction under the write lock, so two
         # processes never claim the same row.
-        query = sql.claim(
-            sql.SQLITE,
-            "scheduled",
-            key="key, user_id",
-            where="state = 'pending'",
-            due="deliver_ms",
-            lease="lease_until",
-            order="deliver_ms, created_ms, key",
-            returning="key, user_id, deliver_ms, draft, created_ms",
-            now=self.clock.now_ms(),
-            lease_ms=lease_ms,
-            limit=limit,
-        )
+        query = sql.claim(self.dialect, sql.SCHEDULED, self.clock.now_ms(), lease_ms, limit)
         rows = await self._write(query)
         rows.sort(key=lambda r: (r[2], r[4], r[0]))
         return [due(r[0], r[1], r[2], r[3]) for r in rows]
@@ -609,17 +597,9 @@ class SqliteStore(sql.SqlQueries):
     async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
         stamp = self.clock.now_ms()
 
-        def _add(c: sqlite3.Connection) -> Subscribed:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                outcome = _add_subscription(c, sub, limit, stamp)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return outcome
-
-        return await self._writer.run(_add)
+        return await self._writer.run(
+            lambda c: _transaction(c, _add_subscription, sub, limit, stamp)
+        )
 
     async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
         sql = "DELETE FROM push_subscriptions WHERE endpoint = ? AND user_id = ?"
@@ -683,24 +663,18 @@ class SqliteStore(sql.SqlQueries):
         self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
     ) -> None:
         def _record(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(
-                    "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
-                    "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
-                    (node, alive_ms),
-                )
-                c.executemany(
-                    "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
-                    "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
-                    [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            c.execute(
+                "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
+                "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
+                (node, alive_ms),
+            )
+            c.executemany(
+                "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
+                [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
+            )
 
-        await self._writer.run(_record)
+        await self._writer.run(lambda c: _transaction(c, _record))
 
     async def presence(self, user_id: str) -> int:
         sql = (
@@ -712,20 +686,14 @@ class SqliteStore(sql.SqlQueries):
 
     async def forget_presence(self, before_ms: int) -> None:
         def _forget(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(
-                    "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
-                    "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
-                    (before_ms, before_ms),
-                )
-                c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            c.execute(
+                "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
+                "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
+                (before_ms, before_ms),
+            )
+            c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
 
-        await self._writer.run(_forget)
+        await self._writer.run(lambda c: _transaction(c, _forget))
 
 
 def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -737,26 +705,24 @@ def _migrate(c: sqlite3.Connection) -> None:
         return
     # Under the write lock, and the versions read again under it: two processes starting
     # together must not both run a step (ADD COLUMN fails the second time).
-    c.execute("BEGIN IMMEDIATE")
-    try:
-        for step in _steps(c):
-            for statement in MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    c.execute(statement)
-        c.execute(
-            "CREATE TABLE IF NOT EXISTS schema_features "
-            "(feature TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
-        )
-        c.executemany(
-            "INSERT INTO schema_features (feature, version) VALUES (?, ?) "
-            "ON CONFLICT (feature) DO UPDATE SET version = excluded.version",
-            list(FEATURES.items()),
-        )
-        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
+    _transaction(c, _upgrade)
+
+
+def _upgrade(c: sqlite3.Connection) -> None:
+    for step in _steps(c):
+        for statement in MIGRATIONS[step].split(";"):
+            if statement.strip():
+                c.execute(statement)
+    c.execute(
+        "CREATE TABLE IF NOT EXISTS schema_features "
+        "(feature TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    c.executemany(
+        "INSERT INTO schema_features (feature, version) VALUES (?, ?) "
+        "ON CONFLICT (feature) DO UPDATE SET version = excluded.version",
+        list(FEATURES.items()),
+    )
+    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _steps(c: sqlite3.Connection) -> list[Step]:

@@ -105,6 +105,14 @@ def shelf(archived: bool) -> str:
     return " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
 
 
+def listed(q: Statement, *, category: str | None, archived: bool, snoozed: bool, now: int) -> str:
+    """What a list shows: of `category` when given; the archived ones or the others; the
+    snoozed ones or the others; never an expired one."""
+    where = "" if category is None else f" AND category = {q(category)}"
+    where += shelf(archived)
+    return where + (" AND snoozed_ms IS NOT NULL" + unexpired(q, now) if snoozed else live(q, now))
+
+
 def after(d: Dialect, columns: str, user_id: str, seq: int, limit: int, now: int) -> Query:
     """The replay: what follows `seq`, ascending (`Store.after`), each row `columns`."""
     q = Statement(d)
@@ -134,10 +142,7 @@ def page(
         where += f" AND seq < {q(before)}"
     if unread_only:
         where += " AND read_ms IS NULL"
-    if category is not None:
-        where += f" AND category = {q(category)}"
-    where += shelf(archived)
-    where += " AND snoozed_ms IS NOT NULL" + unexpired(q, now) if snoozed else live(q, now)
+    where += listed(q, category=category, archived=archived, snoozed=snoozed, now=now)
     return q.query(
         f"SELECT {columns} FROM {d.table('notifications')} WHERE {where} "
         f"ORDER BY seq DESC LIMIT {q(limit)}"
@@ -175,9 +180,7 @@ def group_heads(
     """Per group among the unread ones: the newest seq and how many (rows: grp, head, n)."""
     q = Statement(d)
     where = f"user_id = {q(user_id)} AND read_ms IS NULL AND {q.any_of('grp', groups, 'text')}"
-    if category is not None:
-        where += f" AND category = {q(category)}"
-    where += shelf(archived) + live(q, now)
+    where += listed(q, category=category, archived=archived, snoozed=False, now=now)
     return q.query(
         f"SELECT grp, max(seq), count(*) FROM {d.table('notifications')} WHERE {where} GROUP BY grp"
     )

@@ -25,7 +25,7 @@ from tidings.http.publisher import publisher_router
 from tidings.http.user import user_router
 from tidings.push.routes import push_router
 from tidings.routes import MethodTable, RawRoute, serve_raw
-from tidings.service import Service
+from tidings.service import Service, build_service
 from tidings.settings import ConfigError, Settings
 from tidings.snooze.routes import describe as describe_snooze
 from tidings.snooze.routes import snooze_router
@@ -166,7 +166,7 @@ class StaticModules(StaticFiles):
 def create_app(settings: Settings, service: Service | None = None) -> TidingsApp:
     """The whole application; `service` wires it to given parts (the unit tests' fakes)."""
     if service is None:
-        service = Service(settings)
+        service = build_service(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -42,6 +42,7 @@ from tidings.models import (
     Snooze,
     Stored,
     UserRecord,
+    one_line_json,
 )
 from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
@@ -85,6 +86,8 @@ IN_CHUNK = 500
 # Users in one publish from which `_add_bulk`'s two set-based statements replace a bound row per
 # user (measured: at 10,000 users the row path costs several times the CPU).
 BULK_MIN = 32
+# Decoded catch-up rows kept for reuse (`_replayed`); all dropped at once when full.
+TEMPLATES = 1024
 # The commit window is waited only when the previous commit ended less than this many windows ago.
 BUSY_GAP = 10
 
@@ -314,6 +317,9 @@ class SqliteStore:
         self.clock = clock or Clock()
         self._writer = _Connection(path, "tidings-sqlite-w", synchronous=synchronous)
         self._reader = _Inline(path)
+        # Catch-up rows alike but for user and seq -> (the decoded fields, the line after the
+        # user id); see `_replayed`.
+        self._templates: dict[tuple[Any, ...], tuple[dict[str, Any], str | None]] = {}
         # Publishes waiting for the writer thread, and whether it is flushing them (it clears
         # the flag under the lock when it finds nothing left, so none is ever stranded).
         self._pending: collections.deque[_Pending] = collections.deque()
@@ -395,7 +401,36 @@ class SqliteStore:
         )
         params = (user_id, seq, self.clock.now_ms(), limit)
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [notification(r) for r in rows]
+        return [self._replayed(r) for r in rows]
+
+    def _replayed(self, row: tuple[Any, ...]) -> Notification:
+        """A row read for a stream's catch-up, whose SSE line is wanted next.
+
+        After a broadcast, or a restart that thousands of streams catch up from, the same
+        notification is read for many users: rows alike but for user and seq share one decoded
+        template and its encoded line, spliced per user as `made` does for a publish."""
+        key = row[2:]
+        found = self._templates.get(key)
+        if found is None:
+            n = notification(row)
+            text = n.line
+            head = f'{{"id":{n.seq},"user_id":{one_line_json(n.user_id)}'
+            tail = text[len(head) :] if text.startswith(head) else None
+            if len(self._templates) >= TEMPLATES:
+                self._templates.clear()
+            self._templates[key] = (dict(vars(n)), tail)
+            return n
+        fields, tail = found
+        n = object.__new__(Notification)
+        own = vars(n)
+        own.update(fields)
+        own["user_id"] = user_id = row[0]
+        own["seq"] = seq = row[1]
+        if tail is not None:
+            own["line"] = f'{{"id":{seq},"user_id":{one_line_json(user_id)}{tail}'
+        else:
+            del own["line"]
+        return n
 
     async def position(self, user_id: str) -> Position:
         sql = "SELECT last_seq, pruned_upto FROM users WHERE user_id = ?"

@@ -372,6 +372,15 @@ def postgres_pid(url: str) -> int | None:
         return None
 
 
+def _sys_cpu(pid: int) -> float:
+    """The kernel's share of a process's CPU seconds (system calls, the loopback TCP stack)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return int(fields[12]) / common.CLK_TCK
+
+
 def _cpu(pid: int | None) -> float | None:
     return None if pid is None else common.sample(pid)["cpu"]
 
@@ -503,6 +512,7 @@ class Nodes:
         return {
             "cpu": sum(x["cpu"] for x in each),
             "cpu_each": [x["cpu"] for x in each],
+            "sys": sum(_sys_cpu(s.proc.pid) for s in self.servers),
             "rss": sum(x["rss"] for x in each),
             "rss_each": [x["rss"] for x in each],
             "t": time.time(),
@@ -632,6 +642,8 @@ def one_run(
             server_cpu_us_per_notification_above_idle=round(
                 (s1["cpu"] - s0["cpu"] - idle_rate * wall) / max(pub["sent"], 1) * 1e6, 1
             ),
+            # Of server_cpu_pct, the part in the kernel (system calls, loopback TCP).
+            server_sys_cpu_pct=round((s1["sys"] - s0["sys"]) / wall * 100, 1),
             postgres_cpu_pct=None
             if pg0 is None or pg1 is None
             else round((pg1 - pg0) / wall * 100, 1),
@@ -866,6 +878,7 @@ SPREAD = (
     "server_cpu_us_per_notification_above_idle",
     "idle_cpu_pct",
     "postgres_cpu_pct",
+    "server_sys_cpu_pct",
     "engine_cpu_pct",
     "engine_cpu_us_per_notification",
     "bus_received_share",

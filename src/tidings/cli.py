@@ -171,6 +171,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ, demo=args.demo)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if args.workers > 1 and settings.database_url.startswith("memory:"):
+        # Each worker would keep a store of its own: a user's streams would miss publishes.
+        raise ConfigError(
+            "--workers needs a database the workers share; memory:// is one process's"
+        )
     if not settings.publisher_keys:
         raise ConfigError(
             "TIDINGS_PUBLISHER_KEYS is required (comma-separated publisher keys; "
@@ -232,7 +237,7 @@ def _check_bind(host: str, port: int) -> None:
 
 def _send(args: argparse.Namespace) -> int:
     from tidings.bus.local import LocalBus
-    from tidings.service import Service
+    from tidings.service import build_service
     from tidings.store.factory import sqlite_path
 
     # Publishing signs nothing: TIDINGS_SECRET may be absent (a configured one is still checked).
@@ -269,7 +274,7 @@ def _send(args: argparse.Namespace) -> int:
             "with the server's TIDINGS_DATABASE_URL (sqlite:///relative paths start in the "
             "working directory)"
         )
-    service = Service(settings)
+    service = build_service(settings)
     # Only the local bus can tell whether a server is there (its socket); a shared bus reaches
     # whoever subscribes, and is checked by the server's /readyz instead.
     served: bool | None = None

@@ -277,6 +277,16 @@ class FakeStore:
                 claimed.append(row[0])
         return claimed
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        self._check()
+        count = 0
+        for due in rows:
+            row = self.scheduled.get((due.key, due.user_id))
+            if row is not None and row[2] == PENDING:
+                row[3] = self.clock.now_ms() + lease_ms
+                count += 1
+        return count
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         self._check()
         delivered: list[Stored] = []
@@ -346,6 +356,16 @@ class FakeStore:
                 self.snooze_leases[(user_id, seq)] = now + lease_ms
                 claimed.append(Snooze(user_id, seq, until))
         return claimed
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        self._check()
+        count = 0
+        for c in claimed:
+            for n in self.rows.get(c.user_id, []):
+                if n.seq == c.seq and n.snoozed_ms == c.until_ms:
+                    self.snooze_leases[(c.user_id, c.seq)] = self.clock.now_ms() + lease_ms
+                    count += 1
+        return count
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         self._check()

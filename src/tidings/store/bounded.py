@@ -186,6 +186,10 @@ class BoundedStore:
         async with self._slot():
             return await self.inner.claim_due(lease_ms, limit)
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        async with self._slot():
+            return await self.inner.renew_due(rows, lease_ms)
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         async with self._slot():
             return await self.inner.deliver(rows)
@@ -205,6 +209,10 @@ class BoundedStore:
     async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
         async with self._slot():
             return await self.inner.claim_snoozed(lease_ms, limit)
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        async with self._slot():
+            return await self.inner.renew_snoozed(claimed, lease_ms)
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         async with self._slot():

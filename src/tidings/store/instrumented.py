@@ -141,6 +141,10 @@ class InstrumentedStore:
         self._op("claim_due")
         return await self.inner.claim_due(lease_ms, limit)
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        self._op("renew_due")
+        return await self.inner.renew_due(rows, lease_ms)
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         self._op("deliver")
         return await self.inner.deliver(rows)
@@ -160,6 +164,10 @@ class InstrumentedStore:
     async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
         self._op("claim_snoozed")
         return await self.inner.claim_snoozed(lease_ms, limit)
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        self._op("renew_snoozed")
+        return await self.inner.renew_snoozed(claimed, lease_ms)
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         self._op("wake_snoozed")

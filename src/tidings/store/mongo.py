@@ -924,6 +924,22 @@ class MongoStore:
         taken.sort(key=lambda d: (d["deliver_ms"], d["created_ms"], d["key"]))
         return [due(d["key"], d["user_id"], d["deliver_ms"], d["draft"]) for d in taken]
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        # By `_id` (the fence), the one filter FerretDB v1 finds with an index. This is what
+        # keeps a cancel off rows this node is storing (see `cancel_scheduled`).
+        count = 0
+        until = self.clock.now_ms() + lease_ms
+        async with self._guard():
+            for group in by_key(rows):
+                for chunk in chunks([r.user_id for r in group], CHUNK):
+                    fences = [_fence(group[0].key, u) for u in chunk]
+                    result = await self._scheduled.update_many(
+                        {"_id": {"$in": fences}, "state": PENDING},
+                        {"$set": {"lease_until": until}},
+                    )
+                    count += result.matched_count
+        return count
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         delivered: list[Stored] = []
         async with self._guard():
@@ -1036,6 +1052,17 @@ class MongoStore:
             )
             taken = [Snooze(d["user_id"], int(d["seq"]), int(d["snoozed_ms"])) async for d in found]
         return sorted(taken, key=lambda s: (s.until_ms, s.seq))
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        if not claimed:
+            return 0
+        until = self.clock.now_ms() + lease_ms
+        query: Doc = {
+            "$or": [{"user_id": c.user_id, "seq": c.seq, "snoozed_ms": c.until_ms} for c in claimed]
+        }
+        async with self._guard():
+            result = await self._notifications.update_many(query, {"$set": {"snooze_lease": until}})
+        return result.matched_count
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         woken: list[Notification] = []

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from tidings import mailer
@@ -45,9 +46,16 @@ from tidings.away import left_out
 from tidings.metrics import Metrics
 from tidings.models import Clock, EmailClaim, Notification, Preferences
 from tidings.settings import Settings
-from tidings.store import Store, StoreUnavailable
+from tidings.store import StoreUnavailable
+from tidings.store.base import EmailStore, LogStore, PreferenceStore
 
 __all__ = ["Digest", "Digester", "build_message", "check_unsubscribe", "unsubscribe_url"]
+
+
+class DigestStore(LogStore, PreferenceStore, EmailStore, Protocol):
+    """What the digest uses of the store: the log it reads, the channels the user chose, and
+    the users' addresses and cursors."""
+
 
 log = logging.getLogger("tidings.email")
 
@@ -178,7 +186,9 @@ def build_message(settings: Settings, digest: Digest, now_ms: int) -> EmailMessa
 class Digester:
     """One node's digest loop (started by `Service.running` only when email is on)."""
 
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, store: DigestStore, metrics: Metrics, clock: Clock
+    ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics

@@ -108,14 +108,16 @@ async def test_a_node_delivering_for_longer_than_its_lease_renews_it(
     # The store takes four leases to deliver the row: the node renews its lease meanwhile, so
     # another node looking again and again never claims the row; it arrives once.
     entered, done = asyncio.Event(), asyncio.Event()
-    deliver = node.store.deliver
+    # The node's store as the scheduler holds it (the wrappers bind the inner one's methods).
+    store = node.service.store
+    deliver = store.deliver
 
     async def slow(rows: Sequence[Due]) -> list[Stored]:
         entered.set()
         await done.wait()
         return await deliver(rows)
 
-    monkeypatch.setattr(node.store, "deliver", slow)
+    monkeypatch.setattr(store, "deliver", slow)
     async with open_stream("ann") as ann:
         due = now_ms() + 50
         await node.store.schedule(Draft(user_ids=("ann",), message="slow", deliver_ms=due), "k")

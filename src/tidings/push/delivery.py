@@ -37,7 +37,7 @@ import logging
 import random
 import secrets
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -49,9 +49,15 @@ from tidings.models import Clock, Notification, Preferences, PushSubscription, i
 from tidings.push.endpoints import Refused, resolve
 from tidings.push.keys import Vapid
 from tidings.settings import Settings
-from tidings.store import Store
+from tidings.store.base import InboxStore, LogStore, PreferenceStore, PresenceStore, PushStore
 
 __all__ = ["MAX_PLAINTEXT", "PushChannel", "payload_of", "tag_of", "title_of", "topic_of"]
+
+
+class PushOutbox(LogStore, InboxStore, PreferenceStore, PushStore, PresenceStore, Protocol):
+    """What push uses of the store: the log it reads (and its groups), the channels the user
+    chose, the subscriptions with their cursors, and presence."""
+
 
 log = logging.getLogger("tidings.push")
 
@@ -208,7 +214,7 @@ class PushChannel:
     """One node's share of Web Push: the presence writer and the delivery loop."""
 
     def __init__(
-        self, settings: Settings, store: Store, hub: Hub, clock: Clock, metrics: Metrics
+        self, settings: Settings, store: PushOutbox, hub: Hub, clock: Clock, metrics: Metrics
     ) -> None:
         self.settings = settings
         self.store = store

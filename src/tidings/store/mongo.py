@@ -81,6 +81,7 @@ from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     DELIVERED,
+    FEATURES,
     PENDING,
     SCHEMA_VERSION,
     by_key,
@@ -94,9 +95,11 @@ from tidings.store.common import (
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     used_now,
 )
 
@@ -304,6 +307,10 @@ class MongoStore:
         found = await meta.find_one({"_id": "schema"})
         version = 0 if found is None else int(found["version"])
         check_schema("MongoDB", version)
+        # Every feature's indexes are made below on each open (idempotent): the steps are only
+        # checked, so a database a newer tidings gave a feature this one does not know is refused.
+        recorded = {} if found is None else dict(found.get("features", {}))
+        pending_steps("MongoDB", features_of(version, recorded))
         # A new store: every publish raises its users' floors from the first one on, so a floor
         # is a publish's first guess (see `_taken`). An older store keeps reading the newest
         # document of each user.
@@ -339,7 +346,11 @@ class MongoStore:
         await self._db["push_subscriptions"].create_index([("user_id", ASCENDING)], name="user_id")
         if self.retention_days is not None:
             await self._ensure_ttl(notifications)
-        await meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+        await meta.update_one(
+            {"_id": "schema"},
+            {"$set": {"version": SCHEMA_VERSION, "features": FEATURES}},
+            upsert=True,
+        )
 
     async def _ensure_ttl(self, notifications: AsyncCollection[Doc]) -> None:
         assert self.retention_days is not None
@@ -403,8 +414,13 @@ class MongoStore:
         return [n for u in user_ids if (n := got[u]) is not None]
 
     async def _record_refs(self, key: str, owner: str, made: Sequence[Notification]) -> None:
-        # Documents, not pairs: FerretDB refuses nested arrays.
-        refs = [{"u": n.user_id, "s": n.seq} for n in made]
+        # The key is done; what it stored is found again by the fence (`_replay`), not listed
+        # here: FerretDB v1 reads every document of a collection in full for a lookup in it, and
+        # a list of a broadcast's users made each later publish's key lookups slower, in
+        # proportion to all the notifications ever published with a key (issue 22, item 3).
+        # Still a list, empty: a store made before this version reads it as done, and its own
+        # non-empty lists stay readable (`_fetch_refs`).
+        refs: list[Doc] = []
         # Filtered by `_id` alone, the owner checked here: FerretDB v1 scans the whole
         # collection for any other filter (one document per keyed publish), which made every
         # publish slower as the store grew. Should the key have been taken over meanwhile, the
@@ -466,7 +482,9 @@ class MongoStore:
                 continue  # pruned meanwhile
             check_fingerprint(key, found.get("fp"), draft)
             if found.get("refs") is not None:
-                stored = Stored(tuple(await self._fetch_refs(found["refs"])), replayed=True)
+                refs = found["refs"]
+                made = await self._fetch_refs(refs) if refs else await self._replay(key, draft)
+                stored = Stored(tuple(made), replayed=True)
                 return owner, stored, False
             abandoned = found.get("owner") is None
             if abandoned or stamp - int(found["created_ms"]) > self.takeover_ms:
@@ -482,6 +500,13 @@ class MongoStore:
                     "MongoDB: a publish with this idempotency key is still in progress"
                 )
             await asyncio.sleep(IDEMPOTENCY_POLL)
+
+    async def _replay(self, key: str, draft: Draft) -> list[Notification]:
+        """What the key's first call stored, in its users' order: the same draft (the
+        fingerprint matched), so the same users, each with one document under the fence."""
+        users = list(dict.fromkeys(draft.user_ids))
+        found = await self._recover(key, users)
+        return [n for u in users if (n := found.get(u)) is not None]
 
     async def _fetch_refs(self, refs: list[Doc]) -> list[Notification]:
         found: list[Notification] = []

@@ -478,6 +478,24 @@ class PostgresStore(sql.SqlQueries):
         ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        if not rows:
+            return 0
+        async with self._conn() as conn:
+            # SKIP LOCKED: a row this node's delivery has locked is being committed; waiting for
+            # it would hold a connection for nothing.
+            found = await conn.fetch(
+                "UPDATE tidings_scheduled AS s SET lease_until = $1 FROM ("
+                "  SELECT key, user_id FROM tidings_scheduled "
+                "  WHERE (key, user_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
+                "  AND state = 'pending' FOR UPDATE SKIP LOCKED) AS mine "
+                "WHERE s.key = mine.key AND s.user_id = mine.user_id RETURNING 1",
+                self.clock.now_ms() + lease_ms,
+                [r.key for r in rows],
+                [r.user_id for r in rows],
+            )
+        return len(found)
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         delivered: list[Stored] = []
         for group in by_key(rows):
@@ -543,6 +561,24 @@ class PostgresStore(sql.SqlQueries):
                 sorted(set(ids)),
             )
         return sorted((notification(r) for r in rows), key=lambda n: n.seq)
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        if not claimed:
+            return 0
+        async with self._conn() as conn:
+            found = await conn.fetch(
+                "UPDATE tidings_notifications AS n SET snooze_lease = $1 FROM ("
+                "  SELECT n.user_id, n.seq FROM tidings_notifications AS n "
+                "  JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS c (user_id, seq, until) "
+                "  ON n.user_id = c.user_id AND n.seq = c.seq AND n.snoozed_ms = c.until "
+                "  FOR UPDATE OF n SKIP LOCKED) AS mine "
+                "WHERE n.user_id = mine.user_id AND n.seq = mine.seq RETURNING 1",
+                self.clock.now_ms() + lease_ms,
+                [c.user_id for c in claimed],
+                [c.seq for c in claimed],
+                [c.until_ms for c in claimed],
+            )
+        return len(found)
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         if not claimed:

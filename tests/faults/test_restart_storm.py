@@ -3,7 +3,7 @@ and started again; the reconnect storm's catch-up reads must not keep the node a
 "store is busy": it answers an ordinary request within seconds of starting, and every stream
 gets what it missed, in order, as the storm is admitted.
 
-Lean by design: 150 streams, a store of 20,000 notifications (a scan of it is what used to fill
+Lean by design: 100 streams, a store of 3,000 notifications (a scan of it is what used to fill
 every store slot), a small `TIDINGS_STORE_MAX_CONCURRENCY` so the storm outnumbers the slots."""
 
 from __future__ import annotations
@@ -23,13 +23,21 @@ from tests.support import PUBLISHER_KEY, make_token
 from tidings.models import Draft
 from tidings.store import create_store
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.slow,
+    pytest.mark.serial,
+    # Not yet: on FerretDB v1 on a loaded machine the first connect of 100 streams alone kept
+    # the catch-up share busy for over two minutes (each stream's position and its reads are
+    # slow there: see bench/growth-and-soak.md). Strict: it fails CI once it passes.
+    pytest.mark.xfail(strict=True, reason="issue 22 item 4: the storm on FerretDB is not fixed"),
+]
 
-STREAMS = 150
-FILL = 20_000
+STREAMS = 100
+FILL = 3_000
 # Seconds from the restarted node's /readyz to its first answer to an ordinary request.
 ANSWERS_WITHIN = 10.0
-CAUGHT_UP_WITHIN = 90.0
+CAUGHT_UP_WITHIN = 30.0
 
 
 @pytest.fixture
@@ -61,7 +69,7 @@ async def test_a_restarted_node_answers_within_seconds_while_the_storm_catches_u
         [node] = await asyncio.to_thread(cluster.start, 1)
         clients = [ReconnectingClient(node.url, make_token(u), last_event_id="1") for u in users]
         async with (
-            running(*clients, timeout=120),
+            running(*clients, timeout=30),
             httpx.AsyncClient(
                 headers={"authorization": f"Bearer {PUBLISHER_KEY}"}, timeout=30
             ) as http,

@@ -26,7 +26,6 @@ from tidings.store import create_store
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.slow,
-    pytest.mark.serial,
     # Not yet: on FerretDB v1 on a loaded machine the first connect of 100 streams alone kept
     # the catch-up share busy for over two minutes (each stream's position and its reads are
     # slow there: see bench/growth-and-soak.md). Strict: it fails CI once it passes.

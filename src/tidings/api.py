@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.auth import (
@@ -24,6 +24,8 @@ from tidings.auth import (
     mint_token,
     read_user,
 )
+from tidings.channels import NAMES as CHANNEL_NAMES
+from tidings.channels.preferences import ChannelsIn, ChannelsOut
 from tidings.errors import (
     ERROR_SCHEMA,
     ApiError,
@@ -185,21 +187,10 @@ class ArchiveIn(BaseModel):
     ids: list[Seq] = Field(max_length=10_000)
 
 
-class ChannelsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    push: StrictBool = True
-    email: StrictBool = True
-
-
 class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     muted_categories: list[StrictStr] = Field(default_factory=list)
     channels: ChannelsIn = Field(default_factory=ChannelsIn)
-
-
-class ChannelsOut(BaseModel):
-    push: bool
-    email: bool
 
 
 class PreferencesOut(BaseModel):
@@ -372,7 +363,7 @@ async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) ->
 )
 async def get_preferences(user: UserDep, service: ServiceDep) -> dict[str, Any]:
     """The caller's muted categories and channels (all on, nothing muted, until set)."""
-    return (await service.store.preferences(user.user_id)).to_json()
+    return (await service.store.preferences(user.user_id)).to_json(CHANNEL_NAMES)
 
 
 @user_router.put(
@@ -385,12 +376,10 @@ async def put_preferences(
 ) -> dict[str, Any]:
     """Replace the caller's preferences. A muted category is not stored for the caller: a
     publish in it skips them."""
-    preferences = Preferences(
-        muted_categories=check_muted(body.muted_categories, service.settings),
-        push=body.channels.push,
-        email=body.channels.email,
+    preferences = Preferences.of(
+        check_muted(body.muted_categories, service.settings), body.channels.model_dump()
     )
-    return (await service.set_preferences(user.user_id, preferences)).to_json()
+    return (await service.set_preferences(user.user_id, preferences)).to_json(CHANNEL_NAMES)
 
 
 @user_router.post(

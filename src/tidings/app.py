@@ -23,10 +23,8 @@ from tidings.api import (
     publisher_router,
     user_router,
 )
-from tidings.email_api import describe as describe_email
-from tidings.email_api import email_router, unsubscribe_router
+from tidings.channels import registry
 from tidings.errors import method_not_allowed, send_error, too_large
-from tidings.push.routes import push_router
 from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
@@ -193,11 +191,11 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     )
     api.state.service = service
     add_error_handlers(api)
-    # The push routes first: their fixed paths must win over `/notifications/{seq}`.
-    routers = [push_router, user_router, publisher_router, operations_router]
+    # The channels' routes first (Web Push's key and subscriptions; the email digest's user
+    # address and unsubscribe link): their fixed paths must win over `/notifications/{seq}`.
+    routers = [router for channel in registry.CHANNELS for router in channel.routers()]
+    routers += [user_router, publisher_router, operations_router]
     routers.append(snooze_router)
-    # The email digest's: a user's address, the unsubscribe link.
-    routers += [email_router, unsubscribe_router]
     static = resources.files("tidings") / "web" / "static"
     api.mount("/static", StaticModules(directory=str(static)), name="static")
     if settings.demo:
@@ -214,7 +212,8 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
             schema = document(original())
             raw_openapi(RAW_ROUTES, schema)
             describe(schema["components"]["schemas"], settings)
-            describe_email(schema["components"]["schemas"], settings)
+            for channel in registry.CHANNELS:
+                channel.describe(schema["components"]["schemas"], settings)
             describe_snooze(schema["components"]["schemas"], settings)
             api.openapi_schema = schema
         return api.openapi_schema

@@ -90,7 +90,7 @@ class Settings:
     log_repeat_window: float = 10.0
     # A debugging aid (tidings.stalls): log collector pauses of at least this many ms; < 0: off.
     debug_stalls: float = -1.0
-    # The email digest (tidings.digest): off without an SMTP URL, or with EMAIL_AFTER = 0.
+    # The email digest (tidings.channels.email): off without an SMTP URL, or with EMAIL_AFTER = 0.
     smtp_url: str = ""
     email_from: str = ""
     email_after: float = 15.0
@@ -103,7 +103,7 @@ class Settings:
     email_batch: int = 100
     email_max_items: int = 20
     max_email_bytes: int = 254
-    # Web Push (tidings.push): off while no private key is set.
+    # Web Push (tidings.channels.push): off while no private key is set.
     vapid_private_key: str = ""
     vapid_subject: str = ""
     push_grace: float = 10.0
@@ -254,7 +254,9 @@ class Settings:
             raise ConfigError("TIDINGS_MAX_EMAIL_BYTES must be at least 6")
         if not self.email_enabled:
             return
-        from tidings.mailer import SmtpTarget  # settings stay importable without the mailer
+        from tidings.channels.email.mailer import (
+            SmtpTarget,  # settings stay importable without the mailer
+        )
 
         try:
             SmtpTarget.parse(self.smtp_url)

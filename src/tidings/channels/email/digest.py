@@ -33,6 +33,7 @@ import random
 import secrets
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -40,8 +41,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from tidings import mailer
-from tidings.away import left_out
+from tidings.channels.away import left_out
+from tidings.channels.base import Loop
+from tidings.channels.email import mailer
 from tidings.metrics import Metrics
 from tidings.models import Clock, EmailClaim, Notification, Preferences
 from tidings.settings import Settings
@@ -51,7 +53,7 @@ __all__ = ["Digest", "Digester", "build_message", "check_unsubscribe", "unsubscr
 
 log = logging.getLogger("tidings.email")
 
-CHANNEL = "email"
+CHANNEL = "email"  # the registry's name: the preference key and the metrics label
 UNSUBSCRIBE_PATH = "/notifications/unsubscribe"
 # What the signature covers besides the user id: a signature for anything else (a token, a
 # future link of another purpose) is never a valid unsubscribe signature.
@@ -187,6 +189,9 @@ class Digester:
         self.after_ms = int(settings.email_after * 60_000)
         self.lease_ms = int(settings.email_lease * 1000)
 
+    def loops(self) -> Mapping[str, Loop]:
+        return {"tidings-email": self.run}
+
     async def run(self) -> None:
         while True:
             try:
@@ -227,7 +232,7 @@ class Digester:
         preferences = await self.store.preferences(claim.user_id)
         listed, more, skipped = await self._collect(claim, preferences, now)
         shown = [n for n, _ in listed]
-        if not preferences.email:
+        if not preferences.allows(CHANNEL):
             skipped["unsubscribed"] += sum(c for _, c in listed) + more
             shown, more = [], 0
         if not shown:

@@ -39,6 +39,7 @@ ON = {
     "public_url": "https://app.example/t",
 }
 CHANNELS_DIR = Path(registry.__file__).parent
+ENV = {"TIDINGS_SECRET": "s" * 32}
 
 
 def store_calls(*files: Path) -> set[str]:
@@ -133,6 +134,10 @@ class Echo:
     def enabled(self, settings: Settings) -> bool:
         return settings.public_url != ""
 
+    def check(self, settings: Settings) -> None:
+        if self.enabled(settings) and not settings.public_url.startswith("https://"):
+            raise ConfigError("TIDINGS_PUBLIC_URL must be https:// for echo")
+
     def start(self, node: Node) -> Running:
         channel = self
 
@@ -177,10 +182,13 @@ async def test_a_new_channel_is_one_registry_entry(monkeypatch: pytest.MonkeyPat
             assert (await client.delete("/notifications/echo")).status_code == 405
             schema = (await client.get("/openapi.json")).json()
             assert "Echoed" in schema["components"]["schemas"]
-    # Off by its settings: no loop, and the route still answers (it says itself when it is off).
+    # Off by its settings: no loop. Its settings are checked with everyone's.
     service = serving(unit_settings(), FakeStore())
     async with service.running():
         assert service.channels == {}
+    with pytest.raises(ConfigError, match="https:// for echo"):
+        Settings.from_env({**ENV, "TIDINGS_PUBLIC_URL": "http://app.example"})
+    assert Settings.from_env({**ENV, "TIDINGS_PUBLIC_URL": "https://app.example"}).public_url
 
 
 def test_stored_preferences_of_every_shape_read_the_same() -> None:

@@ -50,6 +50,10 @@ class Channel(Protocol):
         """Whether the settings turn it on; off costs nothing: no import, no loop, no query."""
         ...
 
+    def check(self, settings: Settings) -> None:
+        """Raise ConfigError (naming the variable) for settings of it that are wrong."""
+        ...
+
     def start(self, node: Node) -> Running:
         """What this node runs for it (only called when enabled)."""
         ...

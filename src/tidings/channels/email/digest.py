@@ -43,7 +43,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from tidings.channels.away import left_out
 from tidings.channels.base import Loop
-from tidings.channels.email import mailer
+from tidings.channels.email import EmailDigest, mailer
 from tidings.metrics import Metrics
 from tidings.models import Clock, EmailClaim, Notification, Preferences
 from tidings.settings import Settings
@@ -53,7 +53,8 @@ __all__ = ["Digest", "Digester", "build_message", "check_unsubscribe", "unsubscr
 
 log = logging.getLogger("tidings.email")
 
-CHANNEL = "email"  # the registry's name: the preference key and the metrics label
+# The registry's name: the preference key and the metrics label.
+CHANNEL = EmailDigest.name
 UNSUBSCRIBE_PATH = "/notifications/unsubscribe"
 # What the signature covers besides the user id: a signature for anything else (a token, a
 # future link of another purpose) is never a valid unsubscribe signature.

@@ -40,6 +40,7 @@ import httpx
 
 from tidings.channels.away import left_out
 from tidings.channels.base import Loop, Node
+from tidings.channels.push import WebPush
 from tidings.channels.push.endpoints import Refused, resolve
 from tidings.channels.push.keys import Vapid
 from tidings.models import Notification, Preferences, PushSubscription, iso_ms
@@ -48,7 +49,8 @@ __all__ = ["MAX_PLAINTEXT", "PushDelivery", "payload_of", "tag_of", "title_of", 
 
 log = logging.getLogger("tidings.push")
 
-CHANNEL: Final = "push"  # the registry's name: the preference key and the metrics label
+# The registry's name: the preference key and the metrics label.
+CHANNEL: Final = WebPush.name
 # RFC 8291 §4: a push message body is at most 4096 bytes; aes128gcm adds an 86-byte header (salt,
 # record size, the sender's key), a 16-byte tag and a 1-byte padding delimiter.
 MAX_PLAINTEXT: Final = 4096 - 86 - 16 - 1

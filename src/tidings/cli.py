@@ -232,7 +232,7 @@ def _check_bind(host: str, port: int) -> None:
 
 def _send(args: argparse.Namespace) -> int:
     from tidings.bus.local import LocalBus
-    from tidings.service import Service
+    from tidings.service import build_service
     from tidings.store.factory import sqlite_path
 
     # Publishing signs nothing: TIDINGS_SECRET may be absent (a configured one is still checked).
@@ -269,7 +269,7 @@ def _send(args: argparse.Namespace) -> int:
             "with the server's TIDINGS_DATABASE_URL (sqlite:///relative paths start in the "
             "working directory)"
         )
-    service = Service(settings)
+    service = build_service(settings)
     # Only the local bus can tell whether a server is there (its socket); a shared bus reaches
     # whoever subscribes, and is checked by the server's /readyz instead.
     served: bool | None = None

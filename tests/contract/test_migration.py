@@ -37,7 +37,7 @@ from tidings.models import (
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
-from tidings.store.common import SCHEMA_VERSION
+from tidings.store.common import LEGACY_STEPS, SCHEMA_VERSION
 from tidings.store.factory import mongo_database
 
 pytestmark = pytest.mark.anyio
@@ -79,7 +79,7 @@ async def write_schema_1(url: str, stamp: int) -> None:
     refs = json.dumps([["alice", 1]])
     if scheme == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
-            db.executescript(sqlite_store.MIGRATIONS[1])
+            db.executescript(sqlite_store.MIGRATIONS[LEGACY_STEPS[1]])
             db.execute("INSERT INTO users (user_id, last_seq) VALUES ('alice', 1)")
             db.execute(
                 "INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", (*ROW, stamp)
@@ -91,7 +91,7 @@ async def write_schema_1(url: str, stamp: int) -> None:
             await conn.execute(
                 "CREATE TABLE tidings_schema (version integer NOT NULL, applied_ms bigint NOT NULL)"
             )
-            await conn.execute(pg_store.MIGRATIONS[1])
+            await conn.execute(pg_store.MIGRATIONS[LEGACY_STEPS[1]])
             await conn.execute("INSERT INTO tidings_schema VALUES (1, $1)", stamp)
             await conn.execute("INSERT INTO tidings_users (user_id, last_seq) VALUES ('alice', 1)")
             await conn.execute(
@@ -193,12 +193,12 @@ async def write_schema_2(url: str, stamp: int) -> None:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
-            db.executescript(sqlite_store.MIGRATIONS[2])
+            db.executescript(sqlite_store.MIGRATIONS[LEGACY_STEPS[2]])
             db.execute("UPDATE idempotency SET fingerprint = ?", (fingerprint,))
             db.execute("PRAGMA user_version = 2")
     elif scheme.startswith("postgres"):
         async with postgres(url) as conn:
-            await conn.execute(pg_store.MIGRATIONS[2])
+            await conn.execute(pg_store.MIGRATIONS[LEGACY_STEPS[2]])
             await conn.execute("INSERT INTO tidings_schema VALUES (2, $1)", stamp)
             await conn.execute("UPDATE tidings_idempotency SET fingerprint = $1", fingerprint)
     else:
@@ -278,7 +278,7 @@ async def write_schema_3(url: str, stamp: int) -> None:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
-            db.executescript(sqlite_store.MIGRATIONS[3])
+            db.executescript(sqlite_store.MIGRATIONS[LEGACY_STEPS[3]])
             # The table's column order after step 3 is COLUMNS's.
             db.execute(
                 "INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -289,7 +289,7 @@ async def write_schema_3(url: str, stamp: int) -> None:
             db.execute("PRAGMA user_version = 3")
     elif scheme.startswith("postgres"):
         async with postgres(url) as conn:
-            await conn.execute(pg_store.MIGRATIONS[3])
+            await conn.execute(pg_store.MIGRATIONS[LEGACY_STEPS[3]])
             await conn.execute("INSERT INTO tidings_schema VALUES (3, $1)", stamp)
             await conn.execute(
                 "INSERT INTO tidings_notifications VALUES "

@@ -70,10 +70,8 @@ def test_each_channel_needs_exactly_what_its_code_calls_on_the_store() -> None:
 
 
 def serving(settings: Settings, store: FakeStore) -> Service:
-    service = Service(settings)
-    service.store = InstrumentedStore(store, service.metrics)
-    service.bus = FakeBus()
-    return service
+    metrics = Metrics()
+    return Service(settings, InstrumentedStore(store, metrics), FakeBus(), metrics=metrics)
 
 
 def loop_names() -> set[str]:

@@ -159,12 +159,12 @@ async def test_presence_reports_changes_and_the_moment_the_last_stream_closed() 
     assert hub.add(ann, None)
     assert hub.add(bob, None)
     await presence.write()
-    assert store.streams == {("ann", node): None, ("bob", node): None}
+    assert store.db.streams == {("ann", node): None, ("bob", node): None}
     clock.set(6000)
     hub.remove(bob)  # bob's last stream closes at 6000
     clock.set(9000)
     await presence.write()
-    assert store.streams == {("ann", node): None, ("bob", node): 6000}
+    assert store.db.streams == {("ann", node): None, ("bob", node): 6000}
     assert (await store.presence("ann"), await store.presence("bob")) == (9000, 6000)
     # A report without changes only says the node is alive.
     clock.set(9500)
@@ -182,8 +182,8 @@ async def test_presence_reports_changes_and_the_moment_the_last_stream_closed() 
     store.down = False
     clock.set(10_000)
     await presence.write()
-    assert store.streams[("cy", node)] == 9500
-    assert store.streams[("dee", node)] is None
+    assert store.db.streams[("cy", node)] == 9500
+    assert store.db.streams[("dee", node)] is None
     assert await store.presence("dee") == 10_000
 
 

@@ -15,13 +15,14 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, NoReturn
 
 from tidings.channels.base import Loop
 from tidings.hub import Hub
+from tidings.loops import forever
 from tidings.models import Clock
 from tidings.settings import Settings
-from tidings.store import Store
+from tidings.store.base import PresenceStore
 
 __all__ = ["FORGET_AFTER_MS", "NEEDS", "Presence"]
 
@@ -39,7 +40,7 @@ FORGET_EVERY_S: Final = 3600.0
 class Presence:
     """This node's presence writer: hears the hub's departures, reports them with the node."""
 
-    def __init__(self, settings: Settings, store: Store, hub: Hub, clock: Clock) -> None:
+    def __init__(self, settings: Settings, store: PresenceStore, hub: Hub, clock: Clock) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -79,20 +80,25 @@ class Presence:
             raise
         self._written = current
 
-    async def run(self) -> None:
+    async def run(self) -> NoReturn:
         """Report until cancelled, and forget what no longer decides anything."""
         self.hub.on_leave = self.leave
         forgot = 0.0
         loop = asyncio.get_running_loop()
+
+        async def report() -> None:
+            nonlocal forgot
+            await self.write()
+            if loop.time() - forgot > FORGET_EVERY_S:
+                forgot = loop.time()
+                await self.store.forget_presence(self.clock.now_ms() - FORGET_AFTER_MS)
+
         try:
-            while True:
-                try:
-                    await self.write()
-                    if loop.time() - forgot > FORGET_EVERY_S:
-                        forgot = loop.time()
-                        await self.store.forget_presence(self.clock.now_ms() - FORGET_AFTER_MS)
-                except Exception:
-                    log.warning("push presence write failed; trying again", exc_info=True)
-                await asyncio.sleep(self.settings.push_presence_interval)
+            await forever(
+                report,
+                pause=self.settings.push_presence_interval,
+                failure="push presence write failed; trying again",
+                log=log,
+            )
         finally:
             self.hub.on_leave = None

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tidings.api import ChangingUserDep, NotificationOut, Seq, ServiceDep
 from tidings.errors import error_responses
+from tidings.http.deps import ChangingUserDep, ServiceDep
+from tidings.http.schemas import NotificationOut, Seq
 from tidings.models import iso_ms
 from tidings.settings import Settings
 from tidings.snooze import wake

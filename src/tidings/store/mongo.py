@@ -79,6 +79,7 @@ from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     DELIVERED,
+    FEATURES,
     PENDING,
     SCHEMA_VERSION,
     by_key,
@@ -92,9 +93,11 @@ from tidings.store.common import (
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     used_now,
 )
 
@@ -294,6 +297,10 @@ class MongoStore:
         found = await meta.find_one({"_id": "schema"})
         version = 0 if found is None else int(found["version"])
         check_schema("MongoDB", version)
+        # Every feature's indexes are made below on each open (idempotent): the steps are only
+        # checked, so a database a newer tidings gave a feature this one does not know is refused.
+        recorded = {} if found is None else dict(found.get("features", {}))
+        pending_steps("MongoDB", features_of(version, recorded))
         # A new store: every publish raises its users' floors from the first one on, so a floor
         # is a publish's first guess (see `_taken`). An older store keeps reading the newest
         # document of each user.
@@ -329,7 +336,11 @@ class MongoStore:
         await self._db["push_subscriptions"].create_index([("user_id", ASCENDING)], name="user_id")
         if self.retention_days is not None:
             await self._ensure_ttl(notifications)
-        await meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+        await meta.update_one(
+            {"_id": "schema"},
+            {"$set": {"version": SCHEMA_VERSION, "features": FEATURES}},
+            upsert=True,
+        )
 
     async def _ensure_ttl(self, notifications: AsyncCollection[Doc]) -> None:
         assert self.retention_days is not None

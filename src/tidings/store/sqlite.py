@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 from tidings.models import (
     Clock,
-    Counts,
     Draft,
     Due,
     EmailClaim,
@@ -41,28 +40,32 @@ from tidings.models import (
     Stored,
     UserRecord,
 )
+from tidings.store import sql
 from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     COLUMNS,
     DELIVERED,
+    FEATURES,
     PENDING,
     PUSH_COLUMNS,
     SCHEMA_VERSION,
     WOKEN,
+    Step,
     by_key,
     check_fingerprint,
     check_schema,
     chunks,
-    counts_of,
     decode_preferences,
     due,
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     push_subscription,
     used_now,
 )
@@ -90,14 +93,14 @@ BUSY_GAP = 10
 # process crash but an OS crash or power cut can lose the newest commits; FULL syncs the WAL on
 # every commit (one fsync per group-committed batch), so an acknowledged publish survives both.
 SYNCHRONOUS = ("NORMAL", "FULL")
-# What every list and count adds: a notification past its `expires_at` is gone from them.
-UNEXPIRED = " AND (expires_ms IS NULL OR expires_ms > ?)"
-# ... and a snoozed one is gone from them until it wakes (`wake_snoozed` clears `snoozed_ms`).
-LIVE = " AND snoozed_ms IS NULL" + UNEXPIRED
+# What `after` adds, the shared rule (`sql.live`: not expired, not snoozed) spelled once here
+# for the replay's hot path; its one parameter is now.
+LIVE = sql.live(sql.Statement(sql.SQLITE), 0)
 
-# Schema version -> the step that reaches it from the one before.
-MIGRATIONS: dict[int, str] = {
-    1: """
+# (feature, version) -> the step that reaches it from the feature's version before
+# (`common.FEATURES`).
+MIGRATIONS: dict[Step, str] = {
+    ("log", 1): """
 CREATE TABLE IF NOT EXISTS users (
     user_id     TEXT PRIMARY KEY,
     last_seq    INTEGER NOT NULL,
@@ -124,8 +127,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
 """,
-    2: "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
-    3: """
+    ("log", 2): "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
+    ("inbox", 1): """
 ALTER TABLE notifications ADD COLUMN category TEXT;
 ALTER TABLE notifications ADD COLUMN actor TEXT;
 ALTER TABLE notifications ADD COLUMN actions TEXT;
@@ -139,7 +142,7 @@ CREATE TABLE IF NOT EXISTS preferences (
     channels TEXT NOT NULL
 ) WITHOUT ROWID;
 """,
-    4: """
+    ("scheduling", 1): """
 CREATE TABLE IF NOT EXISTS scheduled (
     key         TEXT NOT NULL,
     user_id     TEXT NOT NULL,
@@ -157,7 +160,7 @@ CREATE INDEX IF NOT EXISTS scheduled_done ON scheduled (done_ms) WHERE done_ms I
 CREATE INDEX IF NOT EXISTS notifications_expires
     ON notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
-    5: """
+    ("push", 1): """
 CREATE TABLE IF NOT EXISTS push_subscriptions (
     endpoint    TEXT PRIMARY KEY,
     user_id     TEXT NOT NULL,
@@ -183,7 +186,7 @@ CREATE TABLE IF NOT EXISTS push_nodes (
     alive_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """,
-    6: """
+    ("email", 1): """
 CREATE TABLE IF NOT EXISTS email_users (
     user_id     TEXT PRIMARY KEY,
     email       TEXT,
@@ -196,7 +199,7 @@ CREATE TABLE IF NOT EXISTS email_users (
     attempts    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """,
-    7: """
+    ("snooze", 1): """
 ALTER TABLE notifications ADD COLUMN snoozed_ms INTEGER;
 ALTER TABLE notifications ADD COLUMN snooze_lease INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS notifications_snoozed
@@ -273,7 +276,11 @@ class _Inline:
 _Pending = tuple[Draft, "str | None", "asyncio.Future[Stored]"]
 
 
-class SqliteStore:
+class SqliteStore(sql.SqlQueries):
+    # The operations that are one shared statement come from `sql.SqlQueries`, in this spelling.
+    dialect = sql.SQLITE
+    in_chunk = IN_CHUNK
+
     def __init__(
         self,
         path: str,
@@ -370,6 +377,17 @@ class SqliteStore:
                         future.set_result(outcome)
             self._last_flush = loop.time()
 
+    async def _read(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) as a read."""
+        text, params = query
+        return await self._reader.run(functools.partial(_fetch_all, sql=text, params=params))
+
+    async def _write(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) on the writer, as its own
+        transaction."""
+        text, params = query
+        return await self._writer.run(functools.partial(_fetch_all, sql=text, params=params))
+
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         sql = (
             f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ?{LIVE} "
@@ -383,84 +401,6 @@ class SqliteStore:
         sql = "SELECT last_seq, pruned_upto FROM users WHERE user_id = ?"
         row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
         return Position() if row is None else Position(last_seq=row[0], pruned_upto=row[1])
-
-    async def page(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        before: int | None,
-        unread_only: bool,
-        category: str | None = None,
-        archived: bool = False,
-        snoozed: bool = False,
-    ) -> list[Notification]:
-        where = "user_id = ?"
-        params: list[Any] = [user_id]
-        if before is not None:
-            where += " AND seq < ?"
-            params.append(before)
-        if unread_only:
-            where += " AND read_ms IS NULL"
-        if category is not None:
-            where += " AND category = ?"
-            params.append(category)
-        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        where += " AND snoozed_ms IS NOT NULL" + UNEXPIRED if snoozed else LIVE
-        params.append(self.clock.now_ms())
-        params.append(limit)
-        sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
-        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [notification(r) for r in rows]
-
-    async def unread_count(self, user_id: str) -> int:
-        sql = (
-            "SELECT count(*) FROM notifications "
-            f"WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL{LIVE}"
-        )
-        now = self.clock.now_ms()
-        row = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchone())
-        return int(row[0])
-
-    async def counts(self, user_id: str) -> Counts:
-        sql = (
-            "SELECT category, sum(read_ms IS NULL), sum(seen_ms IS NULL) FROM notifications "
-            "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL)"
-            f"{LIVE} GROUP BY category"
-        )
-        now = self.clock.now_ms()
-        rows = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchall())
-        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
-
-    async def group_heads(
-        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
-    ) -> dict[str, tuple[int, int]]:
-        heads: dict[str, tuple[int, int]] = {}
-        for chunk in chunks(list(dict.fromkeys(groups)), IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            where = f"user_id = ? AND read_ms IS NULL AND grp IN ({marks})"
-            params: list[Any] = [user_id, *chunk]
-            if category is not None:
-                where += " AND category = ?"
-                params.append(category)
-            where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-            where += LIVE
-            params.append(self.clock.now_ms())
-            sql = f"SELECT grp, max(seq), count(*) FROM notifications WHERE {where} GROUP BY grp"
-            read = functools.partial(_fetch_all, sql=sql, params=params)
-            rows = await self._reader.run(read)
-            heads.update((r[0], (int(r[1]), int(r[2]))) for r in rows)
-        return heads
-
-    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        stamp = self.clock.now_ms()
-        sql = (
-            "UPDATE notifications SET seen_ms = ? "
-            "WHERE user_id = ? AND seq <= ? AND seen_ms IS NULL AND snoozed_ms IS NULL "
-            "RETURNING seq"
-        )
-        rows = await self._writer.run(lambda c: c.execute(sql, (stamp, user_id, up_to)).fetchall())
-        return sorted(r[0] for r in rows)
 
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         stamp = self.clock.now_ms() if archived else None
@@ -478,13 +418,8 @@ class SqliteStore:
 
         def _mark(c: sqlite3.Connection) -> list[int]:
             if up_to is not None:
-                rows = c.execute(
-                    "UPDATE notifications SET read_ms = ? "
-                    "WHERE user_id = ? AND seq <= ? AND read_ms IS NULL AND snoozed_ms IS NULL "
-                    "RETURNING seq",
-                    (stamp, user_id, up_to),
-                ).fetchall()
-                return sorted(r[0] for r in rows)
+                text, params = sql.mark_up_to(self.dialect, "read_ms", user_id, up_to, stamp)
+                return sorted(r[0] for r in c.execute(text, params).fetchall())
             return _set_by_ids(c, "read_ms", stamp, "read_ms IS NULL", user_id, ids or ())
 
         return await self._writer.run(_mark)
@@ -509,18 +444,6 @@ class SqliteStore:
 
         return await self._writer.run(_unsnooze)
 
-    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        now = self.clock.now_ms()
-        sql = (
-            "UPDATE notifications SET snooze_lease = ? WHERE (user_id, seq) IN ("
-            "  SELECT user_id, seq FROM notifications WHERE snoozed_ms IS NOT NULL "
-            "  AND snoozed_ms <= ? AND snooze_lease < ? ORDER BY snoozed_ms LIMIT ?) "
-            "RETURNING user_id, seq, snoozed_ms"
-        )
-        params = (now + lease_ms, now, now, limit)
-        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
-        return sorted((Snooze(r[0], r[1], r[2]) for r in rows), key=lambda s: (s.until_ms, s.seq))
-
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         def _wake(c: sqlite3.Connection) -> list[Notification]:
             woken: list[Notification] = []
@@ -538,11 +461,6 @@ class SqliteStore:
             return woken
 
         return await self._writer.run(lambda c: _transaction(c, _wake))
-
-    async def next_snoozed(self) -> int | None:
-        sql = "SELECT min(snoozed_ms) FROM notifications WHERE snoozed_ms IS NOT NULL"
-        row = await self._reader.run(lambda c: c.execute(sql).fetchone())
-        return None if row[0] is None else int(row[0])
 
     async def preferences(self, user_id: str) -> Preferences:
         sql = "SELECT muted, channels FROM preferences WHERE user_id = ?"
@@ -586,17 +504,10 @@ class SqliteStore:
         return await self._writer.run(lambda c: _transaction(c, _schedule, draft, key, stamp))
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
-        now = self.clock.now_ms()
         # One statement: SQLite runs it as one transaction under the write lock, so two
         # processes never claim the same row.
-        sql = (
-            "UPDATE scheduled SET lease_until = ? WHERE (key, user_id) IN ("
-            "  SELECT key, user_id FROM scheduled WHERE state = 'pending' AND deliver_ms <= ? "
-            "  AND lease_until < ? ORDER BY deliver_ms, created_ms, key LIMIT ?) "
-            "RETURNING key, user_id, deliver_ms, draft, created_ms"
-        )
-        params = (now + lease_ms, now, now, limit)
-        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
+        query = sql.claim(self.dialect, sql.SCHEDULED, self.clock.now_ms(), lease_ms, limit)
+        rows = await self._write(query)
         rows.sort(key=lambda r: (r[2], r[4], r[0]))
         return [due(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -622,22 +533,6 @@ class SqliteStore:
         params = (after_ms, upto_ms, limit)
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [r[0] for r in rows]
-
-    async def next_expiry(self, after_ms: int) -> int | None:
-        sql = "SELECT min(expires_ms) FROM notifications WHERE expires_ms > ?"
-        row = await self._reader.run(lambda c: c.execute(sql, (after_ms,)).fetchone())
-        return None if row[0] is None else int(row[0])
-
-    async def expired_between(
-        self, after_ms: int, upto_ms: int, limit: int
-    ) -> list[tuple[str, int]]:
-        sql = (
-            "SELECT user_id, seq FROM notifications WHERE expires_ms > ? AND expires_ms <= ? "
-            "ORDER BY expires_ms LIMIT ?"
-        )
-        params = (after_ms, upto_ms, limit)
-        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [(r[0], r[1]) for r in rows]
 
     # -- the email digest -------------------------------------------------------------------------
 
@@ -702,17 +597,9 @@ class SqliteStore:
     async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
         stamp = self.clock.now_ms()
 
-        def _add(c: sqlite3.Connection) -> Subscribed:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                outcome = _add_subscription(c, sub, limit, stamp)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return outcome
-
-        return await self._writer.run(_add)
+        return await self._writer.run(
+            lambda c: _transaction(c, _add_subscription, sub, limit, stamp)
+        )
 
     async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
         sql = "DELETE FROM push_subscriptions WHERE endpoint = ? AND user_id = ?"
@@ -776,24 +663,18 @@ class SqliteStore:
         self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
     ) -> None:
         def _record(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(
-                    "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
-                    "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
-                    (node, alive_ms),
-                )
-                c.executemany(
-                    "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
-                    "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
-                    [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            c.execute(
+                "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
+                "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
+                (node, alive_ms),
+            )
+            c.executemany(
+                "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
+                [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
+            )
 
-        await self._writer.run(_record)
+        await self._writer.run(lambda c: _transaction(c, _record))
 
     async def presence(self, user_id: str) -> int:
         sql = (
@@ -805,20 +686,14 @@ class SqliteStore:
 
     async def forget_presence(self, before_ms: int) -> None:
         def _forget(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(
-                    "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
-                    "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
-                    (before_ms, before_ms),
-                )
-                c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            c.execute(
+                "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
+                "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
+                (before_ms, before_ms),
+            )
+            c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
 
-        await self._writer.run(_forget)
+        await self._writer.run(lambda c: _transaction(c, _forget))
 
 
 def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -826,25 +701,38 @@ def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[A
 
 
 def _migrate(c: sqlite3.Connection) -> None:
+    if not _steps(c) and c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    # Under the write lock, and the versions read again under it: two processes starting
+    # together must not both run a step (ADD COLUMN fails the second time).
+    _transaction(c, _upgrade)
+
+
+def _upgrade(c: sqlite3.Connection) -> None:
+    for step in _steps(c):
+        for statement in MIGRATIONS[step].split(";"):
+            if statement.strip():
+                c.execute(statement)
+    c.execute(
+        "CREATE TABLE IF NOT EXISTS schema_features "
+        "(feature TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    c.executemany(
+        "INSERT INTO schema_features (feature, version) VALUES (?, ?) "
+        "ON CONFLICT (feature) DO UPDATE SET version = excluded.version",
+        list(FEATURES.items()),
+    )
+    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _steps(c: sqlite3.Connection) -> list[Step]:
+    """The steps the database still needs, per feature (refusing one a newer tidings made)."""
     version = c.execute("PRAGMA user_version").fetchone()[0]
     check_schema("SQLite", version)
-    if version == SCHEMA_VERSION:
-        return
-    # Under the write lock, and the version read again under it: two processes starting
-    # together must not both run a step (ADD COLUMN fails the second time).
-    c.execute("BEGIN IMMEDIATE")
-    try:
-        version = c.execute("PRAGMA user_version").fetchone()[0]
-        check_schema("SQLite", version)
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    c.execute(statement)
-        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
+    recorded: dict[str, int] = {}
+    if version >= SCHEMA_VERSION:
+        recorded = dict(c.execute("SELECT feature, version FROM schema_features").fetchall())
+    return pending_steps("SQLite", features_of(version, recorded))
 
 
 def _add_batch(

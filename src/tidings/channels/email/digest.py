@@ -39,17 +39,26 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import NoReturn, Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from tidings.channels.away import left_out
 from tidings.channels.base import Loop
 from tidings.channels.email import EmailDigest, mailer
+from tidings.loops import forever
 from tidings.metrics import Metrics
 from tidings.models import Clock, EmailClaim, Notification, Preferences
 from tidings.settings import Settings
-from tidings.store import Store, StoreUnavailable
+from tidings.store import StoreUnavailable
+from tidings.store.base import EmailStore, LogStore, PreferenceStore
 
 __all__ = ["Digest", "Digester", "build_message", "check_unsubscribe", "unsubscribe_url"]
+
+
+class DigestStore(LogStore, PreferenceStore, EmailStore, Protocol):
+    """What the digest uses of the store: the log it reads, the channels the user chose, and
+    the users' addresses and cursors."""
+
 
 log = logging.getLogger("tidings.email")
 
@@ -181,7 +190,9 @@ def build_message(settings: Settings, digest: Digest, now_ms: int) -> EmailMessa
 class Digester:
     """One node's digest loop (started by `Service.running` only when email is on)."""
 
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, store: DigestStore, metrics: Metrics, clock: Clock
+    ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -193,16 +204,21 @@ class Digester:
     def loops(self) -> Mapping[str, Loop]:
         return {"tidings-email": self.run}
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except StoreUnavailable as exc:
-                log.warning("email digests: the store is unavailable (%s); trying again", exc)
-            except Exception:
-                log.exception("email digests failed; trying again")
-            # Jittered, so the nodes of a cluster do not all ask at the same moment.
-            await asyncio.sleep(self.settings.email_interval * random.uniform(0.75, 1.25))
+    async def run(self) -> NoReturn:
+        await forever(
+            self._pass, pause=self._pause, failure="email digests failed; trying again", log=log
+        )
+
+    async def _pass(self) -> None:
+        try:
+            await self.run_once()
+        except StoreUnavailable as exc:
+            # Expected while the store is away: one line, no traceback.
+            log.warning("email digests: the store is unavailable (%s); trying again", exc)
+
+    async def _pause(self) -> None:
+        # Jittered, so the nodes of a cluster do not all ask at the same moment.
+        await asyncio.sleep(self.settings.email_interval * random.uniform(0.75, 1.25))
 
     async def run_once(self) -> int:
         """Send every digest that is due now (at most TIDINGS_EMAIL_BATCH); return how many

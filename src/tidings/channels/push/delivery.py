@@ -33,7 +33,7 @@ import random
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -43,9 +43,17 @@ from tidings.channels.base import Loop, Node
 from tidings.channels.push import WebPush
 from tidings.channels.push.endpoints import Refused, resolve
 from tidings.channels.push.keys import Vapid
+from tidings.loops import forever
 from tidings.models import Notification, Preferences, PushSubscription, iso_ms
+from tidings.store.base import InboxStore, LogStore, PreferenceStore, PushStore
 
 __all__ = ["MAX_PLAINTEXT", "PushDelivery", "payload_of", "tag_of", "title_of", "topic_of"]
+
+
+class PushOutbox(LogStore, InboxStore, PreferenceStore, PushStore, Protocol):
+    """What push uses of the store: the log it reads (and its groups), the channels the user
+    chose, the subscriptions with their cursors (presence is `tidings.channels.presence`'s)."""
+
 
 log = logging.getLogger("tidings.push")
 
@@ -200,7 +208,7 @@ class PushDelivery:
 
     def __init__(self, node: Node) -> None:
         self.settings = settings = node.settings
-        self.store = node.store
+        self.store: PushOutbox = node.store
         self.clock = node.clock
         self.metrics = node.metrics
         self.presence = node.presence()
@@ -212,18 +220,18 @@ class PushDelivery:
     def loops(self) -> Mapping[str, Loop]:
         return {"tidings-push": self.run}
 
-    async def run(self) -> None:
+    async def run(self) -> NoReturn:
         """Deliver until cancelled, once per `push_interval`."""
         timeout = httpx.Timeout(self.settings.push_timeout)
         try:
             async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
                 self._client = client
-                while True:
-                    try:
-                        await self.deliver_due()
-                    except Exception:
-                        log.warning("push delivery pass failed; trying again", exc_info=True)
-                    await asyncio.sleep(self.settings.push_interval)
+                await forever(
+                    self.deliver_due,
+                    pause=self.settings.push_interval,
+                    failure="push delivery pass failed; trying again",
+                    log=log,
+                )
         finally:
             self._client = None
 

@@ -341,6 +341,7 @@ def storm_section(data: dict[str, Any]) -> list[str]:
                 fmt(entry["per_user"]),
                 fmt(entry["server_ready_s"], " s"),
                 storm_cell(entry),
+                after_ready_cell(entry),
                 fmt(entry["lost"]),
                 fmt(entry["duplicates"]),
                 fmt(entry["reconnect_attempts"]),
@@ -352,6 +353,7 @@ def storm_section(data: dict[str, Any]) -> list[str]:
         "published per user while down",
         "server ready after",
         "every stream has its notifications after",
+        "of it after ready (clients told retry ≤)",
         "lost",
         "dup",
         "reconnect attempts",
@@ -370,6 +372,16 @@ def storm_cell(entry: dict[str, Any]) -> str:
     if entry["all_received_s"] is None:
         return f"not all ({fmt(entry['resumed'])} done)"
     return fmt(entry["all_received_s"], " s")
+
+
+def after_ready_cell(entry: dict[str, Any]) -> str:
+    """The server's share of the storm (ready to the last stream done), and the drain spread
+    the clients came back over; older results have neither."""
+    if "after_ready_s" not in entry:
+        return "–"
+    spread = entry.get("after_ready")
+    cell = med(spread, " s") if spread is not None else fmt(entry["after_ready_s"], " s")
+    return f"{cell} ({fmt(entry['drain_retry_max_ms'])} ms)"
 
 
 def profile_section(data: dict[str, Any]) -> list[str]:

@@ -171,6 +171,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ, demo=args.demo)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if args.workers > 1 and settings.database_url.startswith("memory:"):
+        # Each worker would keep a store of its own: a user's streams would miss publishes.
+        raise ConfigError(
+            "--workers needs a database the workers share; memory:// is one process's"
+        )
     if not settings.publisher_keys:
         raise ConfigError(
             "TIDINGS_PUBLISHER_KEYS is required (comma-separated publisher keys; "

@@ -283,6 +283,20 @@ class Hub:
     def deliver(self, event: Event | Expired) -> None:
         """Called by the bus, on the event loop, for every event of every node (and by this
         node's expiry sweep, for `Expired`)."""
+        if type(event) is Published:
+            # The hot case first (a broadcast comes here once per user): one lookup, one frame.
+            subs = self._users.get(event.user_id)
+            if subs:
+                n = event.notification
+                frame = Frame(
+                    event.seq,
+                    sse.notification(n) if n is not None else None,
+                    n.created_ms if n is not None else 0,
+                )
+                # `push` never adds or removes streams, so the set is iterated as it is.
+                for sub in subs:
+                    sub.push(frame)
+            return
         if isinstance(event, Resync):
             for sub in list(self.subscribers()):
                 sub.push(CHECK)

@@ -47,9 +47,21 @@ from tidings.loops import forever
 from tidings.metrics import Metrics
 from tidings.models import Due
 from tidings.settings import Settings
-from tidings.store import Store
+from tidings.store.base import (
+    InboxStore,
+    LogStore,
+    PreferenceStore,
+    ScheduleStore,
+    SnoozeStore,
+)
 
 __all__ = ["Announce", "Scheduler", "Streams"]
+
+
+class SchedulerStore(ScheduleStore, SnoozeStore, LogStore, InboxStore, PreferenceStore, Protocol):
+    """What the scheduler uses of the store: scheduled rows and expiry; when the next snooze
+    is due; a user's position and counts to announce; who muted a category."""
+
 
 log = logging.getLogger("tidings.scheduler")
 
@@ -87,7 +99,7 @@ class Scheduler:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: SchedulerStore,
         clock: Clock,
         metrics: Metrics,
         *,

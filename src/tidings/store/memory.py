@@ -109,7 +109,7 @@ class MemoryStore:
         for user_id in draft.user_ids:
             self.db.last[user_id] = self.db.last.get(user_id, 0) + 1
             seqs.append((user_id, self.db.last[user_id]))
-        # The stores' own draft-to-notification step, so the fake stores what they store.
+        # The backends' own draft-to-notification step, so this stores what they store.
         stored = made(draft, seqs, now)
         for n in stored:
             self.db.rows.setdefault(n.user_id, []).append(n)

@@ -14,13 +14,15 @@ read of a few rows takes microseconds, far less than a hop to a thread and back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import dataclasses
 import functools
 import json
 import logging
 import math
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +41,7 @@ from tidings.models import (
     Snooze,
     Stored,
     UserRecord,
+    one_line_json,
 )
 from tidings.store import sql
 from tidings.store.base import StoreUnavailable, Subscribed
@@ -86,6 +89,8 @@ IN_CHUNK = 500
 # Users in one publish from which `_add_bulk`'s two set-based statements replace a bound row per
 # user (measured: at 10,000 users the row path costs several times the CPU).
 BULK_MIN = 32
+# Decoded catch-up rows kept for reuse (`_replayed`); all dropped at once when full.
+TEMPLATES = 1024
 # The commit window is waited only when the previous commit ended less than this many windows ago.
 BUSY_GAP = 10
 
@@ -231,11 +236,20 @@ class _Connection:
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the calling thread (the inline reader uses this directly)."""
         try:
-            if self._conn is None:
-                self._conn = self._connect()
-            return fn(self._conn)
+            return fn(self.connection())
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+    def connection(self) -> sqlite3.Connection:
+        """The connection, opened on first use (on the thread that uses it)."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the connection's thread, after what is queued there; nobody waits for
+        it (`fn` answers its callers itself)."""
+        self._executor.submit(fn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -276,6 +290,17 @@ class _Inline:
 _Pending = tuple[Draft, "str | None", "asyncio.Future[Stored]"]
 
 
+def _settle(batch: list[_Pending], outcomes: Sequence[Stored | BaseException]) -> None:
+    """On the loop: answer the publishes of one committed batch."""
+    for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue  # the caller went away; what was committed stays committed
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
 class SqliteStore(sql.SqlQueries):
     # The operations that are one shared statement come from `sql.SqlQueries`, in this spelling.
     dialect = sql.SQLITE
@@ -299,28 +324,28 @@ class SqliteStore(sql.SqlQueries):
         self.clock = clock or Clock()
         self._writer = _Connection(path, "tidings-sqlite-w", synchronous=synchronous)
         self._reader = _Inline(path)
-        self._pending: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        # Catch-up rows alike but for user and seq -> (the decoded fields, the line after the
+        # user id); see `_replayed`.
+        self._templates: dict[tuple[Any, ...], tuple[dict[str, Any], str | None]] = {}
+        # Publishes waiting for the writer thread, and whether it is flushing them (it clears
+        # the flag under the lock when it finds nothing left, so none is ever stranded).
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._lock = threading.Lock()
+        self._flushing = False
+        # Set while open: the loop the writer thread answers publishes on.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
         parent = Path(self.path).parent
         if not parent.is_dir():
             raise StoreUnavailable(f"SQLite: folder {str(parent)!r} does not exist")
         await self._writer.run(_migrate)
-        # Owned by the store: started here, cancelled and awaited in close().
-        self._flusher = asyncio.create_task(self._flush_forever(), name="tidings-sqlite-commit")
+        self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        for _, _, future in self._pending:
-            if not future.done():
-                future.set_exception(StoreUnavailable("SQLite: the store is closing"))
-        self._pending.clear()
+        # No new publishes; those queued are committed and answered first (the writer thread
+        # finishes its queue before it closes the connection).
+        self._loop = None
         await self._writer.close()
         await self._reader.close()
 
@@ -328,54 +353,53 @@ class SqliteStore(sql.SqlQueries):
         await self._reader.run(lambda c: c.execute("SELECT 1").fetchone())
 
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
-        if self._flusher is None:
+        if self._loop is None:
             raise StoreUnavailable("SQLite: the store is not open")
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._pending.append((draft, idempotency_key, future))
-        self._wake.set()
+        future: asyncio.Future[Stored] = self._loop.create_future()
+        with self._lock:
+            self._pending.append((draft, idempotency_key, future))
+            # While the writer thread is at work it looks again before it rests: this publish
+            # joins its next commit, with no wake-up of anything.
+            start = not self._flushing
+            self._flushing = True
+        if start:
+            self._writer.submit(functools.partial(self._flush, self._loop))
         return await future
 
-    async def _flush_forever(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: commit what is pending, batch after batch, until nothing is.
+
+        Group commit without the loop: publishes that arrive while a commit (and its fsync)
+        runs wait in `_pending` and go into the next one, and each batch wakes the loop once
+        (`_settle`) to answer all its callers, whatever its size."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             # TIDINGS_SQLITE_COMMIT_WINDOW_MS: under a steady stream of publishes (the previous
             # commit ended less than BUSY_GAP windows ago) wait the window for more to join this
-            # commit. With synchronous=FULL a commit's fsync costs ~330 µs of CPU here whatever
-            # it carries, a publish in a batch of 16 ~50 µs. A lone publish after a quiet spell
-            # is committed at once.
+            # commit. A lone publish after a quiet spell is committed at once.
             if (
                 self._window
                 and len(self._pending) < MAX_BATCH
-                and loop.time() - self._last_flush < BUSY_GAP * self._window
+                and time.monotonic() - self._last_flush < BUSY_GAP * self._window
             ):
-                await asyncio.sleep(self._window)
-            while self._pending:
-                batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
-                work = [(draft, key) for draft, key, _ in batch]
-                add = functools.partial(_add_batch, work=work, stamp=self.clock.now_ms())
-                try:
-                    outcomes = await self._writer.run(add)
-                except Exception as exc:
-                    outcomes = [exc] * len(batch)
-                except asyncio.CancelledError:
-                    # Closing mid-batch: the thread finishes the transaction, but nobody waits
-                    # for it; tell the callers rather than leave them hanging.
-                    closing = StoreUnavailable("SQLite: the store closed during the write")
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(closing)
-                    raise
-                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():
-                        continue  # the caller went away; what was committed stays committed
-                    if isinstance(outcome, BaseException):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-            self._last_flush = loop.time()
+                time.sleep(self._window)
+            with self._lock:
+                if not self._pending:
+                    self._flushing = False
+                    return
+                batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            work = [(draft, key) for draft, key, _ in batch]
+            outcomes: list[Stored | BaseException]
+            try:
+                outcomes = list(_add_batch(self._writer.connection(), work, self.clock.now_ms()))
+            except sqlite3.OperationalError as exc:
+                outcomes = [StoreUnavailable(f"SQLite: {exc}")] * len(batch)
+            except Exception as exc:
+                outcomes = [exc] * len(batch)
+            self._last_flush = time.monotonic()
+            try:
+                loop.call_soon_threadsafe(_settle, batch, outcomes)
+            except RuntimeError:
+                return  # the loop is closed: nobody is waiting any more
 
     async def _read(self, query: sql.Query) -> list[Any]:
         """Run one of the shared statements (`store/sql.py`) as a read."""
@@ -395,7 +419,36 @@ class SqliteStore(sql.SqlQueries):
         )
         params = (user_id, seq, self.clock.now_ms(), limit)
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [notification(r) for r in rows]
+        return [self._replayed(r) for r in rows]
+
+    def _replayed(self, row: tuple[Any, ...]) -> Notification:
+        """A row read for a stream's catch-up, whose SSE line is wanted next.
+
+        After a broadcast, or a restart that thousands of streams catch up from, the same
+        notification is read for many users: rows alike but for user and seq share one decoded
+        template and its encoded line, spliced per user as `made` does for a publish."""
+        key = row[2:]
+        found = self._templates.get(key)
+        if found is None:
+            n = notification(row)
+            text = n.line
+            head = f'{{"id":{n.seq},"user_id":{one_line_json(n.user_id)}'
+            tail = text[len(head) :] if text.startswith(head) else None
+            if len(self._templates) >= TEMPLATES:
+                self._templates.clear()
+            self._templates[key] = (dict(vars(n)), tail)
+            return n
+        fields, tail = found
+        n = object.__new__(Notification)
+        own = vars(n)
+        own.update(fields)
+        own["user_id"] = user_id = row[0]
+        own["seq"] = seq = row[1]
+        if tail is not None:
+            own["line"] = f'{{"id":{seq},"user_id":{one_line_json(user_id)}{tail}'
+        else:
+            del own["line"]
+        return n
 
     async def position(self, user_id: str) -> Position:
         sql = "SELECT last_seq, pruned_upto FROM users WHERE user_id = ?"
@@ -742,16 +795,28 @@ def _add_batch(
     outcomes: list[Stored | Exception] = []
     c.execute("BEGIN IMMEDIATE")
     try:
-        for draft, key in work:
-            c.execute("SAVEPOINT publish")
+        if len(work) == 1:
+            # Alone in its transaction (the usual case below a few hundred publishes a second):
+            # the transaction is its savepoint; SAVEPOINT and RELEASE would be two statements
+            # for nothing.
             try:
-                outcomes.append(_add(c, draft, key, stamp))
+                outcomes.append(_add(c, *work[0], stamp))
             except sqlite3.OperationalError:
-                raise  # the database itself failed: the whole batch fails
+                raise
             except Exception as exc:
-                c.execute("ROLLBACK TO publish")
-                outcomes.append(exc)
-            c.execute("RELEASE publish")
+                c.execute("ROLLBACK")
+                return [exc]
+        else:
+            for draft, key in work:
+                c.execute("SAVEPOINT publish")
+                try:
+                    outcomes.append(_add(c, draft, key, stamp))
+                except sqlite3.OperationalError:
+                    raise  # the database itself failed: the whole batch fails
+                except Exception as exc:
+                    c.execute("ROLLBACK TO publish")
+                    outcomes.append(exc)
+                c.execute("RELEASE publish")
         c.execute("COMMIT")
     except BaseException:
         c.execute("ROLLBACK")
@@ -814,6 +879,30 @@ def _add_bulk(c: sqlite3.Connection, draft: Draft, stamp: int) -> tuple[Notifica
 
 def _add_rows(c: sqlite3.Connection, draft: Draft, stamp: int) -> tuple[Notification, ...]:
     """A publish to a few users, one bound row per user (cheaper than JSON for a handful)."""
+    if len(draft.user_ids) == 1:
+        # One user (most publishes): the upsert hands out the seq itself, one statement fewer.
+        user_id = draft.user_ids[0]
+        seq = c.execute(
+            "INSERT INTO users (user_id, last_seq) VALUES (?, 1) "
+            "ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+            (user_id,),
+        ).fetchone()[0]
+        new = made(draft, ((user_id, seq),), stamp)
+        c.execute(
+            f"INSERT INTO notifications ({COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
+            (
+                user_id,
+                seq,
+                draft.message,
+                draft.link,
+                draft.kind,
+                encode_data(draft.data),
+                stamp,
+                *inbox_values(draft),
+            ),
+        )
+        return new
     last: dict[str, int] = {}
     for chunk in chunks(draft.user_ids, IN_CHUNK):
         marks = ",".join("?" * len(chunk))

@@ -8,8 +8,9 @@ key's rows as one publish through the normal add path (`Store.deliver`, which ma
 delivered in the same transaction where the store has them, and otherwise stores under a key
 that admits one notification per user). So the seq is handed out at delivery (the log stays
 gapless and ordered), a row is stored once however many nodes claim it, and a node that dies
-holding a lease leaves its rows to another node once it runs out. Then the delivery is
-announced over the bus like any publish.
+holding a lease leaves its rows to another node once it runs out. The lease is short and
+renewed while the node delivers (`renewing`): a slow delivery keeps its rows, a dead node's wait
+one lease at most. Then the delivery is announced over the bus like any publish.
 
 Expiry. When a notification's `expires_at` passes, each node looks (with a query only if it has
 open streams) for the notifications whose `expires_at` passed since it last looked, and sends
@@ -37,8 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import NoReturn, Protocol
 
 from tidings.clock import Clock
@@ -75,6 +77,35 @@ SWEEP_LIMIT = 10_000
 SWEEP_OVERLAP = 3
 # "Not until a hint comes": later than any time a notification can carry.
 NEVER = 2**62
+# How often per lease a node renews the lease of what it is delivering: a renewal may be late
+# by two thirds of a lease (a slow store) before another node could take the rows.
+RENEWALS = 3
+
+
+@contextlib.asynccontextmanager
+async def renewing(renew: Callable[[], Awaitable[object]], lease_ms: int) -> AsyncIterator[None]:
+    """Renew a lease `RENEWALS` times per lease while the body runs (claimed rows being
+    delivered): a live node keeps them however long the work takes, so the lease can be short,
+    and a dead node's rows wait for one lease at most, not for the longest delivery."""
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(lease_ms / 1000 / RENEWALS)
+            try:
+                await renew()
+            except Exception:
+                # The next renewal may get through; if none does, the lease runs out and another
+                # node takes the rows over, which the store makes safe (each row stored once).
+                log.warning("renewing a scheduler lease failed", exc_info=True)
+
+    task = asyncio.create_task(keep())
+    try:
+        yield
+    finally:
+        task.cancel()
+        # `wait`, not `await task`: a cancellation of this task itself must still propagate.
+        await asyncio.wait([task])
+
 
 # Tells every node (the bus), as `Service.announce` does: never raises.
 Announce = Callable[[Sequence[Event]], Awaitable[None]]
@@ -167,15 +198,19 @@ class Scheduler:
 
     async def deliver_due(self) -> int:
         """Claim and deliver due rows, batch after batch, until none are left; return how many
-        were claimed."""
+        were claimed. The lease is renewed while the batch is being delivered."""
         settings = self.settings
+        store = self.store
         lease_ms = int(settings.scheduler_lease * 1000)
         total = 0
         while True:
-            claimed = await self.store.claim_due(lease_ms, settings.scheduler_batch)
+            claimed = await store.claim_due(lease_ms, settings.scheduler_batch)
             total += len(claimed)
             if claimed:
-                await self._deliver(await self._muted(claimed))
+                async with renewing(
+                    functools.partial(store.renew_due, claimed, lease_ms), lease_ms
+                ):
+                    await self._deliver(await self._muted(claimed))
             if len(claimed) < settings.scheduler_batch:
                 return total
 

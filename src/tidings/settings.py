@@ -73,7 +73,7 @@ class Settings:
     # Scheduled notifications (deliver_at) and the expiry sweep (tidings.scheduler).
     max_schedule_days: float = 30.0
     scheduler_interval: float = 1.0
-    scheduler_lease: float = 30.0
+    scheduler_lease: float = 5.0
     scheduler_batch: int = 100
     # How often a node re-announces recently delivered scheduled rows to its own streams (what a
     # node that died before announcing them left unannounced).

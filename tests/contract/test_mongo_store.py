@@ -37,8 +37,10 @@ class Raced(MongoStore):
 
     race: Callable[[], Awaitable[None]] | None = None
 
-    async def _taken(self, user_ids: Sequence[str], *, guess: bool = False) -> dict[str, int]:
-        taken = await super()._taken(user_ids, guess=guess)
+    async def _taken(
+        self, user_ids: Sequence[str], *, guess: bool = False, known: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        taken = await super()._taken(user_ids, guess=guess, known=known)
         if self.race is not None:
             race, self.race = self.race, None
             await race()

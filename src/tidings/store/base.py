@@ -179,6 +179,12 @@ class ScheduleStore(Protocol):
         order they were scheduled. A node that dies holding a lease leaves its rows to be
         claimed again when it runs out."""
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        """Extend the lease of those of the claimed `rows` still pending to `lease_ms` from now:
+        a live node that is still delivering them keeps the other nodes off, so the lease can be
+        short and a dead node's rows are taken over soon. Rows a delivery is committing right
+        now may be left as they are. Return how many were renewed."""
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         """Store the notifications of claimed rows and mark the rows delivered (those with
         `skip` marked so, storing nothing): the rows of one key as one publish to their users,
@@ -229,6 +235,10 @@ class SnoozeStore(Protocol):
     async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
         """Lease up to `limit` snoozed notifications whose time has come and whose lease (if
         any) ran out, for `lease_ms`: no other node claims them meanwhile. Earliest first."""
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        """Extend the lease of those of the claimed snoozes still snoozed until the claimed time
+        to `lease_ms` from now (as `renew_due`); return how many were renewed."""
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         """Wake the claimed notifications still snoozed until the claimed time (not one the

@@ -291,6 +291,15 @@ class MemoryStore:
                 claimed.append(row[0])
         return claimed
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        count = 0
+        for due in rows:
+            row = self.db.scheduled.get((due.key, due.user_id))
+            if row is not None and row[2] == PENDING:
+                row[3] = self.clock.now_ms() + lease_ms
+                count += 1
+        return count
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         delivered: list[Stored] = []
         for group in by_key(rows):
@@ -356,6 +365,15 @@ class MemoryStore:
                 self.db.snooze_leases[(user_id, seq)] = now + lease_ms
                 claimed.append(Snooze(user_id, seq, until))
         return claimed
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        count = 0
+        for c in claimed:
+            for n in self.db.rows.get(c.user_id, []):
+                if n.seq == c.seq and n.snoozed_ms == c.until_ms:
+                    self.db.snooze_leases[(c.user_id, c.seq)] = self.clock.now_ms() + lease_ms
+                    count += 1
+        return count
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         woken = [self._wake(c.user_id, c.seq, c.until_ms) for c in claimed]

@@ -218,6 +218,15 @@ class _RolledBack(StoreUnavailable):
     written, and running it again may well succeed."""
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """What the pool runs on a connection coming back, after asyncpg rolls back any open
+    transaction: nothing. Its default (`Connection.reset`) is one more round trip per store call
+    (`RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()`), ~10 % of a node's CPU per
+    publish in `bench/run cluster`'s profile, undoing what these connections never do: they set
+    no session settings, LISTEN on none (the PostgreSQL bus has its own), keep no cursor past a
+    transaction and take only transaction-scoped advisory locks."""
+
+
 async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(ROLLBACK_ATTEMPTS):
         try:
@@ -269,6 +278,7 @@ class PostgresStore(sql.SqlQueries):
                 command_timeout=COMMAND_TIMEOUT,
                 # Prepared statements survive in the pool; no JIT for short OLTP queries.
                 server_settings={"jit": "off", "application_name": "tidings"},
+                reset=_keep_session,
             )
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
@@ -468,6 +478,24 @@ class PostgresStore(sql.SqlQueries):
         ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        if not rows:
+            return 0
+        async with self._conn() as conn:
+            # SKIP LOCKED: a row this node's delivery has locked is being committed; waiting for
+            # it would hold a connection for nothing.
+            found = await conn.fetch(
+                "UPDATE tidings_scheduled AS s SET lease_until = $1 FROM ("
+                "  SELECT key, user_id FROM tidings_scheduled "
+                "  WHERE (key, user_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
+                "  AND state = 'pending' FOR UPDATE SKIP LOCKED) AS mine "
+                "WHERE s.key = mine.key AND s.user_id = mine.user_id RETURNING 1",
+                self.clock.now_ms() + lease_ms,
+                [r.key for r in rows],
+                [r.user_id for r in rows],
+            )
+        return len(found)
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         delivered: list[Stored] = []
         for group in by_key(rows):
@@ -533,6 +561,24 @@ class PostgresStore(sql.SqlQueries):
                 sorted(set(ids)),
             )
         return sorted((notification(r) for r in rows), key=lambda n: n.seq)
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        if not claimed:
+            return 0
+        async with self._conn() as conn:
+            found = await conn.fetch(
+                "UPDATE tidings_notifications AS n SET snooze_lease = $1 FROM ("
+                "  SELECT n.user_id, n.seq FROM tidings_notifications AS n "
+                "  JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS c (user_id, seq, until) "
+                "  ON n.user_id = c.user_id AND n.seq = c.seq AND n.snoozed_ms = c.until "
+                "  FOR UPDATE OF n SKIP LOCKED) AS mine "
+                "WHERE n.user_id = mine.user_id AND n.seq = mine.seq RETURNING 1",
+                self.clock.now_ms() + lease_ms,
+                [c.user_id for c in claimed],
+                [c.seq for c in claimed],
+                [c.until_ms for c in claimed],
+            )
+        return len(found)
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         if not claimed:

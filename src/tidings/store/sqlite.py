@@ -497,6 +497,21 @@ class SqliteStore(sql.SqlQueries):
 
         return await self._writer.run(_unsnooze)
 
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        until = self.clock.now_ms() + lease_ms
+
+        def _renew(c: sqlite3.Connection) -> int:
+            return sum(
+                c.execute(
+                    "UPDATE notifications SET snooze_lease = ? "
+                    "WHERE user_id = ? AND seq = ? AND snoozed_ms = ?",
+                    (until, row.user_id, row.seq, row.until_ms),
+                ).rowcount
+                for row in claimed
+            )
+
+        return await self._writer.run(lambda c: _transaction(c, _renew))
+
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         def _wake(c: sqlite3.Connection) -> list[Notification]:
             woken: list[Notification] = []
@@ -567,6 +582,23 @@ class SqliteStore(sql.SqlQueries):
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         stamp = self.clock.now_ms()
         return await self._writer.run(lambda c: _transaction(c, _deliver, rows, stamp))
+
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        until = self.clock.now_ms() + lease_ms
+
+        def _renew(c: sqlite3.Connection) -> int:
+            count = 0
+            for group in by_key(rows):
+                for chunk in chunks([r.user_id for r in group], IN_CHUNK):
+                    marks = ",".join("?" * len(chunk))
+                    count += c.execute(
+                        f"UPDATE scheduled SET lease_until = ? WHERE key = ? AND state = ? "
+                        f"AND user_id IN ({marks})",
+                        (until, group[0].key, PENDING, *chunk),
+                    ).rowcount
+            return count
+
+        return await self._writer.run(lambda c: _transaction(c, _renew))
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         stamp = self.clock.now_ms()

@@ -329,7 +329,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _check_push_extra(settings: Settings) -> None:
-    from tidings.push import missing_extra
+    from tidings.channels.push import missing_extra
 
     if settings.push_enabled and (missing := missing_extra()) is not None:
         raise ConfigError(
@@ -339,14 +339,14 @@ def _check_push_extra(settings: Settings) -> None:
 
 
 def _vapid_keys() -> int:
-    from tidings.push import missing_extra
+    from tidings.channels.push import missing_extra
 
     if (missing := missing_extra()) is not None:
         raise ConfigError(
             f"vapid-keys needs the push extra ({missing} is not installed): "
             "pip install 'tidings[push]'"
         )
-    from tidings.push.keys import new_key_pair
+    from tidings.channels.push.keys import new_key_pair
 
     private, public = new_key_pair()
     print(f"# public key (applicationServerKey): {public}")

@@ -212,7 +212,7 @@ class Hub:
         self._count = 0
         self._empty = asyncio.Event()
         self._empty.set()
-        # Web Push presence (tidings.push.presence) sets this to hear when a user's last
+        # Presence (tidings.channels.presence) sets this to hear when a user's last
         # stream on this node closes; None, and free, while push is off.
         self.on_leave: Callable[[str], None] | None = None
         # The bus, told which users this node holds streams for (per-user routing).

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,13 +215,27 @@ class Preferences:
     """What a user chose: categories they do not want, and the ways they may be reached."""
 
     muted_categories: tuple[str, ...] = ()
-    push: bool = True
-    email: bool = True
+    # The channels (by their name in tidings.channels.CHANNELS: "push", "email") the user turned
+    # off. Every other one is on, so a channel added later is on for everyone until they say no.
+    channels_off: frozenset[str] = frozenset()
 
-    def to_json(self) -> dict[str, Any]:
+    def allows(self, channel: str) -> bool:
+        return channel not in self.channels_off
+
+    def turned_off(self, channel: str) -> Preferences:
+        return dataclasses.replace(self, channels_off=self.channels_off | {channel})
+
+    @classmethod
+    def of(cls, muted_categories: Iterable[str], channels: Mapping[str, bool]) -> Preferences:
+        """From the API's and the stores' shape: `{"push": true, "email": false}`."""
+        off = frozenset(name for name, on in channels.items() if not on)
+        return cls(muted_categories=tuple(muted_categories), channels_off=off)
+
+    def to_json(self, channels: Iterable[str]) -> dict[str, Any]:
+        """The API's shape, with every one of `channels` (the registry's names) on or off."""
         return {
             "muted_categories": list(self.muted_categories),
-            "channels": {"push": self.push, "email": self.email},
+            "channels": {name: self.allows(name) for name in channels},
         }
 
 
@@ -293,7 +308,7 @@ class Snooze:
     until_ms: int
 
 
-# The email digest (tidings.digest).
+# The email digest (tidings.channels.email).
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from tidings.bus import Bus, create_bus
+from tidings.channels import Node, Running, registry
 from tidings.clock import Clock
 from tidings.events import (
     ArchiveChanged,
@@ -33,9 +34,6 @@ from tidings.snooze.wake import wake_due
 from tidings.store import Store, create_store
 from tidings.store.bounded import BoundedStore
 from tidings.store.instrumented import InstrumentedStore
-
-if TYPE_CHECKING:
-    from tidings.push.delivery import PushChannel
 
 __all__ = ["Service", "build_service"]
 
@@ -93,9 +91,10 @@ class Service:
             streams=self.hub,
             wake_snoozed=lambda: wake_due(self),
         )
-        # Web Push: built by `running()` only with a key, so a node without one (and `tidings
-        # send`, which pushes nothing) imports and runs nothing of it.
-        self.push: PushChannel | None = None
+        # The channels for users who are away that run on this node, by name: built by
+        # `running()` from the registry, only those the settings turn on, so a node without
+        # them (and `tidings send`, which reaches nobody away) imports and runs nothing of them.
+        self.channels: dict[str, Running] = {}
 
     @contextlib.asynccontextmanager
     async def publishing(self) -> AsyncIterator[Service]:
@@ -110,10 +109,8 @@ class Service:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Service]:
         """A serving node: subscribed to the bus, heartbeats and retention running."""
-        if self.settings.push_enabled and self.push is None:
-            from tidings.push.delivery import PushChannel
-
-            self.push = PushChannel(self.settings, self.store, self.hub, self.clock, self.metrics)
+        node = Node(self.settings, self.store, self.hub, self.clock, self.metrics)
+        self.channels, away = registry.start_enabled(node)
         await self.store.open()
         try:
             await self.bus.start(self.deliver)
@@ -131,14 +128,9 @@ class Service:
                         self.scheduler.sweep_forever(), name="tidings-scheduled-sweep"
                     )
                     background = [heartbeat, pruner, delivering, expiring, sweeping]
-                    # Web Push and email digests run only when configured: off costs nothing.
-                    if self.push is not None:
-                        background.append(tg.create_task(self.push.run(), name="tidings-push"))
-                    if self.settings.email_enabled:
-                        from tidings.digest import Digester
-
-                        digester = Digester(self.settings, self.store, self.metrics, self.clock)
-                        background.append(tg.create_task(digester.run(), name="tidings-email"))
+                    for running in away:
+                        for name, loop in running.loops().items():
+                            background.append(tg.create_task(loop(), name=name))
                     try:
                         yield self
                     finally:

@@ -347,7 +347,7 @@ async def test_a_schema_3_database_gains_scheduling_with_nothing_lost(store_url:
             None,
         )
         assert await store.preferences("alice") == Preferences(
-            muted_categories=("news",), push=False, email=True
+            muted_categories=("news",), channels_off=frozenset({"push"})
         )
         same = Draft(user_ids=("alice",), message="old", data={"k": 1})
         assert (await store.add(same, "old-key")).replayed
@@ -382,7 +382,7 @@ async def test_a_schema_3_database_gains_the_email_digest_with_nothing_lost(
         assert (old.seq, old.message, old.created_ms) == (1, "old", stamp)
         assert (inbox.seq, inbox.message) == (2, "inbox")
         assert await store.preferences("alice") == Preferences(
-            muted_categories=("news",), push=False, email=True
+            muted_categories=("news",), channels_off=frozenset({"push"})
         )
         # The digest's records came with the upgrade, and a new address starts after seq 2.
         assert await store.user("alice") is None

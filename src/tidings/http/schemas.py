@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
+from tidings.channels.preferences import ChannelsIn, ChannelsOut
 from tidings.validation import WholeNumber, exactly_one, whole
 
 __all__ = [
@@ -101,21 +102,10 @@ class ArchiveIn(BaseModel):
     ids: list[Seq] = Field(max_length=10_000)
 
 
-class ChannelsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    push: StrictBool = True
-    email: StrictBool = True
-
-
 class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     muted_categories: list[StrictStr] = Field(default_factory=list)
     channels: ChannelsIn = Field(default_factory=ChannelsIn)
-
-
-class ChannelsOut(BaseModel):
-    push: bool
-    email: bool
 
 
 class PreferencesOut(BaseModel):

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from tidings.auth import COOKIE_NAME, check_origin, decode_token
+from tidings.channels import NAMES as CHANNEL_NAMES
 from tidings.errors import ApiError, error_responses
 from tidings.http.deps import ChangingUserDep, ServiceDep, UserDep
 from tidings.http.schemas import (
@@ -177,7 +178,7 @@ async def mark_read(body: ReadIn, user: ChangingUserDep, service: ServiceDep) ->
 )
 async def get_preferences(user: UserDep, service: ServiceDep) -> dict[str, Any]:
     """The caller's muted categories and channels (all on, nothing muted, until set)."""
-    return (await service.store.preferences(user.user_id)).to_json()
+    return (await service.store.preferences(user.user_id)).to_json(CHANNEL_NAMES)
 
 
 @user_router.put(
@@ -190,12 +191,10 @@ async def put_preferences(
 ) -> dict[str, Any]:
     """Replace the caller's preferences. A muted category is not stored for the caller: a
     publish in it skips them."""
-    preferences = Preferences(
-        muted_categories=check_muted(body.muted_categories, service.settings),
-        push=body.channels.push,
-        email=body.channels.email,
+    preferences = Preferences.of(
+        check_muted(body.muted_categories, service.settings), body.channels.model_dump()
     )
-    return (await service.set_preferences(user.user_id, preferences)).to_json()
+    return (await service.set_preferences(user.user_id, preferences)).to_json(CHANNEL_NAMES)
 
 
 @user_router.post(

@@ -251,7 +251,7 @@ class SnoozeStore(Protocol):
 
 
 class EmailStore(Protocol):
-    """Users and the email digest (tidings.digest). Each user with an address has a cursor:
+    """Users and the email digest (tidings.channels.email). Each user with an address has a cursor:
     `done_seq` (everything up to it is dealt with), `claimed_seq` (the end of the digest a node
     is sending or tried to send), a lease (owner, until) and `next_ms` (no digest before it: the
     window after a sent one, or the backoff after a failure). "Now" is the store's clock."""

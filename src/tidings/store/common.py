@@ -297,8 +297,11 @@ def counts_of(rows: Iterable[tuple[str | None, int, int]]) -> Counts:
 
 
 def encode_preferences(preferences: Preferences) -> tuple[str, str]:
-    """(muted categories, channels) as JSON text: the two columns or fields of a store."""
-    channels = {"push": preferences.push, "email": preferences.email}
+    """(muted categories, channels) as JSON text: the two columns or fields of a store.
+
+    The channels as `{"push": false}`: only the ones turned off, by name (an absent one is on, as
+    it always was: rows written before, with every channel listed, read the same)."""
+    channels = dict.fromkeys(sorted(preferences.channels_off), False)
     muted = json.dumps(
         list(preferences.muted_categories), ensure_ascii=False, separators=(",", ":")
     )
@@ -307,11 +310,7 @@ def encode_preferences(preferences: Preferences) -> tuple[str, str]:
 
 def decode_preferences(muted: str, channels: str) -> Preferences:
     ways = json.loads(channels)
-    return Preferences(
-        muted_categories=tuple(json.loads(muted)),
-        push=bool(ways.get("push", True)),
-        email=bool(ways.get("email", True)),
-    )
+    return Preferences.of(json.loads(muted), {name: bool(on) for name, on in ways.items()})
 
 
 # --- scheduled notifications -----------------------------------------------------------------

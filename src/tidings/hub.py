@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
 from tidings import sse
-from tidings.metrics import Metrics
-from tidings.models import (
+from tidings.events import (
     ArchiveChanged,
     Deleted,
     Event,
@@ -28,6 +27,7 @@ from tidings.models import (
     Unsnoozed,
     UserResync,
 )
+from tidings.metrics import Metrics
 from tidings.settings import Settings
 
 __all__ = ["CHECK", "PING", "UNSNOOZED", "End", "Frame", "Hub", "Refetch", "Subscriber"]

@@ -10,54 +10,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Moved: the clock to tidings.clock, the events to tidings.events. Re-exported here until every
-# module imports them from there.
-from tidings.clock import Clock, iso_ms, now_ms
-from tidings.events import (
-    ArchiveChanged,
-    Deleted,
-    Event,
-    Expired,
-    Published,
-    ReadChanged,
-    Resync,
-    ScheduleHint,
-    SeenChanged,
-    Snoozed,
-    Unsnoozed,
-    UserResync,
-)
+from tidings.clock import iso_ms
 
 __all__ = [
     "Action",
     "Actor",
-    "ArchiveChanged",
-    "Clock",
     "Counts",
-    "Deleted",
     "Draft",
     "Due",
     "EmailClaim",
-    "Event",
-    "Expired",
     "Notification",
     "Position",
     "Preferences",
-    "Published",
     "PushSubscription",
-    "ReadChanged",
-    "Resync",
-    "ScheduleHint",
     "Scheduled",
-    "SeenChanged",
     "Snooze",
-    "Snoozed",
     "Stored",
-    "Unsnoozed",
     "UserRecord",
-    "UserResync",
-    "iso_ms",
-    "now_ms",
 ]
 
 

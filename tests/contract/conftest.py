@@ -25,7 +25,7 @@ import pytest
 from pymongo import MongoClient
 
 from tests.conftest import service_url
-from tidings.models import Clock, now_ms
+from tidings.clock import Clock, now_ms
 from tidings.store import Store, create_store, memory
 
 # The databases (what the schema steps and the served tests run on) ...

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from tidings.models import Action, Actor, Clock, Draft, Preferences
+from tidings.clock import Clock
+from tidings.models import Action, Actor, Draft, Preferences
 from tidings.store import IdempotencyConflict, Store
 
 pytestmark = pytest.mark.anyio

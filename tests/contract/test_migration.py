@@ -24,16 +24,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.contract.conftest import STORES, fresh_database
-from tidings.models import (
-    Action,
-    Actor,
-    Clock,
-    Draft,
-    Position,
-    Preferences,
-    PushSubscription,
-    now_ms,
-)
+from tidings.clock import Clock, now_ms
+from tidings.models import Action, Actor, Draft, Position, Preferences, PushSubscription
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store

@@ -15,7 +15,8 @@ import pytest
 from tests.contract.conftest import STORES, fresh_database
 from tests.contract.test_migration import mark_schema, mongo, postgres
 from tests.contract.test_migration_snooze import write_schema_6
-from tidings.models import Clock, Draft, now_ms
+from tidings.clock import Clock, now_ms
+from tidings.models import Draft
 from tidings.store import Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store

@@ -12,7 +12,8 @@ import pytest
 
 from tests.contract.conftest import STORES, fresh_database
 from tests.contract.test_migration import mark_schema, mongo, postgres, write_schema_3
-from tidings.models import Clock, Position, now_ms
+from tidings.clock import Clock, now_ms
+from tidings.models import Position
 from tidings.store import Store, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store

@@ -16,7 +16,8 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from tests.contract.conftest import fresh_database
-from tidings.models import Clock, Draft, Notification, Stored
+from tidings.clock import Clock
+from tidings.models import Draft, Notification, Stored
 from tidings.store import StoreUnavailable
 from tidings.store.factory import mongo_database
 from tidings.store.mongo import IDEMPOTENCY_WAIT, Doc, MongoStore

@@ -9,7 +9,8 @@ import dataclasses
 
 import pytest
 
-from tidings.models import Clock, Draft, Due
+from tidings.clock import Clock
+from tidings.models import Draft, Due
 from tidings.store import IdempotencyConflict, Store
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.models import Clock, Draft
+from tidings.clock import Clock
+from tidings.models import Draft
 from tidings.store import Store
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,8 @@ from typing import Any, cast
 
 import pytest
 
-from tidings.models import Action, Actor, Clock, Draft, Notification
+from tidings.clock import Clock
+from tidings.models import Action, Actor, Draft, Notification
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable
 from tidings.store.bounded import BoundedStore
 

@@ -36,7 +36,7 @@ WITHIN = 13.0
 # so, and waits to be killed.
 CLAIMER = """
 import asyncio, sys
-from tidings.models import Clock, now_ms
+from tidings.clock import Clock, now_ms
 from tidings.settings import Settings
 from tidings.store import create_store
 

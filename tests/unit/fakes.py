@@ -18,10 +18,8 @@ from starlette.types import Message, Scope
 from tests.raw_sse import RawEvent, parse_events
 from tidings.bus.base import Bus, Deliver, Tally
 from tidings.bus.shared import SharedBus
-from tidings.models import (
-    Clock,
-    Event,
-)
+from tidings.clock import Clock
+from tidings.events import Event
 from tidings.store.base import Store, StoreUnavailable, operations
 from tidings.store.memory import MemoryStore
 from tidings.store.wrapping import Operation

@@ -20,9 +20,10 @@ from tests.unit.fakes import FakeBus, FakeStore
 from tidings.app import create_app
 from tidings.channels import CHANNELS, NAMES, Loop, Node, Running, presence, registry
 from tidings.channels.preferences import ChannelsIn, ChannelsOut
+from tidings.clock import Clock
 from tidings.hub import Hub
 from tidings.metrics import Metrics
-from tidings.models import Clock, Preferences
+from tidings.models import Preferences
 from tidings.service import Service
 from tidings.settings import ConfigError, Settings
 from tidings.store import Store

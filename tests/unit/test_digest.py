@@ -14,8 +14,9 @@ from tidings.channels.email.digest import (
     check_unsubscribe,
     unsubscribe_url,
 )
+from tidings.clock import Clock, now_ms
 from tidings.metrics import Metrics
-from tidings.models import Clock, Draft, Preferences, now_ms
+from tidings.models import Draft, Preferences
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.anyio

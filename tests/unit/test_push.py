@@ -19,9 +19,10 @@ from tidings.channels.push.delivery import (
     title_of,
     topic_of,
 )
+from tidings.clock import Clock
 from tidings.hub import Hub
 from tidings.metrics import Metrics
-from tidings.models import Action, Actor, Clock, Draft, Notification, Preferences, PushSubscription
+from tidings.models import Action, Actor, Draft, Notification, Preferences, PushSubscription
 
 pytestmark = pytest.mark.anyio
 

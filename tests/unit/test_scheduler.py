@@ -10,7 +10,9 @@ from collections.abc import Sequence
 import pytest
 
 from tests.unit.conftest import Node, OpenStream, unit_settings
-from tidings.models import Draft, Due, ScheduleHint, Stored, Unsnoozed, now_ms
+from tidings.clock import now_ms
+from tidings.events import ScheduleHint, Unsnoozed
+from tidings.models import Draft, Due, Stored
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.anyio

@@ -9,13 +9,10 @@ from collections.abc import Sequence
 import pytest
 
 from tidings.bus.wire import DEFAULT_LIMIT, decode, encode, resync_message
-from tidings.models import (
-    Action,
-    Actor,
+from tidings.events import (
     ArchiveChanged,
     Deleted,
     Event,
-    Notification,
     Published,
     ReadChanged,
     Resync,
@@ -25,6 +22,7 @@ from tidings.models import (
     Unsnoozed,
     UserResync,
 )
+from tidings.models import Action, Actor, Notification
 
 
 def notification(

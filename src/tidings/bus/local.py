@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from tidings.bus import wire
 from tidings.bus.base import Deliver, Tally
-from tidings.models import Event, Published
+from tidings.events import Event, Published
 
 __all__ = ["LocalBus", "join_workers"]
 

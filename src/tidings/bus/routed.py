@@ -37,7 +37,7 @@ from tidings.bus.shared import (
     START_WAIT,
     Receiver,
 )
-from tidings.models import Event, ScheduleHint, UserResync
+from tidings.events import Event, ScheduleHint, UserResync
 
 __all__ = ["OWED_MAX", "RoutedBus", "Shard"]
 

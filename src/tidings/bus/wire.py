@@ -17,14 +17,10 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tidings.models import (
-    Action,
-    Actor,
+from tidings.events import (
     ArchiveChanged,
     Deleted,
-    Draft,
     Event,
-    Notification,
     Published,
     ReadChanged,
     Resync,
@@ -34,6 +30,7 @@ from tidings.models import (
     Unsnoozed,
     UserResync,
 )
+from tidings.models import Action, Actor, Draft, Notification
 from tidings.store.common import made
 
 __all__ = ["decode", "encode", "resync_message"]

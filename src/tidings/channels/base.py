@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from tidings.channels.presence import Presence
+    from tidings.clock import Clock
     from tidings.hub import Hub
     from tidings.metrics import Metrics
-    from tidings.models import Clock
     from tidings.settings import Settings
     from tidings.store import Store
 

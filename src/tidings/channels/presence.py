@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from typing import Final, NoReturn
 
 from tidings.channels.base import Loop
+from tidings.clock import Clock
 from tidings.hub import Hub
 from tidings.loops import forever
-from tidings.models import Clock
 from tidings.settings import Settings
 from tidings.store.base import PresenceStore
 

@@ -21,7 +21,8 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tidings.models import Notification, ScheduleHint, Snoozed, Unsnoozed
+from tidings.events import ScheduleHint, Snoozed, Unsnoozed
+from tidings.models import Notification
 from tidings.scheduler import renewing
 
 if TYPE_CHECKING:

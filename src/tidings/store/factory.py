@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from tidings.models import Clock
+from tidings.clock import Clock
 from tidings.settings import ConfigError, Settings
 from tidings.store.base import Store
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidings.clock import Clock
 from tidings.models import (
-    Clock,
     Counts,
     Draft,
     Due,

@@ -62,8 +62,8 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
+from tidings.clock import Clock
 from tidings.models import (
-    Clock,
     Counts,
     Draft,
     Due,

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from tidings.clock import Clock
 from tidings.models import (
-    Clock,
     Draft,
     Due,
     EmailClaim,

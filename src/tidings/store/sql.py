@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tidings.models import Clock, Counts, Notification, Snooze
+from tidings.clock import Clock
+from tidings.models import Counts, Notification, Snooze
 from tidings.store.common import COLUMNS, chunks, counts_of, notification
 
 __all__ = [

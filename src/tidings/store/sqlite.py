@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tidings.clock import Clock
 from tidings.models import (
-    Clock,
     Draft,
     Due,
     EmailClaim,

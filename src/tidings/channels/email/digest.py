@@ -45,9 +45,10 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from tidings.channels.away import left_out
 from tidings.channels.base import Loop
 from tidings.channels.email import EmailDigest, mailer
+from tidings.clock import Clock
 from tidings.loops import forever
 from tidings.metrics import Metrics
-from tidings.models import Clock, EmailClaim, Notification, Preferences
+from tidings.models import EmailClaim, Notification, Preferences
 from tidings.settings import Settings
 from tidings.store import StoreUnavailable
 from tidings.store.base import EmailStore, LogStore, PreferenceStore

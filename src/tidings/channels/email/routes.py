@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tidings.api import ServiceDep, publisher
 from tidings.channels.email.digest import CHANNEL, UNSUBSCRIBE_PATH, check_unsubscribe
 from tidings.errors import ApiError, error_responses
+from tidings.http.deps import ServiceDep, publisher
 from tidings.settings import Settings
 from tidings.validation import check_user_id
 

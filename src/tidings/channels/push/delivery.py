@@ -43,8 +43,9 @@ from tidings.channels.base import Loop, Node
 from tidings.channels.push import WebPush
 from tidings.channels.push.endpoints import Refused, resolve
 from tidings.channels.push.keys import Vapid
+from tidings.clock import iso_ms
 from tidings.loops import forever
-from tidings.models import Notification, Preferences, PushSubscription, iso_ms
+from tidings.models import Notification, Preferences, PushSubscription
 from tidings.store.base import InboxStore, LogStore, PreferenceStore, PushStore
 
 __all__ = ["MAX_PLAINTEXT", "PushDelivery", "payload_of", "tag_of", "title_of", "topic_of"]

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tidings.api import ChangingUserDep, ServiceDep, UserDep
 from tidings.channels.push.endpoints import Refused, resolve
 from tidings.errors import ApiError, error_responses
+from tidings.http.deps import ChangingUserDep, ServiceDep, UserDep
 from tidings.models import PushSubscription
 from tidings.service import Service
 from tidings.settings import b64url_bytes

@@ -87,6 +87,10 @@ def _response_431(max_bytes: int) -> bytes:
     )
 
 
+def _idle() -> bool:
+    return False
+
+
 class HeadGuard:
     """The size and time bound of the head being read on one connection."""
 
@@ -155,6 +159,14 @@ class HeadGuard:
             self._timer.cancel()
             self._timer = None
 
+    def closed(self) -> None:
+        """The connection is gone: let go of it and of its protocol. The protocol holds this
+        guard, and the guard held the protocol (`busy`) and its transport: a cycle per
+        connection, ~24 objects freed only by a full collection (bench/growth-and-soak.md)."""
+        self.lost()
+        self.transport = None
+        self._busy = _idle
+
     def _refuse(self, transport: asyncio.Transport) -> None:
         self.refused = True
         self.began = None
@@ -205,7 +217,7 @@ class _Guarded(asyncio.Protocol):
         self._head.connected(cast(asyncio.Transport, transport))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._head.lost()
+        self._head.closed()
         super().connection_lost(exc)
 
 

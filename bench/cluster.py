@@ -55,6 +55,14 @@ HASHED_INSTANCES = 2
 CLUSTER_MASTERS = 3
 METRIC = "tidings_bus_announcements_received_total"
 CENTRIFUGO_METRIC = "centrifugo_node_messages_received_count"
+# BENCH_CLUSTER_PROFILE=1: `py-spy record` on every tidings node through the rate window; each
+# run then says where the nodes' CPU went (bench/profile.py's parts, µs per notification) and
+# keeps the folded stacks next to the nodes' logs. Sampling costs the nodes a little CPU.
+PROFILE_ENV = "BENCH_CLUSTER_PROFILE"
+PROFILE_HZ = 100
+# The streams are open and nothing is published: the nodes' CPU over this long, at the end of
+# the settle time, is their idle cost (heartbeats, timers), reported beside the busy figures.
+IDLE_WINDOW = 2.0
 
 
 @dataclass(frozen=True)
@@ -344,6 +352,39 @@ def postgres_version(url: str) -> str:
         return f"unknown ({exc!r})"[:200]
 
 
+def postgres_pid(url: str) -> int | None:
+    """The PostgreSQL postmaster's pid (its backends are its children), when on this machine."""
+    import asyncio
+
+    import asyncpg
+
+    async def ask() -> str:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return str(await conn.fetchval("SHOW data_directory"))
+        finally:
+            await conn.close(timeout=5)
+
+    try:
+        data = Path(asyncio.run(ask()))
+        return int((data / "postmaster.pid").read_text().split()[0])
+    except Exception:
+        return None
+
+
+def _sys_cpu(pid: int) -> float:
+    """The kernel's share of a process's CPU seconds (system calls, the loopback TCP stack)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return int(fields[12]) / common.CLK_TCK
+
+
+def _cpu(pid: int | None) -> float | None:
+    return None if pid is None else common.sample(pid)["cpu"]
+
+
 # --- the nodes -----------------------------------------------------------------------------------
 
 
@@ -470,6 +511,8 @@ class Nodes:
         each = [s.sample() for s in self.servers]
         return {
             "cpu": sum(x["cpu"] for x in each),
+            "cpu_each": [x["cpu"] for x in each],
+            "sys": sum(_sys_cpu(s.proc.pid) for s in self.servers),
             "rss": sum(x["rss"] for x in each),
             "rss_each": [x["rss"] for x in each],
             "t": time.time(),
@@ -499,6 +542,7 @@ def one_run(
     database_url: str | None,
     work: Path,
     k0: int,
+    pg_pid: int | None = None,
 ) -> dict[str, Any]:
     from bench.main import Generator, ms, pct, reader_procs, users, wait_delivered
 
@@ -530,8 +574,12 @@ def one_run(
         names = users(cc.streams, f"c{tag}-")
         conns = [{**template.stream(u), "port": nodes.ports[i % n]} for i, u in enumerate(names)]
         opened = gen.open(conns)
-        time.sleep(cc.settle)
+        window = min(IDLE_WINDOW, cc.settle)
+        time.sleep(cc.settle - window)
+        quiet0 = nodes.sample()
+        time.sleep(window)
         idle, engine_mem1 = nodes.sample(), engines.memory(bus)
+        idle_rate = (idle["cpu"] - quiet0["cpu"]) / max(idle["t"] - quiet0["t"], 1e-9)
         row.update(
             streams=cc.streams,
             rate=cc.rate,
@@ -546,11 +594,17 @@ def one_run(
             engine_bytes_per_stream=None
             if engine_mem0 is None or engine_mem1 is None
             else round((engine_mem1 - engine_mem0) / max(opened["opened"], 1)),
+            # All nodes together with the streams open and nothing published.
+            idle_cpu_pct=round(idle_rate * 100, 1),
         )
 
         # The rate window: publishes spread over every node.
         gen.mark()
-        s0, e0, m0 = nodes.sample(), engines.sample(bus), nodes.bus_received()
+        spies = _spy(nodes, work, cc.seconds) if target_name == "tidings" else []
+        # The counters first: a scrape of /metrics is not the notifications' CPU.
+        m0 = nodes.bus_received()
+        s0, e0 = nodes.sample(), engines.sample(bus)
+        pg0 = _cpu(pg_pid) if target_name == "tidings" else None
         pub = gen.publish(
             {
                 "rate": cc.rate,
@@ -564,6 +618,7 @@ def one_run(
         )
         wait_delivered(gen, pub["sent"], quiet=cc.quiet, limit=30.0)
         s1, e1, m1 = nodes.sample(), engines.sample(bus), nodes.bus_received()
+        pg1 = _cpu(pg_pid) if pg0 is not None else None
         st = gen.stats(full=True)
         ok = {int(k) for k in pub["ok"]}
         lat = st["lat"]
@@ -583,6 +638,15 @@ def one_run(
             server_cpu_us_per_notification=round(
                 (s1["cpu"] - s0["cpu"]) / max(pub["sent"], 1) * 1e6, 1
             ),
+            # The same without what the nodes spend idle over the window (heartbeats, timers).
+            server_cpu_us_per_notification_above_idle=round(
+                (s1["cpu"] - s0["cpu"] - idle_rate * wall) / max(pub["sent"], 1) * 1e6, 1
+            ),
+            # Of server_cpu_pct, the part in the kernel (system calls, loopback TCP).
+            server_sys_cpu_pct=round((s1["sys"] - s0["sys"]) / wall * 100, 1),
+            postgres_cpu_pct=None
+            if pg0 is None or pg1 is None
+            else round((pg1 - pg0) / wall * 100, 1),
             engine_cpu_pct=None if e0 is None or e1 is None else round((e1 - e0) / wall * 100, 1),
             engine_cpu_us_per_notification=None
             if e0 is None or e1 is None
@@ -597,6 +661,8 @@ def one_run(
             or st["cpu_share_max"] > 0.85
             or pub["behind_max"] > 0.1,
         )
+        if spies:
+            row["profile"] = _profiled(spies, s0, s1, pub["sent"])
         if row["bus_received_share"] is None:
             row["bus_received_note"] = _share_note(target_name, engine, received)
         common.log(
@@ -609,7 +675,8 @@ def one_run(
         bcast = names[: cc.broadcast_users]
         gen.mark()
         k = 10_000_000 + k0
-        s0, m0 = nodes.sample(), nodes.bus_received()
+        m0 = nodes.bus_received()
+        s0 = nodes.sample()
         status, t = template.broadcast(nodes.servers[k0 % n], bcast, k)
         call_s = time.time() - t
         wait_delivered(gen, len(bcast), quiet=cc.quiet + 1, limit=60.0)
@@ -637,6 +704,49 @@ def one_run(
         nodes.stop()
     row["seconds"] = round(time.time() - started, 1)
     return row
+
+
+def _spy(nodes: Nodes, work: Path, seconds: float) -> list[tuple[Any, Path]]:
+    """py-spy on every node for the rate window (BENCH_CLUSTER_PROFILE=1), else nothing."""
+    if os.environ.get(PROFILE_ENV) != "1":
+        return []
+    from bench.targets import PYTHON
+
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    out = []
+    for i, server in enumerate(nodes.servers):
+        folded = work / f"node-{i}.folded"
+        argv = [spy, "record", "--pid", str(server.proc.pid), "--rate", str(PROFILE_HZ)]
+        argv += ["--duration", str(max(1, int(seconds))), "--format", "raw", "--nonblocking"]
+        proc = subprocess.Popen(
+            [*argv, "--output", str(folded)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        out.append((proc, folded))
+    time.sleep(0.5)  # py-spy attaching
+    return out
+
+
+def _profiled(
+    spies: list[tuple[Any, Path]], s0: dict[str, Any], s1: dict[str, Any], sent: int
+) -> dict[str, Any]:
+    """Where the nodes' CPU went: each node's sampled shares times its own CPU, summed."""
+    from bench.profile import classify
+
+    parts: dict[str, float] = {}
+    nodes = []
+    for i, (proc, folded) in enumerate(spies):
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0 or not folded.exists():
+            nodes.append({"error": err.decode(errors="replace")[-300:]})
+            continue
+        found, _, total = classify(folded.read_text())
+        cpu_us = (s1["cpu_each"][i] - s0["cpu_each"][i]) / max(sent, 1) * 1e6
+        mine = {k: round(v / max(total, 1) * cpu_us, 1) for k, v in found.most_common()}
+        for k, v in mine.items():
+            parts[k] = parts.get(k, 0.0) + v
+        nodes.append({"samples": total, "us_per_notification": mine, "folded": folded.name})
+    total_parts = dict(sorted(parts.items(), key=lambda kv: -kv[1]))
+    return {"us_per_notification": {k: round(v, 1) for k, v in total_parts.items()}, "nodes": nodes}
 
 
 def _deltas(before: list[float | None], after: list[float | None]) -> list[float | None]:
@@ -701,8 +811,10 @@ def scenario_cluster(
         "skipped": {},
     }
     urls = services_env(("postgres",))
+    pg_pid = None
     if "postgres" in urls:
         result["engines"]["versions"]["postgres"] = postgres_version(urls["postgres"])
+        pg_pid = postgres_pid(urls["postgres"])
     centrifugo_why = Centrifugo().available()
     with tempfile.TemporaryDirectory(prefix="tidings-bench-cluster-") as tmp:
         box = Engines(Path(tmp))
@@ -726,7 +838,9 @@ def scenario_cluster(
                             row = one_run(target_name, engine, n, cc, box, None, case_dir, k0)
                         else:
                             with fresh("postgres", urls["postgres"], Path(tmp)) as db:
-                                row = one_run(target_name, engine, n, cc, box, db, case_dir, k0)
+                                row = one_run(
+                                    target_name, engine, n, cc, box, db, case_dir, k0, pg_pid
+                                )
                     except Exception as exc:
                         common.log(f"  {key} failed: {exc!r}")
                         row = {
@@ -761,6 +875,10 @@ SPREAD = (
     "max_ms",
     "server_cpu_pct",
     "server_cpu_us_per_notification",
+    "server_cpu_us_per_notification_above_idle",
+    "idle_cpu_pct",
+    "postgres_cpu_pct",
+    "server_sys_cpu_pct",
     "engine_cpu_pct",
     "engine_cpu_us_per_notification",
     "bus_received_share",

@@ -25,6 +25,7 @@ from typing import Any
 
 from bench import common
 from bench.targets import PER_PROCESS, PYTHON, Server, Target, all_targets
+from tidings.settings import Settings
 
 SCENARIOS = (
     "idle",
@@ -636,6 +637,7 @@ def scenario_storm(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
     median["runs"] = runs
     median["all_received"] = spread([r["all_received_s"] for r in runs])
     median["all_received"]["incomplete"] = sum(1 for r in runs if r["all_received_s"] is None)
+    median["after_ready"] = spread([r.get("after_ready_s") for r in runs])
     return median
 
 
@@ -693,6 +695,13 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             "all_received_s": round(st["last_done"] - t0, 2)
             if st["done"] >= opened["opened"]
             else None,
+            # The server's own share: from ready (answering /healthz) to the last stream done.
+            # Clients come back on the `retry:` the draining server gave them (jittered up to
+            # TIDINGS_DRAIN_RETRY_MAX_MS, 5 s by default), so this is at least that spread.
+            "after_ready_s": round(st["last_done"] - t0 - server.startup_s, 2)
+            if st["done"] >= opened["opened"]
+            else None,
+            "drain_retry_max_ms": drain_retry_max_ms(),
             "expected": opened["opened"] * per,
             "received": received,
             "lost": opened["opened"] * per - received,
@@ -707,6 +716,15 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             gen.close()
         if server is not None:
             server.stop()
+
+
+def drain_retry_max_ms() -> int:
+    """The drain spread the storm's tidings server runs with (BENCH_TIDINGS_ENV may set it)."""
+    for pair in os.environ.get("BENCH_TIDINGS_ENV", "").split(","):
+        name, _, value = pair.partition("=")
+        if name.strip() == "TIDINGS_DRAIN_RETRY_MAX_MS":
+            return int(value)
+    return Settings().drain_retry_max_ms
 
 
 def publish_offline(target: Target, work: Path, names: list[str], per: int, port: int) -> int:

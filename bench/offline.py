@@ -18,13 +18,13 @@ import time
 
 async def tidings(spec: dict[str, object]) -> int:
     from tidings.models import Draft
-    from tidings.service import Service
+    from tidings.service import build_service
     from tidings.settings import Settings
 
     settings = Settings.from_env(os.environ)
     users = tuple(str(u) for u in spec["users"])  # type: ignore[attr-defined]
     stored = 0
-    async with Service(settings).publishing() as service:
+    async with build_service(settings).publishing() as service:
         for r in range(int(spec["per_user"])):  # type: ignore[call-overload]
             for i in range(0, len(users), settings.max_user_ids):
                 data = {"t": time.time(), "k": int(spec["k0"]) + r}  # type: ignore[call-overload]

@@ -341,6 +341,7 @@ def storm_section(data: dict[str, Any]) -> list[str]:
                 fmt(entry["per_user"]),
                 fmt(entry["server_ready_s"], " s"),
                 storm_cell(entry),
+                after_ready_cell(entry),
                 fmt(entry["lost"]),
                 fmt(entry["duplicates"]),
                 fmt(entry["reconnect_attempts"]),
@@ -352,6 +353,7 @@ def storm_section(data: dict[str, Any]) -> list[str]:
         "published per user while down",
         "server ready after",
         "every stream has its notifications after",
+        "of it after ready (clients told retry ≤)",
         "lost",
         "dup",
         "reconnect attempts",
@@ -370,6 +372,16 @@ def storm_cell(entry: dict[str, Any]) -> str:
     if entry["all_received_s"] is None:
         return f"not all ({fmt(entry['resumed'])} done)"
     return fmt(entry["all_received_s"], " s")
+
+
+def after_ready_cell(entry: dict[str, Any]) -> str:
+    """The server's share of the storm (ready to the last stream done), and the drain spread
+    the clients came back over; older results have neither."""
+    if "after_ready_s" not in entry:
+        return "–"
+    spread = entry.get("after_ready")
+    cell = med(spread, " s") if spread is not None else fmt(entry["after_ready_s"], " s")
+    return f"{cell} ({fmt(entry['drain_retry_max_ms'])} ms)"
 
 
 def profile_section(data: dict[str, Any]) -> list[str]:
@@ -531,7 +543,21 @@ Run it on a quiet machine (after `.venv/bin/pip install -c constraints.txt -e '.
 for the plots this page keeps and the NATS client): `bench/run cluster` runs every case in about
 30 minutes; `--nodes 1,2,4`, `--engines local,redis,redis-hashed,redis-cluster,nats,centrifugo`
 and `--repeat 3` choose a subset. `bench/run cluster --quick` is a smoke run (1,000 streams,
-500/s for 2 s, N = 2, one run, under 2 minutes): its figures say only that every part works."""
+500/s for 2 s, N = 2, one run, under 2 minutes): its figures say only that every part works.
+
+Besides the table, each run in the result file records where the CPU went: `idle_cpu_pct` (all
+nodes with the streams open and nothing published, the last 2 s of the settle time),
+`server_cpu_us_per_notification_above_idle` (the same cost without that idle part),
+`server_sys_cpu_pct` (the nodes' kernel share: system calls, loopback TCP) and `postgres_cpu_pct`
+(the store's server over the rate window). `BENCH_CLUSTER_PROFILE=1 bench/run cluster …` also
+samples every node with py-spy through the rate window and adds `profile` (µs per notification per
+part of the path, summed over the nodes; folded stacks beside the nodes' logs in
+`bench/.work/run/cluster/`). What one such profile showed at 4 nodes on Redis (a loaded machine,
+so shares rather than totals): the store write ~45 % (asyncpg round trips: BEGIN, the
+statements, COMMIT, and the pool's reset query on release, which the store no longer sends),
+uvloop's own C code ~19 %, the bus ~11 % (half of it the write of each PUBLISH), the SSE writes
+~10 %; a socket write costs tens of µs on this virtual machine, so the many-node path pays per
+round trip more than per byte."""
 
 
 def cluster_section() -> list[str]:

@@ -182,6 +182,10 @@ class Tidings(Target):
         window = os.environ.get("BENCH_TIDINGS_SQLITE_COMMIT_WINDOW_MS")
         if window:
             env["TIDINGS_SQLITE_COMMIT_WINDOW_MS"] = window
+        # Any other setting for an A/B: BENCH_TIDINGS_ENV="TIDINGS_SQLITE_SYNCHRONOUS=NORMAL,…".
+        for pair in filter(None, os.environ.get("BENCH_TIDINGS_ENV", "").split(",")):
+            name, _, value = pair.partition("=")
+            env[name.strip()] = value.strip()
         return env
 
     def start(self, workdir: Path, workers: int = 1, fresh: bool = True, port: int = 0) -> Server:

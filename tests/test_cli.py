@@ -365,6 +365,11 @@ def test_serve_with_zero_workers_is_one_line(env: dict[str, str]) -> None:
     assert_one_line_error(serve(env, "--workers", "0"), "--workers")
 
 
+def test_serve_with_workers_on_the_in_memory_store_is_one_line(env: dict[str, str]) -> None:
+    env["TIDINGS_DATABASE_URL"] = "memory://"
+    assert_one_line_error(serve(env, "--workers", "2"), "--workers", "memory://")
+
+
 def test_serve_on_a_port_in_use_is_one_line_before_any_key(env: dict[str, str]) -> None:
     # --demo would print a generated secret and publisher key: none of it may come first.
     del env["TIDINGS_SECRET"]

@@ -36,7 +36,11 @@ LIMITS = {
 }
 
 
-def test_schemathesis_finds_no_failure(make_server: ServerFactory, tmp_path: Path) -> None:
+# One test per seed, so parallel workers share them (one seed is about 20 s of CI).
+@pytest.mark.parametrize("seed", SEEDS)
+def test_schemathesis_finds_no_failure(
+    make_server: ServerFactory, tmp_path: Path, seed: int
+) -> None:
     server = make_server(**LIMITS)
     token = make_token(USER, ttl=3600)
     config = tmp_path / "schemathesis.toml"
@@ -50,8 +54,7 @@ def test_schemathesis_finds_no_failure(make_server: ServerFactory, tmp_path: Pat
         "SCHEMATHESIS_USER": USER,
         "SCHEMATHESIS_USER_TOKEN": token,
     }
-    for seed in SEEDS:
-        run_once(server.url, config, env, seed)
+    run_once(server.url, config, env, seed)
 
 
 def run_once(url: str, config: Path, env: dict[str, str], seed: int) -> None:

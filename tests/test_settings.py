@@ -342,7 +342,7 @@ def test_a_bad_email_setting_is_one_line_naming_it(variables: dict[str, str], na
 
 
 def test_the_smtp_url_forms() -> None:
-    from tidings.mailer import SmtpTarget
+    from tidings.channels.email.mailer import SmtpTarget
 
     assert SmtpTarget.parse("smtp://relay") == SmtpTarget("relay", 25)
     assert SmtpTarget.parse("smtp://u:p%40ss@h?starttls=1") == SmtpTarget(

@@ -21,7 +21,8 @@ from tests.support import (
     publish_sentinel,
     serving,
 )
-from tidings.models import Clock, Draft, now_ms
+from tidings.clock import Clock, now_ms
+from tidings.models import Draft
 from tidings.store import create_store
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,6 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -16,19 +15,15 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings import publish, stream
-from tidings.api import (
-    add_error_handlers,
-    document,
-    operations_router,
-    publisher_router,
-    user_router,
-)
-from tidings.email_api import describe as describe_email
-from tidings.email_api import email_router, unsubscribe_router
+from tidings.channels import registry
 from tidings.errors import method_not_allowed, send_error, too_large
-from tidings.push.routes import push_router
-from tidings.routes import MethodTable, RawRoute, raw_openapi, serve_raw
-from tidings.service import Service
+from tidings.http import openapi
+from tidings.http.handlers import add_error_handlers
+from tidings.http.ops import operations_router
+from tidings.http.publisher import publisher_router
+from tidings.http.user import user_router
+from tidings.routes import MethodTable, RawRoute, serve_raw
+from tidings.service import Service, build_service
 from tidings.settings import ConfigError, Settings
 from tidings.snooze.routes import describe as describe_snooze
 from tidings.snooze.routes import snooze_router
@@ -169,7 +164,7 @@ class StaticModules(StaticFiles):
 def create_app(settings: Settings, service: Service | None = None) -> TidingsApp:
     """The whole application; `service` wires it to given parts (the unit tests' fakes)."""
     if service is None:
-        service = Service(settings)
+        service = build_service(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -193,11 +188,11 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     )
     api.state.service = service
     add_error_handlers(api)
-    # The push routes first: their fixed paths must win over `/notifications/{seq}`.
-    routers = [push_router, user_router, publisher_router, operations_router]
+    # The channels' routes first (Web Push's key and subscriptions; the email digest's user
+    # address and unsubscribe link): their fixed paths must win over `/notifications/{seq}`.
+    routers = [router for channel in registry.CHANNELS for router in channel.routers()]
+    routers += [user_router, publisher_router, operations_router]
     routers.append(snooze_router)
-    # The email digest's: a user's address, the unsubscribe link.
-    routers += [email_router, unsubscribe_router]
     static = resources.files("tidings") / "web" / "static"
     api.mount("/static", StaticModules(directory=str(static)), name="static")
     if settings.demo:
@@ -207,19 +202,8 @@ def create_app(settings: Settings, service: Service | None = None) -> TidingsApp
     for router in routers:
         api.include_router(router)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    original = api.openapi
-
-    def openapi() -> dict[str, Any]:
-        if api.openapi_schema is None:
-            schema = document(original())
-            raw_openapi(RAW_ROUTES, schema)
-            describe(schema["components"]["schemas"], settings)
-            describe_email(schema["components"]["schemas"], settings)
-            describe_snooze(schema["components"]["schemas"], settings)
-            api.openapi_schema = schema
-        return api.openapi_schema
-
-    api.openapi = openapi  # type: ignore[method-assign]
+    channels = tuple(channel.describe for channel in registry.CHANNELS)
+    openapi.install(api, settings, RAW_ROUTES, (describe, *channels, describe_snooze))
     # Every route with its methods: the app's own (docs, static files) and the routers' (FastAPI
     # lists an included router as one opaque entry of `api.routes`).
     routes = [*api.routes, *(route for router in routers for route in router.routes)]

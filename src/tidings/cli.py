@@ -171,6 +171,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ, demo=args.demo)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if args.workers > 1 and settings.database_url.startswith("memory:"):
+        # Each worker would keep a store of its own: a user's streams would miss publishes.
+        raise ConfigError(
+            "--workers needs a database the workers share; memory:// is one process's"
+        )
     if not settings.publisher_keys:
         raise ConfigError(
             "TIDINGS_PUBLISHER_KEYS is required (comma-separated publisher keys; "
@@ -232,7 +237,7 @@ def _check_bind(host: str, port: int) -> None:
 
 def _send(args: argparse.Namespace) -> int:
     from tidings.bus.local import LocalBus
-    from tidings.service import Service
+    from tidings.service import build_service
     from tidings.store.factory import sqlite_path
 
     # Publishing signs nothing: TIDINGS_SECRET may be absent (a configured one is still checked).
@@ -269,7 +274,7 @@ def _send(args: argparse.Namespace) -> int:
             "with the server's TIDINGS_DATABASE_URL (sqlite:///relative paths start in the "
             "working directory)"
         )
-    service = Service(settings)
+    service = build_service(settings)
     # Only the local bus can tell whether a server is there (its socket); a shared bus reaches
     # whoever subscribes, and is checked by the server's /readyz instead.
     served: bool | None = None
@@ -324,7 +329,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _check_push_extra(settings: Settings) -> None:
-    from tidings.push import missing_extra
+    from tidings.channels.push import missing_extra
 
     if settings.push_enabled and (missing := missing_extra()) is not None:
         raise ConfigError(
@@ -334,14 +339,14 @@ def _check_push_extra(settings: Settings) -> None:
 
 
 def _vapid_keys() -> int:
-    from tidings.push import missing_extra
+    from tidings.channels.push import missing_extra
 
     if (missing := missing_extra()) is not None:
         raise ConfigError(
             f"vapid-keys needs the push extra ({missing} is not installed): "
             "pip install 'tidings[push]'"
         )
-    from tidings.push.keys import new_key_pair
+    from tidings.channels.push.keys import new_key_pair
 
     private, public = new_key_pair()
     print(f"# public key (applicationServerKey): {public}")

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from tidings.api import ServiceDep, set_session_cookie
 from tidings.auth import check_origin, mint_token
+from tidings.http.deps import ServiceDep
+from tidings.http.user import set_session_cookie
 from tidings.models import Stored
 from tidings.validation import ActionIn, ActorIn, PublishIn, make_draft
 

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
 from tidings import sse
-from tidings.metrics import Metrics
-from tidings.models import (
+from tidings.events import (
     ArchiveChanged,
     Deleted,
     Event,
@@ -28,6 +27,7 @@ from tidings.models import (
     Unsnoozed,
     UserResync,
 )
+from tidings.metrics import Metrics
 from tidings.settings import Settings
 
 __all__ = ["CHECK", "PING", "UNSNOOZED", "End", "Frame", "Hub", "Refetch", "Subscriber"]
@@ -212,7 +212,7 @@ class Hub:
         self._count = 0
         self._empty = asyncio.Event()
         self._empty.set()
-        # Web Push presence (tidings.push.presence) sets this to hear when a user's last
+        # Presence (tidings.channels.presence) sets this to hear when a user's last
         # stream on this node closes; None, and free, while push is off.
         self.on_leave: Callable[[str], None] | None = None
         # The bus, told which users this node holds streams for (per-user routing).
@@ -283,6 +283,20 @@ class Hub:
     def deliver(self, event: Event | Expired) -> None:
         """Called by the bus, on the event loop, for every event of every node (and by this
         node's expiry sweep, for `Expired`)."""
+        if type(event) is Published:
+            # The hot case first (a broadcast comes here once per user): one lookup, one frame.
+            subs = self._users.get(event.user_id)
+            if subs:
+                n = event.notification
+                frame = Frame(
+                    event.seq,
+                    sse.notification(n) if n is not None else None,
+                    n.created_ms if n is not None else 0,
+                )
+                # `push` never adds or removes streams, so the set is iterated as it is.
+                for sub in subs:
+                    sub.push(frame)
+            return
         if isinstance(event, Resync):
             for sub in list(self.subscribers()):
                 sub.push(CHECK)

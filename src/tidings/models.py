@@ -6,39 +6,27 @@ import dataclasses
 import functools
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from tidings.clock import iso_ms
 
 __all__ = [
     "Action",
     "Actor",
-    "ArchiveChanged",
-    "Clock",
     "Counts",
-    "Deleted",
     "Draft",
     "Due",
     "EmailClaim",
-    "Event",
-    "Expired",
     "Notification",
     "Position",
     "Preferences",
-    "Published",
     "PushSubscription",
-    "ReadChanged",
-    "Resync",
-    "ScheduleHint",
     "Scheduled",
-    "SeenChanged",
     "Snooze",
-    "Snoozed",
     "Stored",
-    "Unsnoozed",
     "UserRecord",
-    "iso_ms",
-    "now_ms",
 ]
 
 
@@ -54,41 +42,6 @@ def one_line_json(value: object) -> str:
     if text.isascii():
         return text
     return text.translate(_LINE_BREAKS)
-
-
-def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
-
-
-class Clock:
-    """The time the stores and the service stamp things with, in ms since the epoch.
-
-    One object passed in rather than `now_ms()` called inside, so a test sets the time (`set`,
-    `advance`) instead of sleeping to order timestamps or editing rows by hand.
-    """
-
-    def __init__(self, fixed_ms: int | None = None) -> None:
-        self._fixed = fixed_ms
-
-    def now_ms(self) -> int:
-        return now_ms() if self._fixed is None else self._fixed
-
-    def set(self, ms: int) -> None:
-        """Stop the clock at `ms`; it stays there until set or advanced again."""
-        self._fixed = ms
-
-    def advance(self, ms: int) -> None:
-        self._fixed = self.now_ms() + ms
-
-
-# Cached: the notifications of one commit share their stamp, and a catch-up or a broadcast formats
-# the same few instants thousands of times (strftime is most of `to_json`'s cost).
-@functools.lru_cache(maxsize=4096)
-def iso_ms(ms: int) -> str:
-    """`2026-11-27T21:07:50.123Z`, the one timestamp format of the API."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    # The year by hand: strftime's %Y does not pad years before 1000 on every platform.
-    return f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def _iso_or_none(ms: int | None) -> str | None:
@@ -231,13 +184,27 @@ class Preferences:
     """What a user chose: categories they do not want, and the ways they may be reached."""
 
     muted_categories: tuple[str, ...] = ()
-    push: bool = True
-    email: bool = True
+    # The channels (by their name in tidings.channels.CHANNELS: "push", "email") the user turned
+    # off. Every other one is on, so a channel added later is on for everyone until they say no.
+    channels_off: frozenset[str] = frozenset()
 
-    def to_json(self) -> dict[str, Any]:
+    def allows(self, channel: str) -> bool:
+        return channel not in self.channels_off
+
+    def turned_off(self, channel: str) -> Preferences:
+        return dataclasses.replace(self, channels_off=self.channels_off | {channel})
+
+    @classmethod
+    def of(cls, muted_categories: Iterable[str], channels: Mapping[str, bool]) -> Preferences:
+        """From the API's and the stores' shape: `{"push": true, "email": false}`."""
+        off = frozenset(name for name, on in channels.items() if not on)
+        return cls(muted_categories=tuple(muted_categories), channels_off=off)
+
+    def to_json(self, channels: Iterable[str]) -> dict[str, Any]:
+        """The API's shape, with every one of `channels` (the registry's names) on or off."""
         return {
             "muted_categories": list(self.muted_categories),
-            "channels": {"push": self.push, "email": self.email},
+            "channels": {name: self.allows(name) for name in channels},
         }
 
 
@@ -247,74 +214,6 @@ class Position:
 
     last_seq: int = 0
     pruned_upto: int = 0
-
-
-# Events carried by the bus from the node that changed something to every node's hub.
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    user_id: str
-    seq: int
-    # Present when the bus can carry it, so a node delivers without a store query.
-    notification: Notification | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReadChanged:
-    user_id: str
-    unread: int
-    ids: tuple[int, ...] | None = None
-    up_to: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"unread": self.unread}
-        if self.up_to is not None:
-            body["up_to"] = self.up_to
-        else:
-            body["ids"] = list(self.ids or ())
-        return body
-
-
-@dataclass(frozen=True, slots=True)
-class Deleted:
-    user_id: str
-    seq: int
-    unread: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.seq, "unread": self.unread}
-
-
-@dataclass(frozen=True, slots=True)
-class SeenChanged:
-    """Everything up to `up_to` was seen (the bell was opened); `unseen` is what is left."""
-
-    user_id: str
-    up_to: int
-    unseen: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"up_to": self.up_to, "unseen": self.unseen}
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveChanged:
-    """`ids` were archived (or unarchived); the counts leave archived notifications out."""
-
-    user_id: str
-    ids: tuple[int, ...]
-    archived: bool
-    unread: int
-    unseen: int
-
-    @property
-    def name(self) -> str:
-        """The SSE event name."""
-        return "notifications-archived" if self.archived else "notifications-unarchived"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ids": list(self.ids), "unread": self.unread, "unseen": self.unseen}
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,19 +234,6 @@ class Counts:
                 for c, (unread, unseen) in sorted(self.categories.items())
             },
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Resync:
-    """The bus may have dropped messages (it reconnected): every stream checks the store."""
-
-
-@dataclass(frozen=True, slots=True)
-class UserResync:
-    """The bus may have dropped this user's messages (the user's subscription just became live,
-    or its shard reconnected, or an announcement failed): the user's streams check the store."""
-
-    user_id: str
 
 
 # Scheduled notifications (deliver_at) and expiry.
@@ -383,28 +269,6 @@ class Due:
 
 
 @dataclass(frozen=True, slots=True)
-class Expired:
-    """`ids` passed their `expires_at`: open bells drop them. Sent by each node to its own
-    streams (every node looks for what expired among its streams' users), never over the bus."""
-
-    user_id: str
-    ids: tuple[int, ...]
-    unread: int
-    unseen: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ids": list(self.ids), "unread": self.unread, "unseen": self.unseen}
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleHint:
-    """Something scheduled falls due at `deliver_ms`: every node's scheduler looks then (so an
-    idle node sleeps until the next due time instead of polling the store)."""
-
-    deliver_ms: int
-
-
-@dataclass(frozen=True, slots=True)
 class Snooze:
     """A snoozed notification whose time came, claimed by this node to wake it."""
 
@@ -413,62 +277,7 @@ class Snooze:
     until_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Snoozed:
-    """`ids` were snoozed until `until_ms`: open bells drop them; the counts leave them out."""
-
-    user_id: str
-    ids: tuple[int, ...]
-    until_ms: int
-    unread: int
-    unseen: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ids": list(self.ids),
-            "until": iso_ms(self.until_ms),
-            "unread": self.unread,
-            "unseen": self.unseen,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Unsnoozed:
-    """Snoozed notifications came back (due, or unsnoozed by the user), unread and unseen, with
-    their own seqs: open bells put them back in place. Announced once, by the node that woke
-    them."""
-
-    user_id: str
-    notifications: tuple[Notification, ...]
-    unread: int
-    unseen: int
-    # Seqs of woken notifications the bus could not carry (too large for a message): the
-    # receiving stream reads them from the store.
-    missing: tuple[int, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "notifications": [n.to_json() for n in self.notifications],
-            "unread": self.unread,
-            "unseen": self.unseen,
-        }
-
-
-Event = (
-    Published
-    | ReadChanged
-    | Deleted
-    | SeenChanged
-    | ArchiveChanged
-    | Resync
-    | UserResync
-    | ScheduleHint
-    | Snoozed
-    | Unsnoozed
-)
-
-
-# The email digest (tidings.digest).
+# The email digest (tidings.channels.email).
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ them).
 To add a raw route: write `async def endpoint(service, scope, receive, send)`, which raises
 `ApiError` (or `StoreUnavailable`) for a refusal *before* it starts its response (`serve_raw`
 answers it), and add a `RawRoute` for it to `RAW_ROUTES` in `tidings.app`. Its OpenAPI entry is
-built from the `RawRoute` here, with the same error schema as every other route.
+built from the `RawRoute` (`tidings.http.openapi.raw_openapi`), with the same error schema as
+every other route.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tidings.errors import (
     ApiError,
-    error_responses,
     internal_error,
     send_error,
     store_unavailable,
@@ -37,7 +37,7 @@ from tidings.store import StoreUnavailable
 if TYPE_CHECKING:
     from tidings.service import Service
 
-__all__ = ["Endpoint", "MethodTable", "RawRoute", "raw_openapi", "serve_raw"]
+__all__ = ["Endpoint", "MethodTable", "RawRoute", "serve_raw"]
 
 log = logging.getLogger("tidings.api")
 
@@ -57,7 +57,8 @@ class RawRoute:
     # status → (description, media type, schema or None); the error statuses get the error schema.
     answers: Mapping[int, tuple[str, str, dict[str, Any] | None]]
     errors: Sequence[int]
-    # The security scheme the caller authenticates with (see `SECURITY_SCHEMES` in tidings.api).
+    # The security scheme the caller authenticates with: `userToken` or `publisherKey` (the
+    # schemes of the credential dependencies in `tidings.http.deps`).
     security: str
     body: type[BaseModel] | None = None
     parameters: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
@@ -66,7 +67,7 @@ class RawRoute:
 async def serve_raw(
     route: RawRoute, service: Service, scope: Scope, receive: Receive, send: Send
 ) -> None:
-    """Run a raw route with the framework's error path (see `tidings.api.add_error_handlers`)."""
+    """Run a raw route with the framework's error path (see `tidings.http.handlers`)."""
     started = False
 
     async def watched(message: Message) -> None:
@@ -87,39 +88,6 @@ async def serve_raw(
         else:
             log.exception("unexpected error on %s %s", route.method, route.path)
             await send_error(send, internal_error())
-
-
-def raw_openapi(routes: Iterable[RawRoute], schema: dict[str, Any]) -> None:
-    """Add each raw route's operation to a schema FastAPI generated for its own routes."""
-    components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
-    for route in routes:
-        responses: dict[str, Any] = {}
-        for status, (description, media, body_schema) in route.answers.items():
-            content = {media: {} if body_schema is None else {"schema": body_schema}}
-            responses[str(status)] = {"description": description, "content": content}
-        responses.update({str(k): v for k, v in error_responses(route.errors).items()})
-        operation: dict[str, Any] = {
-            "tags": [route.tag],
-            "summary": route.summary,
-            "description": route.description,
-            "operationId": f"{route.method.lower()}_{route.path.strip('/').replace('/', '_')}",
-            "responses": responses,
-            "security": [{route.security: []}],
-        }
-        if route.parameters:
-            operation["parameters"] = [dict(p) for p in route.parameters]
-        if route.body is not None:
-            name = route.body.__name__
-            model = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(model.pop("$defs", {}))
-            components[name] = model
-            operation["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
-                },
-            }
-        schema["paths"][route.path] = {route.method.lower(): operation}
 
 
 class MethodTable:

@@ -8,8 +8,9 @@ key's rows as one publish through the normal add path (`Store.deliver`, which ma
 delivered in the same transaction where the store has them, and otherwise stores under a key
 that admits one notification per user). So the seq is handed out at delivery (the log stays
 gapless and ordered), a row is stored once however many nodes claim it, and a node that dies
-holding a lease leaves its rows to another node once it runs out. Then the delivery is
-announced over the bus like any publish.
+holding a lease leaves its rows to another node once it runs out. The lease is short and
+renewed while the node delivers (`renewing`): a slow delivery keeps its rows, a dead node's wait
+one lease at most. Then the delivery is announced over the bus like any publish.
 
 Expiry. When a notification's `expires_at` passes, each node looks (with a query only if it has
 open streams) for the notifications whose `expires_at` passed since it last looked, and sends
@@ -37,16 +38,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import NoReturn, Protocol
 
-from tidings.models import Due, Expired, Published
+from tidings.clock import Clock
+from tidings.events import Event, Expired, Published
+from tidings.loops import forever
+from tidings.metrics import Metrics
+from tidings.models import Due
+from tidings.settings import Settings
+from tidings.store.base import (
+    InboxStore,
+    LogStore,
+    PreferenceStore,
+    ScheduleStore,
+    SnoozeStore,
+)
 
-if TYPE_CHECKING:
-    from tidings.service import Service
+__all__ = ["Announce", "Scheduler", "Streams"]
 
-__all__ = ["Scheduler"]
+
+class SchedulerStore(ScheduleStore, SnoozeStore, LogStore, InboxStore, PreferenceStore, Protocol):
+    """What the scheduler uses of the store: scheduled rows and expiry; when the next snooze
+    is due; a user's position and counts to announce; who muted a category."""
+
 
 log = logging.getLogger("tidings.scheduler")
 
@@ -60,6 +77,48 @@ SWEEP_LIMIT = 10_000
 SWEEP_OVERLAP = 3
 # "Not until a hint comes": later than any time a notification can carry.
 NEVER = 2**62
+# How often per lease a node renews the lease of what it is delivering: a renewal may be late
+# by two thirds of a lease (a slow store) before another node could take the rows.
+RENEWALS = 3
+
+
+@contextlib.asynccontextmanager
+async def renewing(renew: Callable[[], Awaitable[object]], lease_ms: int) -> AsyncIterator[None]:
+    """Renew a lease `RENEWALS` times per lease while the body runs (claimed rows being
+    delivered): a live node keeps them however long the work takes, so the lease can be short,
+    and a dead node's rows wait for one lease at most, not for the longest delivery."""
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(lease_ms / 1000 / RENEWALS)
+            try:
+                await renew()
+            except Exception:
+                # The next renewal may get through; if none does, the lease runs out and another
+                # node takes the rows over, which the store makes safe (each row stored once).
+                log.warning("renewing a scheduler lease failed", exc_info=True)
+
+    task = asyncio.create_task(keep())
+    try:
+        yield
+    finally:
+        task.cancel()
+        # `wait`, not `await task`: a cancellation of this task itself must still propagate.
+        await asyncio.wait([task])
+
+
+# Tells every node (the bus), as `Service.announce` does: never raises.
+Announce = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+class Streams(Protocol):
+    """This node's open streams (the hub), as far as the scheduler tells them things."""
+
+    def __len__(self) -> int: ...
+
+    def has(self, user_id: str) -> bool: ...
+
+    def deliver(self, event: Event | Expired) -> None: ...
 
 
 class Scheduler:
@@ -68,8 +127,26 @@ class Scheduler:
     expires, and what is scheduled or published later on any node arrives as a hint over the
     bus (`due_at`, `expires_at`). A `Resync` (the bus may have lost hints) makes both look again."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(
+        self,
+        settings: Settings,
+        store: SchedulerStore,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        announce: Announce,
+        streams: Streams,
+        wake_snoozed: Callable[[], Awaitable[object]],
+    ) -> None:
+        """`announce` tells every node; `streams` are this node's; `wake_snoozed` claims and
+        wakes the snoozes that are due (`tidings.snooze.wake.wake_due`)."""
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self.announce = announce
+        self.streams = streams
+        self._wake_snoozed = wake_snoozed
         # When each loop looks next (ms; 0: at once, NEVER: when a hint comes).
         self._due_at = 0
         self._due_wake = asyncio.Event()
@@ -90,52 +167,58 @@ class Scheduler:
 
     async def _sleep(self, wake: asyncio.Event, until: Callable[[], int]) -> None:
         """Until the clock reaches `until()` (which a hint may lower meanwhile)."""
-        clock = self.service.clock
+        clock = self.clock
         while (target := until()) > clock.now_ms():
             wake.clear()
             timeout = None if target >= NEVER else (target - clock.now_ms()) / 1000
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout)
 
-    async def deliver_forever(self) -> None:
-        service = self.service
-        spacing = int(service.settings.scheduler_interval * 1000)
-        while True:
-            await self._sleep(self._due_wake, lambda: self._due_at)
+    async def deliver_forever(self) -> NoReturn:
+        spacing = int(self.settings.scheduler_interval * 1000)
+
+        async def look() -> None:
             self._due_at = NEVER
-            try:
-                await self.deliver_due()
-                upcoming = await self.wake_snoozed()
-            except Exception:
-                # The leases of what was claimed run out; the next look delivers it.
-                log.warning("delivering scheduled notifications failed; retrying", exc_info=True)
-                upcoming = 0
+            await self.deliver_due()
+            upcoming = await self.wake_snoozed()
             if upcoming is not None:
                 # At most one look per interval: a row due now but leased to another node (at
                 # work, or dead until its lease runs out) is looked at again after one.
-                self.due_at(max(upcoming, service.clock.now_ms() + spacing))
+                self.due_at(max(upcoming, self.clock.now_ms() + spacing))
+
+        await forever(
+            look,
+            pause=lambda: self._sleep(self._due_wake, lambda: self._due_at),
+            pause_first=True,
+            failure="delivering scheduled notifications failed; retrying",
+            log=log,
+            # The leases of what was claimed run out; the next look delivers it.
+            failed=lambda: self.due_at(self.clock.now_ms() + spacing),
+        )
 
     async def deliver_due(self) -> int:
         """Claim and deliver due rows, batch after batch, until none are left; return how many
-        were claimed."""
-        settings = self.service.settings
+        were claimed. The lease is renewed while the batch is being delivered."""
+        settings = self.settings
+        store = self.store
         lease_ms = int(settings.scheduler_lease * 1000)
         total = 0
         while True:
-            claimed = await self.service.store.claim_due(lease_ms, settings.scheduler_batch)
+            claimed = await store.claim_due(lease_ms, settings.scheduler_batch)
             total += len(claimed)
             if claimed:
-                await self._deliver(await self._muted(claimed))
+                async with renewing(
+                    functools.partial(store.renew_due, claimed, lease_ms), lease_ms
+                ):
+                    await self._deliver(await self._muted(claimed))
             if len(claimed) < settings.scheduler_batch:
                 return total
 
     async def wake_snoozed(self) -> int | None:
         """Wake the snoozes that are due (tidings.snooze.wake); return when the next look is
         due: the earliest of the next scheduled row and the next snooze (None: neither)."""
-        from tidings.snooze.wake import wake_due
-
-        store = self.service.store
-        await wake_due(self.service)
+        store = self.store
+        await self._wake_snoozed()
         times = [t for t in (await store.next_due(), await store.next_snoozed()) if t is not None]
         return min(times, default=None)
 
@@ -147,7 +230,7 @@ class Scheduler:
                 by_category.setdefault(row.draft.category, []).append(row.user_id)
         muted: set[tuple[str, str]] = set()
         for category, users in by_category.items():
-            found = await self.service.store.muting(users, category)
+            found = await self.store.muting(users, category)
             muted.update((u, category) for u in found)
         return [
             dataclasses.replace(row, skip="muted")
@@ -157,77 +240,84 @@ class Scheduler:
         ]
 
     async def _deliver(self, rows: Sequence[Due]) -> None:
-        service = self.service
-        delivered = await service.store.deliver(rows)
+        delivered = await self.store.deliver(rows)
         for row in rows:
             if row.skip is not None:
-                service.metrics.scheduled_skipped.labels(row.skip).inc()
+                self.metrics.scheduled_skipped.labels(row.skip).inc()
         made = [n for stored in delivered for n in stored.notifications]
-        service.metrics.scheduled_delivered.inc(len(made))
-        service.metrics.published.inc(len(made))
-        await service.announce([Published(n.user_id, n.seq, n) for n in made])
+        self.metrics.scheduled_delivered.inc(len(made))
+        self.metrics.published.inc(len(made))
+        await self.announce([Published(n.user_id, n.seq, n) for n in made])
 
-    async def sweep_forever(self) -> None:
+    async def sweep_forever(self) -> NoReturn:
         """Re-announce recently delivered scheduled rows to this node's streams, every sweep."""
-        service = self.service
-        interval = service.settings.scheduler_sweep
+        interval = self.settings.scheduler_sweep
         overlap = int(interval * 1000) * SWEEP_OVERLAP
-        since = service.clock.now_ms() - overlap
-        while True:
-            await asyncio.sleep(interval)
-            until = service.clock.now_ms()
-            try:
-                await self.sweep(since, until)
-                since = until - overlap
-            except Exception:
-                # `since` stays: the next sweep covers this window too.
-                log.warning("re-announcing delivered scheduled notifications failed", exc_info=True)
+        since = self.clock.now_ms() - overlap
+
+        async def look() -> None:
+            nonlocal since
+            until = self.clock.now_ms()
+            await self.sweep(since, until)
+            # Not after a failure: `since` stays, the next sweep covers this window too.
+            since = until - overlap
+
+        await forever(
+            look,
+            pause=interval,
+            pause_first=True,
+            failure="re-announcing delivered scheduled notifications failed",
+            log=log,
+        )
 
     async def sweep(self, since_ms: int, until_ms: int) -> int:
         """Tell this node's streams of the users whose scheduled rows were delivered after
         `since_ms`, up to `until_ms`, their latest seq; return how many users were told."""
-        service = self.service
-        hub = service.hub
+        hub = self.streams
         if not len(hub) or until_ms <= since_ms:
             return 0
-        users = await service.store.delivered_between(since_ms, until_ms, SWEEP_LIMIT)
+        users = await self.store.delivered_between(since_ms, until_ms, SWEEP_LIMIT)
         told = 0
         for user_id in users:
             if not hub.has(user_id):
                 continue
-            position = await service.store.position(user_id)
+            position = await self.store.position(user_id)
             # Without a body: a stream past this seq skips it, one behind reads the store.
             hub.deliver(Published(user_id, position.last_seq))
             told += 1
         return told
 
-    async def expire_forever(self) -> None:
-        service = self.service
-        spacing = int(service.settings.scheduler_interval * 1000)
-        since = service.clock.now_ms()
-        while True:
-            await self._sleep(self._expiry_wake, lambda: self._expiry_at)
+    async def expire_forever(self) -> NoReturn:
+        spacing = int(self.settings.scheduler_interval * 1000)
+        since = until = self.clock.now_ms()
+
+        async def look() -> None:
+            nonlocal since, until
             self._expiry_at = NEVER
-            until = service.clock.now_ms()
-            try:
-                await self.expire(since, until)
-                since = until
-                upcoming = await service.store.next_expiry(until)
-            except Exception:
-                # `since` stays: the next look covers this window too.
-                log.warning("the expiry sweep failed; retrying", exc_info=True)
-                upcoming = 0
+            until = self.clock.now_ms()
+            await self.expire(since, until)
+            # Not after a failure: `since` stays, the next look covers this window too.
+            since = until
+            upcoming = await self.store.next_expiry(until)
             if upcoming is not None:
                 self.expires_at(max(upcoming, until + spacing))
+
+        await forever(
+            look,
+            pause=lambda: self._sleep(self._expiry_wake, lambda: self._expiry_at),
+            pause_first=True,
+            failure="the expiry sweep failed; retrying",
+            log=log,
+            failed=lambda: self.expires_at(until + spacing),
+        )
 
     async def expire(self, since_ms: int, until_ms: int) -> int:
         """Send `notifications-expired` to this node's streams of the users whose notifications
         expired after `since_ms`, up to `until_ms`; return how many events were sent."""
-        service = self.service
-        hub = service.hub
+        hub = self.streams
         if not len(hub) or until_ms <= since_ms:
             return 0
-        found = await service.store.expired_between(since_ms, until_ms, EXPIRY_LIMIT)
+        found = await self.store.expired_between(since_ms, until_ms, EXPIRY_LIMIT)
         if len(found) == EXPIRY_LIMIT:
             log.warning("more than %d notifications expired in one sweep", EXPIRY_LIMIT)
         by_user: dict[str, list[int]] = {}
@@ -235,7 +325,7 @@ class Scheduler:
             if hub.has(user_id):
                 by_user.setdefault(user_id, []).append(seq)
         for user_id, ids in by_user.items():
-            counts = await service.store.counts(user_id)
+            counts = await self.store.counts(user_id)
             hub.deliver(Expired(user_id, tuple(sorted(ids)), counts.unread, counts.unseen))
-            service.metrics.expired_events.inc()
+            self.metrics.expired_events.inc()
         return len(by_user)

@@ -8,67 +8,93 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import NoReturn
 
 from tidings.bus import Bus, create_bus
-from tidings.hub import Hub
-from tidings.metrics import Metrics
-from tidings.models import (
+from tidings.channels import Node, Running, registry
+from tidings.clock import Clock
+from tidings.events import (
     ArchiveChanged,
-    Clock,
     Deleted,
-    Draft,
     Event,
-    Notification,
-    Preferences,
     Published,
     ReadChanged,
     Resync,
-    Scheduled,
     ScheduleHint,
     SeenChanged,
-    Stored,
     UserResync,
 )
+from tidings.hub import Hub
+from tidings.loops import forever
+from tidings.metrics import Metrics
+from tidings.models import Draft, Notification, Preferences, Scheduled, Stored
 from tidings.scheduler import Scheduler
 from tidings.settings import Settings
+from tidings.snooze.wake import wake_due
 from tidings.store import Store, create_store
 from tidings.store.bounded import BoundedStore
 from tidings.store.instrumented import InstrumentedStore
 
-if TYPE_CHECKING:
-    from tidings.push.delivery import PushChannel
-
-__all__ = ["Service"]
+__all__ = ["Service", "build_service"]
 
 log = logging.getLogger("tidings")
 
 DAY_MS = 24 * 3600 * 1000
 
 
+def build_service(settings: Settings, *, clock: Clock | None = None) -> Service:
+    """One node's parts as `tidings serve` (and `tidings send`) runs them: the store of
+    TIDINGS_DATABASE_URL behind the concurrency cap and the metrics, the bus of TIDINGS_BUS_URL."""
+    clock = clock or Clock()
+    metrics = Metrics()
+    store = create_store(settings.database_url, settings, clock=clock)
+    bounded = BoundedStore(
+        store,
+        limit=settings.store_max_concurrency,
+        queue_timeout=settings.store_queue_timeout,
+    )
+    bus = create_bus(settings.bus_url, settings.database_url, settings.bus_linger)
+    return Service(settings, InstrumentedStore(bounded, metrics), bus, clock=clock, metrics=metrics)
+
+
 class Service:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    """One node: the store and bus it is given (`build_service` makes them from the settings;
+    a test passes its own), this node's hub, and the background work of `running()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        bus: Bus,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.metrics = Metrics()
-        store = create_store(settings.database_url, settings, clock=self.clock)
-        bounded = BoundedStore(
-            store,
-            limit=settings.store_max_concurrency,
-            queue_timeout=settings.store_queue_timeout,
-        )
-        self.store: Store = InstrumentedStore(bounded, self.metrics)
-        self.bus: Bus = create_bus(settings.bus_url, settings.database_url, settings.bus_linger)
+        # The store's metrics wrapper (InstrumentedStore) reports to these: the same object.
+        self.metrics = metrics or Metrics()
+        self.store = store
+        self.bus = bus
         self.bus.tally = self.metrics.bus_received
         routed = getattr(self.bus, "routed", None)
         if callable(routed):
             self.metrics.bus_received.routed = routed
         self.hub = Hub(settings, self.metrics)
         self.hub.routes = self.bus
-        self.scheduler = Scheduler(self)
-        # Web Push: built by `running()` only with a key, so a node without one (and `tidings
-        # send`, which pushes nothing) imports and runs nothing of it.
-        self.push: PushChannel | None = None
+        self.scheduler = Scheduler(
+            settings,
+            self.store,
+            self.clock,
+            self.metrics,
+            announce=self.announce,
+            streams=self.hub,
+            wake_snoozed=lambda: wake_due(self),
+        )
+        # The channels for users who are away that run on this node, by name: built by
+        # `running()` from the registry, only those the settings turn on, so a node without
+        # them (and `tidings send`, which reaches nobody away) imports and runs nothing of them.
+        self.channels: dict[str, Running] = {}
 
     @contextlib.asynccontextmanager
     async def publishing(self) -> AsyncIterator[Service]:
@@ -83,10 +109,8 @@ class Service:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Service]:
         """A serving node: subscribed to the bus, heartbeats and retention running."""
-        if self.settings.push_enabled and self.push is None:
-            from tidings.push.delivery import PushChannel
-
-            self.push = PushChannel(self.settings, self.store, self.hub, self.clock, self.metrics)
+        node = Node(self.settings, self.store, self.hub, self.clock, self.metrics)
+        self.channels, away = registry.start_enabled(node)
         await self.store.open()
         try:
             await self.bus.start(self.deliver)
@@ -104,14 +128,9 @@ class Service:
                         self.scheduler.sweep_forever(), name="tidings-scheduled-sweep"
                     )
                     background = [heartbeat, pruner, delivering, expiring, sweeping]
-                    # Web Push and email digests run only when configured: off costs nothing.
-                    if self.push is not None:
-                        background.append(tg.create_task(self.push.run(), name="tidings-push"))
-                    if self.settings.email_enabled:
-                        from tidings.digest import Digester
-
-                        digester = Digester(self.settings, self.store, self.metrics, self.clock)
-                        background.append(tg.create_task(digester.run(), name="tidings-email"))
+                    for running in away:
+                        for name, loop in running.loops().items():
+                            background.append(tg.create_task(loop(), name=name))
                     try:
                         yield self
                     finally:
@@ -294,13 +313,13 @@ class Service:
         except Exception:
             log.warning("bus announce failed; streams catch up from the store", exc_info=True)
 
-    async def prune_forever(self) -> None:
-        while True:
-            try:
-                await self.prune_once()
-            except Exception:
-                log.warning("retention prune failed; trying again later", exc_info=True)
-            await asyncio.sleep(self.settings.prune_interval)
+    async def prune_forever(self) -> NoReturn:
+        await forever(
+            self.prune_once,
+            pause=self.settings.prune_interval,
+            failure="retention prune failed; trying again later",
+            log=log,
+        )
 
     async def prune_once(self) -> int:
         """Delete everything older than the retention, in bounded batches; return the count."""

@@ -73,7 +73,7 @@ class Settings:
     # Scheduled notifications (deliver_at) and the expiry sweep (tidings.scheduler).
     max_schedule_days: float = 30.0
     scheduler_interval: float = 1.0
-    scheduler_lease: float = 30.0
+    scheduler_lease: float = 5.0
     scheduler_batch: int = 100
     # How often a node re-announces recently delivered scheduled rows to its own streams (what a
     # node that died before announcing them left unannounced).
@@ -90,7 +90,7 @@ class Settings:
     log_repeat_window: float = 10.0
     # A debugging aid (tidings.stalls): log collector pauses of at least this many ms; < 0: off.
     debug_stalls: float = -1.0
-    # The email digest (tidings.digest): off without an SMTP URL, or with EMAIL_AFTER = 0.
+    # The email digest (tidings.channels.email): off without an SMTP URL, or with EMAIL_AFTER = 0.
     smtp_url: str = ""
     email_from: str = ""
     email_after: float = 15.0
@@ -103,7 +103,7 @@ class Settings:
     email_batch: int = 100
     email_max_items: int = 20
     max_email_bytes: int = 254
-    # Web Push (tidings.push): off while no private key is set.
+    # Web Push (tidings.channels.push): off while no private key is set.
     vapid_private_key: str = ""
     vapid_subject: str = ""
     push_grace: float = 10.0
@@ -209,8 +209,11 @@ class Settings:
         if not 0 <= self.sqlite_commit_window_ms <= 50:
             raise ConfigError("TIDINGS_SQLITE_COMMIT_WINDOW_MS must be between 0 and 50")
         self._validate_edge()
-        self._validate_email()
-        self._validate_push()
+        # Each channel for users who are away checks its own settings (tidings.channels).
+        from tidings.channels.registry import CHANNELS
+
+        for channel in CHANNELS:
+            channel.check(self)
         for origin in self.cors_origins:
             if not origin.startswith(("http://", "https://")) or origin.endswith("/"):
                 raise ConfigError(
@@ -247,85 +250,9 @@ class Settings:
     def email_enabled(self) -> bool:
         return bool(self.smtp_url) and self.email_after > 0
 
-    def _validate_email(self) -> None:
-        if self.email_after < 0:
-            raise ConfigError("TIDINGS_EMAIL_AFTER must be a number of minutes, 0 (off) or more")
-        if self.max_email_bytes < 6:
-            raise ConfigError("TIDINGS_MAX_EMAIL_BYTES must be at least 6")
-        if not self.email_enabled:
-            return
-        from tidings.mailer import SmtpTarget  # settings stay importable without the mailer
-
-        try:
-            SmtpTarget.parse(self.smtp_url)
-        except ValueError as exc:
-            raise ConfigError(f"TIDINGS_SMTP_URL: {exc}") from None
-        if "@" not in self.email_from or any(c in self.email_from for c in "\r\n"):
-            raise ConfigError(
-                "TIDINGS_EMAIL_FROM must be the sender's address, e.g. "
-                "'Example <notifications@example.com>' (required with TIDINGS_SMTP_URL)"
-            )
-        public = urlsplit(self.public_url) if _parses(self.public_url) else None
-        if public is None or public.scheme not in ("http", "https") or not public.hostname:
-            raise ConfigError(
-                "TIDINGS_PUBLIC_URL must be the http(s) URL tidings is reached at from outside, "
-                "e.g. https://app.example/tidings (required with TIDINGS_SMTP_URL: the "
-                "unsubscribe links and relative links in emails use it)"
-            )
-        for name in ("email_interval", "smtp_timeout", "email_retry", "email_retry_max"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
-        # A claim must outlive the send made under it, or a second node could take the digest
-        # over and send it again while the first still waits for the SMTP server's answer.
-        if self.email_lease < 3 * self.smtp_timeout:
-            raise ConfigError("TIDINGS_EMAIL_LEASE must be at least 3 × TIDINGS_SMTP_TIMEOUT")
-        for name in ("email_batch", "email_max_items"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
-
     @property
     def push_enabled(self) -> bool:
         return bool(self.vapid_private_key)
-
-    def _validate_push(self) -> None:
-        if not self.push_enabled:
-            return
-        if len(b64url_bytes(self.vapid_private_key) or b"") != 32:
-            raise ConfigError(
-                "TIDINGS_VAPID_PRIVATE_KEY must be a raw P-256 private key, 32 bytes in base64url "
-                "(`tidings vapid-keys` prints one)"
-            )
-        if not self.vapid_subject.startswith(("mailto:", "https://")):
-            raise ConfigError(
-                "TIDINGS_VAPID_SUBJECT must be a mailto: or https: URL (push services contact it "
-                "about your pushes), e.g. mailto:ops@example.com"
-            )
-        if not 0 < self.push_grace <= 24 * 3600:
-            raise ConfigError("TIDINGS_PUSH_GRACE must be between 0 and 86400 seconds")
-        for name in (
-            "push_interval",
-            "push_presence_interval",
-            "push_timeout",
-            "push_retry_max",
-            "push_dns_timeout",
-        ):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
-        # A claim must outlive the sends made under it, or a second node could send the same
-        # push while the first is still waiting for its answer.
-        if self.push_lease < 3 * self.push_timeout:
-            raise ConfigError("TIDINGS_PUSH_LEASE must be at least 3 × TIDINGS_PUSH_TIMEOUT")
-        # Presence is written every interval: a grace shorter than that could push to a user
-        # whose open stream has not been recorded yet.
-        if self.push_presence_interval >= self.push_grace:
-            raise ConfigError(
-                "TIDINGS_PUSH_PRESENCE_INTERVAL must be shorter than TIDINGS_PUSH_GRACE"
-            )
-        for name in ("push_ttl", "push_batch", "push_concurrency", "max_push_subscriptions"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
-        if self.max_push_endpoint_bytes < 64:
-            raise ConfigError("TIDINGS_MAX_PUSH_ENDPOINT_BYTES must be at least 64")
 
 
 def b64url_bytes(text: str) -> bytes | None:

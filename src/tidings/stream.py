@@ -23,9 +23,11 @@ from starlette.types import Receive, Scope, Send
 
 from tidings import sse
 from tidings.auth import read_user
+from tidings.clock import now_ms
 from tidings.errors import ApiError
+from tidings.events import Unsnoozed
 from tidings.hub import CHECK, PING, UNSNOOZED, End, Frame, Refetch, Subscriber
-from tidings.models import Notification, Unsnoozed, now_ms
+from tidings.models import Notification
 from tidings.routes import RawRoute
 from tidings.service import Service
 from tidings.store import StoreUnavailable

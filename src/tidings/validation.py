@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
+from tidings.clock import now_ms
 from tidings.errors import ApiError
-from tidings.models import Action, Actor, Draft, now_ms
+from tidings.models import Action, Actor, Draft
 from tidings.settings import Settings
 
 __all__ = [

@@ -25,8 +25,8 @@ from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, Worke
 from tests.browser.helpers import TIMEOUT_MS, open_demo
 from tests.push.helpers import PUSH_ENV
 from tests.support import Server, tidings_env
+from tidings.channels.push.delivery import payload_of
 from tidings.models import Actor, Notification
-from tidings.push.delivery import payload_of
 
 NOTIFICATIONS = (
     "self.registration.getNotifications().then(ns => ns.map(n => ({title: n.title, "
@@ -227,7 +227,7 @@ def test_push_state_enable_and_disable_in_the_client(
 def test_five_comments_of_one_group_are_one_desktop_notification(
     context: BrowserContext, server: Server
 ) -> None:
-    """The payloads the server sends for five comments of one group (tidings.push.delivery),
+    """The payloads the server sends for five comments of one group (channels/push/delivery.py),
     delivered to the worker with no tab of the app open: one notification, the newest's."""
     page = context.new_page()
     page.goto(f"{server.url}/")

@@ -103,13 +103,14 @@ class App:
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))
                 # Strict CSP: scripts from the app and tidings, or with the request's nonce;
-                # no 'unsafe-inline', so an inline <script> (the old bell's) would be refused.
+                # no 'unsafe-inline', so an inline <script> (the old bell's) would be refused,
+                # and so would an inline <style> (the bells adopt constructed stylesheets).
                 # 'unsafe-eval' is Vue 2's own need: it compiles the in-DOM template with
                 # new Function (a build with precompiled templates does without).
                 self.send_header(
                     "Content-Security-Policy",
                     f"script-src 'self' {app.tidings} 'nonce-{NONCE}' 'unsafe-eval'; "
-                    "object-src 'none'; base-uri 'none'",
+                    "style-src 'self'; object-src 'none'; base-uri 'none'",
                 )
                 self.end_headers()
                 self.wfile.write(data)
@@ -173,6 +174,10 @@ def test_both_bells_in_a_vue2_root_stay_live_past_the_token_lifetime_under_stric
         expect(element).to_have_attribute("data-unread", "1", timeout=15_000)
         expect(vue).to_have_attribute("data-unread", "1", timeout=15_000)
         expect(element).to_have_attribute("data-connection", "open")
+        # Both bells keep their look under `style-src 'self'`: the badge is the palette's red.
+        red = "rgb(220, 38, 38)"
+        expect(element.locator(".badge")).to_have_css("background-color", red)
+        expect(vue.locator(".notification-badge")).to_have_css("background-color", red)
         # The Laravel layout's CSRF meta went along with each refresh.
         assert site.csrf_seen == {"laravel-csrf-token"}
         assert refused == []

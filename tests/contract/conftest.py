@@ -25,10 +25,13 @@ import pytest
 from pymongo import MongoClient
 
 from tests.conftest import service_url
-from tidings.models import Clock, now_ms
-from tidings.store import Store, create_store
+from tidings.clock import Clock, now_ms
+from tidings.store import Store, create_store, memory
 
+# The databases (what the schema steps and the served tests run on) ...
 STORES = ["sqlite", "postgres", "mongodb"]
+# ... and every store the contract holds: the in-memory one too, so it cannot drift.
+CONTRACT_STORES = [*STORES, "memory"]
 SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services"
 
 
@@ -90,7 +93,12 @@ def fresh_database(kind: str, tmp_path: Path, *, migrated: bool = False) -> Iter
     """The URL of a new database of `kind`, dropped afterwards: empty, or with `migrated` at
     the current schema (copied from a template; MongoDB's is empty either way, it has no copy)."""
     name = f"t_{secrets.token_hex(6)}"
-    if kind == "sqlite":
+    if kind == "memory":
+        try:
+            yield f"memory://{name}"
+        finally:
+            memory.drop(name)
+    elif kind == "sqlite":
         path = tmp_path / "contract.db"
         if migrated:
             shutil.copyfile(_migrated_template(kind, ""), path)
@@ -130,7 +138,7 @@ def _pg_admin(url: str, sql: str) -> None:
     asyncio.run(run())
 
 
-@pytest.fixture(params=STORES)
+@pytest.fixture(params=CONTRACT_STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A new database of each store, at the current schema (as a store's first open leaves it)."""
     with fresh_database(request.param, tmp_path, migrated=True) as url:

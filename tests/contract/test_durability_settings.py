@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +40,18 @@ async def test_sqlite_commits_at_the_configured_sync_level(
     assert found == LEVELS[level or "FULL"]
 
 
+async def _count_commits(store: SqliteStore) -> list[str]:
+    """The COMMITs the writer's connection runs from now on (SQLite's own statement trace)."""
+    commits: list[str] = []
+
+    def trace(statement: str) -> None:
+        if statement == "COMMIT":
+            commits.append(statement)  # list.append: safe from the writer thread
+
+    await store._writer.run(lambda c: c.set_trace_callback(trace))
+    return commits
+
+
 @pytest.mark.parametrize(("window_ms", "commits"), [(0, 2), (50, 1)])
 async def test_a_commit_window_lets_a_publish_join_the_commit_of_one_just_before(
     tmp_path: Path, window_ms: float, commits: int
@@ -50,22 +62,19 @@ async def test_a_commit_window_lets_a_publish_join_the_commit_of_one_just_before
     await store.open()
     try:
         await store.add(Draft(("warm",), "the store is busy from here"))
-        runs = 0
-        run = store._writer.run
-
-        async def counted(fn: Callable[..., object]) -> object:
-            nonlocal runs
-            runs += 1
-            return await run(fn)
-
-        store._writer.run = counted  # type: ignore[method-assign,assignment]
+        counted = await _count_commits(store)
         first = asyncio.create_task(store.add(Draft(("a",), "first")))
-        for _ in range(3):
-            await asyncio.sleep(0)  # the flusher has taken `first` by now
+        await asyncio.sleep(0)  # `first` is queued for the writer
+        if not window_ms:
+            # No window: once the writer has taken `first`, `second` gets a commit of its own.
+            async with asyncio.timeout(10):
+                # The writer thread cannot set an asyncio.Event; poll what it empties.
+                while store._pending:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
         second = asyncio.create_task(store.add(Draft(("b",), "second")))
         done = await asyncio.gather(first, second)
         assert [n.user_id for s in done for n in s.notifications] == ["a", "b"]
-        assert runs == commits
+        assert len(counted) == commits
     finally:
         await store.close()
     reopened = create_store(url)
@@ -74,6 +83,46 @@ async def test_a_commit_window_lets_a_publish_join_the_commit_of_one_just_before
         assert [n.message for n in await reopened.after("b", 0, 10)] == ["second"]
     finally:
         await reopened.close()
+
+
+async def test_concurrent_publishes_share_commits_and_each_answer_is_committed_in_order(
+    tmp_path: Path,
+) -> None:
+    """Group commit: publishes that arrive while a commit runs share the next one, and still
+    each answer comes after its own commit (a second connection sees it at once), the seqs
+    of each user gapless and in the order the publishes were answered."""
+    url = f"sqlite:///{tmp_path / 'group.db'}"
+    store = create_store(url)  # synchronous=FULL: each commit is synced before its answer
+    witness = create_store(url)
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    await witness.open()
+    try:
+        counted = await _count_commits(store)
+        users = [f"u{i}" for i in range(8)]
+        answered: dict[str, list[int]] = {u: [] for u in users}
+
+        async def publish(i: int) -> None:
+            user = users[i % len(users)]
+            stored = await store.add(Draft((user,), f"m{i}", data={"i": i}))
+            (n,) = stored.notifications
+            # Committed before answered: another connection reads it right now.
+            found = await witness.after(user, n.seq - 1, 1)
+            assert [(m.seq, m.message) for m in found] == [(n.seq, f"m{i}")]
+            answered[user].append(n.seq)
+
+        count = 400
+        async with asyncio.TaskGroup() as tg:
+            for i in range(count):
+                tg.create_task(publish(i))
+        assert len(counted) < count / 4, f"{len(counted)} commits for {count} publishes"
+        for user in users:
+            assert sorted(answered[user]) == list(range(1, count // len(users) + 1))
+            stored = await witness.after(user, 0, 1000)
+            assert [n.seq for n in stored] == list(range(1, count // len(users) + 1))
+    finally:
+        await witness.close()
+        await store.close()
 
 
 @pytest.fixture

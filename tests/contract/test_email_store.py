@@ -8,7 +8,8 @@ import dataclasses
 
 import pytest
 
-from tidings.models import Clock, Draft, EmailClaim, UserRecord
+from tidings.clock import Clock
+from tidings.models import Draft, EmailClaim, UserRecord
 from tidings.store import Store, create_store
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from tidings.models import Action, Actor, Clock, Draft, Preferences
+from tidings.clock import Clock
+from tidings.models import Action, Actor, Draft, Preferences
 from tidings.store import IdempotencyConflict, Store
 
 pytestmark = pytest.mark.anyio
@@ -137,12 +138,12 @@ async def test_group_heads_are_the_newest_unread_of_each_group(store: Store) -> 
 
 async def test_preferences_are_kept_per_user_and_tell_who_muted_a_category(store: Store) -> None:
     assert await store.preferences("alice") == Preferences()
-    mine = Preferences(muted_categories=("billing", "ünï.$code"), push=False, email=True)
+    mine = Preferences(muted_categories=("billing", "ünï.$code"), channels_off=frozenset({"push"}))
     await store.set_preferences("alice", mine)
     await store.set_preferences("bob", Preferences(muted_categories=("mentions",)))
-    await store.set_preferences("cy", Preferences(email=False))
+    await store.set_preferences("cy", Preferences(channels_off=frozenset({"email"})))
     assert await store.preferences("alice") == mine
-    assert await store.preferences("cy") == Preferences(email=False)
+    assert await store.preferences("cy") == Preferences(channels_off=frozenset({"email"}))
     users = ["alice", "bob", "cy", "nobody"]
     assert await store.muting(users, "billing") == {"alice"}
     assert await store.muting(users, "ünï.$code") == {"alice"}

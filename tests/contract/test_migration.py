@@ -24,20 +24,12 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.contract.conftest import STORES, fresh_database
-from tidings.models import (
-    Action,
-    Actor,
-    Clock,
-    Draft,
-    Position,
-    Preferences,
-    PushSubscription,
-    now_ms,
-)
+from tidings.clock import Clock, now_ms
+from tidings.models import Action, Actor, Draft, Position, Preferences, PushSubscription
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
-from tidings.store.common import SCHEMA_VERSION
+from tidings.store.common import LEGACY_STEPS, SCHEMA_VERSION
 from tidings.store.factory import mongo_database
 
 pytestmark = pytest.mark.anyio
@@ -79,7 +71,7 @@ async def write_schema_1(url: str, stamp: int) -> None:
     refs = json.dumps([["alice", 1]])
     if scheme == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
-            db.executescript(sqlite_store.MIGRATIONS[1])
+            db.executescript(sqlite_store.MIGRATIONS[LEGACY_STEPS[1]])
             db.execute("INSERT INTO users (user_id, last_seq) VALUES ('alice', 1)")
             db.execute(
                 "INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", (*ROW, stamp)
@@ -91,7 +83,7 @@ async def write_schema_1(url: str, stamp: int) -> None:
             await conn.execute(
                 "CREATE TABLE tidings_schema (version integer NOT NULL, applied_ms bigint NOT NULL)"
             )
-            await conn.execute(pg_store.MIGRATIONS[1])
+            await conn.execute(pg_store.MIGRATIONS[LEGACY_STEPS[1]])
             await conn.execute("INSERT INTO tidings_schema VALUES (1, $1)", stamp)
             await conn.execute("INSERT INTO tidings_users (user_id, last_seq) VALUES ('alice', 1)")
             await conn.execute(
@@ -193,12 +185,12 @@ async def write_schema_2(url: str, stamp: int) -> None:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
-            db.executescript(sqlite_store.MIGRATIONS[2])
+            db.executescript(sqlite_store.MIGRATIONS[LEGACY_STEPS[2]])
             db.execute("UPDATE idempotency SET fingerprint = ?", (fingerprint,))
             db.execute("PRAGMA user_version = 2")
     elif scheme.startswith("postgres"):
         async with postgres(url) as conn:
-            await conn.execute(pg_store.MIGRATIONS[2])
+            await conn.execute(pg_store.MIGRATIONS[LEGACY_STEPS[2]])
             await conn.execute("INSERT INTO tidings_schema VALUES (2, $1)", stamp)
             await conn.execute("UPDATE tidings_idempotency SET fingerprint = $1", fingerprint)
     else:
@@ -278,7 +270,7 @@ async def write_schema_3(url: str, stamp: int) -> None:
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
-            db.executescript(sqlite_store.MIGRATIONS[3])
+            db.executescript(sqlite_store.MIGRATIONS[LEGACY_STEPS[3]])
             # The table's column order after step 3 is COLUMNS's.
             db.execute(
                 "INSERT INTO notifications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -289,7 +281,7 @@ async def write_schema_3(url: str, stamp: int) -> None:
             db.execute("PRAGMA user_version = 3")
     elif scheme.startswith("postgres"):
         async with postgres(url) as conn:
-            await conn.execute(pg_store.MIGRATIONS[3])
+            await conn.execute(pg_store.MIGRATIONS[LEGACY_STEPS[3]])
             await conn.execute("INSERT INTO tidings_schema VALUES (3, $1)", stamp)
             await conn.execute(
                 "INSERT INTO tidings_notifications VALUES "
@@ -347,7 +339,7 @@ async def test_a_schema_3_database_gains_scheduling_with_nothing_lost(store_url:
             None,
         )
         assert await store.preferences("alice") == Preferences(
-            muted_categories=("news",), push=False, email=True
+            muted_categories=("news",), channels_off=frozenset({"push"})
         )
         same = Draft(user_ids=("alice",), message="old", data={"k": 1})
         assert (await store.add(same, "old-key")).replayed
@@ -382,7 +374,7 @@ async def test_a_schema_3_database_gains_the_email_digest_with_nothing_lost(
         assert (old.seq, old.message, old.created_ms) == (1, "old", stamp)
         assert (inbox.seq, inbox.message) == (2, "inbox")
         assert await store.preferences("alice") == Preferences(
-            muted_categories=("news",), push=False, email=True
+            muted_categories=("news",), channels_off=frozenset({"push"})
         )
         # The digest's records came with the upgrade, and a new address starts after seq 2.
         assert await store.user("alice") is None

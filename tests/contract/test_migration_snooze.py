@@ -12,11 +12,12 @@ import pytest
 
 from tests.contract.conftest import STORES, fresh_database
 from tests.contract.test_migration import mark_schema, mongo, postgres, write_schema_3
-from tidings.models import Clock, Position, now_ms
+from tidings.clock import Clock, now_ms
+from tidings.models import Position
 from tidings.store import Store, create_store
 from tidings.store import postgres as pg_store
 from tidings.store import sqlite as sqlite_store
-from tidings.store.common import SCHEMA_VERSION
+from tidings.store.common import LEGACY_STEPS, SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 
@@ -37,11 +38,11 @@ async def write_schema_6(url: str, stamp: int) -> None:
 
         with sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None) as db:
             for step in (4, 5, 6):
-                db.executescript(sqlite_store.MIGRATIONS[step])
+                db.executescript(sqlite_store.MIGRATIONS[LEGACY_STEPS[step]])
     elif scheme.startswith("postgres"):
         async with postgres(url) as conn:
             for step in (4, 5, 6):
-                await conn.execute(pg_store.MIGRATIONS[step])
+                await conn.execute(pg_store.MIGRATIONS[LEGACY_STEPS[step]])
                 await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, stamp)
         return
     else:

@@ -16,7 +16,8 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from tests.contract.conftest import fresh_database
-from tidings.models import Clock, Draft, Notification, Stored
+from tidings.clock import Clock
+from tidings.models import Draft, Notification, Stored
 from tidings.store import StoreUnavailable
 from tidings.store.factory import mongo_database
 from tidings.store.mongo import IDEMPOTENCY_WAIT, Doc, MongoStore
@@ -37,8 +38,10 @@ class Raced(MongoStore):
 
     race: Callable[[], Awaitable[None]] | None = None
 
-    async def _taken(self, user_ids: Sequence[str], *, guess: bool = False) -> dict[str, int]:
-        taken = await super()._taken(user_ids, guess=guess)
+    async def _taken(
+        self, user_ids: Sequence[str], *, guess: bool = False, known: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        taken = await super()._taken(user_ids, guess=guess, known=known)
         if self.race is not None:
             race, self.race = self.race, None
             await race()

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tidings.models import Clock, Draft, PushSubscription
+from tidings.clock import Clock
+from tidings.models import Draft, PushSubscription
 from tidings.store import Store
 
 pytestmark = pytest.mark.anyio

@@ -19,7 +19,8 @@ from tests.conftest import service_url
 from tidings.bus.base import Tally
 from tidings.bus.factory import create_bus
 from tidings.bus.routed import RoutedBus
-from tidings.models import Event, Notification, Published, ScheduleHint, UserResync
+from tidings.events import Event, Published, ScheduleHint, UserResync
+from tidings.models import Notification
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,8 @@ import dataclasses
 
 import pytest
 
-from tidings.models import Clock, Draft, Due
+from tidings.clock import Clock
+from tidings.models import Draft, Due
 from tidings.store import IdempotencyConflict, Store
 
 pytestmark = pytest.mark.anyio
@@ -129,6 +130,35 @@ async def test_a_lease_keeps_other_nodes_off_until_it_runs_out_and_a_repeat_stor
     # The first node comes back and delivers what it claimed: nothing more is stored.
     await store.deliver([row])
     assert [n.seq for n in await store.after("alice", 0, 10)] == [1]
+
+
+async def test_a_renewed_lease_keeps_other_nodes_off_and_a_dead_node_loses_it_after_one_lease(
+    store: Store, clock: Clock
+) -> None:
+    short = 3_000
+    await store.schedule(later(clock, 1_000, user_ids=("alice", "bob")), "k1")
+    await store.schedule(later(clock, 1_000, user_ids=("carol",)), "k2")
+    clock.advance(1_000)
+    claimed = await store.claim_due(short, 10)
+    assert len(claimed) == 3
+    # A live node delivering them renews the lease before it runs out, again and again: no
+    # other node claims them meanwhile, however long the delivery takes.
+    for _ in range(4):
+        clock.advance(short - 1_000)
+        assert await store.renew_due(claimed, short) == 3
+        assert await store.claim_due(short, 10) == []
+    # One row was delivered meanwhile: renewing leaves it as it is.
+    [alice] = [r for r in claimed if r.user_id == "alice"]
+    await store.deliver([alice])
+    assert await store.renew_due(claimed, short) == 2
+    # The node dies: one lease later another node claims what is still pending.
+    clock.advance(short + 1)
+    again = await store.claim_due(short, 10)
+    assert sorted((r.key, r.user_id) for r in again) == [("k1", "bob"), ("k2", "carol")]
+    await store.deliver(again)
+    assert await store.renew_due(claimed, short) == 0
+    assert [n.seq for n in await store.after("alice", 0, 10)] == [1]
+    assert [n.seq for n in await store.after("bob", 0, 10)] == [1]
 
 
 async def test_two_nodes_delivering_the_same_rows_at_once_store_them_once(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.models import Clock, Draft
+from tidings.clock import Clock
+from tidings.models import Draft
 from tidings.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -100,6 +101,29 @@ async def test_a_lease_that_runs_out_leaves_the_snooze_to_another_node(
     assert [n.seq for n in await store.wake_snoozed([again, second])] == sorted(
         [first.seq, second.seq]
     )
+
+
+async def test_a_renewed_snooze_lease_keeps_other_nodes_off(store: Store, clock: Clock) -> None:
+    short = 3_000
+    await publish(store, "alice", 2)
+    until = clock.now_ms() + 1_000
+    assert await store.snooze("alice", [1, 2], until) == [1, 2]
+    clock.advance(1_000)
+    claimed = await store.claim_snoozed(short, 10)
+    assert len(claimed) == 2
+    for _ in range(3):
+        clock.advance(short - 1_000)
+        assert await store.renew_snoozed(claimed, short) == 2
+        assert await store.claim_snoozed(short, 10) == []
+    # The user woke one meanwhile: it is not the claim's any more, and is not renewed.
+    await store.unsnooze("alice", [1])
+    assert await store.renew_snoozed(claimed, short) == 1
+    # The node dies: one lease later the other is claimed again, and woken once.
+    clock.advance(short + 1)
+    [again] = await store.claim_snoozed(short, 10)
+    assert (again.user_id, again.seq) == ("alice", 2)
+    assert [n.seq for n in await store.wake_snoozed([again])] == [2]
+    assert await store.renew_snoozed(claimed, short) == 0
 
 
 async def test_a_new_snooze_or_an_unsnooze_beats_a_stale_claim(store: Store, clock: Clock) -> None:

@@ -126,6 +126,9 @@ def test_a_view_that_notifies_updates_the_badge_without_a_reload(
         header = page.evaluate("fetch('/').then((r) => r.headers.get('content-security-policy'))")
         assert "'nonce-" in header
         assert "unsafe-inline" not in header
+        assert "style-src 'self'" in header
+        # The bell keeps its look without inline style: its badge is the palette's red.
+        expect(bell.locator(".badge")).to_have_css("background-color", "rgb(220, 38, 38)")
         assert refused == []
     finally:
         context.close()

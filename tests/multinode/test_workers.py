@@ -88,6 +88,19 @@ async def test_workers_on_sqlite_and_the_local_bus_deliver_across_processes(
             for stream in streams[:2]:
                 [got] = await stream.notifications(1, timeout=10)
                 assert got["message"] == "from the cli"
+
+            # A publish to every user crosses to the sibling as one shared body (wire `pm`).
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.post(
+                    f"{node.url}/api/notifications",
+                    json={"user_ids": users, "message": "to all", "data": {"x": [1, "✓"]}},
+                    headers={"authorization": f"Bearer {PUBLISHER_KEY}"},
+                )
+            assert response.status_code == 201, response.text
+            stored = {n["user_id"]: n for n in response.json()}
+            for index, stream in enumerate(streams):
+                [got] = await stream.notifications(1, timeout=10)
+                assert got == stored[users[index // 2]]
     finally:
         cluster.close()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.push.standin import Browser
 from tests.support import HTTP, Server, make_token
-from tidings.push.keys import new_key_pair
+from tidings.channels.push.keys import new_key_pair
 
 # One key pair for the test session: the server signs with it, the stand-in checks against it.
 PRIVATE_KEY, PUBLIC_KEY = new_key_pair()

@@ -17,6 +17,8 @@ import pytest
 from tests.support import SECRET, make_token
 from tests.unit.fakes import FakeBus, FakeClient, FakeStore
 from tidings.app import create_app
+from tidings.clock import Clock
+from tidings.metrics import Metrics
 from tidings.models import Draft, Stored
 from tidings.service import Service
 from tidings.settings import Settings
@@ -62,10 +64,12 @@ class Node:
 
 @pytest.fixture
 async def node(settings: Settings) -> AsyncIterator[Node]:
-    service = Service(settings)
-    store, bus = FakeStore(), FakeBus()
-    service.store = InstrumentedStore(store, service.metrics)
-    service.bus = bus
+    # One clock for the store and the service, as `build_service` wires them.
+    clock, metrics = Clock(), Metrics()
+    store, bus = FakeStore(clock), FakeBus()
+    service = Service(
+        settings, InstrumentedStore(store, metrics), bus, clock=clock, metrics=metrics
+    )
     async with service.running():
         yield Node(service, store, bus)
 

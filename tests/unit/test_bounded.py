@@ -8,9 +8,12 @@ import asyncio
 import pytest
 
 from tests.unit.fakes import FakeStore
+from tidings.metrics import Metrics
 from tidings.models import Draft, Notification, Position
 from tidings.store import StoreUnavailable
-from tidings.store.bounded import BoundedStore
+from tidings.store.base import operations
+from tidings.store.bounded import ADMISSION, BoundedStore
+from tidings.store.instrumented import InstrumentedStore
 
 pytestmark = pytest.mark.anyio
 
@@ -50,3 +53,23 @@ async def test_a_publish_gets_a_slot_while_reconnecting_streams_wait_on_a_slow_s
     assert refused
     assert "catch-up reads" in str(refused[0])
     assert sum(not isinstance(r, BaseException) for r in results) <= 8
+
+
+def test_the_admission_table_names_only_store_operations() -> None:
+    # A misspelt or removed name there would silently give that operation the default.
+    assert set(ADMISSION) <= set(operations())
+
+
+async def test_every_operation_is_bounded_and_counted_by_name() -> None:
+    inner = FakeStore()
+    metrics = Metrics()
+    store = InstrumentedStore(BoundedStore(inner, limit=1, queue_timeout=0.05), metrics)
+    for name in operations():
+        assert callable(getattr(store, name)), name
+    await store.add(Draft(user_ids=("a",), message="hi"))
+    await store.unread_count("a")
+    await store.open()
+    value = metrics.registry.get_sample_value
+    assert value("tidings_store_queries_total", {"op": "add"}) == 1
+    assert value("tidings_store_queries_total", {"op": "unread_count"}) == 1
+    assert value("tidings_store_queries_total", {"op": "open"}) is None

@@ -7,9 +7,16 @@ import pytest
 
 from tests.unit.conftest import unit_settings
 from tests.unit.fakes import FakeStore
-from tidings.digest import Digest, Digester, build_message, check_unsubscribe, unsubscribe_url
+from tidings.channels.email.digest import (
+    Digest,
+    Digester,
+    build_message,
+    check_unsubscribe,
+    unsubscribe_url,
+)
+from tidings.clock import Clock, now_ms
 from tidings.metrics import Metrics
-from tidings.models import Clock, Draft, Preferences, now_ms
+from tidings.models import Draft, Preferences
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,10 @@ import asyncio
 import pytest
 
 from tests.unit.conftest import unit_settings
+from tidings.events import Deleted, Published, ReadChanged, Resync, UserResync
 from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Subscriber
 from tidings.metrics import Metrics
-from tidings.models import Deleted, Notification, Published, ReadChanged, Resync, UserResync
+from tidings.models import Notification
 
 pytestmark = pytest.mark.anyio
 

@@ -8,18 +8,21 @@ import pytest
 
 from tests.unit.conftest import unit_settings
 from tests.unit.fakes import FakeStore
-from tidings.hub import Hub
-from tidings.metrics import Metrics
-from tidings.models import Action, Actor, Clock, Draft, Notification, Preferences, PushSubscription
-from tidings.push.delivery import (
+from tidings.channels import Node
+from tidings.channels.presence import Presence
+from tidings.channels.push.delivery import (
     MAX_PLAINTEXT,
-    PushChannel,
+    PushDelivery,
     payload_of,
     skip_reason,
     tag_of,
     title_of,
     topic_of,
 )
+from tidings.clock import Clock
+from tidings.hub import Hub
+from tidings.metrics import Metrics
+from tidings.models import Action, Actor, Draft, Notification, Preferences, PushSubscription
 
 pytestmark = pytest.mark.anyio
 
@@ -132,7 +135,7 @@ def test_a_payload_too_large_sheds_actions_then_avatar_then_message_end() -> Non
         ({"archived_ms": 1}, Preferences(), 0, "archived"),
         ({"expires_ms": 2000}, Preferences(), 0, "expired"),
         ({"expires_ms": 2001}, Preferences(), 0, None),
-        ({}, Preferences(push=False), 0, "unsubscribed"),
+        ({}, Preferences(channels_off=frozenset({"push"})), 0, "unsubscribed"),
         ({"category": "news"}, Preferences(muted_categories=("news",)), 0, "muted"),
         ({"category": "billing"}, Preferences(muted_categories=("news",)), 0, None),
         ({}, Preferences(), 1000, "present"),  # a stream was open when it was created
@@ -150,23 +153,23 @@ async def test_presence_reports_changes_and_the_moment_the_last_stream_closed() 
     clock = Clock(5000)
     store = FakeStore()
     hub = Hub(settings, Metrics())
-    channel = PushChannel(settings, store, hub, clock, Metrics())
-    hub.on_leave = channel._leave  # what run() sets
-    node = channel.owner
+    presence = Presence(settings, store, hub, clock)
+    hub.on_leave = presence.leave  # what run() sets
+    node = presence.node
     ann, bob = hub.new_subscriber("ann"), hub.new_subscriber("bob")
     assert hub.add(ann, None)
     assert hub.add(bob, None)
-    await channel.write_presence()
-    assert store.streams == {("ann", node): None, ("bob", node): None}
+    await presence.write()
+    assert store.db.streams == {("ann", node): None, ("bob", node): None}
     clock.set(6000)
     hub.remove(bob)  # bob's last stream closes at 6000
     clock.set(9000)
-    await channel.write_presence()
-    assert store.streams == {("ann", node): None, ("bob", node): 6000}
+    await presence.write()
+    assert store.db.streams == {("ann", node): None, ("bob", node): 6000}
     assert (await store.presence("ann"), await store.presence("bob")) == (9000, 6000)
     # A report without changes only says the node is alive.
     clock.set(9500)
-    await channel.write_presence()
+    await presence.write()
     assert (await store.presence("ann"), await store.presence("bob")) == (9500, 6000)
     # A failed report keeps the departures (and the openings) for the next one.
     cy = hub.new_subscriber("cy")
@@ -176,12 +179,12 @@ async def test_presence_reports_changes_and_the_moment_the_last_stream_closed() 
     assert hub.add(dee, None)
     store.down = True
     with pytest.raises(Exception, match="down"):
-        await channel.write_presence()
+        await presence.write()
     store.down = False
     clock.set(10_000)
-    await channel.write_presence()
-    assert store.streams[("cy", node)] == 9500
-    assert store.streams[("dee", node)] is None
+    await presence.write()
+    assert store.db.streams[("cy", node)] == 9500
+    assert store.db.streams[("dee", node)] is None
     assert await store.presence("dee") == 10_000
 
 
@@ -197,7 +200,7 @@ async def test_a_pass_over_notifications_that_all_expired_moves_the_cursor_past_
     settings = unit_settings(**PUSH, push_grace=1.0)
     clock = Clock(10_000)
     store = FakeStore(clock)
-    channel = PushChannel(settings, store, Hub(settings, Metrics()), clock, Metrics())
+    channel = PushDelivery(Node(settings, store, Hub(settings, Metrics()), clock, Metrics()))
     endpoint = "https://push.example/ann"
     assert await store.add_push_subscription(PushSubscription(endpoint, "ann", "k", "a"), 5)
     for _ in range(3):

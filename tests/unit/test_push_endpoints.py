@@ -1,4 +1,4 @@
-"""tidings.push.endpoints: which addresses a push may go to, in every spelling."""
+"""tidings.channels.push.endpoints: which addresses a push may go to, in every spelling."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from tidings.push.endpoints import Refused, non_global, resolve
+from tidings.channels.push.endpoints import Refused, non_global, resolve
 
 pytestmark = pytest.mark.anyio
 

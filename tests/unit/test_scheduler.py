@@ -3,12 +3,16 @@ another node scheduled from the bus's hint, and the expiry sweep tells only this
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 
 import pytest
 
 from tests.unit.conftest import Node, OpenStream, unit_settings
-from tidings.models import Draft, ScheduleHint, Unsnoozed, now_ms
+from tidings.clock import now_ms
+from tidings.events import ScheduleHint, Unsnoozed
+from tidings.models import Draft, Due, Stored
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -97,3 +101,37 @@ async def test_a_wake_up_the_bus_carried_without_bodies_is_read_from_the_store(
         (1, "big one", {"k": "v"})
     ]
     assert (body["unread"], body["unseen"]) == (1, 1)
+
+
+@pytest.mark.parametrize("settings", [unit_settings(scheduler_interval=0.01, scheduler_lease=0.6)])
+async def test_a_node_delivering_for_longer_than_its_lease_renews_it(
+    node: Node, open_stream: OpenStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store takes four leases to deliver the row: the node renews its lease meanwhile, so
+    # another node looking again and again never claims the row; it arrives once.
+    entered, done = asyncio.Event(), asyncio.Event()
+    # The node's store as the scheduler holds it (the wrappers bind the inner one's methods).
+    store = node.service.store
+    deliver = store.deliver
+
+    async def slow(rows: Sequence[Due]) -> list[Stored]:
+        entered.set()
+        await done.wait()
+        return await deliver(rows)
+
+    monkeypatch.setattr(store, "deliver", slow)
+    async with open_stream("ann") as ann:
+        due = now_ms() + 50
+        await node.store.schedule(Draft(user_ids=("ann",), message="slow", deliver_ms=due), "k")
+        node.bus.send(ScheduleHint(due))
+        async with asyncio.timeout(5):
+            await entered.wait()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 4 * 0.6
+        while loop.time() < until:
+            assert await node.store.claim_due(600, 10) == []
+            await asyncio.sleep(0.05)
+        done.set()
+        await ann.wait_until(lambda: bool(ann.notifications()), timeout=5)
+        assert [n["message"] for n in ann.notifications()] == ["slow"]
+    assert node.metric("tidings_scheduled_delivered_total") == 1

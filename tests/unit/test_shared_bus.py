@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.fakes import Broker, BrokerBus
 from tidings.bus import shared, wire
-from tidings.models import Event, Published, ReadChanged, Resync
+from tidings.events import Event, Published, ReadChanged, Resync
 
 pytestmark = pytest.mark.anyio
 

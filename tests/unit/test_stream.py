@@ -14,7 +14,7 @@ from tests.support import make_token
 from tests.unit.conftest import Node, OpenStream, unit_settings
 from tests.unit.fakes import FakeClient
 from tidings import stream
-from tidings.models import Published, Resync
+from tidings.events import Published, Resync
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.anyio

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 
 import pytest
 
 from tidings.bus.wire import DEFAULT_LIMIT, decode, encode, resync_message
-from tidings.models import (
-    Action,
-    Actor,
+from tidings.events import (
     ArchiveChanged,
     Deleted,
     Event,
-    Notification,
     Published,
     ReadChanged,
     Resync,
@@ -24,6 +22,7 @@ from tidings.models import (
     Unsnoozed,
     UserResync,
 )
+from tidings.models import Action, Actor, Notification
 
 
 def notification(
@@ -229,3 +228,51 @@ def test_a_woken_notification_too_large_for_a_message_travels_as_its_seq() -> No
     assert isinstance(decoded, Unsnoozed)
     assert decoded.notifications == (small,)
     assert (decoded.missing, decoded.unread, decoded.unseen) == ((2,), 2, 2)
+
+
+def test_a_publish_to_many_users_shares_one_body_per_message_between_workers() -> None:
+    data = {"by": "bob", "n": [1, 2]}
+    body: dict[str, object] = {
+        "data": data,
+        "category": "billing",
+        "actor": Actor("Ada", "https://cdn.example/a.png"),
+        "actions": (Action("Pay", "/pay"),),
+        "group": "g",
+        "expires_ms": 1_900_000_000_000,
+    }
+    many: list[Event] = [
+        Published(f"user-{i} ✓", i + 1, notification(f"user-{i} ✓", i + 1, "hello", **body))
+        for i in range(3000)
+    ]
+    events = [Published("ann", 7, notification(seq=7)), *many, ReadChanged("ann", 1, up_to=7)]
+    shared = encode(events, limit=60_000, shared_bodies=True)
+    alone = encode(events, limit=60_000)
+    assert all(len(m.encode()) <= 60_000 for m in shared)
+    assert sum(len(m) for m in shared) * 4 < sum(len(m) for m in alone)
+    got = [e for m in shared for e in decode(m)]
+    assert got == events
+    # What the streams write is what the sender's notifications would have written.
+    for sent, received in zip(events, got, strict=True):
+        if isinstance(sent, Published):
+            assert isinstance(received, Published)
+            assert received.notification is not None
+            assert sent.notification is not None
+            assert received.notification.line == sent.notification.dumps()
+
+
+def test_shared_bodies_leave_single_and_already_read_notifications_as_they_were() -> None:
+    assert round_trip_shared(EVERY_KIND) == EVERY_KIND
+    read = [
+        Published(f"u{i}", 1, notification(f"u{i}", 1, read_ms=1_700_000_000_999)) for i in range(3)
+    ]
+    assert round_trip_shared(read) == read
+    assert all(entry["t"] == "p" for entry in json.loads(encode(read, shared_bodies=True)[0]))
+
+
+def test_a_shared_body_too_large_for_a_message_travels_as_users_and_seqs() -> None:
+    big = [Published(f"u{i}", 2, notification(f"u{i}", 2, message="x" * 9000)) for i in range(3)]
+    assert round_trip_shared(big) == [Published(f"u{i}", 2) for i in range(3)]
+
+
+def round_trip_shared(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[Event]:
+    return [e for m in encode(events, limit, shared_bodies=True) for e in decode(m)]

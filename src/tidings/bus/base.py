@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from tidings.models import Event
+from tidings.events import Event
 
 __all__ = ["Bus", "Deliver", "Tally"]
 

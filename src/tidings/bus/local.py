@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from tidings.bus import wire
 from tidings.bus.base import Deliver, Tally
-from tidings.models import Event, Published
+from tidings.events import Event, Published
 
 __all__ = ["LocalBus", "join_workers"]
 
@@ -104,7 +104,9 @@ class LocalBus:
         self._send_datagrams(events)
 
     async def _to_siblings(self, events: Sequence[Event]) -> None:
-        messages = [m.encode() for m in wire.encode(events, WIRE_LIMIT)]
+        # The siblings run this very code: a publish to many users goes as one body and its
+        # (user, seq) pairs, not the body again per user.
+        messages = [m.encode() for m in wire.encode(events, WIRE_LIMIT, shared_bodies=True)]
         loop = asyncio.get_running_loop()
         for path in self.siblings:
             sock = self._peer(path)

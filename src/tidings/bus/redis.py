@@ -36,7 +36,7 @@ from tidings.bus.shared import (
     TICK,
     split_channel,
 )
-from tidings.models import Event
+from tidings.events import Event
 from tidings.settings import ConfigError
 
 __all__ = ["RedisBus", "RedisClusterBus", "jump_hash", "parse_urls"]

@@ -43,6 +43,8 @@ __all__ = ["Endpoint", "Reply", "RespConnection", "RespError"]
 Reply: TypeAlias = "bytes | int | RespError | list[Reply] | None"
 
 DEFAULT_PORT: Final = 6379
+# The most bytes one reply may take (a message is far smaller: tidings.bus.redis.REDIS_LIMIT).
+MAX_REPLY: Final = 64 * 1024 * 1024
 
 
 class RespError(Exception):
@@ -93,21 +95,92 @@ def _command(args: Sequence[str | bytes | int]) -> bytes:
     return b"".join(out)
 
 
+class _Incomplete(Exception):
+    """The buffer ends inside a reply: wait for more bytes."""
+
+
+def _parse(buf: bytes, pos: int) -> tuple[Reply, int]:
+    """One reply starting at `pos`, and where the next one starts; _Incomplete if cut short."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        raise _Incomplete
+    kind = buf[pos]
+    if kind == 36:  # $: a bulk string
+        size = int(buf[pos + 1 : end])
+        if size < 0:
+            return None, end + 2
+        stop = end + 2 + size
+        if len(buf) < stop + 2:
+            raise _Incomplete
+        return buf[end + 2 : stop], stop + 2
+    if kind == 42:  # *: an array
+        count = int(buf[pos + 1 : end])
+        if count < 0:
+            return None, end + 2
+        items: list[Reply] = []
+        pos = end + 2
+        for _ in range(count):
+            item, pos = _parse(buf, pos)
+            items.append(item)
+        return items, pos
+    if kind == 58:  # :
+        return int(buf[pos + 1 : end]), end + 2
+    if kind == 43:  # +
+        return buf[pos + 1 : end], end + 2
+    if kind == 45:  # -
+        return RespError(buf[pos + 1 : end].decode(errors="replace")), end + 2
+    raise ConnectionError(f"unexpected Redis reply {buf[pos : pos + 20]!r}")
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, conn: RespConnection) -> None:
+        self.conn = conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports have the methods but not the asyncio base classes.
+        self.conn._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.conn._feed(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn._fail(ConnectionError(f"the Redis connection closed ({exc or 'EOF'})"))
+        if not self.conn._gone.done():
+            self.conn._gone.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.conn._paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        paused, self.conn._paused = self.conn._paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
+
+
 class RespConnection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    """Replies are parsed as the bytes arrive (`data_received`), each whole reply at once: a
+    pushed message costs no await per line. With calls waiting (`call`), replies answer them
+    in order; otherwise they queue for `read` (a subscriber's pushes, a login's answer)."""
+
+    def __init__(self) -> None:
+        self._transport: asyncio.WriteTransport | None = None
+        self._rest = b""
         self._waiting: deque[asyncio.Future[Reply]] = deque()
-        self._pump: asyncio.Task[None] | None = None
+        self._replies: deque[Reply] = deque()
+        self._reader: asyncio.Future[None] | None = None
+        self._error: ConnectionError | None = None
+        self._paused: asyncio.Future[None] | None = None
+        self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def open(cls, endpoint: Endpoint, timeout: float) -> RespConnection:  # noqa: ASYNC109
         context = ssl.create_default_context() if endpoint.tls else None
+        loop = asyncio.get_running_loop()
+        conn = cls()
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=context, limit=1 << 20
+            await loop.create_connection(
+                lambda: _Protocol(conn), endpoint.host, endpoint.port, ssl=context
             )
-            conn = cls(reader, writer)
             try:
                 if endpoint.password is not None:
                     login = [endpoint.password]
@@ -123,80 +196,85 @@ class RespConnection:
         return conn
 
     def write(self, *commands: Sequence[str | bytes | int]) -> None:
-        self._writer.write(b"".join(_command(c) for c in commands))
+        if self._error is not None:
+            raise self._error
+        assert self._transport is not None
+        self._transport.write(b"".join(_command(c) for c in commands))
+
+    def _feed(self, data: bytes) -> None:
+        buf = self._rest + data if self._rest else data
+        pos = 0
+        try:
+            while pos < len(buf):
+                try:
+                    reply, pos = _parse(buf, pos)
+                except _Incomplete:
+                    break
+                if self._waiting:
+                    future = self._waiting.popleft()
+                    if not future.done():
+                        future.set_result(reply)
+                else:
+                    self._replies.append(reply)
+        except (ValueError, ConnectionError) as exc:
+            self._fail(ConnectionError(f"a malformed Redis reply ({exc})"))
+            return
+        self._rest = buf[pos:]
+        if len(self._rest) > MAX_REPLY:
+            self._fail(ConnectionError(f"a Redis reply larger than {MAX_REPLY} bytes"))
+            return
+        if self._replies and self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
 
     async def read(self) -> Reply:
         """The next reply or push; ConnectionError when the connection ends."""
-        line = await self._reader.readline()
-        if not line.endswith(b"\r\n"):
-            raise ConnectionError("the Redis connection closed")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"$":
-            size = int(rest)
-            if size < 0:
-                return None
-            data = await self._reader.readexactly(size + 2)
-            return data[:-2]
-        if kind == b"*":
-            count = int(rest)
-            if count < 0:
-                return None
-            return [await self.read() for _ in range(count)]
-        if kind == b":":
-            return int(rest)
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            return RespError(rest.decode(errors="replace"))
-        raise ConnectionError(f"unexpected Redis reply {line[:20]!r}")
+        while not self._replies:
+            if self._error is not None:
+                raise self._error
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        return self._replies.popleft()
 
     # -- the publisher side: pipelined calls ----------------------------------------------
 
     async def call(self, commands: Sequence[Sequence[str | bytes | int]]) -> list[Reply]:
         """Send `commands` in one write; their replies, in order (errors as RespError)."""
-        if self._pump is None:
-            self._pump = asyncio.create_task(self._read_replies(), name="tidings-redis-replies")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
-        self._waiting.extend(futures)
         self.write(*commands)
-        await self._writer.drain()
+        self._waiting.extend(futures)
+        if self._paused is not None:
+            await asyncio.shield(self._paused)
+        if len(futures) == 1:
+            return [await futures[0]]
         # gather, not one await after another: a failure then also retrieves the others'.
         return list(await asyncio.gather(*futures))
 
-    async def _read_replies(self) -> None:
-        try:
-            while True:
-                reply = await self.read()
-                if not self._waiting:
-                    raise ConnectionError("a Redis reply nobody asked for")
-                future = self._waiting.popleft()
-                if not future.done():
-                    future.set_result(reply)
-        except Exception as exc:
-            self._fail(exc)
-
-    def _fail(self, exc: BaseException) -> None:
-        error = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc) or repr(exc))
+    def _fail(self, exc: ConnectionError) -> None:
+        if self._error is None:
+            self._error = exc
         while self._waiting:
             future = self._waiting.popleft()
             if not future.done():
-                future.set_exception(error)
-        self._writer.close()
+                future.set_exception(self._error)
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+        if self._transport is not None:
+            self._transport.close()
 
     def closed(self) -> bool:
-        return self._writer.is_closing() or (self._pump is not None and self._pump.done())
+        return self._error is not None or (
+            self._transport is not None and self._transport.is_closing()
+        )
 
     def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
         self._fail(ConnectionError("closed"))
 
     async def aclose(self) -> None:
         self.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
-                await self._writer.wait_closed()
-        if self._pump is not None:
-            with contextlib.suppress(BaseException):
-                await self._pump
+                await asyncio.shield(self._gone)

@@ -37,7 +37,7 @@ from tidings.bus.shared import (
     START_WAIT,
     Receiver,
 )
-from tidings.models import Event, ScheduleHint, UserResync
+from tidings.events import Event, ScheduleHint, UserResync
 
 __all__ = ["OWED_MAX", "RoutedBus", "Shard"]
 
@@ -298,6 +298,10 @@ class RoutedBus(Receiver):
         if not batches:
             return
         indexes = list(batches)
+        if len(indexes) == 1:
+            # The common case (a publish to one user): no task to start for one shard.
+            await self._send_one(self.shards[indexes[0]], batches[indexes[0]])
+            return
         results = await asyncio.gather(
             *(self._send_one(self.shards[i], batches[i]) for i in indexes),
             return_exceptions=True,

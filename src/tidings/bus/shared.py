@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings.bus import wire
 from tidings.bus.base import Deliver, Tally
-from tidings.models import Event, Resync
+from tidings.events import Event, Resync
 
 __all__ = ["Receiver", "SharedBus", "split_channel"]
 

@@ -5,7 +5,9 @@ at 8000 bytes), so publishing to 10,000 users is a handful of messages, not 10,0
 `Published` event carries the notification itself when it fits, so the receiving node delivers
 without a store query; a large one travels as (user, seq) and the stream reads it from the store.
 A `resync` entry asks every node to let all its streams check the store: the sender had a
-message it could not announce.
+message it could not announce. With `shared_bodies` (the local bus between the workers of one
+`tidings serve --workers N`, all of one version) a publish to many users is one `pm` entry: the
+notification once and the (user, seq) pairs, instead of the body again for every user.
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tidings.models import (
-    Action,
-    Actor,
+from tidings.events import (
     ArchiveChanged,
     Deleted,
     Event,
-    Notification,
     Published,
     ReadChanged,
     Resync,
@@ -31,6 +30,8 @@ from tidings.models import (
     Unsnoozed,
     UserResync,
 )
+from tidings.models import Action, Actor, Draft, Notification
+from tidings.store.common import made
 
 __all__ = ["decode", "encode", "resync_message"]
 
@@ -162,12 +163,42 @@ def _decode_inbox(inbox: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def encode(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[str]:
-    """Pack `events` into as few JSON arrays of at most `limit` bytes (UTF-8) as possible."""
+def encode(
+    events: Sequence[Event], limit: int = DEFAULT_LIMIT, *, shared_bodies: bool = False
+) -> list[str]:
+    """Pack `events` into as few JSON arrays of at most `limit` bytes (UTF-8) as possible.
+
+    `shared_bodies`: consecutive new notifications of one publish (the same body for several
+    users) travel as `pm` entries. Only for receivers of this version: an older one skips them."""
     messages: list[str] = []
     batch: list[str] = []
     size = 2
-    for event in events:
+    for raw in _raws(events, limit, shared_bodies):
+        length = len(raw.encode()) + 1
+        if batch and size + length > limit:
+            messages.append("[" + ",".join(batch) + "]")
+            batch, size = [], 2
+        batch.append(raw)
+        size += length
+    if batch:
+        messages.append("[" + ",".join(batch) + "]")
+    return messages
+
+
+def _raws(events: Sequence[Event], limit: int, shared_bodies: bool) -> Iterator[str]:
+    """Each entry of `events` as compact JSON that fits a message."""
+    start = 0
+    while start < len(events):
+        event = events[start]
+        if shared_bodies and isinstance(event, Published) and _fresh(event.notification):
+            end = start + 1
+            key = _body(event.notification)
+            while end < len(events) and _same(events[end], key):
+                end += 1
+            if end - start > 1:
+                yield from _many(events[start:end], limit)
+                start = end
+                continue
         for entry in _entries(event):
             raw = _compact(entry)
             if len(raw.encode()) + 2 > limit and "n" in entry and entry["t"] == "p":
@@ -178,15 +209,89 @@ def encode(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[str]:
             elif len(raw.encode()) + 2 > limit and "b" in entry:
                 del entry["b"]
                 raw = _compact(entry)
-            length = len(raw.encode()) + 1
-            if batch and size + length > limit:
-                messages.append("[" + ",".join(batch) + "]")
-                batch, size = [], 2
-            batch.append(raw)
-            size += length
-    if batch:
-        messages.append("[" + ",".join(batch) + "]")
-    return messages
+            yield raw
+        start += 1
+
+
+def _fresh(n: Notification | None) -> bool:
+    """Just published: what a `pm` entry can carry (no read, seen, archived or snoozed time)."""
+    return (
+        n is not None
+        and n.read_ms is None
+        and n.seen_ms is None
+        and n.archived_ms is None
+        and n.snoozed_ms is None
+    )
+
+
+def _body(n: Notification | None) -> tuple[Any, ...]:
+    assert n is not None
+    return (n.message, n.link, n.kind, n.created_ms, n.category, n.actor, n.actions, n.group,
+            n.expires_ms, n.data)  # fmt: skip
+
+
+def _same(event: Event, key: tuple[Any, ...]) -> bool:
+    if not isinstance(event, Published) or not _fresh(event.notification):
+        return False
+    n = event.notification
+    assert n is not None
+    # The copies of one publish share their data dict (store.common.made): identity first.
+    return _body(n)[:-1] == key[:-1] and (n.data is key[-1] or n.data == key[-1])
+
+
+def _many(run: Sequence[Event], limit: int) -> Iterator[str]:
+    """`pm` entries for the users of one publish: the body once per entry, then as many
+    (user, seq) pairs as fit."""
+    first = run[0]
+    assert isinstance(first, Published)
+    n = first.notification
+    assert n is not None
+    head: dict[str, Any] = {"t": "pm", "n": [n.message, n.link, n.kind, n.data, n.created_ms]}
+    inbox = _inbox(n)
+    if inbox:
+        head["i"] = inbox
+    base = _compact(head)[:-1] + ',"us":['
+    room = limit - len(base.encode()) - 8
+    if room < 256:
+        # The body alone nearly fills a message: each user on its own, as without sharing.
+        for event in run:
+            yield from _raws([event], limit, False)
+        return
+    pairs: list[str] = []
+    size = 0
+    for event in run:
+        assert isinstance(event, Published)
+        pair = _compact([event.user_id, event.seq])
+        length = len(pair.encode()) + 1
+        if pairs and size + length > room:
+            yield base + ",".join(pairs) + "]}"
+            pairs, size = [], 0
+        pairs.append(pair)
+        size += length
+    if pairs:
+        yield base + ",".join(pairs) + "]}"
+
+
+def _decode_many(entry: dict[str, Any]) -> list[Event]:
+    """The `Published` events of one `pm` entry, their notifications copies of one template."""
+    message, link, nkind, data, created_ms = entry["n"]
+    if not isinstance(data, dict):
+        raise TypeError("data")
+    pairs = [(str(u), int(s)) for u, s in entry["us"]]
+    fields = _decode_inbox(entry.get("i") or {})
+    draft = Draft(
+        user_ids=tuple(u for u, _ in pairs),
+        message=str(message),
+        link=_text_or_none(link),
+        kind=_text_or_none(nkind),
+        data=data,
+        category=fields["category"],
+        actor=fields.get("actor"),
+        actions=fields["actions"],
+        group=fields["group"],
+        expires_ms=fields["expires_ms"],
+    )
+    return [Published(n.user_id, n.seq, n) for n in made(draft, pairs, int(created_ms))]
 
 
 def resync_message() -> str:
@@ -205,6 +310,9 @@ def decode(raw: str | bytes) -> list[Event]:
     events: list[Event] = []
     for entry in entries:
         try:
+            if isinstance(entry, dict) and entry.get("t") == "pm":
+                events.extend(_decode_many(entry))
+                continue
             event = _event(entry)
         except (KeyError, TypeError, ValueError, IndexError):
             log.warning("bus: ignoring a malformed entry")

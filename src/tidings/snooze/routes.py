@@ -8,9 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tidings.api import ChangingUserDep, NotificationOut, Seq, ServiceDep
+from tidings.clock import iso_ms
 from tidings.errors import error_responses
-from tidings.models import iso_ms
+from tidings.http.deps import ChangingUserDep, ServiceDep
+from tidings.http.schemas import NotificationOut, Seq
 from tidings.settings import Settings
 from tidings.snooze import wake
 from tidings.validation import snooze_until_ms

@@ -17,10 +17,13 @@ so every node's loop wakes for it and an idle node still makes no query.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tidings.models import Notification, ScheduleHint, Snoozed, Unsnoozed
+from tidings.events import ScheduleHint, Snoozed, Unsnoozed
+from tidings.models import Notification
+from tidings.scheduler import renewing
 
 if TYPE_CHECKING:
     from tidings.service import Service
@@ -57,11 +60,17 @@ async def wake_due(service: Service) -> int:
     settings = service.settings
     lease_ms = int(settings.scheduler_lease * 1000)
     total = 0
+    store = service.store
     while True:
-        claimed = await service.store.claim_snoozed(lease_ms, settings.scheduler_batch)
+        claimed = await store.claim_snoozed(lease_ms, settings.scheduler_batch)
         total += len(claimed)
         if claimed:
-            await _announce(service, await service.store.wake_snoozed(claimed))
+            # Renewed while waking, as the scheduler's deliveries are.
+            async with renewing(
+                functools.partial(store.renew_snoozed, claimed, lease_ms), lease_ms
+            ):
+                woken = await store.wake_snoozed(claimed)
+            await _announce(service, woken)
         if len(claimed) < settings.scheduler_batch:
             return total
 

@@ -1,7 +1,16 @@
 """The store contract: the database is the event log, and every backend honours it alike.
 
-`tests/contract` runs one suite against every backend; what a method's docstring promises here
-is what that suite checks. Shared logic lives in `store/common.py`; a backend holds only its I/O.
+The contract is split by concern, as centrifuge splits `Broker` from `PresenceManager`: the log
+(`LogStore`), the user's inbox (`InboxStore`) and preferences (`PreferenceStore`), timed
+delivery and expiry (`ScheduleStore`), snooze (`SnoozeStore`), users and the email digest
+(`EmailStore`), Web Push subscriptions (`PushStore`) and presence (`PresenceStore`). `Store` is
+all of them plus the connection's life: what a backend implements and the service holds. A
+consumer is typed with the narrow protocols it uses (the digest with `LogStore`,
+`PreferenceStore` and `EmailStore`, …), so what it may call is visible where it is declared.
+
+`tests/contract` runs one suite against every backend (and `memory.py`); what a method's
+docstring promises here is what that suite checks. Shared logic lives in `store/common.py`; a
+backend holds only its I/O.
 """
 
 from __future__ import annotations
@@ -24,7 +33,21 @@ from tidings.models import (
     UserRecord,
 )
 
-__all__ = ["IdempotencyConflict", "Store", "StoreUnavailable", "Subscribed"]
+__all__ = [
+    "EmailStore",
+    "IdempotencyConflict",
+    "InboxStore",
+    "LogStore",
+    "PreferenceStore",
+    "PresenceStore",
+    "PushStore",
+    "ScheduleStore",
+    "SnoozeStore",
+    "Store",
+    "StoreUnavailable",
+    "Subscribed",
+    "operations",
+]
 
 # What `add_push_subscription` did: stored a new one, updated one with that endpoint, or
 # refused because the user has as many as allowed.
@@ -41,16 +64,9 @@ class IdempotencyConflict(ValueError):
     """An idempotency key was reused with a different publish. Nothing was stored; answered 409."""
 
 
-class Store(Protocol):
-    async def open(self) -> None:
-        """Connect, and create or upgrade the schema in place (idempotent; several nodes may
-        open at once). Raise `StoreUnavailable` for a database a newer tidings has upgraded."""
-
-    async def close(self) -> None:
-        """Release connections; a call waiting on the store fails with `StoreUnavailable`."""
-
-    async def ping(self) -> None:
-        """Raise `StoreUnavailable` when the database cannot answer."""
+class LogStore(Protocol):
+    """The event log: per user, notifications numbered 1, 2, 3, … in commit order, read back in
+    that order by streams, push and email. Retention prunes the oldest."""
 
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
         """Store one notification per user in `draft.user_ids`, all or none.
@@ -71,6 +87,15 @@ class Store(Protocol):
     async def position(self, user_id: str) -> Position:
         """The newest seq handed out to the user, and up to which seq pruning removed (0, 0
         for a user never published to)."""
+
+    async def prune(self, older_than_ms: int, batch: int) -> int:
+        """Delete at most `batch` notifications created before `older_than_ms` (and idempotency
+        keys and finished scheduled rows as old), raising the users' `pruned_upto` in the
+        same step; return the count."""
+
+
+class InboxStore(Protocol):
+    """The user's inbox over the log: the list and its counts, seen, read, archived, deleted."""
 
     async def page(
         self,
@@ -118,6 +143,14 @@ class Store(Protocol):
         """Mark the user's own unread notifications read; return the seqs that changed,
         ascending. Someone else's seqs, deleted and already read ones are not changed."""
 
+    async def delete(self, user_id: str, seq: int) -> bool:
+        """Remove one of the user's notifications; False when it was not there."""
+
+
+class PreferenceStore(Protocol):
+    """Each user's preferences: the categories they muted, the channels that reach them when
+    they are away. Read on every publish (muting) and by each channel."""
+
     async def preferences(self, user_id: str) -> Preferences:
         """The user's preferences; the defaults for a user who never set any."""
 
@@ -127,15 +160,11 @@ class Store(Protocol):
     async def muting(self, user_ids: Sequence[str], category: str) -> set[str]:
         """Those of `user_ids` who muted `category`."""
 
-    async def delete(self, user_id: str, seq: int) -> bool:
-        """Remove one of the user's notifications; False when it was not there."""
 
-    async def prune(self, older_than_ms: int, batch: int) -> int:
-        """Delete at most `batch` notifications created before `older_than_ms` (and idempotency
-        keys and finished scheduled rows as old), raising the users' `pruned_upto` in the
-        same step; return the count."""
-
-    # --- scheduled notifications (deliver_at) and expiry ------------------------------------
+class ScheduleStore(Protocol):
+    """Timed delivery (`deliver_at`) and expiry: scheduled rows, invisible until a node claims
+    them with a lease and delivers them through the log's ordinary add; and the expiry times the
+    sweep tells streams about."""
 
     async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
         """Keep `draft` (its `deliver_ms` set) to deliver later: one pending row per user, under
@@ -149,6 +178,12 @@ class Store(Protocol):
         out, for `lease_ms`: no other node claims them meanwhile. Oldest due first, then in the
         order they were scheduled. A node that dies holding a lease leaves its rows to be
         claimed again when it runs out."""
+
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        """Extend the lease of those of the claimed `rows` still pending to `lease_ms` from now:
+        a live node that is still delivering them keeps the other nodes off, so the lease can be
+        short and a dead node's rows are taken over soon. Rows a delivery is committing right
+        now may be left as they are. Return how many were renewed."""
 
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         """Store the notifications of claimed rows and mark the rows delivered (those with
@@ -168,32 +203,6 @@ class Store(Protocol):
     async def next_due(self) -> int | None:
         """The earliest `deliver_ms` of the pending rows (claimed or not); None when none is."""
 
-    # --- snooze (design v3) ---------------------------------------------------------------------
-    # A snoozed notification (`snoozed_ms` set) is hidden from lists, counts, `after` (so from
-    # streams, push and email) until it is woken: by the user (`unsnooze`), or when due by one
-    # node (`claim_snoozed` leases it as `claim_due` does, `wake_snoozed` wakes it once).
-
-    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
-        """Snooze the user's own notifications among `ids` until `until_ms` (again: a new
-        time); return the seqs changed, ascending. Someone else's and deleted ones are not."""
-
-    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
-        """Wake the user's own snoozed notifications among `ids` now, unread and unseen;
-        return them as woken, ascending. Of concurrent wakers exactly one gets each."""
-
-    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        """Lease up to `limit` snoozed notifications whose time has come and whose lease (if
-        any) ran out, for `lease_ms`: no other node claims them meanwhile. Earliest first."""
-
-    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
-        """Wake the claimed notifications still snoozed until the claimed time (not one the
-        user snoozed again or woke meanwhile), unread and unseen; return those woken. Once
-        per snooze however often it is called."""
-
-    async def next_snoozed(self) -> int | None:
-        """The earliest `snoozed_ms` of the snoozed notifications (claimed or not); None when
-        none is."""
-
     async def delivered_between(self, after_ms: int, upto_ms: int, limit: int) -> list[str]:
         """The users (each once, at most `limit`) of scheduled rows marked delivered at a time
         after `after_ms` and at or before `upto_ms`: what a node re-announces to its own streams,
@@ -208,11 +217,44 @@ class Store(Protocol):
         """(user_id, seq) of the live notifications whose `expires_at` is after `after_ms` and
         at or before `upto_ms`, at most `limit`."""
 
-    # -- the email digest (tidings.digest) ------------------------------------------------------
-    # Each user with an address has a cursor: `done_seq` (everything up to it is dealt with),
-    # `claimed_seq` (the end of the digest a node is sending or tried to send), a lease (owner,
-    # until) and `next_ms` (no digest before it: the window after a sent one, or the backoff
-    # after a failure). "Now" is the store's clock.
+
+class SnoozeStore(Protocol):
+    """Snooze (design v3). A snoozed notification (`snoozed_ms` set) is hidden from lists,
+    counts, `after` (so from streams, push and email) until it is woken: by the user
+    (`unsnooze`), or when due by one node (`claim_snoozed` leases it as `claim_due` does,
+    `wake_snoozed` wakes it once)."""
+
+    async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
+        """Snooze the user's own notifications among `ids` until `until_ms` (again: a new
+        time); return the seqs changed, ascending. Someone else's and deleted ones are not."""
+
+    async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
+        """Wake the user's own snoozed notifications among `ids` now, unread and unseen;
+        return them as woken, ascending. Of concurrent wakers exactly one gets each."""
+
+    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
+        """Lease up to `limit` snoozed notifications whose time has come and whose lease (if
+        any) ran out, for `lease_ms`: no other node claims them meanwhile. Earliest first."""
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        """Extend the lease of those of the claimed snoozes still snoozed until the claimed time
+        to `lease_ms` from now (as `renew_due`); return how many were renewed."""
+
+    async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
+        """Wake the claimed notifications still snoozed until the claimed time (not one the
+        user snoozed again or woke meanwhile), unread and unseen; return those woken. Once
+        per snooze however often it is called."""
+
+    async def next_snoozed(self) -> int | None:
+        """The earliest `snoozed_ms` of the snoozed notifications (claimed or not); None when
+        none is."""
+
+
+class EmailStore(Protocol):
+    """Users and the email digest (tidings.channels.email). Each user with an address has a cursor:
+    `done_seq` (everything up to it is dealt with), `claimed_seq` (the end of the digest a node
+    is sending or tried to send), a lease (owner, until) and `next_ms` (no digest before it: the
+    window after a sent one, or the backoff after a failure). "Now" is the store's clock."""
 
     async def user(self, user_id: str) -> UserRecord | None:
         """The user's record; None when no publisher ever set one."""
@@ -246,7 +288,10 @@ class Store(Protocol):
         the next try sends the very same digest (same Message-ID) instead of a larger one.
         False when the claim was lost meanwhile."""
 
-    # --- Web Push (issue 11) ------------------------------------------------------------------
+
+class PushStore(Protocol):
+    """Web Push subscriptions (issue 11), the store as outbox: each has a `done_seq` cursor into
+    its user's log and a lease a node takes while it pushes."""
 
     async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
         """Store `sub` for `sub.user_id`, keyed by its endpoint. A new one (or one that moves to
@@ -281,6 +326,11 @@ class Store(Protocol):
         """Raise `done_seq`, set the retry time and failure count, and end `owner`'s lease (a
         no-op when `owner` no longer holds a running lease: one that lapsed may be another's)."""
 
+
+class PresenceStore(Protocol):
+    """Which users have a stream open on any node, and until when: what tells a channel for
+    users who are away that a user is away."""
+
     async def record_presence(
         self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
     ) -> None:
@@ -296,3 +346,37 @@ class Store(Protocol):
     async def forget_presence(self, before_ms: int) -> None:
         """Drop what is known only before `before_ms`: streams closed before it, and nodes (with
         their streams) that last reported before it."""
+
+
+class Store(
+    LogStore,
+    InboxStore,
+    PreferenceStore,
+    ScheduleStore,
+    SnoozeStore,
+    EmailStore,
+    PushStore,
+    PresenceStore,
+    Protocol,
+):
+    """Every concern, and the connection's life: what a backend implements."""
+
+    async def open(self) -> None:
+        """Connect, and create or upgrade the schema in place (idempotent; several nodes may
+        open at once). Raise `StoreUnavailable` for a database a newer tidings has upgraded."""
+
+    async def close(self) -> None:
+        """Release connections; a call waiting on the store fails with `StoreUnavailable`."""
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` when the database cannot answer."""
+
+
+def operations() -> tuple[str, ...]:
+    """The name of every method of `Store` (its concerns' and its own): what a wrapper that
+    treats each operation alike (`store/wrapping.py`) wraps."""
+    names: dict[str, None] = {}
+    for protocol in reversed(Store.__mro__):
+        if protocol.__module__ == __name__:
+            names.update(dict.fromkeys(n for n, v in vars(protocol).items() if callable(v)))
+    return tuple(n for n in names if not n.startswith("_"))

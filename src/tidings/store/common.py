@@ -22,9 +22,12 @@ from tidings.store.base import IdempotencyConflict, StoreUnavailable
 
 __all__ = [
     "COLUMNS",
+    "FEATURES",
+    "LEGACY_STEPS",
     "PUSH_COLUMNS",
     "SCHEMA_VERSION",
     "WOKEN",
+    "Step",
     "by_key",
     "check_fingerprint",
     "check_schema",
@@ -41,24 +44,54 @@ __all__ = [
     "encode_data",
     "encode_draft",
     "encode_preferences",
+    "features_of",
     "inbox_values",
     "made",
     "notification",
+    "pending_steps",
     "push_subscription",
     "used_now",
 ]
 
 T = TypeVar("T")
 
-# 1: the first schema. 2: idempotency keys carry the fingerprint of their publish (NULL/absent
-# for keys stored at 1, which replay as before); on MongoDB also the one-per-key index (`once`).
-# 3: the inbox: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
-# stored before, which read as having none). 4: scheduled notifications (a table/collection of
-# their own), and an index on expires_ms for the expiry sweep. 5: Web Push: subscriptions with
-# their delivery cursor, and presence. 6: the email digest: users' addresses and cursors.
-# 7: snooze: a notification's `snoozed_ms` (hidden until then) and the lease of the node waking
-# it (`snooze_lease`), with an index on the snoozed ones.
-SCHEMA_VERSION = 7
+# Each feature's schema has a version of its own: a feature's next step is its next version
+# here and a `(feature, version)` step in each backend's MIGRATIONS, and no other feature's
+# number moves. Features are created in this order (a later one may alter an earlier one's
+# tables), each from the version a database has up to the one here.
+#   log 1: users, notifications, idempotency keys. log 2: keys carry the fingerprint of their
+#     publish (NULL/absent for keys stored at 1, which replay as before); on MongoDB also the
+#     one-per-key index (`once`).
+#   inbox 1: category, actor, actions, group, expiry, seen and archived (NULL/absent on rows
+#     stored before, which read as having none), and preferences.
+#   scheduling 1: scheduled notifications (a table/collection of their own), and an index on
+#     expires_ms for the expiry sweep.
+#   push 1: Web Push subscriptions with their delivery cursor, and presence.
+#   email 1: the email digest: users' addresses and cursors.
+#   snooze 1: a notification's `snoozed_ms` (hidden until then) and the lease of the node
+#     waking it (`snooze_lease`), with an index on the snoozed ones.
+FEATURES: dict[str, int] = {
+    "log": 2,
+    "inbox": 1,
+    "scheduling": 1,
+    "push": 1,
+    "email": 1,
+    "snooze": 1,
+}
+Step = tuple[str, int]
+# Up to schema 7 a database carried one number, each a step of one feature, in this order.
+LEGACY_STEPS: dict[int, Step] = {
+    1: ("log", 1),
+    2: ("log", 2),
+    3: ("inbox", 1),
+    4: ("scheduling", 1),
+    5: ("push", 1),
+    6: ("email", 1),
+    7: ("snooze", 1),
+}
+# The one number a database still carries: 8 says "the versions are per feature". A tidings
+# from before (which knows at most 7) refuses it, as it would any newer schema.
+SCHEMA_VERSION = 8
 
 # The order of a notification row in every SQL store, and of `notification()`'s argument.
 # `grp`, not `group`: a reserved word in SQL.
@@ -205,6 +238,34 @@ def check_schema(backend: str, version: int) -> None:
         )
 
 
+def features_of(version: int, recorded: dict[str, int]) -> dict[str, int]:
+    """What a database at schema `version` has, per feature: `recorded` from 8 on; before, what
+    its single number's steps made."""
+    if version >= SCHEMA_VERSION:
+        return dict(recorded)
+    have: dict[str, int] = {}
+    for step in range(1, version + 1):
+        feature, number = LEGACY_STEPS[step]
+        have[feature] = max(have.get(feature, 0), number)
+    return have
+
+
+def pending_steps(backend: str, have: dict[str, int]) -> list[Step]:
+    """The steps that bring `have` to `FEATURES`, in order. Refuse a database with a feature
+    this tidings does not know, or at a newer version of one: it would misread it."""
+    for feature, number in have.items():
+        if number > FEATURES.get(feature, 0):
+            raise StoreUnavailable(
+                f"{backend}: the database's {feature!r} schema ({number}) is newer than this "
+                f"tidings ({FEATURES.get(feature, 'none')})"
+            )
+    return [
+        (feature, number)
+        for feature, target in FEATURES.items()
+        for number in range(have.get(feature, 0) + 1, target + 1)
+    ]
+
+
 def check_fingerprint(key: str, stored: str | None, draft: Draft) -> None:
     """A key reused with a different publish is a client bug, not a retry: refuse it.
 
@@ -236,8 +297,11 @@ def counts_of(rows: Iterable[tuple[str | None, int, int]]) -> Counts:
 
 
 def encode_preferences(preferences: Preferences) -> tuple[str, str]:
-    """(muted categories, channels) as JSON text: the two columns or fields of a store."""
-    channels = {"push": preferences.push, "email": preferences.email}
+    """(muted categories, channels) as JSON text: the two columns or fields of a store.
+
+    The channels as `{"push": false}`: only the ones turned off, by name (an absent one is on, as
+    it always was: rows written before, with every channel listed, read the same)."""
+    channels = dict.fromkeys(sorted(preferences.channels_off), False)
     muted = json.dumps(
         list(preferences.muted_categories), ensure_ascii=False, separators=(",", ":")
     )
@@ -246,11 +310,7 @@ def encode_preferences(preferences: Preferences) -> tuple[str, str]:
 
 def decode_preferences(muted: str, channels: str) -> Preferences:
     ways = json.loads(channels)
-    return Preferences(
-        muted_categories=tuple(json.loads(muted)),
-        push=bool(ways.get("push", True)),
-        email=bool(ways.get("email", True)),
-    )
+    return Preferences.of(json.loads(muted), {name: bool(on) for name, on in ways.items()})
 
 
 # --- scheduled notifications -----------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from tidings.models import Clock
+from tidings.clock import Clock
 from tidings.settings import ConfigError, Settings
 from tidings.store.base import Store
 
@@ -41,9 +41,14 @@ def create_store(
         # The TTL index behind the pruning is sized from the retention.
         retention = settings.retention_days
         return MongoStore(url, mongo_database(url), retention_days=retention, clock=clock)
+    if scheme == "memory":
+        from tidings.store.memory import MemoryStore
+
+        # `memory://NAME`: the stores of this process on one name share its data.
+        return MemoryStore(urlsplit(url).netloc, clock=clock)
     raise ConfigError(
         f"TIDINGS_DATABASE_URL: unsupported scheme {scheme!r} "
-        "(use sqlite:///path, postgresql://… or mongodb://…/dbname)"
+        "(use sqlite:///path, postgresql://…, mongodb://…/dbname or memory://)"
     )
 
 

@@ -37,14 +37,16 @@ whose nodes stopped pruning: it expires a day after the retention, and deletes s
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
@@ -60,8 +62,8 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
+from tidings.clock import Clock
 from tidings.models import (
-    Clock,
     Counts,
     Draft,
     Due,
@@ -79,6 +81,7 @@ from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     DELIVERED,
+    FEATURES,
     PENDING,
     SCHEMA_VERSION,
     by_key,
@@ -92,15 +95,18 @@ from tidings.store.common import (
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     used_now,
 )
 
 __all__ = ["MongoStore"]
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 
 log = logging.getLogger("tidings.store.mongo")
 
@@ -114,6 +120,10 @@ CHUNK = 1000
 # A publish to at most this many users raises their floors, the next publish's first guess (see
 # `_taken`); a larger one leaves them (see `_add`'s end).
 FLOOR_HINTS_MAX = 100
+# How many users' latest seq a process remembers as the next publish's first guess.
+RECENT_MAX = 100_000
+# Point lookups (`_recover`, `_newest`) run this many at a time.
+LOOKUPS = 8
 # A publisher that keeps losing the race for a seq gives up (it answers 503) instead of spinning.
 CLAIM_ATTEMPTS = 200
 # A repeated idempotency key waits this long for the first call to finish; a claim older than
@@ -239,6 +249,9 @@ class MongoStore:
         # Whether every user's floor is a publish's first guess (see `_taken`): a store made by
         # this version. One made before holds notifications no floor knows of.
         self._hinted = False
+        # The seqs this process handed out lately, per user: a better first guess than a floor
+        # a broadcast left behind (see `_taken`). Bounded, oldest forgotten first.
+        self._recent: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -294,6 +307,10 @@ class MongoStore:
         found = await meta.find_one({"_id": "schema"})
         version = 0 if found is None else int(found["version"])
         check_schema("MongoDB", version)
+        # Every feature's indexes are made below on each open (idempotent): the steps are only
+        # checked, so a database a newer tidings gave a feature this one does not know is refused.
+        recorded = {} if found is None else dict(found.get("features", {}))
+        pending_steps("MongoDB", features_of(version, recorded))
         # A new store: every publish raises its users' floors from the first one on, so a floor
         # is a publish's first guess (see `_taken`). An older store keeps reading the newest
         # document of each user.
@@ -329,7 +346,11 @@ class MongoStore:
         await self._db["push_subscriptions"].create_index([("user_id", ASCENDING)], name="user_id")
         if self.retention_days is not None:
             await self._ensure_ttl(notifications)
-        await meta.update_one({"_id": "schema"}, {"$set": {"version": SCHEMA_VERSION}}, upsert=True)
+        await meta.update_one(
+            {"_id": "schema"},
+            {"$set": {"version": SCHEMA_VERSION, "features": FEATURES}},
+            upsert=True,
+        )
 
     async def _ensure_ttl(self, notifications: AsyncCollection[Doc]) -> None:
         assert self.retention_days is not None
@@ -371,7 +392,10 @@ class MongoStore:
                 return replayed
             try:
                 done = await self._recover(key, user_ids) if recover else {}
-                done.update(await self._insert([u for u in user_ids if u not in done], draft, key))
+                rest = [u for u in user_ids if u not in done]
+                # A key this call created, and still owns, has no other owner's documents: a
+                # lost insert is a lost seq, with nothing under the fence to read back.
+                done.update(await self._insert(rest, draft, key, None if recover else owner))
                 result = [n for u in user_ids if (n := done[u]) is not None]
                 await self._record_refs(key, owner, result)
             except BaseException:
@@ -390,8 +414,13 @@ class MongoStore:
         return [n for u in user_ids if (n := got[u]) is not None]
 
     async def _record_refs(self, key: str, owner: str, made: Sequence[Notification]) -> None:
-        # Documents, not pairs: FerretDB refuses nested arrays.
-        refs = [{"u": n.user_id, "s": n.seq} for n in made]
+        # The key is done; what it stored is found again by the fence (`_replay`), not listed
+        # here: FerretDB v1 reads every document of a collection in full for a lookup in it, and
+        # a list of a broadcast's users made each later publish's key lookups slower, in
+        # proportion to all the notifications ever published with a key (issue 22, item 3).
+        # Still a list, empty: a store made before this version reads it as done, and its own
+        # non-empty lists stay readable (`_fetch_refs`).
+        refs: list[Doc] = []
         # Filtered by `_id` alone, the owner checked here: FerretDB v1 scans the whole
         # collection for any other filter (one document per keyed publish), which made every
         # publish slower as the store grew. Should the key have been taken over meanwhile, the
@@ -402,12 +431,26 @@ class MongoStore:
 
     async def _recover(self, key: str, user_ids: Sequence[str]) -> dict[str, Notification | None]:
         """What an abandoned attempt with this key stored, per user (None: deleted since)."""
+
+        # By the fence, `_id`: FerretDB v1 scans the collection for `{user_id: {$in}, ikey}`.
+        async def one(user_id: str) -> Doc | None:
+            return await self._notifications.find_one({"_id": _fence(key, user_id)})
+
         found: dict[str, Notification | None] = {}
-        for chunk in chunks(user_ids, CHUNK):
-            query = {"user_id": {"$in": list(chunk)}, "ikey": key}
-            async for doc in self._notifications.find(query):
-                found[doc["user_id"]] = None if doc.get("deleted") else _notification(doc)
+        for user_id, doc in zip(user_ids, await self._each(one, user_ids), strict=True):
+            if doc is not None:
+                found[user_id] = None if doc.get("deleted") else _notification(doc)
         return found
+
+    async def _each(self, fn: Callable[[str], Awaitable[T]], user_ids: Sequence[str]) -> list[T]:
+        """`fn` for every user, `LOOKUPS` at a time: point lookups, one round trip each."""
+        gate = asyncio.Semaphore(LOOKUPS)
+
+        async def gated(user_id: str) -> T:
+            async with gate:
+                return await fn(user_id)
+
+        return list(await asyncio.gather(*(gated(u) for u in user_ids)))
 
     async def _claim_key(self, key: str, draft: Draft) -> tuple[str, Stored | None, bool]:
         """Own the key, or return what its first call stored.
@@ -439,7 +482,9 @@ class MongoStore:
                 continue  # pruned meanwhile
             check_fingerprint(key, found.get("fp"), draft)
             if found.get("refs") is not None:
-                stored = Stored(tuple(await self._fetch_refs(found["refs"])), replayed=True)
+                refs = found["refs"]
+                made = await self._fetch_refs(refs) if refs else await self._replay(key, draft)
+                stored = Stored(tuple(made), replayed=True)
                 return owner, stored, False
             abandoned = found.get("owner") is None
             if abandoned or stamp - int(found["created_ms"]) > self.takeover_ms:
@@ -456,6 +501,13 @@ class MongoStore:
                 )
             await asyncio.sleep(IDEMPOTENCY_POLL)
 
+    async def _replay(self, key: str, draft: Draft) -> list[Notification]:
+        """What the key's first call stored, in its users' order: the same draft (the
+        fingerprint matched), so the same users, each with one document under the fence."""
+        users = list(dict.fromkeys(draft.user_ids))
+        found = await self._recover(key, users)
+        return [n for u in users if (n := found.get(u)) is not None]
+
     async def _fetch_refs(self, refs: list[Doc]) -> list[Notification]:
         found: list[Notification] = []
         for chunk in chunks([(r["u"], r["s"]) for r in refs], CHUNK):
@@ -465,9 +517,11 @@ class MongoStore:
         return found
 
     async def _insert(
-        self, user_ids: list[str], draft: Draft, key: str | None
+        self, user_ids: list[str], draft: Draft, key: str | None, owner: str | None = None
     ) -> dict[str, Notification | None]:
-        """Per user, the notification stored (None: the key's document, deleted since)."""
+        """Per user, the notification stored (None: the key's document, deleted since).
+        `owner`: the key's owner since it was created, so no one else stores under it while
+        it still owns it."""
         if not user_ids:
             return {}
         data = encode_data(draft.data)
@@ -485,7 +539,7 @@ class MongoStore:
             result.update((n.user_id, n) for n in made(draft, mine, stamp))
             if not lost:
                 break
-            if key is not None:
+            if key is not None and not await self._owns(key, owner):
                 # Lost to the fence: another owner of this key (one that took it over, or
                 # the slow one it was taken from) stored for these users; theirs stands.
                 fenced = await self._recover(key, lost)
@@ -494,8 +548,8 @@ class MongoStore:
                 if not lost:
                     break
             # Another publisher claimed those seqs first (or a hint lagged): start again from
-            # what is visible now.
-            taken = await self._taken(lost)
+            # what is visible now, above the seq just refused (it is there).
+            taken = await self._taken(lost, known={u: last[u] + 1 for u in lost})
             for u in lost:
                 last[u] = max(last[u] + 1, taken[u])
             pending = lost
@@ -507,9 +561,17 @@ class MongoStore:
         # broadcast to 10,000 users would spend minutes here. A floor a broadcast left behind
         # costs that user's next publish one refused insert (the unique index), never a wrong seq.
         hints = {n.user_id: n.seq for n in result.values() if n is not None}
+        self._remember(hints)
         if hints and len(hints) <= FLOOR_HINTS_MAX:
             await self._raise(hints, ("floor",))
         return result
+
+    def _remember(self, seqs: dict[str, int]) -> None:
+        recent = self._recent
+        for user_id, seq in seqs.items():
+            recent[user_id] = max(seq, recent.pop(user_id, 0))
+        while len(recent) > RECENT_MAX:
+            recent.popitem(last=False)
 
     async def _insert_chunk(self, docs: Sequence[Doc]) -> list[str]:
         """Insert; return the users whose seq was taken by another publisher."""
@@ -523,36 +585,80 @@ class MongoStore:
             return [docs[e["index"]]["user_id"] for e in errors]
         return []
 
-    async def _taken(self, user_ids: Sequence[str], *, guess: bool = False) -> dict[str, int]:
+    async def _owns(self, key: str, owner: str | None) -> bool:
+        if owner is None:
+            return False
+        found = await self._idempotency.find_one({"_id": key}, {"owner": 1})
+        return found is not None and found.get("owner") == owner
+
+    async def _taken(
+        self, user_ids: Sequence[str], *, guess: bool = False, known: dict[str, int] | None = None
+    ) -> dict[str, int]:
         """Per user, the highest seq ever handed out (0 for a new user).
 
-        With `guess`, the `users` floors alone: each publish raises its users' floor to the seq
-        it stored, so the floor is the highest seq handed out but for publishes in flight or
-        cut off by a crash (whose seq the unique index then refuses, and the retry reads the
-        newest document). On a MongoDB-protocol server on SQLite (FerretDB v1) only `_id`
-        lookups use an index: the newest document of a user is a scan of every notification,
-        which made each publish slower as the store grew (issue 22, item 3).
+        With `guess`, the `users` floors, or the seq this process last handed out when higher:
+        each publish to a few users raises their floor to the seq it stored, so the floor is the
+        highest seq handed out but for publishes in flight, broadcasts (which leave floors as
+        they are: an update per user costs milliseconds on FerretDB) and crashes; the unique
+        index refuses such a guess and the retry reads the newest seq. Else the newest seq, found
+        from the floor up by point lookups (`_newest`).
 
-        The newest document (tombstones included), or the `users` floor where pruning removed
-        the newest. Publishing writes nothing but the notification: updates are what a
-        MongoDB-protocol server on SQLite does slowly.
-
-        The newest first, then the floors, never both at once: pruning raises a floor before it
-        removes a document, so a newest document that vanishes between the two reads has left
-        its seq in the floor read second.
+        On a MongoDB-protocol server on SQLite (FerretDB v1) only `_id` lookups and equality on
+        both fields of the unique (user_id, seq) index use an index: the newest document of a
+        user (a sort) or a count is a scan of every notification, which made each publish, and
+        each stream's position, slower as the store grew (issue 22, item 3).
         """
-        taken = dict.fromkeys(user_ids, 0)
-        if guess:
-            return await self._floors(user_ids)
-        if len(user_ids) == 1:
-            [user_id] = user_ids
-            taken[user_id] = await self._newest(user_id)
-        else:
-            for chunk in chunks(user_ids, CHUNK):
-                async for user_id, seq in self._newest_many(list(chunk)):
-                    taken[user_id] = max(taken[user_id], seq)
         floors = await self._floors(user_ids)
-        return {u: max(taken[u], floors[u]) for u in user_ids}
+        if guess:
+            return {u: max(f, self._recent.get(u, 0)) for u, f in floors.items()}
+        return await self._newest({u: max(f, (known or {}).get(u, 0)) for u, f in floors.items()})
+
+    async def _newest(self, floors: dict[str, int]) -> dict[str, int]:
+        """Per user, the newest seq handed out, from their floors (`_floors`) up.
+
+        Every seq up to a floor was handed out, and the documents above it are there, one per
+        seq (a delete leaves a tombstone; pruning raises the floor first and removes from the
+        bottom), so an exponential then binary search of point lookups finds the newest in
+        O(log n) lookups for n publishes since the floor, however large the store. Should
+        pruning raise a floor meanwhile (removing documents this search may have missed), it
+        searches that user again from the new floor.
+
+        FerretDB v1 can lose one of two concurrent `$max` updates of a document, so a floor
+        may lag below what pruning removed, leaving a hole above it that ends the search too
+        early. A publisher therefore searches from the seq its insert just lost (a document
+        that is there, above any hole), never from the floor alone; `position` does, and may
+        then answer a last seq that is too low, which costs a stream its catch-up until the
+        user's next notification, never a reused seq.
+        """
+        newest: dict[str, int] = {}
+        pending = list(floors)
+        while pending:
+            found = await self._each(functools.partial(self._newest_from, floors), pending)
+            newest.update(zip(pending, found, strict=True))
+            again = await self._floors(pending)
+            pending = [u for u in pending if again[u] > floors[u]]
+            floors = {**floors, **again}
+        return {u: max(newest[u], floors[u]) for u in newest}
+
+    async def _newest_from(self, floors: dict[str, int], user_id: str) -> int:
+        return await self._newest_above(user_id, floors[user_id])
+
+    async def _newest_above(self, user_id: str, low: int) -> int:
+        async def taken(seq: int) -> bool:
+            query = {"user_id": user_id, "seq": seq}
+            return await self._notifications.find_one(query, {"_id": 1}) is not None
+
+        step, high = 1, low + 1
+        while await taken(high):
+            low, step = high, step * 2
+            high = low + step
+        while high - low > 1:
+            middle = (low + high) // 2
+            if await taken(middle):
+                low = middle
+            else:
+                high = middle
+        return low
 
     async def _newest_many(self, user_ids: list[str]) -> AsyncIterator[tuple[str, int]]:
         if self._group_max:
@@ -573,16 +679,12 @@ class MongoStore:
         async for doc in cursor:
             yield doc["user_id"], int(doc["seq"])
 
-    async def _newest(self, user_id: str) -> int:
-        doc = await self._notifications.find_one(
-            {"user_id": user_id}, {"seq": 1}, sort=[("seq", DESCENDING)]
-        )
-        return 0 if doc is None else int(doc["seq"])
-
     async def _floors(self, user_ids: Sequence[str]) -> dict[str, int]:
         floors = dict.fromkeys(user_ids, 0)
         for chunk in chunks(user_ids, CHUNK):
-            async for doc in self._users.find({"_id": {"$in": list(chunk)}}):
+            # Equality for one user: FerretDB v1 uses the `_id` index for that, not for `$in`.
+            query = {"_id": chunk[0]} if len(chunk) == 1 else {"_id": {"$in": list(chunk)}}
+            async for doc in self._users.find(query):
                 floors[doc["_id"]] = max(doc.get("floor", 0), doc.get("pruned_upto", 0))
         return floors
 
@@ -619,12 +721,12 @@ class MongoStore:
 
     async def position(self, user_id: str) -> Position:
         async with self._guard():
-            user, newest = await asyncio.gather(
-                self._users.find_one({"_id": user_id}), self._newest(user_id)
-            )
+            # pruned_upto first: whatever it says was pruned is at or below the newest seq
+            # read after it.
+            user = await self._users.find_one({"_id": user_id})
+            newest = await self._taken([user_id])
         pruned = 0 if user is None else int(user.get("pruned_upto", 0))
-        floor = 0 if user is None else int(user.get("floor", 0))
-        return Position(last_seq=max(pruned, floor, newest), pruned_upto=pruned)
+        return Position(last_seq=max(pruned, newest[user_id]), pruned_upto=pruned)
 
     async def page(
         self,
@@ -924,6 +1026,22 @@ class MongoStore:
         taken.sort(key=lambda d: (d["deliver_ms"], d["created_ms"], d["key"]))
         return [due(d["key"], d["user_id"], d["deliver_ms"], d["draft"]) for d in taken]
 
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        # By `_id` (the fence), the one filter FerretDB v1 finds with an index. This is what
+        # keeps a cancel off rows this node is storing (see `cancel_scheduled`).
+        count = 0
+        until = self.clock.now_ms() + lease_ms
+        async with self._guard():
+            for group in by_key(rows):
+                for chunk in chunks([r.user_id for r in group], CHUNK):
+                    fences = [_fence(group[0].key, u) for u in chunk]
+                    result = await self._scheduled.update_many(
+                        {"_id": {"$in": fences}, "state": PENDING},
+                        {"$set": {"lease_until": until}},
+                    )
+                    count += result.matched_count
+        return count
+
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         delivered: list[Stored] = []
         async with self._guard():
@@ -1036,6 +1154,17 @@ class MongoStore:
             )
             taken = [Snooze(d["user_id"], int(d["seq"]), int(d["snoozed_ms"])) async for d in found]
         return sorted(taken, key=lambda s: (s.until_ms, s.seq))
+
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        if not claimed:
+            return 0
+        until = self.clock.now_ms() + lease_ms
+        query: Doc = {
+            "$or": [{"user_id": c.user_id, "seq": c.seq, "snoozed_ms": c.until_ms} for c in claimed]
+        }
+        async with self._guard():
+            result = await self._notifications.update_many(query, {"$set": {"snooze_lease": until}})
+        return result.matched_count
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         woken: list[Notification] = []

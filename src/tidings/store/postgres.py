@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
+from tidings.clock import Clock
 from tidings.models import (
-    Clock,
-    Counts,
     Draft,
     Due,
     EmailClaim,
@@ -34,27 +33,31 @@ from tidings.models import (
     Stored,
     UserRecord,
 )
+from tidings.store import sql
 from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     COLUMNS,
     DELIVERED,
+    FEATURES,
     PENDING,
     PUSH_COLUMNS,
     SCHEMA_VERSION,
     WOKEN,
+    Step,
     by_key,
     check_fingerprint,
     check_schema,
-    counts_of,
     decode_preferences,
     due,
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     push_subscription,
     used_now,
 )
@@ -76,8 +79,8 @@ PUSH_LOCK = 0x7075_7368
 
 T = TypeVar("T")
 
-MIGRATIONS: dict[int, str] = {
-    1: """
+MIGRATIONS: dict[Step, str] = {
+    ("log", 1): """
 CREATE TABLE IF NOT EXISTS tidings_users (
     user_id     text PRIMARY KEY,
     last_seq    bigint NOT NULL,
@@ -105,8 +108,8 @@ CREATE TABLE IF NOT EXISTS tidings_idempotency (
 );
 CREATE INDEX IF NOT EXISTS tidings_idempotency_created ON tidings_idempotency (created_ms);
 """,
-    2: "ALTER TABLE tidings_idempotency ADD COLUMN IF NOT EXISTS fingerprint text;",
-    3: """
+    ("log", 2): "ALTER TABLE tidings_idempotency ADD COLUMN IF NOT EXISTS fingerprint text;",
+    ("inbox", 1): """
 ALTER TABLE tidings_notifications
     ADD COLUMN IF NOT EXISTS category text,
     ADD COLUMN IF NOT EXISTS actor text,
@@ -121,7 +124,7 @@ CREATE TABLE IF NOT EXISTS tidings_preferences (
     channels text NOT NULL
 );
 """,
-    4: """
+    ("scheduling", 1): """
 CREATE TABLE IF NOT EXISTS tidings_scheduled (
     key         text NOT NULL,
     user_id     text NOT NULL,
@@ -141,7 +144,7 @@ CREATE INDEX IF NOT EXISTS tidings_scheduled_done
 CREATE INDEX IF NOT EXISTS tidings_notifications_expires
     ON tidings_notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
-    5: """
+    ("push", 1): """
 CREATE TABLE IF NOT EXISTS tidings_push_subscriptions (
     endpoint    text PRIMARY KEY,
     user_id     text NOT NULL,
@@ -168,7 +171,7 @@ CREATE TABLE IF NOT EXISTS tidings_push_nodes (
     alive_ms bigint NOT NULL
 );
 """,
-    6: """
+    ("email", 1): """
 CREATE TABLE IF NOT EXISTS tidings_email_users (
     user_id     text PRIMARY KEY,
     email       text,
@@ -181,7 +184,7 @@ CREATE TABLE IF NOT EXISTS tidings_email_users (
     attempts    integer NOT NULL DEFAULT 0
 );
 """,
-    7: """
+    ("snooze", 1): """
 ALTER TABLE tidings_notifications ADD COLUMN IF NOT EXISTS snoozed_ms bigint;
 ALTER TABLE tidings_notifications ADD COLUMN IF NOT EXISTS snooze_lease bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS tidings_notifications_snoozed
@@ -215,6 +218,15 @@ class _RolledBack(StoreUnavailable):
     written, and running it again may well succeed."""
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """What the pool runs on a connection coming back, after asyncpg rolls back any open
+    transaction: nothing. Its default (`Connection.reset`) is one more round trip per store call
+    (`RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()`), ~10 % of a node's CPU per
+    publish in `bench/run cluster`'s profile, undoing what these connections never do: they set
+    no session settings, LISTEN on none (the PostgreSQL bus has its own), keep no cursor past a
+    transaction and take only transaction-scoped advisory locks."""
+
+
 async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(ROLLBACK_ATTEMPTS):
         try:
@@ -225,7 +237,10 @@ async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-class PostgresStore:
+class PostgresStore(sql.SqlQueries):
+    # The operations that are one shared statement come from `sql.SqlQueries`, in this spelling.
+    dialect = sql.POSTGRES
+
     def __init__(self, url: str, *, pool_max: int = POOL_MAX, clock: Clock | None = None) -> None:
         self.url = url
         self.clock = clock or Clock()
@@ -244,6 +259,15 @@ class PostgresStore:
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
+    async def _read(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) on a pooled connection (a write
+        too: each is one statement, its own transaction)."""
+        text, params = query
+        async with self._conn() as conn:
+            return list(await conn.fetch(text, *params))
+
+    _write = _read
+
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
@@ -254,6 +278,7 @@ class PostgresStore:
                 command_timeout=COMMAND_TIMEOUT,
                 # Prepared statements survive in the pool; no JIT for short OLTP queries.
                 server_settings={"jit": "off", "application_name": "tidings"},
+                reset=_keep_session,
             )
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
@@ -280,18 +305,6 @@ class PostgresStore:
         async with self._conn() as conn, conn.transaction():
             return await _add_in(conn, draft, idempotency_key, stamp)
 
-    async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM tidings_notifications "
-                f"WHERE user_id = $1 AND seq > $2{_unexpired(4)} ORDER BY seq LIMIT $3",
-                user_id,
-                seq,
-                limit,
-                self.clock.now_ms(),
-            )
-        return [notification(r) for r in rows]
-
     async def position(self, user_id: str) -> Position:
         async with self._conn() as conn:
             row = await conn.fetchrow(
@@ -300,92 +313,6 @@ class PostgresStore:
         if row is None:
             return Position()
         return Position(last_seq=row["last_seq"], pruned_upto=row["pruned_upto"])
-
-    async def page(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        before: int | None,
-        unread_only: bool,
-        category: str | None = None,
-        archived: bool = False,
-        snoozed: bool = False,
-    ) -> list[Notification]:
-        where = "user_id = $1 AND seq < $2"
-        params: list[Any] = [user_id, before if before is not None else 2**62, limit]
-        if unread_only:
-            where += " AND read_ms IS NULL"
-        if category is not None:
-            params.append(category)
-            where += f" AND category = ${len(params)}"
-        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        params.append(self.clock.now_ms())
-        if snoozed:
-            now = len(params)
-            where += f" AND snoozed_ms IS NOT NULL AND (expires_ms IS NULL OR expires_ms > ${now})"
-        else:
-            where += _unexpired(len(params))
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM tidings_notifications WHERE {where} "
-                "ORDER BY seq DESC LIMIT $3",
-                *params,
-            )
-        return [notification(r) for r in rows]
-
-    async def unread_count(self, user_id: str) -> int:
-        async with self._conn() as conn:
-            count = await conn.fetchval(
-                "SELECT count(*) FROM tidings_notifications "
-                f"WHERE user_id = $1 AND read_ms IS NULL AND archived_ms IS NULL{_unexpired(2)}",
-                user_id,
-                self.clock.now_ms(),
-            )
-        return int(count)
-
-    async def counts(self, user_id: str) -> Counts:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT category, count(*) FILTER (WHERE read_ms IS NULL) AS unread, "
-                "count(*) FILTER (WHERE seen_ms IS NULL) AS unseen FROM tidings_notifications "
-                "WHERE user_id = $1 AND archived_ms IS NULL "
-                f"AND (read_ms IS NULL OR seen_ms IS NULL){_unexpired(2)} GROUP BY category",
-                user_id,
-                self.clock.now_ms(),
-            )
-        return counts_of((r["category"], int(r["unread"]), int(r["unseen"])) for r in rows)
-
-    async def group_heads(
-        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
-    ) -> dict[str, tuple[int, int]]:
-        where = "user_id = $1 AND read_ms IS NULL AND grp = ANY($2::text[])"
-        params: list[Any] = [user_id, list(dict.fromkeys(groups))]
-        if category is not None:
-            params.append(category)
-            where += " AND category = $3"
-        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        params.append(self.clock.now_ms())
-        where += _unexpired(len(params))
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT grp, max(seq) AS head, count(*) AS n FROM tidings_notifications "
-                f"WHERE {where} GROUP BY grp",
-                *params,
-            )
-        return {r["grp"]: (int(r["head"]), int(r["n"])) for r in rows}
-
-    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "UPDATE tidings_notifications SET seen_ms = $1 "
-                "WHERE user_id = $2 AND seq <= $3 AND seen_ms IS NULL AND snoozed_ms IS NULL "
-                "RETURNING seq",
-                self.clock.now_ms(),
-                user_id,
-                up_to,
-            )
-        return sorted(r["seq"] for r in rows)
 
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         state = "archived_ms IS NULL" if archived else "archived_ms IS NOT NULL"
@@ -405,14 +332,8 @@ class PostgresStore:
         stamp = self.clock.now_ms()
         async with self._conn() as conn:
             if up_to is not None:
-                rows = await conn.fetch(
-                    "UPDATE tidings_notifications SET read_ms = $1 "
-                    "WHERE user_id = $2 AND seq <= $3 AND read_ms IS NULL AND snoozed_ms IS NULL "
-                    "RETURNING seq",
-                    stamp,
-                    user_id,
-                    up_to,
-                )
+                text, params = sql.mark_up_to(self.dialect, "read_ms", user_id, up_to, stamp)
+                rows = await conn.fetch(text, *params)
             else:
                 rows = await conn.fetch(
                     "UPDATE tidings_notifications SET read_ms = $1 "
@@ -551,22 +472,29 @@ class PostgresStore:
         return Scheduled(key, draft.deliver_ms, draft.user_ids, replayed=True)
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
-        now = self.clock.now_ms()
-        async with self._conn() as conn:
-            # SKIP LOCKED: nodes claiming at once each take rows the others are not taking.
-            rows = await conn.fetch(
-                "UPDATE tidings_scheduled SET lease_until = $1 WHERE (key, user_id) IN ("
-                "  SELECT key, user_id FROM tidings_scheduled WHERE state = 'pending' "
-                "  AND deliver_ms <= $2 AND lease_until < $2 "
-                "  ORDER BY deliver_ms, created_ms, key LIMIT $3 "
-                "  FOR UPDATE SKIP LOCKED) "
-                "RETURNING key, user_id, deliver_ms, draft, created_ms",
-                now + lease_ms,
-                now,
-                limit,
-            )
+        # SKIP LOCKED (the dialect's): nodes claiming at once each take rows the others are not.
+        query = sql.claim(self.dialect, sql.SCHEDULED, self.clock.now_ms(), lease_ms, limit)
+        rows = await self._write(query)
         ordered = sorted(rows, key=lambda r: (r["deliver_ms"], r["created_ms"], r["key"]))
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
+
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        if not rows:
+            return 0
+        async with self._conn() as conn:
+            # SKIP LOCKED: a row this node's delivery has locked is being committed; waiting for
+            # it would hold a connection for nothing.
+            found = await conn.fetch(
+                "UPDATE tidings_scheduled AS s SET lease_until = $1 FROM ("
+                "  SELECT key, user_id FROM tidings_scheduled "
+                "  WHERE (key, user_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
+                "  AND state = 'pending' FOR UPDATE SKIP LOCKED) AS mine "
+                "WHERE s.key = mine.key AND s.user_id = mine.user_id RETURNING 1",
+                self.clock.now_ms() + lease_ms,
+                [r.key for r in rows],
+                [r.user_id for r in rows],
+            )
+        return len(found)
 
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         delivered: list[Stored] = []
@@ -634,23 +562,23 @@ class PostgresStore:
             )
         return sorted((notification(r) for r in rows), key=lambda n: n.seq)
 
-    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        now = self.clock.now_ms()
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        if not claimed:
+            return 0
         async with self._conn() as conn:
-            # SKIP LOCKED: nodes claiming at once take different rows instead of queueing.
-            rows = await conn.fetch(
+            found = await conn.fetch(
                 "UPDATE tidings_notifications AS n SET snooze_lease = $1 FROM ("
-                "  SELECT user_id, seq FROM tidings_notifications WHERE snoozed_ms IS NOT NULL "
-                "  AND snoozed_ms <= $2 AND snooze_lease < $2 ORDER BY snoozed_ms LIMIT $3 "
-                "  FOR UPDATE SKIP LOCKED) AS due "
-                "WHERE n.user_id = due.user_id AND n.seq = due.seq "
-                "RETURNING n.user_id, n.seq, n.snoozed_ms",
-                now + lease_ms,
-                now,
-                limit,
+                "  SELECT n.user_id, n.seq FROM tidings_notifications AS n "
+                "  JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS c (user_id, seq, until) "
+                "  ON n.user_id = c.user_id AND n.seq = c.seq AND n.snoozed_ms = c.until "
+                "  FOR UPDATE OF n SKIP LOCKED) AS mine "
+                "WHERE n.user_id = mine.user_id AND n.seq = mine.seq RETURNING 1",
+                self.clock.now_ms() + lease_ms,
+                [c.user_id for c in claimed],
+                [c.seq for c in claimed],
+                [c.until_ms for c in claimed],
             )
-        found = (Snooze(r["user_id"], r["seq"], r["snoozed_ms"]) for r in rows)
-        return sorted(found, key=lambda s: (s.until_ms, s.seq))
+        return len(found)
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         if not claimed:
@@ -670,25 +598,10 @@ class PostgresStore:
             )
         return sorted((notification(r) for r in rows), key=lambda n: (n.user_id, n.seq))
 
-    async def next_snoozed(self) -> int | None:
-        async with self._conn() as conn:
-            found = await conn.fetchval(
-                "SELECT min(snoozed_ms) FROM tidings_notifications WHERE snoozed_ms IS NOT NULL"
-            )
-        return None if found is None else int(found)
-
     async def next_due(self) -> int | None:
         async with self._conn() as conn:
             found = await conn.fetchval(
                 "SELECT min(deliver_ms) FROM tidings_scheduled WHERE state = 'pending'"
-            )
-        return None if found is None else int(found)
-
-    async def next_expiry(self, after_ms: int) -> int | None:
-        async with self._conn() as conn:
-            found = await conn.fetchval(
-                "SELECT min(expires_ms) FROM tidings_notifications WHERE expires_ms > $1",
-                after_ms,
             )
         return None if found is None else int(found)
 
@@ -703,19 +616,6 @@ class PostgresStore:
                 limit,
             )
         return [r["user_id"] for r in rows]
-
-    async def expired_between(
-        self, after_ms: int, upto_ms: int, limit: int
-    ) -> list[tuple[str, int]]:
-        async with self._conn() as conn:
-            rows = await conn.fetch(
-                "SELECT user_id, seq FROM tidings_notifications "
-                "WHERE expires_ms > $1 AND expires_ms <= $2 ORDER BY expires_ms LIMIT $3",
-                after_ms,
-                upto_ms,
-                limit,
-            )
-        return [(r["user_id"], r["seq"]) for r in rows]
 
     # -- the email digest -------------------------------------------------------------------------
 
@@ -1058,12 +958,6 @@ async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: 
     return Stored(made(draft, zip(user_ids, ordered, strict=True), stamp))
 
 
-def _unexpired(param: int) -> str:
-    """What every list and count adds, `$param` being now: past `expires_at`, gone; and a
-    snoozed notification is gone until it wakes (`wake_snoozed` clears `snoozed_ms`)."""
-    return f" AND snoozed_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ${param})"
-
-
 async def _migrate(conn: Conn, stamp: int) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -1073,10 +967,27 @@ async def _migrate(conn: Conn, stamp: int) -> None:
         )
         version = await conn.fetchval("SELECT max(version) FROM tidings_schema") or 0
         check_schema("PostgreSQL", version)
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            if MIGRATIONS[step]:
-                await conn.execute(MIGRATIONS[step])
-            await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", step, stamp)
+        recorded: dict[str, int] = {}
+        if version >= SCHEMA_VERSION:
+            rows = await conn.fetch("SELECT feature, version FROM tidings_schema_features")
+            recorded = {r[0]: r[1] for r in rows}
+        steps = pending_steps("PostgreSQL", features_of(version, recorded))
+        if not steps and version == SCHEMA_VERSION:
+            return
+        for step in steps:
+            await conn.execute(MIGRATIONS[step])
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS tidings_schema_features (feature text PRIMARY KEY, "
+            "version integer NOT NULL, applied_ms bigint NOT NULL)"
+        )
+        await conn.executemany(
+            "INSERT INTO tidings_schema_features VALUES ($1, $2, $3) ON CONFLICT (feature) "
+            "DO UPDATE SET version = excluded.version, applied_ms = excluded.applied_ms "
+            "WHERE tidings_schema_features.version <> excluded.version",
+            [(feature, number, stamp) for feature, number in FEATURES.items()],
+        )
+        if version < SCHEMA_VERSION:
+            await conn.execute("INSERT INTO tidings_schema VALUES ($1, $2)", SCHEMA_VERSION, stamp)
 
 
 async def _fetch_refs(conn: Conn, refs: list[list[Any]]) -> list[Notification]:

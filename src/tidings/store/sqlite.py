@@ -14,21 +14,22 @@ read of a few rows takes microseconds, far less than a hop to a thread and back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import dataclasses
 import functools
 import json
 import logging
 import math
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tidings.clock import Clock
 from tidings.models import (
-    Clock,
-    Counts,
     Draft,
     Due,
     EmailClaim,
@@ -40,29 +41,34 @@ from tidings.models import (
     Snooze,
     Stored,
     UserRecord,
+    one_line_json,
 )
+from tidings.store import sql
 from tidings.store.base import StoreUnavailable, Subscribed
 from tidings.store.common import (
     CANCELLED,
     COLUMNS,
     DELIVERED,
+    FEATURES,
     PENDING,
     PUSH_COLUMNS,
     SCHEMA_VERSION,
     WOKEN,
+    Step,
     by_key,
     check_fingerprint,
     check_schema,
     chunks,
-    counts_of,
     decode_preferences,
     due,
     encode_data,
     encode_draft,
     encode_preferences,
+    features_of,
     inbox_values,
     made,
     notification,
+    pending_steps,
     push_subscription,
     used_now,
 )
@@ -83,6 +89,8 @@ IN_CHUNK = 500
 # Users in one publish from which `_add_bulk`'s two set-based statements replace a bound row per
 # user (measured: at 10,000 users the row path costs several times the CPU).
 BULK_MIN = 32
+# Decoded catch-up rows kept for reuse (`_replayed`); all dropped at once when full.
+TEMPLATES = 1024
 # The commit window is waited only when the previous commit ended less than this many windows ago.
 BUSY_GAP = 10
 
@@ -90,14 +98,14 @@ BUSY_GAP = 10
 # process crash but an OS crash or power cut can lose the newest commits; FULL syncs the WAL on
 # every commit (one fsync per group-committed batch), so an acknowledged publish survives both.
 SYNCHRONOUS = ("NORMAL", "FULL")
-# What every list and count adds: a notification past its `expires_at` is gone from them.
-UNEXPIRED = " AND (expires_ms IS NULL OR expires_ms > ?)"
-# ... and a snoozed one is gone from them until it wakes (`wake_snoozed` clears `snoozed_ms`).
-LIVE = " AND snoozed_ms IS NULL" + UNEXPIRED
+# What `after` adds, the shared rule (`sql.live`: not expired, not snoozed) spelled once here
+# for the replay's hot path; its one parameter is now.
+LIVE = sql.live(sql.Statement(sql.SQLITE), 0)
 
-# Schema version -> the step that reaches it from the one before.
-MIGRATIONS: dict[int, str] = {
-    1: """
+# (feature, version) -> the step that reaches it from the feature's version before
+# (`common.FEATURES`).
+MIGRATIONS: dict[Step, str] = {
+    ("log", 1): """
 CREATE TABLE IF NOT EXISTS users (
     user_id     TEXT PRIMARY KEY,
     last_seq    INTEGER NOT NULL,
@@ -124,8 +132,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_ms);
 """,
-    2: "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
-    3: """
+    ("log", 2): "ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;",
+    ("inbox", 1): """
 ALTER TABLE notifications ADD COLUMN category TEXT;
 ALTER TABLE notifications ADD COLUMN actor TEXT;
 ALTER TABLE notifications ADD COLUMN actions TEXT;
@@ -139,7 +147,7 @@ CREATE TABLE IF NOT EXISTS preferences (
     channels TEXT NOT NULL
 ) WITHOUT ROWID;
 """,
-    4: """
+    ("scheduling", 1): """
 CREATE TABLE IF NOT EXISTS scheduled (
     key         TEXT NOT NULL,
     user_id     TEXT NOT NULL,
@@ -157,7 +165,7 @@ CREATE INDEX IF NOT EXISTS scheduled_done ON scheduled (done_ms) WHERE done_ms I
 CREATE INDEX IF NOT EXISTS notifications_expires
     ON notifications (expires_ms) WHERE expires_ms IS NOT NULL;
 """,
-    5: """
+    ("push", 1): """
 CREATE TABLE IF NOT EXISTS push_subscriptions (
     endpoint    TEXT PRIMARY KEY,
     user_id     TEXT NOT NULL,
@@ -183,7 +191,7 @@ CREATE TABLE IF NOT EXISTS push_nodes (
     alive_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """,
-    6: """
+    ("email", 1): """
 CREATE TABLE IF NOT EXISTS email_users (
     user_id     TEXT PRIMARY KEY,
     email       TEXT,
@@ -196,7 +204,7 @@ CREATE TABLE IF NOT EXISTS email_users (
     attempts    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """,
-    7: """
+    ("snooze", 1): """
 ALTER TABLE notifications ADD COLUMN snoozed_ms INTEGER;
 ALTER TABLE notifications ADD COLUMN snooze_lease INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS notifications_snoozed
@@ -228,11 +236,20 @@ class _Connection:
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` on the calling thread (the inline reader uses this directly)."""
         try:
-            if self._conn is None:
-                self._conn = self._connect()
-            return fn(self._conn)
+            return fn(self.connection())
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+    def connection(self) -> sqlite3.Connection:
+        """The connection, opened on first use (on the thread that uses it)."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the connection's thread, after what is queued there; nobody waits for
+        it (`fn` answers its callers itself)."""
+        self._executor.submit(fn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -273,7 +290,22 @@ class _Inline:
 _Pending = tuple[Draft, "str | None", "asyncio.Future[Stored]"]
 
 
-class SqliteStore:
+def _settle(batch: list[_Pending], outcomes: Sequence[Stored | BaseException]) -> None:
+    """On the loop: answer the publishes of one committed batch."""
+    for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue  # the caller went away; what was committed stays committed
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class SqliteStore(sql.SqlQueries):
+    # The operations that are one shared statement come from `sql.SqlQueries`, in this spelling.
+    dialect = sql.SQLITE
+    in_chunk = IN_CHUNK
+
     def __init__(
         self,
         path: str,
@@ -292,28 +324,28 @@ class SqliteStore:
         self.clock = clock or Clock()
         self._writer = _Connection(path, "tidings-sqlite-w", synchronous=synchronous)
         self._reader = _Inline(path)
-        self._pending: list[_Pending] = []
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        # Catch-up rows alike but for user and seq -> (the decoded fields, the line after the
+        # user id); see `_replayed`.
+        self._templates: dict[tuple[Any, ...], tuple[dict[str, Any], str | None]] = {}
+        # Publishes waiting for the writer thread, and whether it is flushing them (it clears
+        # the flag under the lock when it finds nothing left, so none is ever stranded).
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._lock = threading.Lock()
+        self._flushing = False
+        # Set while open: the loop the writer thread answers publishes on.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
         parent = Path(self.path).parent
         if not parent.is_dir():
             raise StoreUnavailable(f"SQLite: folder {str(parent)!r} does not exist")
         await self._writer.run(_migrate)
-        # Owned by the store: started here, cancelled and awaited in close().
-        self._flusher = asyncio.create_task(self._flush_forever(), name="tidings-sqlite-commit")
+        self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        for _, _, future in self._pending:
-            if not future.done():
-                future.set_exception(StoreUnavailable("SQLite: the store is closing"))
-        self._pending.clear()
+        # No new publishes; those queued are committed and answered first (the writer thread
+        # finishes its queue before it closes the connection).
+        self._loop = None
         await self._writer.close()
         await self._reader.close()
 
@@ -321,54 +353,64 @@ class SqliteStore:
         await self._reader.run(lambda c: c.execute("SELECT 1").fetchone())
 
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
-        if self._flusher is None:
+        if self._loop is None:
             raise StoreUnavailable("SQLite: the store is not open")
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._pending.append((draft, idempotency_key, future))
-        self._wake.set()
+        future: asyncio.Future[Stored] = self._loop.create_future()
+        with self._lock:
+            self._pending.append((draft, idempotency_key, future))
+            # While the writer thread is at work it looks again before it rests: this publish
+            # joins its next commit, with no wake-up of anything.
+            start = not self._flushing
+            self._flushing = True
+        if start:
+            self._writer.submit(functools.partial(self._flush, self._loop))
         return await future
 
-    async def _flush_forever(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: commit what is pending, batch after batch, until nothing is.
+
+        Group commit without the loop: publishes that arrive while a commit (and its fsync)
+        runs wait in `_pending` and go into the next one, and each batch wakes the loop once
+        (`_settle`) to answer all its callers, whatever its size."""
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             # TIDINGS_SQLITE_COMMIT_WINDOW_MS: under a steady stream of publishes (the previous
             # commit ended less than BUSY_GAP windows ago) wait the window for more to join this
-            # commit. With synchronous=FULL a commit's fsync costs ~330 µs of CPU here whatever
-            # it carries, a publish in a batch of 16 ~50 µs. A lone publish after a quiet spell
-            # is committed at once.
+            # commit. A lone publish after a quiet spell is committed at once.
             if (
                 self._window
                 and len(self._pending) < MAX_BATCH
-                and loop.time() - self._last_flush < BUSY_GAP * self._window
+                and time.monotonic() - self._last_flush < BUSY_GAP * self._window
             ):
-                await asyncio.sleep(self._window)
-            while self._pending:
-                batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
-                work = [(draft, key) for draft, key, _ in batch]
-                add = functools.partial(_add_batch, work=work, stamp=self.clock.now_ms())
-                try:
-                    outcomes = await self._writer.run(add)
-                except Exception as exc:
-                    outcomes = [exc] * len(batch)
-                except asyncio.CancelledError:
-                    # Closing mid-batch: the thread finishes the transaction, but nobody waits
-                    # for it; tell the callers rather than leave them hanging.
-                    closing = StoreUnavailable("SQLite: the store closed during the write")
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(closing)
-                    raise
-                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():
-                        continue  # the caller went away; what was committed stays committed
-                    if isinstance(outcome, BaseException):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-            self._last_flush = loop.time()
+                time.sleep(self._window)
+            with self._lock:
+                if not self._pending:
+                    self._flushing = False
+                    return
+                batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            work = [(draft, key) for draft, key, _ in batch]
+            outcomes: list[Stored | BaseException]
+            try:
+                outcomes = list(_add_batch(self._writer.connection(), work, self.clock.now_ms()))
+            except sqlite3.OperationalError as exc:
+                outcomes = [StoreUnavailable(f"SQLite: {exc}")] * len(batch)
+            except Exception as exc:
+                outcomes = [exc] * len(batch)
+            self._last_flush = time.monotonic()
+            try:
+                loop.call_soon_threadsafe(_settle, batch, outcomes)
+            except RuntimeError:
+                return  # the loop is closed: nobody is waiting any more
+
+    async def _read(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) as a read."""
+        text, params = query
+        return await self._reader.run(functools.partial(_fetch_all, sql=text, params=params))
+
+    async def _write(self, query: sql.Query) -> list[Any]:
+        """Run one of the shared statements (`store/sql.py`) on the writer, as its own
+        transaction."""
+        text, params = query
+        return await self._writer.run(functools.partial(_fetch_all, sql=text, params=params))
 
     async def after(self, user_id: str, seq: int, limit: int) -> list[Notification]:
         sql = (
@@ -377,90 +419,41 @@ class SqliteStore:
         )
         params = (user_id, seq, self.clock.now_ms(), limit)
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [notification(r) for r in rows]
+        return [self._replayed(r) for r in rows]
+
+    def _replayed(self, row: tuple[Any, ...]) -> Notification:
+        """A row read for a stream's catch-up, whose SSE line is wanted next.
+
+        After a broadcast, or a restart that thousands of streams catch up from, the same
+        notification is read for many users: rows alike but for user and seq share one decoded
+        template and its encoded line, spliced per user as `made` does for a publish."""
+        key = row[2:]
+        found = self._templates.get(key)
+        if found is None:
+            n = notification(row)
+            text = n.line
+            head = f'{{"id":{n.seq},"user_id":{one_line_json(n.user_id)}'
+            tail = text[len(head) :] if text.startswith(head) else None
+            if len(self._templates) >= TEMPLATES:
+                self._templates.clear()
+            self._templates[key] = (dict(vars(n)), tail)
+            return n
+        fields, tail = found
+        n = object.__new__(Notification)
+        own = vars(n)
+        own.update(fields)
+        own["user_id"] = user_id = row[0]
+        own["seq"] = seq = row[1]
+        if tail is not None:
+            own["line"] = f'{{"id":{seq},"user_id":{one_line_json(user_id)}{tail}'
+        else:
+            del own["line"]
+        return n
 
     async def position(self, user_id: str) -> Position:
         sql = "SELECT last_seq, pruned_upto FROM users WHERE user_id = ?"
         row = await self._reader.run(lambda c: c.execute(sql, (user_id,)).fetchone())
         return Position() if row is None else Position(last_seq=row[0], pruned_upto=row[1])
-
-    async def page(
-        self,
-        user_id: str,
-        *,
-        limit: int,
-        before: int | None,
-        unread_only: bool,
-        category: str | None = None,
-        archived: bool = False,
-        snoozed: bool = False,
-    ) -> list[Notification]:
-        where = "user_id = ?"
-        params: list[Any] = [user_id]
-        if before is not None:
-            where += " AND seq < ?"
-            params.append(before)
-        if unread_only:
-            where += " AND read_ms IS NULL"
-        if category is not None:
-            where += " AND category = ?"
-            params.append(category)
-        where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-        where += " AND snoozed_ms IS NOT NULL" + UNEXPIRED if snoozed else LIVE
-        params.append(self.clock.now_ms())
-        params.append(limit)
-        sql = f"SELECT {COLUMNS} FROM notifications WHERE {where} ORDER BY seq DESC LIMIT ?"
-        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [notification(r) for r in rows]
-
-    async def unread_count(self, user_id: str) -> int:
-        sql = (
-            "SELECT count(*) FROM notifications "
-            f"WHERE user_id = ? AND read_ms IS NULL AND archived_ms IS NULL{LIVE}"
-        )
-        now = self.clock.now_ms()
-        row = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchone())
-        return int(row[0])
-
-    async def counts(self, user_id: str) -> Counts:
-        sql = (
-            "SELECT category, sum(read_ms IS NULL), sum(seen_ms IS NULL) FROM notifications "
-            "WHERE user_id = ? AND archived_ms IS NULL AND (read_ms IS NULL OR seen_ms IS NULL)"
-            f"{LIVE} GROUP BY category"
-        )
-        now = self.clock.now_ms()
-        rows = await self._reader.run(lambda c: c.execute(sql, (user_id, now)).fetchall())
-        return counts_of((r[0], int(r[1]), int(r[2])) for r in rows)
-
-    async def group_heads(
-        self, user_id: str, groups: Sequence[str], *, category: str | None, archived: bool
-    ) -> dict[str, tuple[int, int]]:
-        heads: dict[str, tuple[int, int]] = {}
-        for chunk in chunks(list(dict.fromkeys(groups)), IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            where = f"user_id = ? AND read_ms IS NULL AND grp IN ({marks})"
-            params: list[Any] = [user_id, *chunk]
-            if category is not None:
-                where += " AND category = ?"
-                params.append(category)
-            where += " AND archived_ms IS NOT NULL" if archived else " AND archived_ms IS NULL"
-            where += LIVE
-            params.append(self.clock.now_ms())
-            sql = f"SELECT grp, max(seq), count(*) FROM notifications WHERE {where} GROUP BY grp"
-            read = functools.partial(_fetch_all, sql=sql, params=params)
-            rows = await self._reader.run(read)
-            heads.update((r[0], (int(r[1]), int(r[2]))) for r in rows)
-        return heads
-
-    async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        stamp = self.clock.now_ms()
-        sql = (
-            "UPDATE notifications SET seen_ms = ? "
-            "WHERE user_id = ? AND seq <= ? AND seen_ms IS NULL AND snoozed_ms IS NULL "
-            "RETURNING seq"
-        )
-        rows = await self._writer.run(lambda c: c.execute(sql, (stamp, user_id, up_to)).fetchall())
-        return sorted(r[0] for r in rows)
 
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         stamp = self.clock.now_ms() if archived else None
@@ -478,13 +471,8 @@ class SqliteStore:
 
         def _mark(c: sqlite3.Connection) -> list[int]:
             if up_to is not None:
-                rows = c.execute(
-                    "UPDATE notifications SET read_ms = ? "
-                    "WHERE user_id = ? AND seq <= ? AND read_ms IS NULL AND snoozed_ms IS NULL "
-                    "RETURNING seq",
-                    (stamp, user_id, up_to),
-                ).fetchall()
-                return sorted(r[0] for r in rows)
+                text, params = sql.mark_up_to(self.dialect, "read_ms", user_id, up_to, stamp)
+                return sorted(r[0] for r in c.execute(text, params).fetchall())
             return _set_by_ids(c, "read_ms", stamp, "read_ms IS NULL", user_id, ids or ())
 
         return await self._writer.run(_mark)
@@ -509,17 +497,20 @@ class SqliteStore:
 
         return await self._writer.run(_unsnooze)
 
-    async def claim_snoozed(self, lease_ms: int, limit: int) -> list[Snooze]:
-        now = self.clock.now_ms()
-        sql = (
-            "UPDATE notifications SET snooze_lease = ? WHERE (user_id, seq) IN ("
-            "  SELECT user_id, seq FROM notifications WHERE snoozed_ms IS NOT NULL "
-            "  AND snoozed_ms <= ? AND snooze_lease < ? ORDER BY snoozed_ms LIMIT ?) "
-            "RETURNING user_id, seq, snoozed_ms"
-        )
-        params = (now + lease_ms, now, now, limit)
-        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
-        return sorted((Snooze(r[0], r[1], r[2]) for r in rows), key=lambda s: (s.until_ms, s.seq))
+    async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
+        until = self.clock.now_ms() + lease_ms
+
+        def _renew(c: sqlite3.Connection) -> int:
+            return sum(
+                c.execute(
+                    "UPDATE notifications SET snooze_lease = ? "
+                    "WHERE user_id = ? AND seq = ? AND snoozed_ms = ?",
+                    (until, row.user_id, row.seq, row.until_ms),
+                ).rowcount
+                for row in claimed
+            )
+
+        return await self._writer.run(lambda c: _transaction(c, _renew))
 
     async def wake_snoozed(self, claimed: Sequence[Snooze]) -> list[Notification]:
         def _wake(c: sqlite3.Connection) -> list[Notification]:
@@ -538,11 +529,6 @@ class SqliteStore:
             return woken
 
         return await self._writer.run(lambda c: _transaction(c, _wake))
-
-    async def next_snoozed(self) -> int | None:
-        sql = "SELECT min(snoozed_ms) FROM notifications WHERE snoozed_ms IS NOT NULL"
-        row = await self._reader.run(lambda c: c.execute(sql).fetchone())
-        return None if row[0] is None else int(row[0])
 
     async def preferences(self, user_id: str) -> Preferences:
         sql = "SELECT muted, channels FROM preferences WHERE user_id = ?"
@@ -586,23 +572,33 @@ class SqliteStore:
         return await self._writer.run(lambda c: _transaction(c, _schedule, draft, key, stamp))
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
-        now = self.clock.now_ms()
         # One statement: SQLite runs it as one transaction under the write lock, so two
         # processes never claim the same row.
-        sql = (
-            "UPDATE scheduled SET lease_until = ? WHERE (key, user_id) IN ("
-            "  SELECT key, user_id FROM scheduled WHERE state = 'pending' AND deliver_ms <= ? "
-            "  AND lease_until < ? ORDER BY deliver_ms, created_ms, key LIMIT ?) "
-            "RETURNING key, user_id, deliver_ms, draft, created_ms"
-        )
-        params = (now + lease_ms, now, now, limit)
-        rows = await self._writer.run(lambda c: c.execute(sql, params).fetchall())
+        query = sql.claim(self.dialect, sql.SCHEDULED, self.clock.now_ms(), lease_ms, limit)
+        rows = await self._write(query)
         rows.sort(key=lambda r: (r[2], r[4], r[0]))
         return [due(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
         stamp = self.clock.now_ms()
         return await self._writer.run(lambda c: _transaction(c, _deliver, rows, stamp))
+
+    async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
+        until = self.clock.now_ms() + lease_ms
+
+        def _renew(c: sqlite3.Connection) -> int:
+            count = 0
+            for group in by_key(rows):
+                for chunk in chunks([r.user_id for r in group], IN_CHUNK):
+                    marks = ",".join("?" * len(chunk))
+                    count += c.execute(
+                        f"UPDATE scheduled SET lease_until = ? WHERE key = ? AND state = ? "
+                        f"AND user_id IN ({marks})",
+                        (until, group[0].key, PENDING, *chunk),
+                    ).rowcount
+            return count
+
+        return await self._writer.run(lambda c: _transaction(c, _renew))
 
     async def cancel_scheduled(self, key: str) -> tuple[int, tuple[str, ...]]:
         stamp = self.clock.now_ms()
@@ -622,22 +618,6 @@ class SqliteStore:
         params = (after_ms, upto_ms, limit)
         rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [r[0] for r in rows]
-
-    async def next_expiry(self, after_ms: int) -> int | None:
-        sql = "SELECT min(expires_ms) FROM notifications WHERE expires_ms > ?"
-        row = await self._reader.run(lambda c: c.execute(sql, (after_ms,)).fetchone())
-        return None if row[0] is None else int(row[0])
-
-    async def expired_between(
-        self, after_ms: int, upto_ms: int, limit: int
-    ) -> list[tuple[str, int]]:
-        sql = (
-            "SELECT user_id, seq FROM notifications WHERE expires_ms > ? AND expires_ms <= ? "
-            "ORDER BY expires_ms LIMIT ?"
-        )
-        params = (after_ms, upto_ms, limit)
-        rows = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
-        return [(r[0], r[1]) for r in rows]
 
     # -- the email digest -------------------------------------------------------------------------
 
@@ -702,17 +682,9 @@ class SqliteStore:
     async def add_push_subscription(self, sub: PushSubscription, limit: int) -> Subscribed:
         stamp = self.clock.now_ms()
 
-        def _add(c: sqlite3.Connection) -> Subscribed:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                outcome = _add_subscription(c, sub, limit, stamp)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return outcome
-
-        return await self._writer.run(_add)
+        return await self._writer.run(
+            lambda c: _transaction(c, _add_subscription, sub, limit, stamp)
+        )
 
     async def remove_push_subscription(self, user_id: str, endpoint: str) -> bool:
         sql = "DELETE FROM push_subscriptions WHERE endpoint = ? AND user_id = ?"
@@ -776,24 +748,18 @@ class SqliteStore:
         self, node: str, alive_ms: int, opened: Sequence[str], closed: Sequence[tuple[str, int]]
     ) -> None:
         def _record(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(
-                    "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
-                    "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
-                    (node, alive_ms),
-                )
-                c.executemany(
-                    "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
-                    "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
-                    [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            c.execute(
+                "INSERT INTO push_nodes (node_id, alive_ms) VALUES (?, ?) ON CONFLICT "
+                "(node_id) DO UPDATE SET alive_ms = max(alive_ms, excluded.alive_ms)",
+                (node, alive_ms),
+            )
+            c.executemany(
+                "INSERT INTO push_presence (user_id, node_id, closed_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id, node_id) DO UPDATE SET closed_ms = excluded.closed_ms",
+                [(u, node, None) for u in opened] + [(u, node, ms) for u, ms in closed],
+            )
 
-        await self._writer.run(_record)
+        await self._writer.run(lambda c: _transaction(c, _record))
 
     async def presence(self, user_id: str) -> int:
         sql = (
@@ -805,20 +771,14 @@ class SqliteStore:
 
     async def forget_presence(self, before_ms: int) -> None:
         def _forget(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(
-                    "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
-                    "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
-                    (before_ms, before_ms),
-                )
-                c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+            c.execute(
+                "DELETE FROM push_presence WHERE closed_ms < ? OR node_id IN "
+                "(SELECT node_id FROM push_nodes WHERE alive_ms < ?)",
+                (before_ms, before_ms),
+            )
+            c.execute("DELETE FROM push_nodes WHERE alive_ms < ?", (before_ms,))
 
-        await self._writer.run(_forget)
+        await self._writer.run(lambda c: _transaction(c, _forget))
 
 
 def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -826,25 +786,38 @@ def _fetch_all(c: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[A
 
 
 def _migrate(c: sqlite3.Connection) -> None:
+    if not _steps(c) and c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    # Under the write lock, and the versions read again under it: two processes starting
+    # together must not both run a step (ADD COLUMN fails the second time).
+    _transaction(c, _upgrade)
+
+
+def _upgrade(c: sqlite3.Connection) -> None:
+    for step in _steps(c):
+        for statement in MIGRATIONS[step].split(";"):
+            if statement.strip():
+                c.execute(statement)
+    c.execute(
+        "CREATE TABLE IF NOT EXISTS schema_features "
+        "(feature TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    c.executemany(
+        "INSERT INTO schema_features (feature, version) VALUES (?, ?) "
+        "ON CONFLICT (feature) DO UPDATE SET version = excluded.version",
+        list(FEATURES.items()),
+    )
+    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _steps(c: sqlite3.Connection) -> list[Step]:
+    """The steps the database still needs, per feature (refusing one a newer tidings made)."""
     version = c.execute("PRAGMA user_version").fetchone()[0]
     check_schema("SQLite", version)
-    if version == SCHEMA_VERSION:
-        return
-    # Under the write lock, and the version read again under it: two processes starting
-    # together must not both run a step (ADD COLUMN fails the second time).
-    c.execute("BEGIN IMMEDIATE")
-    try:
-        version = c.execute("PRAGMA user_version").fetchone()[0]
-        check_schema("SQLite", version)
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    c.execute(statement)
-        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        c.execute("COMMIT")
-    except BaseException:
-        c.execute("ROLLBACK")
-        raise
+    recorded: dict[str, int] = {}
+    if version >= SCHEMA_VERSION:
+        recorded = dict(c.execute("SELECT feature, version FROM schema_features").fetchall())
+    return pending_steps("SQLite", features_of(version, recorded))
 
 
 def _add_batch(
@@ -854,16 +827,28 @@ def _add_batch(
     outcomes: list[Stored | Exception] = []
     c.execute("BEGIN IMMEDIATE")
     try:
-        for draft, key in work:
-            c.execute("SAVEPOINT publish")
+        if len(work) == 1:
+            # Alone in its transaction (the usual case below a few hundred publishes a second):
+            # the transaction is its savepoint; SAVEPOINT and RELEASE would be two statements
+            # for nothing.
             try:
-                outcomes.append(_add(c, draft, key, stamp))
+                outcomes.append(_add(c, *work[0], stamp))
             except sqlite3.OperationalError:
-                raise  # the database itself failed: the whole batch fails
+                raise
             except Exception as exc:
-                c.execute("ROLLBACK TO publish")
-                outcomes.append(exc)
-            c.execute("RELEASE publish")
+                c.execute("ROLLBACK")
+                return [exc]
+        else:
+            for draft, key in work:
+                c.execute("SAVEPOINT publish")
+                try:
+                    outcomes.append(_add(c, draft, key, stamp))
+                except sqlite3.OperationalError:
+                    raise  # the database itself failed: the whole batch fails
+                except Exception as exc:
+                    c.execute("ROLLBACK TO publish")
+                    outcomes.append(exc)
+                c.execute("RELEASE publish")
         c.execute("COMMIT")
     except BaseException:
         c.execute("ROLLBACK")
@@ -926,6 +911,30 @@ def _add_bulk(c: sqlite3.Connection, draft: Draft, stamp: int) -> tuple[Notifica
 
 def _add_rows(c: sqlite3.Connection, draft: Draft, stamp: int) -> tuple[Notification, ...]:
     """A publish to a few users, one bound row per user (cheaper than JSON for a handful)."""
+    if len(draft.user_ids) == 1:
+        # One user (most publishes): the upsert hands out the seq itself, one statement fewer.
+        user_id = draft.user_ids[0]
+        seq = c.execute(
+            "INSERT INTO users (user_id, last_seq) VALUES (?, 1) "
+            "ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+            (user_id,),
+        ).fetchone()[0]
+        new = made(draft, ((user_id, seq),), stamp)
+        c.execute(
+            f"INSERT INTO notifications ({COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
+            (
+                user_id,
+                seq,
+                draft.message,
+                draft.link,
+                draft.kind,
+                encode_data(draft.data),
+                stamp,
+                *inbox_values(draft),
+            ),
+        )
+        return new
     last: dict[str, int] = {}
     for chunk in chunks(draft.user_ids, IN_CHUNK):
         marks = ",".join("?" * len(chunk))

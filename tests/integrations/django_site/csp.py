@@ -1,5 +1,6 @@
 """A strict Content-Security-Policy for the test site, as django-csp sets one: a nonce per request
-(`request.csp_nonce`, which `{% tidings_bell %}` puts on its script tag) and no 'unsafe-inline'.
+(`request.csp_nonce`, which `{% tidings_bell %}` puts on its script tag) and no 'unsafe-inline',
+for scripts or styles (the bell adopts a constructed stylesheet).
 
 'strict-dynamic': the nonced module may import the bell's other modules; nothing else runs.
 """
@@ -21,6 +22,7 @@ class StrictCsp:
         request.csp_nonce = nonce  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["Content-Security-Policy"] = (
-            f"script-src 'nonce-{nonce}' 'strict-dynamic'; object-src 'none'; base-uri 'none'"
+            f"script-src 'nonce-{nonce}' 'strict-dynamic'; style-src 'self'; "
+            "object-src 'none'; base-uri 'none'"
         )
         return response

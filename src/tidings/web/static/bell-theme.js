@@ -2,9 +2,9 @@
 // page-wide <style>): the palette once, in light and dark, and the CSS of the parts both draw
 // with the same class names (the row menu, the clamp, the empty state, the toasts, the phone
 // sheet). Each bell adds the CSS of its own class names (the Vue bell keeps those of the original
-// NotificationBell.vue).
+// NotificationBell.vue). `adoptStyle` puts that CSS on the page without inline style.
 //
-// Nothing here touches browser globals, so it runs in Node.
+// Only `adoptStyle`, when called, touches browser globals, so the module loads in Node.
 
 /**
  * The colours, each overridable by the host as `--tidings-<name>`. Every text colour is 4.5:1 or
@@ -188,3 +188,35 @@ export const ICONS = Object.freeze({
   stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">
   <path d="M18 6 6 18M6 6l12 12"/></svg>`,
 });
+
+/** @type {Map<string, CSSStyleSheet>} one constructed sheet per CSS text, shared by every bell */
+const SHEETS = new Map();
+
+/**
+ * Give `target` (a shadow root, or the document) the CSS `css`, once. A constructed stylesheet
+ * (`adoptedStyleSheets`) is not inline style, so a Content-Security-Policy whose `style-src` has
+ * no `'unsafe-inline'` keeps the bell's look; a browser without constructed stylesheets gets a
+ * `<style>` element instead (what every bell did before).
+ * @param {ShadowRoot | Document} target
+ * @param {string} css
+ */
+export function adoptStyle(target, css) {
+  if ("adoptedStyleSheets" in target && typeof CSSStyleSheet === "function") {
+    let sheet = SHEETS.get(css);
+    if (sheet === undefined) {
+      sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      SHEETS.set(css, sheet);
+    }
+    if (!target.adoptedStyleSheets.includes(sheet)) {
+      target.adoptedStyleSheets = [...target.adoptedStyleSheets, sheet];
+    }
+    return;
+  }
+  const doc = "head" in target ? target : target.ownerDocument;
+  const parent = "head" in target ? target.head : target;
+  if (Array.from(parent.querySelectorAll("style")).some((s) => s.textContent === css)) return;
+  const style = doc.createElement("style");
+  style.textContent = css;
+  parent.prepend(style);
+}

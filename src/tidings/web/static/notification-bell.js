@@ -18,13 +18,12 @@
 
 import { createTidings } from "./tidings.js";
 import { BellCore, bellKeydown, isSnoozedView, panelShift } from "./bell-core.js";
-import { ICONS, paletteCss, sharedCss } from "./bell-theme.js";
+import { ICONS, adoptStyle, paletteCss, sharedCss } from "./bell-theme.js";
 import { STRINGS, pickLocale } from "./bell-strings.js";
 import { tokenFromUrl } from "./token-url.js";
 
 export { STRINGS };
 
-const STYLE_ID = "tidings-vue-bell-style";
 const STYLE = `
 ${paletteCss({
   root: ".tidings-vue",
@@ -263,11 +262,7 @@ const TEMPLATE = `
 let counter = 0;
 
 function injectStyle() {
-  if (typeof document === "undefined" || document.getElementById(STYLE_ID)) return;
-  const style = document.createElement("style");
-  style.id = STYLE_ID;
-  style.textContent = STYLE;
-  document.head.append(style);
+  if (typeof document !== "undefined") adoptStyle(document, STYLE);
 }
 
 const CLOSED_VIEW = {

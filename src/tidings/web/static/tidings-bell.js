@@ -22,7 +22,7 @@
 
 import { createTidings, safeLink } from "./tidings.js";
 import { BellCore, bellKeydown, isSnoozedView, panelShift } from "./bell-core.js";
-import { ICONS, paletteCss, sharedCss } from "./bell-theme.js";
+import { ICONS, adoptStyle, paletteCss, sharedCss } from "./bell-theme.js";
 import { STRINGS, format, pickLocale } from "./bell-strings.js";
 import { tokenFromUrl } from "./token-url.js";
 
@@ -203,7 +203,7 @@ export class TidingsBell extends HTMLElement {
     this.getToken = this.getToken ?? null;
     const id = `tidings-bell-${++counter}`;
     const root = this.attachShadow({ mode: "open" });
-    root.innerHTML = `<style>${STYLE}</style>
+    root.innerHTML = `
       <button class="bell" part="button" type="button" aria-haspopup="true" aria-expanded="false"
         aria-controls="${id}-panel">${ICONS.bell}<span class="badge" part="badge"
         hidden></span></button>
@@ -231,6 +231,7 @@ export class TidingsBell extends HTMLElement {
       </div>
       <div class="sr" role="status" aria-live="polite" aria-atomic="true"></div>
       <div class="tb-toasts" part="toasts"></div>`;
+    adoptStyle(root, STYLE); // after innerHTML: the fallback <style> is a child of root
     const $ = (sel) => root.querySelector(sel);
     this._el = {
       bell: $(".bell"),

@@ -7,18 +7,22 @@ from a failure. Importing this module imports none of the push crypto: it runs w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tidings.api import ChangingUserDep, ServiceDep, UserDep
+from tidings.channels.push.endpoints import Refused, resolve
 from tidings.errors import ApiError, error_responses
+from tidings.http.deps import ChangingUserDep, ServiceDep, UserDep
 from tidings.models import PushSubscription
-from tidings.push.endpoints import Refused, resolve
 from tidings.service import Service
 from tidings.settings import b64url_bytes
+
+if TYPE_CHECKING:
+    # Only for the type: importing it would import the push crypto (the `tidings[push]` extra).
+    from tidings.channels.push.delivery import PushDelivery
 
 __all__ = ["push_router"]
 
@@ -69,13 +73,15 @@ class PushEndpointIn(BaseModel):
     endpoint: StrictStr = Field(max_length=8192)
 
 
-def _enabled(service: Service) -> None:
-    if service.push is None:
+def _enabled(service: Service) -> PushDelivery:
+    running = service.channels.get("push")
+    if running is None:
         raise ApiError(
             404,
             "push_disabled",
             "Web Push is off on this server: TIDINGS_VAPID_PRIVATE_KEY is not set",
         )
+    return cast("PushDelivery", running)
 
 
 def _invalid(field: str, problem: str) -> ApiError:
@@ -102,7 +108,7 @@ def _check_endpoint(endpoint: str, service: Service) -> None:
 
 
 async def _check_address(endpoint: str, service: Service) -> None:
-    """Refuse a host that is, or resolves to, a non-global address (see tidings.push.endpoints).
+    """Refuse a host that is, or resolves to, a non-global address (see `endpoints.py`).
 
     A name that does not resolve now is stored: it may be a moment's DNS failure, and every send
     checks the address again anyway.
@@ -149,9 +155,7 @@ def _check_keys(keys: PushKeysIn) -> None:
 )
 async def push_key(user: UserDep, service: ServiceDep) -> PushKeyOut:
     """The server's VAPID public key, for `pushManager.subscribe({applicationServerKey})`."""
-    _enabled(service)
-    assert service.push is not None
-    return PushKeyOut(public_key=service.push.vapid.public_key)
+    return PushKeyOut(public_key=_enabled(service).vapid.public_key)
 
 
 @push_router.post(

@@ -33,25 +33,38 @@ import random
 import secrets
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import NoReturn, Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from tidings import mailer
-from tidings.away import left_out
+from tidings.channels.away import left_out
+from tidings.channels.base import Loop
+from tidings.channels.email import EmailDigest, mailer
+from tidings.clock import Clock
+from tidings.loops import forever
 from tidings.metrics import Metrics
-from tidings.models import Clock, EmailClaim, Notification, Preferences
+from tidings.models import EmailClaim, Notification, Preferences
 from tidings.settings import Settings
-from tidings.store import Store, StoreUnavailable
+from tidings.store import StoreUnavailable
+from tidings.store.base import EmailStore, LogStore, PreferenceStore
 
 __all__ = ["Digest", "Digester", "build_message", "check_unsubscribe", "unsubscribe_url"]
 
+
+class DigestStore(LogStore, PreferenceStore, EmailStore, Protocol):
+    """What the digest uses of the store: the log it reads, the channels the user chose, and
+    the users' addresses and cursors."""
+
+
 log = logging.getLogger("tidings.email")
 
-CHANNEL = "email"
+# The registry's name: the preference key and the metrics label.
+CHANNEL = EmailDigest.name
 UNSUBSCRIBE_PATH = "/notifications/unsubscribe"
 # What the signature covers besides the user id: a signature for anything else (a token, a
 # future link of another purpose) is never a valid unsubscribe signature.
@@ -178,7 +191,9 @@ def build_message(settings: Settings, digest: Digest, now_ms: int) -> EmailMessa
 class Digester:
     """One node's digest loop (started by `Service.running` only when email is on)."""
 
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics, clock: Clock) -> None:
+    def __init__(
+        self, settings: Settings, store: DigestStore, metrics: Metrics, clock: Clock
+    ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -187,16 +202,24 @@ class Digester:
         self.after_ms = int(settings.email_after * 60_000)
         self.lease_ms = int(settings.email_lease * 1000)
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except StoreUnavailable as exc:
-                log.warning("email digests: the store is unavailable (%s); trying again", exc)
-            except Exception:
-                log.exception("email digests failed; trying again")
-            # Jittered, so the nodes of a cluster do not all ask at the same moment.
-            await asyncio.sleep(self.settings.email_interval * random.uniform(0.75, 1.25))
+    def loops(self) -> Mapping[str, Loop]:
+        return {"tidings-email": self.run}
+
+    async def run(self) -> NoReturn:
+        await forever(
+            self._pass, pause=self._pause, failure="email digests failed; trying again", log=log
+        )
+
+    async def _pass(self) -> None:
+        try:
+            await self.run_once()
+        except StoreUnavailable as exc:
+            # Expected while the store is away: one line, no traceback.
+            log.warning("email digests: the store is unavailable (%s); trying again", exc)
+
+    async def _pause(self) -> None:
+        # Jittered, so the nodes of a cluster do not all ask at the same moment.
+        await asyncio.sleep(self.settings.email_interval * random.uniform(0.75, 1.25))
 
     async def run_once(self) -> int:
         """Send every digest that is due now (at most TIDINGS_EMAIL_BATCH); return how many
@@ -227,7 +250,7 @@ class Digester:
         preferences = await self.store.preferences(claim.user_id)
         listed, more, skipped = await self._collect(claim, preferences, now)
         shown = [n for n, _ in listed]
-        if not preferences.email:
+        if not preferences.allows(CHANNEL):
             skipped["unsubscribed"] += sum(c for _, c in listed) + more
             shown, more = [], 0
         if not shown:

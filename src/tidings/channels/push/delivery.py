@@ -1,7 +1,7 @@
 """Durable, exactly-once Web Push: the notification log is the outbox.
 
 Each subscription row is also its cursor: `done_seq` is the newest of its user's notifications it
-is finished with. Every node runs `PushChannel.run`: once per `push_interval` it asks the store
+is finished with. Every node runs `PushDelivery.run`: once per `push_interval` it asks the store
 for subscriptions whose user has a notification past `done_seq` older than the grace, leases
 each one by compare-and-set (`claim_push`), and for each such notification in seq order either
 skips it (seen, read, archived, expired, muted, push turned off, or an open stream on some node
@@ -19,13 +19,8 @@ Exactly once, and its one window:
   `Topic` header, and the service worker shows it with the same `tag`, so the browser replaces
   the first notification instead of showing a second.
 
-Presence: every node reports, once per `push_presence_interval`, that it is alive, with the
-users whose streams opened or closed on it since its last report (only changes: an open stream
-costs no write per interval). A user's presence is the last time a stream of theirs is known
-open: a closed one's close time, an open one's node's last report. A notification is skipped
-when that time is at or after its creation: the user had a stream open at some point since, on
-some node, and the stream delivered it. A killed node stops reporting, so its users stop
-counting from the moment it died.
+Presence (tidings.channels.presence) decides "away": a notification is skipped when a stream of
+its user was open on some node at or after its creation.
 """
 
 from __future__ import annotations
@@ -36,33 +31,38 @@ import json
 import logging
 import random
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from tidings.away import left_out
-from tidings.hub import Hub
-from tidings.metrics import Metrics
-from tidings.models import Clock, Notification, Preferences, PushSubscription, iso_ms
-from tidings.push.endpoints import Refused, resolve
-from tidings.push.keys import Vapid
-from tidings.settings import Settings
-from tidings.store import Store
+from tidings.channels.away import left_out
+from tidings.channels.base import Loop, Node
+from tidings.channels.push import WebPush
+from tidings.channels.push.endpoints import Refused, resolve
+from tidings.channels.push.keys import Vapid
+from tidings.clock import iso_ms
+from tidings.loops import forever
+from tidings.models import Notification, Preferences, PushSubscription
+from tidings.store.base import InboxStore, LogStore, PreferenceStore, PushStore
 
-__all__ = ["MAX_PLAINTEXT", "PushChannel", "payload_of", "tag_of", "title_of", "topic_of"]
+__all__ = ["MAX_PLAINTEXT", "PushDelivery", "payload_of", "tag_of", "title_of", "topic_of"]
+
+
+class PushOutbox(LogStore, InboxStore, PreferenceStore, PushStore, Protocol):
+    """What push uses of the store: the log it reads (and its groups), the channels the user
+    chose, the subscriptions with their cursors (presence is `tidings.channels.presence`'s)."""
+
 
 log = logging.getLogger("tidings.push")
 
-CHANNEL: Final = "push"
+# The registry's name: the preference key and the metrics label.
+CHANNEL: Final = WebPush.name
 # RFC 8291 §4: a push message body is at most 4096 bytes; aes128gcm adds an 86-byte header (salt,
 # record size, the sender's key), a 16-byte tag and a 1-byte padding delimiter.
 MAX_PLAINTEXT: Final = 4096 - 86 - 16 - 1
-# Presence older than a day no longer decides a push (a notification is pushed within the grace,
-# or after retries); it is dropped once an hour.
-FORGET_AFTER_MS: Final = 24 * 3600 * 1000
-FORGET_EVERY_S: Final = 3600.0
 # Never wait to send when less than this is left of the lease after a request's timeout.
 LEASE_MARGIN_S: Final = 1.0
 
@@ -191,7 +191,7 @@ def skip_reason(n: Notification, prefs: Preferences, present_ms: int, now_ms: in
     reason = left_out(n, prefs, now_ms)
     if reason is not None:
         return reason
-    if not prefs.push:
+    if not prefs.allows(CHANNEL):
         return "unsubscribed"
     if present_ms >= n.created_ms:
         return "present"
@@ -204,86 +204,37 @@ class _Outcome:
     retry_after_s: float | None = None
 
 
-class PushChannel:
-    """One node's share of Web Push: the presence writer and the delivery loop."""
+class PushDelivery:
+    """One node's share of Web Push: the delivery loop (presence, its own piece, runs beside)."""
 
-    def __init__(
-        self, settings: Settings, store: Store, hub: Hub, clock: Clock, metrics: Metrics
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.hub = hub
-        self.clock = clock
-        self.metrics = metrics
+    def __init__(self, node: Node) -> None:
+        self.settings = settings = node.settings
+        self.store: PushOutbox = node.store
+        self.clock = node.clock
+        self.metrics = node.metrics
+        self.presence = node.presence()
         self.vapid = Vapid(settings.vapid_private_key, settings.vapid_subject)
         # This node's name on the leases it takes: unique per process and start.
         self.owner = secrets.token_hex(8)
-        self._left: dict[str, int] = {}
-        # The users this node last reported with a stream open.
-        self._written: set[str] = set()
         self._client: httpx.AsyncClient | None = None
 
-    async def run(self) -> None:
-        """Run until cancelled: presence and delivery, each on its own interval."""
-        self.hub.on_leave = self._leave
+    def loops(self) -> Mapping[str, Loop]:
+        return {"tidings-push": self.run}
+
+    async def run(self) -> NoReturn:
+        """Deliver until cancelled, once per `push_interval`."""
         timeout = httpx.Timeout(self.settings.push_timeout)
         try:
-            async with (
-                httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
-                asyncio.TaskGroup() as tg,
-            ):
+            async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
                 self._client = client
-                tg.create_task(self._presence_forever(), name="tidings-push-presence")
-                tg.create_task(self._deliver_forever(), name="tidings-push")
+                await forever(
+                    self.deliver_due,
+                    pause=self.settings.push_interval,
+                    failure="push delivery pass failed; trying again",
+                    log=log,
+                )
         finally:
-            self.hub.on_leave = None
             self._client = None
-
-    # -- presence ---------------------------------------------------------------------------------
-
-    def _leave(self, user_id: str) -> None:
-        self._left[user_id] = self.clock.now_ms()
-
-    async def write_presence(self) -> None:
-        """Report this node alive, with the users whose streams opened or closed here since the
-        last report; an open stream needs no row of its own each time."""
-        now = self.clock.now_ms()
-        current = set(self.hub.users())
-        left, self._left = self._left, {}
-        opened = sorted(current - self._written)
-        closed = sorted((u, ms) for u, ms in left.items() if u not in current)
-        try:
-            await self.store.record_presence(self.owner, now, opened, closed)
-        except BaseException:
-            # Kept for the next report: a departure not recorded could let a push through for a
-            # notification that stream delivered.
-            for user_id, ms in left.items():
-                self._left[user_id] = max(ms, self._left.get(user_id, 0))
-            raise
-        self._written = current
-
-    async def _presence_forever(self) -> None:
-        forgot = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                await self.write_presence()
-                if loop.time() - forgot > FORGET_EVERY_S:
-                    forgot = loop.time()
-                    await self.store.forget_presence(self.clock.now_ms() - FORGET_AFTER_MS)
-            except Exception:
-                log.warning("push presence write failed; trying again", exc_info=True)
-            await asyncio.sleep(self.settings.push_presence_interval)
-
-    # -- delivery ---------------------------------------------------------------------------------
-
-    async def _deliver_forever(self) -> None:
-        while True:
-            try:
-                await self.deliver_due()
-            except Exception:
-                log.warning("push delivery pass failed; trying again", exc_info=True)
-            await asyncio.sleep(self.settings.push_interval)
 
     async def deliver_due(self) -> int:
         """One pass: every due subscription leased, its due notifications sent or skipped.
@@ -294,7 +245,7 @@ class PushChannel:
             return 0
         # This node's own streams are in the store before it decides, whatever the presence
         # loop's timing: a stream that opened and closed here a moment ago counts.
-        await self.write_presence()
+        await self.presence.write()
         slots = asyncio.Semaphore(self.settings.push_concurrency)
 
         async def one(sub: PushSubscription) -> None:
@@ -325,7 +276,7 @@ class PushChannel:
             last = (await self.store.position(claimed.user_id)).last_seq
             found = await self.store.after(claimed.user_id, done, self.settings.push_batch)
             prefs = await self.store.preferences(claimed.user_id)
-            present = await self.store.presence(claimed.user_id)
+            present = await self.presence.present_since(claimed.user_id)
             now = self.clock.now_ms()
             cutoff = now - int(self.settings.push_grace * 1000)
             # One push per conversation: of a group's notifications due in this pass only the

@@ -3,7 +3,6 @@ holding its signature: the link is the credential, it comes from the user's own 
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import re
 from typing import Annotated, Any
@@ -12,9 +11,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from tidings.api import ServiceDep, publisher
-from tidings.digest import UNSUBSCRIBE_PATH, check_unsubscribe
+from tidings.channels.email.digest import CHANNEL, UNSUBSCRIBE_PATH, check_unsubscribe
 from tidings.errors import ApiError, error_responses
+from tidings.http.deps import ServiceDep, publisher
 from tidings.settings import Settings
 from tidings.validation import check_user_id
 
@@ -177,8 +176,8 @@ async def unsubscribe(user: UserQuery, sig: SigQuery, service: ServiceDep) -> HT
     the one-click POST of RFC 8058 that mail clients send (`List-Unsubscribe=One-Click`)."""
     user_id = _checked(service.settings, user, sig)
     current = await service.store.preferences(user_id)
-    if current.email:
-        await service.set_preferences(user_id, dataclasses.replace(current, email=False))
+    if current.allows(CHANNEL):
+        await service.set_preferences(user_id, current.turned_off(CHANNEL))
     return _page(
         "Unsubscribed",
         "<p>You will get no more notification emails. You can turn them on again in your "

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from tests.contract.conftest import STORES
 from tidings.clock import Clock
 from tidings.models import Action, Actor, Draft, Notification
 from tidings.store import IdempotencyConflict, Store, StoreUnavailable
@@ -295,11 +296,11 @@ async def test_a_batch_to_10000_users_is_one_write_per_user(store: Store) -> Non
 
 
 @pytest.mark.slow
+# The databases only: the in-memory store is one process's by design.
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
 async def test_concurrent_publishers_in_several_processes_get_gapless_commit_ordered_seqs(
     store_url: str, store: Store
 ) -> None:
-    if store_url.startswith("memory:"):
-        pytest.skip("the in-memory store is one process's by design")
     workers, each = 4, 40
     procs = [
         await asyncio.create_subprocess_exec(

@@ -429,7 +429,7 @@ def profile_section(data: dict[str, Any]) -> list[str]:
 
 def stores_section() -> list[str]:
     out = ["## 6. Stores and buses", ""]
-    stores = _newest_with("stores*.json", "stores")
+    stores = _newest_with("stores*.json", "stores", row="single")
     if stores is not None:
         path, data = stores
         out += [
@@ -702,14 +702,23 @@ def cluster_rows(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def _newest_with(pattern: str, key: str) -> tuple[Path, dict[str, Any]] | None:
-    """The newest result file matching `pattern` that holds `key` (skips wrapper files)."""
+def _newest_with(
+    pattern: str, key: str, row: str | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest result file matching `pattern` that holds `key` (skips wrapper files), and
+    with `row`, only one whose entries hold that row (a growth-only stores run holds none of
+    the main table's)."""
     found: tuple[tuple[str, float], Path, dict[str, Any]] | None = None
     for path in RESULTS.glob(pattern):
         data = json.loads(path.read_text())
         value = data.get(key)
         # The coordinator's wrapper keeps the script's output as text; read the script's file.
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        if (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, dict) for v in value.values())
+            and (row is None or any(row in v for v in value.values()))
+        ):
             # By the date in the name (stores-2026-11-30, buses-20261130T040344), not the file's
             # time, which a checkout sets to the moment of the checkout.
             digits = "".join(ch for ch in path.stem if ch.isdigit()).ljust(14, "0")

@@ -304,32 +304,6 @@ class Publisher:
     async def _conn(self, port: int = 0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.wait_for(asyncio.open_connection(self.host, port or self.port), 10)
 
-    async def _request(
-        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], raw: bytes
-    ) -> int:
-        reader, writer = conn
-        writer.write(raw)
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        length = 0
-        chunked = False
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-        if chunked:
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                await reader.readexactly(size + 2)
-                if size == 0:
-                    break
-        elif length:
-            await asyncio.wait_for(reader.readexactly(length), 30)
-        return status
-
     def build(self, tpl: dict[str, Any], user: str, t: float, k: int) -> bytes:
         body = (
             tpl["body"]
@@ -375,7 +349,7 @@ class Publisher:
                     try:
                         if conn is None:
                             conn = await self._conn(port)
-                        status = await self._request(conn, self.build(tpl, user, t, k))
+                        status, _ = await http_call(conn, self.build(tpl, user, t, k))
                         if 200 <= status < 300:
                             ok[k] = user
                         else:

@@ -35,6 +35,7 @@ from tidings.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = [
     "api.md",
+    "architecture.md",
     "away.md",
     "bell.md",
     "client.md",

@@ -10,7 +10,9 @@ from tidings.settings import ConfigError
 
 __all__ = ["CHANNELS", "NAMES", "start_enabled"]
 
+# --8<-- [start:channels]
 CHANNELS: Final[tuple[Channel, ...]] = (push.CHANNEL, email.CHANNEL)
+# --8<-- [end:channels]
 # The preference keys, in the order the API lists them.
 NAMES: Final = tuple(channel.name for channel in CHANNELS)
 

@@ -33,7 +33,10 @@ def _open_and_leave(port: int, user: str) -> None:
 
 
 def _left(prefix: str) -> list[Subscriber]:
-    found = [o for o in gc.get_objects() if isinstance(o, Subscriber)]
+    # `type(o) is`, not isinstance: isinstance asks a lazy proxy for its __class__, and one of
+    # Django's (staticfiles storage, when its settings are configured elsewhere in this
+    # process) then sets itself up and raises.
+    found = [o for o in gc.get_objects() if type(o) is Subscriber]
     return [o for o in found if o.user_id.startswith(prefix)]
 
 

@@ -29,7 +29,9 @@ def test_every_collection_is_logged_at_threshold_zero(
     assert stalls.watch(Settings.from_env({**ENV, stalls.ENV: "0"}).debug_stalls)
     gc.collect()
     pauses = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gc pause")]
-    assert any(p.startswith("gc pause gen=2 ") and p.endswith(" collected)") for p in pauses)
+    assert any(p.startswith("gc pause gen=2 ") and " collected; " in p for p in pauses)
+    # The collecting thread and its CPU time, beside the wall time.
+    assert any(p.endswith(" on thread MainThread)") for p in pauses)
 
 
 @pytest.mark.usefixtures("callbacks")

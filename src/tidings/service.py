@@ -52,6 +52,7 @@ def build_service(settings: Settings, *, clock: Clock | None = None) -> Service:
         store,
         limit=settings.store_max_concurrency,
         queue_timeout=settings.store_queue_timeout,
+        catch_up_queue=settings.store_catch_up_queue,
     )
     bus = create_bus(settings.bus_url, settings.database_url, settings.bus_linger)
     return Service(settings, InstrumentedStore(bounded, metrics), bus, clock=clock, metrics=metrics)

@@ -68,6 +68,7 @@ class Settings:
     # The store: how much work may wait on it, and how durable a SQLite commit is.
     store_max_concurrency: int = 64
     store_queue_timeout: float = 1.0
+    store_catch_up_queue: int = 10_000
     sqlite_synchronous: str = "FULL"
     sqlite_commit_window_ms: float = 0.0
     # Scheduled notifications (deliver_at) and the expiry sweep (tidings.scheduler).
@@ -197,6 +198,7 @@ class Settings:
             "drain_retry_max_ms",
             "prune_batch",
             "store_max_concurrency",
+            "store_catch_up_queue",
             "scheduler_batch",
         )
         for name in positive:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from typing import Any
 
@@ -43,19 +44,25 @@ def watch(threshold_ms: float) -> bool:
         return False
     threshold = threshold_ms / 1000
     started = 0.0
+    cpu_started = 0.0
 
     def on_collect(phase: str, info: dict[str, Any]) -> None:
-        nonlocal started
+        nonlocal started, cpu_started
         if phase == "start":
             started = time.perf_counter()
+            cpu_started = time.thread_time()
             return
         took = time.perf_counter() - started
         if took >= threshold:
+            # The collecting thread's own CPU time beside the wall time: a pause far longer
+            # than its CPU is time that thread waited (for the GIL, or for a CPU), not work.
             log.warning(
-                "gc pause gen=%d %.1f ms (%d collected)",
+                "gc pause gen=%d %.1f ms (%d collected; %.1f ms CPU on thread %s)",
                 info["generation"],
                 took * 1000,
                 info["collected"],
+                (time.thread_time() - cpu_started) * 1000,
+                threading.current_thread().name,
             )
 
     gc.callbacks.append(on_collect)

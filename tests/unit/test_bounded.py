@@ -1,9 +1,12 @@
 """BoundedStore under a reconnect storm on a slow store (issue 22, item 4): catch-up reads may
-hold at most half of the node's store slots, so a publish still gets through."""
+hold at most half of the node's store slots, so a publish still gets through; on a store that
+batches them, they wait in order and go many to a read."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -73,3 +76,82 @@ async def test_every_operation_is_bounded_and_counted_by_name() -> None:
     assert value("tidings_store_queries_total", {"op": "add"}) == 1
     assert value("tidings_store_queries_total", {"op": "unread_count"}) == 1
     assert value("tidings_store_queries_total", {"op": "open"}) is None
+
+
+class BatchingStore(FakeStore):
+    """A store that answers many users' catch-up reads in one read (`BatchedReads`), slowly:
+    each batch waits for `release`, and the batches it was sent are recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.batches: list[list[Any]] = []
+        self.fail = False
+
+    async def after_many(
+        self, requests: Sequence[tuple[str, int, int]]
+    ) -> list[list[Notification]]:
+        self.batches.append(list(requests))
+        await self.release.wait()
+        if self.fail:
+            raise StoreUnavailable("the fake store is down")
+        return [await self.after(*r) for r in requests]
+
+    async def position_many(self, user_ids: Sequence[str]) -> list[Position]:
+        self.batches.append(list(user_ids))
+        await self.release.wait()
+        return [await self.position(u) for u in user_ids]
+
+
+async def published(inner: FakeStore, users: int) -> None:
+    for i in range(users):
+        await inner.add(Draft(user_ids=(f"u{i}",), message=f"for u{i}"))
+
+
+async def test_catch_up_reads_on_a_batching_store_wait_in_order_and_go_in_batches() -> None:
+    inner = BatchingStore()
+    await published(inner, 150)
+    store = BoundedStore(inner, limit=8, queue_timeout=0.2)
+    readers = [asyncio.create_task(store.after(f"u{i}", 0, 10)) for i in range(150)]
+    positions = [asyncio.create_task(store.position(f"u{i}")) for i in range(3)]
+    await asyncio.sleep(0.3)  # past the queue timeout: none is refused while it waits in line
+    # The first call of each read went alone; the others queued behind it, in order.
+    assert inner.batches == [[("u0", 0, 10)], ["u0"]]
+    stored = await asyncio.wait_for(store.add(Draft(user_ids=("a",), message="hi")), 1)
+    assert stored.notifications[0].seq == 1
+    inner.release.set()
+    found = await asyncio.gather(*readers)
+    assert [[n.message for n in f] for f in found] == [[f"for u{i}"] for i in range(150)]
+    assert [p.last_seq for p in await asyncio.gather(*positions)] == [1, 1, 1]
+    after_batches = [b for b in inner.batches if isinstance(b[0], tuple)]
+    assert [len(b) for b in after_batches] == [1, 100, 49]
+    assert [r[0] for b in after_batches for r in b] == [f"u{i}" for i in range(150)]
+
+
+async def test_a_batch_whose_first_caller_leaves_still_answers_the_others() -> None:
+    inner = BatchingStore()
+    await published(inner, 3)
+    store = BoundedStore(inner, limit=8, queue_timeout=0.2)
+    first = asyncio.create_task(store.after("u0", 0, 10))
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(store.after(f"u{i}", 0, 10)) for i in (1, 2)]
+    await asyncio.sleep(0.05)
+    first.cancel()  # its client went away while its batch ran
+    await asyncio.sleep(0.05)
+    inner.release.set()
+    found = await asyncio.wait_for(asyncio.gather(*others), 1)
+    assert [[n.message for n in f] for f in found] == [["for u1"], ["for u2"]]
+    assert first.cancelled()
+
+
+async def test_a_failed_batch_fails_each_of_its_reads_and_a_full_queue_sheds_at_once() -> None:
+    inner = BatchingStore()
+    store = BoundedStore(inner, limit=8, queue_timeout=0.2, catch_up_queue=5)
+    readers = [asyncio.create_task(store.after(f"u{i}", 0, 10)) for i in range(5)]
+    await asyncio.sleep(0)
+    with pytest.raises(StoreUnavailable, match="TIDINGS_STORE_CATCH_UP_QUEUE"):
+        await store.after("late", 0, 10)
+    inner.fail = True
+    inner.release.set()
+    results = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results)

@@ -43,6 +43,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -137,6 +138,14 @@ TTL_MARGIN_DAYS = 1.0
 DUPLICATE_KEY = 11000
 BULK_UPDATES = 50
 NOT_IMPLEMENTED = 238
+# A batched catch-up read (`after_many`, `position_many`) reads one range of seqs for all its
+# users. On MongoDB, requests further apart than this are read in separate ranges (each an index
+# range, so reading beyond what was asked costs); on FerretDB every read is a scan of the whole
+# collection, so all are read in one.
+BATCH_SPAN = 2_000
+# `position_many` reads this many seqs above each user's floor; a user with more is searched
+# alone (`_newest`).
+SEARCH_SPAN = 100
 # What every read adds to its filter: tombstones are invisible.
 LIVE: Doc = {"deleted": {"$ne": True}}
 
@@ -218,6 +227,40 @@ def _notification(doc: Doc) -> Notification:
     )
 
 
+def _spans(ranges: list[tuple[int, int, T]], span: float) -> list[list[T]]:
+    """The ranges' items in groups, each group's ranges within one of at most `span` seqs."""
+    groups: list[list[T]] = []
+    start = end = 0
+    for low, high, item in sorted(ranges, key=lambda r: r[0]):
+        if groups and max(end, high) - start <= span:
+            groups[-1].append(item)
+            end = max(end, high)
+        else:
+            groups.append([item])
+            start, end = low, high
+    return groups
+
+
+def _caught_up(docs: list[Doc], seq: int, limit: int, now: int) -> list[Notification] | None:
+    """`after(…, seq, limit)` from every document of the user with `seq < seq' <= seq + limit`,
+    or None when they cannot say for certain: the seqs above a user's floor are dense (a delete
+    leaves a tombstone, pruning removes from the bottom), so when the range holds no hole and
+    does not reach its end, nothing lies beyond it."""
+    docs.sort(key=lambda d: d["seq"])
+    if [d["seq"] for d in docs] != list(range(seq + 1, seq + 1 + len(docs))):
+        return None
+    live = [
+        d
+        for d in docs
+        if d.get("deleted") is not True
+        and d.get("snoozed_ms") is None
+        and (d.get("expires_ms") is None or d["expires_ms"] > now)
+    ]
+    if len(docs) == limit and len(live) < limit:
+        return None  # the range is full: live ones may lie beyond it
+    return [_notification(d) for d in live]
+
+
 def _write_concern(url: str) -> dict[str, Any]:
     """Durable by default; a URL that sets `w` or `journal` itself is taken as it is."""
     given = {k.lower() for k in parse_qs(urlsplit(url).query)}
@@ -252,6 +295,9 @@ class MongoStore:
         # The seqs this process handed out lately, per user: a better first guess than a floor
         # a broadcast left behind (see `_taken`). Bounded, oldest forgotten first.
         self._recent: collections.OrderedDict[str, int] = collections.OrderedDict()
+        # How far apart a batch's requests may be and still be read in one range (see
+        # BATCH_SPAN): unbounded on a server that scans anyway (found at open).
+        self._batch_span: float = BATCH_SPAN
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -301,6 +347,9 @@ class MongoStore:
         )
         async with self._guard():
             await self._migrate()
+            info = await self._client.admin.command("buildInfo")
+        if "ferretdbVersion" in info:
+            self._batch_span = math.inf
 
     async def _migrate(self) -> None:
         meta = self._db["meta"]
@@ -727,6 +776,88 @@ class MongoStore:
             newest = await self._taken([user_id])
         pruned = 0 if user is None else int(user.get("pruned_upto", 0))
         return Position(last_seq=max(pruned, newest[user_id]), pruned_upto=pruned)
+
+    # -- catch-up reads in batches (store/bounded.py batches a reconnect storm's reads) --------
+    # FerretDB v1 scans the whole collection for every filter but an `_id` equality, and the
+    # scan costs the same for one user as for a hundred in one `$in` (an `$or` of a hundred
+    # clauses costs several scans): after a restart, a stream's position and its catch-up were
+    # a scan each, and a hundred reconnecting streams were minutes of scans (issue 22, item 4).
+    # Each batch below is one range read of its users' notifications (on MongoDB the index's
+    # bounds per user), answered per user from what came back; a user the range cannot answer
+    # for certain is read alone, as `after` and `position` do.
+
+    async def after_many(
+        self, requests: Sequence[tuple[str, int, int]]
+    ) -> list[list[Notification]]:
+        """`after(user_id, seq, limit)` for each request, in order."""
+        answers: list[list[Notification] | None] = [None] * len(requests)
+        async with self._guard():
+            ranges = [(seq, seq + limit, i) for i, (_, seq, limit) in enumerate(requests)]
+            for group in _spans(ranges, self._batch_span):
+                low = min(requests[i][1] for i in group)
+                high = max(requests[i][1] + requests[i][2] for i in group)
+                found = await self._seqs_between([requests[i][0] for i in group], low, high, None)
+                now = self.clock.now_ms()
+                for i in group:
+                    user_id, seq, limit = requests[i]
+                    docs = [d for d in found.get(user_id, ()) if seq < d["seq"] <= seq + limit]
+                    answers[i] = _caught_up(docs, seq, limit, now)
+        return [
+            answer if answer is not None else await self.after(*requests[i])
+            for i, answer in enumerate(answers)
+        ]
+
+    async def position_many(self, user_ids: Sequence[str]) -> list[Position]:
+        """`position(user_id)` for each user, in order."""
+        users = list(dict.fromkeys(user_ids))
+        known: dict[str, Position] = {}
+        async with self._guard():
+            records = await self._user_records(users)
+            pruned = {
+                u: int((r or {}).get("pruned_upto", 0)) for u, r in zip(users, records, strict=True)
+            }
+            floors = {
+                u: max(int((r or {}).get("floor", 0)), pruned[u])
+                for u, r in zip(users, records, strict=True)
+            }
+            ranges = [(floors[u], floors[u] + SEARCH_SPAN, u) for u in users]
+            for group in _spans(ranges, self._batch_span):
+                low = min(floors[u] for u in group)
+                high = max(floors[u] for u in group) + SEARCH_SPAN
+                found = await self._seqs_between(list(group), low, high, {"seq": 1, "user_id": 1})
+                # As in `_newest`: pruning may have raised a floor meanwhile, removing
+                # documents this read missed; such a user is read alone.
+                again = await self._user_records(list(group))
+                for u, record in zip(group, again, strict=True):
+                    seqs = sorted(d["seq"] for d in found.get(u, ()) if d["seq"] > floors[u])
+                    moved = max(
+                        int((record or {}).get("floor", 0)),
+                        int((record or {}).get("pruned_upto", 0)),
+                    )
+                    dense = seqs == list(range(floors[u] + 1, floors[u] + 1 + len(seqs)))
+                    if moved > floors[u] or not dense or floors[u] + SEARCH_SPAN in seqs:
+                        continue
+                    newest = seqs[-1] if seqs else floors[u]
+                    known[u] = Position(last_seq=max(pruned[u], newest), pruned_upto=pruned[u])
+        return [known[u] if u in known else await self.position(u) for u in user_ids]
+
+    async def _user_records(self, user_ids: list[str]) -> list[Doc | None]:
+        """The users' documents (None: none yet), in order: one read per CHUNK users."""
+        found: dict[str, Doc] = {}
+        for chunk in chunks(user_ids, CHUNK):
+            async for doc in self._users.find({"_id": {"$in": list(chunk)}}):
+                found[doc["_id"]] = doc
+        return [found.get(u) for u in user_ids]
+
+    async def _seqs_between(
+        self, user_ids: list[str], low: int, high: int, projection: Doc | None
+    ) -> dict[str, list[Doc]]:
+        """The users' documents with `low < seq <= high` (tombstones too), by user."""
+        query: Doc = {"user_id": {"$in": user_ids}, "seq": {"$gt": low, "$lte": high}}
+        found: dict[str, list[Doc]] = {}
+        async for doc in self._notifications.find(query, projection):
+            found.setdefault(doc["user_id"], []).append(doc)
+        return found
 
     async def page(
         self,

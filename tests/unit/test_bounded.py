@@ -146,11 +146,12 @@ async def test_a_batch_whose_first_caller_leaves_still_answers_the_others() -> N
 
 async def test_a_failed_batch_fails_each_of_its_reads_and_a_full_queue_sheds_at_once() -> None:
     inner = BatchingStore()
-    store = BoundedStore(inner, limit=8, queue_timeout=0.2, catch_up_queue=5)
+    store = BoundedStore(inner, limit=8, queue_timeout=0.2, catch_up_queue=4)
+    # One read goes at once; four wait in line, which is full.
     readers = [asyncio.create_task(store.after(f"u{i}", 0, 10)) for i in range(5)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
     with pytest.raises(StoreUnavailable, match="TIDINGS_STORE_CATCH_UP_QUEUE"):
-        await store.after("late", 0, 10)
+        await asyncio.wait_for(store.after("late", 0, 10), 1)
     inner.fail = True
     inner.release.set()
     results = await asyncio.gather(*readers, return_exceptions=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -61,3 +62,40 @@ def test_settle_freezes_what_start_up_built_and_collects_young_objects_less_ofte
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """The collector as the test process had it, back after a test that settles and tends."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@pytest.mark.usefixtures("collector")
+def test_tending_leaves_no_young_objects_and_later_finds_cycles_among_the_frozen() -> None:
+    stalls.settle()
+    # Objects a server made since: many live ones (streams waiting) and one cycle that becomes
+    # garbage after it was frozen.
+    live = [Node() for _ in range(1000)]
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    stalls.tend()
+    # Walked once, then frozen: no young collection walks them again.
+    assert not any(isinstance(o, Node) for o in gc.get_objects(0) + gc.get_objects(1))
+    assert gc.get_freeze_count() > len(live)
+    ref = weakref.ref(a)
+    del a, b
+    stalls.tend()
+    assert ref() is not None  # frozen: the collector does not look at it
+    # Once twice as much is frozen as after the last full collection, everything is collected.
+    more = [Node() for _ in range(2 * gc.get_freeze_count())]
+    stalls.tend()
+    assert ref() is None
+    assert len(more) == len(set(map(id, more)))  # still alive: only garbage was collected

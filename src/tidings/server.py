@@ -57,6 +57,8 @@ DRAIN_GRACE_SECONDS = 1.5
 STUCK_CHECK_SECONDS = 0.25
 # uvicorn ticks ten times a second: look for connections stuck in closing every 2 s.
 REAP_EVERY_TICKS = 20
+# And collect young objects every stalls.TEND_EVERY seconds (see `stalls.tend`).
+TEND_EVERY_TICKS = max(1, round(stalls.TEND_EVERY * 10))
 
 
 class DrainingServer(uvicorn.Server):
@@ -107,6 +109,8 @@ class DrainingServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         if counter % REAP_EVERY_TICKS == 0:
             self._reap_stuck()
+        if self.started and counter % TEND_EVERY_TICKS == 0:
+            stalls.tend()
         return await super().on_tick(counter)
 
     def _reap_stuck(self, *, closing_only: bool = True) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import resource
 import threading
 import time
 from typing import Any
@@ -26,44 +27,52 @@ ENV = "TIDINGS_DEBUG_STALLS"
 THRESHOLDS = (10_000, 20, 20)
 
 
-# How often (in seconds) the server collects its young objects and freezes what survived.
+# How often (in seconds) the server freezes the objects made since the last time (see `tend`).
 TEND_EVERY = 0.5
-# What was frozen after the last full collection: `tend` collects everything again once twice
-# as much is frozen (see there).
-_frozen = 0
+# The process's peak RSS (KiB) after the last full collection: `tend` collects everything
+# again once the peak is half as large again (see there).
+_peak = 0
+GROWTH = 1.5
 
 
 def settle() -> None:
     """Freeze what start-up built and collect young objects less often (once, after start-up)."""
-    global _frozen
+    global _peak
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
-    _frozen = gc.get_freeze_count()
+    _peak = _peak_rss()
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def tend() -> None:
-    """Collect the young objects and freeze the survivors (every TEND_EVERY s, on the loop).
+    """Freeze the objects made since the last call (every TEND_EVERY s, on the loop).
 
     CPython counts a generation's size as allocations minus deallocations. A server whose
     streams wait replaces objects (each wake-up makes a new future, coroutine and callback and
     frees the old ones), so the count hardly grows while the youngest generation fills with
     live objects: in the soak a young collection came every few minutes, found ~400,000 live
-    objects and no garbage, and held the loop 1–2 s; the next older one walked 1.4 million
-    (bench/growth-and-soak.md). Collected twice a second, the young ones are a few thousand;
-    frozen, what survives is never walked again (it is still freed when it is no longer
-    referenced: freezing only takes it out of the collector's lists). Garbage in a reference
-    cycle among frozen objects is not found, so once twice as much is frozen as after the last
-    full collection, everything is collected once more (a long pause, as rare as that growth).
+    objects and no garbage, and held the loop 1-2 s; the next older one walked 1.4 million
+    (bench/growth-and-soak.md). Collecting the young ones twice a second kept each pause under
+    0.1 s but walked every stream's objects after each wake-up, and the server ran out of CPU.
+    Frozen instead, they are never walked (freezing moves a list, whatever its length; an object
+    is still freed when it is no longer referenced), and a collection finds only what was made
+    since the last freeze. Garbage in a reference cycle among frozen objects is not found, so
+    once the process's peak memory has grown by half since the last full collection,
+    everything is collected once more (a long pause, as rare as that growth; in the soak only
+    while the streams first open). Not `gc.get_freeze_count()`: it walks the frozen list, a
+    cache miss per object, and twice a second over a million objects took a third of a core.
     """
-    global _frozen
-    gc.collect(1)
+    global _peak
     gc.freeze()
-    if gc.get_freeze_count() > 2 * _frozen:
+    if _peak_rss() > GROWTH * _peak:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        _frozen = gc.get_freeze_count()
+        _peak = _peak_rss()
 
 
 log = logging.getLogger("uvicorn.error")

@@ -862,6 +862,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated stream counts for the idle scenario (an A/B of one level)",
     )
     parser.add_argument(
+        "--latency-level",
+        default="",
+        help="the latency scenario at one level only, STREAMS:RATE[,RATE…] (an A/B, e.g. "
+        "10000:1000); every rate runs",
+    )
+    parser.add_argument(
         "--storm-streams",
         type=int,
         default=0,
@@ -905,6 +911,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nodes and --repeat take positive numbers")
     if args.repeat:
         cfg = dataclasses.replace(cfg, repeat=args.repeat)
+    if args.latency_level:
+        try:
+            streams_text, _, rates_text = args.latency_level.partition(":")
+            rates = tuple(int(x) for x in rates_text.split(","))
+            level = Level(int(streams_text), rates, rates)
+        except ValueError:
+            parser.error("--latency-level takes STREAMS:RATE[,RATE…], e.g. 10000:1000")
+        cfg = dataclasses.replace(cfg, latency=(level,))
     if args.storm_streams:
         cfg = dataclasses.replace(cfg, storm_streams=args.storm_streams)
     if args.idle_levels:

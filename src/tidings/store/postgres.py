@@ -302,7 +302,7 @@ class PostgresStore(sql.SqlQueries):
 
     async def _add(self, draft: Draft, idempotency_key: str | None) -> Stored:
         stamp = self.clock.now_ms()
-        async with self._conn() as conn, conn.transaction():
+        async with self._conn() as conn:
             return await _add_in(conn, draft, idempotency_key, stamp)
 
     async def position(self, user_id: str) -> Position:
@@ -902,60 +902,67 @@ async def _mark(conn: Conn, key: str, users: Sequence[str], state: str, stamp: i
     return [r["user_id"] for r in rows]
 
 
+# One publish is one statement, so one round trip and, outside an explicit transaction, its own
+# implicit one (no BEGIN and COMMIT round trips): the users rows are counted up (each row's lock
+# held to the statement's commit, so commit order is seq order), the notifications inserted from
+# what that returned, and, with a key, the key's row inserted with the refs. The key is inserted
+# last and without ON CONFLICT: a key already committed is a unique violation that undoes the
+# whole statement (nothing counted up), and a concurrent first call's key is waited for and then
+# the same; `_add_in` then answers the replay from the committed row.
+_COUNT_UP = (
+    "WITH s AS (INSERT INTO tidings_users AS u (user_id, last_seq) "
+    "SELECT id, 1 FROM unnest($1::text[]) AS id ORDER BY id "
+    "ON CONFLICT (user_id) DO UPDATE SET last_seq = u.last_seq + 1 "
+    "RETURNING user_id, last_seq), "
+    f"n AS (INSERT INTO tidings_notifications ({COLUMNS}) "
+    "SELECT user_id, last_seq, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10, $11, NULL, NULL, NULL "
+    "FROM s RETURNING user_id, seq)"
+)
+_PUBLISH = f"{_COUNT_UP} SELECT user_id, seq FROM n"
+_PUBLISH_KEYED = (
+    f"{_COUNT_UP}, k AS (INSERT INTO tidings_idempotency (key, created_ms, refs, fingerprint) "
+    "SELECT $12, $6, (SELECT json_agg(json_build_array(n.user_id, n.seq) ORDER BY o.i)::text "
+    "FROM n JOIN unnest($1::text[]) WITH ORDINALITY AS o (id, i) ON o.id = n.user_id), $13) "
+    "SELECT user_id, seq FROM n"
+)
+
+
 async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: int) -> Stored:
-    """One publish, inside the caller's transaction."""
+    """One publish: on its own in an implicit transaction, or inside the caller's (without a
+    key only: a replayed key aborts the statement, and with it an explicit transaction)."""
     user_ids = list(dict.fromkeys(draft.user_ids))
-    data = encode_data(draft.data)
-    if idempotency_key is not None:
-        # A concurrent first call holds this key's index entry until it commits; we wait
-        # for it here and then find its refs.
-        fresh = await conn.fetchval(
-            "INSERT INTO tidings_idempotency (key, created_ms, refs, fingerprint) "
-            "VALUES ($1, $2, '[]', $3) ON CONFLICT (key) DO NOTHING RETURNING true",
-            idempotency_key,
-            stamp,
-            draft.fingerprint(),
-        )
-        if not fresh:
-            row = await conn.fetchrow(
-                "SELECT refs, fingerprint FROM tidings_idempotency WHERE key = $1",
-                idempotency_key,
-            )
-            if row is None:  # pruned since the insert met it
-                raise StoreUnavailable("PostgreSQL: the idempotency key changed; retry")
-            check_fingerprint(idempotency_key, row["fingerprint"], draft)
-            found = await _fetch_refs(conn, json.loads(row["refs"]))
-            return Stored(tuple(found), replayed=True)
-    rows = await conn.fetch(
-        "INSERT INTO tidings_users AS u (user_id, last_seq) "
-        "SELECT id, 1 FROM unnest($1::text[]) AS id ORDER BY id "
-        "ON CONFLICT (user_id) DO UPDATE SET last_seq = u.last_seq + 1 "
-        "RETURNING user_id, last_seq",
+    values = (
         user_ids,
-    )
-    seqs = {r["user_id"]: r["last_seq"] for r in rows}
-    ordered = [seqs[u] for u in user_ids]
-    await conn.execute(
-        f"INSERT INTO tidings_notifications ({COLUMNS}) "
-        "SELECT id, seq, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12, NULL, NULL, NULL "
-        "FROM unnest($1::text[], $2::bigint[]) AS t (id, seq)",
-        user_ids,
-        ordered,
         draft.message,
         draft.link,
         draft.kind,
-        data,
+        encode_data(draft.data),
         stamp,
         *inbox_values(draft),
     )
-    if idempotency_key is not None:
-        refs_text = json.dumps([[u, s] for u, s in zip(user_ids, ordered, strict=True)])
-        await conn.execute(
-            "UPDATE tidings_idempotency SET refs = $2 WHERE key = $1",
-            idempotency_key,
-            refs_text,
-        )
-    return Stored(made(draft, zip(user_ids, ordered, strict=True), stamp))
+    if idempotency_key is None:
+        rows = await conn.fetch(_PUBLISH, *values)
+    else:
+        try:
+            rows = await conn.fetch(_PUBLISH_KEYED, *values, idempotency_key, draft.fingerprint())
+        except asyncpg.UniqueViolationError as exc:
+            if exc.table_name != "tidings_idempotency":
+                raise
+            return await _replay(conn, draft, idempotency_key)
+    seqs = {r["user_id"]: r["seq"] for r in rows}
+    return Stored(made(draft, ((u, seqs[u]) for u in user_ids), stamp))
+
+
+async def _replay(conn: Conn, draft: Draft, idempotency_key: str) -> Stored:
+    """What the first publish under `idempotency_key` stored (it has committed)."""
+    row = await conn.fetchrow(
+        "SELECT refs, fingerprint FROM tidings_idempotency WHERE key = $1", idempotency_key
+    )
+    if row is None:  # pruned since the insert met it
+        raise StoreUnavailable("PostgreSQL: the idempotency key changed; retry")
+    check_fingerprint(idempotency_key, row["fingerprint"], draft)
+    found = await _fetch_refs(conn, json.loads(row["refs"]))
+    return Stored(tuple(found), replayed=True)
 
 
 async def _migrate(conn: Conn, stamp: int) -> None:

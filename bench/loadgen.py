@@ -120,6 +120,7 @@ class Reader(asyncio.Protocol):
                 return
             self.connected = True
             self.gen.open += 1
+            self.gen.opened_at.append(time.time())
             self._settle(True)
         if self.chunked:
             while True:
@@ -197,6 +198,7 @@ class Reader(asyncio.Protocol):
                 self.done = True
                 self.gen.done += 1
                 self.gen.last_done = now
+                self.gen.done_at.append(now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connected:
@@ -235,6 +237,10 @@ class Readers:
         self.target = 0
         self.done = 0
         self.last_done = 0.0
+        # When each stream reached the target since the mark (the storm's curve, not only its end).
+        self.done_at = array("d")
+        # When each stream's response head (200) came since the mark.
+        self.opened_at = array("d")
         self.tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, reader: Reader) -> None:
@@ -810,6 +816,8 @@ async def main(host: str, port: int, source: str | None) -> None:
             readers.target = int(cmd["target"])
             readers.done = 0
             readers.last_done = 0.0
+            readers.done_at = array("d")
+            readers.opened_at = array("d")
             readers.stats.reset()
             mark_cpu, mark_wall = _cpu(), time.time()
             reply({"ok": True})
@@ -832,6 +840,8 @@ async def main(host: str, port: int, source: str | None) -> None:
                 out["lat"] = list(s.lat)
                 out["keys"] = {str(k): v for k, v in s.keys.items()}
                 out["kmax"] = {str(k): v for k, v in s.kmax.items()}
+                out["done_at"] = list(readers.done_at)
+                out["opened_at"] = list(readers.opened_at)
             reply(out)
         elif op == "publish":
             reply(await publisher.run(cmd))

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -201,17 +202,28 @@ class Generator:
         merged["last_done"] = max(r["last_done"] for r in replies)
         merged["cpu_share_max"] = max(r["cpu"] / max(r["wall"], 1e-9) for r in replies)
         merged["cpu_total"] = sum(r["cpu"] for r in replies)
+        statuses: dict[str, int] = {}
+        for r in replies:
+            for code, count in r.get("statuses", {}).items():
+                statuses[code] = statuses.get(code, 0) + count
+        merged["statuses"] = statuses
         if full:
             lat: list[float] = []
             keys: dict[int, int] = {}
             kmax: dict[int, float] = {}
+            done_at: list[float] = []
+            opened_at: list[float] = []
             for r in replies:
                 lat += r["lat"]
+                done_at += r.get("done_at", [])
+                opened_at += r.get("opened_at", [])
                 for k, v in r["keys"].items():
                     keys[int(k)] = keys.get(int(k), 0) + v
                 for k, v in r["kmax"].items():
                     kmax[int(k)] = max(kmax.get(int(k), 0.0), v)
-            merged.update(lat=lat, keys=keys, kmax=kmax)
+            merged.update(
+                lat=lat, keys=keys, kmax=kmax, done_at=sorted(done_at), opened_at=sorted(opened_at)
+            )
         return merged
 
     def publish(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -672,16 +684,26 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
         stored = publish_offline(target, work, names, per, port)
         pub_s = time.time() - t_pub
         gen.mark(per)
+        before = gen.stats()
         t0 = time.time()
         server = target.start(work, fresh=False, port=port)
+        cpu0 = server.sample()["cpu"]
+        spy = storm_profile(server, work)
         deadline = t0 + cfg.storm_limit
         while time.time() < deadline:
             st = gen.stats()
             if st["done"] >= opened["opened"]:
                 break
             time.sleep(0.25)
+        cpu1 = server.sample()["cpu"]
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         st = gen.stats(full=True)
         received = sum(v for k, v in st["keys"].items() if 30_000_000 <= k < 30_000_000 + per)
+        ready_at = t0 + server.startup_s
+        after_ready = [max(0.0, t - ready_at) for t in st["done_at"]]
+        opened_after = [max(0.0, t - ready_at) for t in st["opened_at"]]
         result = {
             "streams": n,
             "opened": opened["opened"],
@@ -707,6 +729,39 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             "lost": opened["opened"] * per - received,
             "duplicates": st["dups"],
             "reconnect_attempts": st["reconnects"],
+            # Of those, the ones made after the server was started again, and what answered
+            # them ("200": a stream; anything else was refused; a refused connection has none).
+            "attempts_after_start": st["reconnects"] - before["reconnects"],
+            "statuses_after_start": {
+                code: count - before["statuses"].get(code, 0)
+                for code, count in st["statuses"].items()
+                if count - before["statuses"].get(code, 0)
+            },
+            # Streams done (all their notifications in) this many seconds after ready.
+            "done_after_ready_s": {
+                q: round(v, 2)
+                for q, v in (
+                    ("p10", pct(after_ready, 0.1)),
+                    ("p50", pct(after_ready, 0.5)),
+                    ("p90", pct(after_ready, 0.9)),
+                    ("p99", pct(after_ready, 0.99)),
+                )
+                if v is not None
+            },
+            # Streams answered (response head) this many seconds after ready: the gap to the
+            # line above is the server's catch-up, this one's own spread is the clients' return.
+            "opened_after_ready_s": {
+                q: round(v, 2)
+                for q, v in (
+                    ("p10", pct(opened_after, 0.1)),
+                    ("p50", pct(opened_after, 0.5)),
+                    ("p90", pct(opened_after, 0.9)),
+                    ("p99", pct(opened_after, 0.99)),
+                )
+                if v is not None
+            },
+            # The server's CPU from its start to the last stream done (or the limit).
+            "server_cpu_s": round(cpu1 - cpu0, 2),
             "open_at_end": st["open"],
         }
         common.log(f"  -> {result}")
@@ -716,6 +771,21 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             gen.close()
         if server is not None:
             server.stop()
+
+
+def storm_profile(server: Server, work: Path) -> subprocess.Popen[bytes] | None:
+    """With BENCH_STORM_PROFILE=1, py-spy samples the restarted server until the storm is over
+    (folded stacks in bench/.work/run/profile-storm.txt; bench/profile.py's `classify` reads
+    them)."""
+    if os.environ.get("BENCH_STORM_PROFILE") != "1":
+        return None
+    from bench.profile import SAMPLE_HZ
+
+    spy = str(Path(sys.executable).parent / "py-spy")
+    argv = [spy, "record", "--pid", str(server.proc.pid), "--rate", str(SAMPLE_HZ)]
+    argv += ["--format", "raw", "--threads", "--nonblocking"]
+    argv += ["--output", str(work / "profile-storm.txt")]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def drain_retry_max_ms() -> int:
@@ -792,6 +862,19 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated stream counts for the idle scenario (an A/B of one level)",
     )
     parser.add_argument(
+        "--latency-level",
+        default="",
+        help="the latency scenario at one level only, STREAMS:RATE[,RATE…] (an A/B, e.g. "
+        "10000:1000); every rate runs",
+    )
+    parser.add_argument(
+        "--storm-streams",
+        type=int,
+        default=0,
+        help="streams in the storm scenario (an A/B at a smaller size; default 10,000, "
+        "with --quick 1,000)",
+    )
+    parser.add_argument(
         "--nodes", default="", help="cluster: comma-separated node counts (default 1,2,4)"
     )
     parser.add_argument(
@@ -828,6 +911,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nodes and --repeat take positive numbers")
     if args.repeat:
         cfg = dataclasses.replace(cfg, repeat=args.repeat)
+    if args.latency_level:
+        try:
+            streams_text, _, rates_text = args.latency_level.partition(":")
+            rates = tuple(int(x) for x in rates_text.split(","))
+            level = Level(int(streams_text), rates, rates)
+        except ValueError:
+            parser.error("--latency-level takes STREAMS:RATE[,RATE…], e.g. 10000:1000")
+        cfg = dataclasses.replace(cfg, latency=(level,))
+    if args.storm_streams:
+        cfg = dataclasses.replace(cfg, storm_streams=args.storm_streams)
     if args.idle_levels:
         levels = tuple(int(x) for x in args.idle_levels.split(","))
         cfg = dataclasses.replace(cfg, idle_levels=levels)

@@ -41,7 +41,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import NoReturn, Protocol
+from typing import NoReturn, Protocol, TypeVar
 
 from tidings.clock import Clock
 from tidings.events import Event, Expired, Published
@@ -57,7 +57,7 @@ from tidings.store.base import (
     SnoozeStore,
 )
 
-__all__ = ["Announce", "Scheduler", "Streams"]
+__all__ = ["Announce", "Scheduler", "Streams", "claim_in_batches"]
 
 
 class SchedulerStore(ScheduleStore, SnoozeStore, LogStore, InboxStore, PreferenceStore, Protocol):
@@ -66,6 +66,8 @@ class SchedulerStore(ScheduleStore, SnoozeStore, LogStore, InboxStore, Preferenc
 
 
 log = logging.getLogger("tidings.scheduler")
+
+T = TypeVar("T")
 
 # The most expired notifications one sweep reads; past it, the rest leave the lists anyway and
 # the bell corrects itself on its next reload.
@@ -105,6 +107,27 @@ async def renewing(renew: Callable[[], Awaitable[object]], lease_ms: int) -> Asy
         task.cancel()
         # `wait`, not `await task`: a cancellation of this task itself must still propagate.
         await asyncio.wait([task])
+
+
+async def claim_in_batches(
+    claim: Callable[[int, int], Awaitable[Sequence[T]]],
+    renew: Callable[[Sequence[T], int], Awaitable[object]],
+    work: Callable[[Sequence[T]], Awaitable[object]],
+    settings: Settings,
+) -> int:
+    """Claim due rows a batch at a time (`claim(lease_ms, batch)`) and `work` on each batch under
+    its lease, renewed meanwhile (`renew(rows, lease_ms)`), until a batch comes back short;
+    return how many were claimed. The one shape of scheduled deliveries and snooze wakes."""
+    lease_ms = int(settings.scheduler_lease * 1000)
+    total = 0
+    while True:
+        claimed = await claim(lease_ms, settings.scheduler_batch)
+        total += len(claimed)
+        if claimed:
+            async with renewing(functools.partial(renew, claimed, lease_ms), lease_ms):
+                await work(claimed)
+        if len(claimed) < settings.scheduler_batch:
+            return total
 
 
 # Tells every node (the bus), as `Service.announce` does: never raises.
@@ -199,20 +222,12 @@ class Scheduler:
     async def deliver_due(self) -> int:
         """Claim and deliver due rows, batch after batch, until none are left; return how many
         were claimed. The lease is renewed while the batch is being delivered."""
-        settings = self.settings
+
+        async def deliver(claimed: Sequence[Due]) -> None:
+            await self._deliver(await self._muted(claimed))
+
         store = self.store
-        lease_ms = int(settings.scheduler_lease * 1000)
-        total = 0
-        while True:
-            claimed = await store.claim_due(lease_ms, settings.scheduler_batch)
-            total += len(claimed)
-            if claimed:
-                async with renewing(
-                    functools.partial(store.renew_due, claimed, lease_ms), lease_ms
-                ):
-                    await self._deliver(await self._muted(claimed))
-            if len(claimed) < settings.scheduler_batch:
-                return total
+        return await claim_in_batches(store.claim_due, store.renew_due, deliver, self.settings)
 
     async def wake_snoozed(self) -> int | None:
         """Wake the snoozes that are due (tidings.snooze.wake); return when the next look is

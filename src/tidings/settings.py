@@ -11,7 +11,7 @@ import binascii
 import dataclasses
 import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -86,6 +86,8 @@ class Settings:
     # The edge: bounded request heads (tidings.heads) and the log format (tidings.logs).
     max_head_bytes: int = 64 * 1024
     head_timeout: float = 10.0
+    # Connections the kernel holds for the server before it accepts them (listen backlog).
+    backlog: int = 4096
     log_format: str = "plain"
     log_level: str = "info"
     log_repeat_window: float = 10.0
@@ -169,14 +171,8 @@ class Settings:
             raise ConfigError("TIDINGS_RETENTION_DAYS must be positive")
         if self.prune_interval <= 0:
             raise ConfigError("TIDINGS_PRUNE_INTERVAL must be a positive number of seconds")
-        for name in (
-            "max_schedule_days",
-            "scheduler_interval",
-            "scheduler_lease",
-            "scheduler_sweep",
-        ):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number")
+        names = ("max_schedule_days", "scheduler_interval", "scheduler_lease", "scheduler_sweep")
+        require_positive(self, names, "a positive number")
         positive = (
             "max_message_bytes",
             "max_link_bytes",
@@ -201,9 +197,7 @@ class Settings:
             "store_catch_up_queue",
             "scheduler_batch",
         )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+        require_positive(self, positive, "positive")
         if not 0 <= self.store_queue_timeout <= 60:
             raise ConfigError("TIDINGS_STORE_QUEUE_TIMEOUT must be between 0 and 60 seconds")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
@@ -241,6 +235,8 @@ class Settings:
             raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
         if self.head_timeout <= 0:
             raise ConfigError("TIDINGS_HEAD_TIMEOUT must be a positive number of seconds")
+        if not 1 <= self.backlog <= 65535:
+            raise ConfigError("TIDINGS_BACKLOG must be between 1 and 65535")
         if self.log_repeat_window <= 0:
             raise ConfigError("TIDINGS_LOG_REPEAT_WINDOW must be a positive number of seconds")
         if self.log_format.lower() not in LOG_FORMATS:
@@ -255,6 +251,14 @@ class Settings:
     @property
     def push_enabled(self) -> bool:
         return bool(self.vapid_private_key)
+
+
+def require_positive(settings: Settings, names: Iterable[str], what: str) -> None:
+    """A ConfigError for the first of the settings `names` that is not above zero: "TIDINGS_X
+    must be `what`" (the core's checks and each channel's)."""
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"TIDINGS_{name.upper()} must be {what}")
 
 
 def b64url_bytes(text: str) -> bytes | None:

@@ -84,7 +84,12 @@ def mount_bell(page: Page, url: str, token: str, **attributes: str) -> None:
     wait_live(page)
 
 
-def renewer(pages: list[Page], ttl: int = 10) -> list[float]:
+# The tokens' lifetime in the renewal tests (s): the client renews at four fifths of it, so two
+# renewals take 2 x 4.8 s, and a renewal still has 1.2 s to put the new stream in place.
+TTL = 6
+
+
+def renewer(pages: list[Page], ttl: int = TTL) -> list[float]:
     """The host's token endpoint for `pages` (window.mintToken): short-lived tokens for alice.
     Returns the list of the times it was called."""
     minted: list[float] = []
@@ -139,12 +144,14 @@ def test_two_pings_delivered_together_do_not_make_the_watchdog_reopen_the_stream
 
 def test_a_reconnect_that_gets_no_answer_is_abandoned_and_retried(behind_proxy: Setup) -> None:
     server, proxy, page = behind_proxy("1")
-    open_demo(page, server, "alice", via=proxy.url)
+    # The client's timeout shortened from its 10 s (the bell's `timeout` attribute), so the test
+    # waits out 3 s, not 10, for each abandoned connect.
+    mount_bell(page, proxy.url, make_token("alice"), timeout="3000")
     before = proxy.count(STREAM)
 
     # The proxy cuts the stream and then passes nothing: the browser's own reconnect (after
     # the server's `retry:`) hangs unanswered. The client gives up on it after its timeout
-    # (10 s) and connects again.
+    # and connects again.
     proxy.pause()
     proxy.drop()
     proxy.wait_requests(STREAM, before + 2, timeout=45)
@@ -166,10 +173,10 @@ def test_the_credential_is_renewed_before_it_expires_with_no_gap_in_the_stream(
 ) -> None:
     server, proxy, page = behind_proxy("1")
     minted = renewer([page])
-    mount_bell(page, proxy.url, make_token("alice", ttl=10))
+    mount_bell(page, proxy.url, make_token("alice", ttl=TTL))
 
-    # Renewed at about 8 s and 16 s: past the first token's expiry (10 s), and the stream
-    # opened on the second token is replaced before that one expires (20 s).
+    # Renewed at about 4.8 s and 9.6 s: past the first token's expiry (6 s), and the stream
+    # opened on the second token is replaced before that one expires (12 s).
     wait_renewals(page, minted, 2)
     page.wait_for_function("window.__streams.length >= 3", timeout=TIMEOUT_MS)
 
@@ -190,12 +197,12 @@ def test_with_two_tabs_each_token_is_renewed_once_and_neither_sees_a_gap(
     minted = renewer([first, second])
     for page in (first, second):
         # Each tab is rendered with its own token, as a host page would.
-        mount_bell(page, proxy.url, make_token("alice", ttl=10))
+        mount_bell(page, proxy.url, make_token("alice", ttl=TTL))
     began = time.monotonic()
 
     wait_renewals(first, minted, 2)
-    # One renewal per token lifetime (about 8 s apart), not one per tab (at the same moment).
-    assert minted[1] - minted[0] > 4, [m - began for m in minted]
+    # One renewal per token lifetime (about 4.8 s apart), not one per tab (at the same moment).
+    assert minted[1] - minted[0] > TTL / 2, [m - began for m in minted]
     for page in (first, second):
         assert since_open(page) == ["open"], connection_changes(page)
     server.publish("alice", "both tabs")

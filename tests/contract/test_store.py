@@ -11,8 +11,8 @@ import pytest
 
 from tests.contract.conftest import STORES
 from tidings.clock import Clock
-from tidings.models import Action, Actor, Draft, Notification
-from tidings.store import IdempotencyConflict, Store, StoreUnavailable
+from tidings.models import Action, Actor, Draft, Notification, Stored
+from tidings.store import IdempotencyConflict, Store, StoreUnavailable, create_store
 from tidings.store.bounded import BoundedStore
 
 pytestmark = pytest.mark.anyio
@@ -452,3 +452,46 @@ async def test_past_the_concurrency_limit_work_is_refused_at_once_not_queued(
     # The slots are free again.
     assert await add(bounded, "alice", "after") == 1
     assert seqs(await bounded.after("alice", 0, 10)) == [1]
+
+
+# The databases only: two nodes are two stores on one database.
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
+async def test_two_nodes_publishing_keyed_and_plain_to_one_user_keep_seq_gapless_and_keys_once(
+    store_url: str, store: Store, clock: Clock
+) -> None:
+    other = create_store(store_url, clock=clock)
+    await other.open()
+    try:
+        nodes = (store, other)
+
+        async def publish(i: int, node: int) -> tuple[str | None, Stored]:
+            # Every third publish has a key, and each key is sent by both nodes (a client's
+            # retry landing on another node while its first call is in flight).
+            key = f"k{i // 3}" if i % 3 == 0 else None
+            draft = Draft(user_ids=("hot",), message=f"m{i}" if key is None else key)
+            for _ in range(100):
+                try:
+                    return key, await nodes[node].add(draft, key)
+                except StoreUnavailable:
+                    # A store may answer 503 while the key's first call is in flight (MongoDB);
+                    # the client retries with the same key, as tidings.client does.
+                    await asyncio.sleep(0.02)
+            raise AssertionError(f"publish {i} was refused 100 times")
+
+        first = [publish(i, i % 2) for i in range(60)]
+        retries = [publish(i, (i + 1) % 2) for i in range(0, 60, 3)]
+        results = await asyncio.gather(*first, *retries)
+    finally:
+        await other.close()
+    by_key: dict[str, set[int]] = {}
+    for key, stored in results:
+        if key is not None:
+            by_key.setdefault(key, set()).add(stored.notifications[0].seq)
+    # Each key stored once: its first call and its retry answer the same notification.
+    assert all(len(found) == 1 for found in by_key.values()), by_key
+    stored_seqs = seqs(await store.after("hot", 0, 100))
+    assert stored_seqs == list(range(1, 61))
+    assert (await store.position("hot")).last_seq == 60
+    kept = {n.seq: n.message for n in await store.after("hot", 0, 100)}
+    for key, found in by_key.items():
+        assert kept[found.pop()] == key

@@ -12,7 +12,7 @@ import pytest
 
 from tests.unit.fakes import FakeStore
 from tidings.metrics import Metrics
-from tidings.models import Draft, Notification, Position
+from tidings.models import Draft, Notification, Position, Stored
 from tidings.store import StoreUnavailable
 from tidings.store.base import operations
 from tidings.store.bounded import ADMISSION, BoundedStore
@@ -76,6 +76,53 @@ async def test_every_operation_is_bounded_and_counted_by_name() -> None:
     assert value("tidings_store_queries_total", {"op": "add"}) == 1
     assert value("tidings_store_queries_total", {"op": "unread_count"}) == 1
     assert value("tidings_store_queries_total", {"op": "open"}) is None
+
+
+class SlowAdds(FakeStore):
+    """A store whose publishes wait until released, each in the order they arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.started: list[str] = []
+
+    async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
+        self.started.append(draft.message)
+        await self.release.wait()
+        return await super().add(draft, idempotency_key)
+
+
+async def test_a_freed_slot_goes_to_the_longest_waiter_and_none_is_lost() -> None:
+    inner = SlowAdds()
+    store = BoundedStore(inner, limit=2, queue_timeout=5)
+    first = [asyncio.create_task(store.add(Draft(user_ids=("a",), message=m))) for m in "ab"]
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(store.add(Draft(user_ids=("a",), message=m))) for m in "cde"]
+    await asyncio.sleep(0.05)
+    assert inner.started == ["a", "b"]  # the others wait for a slot
+    waiting[1].cancel()  # a caller that went away while waiting (its client disconnected)
+    inner.release.set()
+    await asyncio.gather(*first, waiting[0], waiting[2])
+    # Served in arrival order, the cancelled one never, and every slot came back.
+    assert inner.started == ["a", "b", "c", "e"]
+    assert [n.seq for n in await inner.after("a", 0, 10)] == [1, 2, 3, 4]
+    more = [store.add(Draft(user_ids=("b",), message="x")) for _ in range(2)]
+    stored = await asyncio.wait_for(asyncio.gather(*more), 1)
+    assert len(stored) == 2
+
+
+async def test_a_wait_past_the_queue_timeout_is_refused_and_gives_its_slot_back() -> None:
+    inner = SlowAdds()
+    store = BoundedStore(inner, limit=1, queue_timeout=0.05)
+    held = asyncio.create_task(store.add(Draft(user_ids=("a",), message="held")))
+    await asyncio.sleep(0)
+    with pytest.raises(StoreUnavailable, match="1 operations in progress"):
+        await store.add(Draft(user_ids=("a",), message="late"))
+    inner.release.set()
+    await held
+    # The one slot is free again: the next publish is let in at once.
+    stored = await asyncio.wait_for(store.add(Draft(user_ids=("a",), message="next")), 1)
+    assert stored.notifications[0].seq == 2
 
 
 class BatchingStore(FakeStore):

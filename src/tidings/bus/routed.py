@@ -23,8 +23,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import logging
-import random
 from collections.abc import Sequence
 from typing import Final
 
@@ -32,9 +32,8 @@ from tidings.bus import wire
 from tidings.bus.base import Deliver
 from tidings.bus.shared import (
     ANNOUNCE_TIMEOUT,
-    BACKOFF_MAX,
-    BACKOFF_MIN,
     START_WAIT,
+    Link,
     Receiver,
 )
 from tidings.events import Event, ScheduleHint, UserResync
@@ -49,10 +48,11 @@ OWED_MAX: Final = 10_000
 MESSAGES_PER_SECOND: Final = 2_000
 
 
-class Shard:
+class Shard(Link):
     """One subscription connection's users and state; the backend keeps its connection here."""
 
     def __init__(self, index: int, where: str) -> None:
+        super().__init__()
         self.index = index
         self.where = where
         # Users routed through this shard and wanted (streams, or lingering).
@@ -60,8 +60,6 @@ class Shard:
         # Subscribe commands sent and not yet confirmed, per user (a resubscribe while an
         # unsubscribe is in flight must not count the old confirmation).
         self.inflight: dict[str, int] = {}
-        self.live = False
-        self.outage_logged = False
         self.owed: set[str] = set()
         self.owe_all = False
         self.to_subscribe: set[str] = set()
@@ -188,25 +186,8 @@ class RoutedBus(Receiver):
                 await self._home_live.wait()
 
     async def _run(self, shard: Shard) -> None:
-        delay = BACKOFF_MIN
-        while True:
-            try:
-                await self._listen(shard)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if shard.live or not shard.outage_logged:
-                    log.warning(
-                        "bus %s: connection lost (%s); reconnecting, streams catch up after",
-                        shard.where,
-                        exc or type(exc).__name__,
-                    )
-                    shard.outage_logged = True
-            if shard.live:
-                delay = BACKOFF_MIN  # it had worked: start the backoff over
-            self._lost(shard)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, BACKOFF_MAX)
+        listen = functools.partial(self._listen, shard)
+        await shard.keep(listen, shard.where, functools.partial(self._lost, shard))
 
     def _lost(self, shard: Shard) -> None:
         was_live, shard.live = shard.live, False
@@ -227,10 +208,7 @@ class RoutedBus(Receiver):
 
     def _connected(self, shard: Shard) -> list[str]:
         """Called by `_listen` once connected; returns the users to subscribe (all of them)."""
-        if shard.outage_logged:
-            log.warning("bus %s: reconnected; streams catch up from the store", shard.where)
-            shard.outage_logged = False
-        shard.live = True
+        shard.connected(shard.where)
         if shard.index == self.home_shard():
             self._home_live.set()
         users = list(shard.users)

@@ -14,15 +14,15 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tidings.bus import wire
 from tidings.bus.base import Deliver, Tally
 from tidings.events import Event, Resync
 
-__all__ = ["Receiver", "SharedBus", "split_channel"]
+__all__ = ["Link", "Receiver", "SharedBus", "split_channel"]
 
 log = logging.getLogger("tidings.bus")
 
@@ -82,6 +82,50 @@ class Receiver(abc.ABC):
                 log.exception("bus %s: delivering an event failed", self.name())
 
 
+class Link:
+    """One subscription connection's state, kept alive by `keep` (a shared bus has one, a
+    routed bus one per shard): live or not, and whether its outage was logged, so an outage is
+    logged once when it begins and once when it ends, however many reconnects fail between."""
+
+    def __init__(self) -> None:
+        self.live = False
+        self.outage_logged = False
+
+    def connected(self, where: str) -> None:
+        """Called by the reader once subscribed again."""
+        if self.outage_logged:
+            log.warning("bus %s: reconnected; streams catch up from the store", where)
+            self.outage_logged = False
+        self.live = True
+
+    async def keep(
+        self, listen: Callable[[], Awaitable[None]], where: str, lost: Callable[[], None]
+    ) -> NoReturn:
+        """Run `listen` (connect, subscribe, read) and, whenever it ends, call `lost` and
+        reconnect with jittered exponential backoff (from the shortest again once it had
+        worked), until cancelled."""
+        delay = BACKOFF_MIN
+        while True:
+            try:
+                await listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.live or not self.outage_logged:
+                    log.warning(
+                        "bus %s: connection lost (%s); reconnecting, streams catch up after",
+                        where,
+                        exc or type(exc).__name__,
+                    )
+                    self.outage_logged = True
+            if self.live:
+                delay = BACKOFF_MIN  # it had worked: start the backoff over
+            lost()
+            self.live = False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, BACKOFF_MAX)
+
+
 class SharedBus(Receiver):
     # The largest message this bus carries, in bytes.
     limit: int = wire.DEFAULT_LIMIT
@@ -90,10 +134,9 @@ class SharedBus(Receiver):
         super().__init__()
         self.channel = channel
         self._task: asyncio.Task[None] | None = None
-        self._ready = False
+        self._link = Link()
         self._first = asyncio.Event()
         self._owe_resync = False
-        self._outage_logged = False
 
     # -- the subscriber side ----------------------------------------------------------------
 
@@ -107,32 +150,11 @@ class SharedBus(Receiver):
                 await self._first.wait()
 
     async def _run(self) -> None:
-        delay = BACKOFF_MIN
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._ready or not self._outage_logged:
-                    log.warning(
-                        "bus %s: connection lost (%s); reconnecting, streams catch up after",
-                        self.name(),
-                        exc or type(exc).__name__,
-                    )
-                    self._outage_logged = True
-            if self._ready:
-                delay = BACKOFF_MIN  # it had worked: start the backoff over
-            self._ready = False
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, BACKOFF_MAX)
+        await self._link.keep(self._listen, self.name(), lambda: None)
 
     def _subscribed(self) -> None:
         """Called by `_listen` once the subscription is live: catch every stream up."""
-        if self._outage_logged:
-            log.warning("bus %s: reconnected; streams catch up from the store", self.name())
-            self._outage_logged = False
-        self._ready = True
+        self._link.connected(self.name())
         self._first.set()
         # Whatever was announced while we were not subscribed is in the store.
         self._dispatch([Resync()])
@@ -168,12 +190,12 @@ class SharedBus(Receiver):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._ready = False
+        self._link.live = False
         self._deliver = None
         await self._close_publisher()
 
     def ready(self) -> bool:
-        return self._ready
+        return self._link.live
 
     # Every node hears every announcement on this bus: nothing to route.
     def join(self, user_id: str) -> asyncio.Future[None] | None:

@@ -17,13 +17,12 @@ so every node's loop wakes for it and an idle node still makes no query.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tidings.events import ScheduleHint, Snoozed, Unsnoozed
-from tidings.models import Notification
-from tidings.scheduler import renewing
+from tidings.models import Notification, Snooze
+from tidings.scheduler import claim_in_batches
 
 if TYPE_CHECKING:
     from tidings.service import Service
@@ -57,22 +56,15 @@ async def unsnooze(service: Service, user_id: str, ids: Sequence[int]) -> Unsnoo
 async def wake_due(service: Service) -> int:
     """Claim and wake due snoozes, batch after batch, until none are left; return how many
     were claimed."""
-    settings = service.settings
-    lease_ms = int(settings.scheduler_lease * 1000)
-    total = 0
     store = service.store
-    while True:
-        claimed = await store.claim_snoozed(lease_ms, settings.scheduler_batch)
-        total += len(claimed)
-        if claimed:
-            # Renewed while waking, as the scheduler's deliveries are.
-            async with renewing(
-                functools.partial(store.renew_snoozed, claimed, lease_ms), lease_ms
-            ):
-                woken = await store.wake_snoozed(claimed)
-            await _announce(service, woken)
-        if len(claimed) < settings.scheduler_batch:
-            return total
+
+    async def wake(claimed: Sequence[Snooze]) -> None:
+        # Announced under the lease too: a renewal now finds the woken rows no longer snoozed
+        # and renews nothing, so it costs one query at most.
+        await _announce(service, await store.wake_snoozed(claimed))
+
+    # Leased and renewed while waking, as the scheduler's deliveries are.
+    return await claim_in_batches(store.claim_snoozed, store.renew_snoozed, wake, service.settings)
 
 
 async def _announce(service: Service, woken: Sequence[Notification]) -> list[Unsnoozed]:

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from tidings.models import Notification, Position
@@ -49,6 +48,55 @@ ADMISSION: dict[str, Admission] = {
 }
 
 
+class _Slots:
+    """A counting semaphore whose free slot is taken without an await.
+
+    Every store call passes through here (a publish, each stream's position and catch-up read):
+    `asyncio.Semaphore` behind two `asynccontextmanager`s cost ~15 % of a node's CPU in a
+    reconnect storm (py-spy), most of it when a slot was free anyway. A released slot goes to
+    the longest waiter directly, so a newcomer never overtakes one."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self, wait_s: float, busy: str) -> None:
+        """A slot, waiting at most `wait_s` seconds; past it refused as busy (503) with `busy`
+        saying what is in progress."""
+        if self.try_take():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
+        try:
+            async with asyncio.timeout(wait_s):
+                await future
+        except TimeoutError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed over just as the wait ran out: pass it on
+            raise StoreUnavailable(f"the store is busy ({busy} in progress on this node)") from None
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release()
+            raise
+
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self.free += 1
+
+
 @runtime_checkable
 class BatchedReads(Protocol):
     """A store that answers many users' catch-up reads in one read (an optional capability)."""
@@ -69,63 +117,60 @@ class BoundedStore(StoreWrapper):
         self.limit = limit
         self.queue_timeout = queue_timeout
         self.catch_up_queue = catch_up_queue
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = _Slots(limit)
         # Catch-up reads (a stream's position and what it missed) hold at most half the slots:
         # after a restart, thousands of reconnecting streams would otherwise fill every slot
         # with slow reads for minutes, and publishes and requests would find none (issue 22).
-        self._catch_up = asyncio.Semaphore(max(1, limit // 2))
+        self._catch_up = _Slots(max(1, limit // 2))
+        self._busy = f"{limit} operations"
+        self._catch_up_busy = f"{limit // 2} catch-up reads"
         self._batches: dict[str, _Batches] = {}
         if isinstance(inner, BatchedReads):
-            self._batches["after"] = _Batches(self, "after", _after_many(inner))
-            self._batches["position"] = _Batches(self, "position", _position_many(inner))
+            self._batches["after"] = _Batches(self, _after_many(inner))
+            self._batches["position"] = _Batches(self, _position_many(inner))
         super().__init__(inner)
 
     def around(self, name: str, call: Operation) -> Operation:
         admission = ADMISSION.get(name, "slot")
         if admission == "free":
             return call
-        batches: _Batches | None = self._batches.get(name)
+        batches = self._batches.get(name)
         if batches is not None:
             return batches.call
-        slot = self._catch_up_slot if admission == "catch_up" else self._slot
+        slots = self._slots
+        timeout = self.queue_timeout
 
-        async def admitted(*args: Any, **kwargs: Any) -> Any:
-            async with slot():
-                return await call(*args, **kwargs)
+        if admission == "catch_up":
 
-        return admitted
+            async def admitted(*args: Any, **kwargs: Any) -> Any:
+                return await self.catch_up(call, *args, **kwargs)
 
-    async def _take(self, slots: asyncio.Semaphore, busy: str) -> None:
-        """One of `slots`, waiting at most `queue_timeout` when none is free; past it, refused
-        as busy (503) with `busy` saying what is in progress."""
-        if slots.locked():
+            return admitted
+
+        async def admitted_slot(*args: Any, **kwargs: Any) -> Any:
+            if not slots.try_take():
+                await slots.take(timeout, self._busy)
             try:
-                async with asyncio.timeout(self.queue_timeout):
-                    await slots.acquire()
-            except TimeoutError:
-                raise StoreUnavailable(
-                    f"the store is busy ({busy} in progress on this node)"
-                ) from None
-        else:
-            await slots.acquire()
+                return await call(*args, **kwargs)
+            finally:
+                slots.release()
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        await self._take(self._slots, f"{self.limit} operations")
-        try:
-            yield
-        finally:
-            self._slots.release()
+        return admitted_slot
 
-    @contextlib.asynccontextmanager
-    async def _catch_up_slot(self) -> AsyncIterator[None]:
-        """A slot for a catch-up read, from its share; past it, shed as busy at once."""
-        await self._take(self._catch_up, f"{self.limit // 2} catch-up reads")
+    async def catch_up(self, call: Operation, *args: Any, **kwargs: Any) -> Any:
+        """`call` in a slot from the catch-up reads' share first, then one of all the slots."""
+        catch_up, slots, timeout = self._catch_up, self._slots, self.queue_timeout
+        if not catch_up.try_take():
+            await catch_up.take(timeout, self._catch_up_busy)
         try:
-            async with self._slot():
-                yield
+            if not slots.try_take():
+                await slots.take(timeout, self._busy)
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                slots.release()
         finally:
-            self._catch_up.release()
+            catch_up.release()
 
 
 Many = Callable[[list[Any]], Awaitable[list[Any]]]
@@ -162,9 +207,8 @@ class _Batches:
     or for that batch to end. A caller that leaves (its client went away) takes its call out;
     one that leaves while its batch runs puts the batch's other calls back at the front."""
 
-    def __init__(self, bounded: BoundedStore, name: str, many: Many) -> None:
+    def __init__(self, bounded: BoundedStore, many: Many) -> None:
         self._bounded = bounded
-        self._name = name
         self._many = many
         self._queue: collections.deque[tuple[Any, asyncio.Future[Any]]] = collections.deque()
         self._running: asyncio.Future[None] | None = None
@@ -198,8 +242,7 @@ class _Batches:
             return
         running = self._running = asyncio.get_running_loop().create_future()
         try:
-            async with self._bounded._catch_up_slot():
-                answers = await self._many([call for call, _ in batch])
+            answers = await self._bounded.catch_up(self._many, [call for call, _ in batch])
         except (Exception, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError):
                 # Its caller left: the others' calls go back, first in line.

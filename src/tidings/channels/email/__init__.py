@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import SplitResult, urlsplit
 
-from tidings.settings import ConfigError, Settings
+from tidings.settings import ConfigError, Settings, require_positive
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -68,16 +68,13 @@ class EmailDigest:
                 "e.g. https://app.example/tidings (required with TIDINGS_SMTP_URL: the "
                 "unsubscribe links and relative links in emails use it)"
             )
-        for name in ("email_interval", "smtp_timeout", "email_retry", "email_retry_max"):
-            if getattr(settings, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
+        timings = ("email_interval", "smtp_timeout", "email_retry", "email_retry_max")
+        require_positive(settings, timings, "a positive number of seconds")
         # A claim must outlive the send made under it, or a second node could take the digest
         # over and send it again while the first still waits for the SMTP server's answer.
         if settings.email_lease < 3 * settings.smtp_timeout:
             raise ConfigError("TIDINGS_EMAIL_LEASE must be at least 3 × TIDINGS_SMTP_TIMEOUT")
-        for name in ("email_batch", "email_max_items"):
-            if getattr(settings, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+        require_positive(settings, ("email_batch", "email_max_items"), "positive")
 
     def start(self, node: Node) -> Running:
         from tidings.channels.email.digest import Digester

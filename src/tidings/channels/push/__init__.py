@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from tidings.settings import ConfigError, Settings, b64url_bytes
+from tidings.settings import ConfigError, Settings, b64url_bytes, require_positive
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -72,15 +72,14 @@ class WebPush:
             )
         if not 0 < settings.push_grace <= 24 * 3600:
             raise ConfigError("TIDINGS_PUSH_GRACE must be between 0 and 86400 seconds")
-        for name in (
+        timings = (
             "push_interval",
             "push_presence_interval",
             "push_timeout",
             "push_retry_max",
             "push_dns_timeout",
-        ):
-            if getattr(settings, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be a positive number of seconds")
+        )
+        require_positive(settings, timings, "a positive number of seconds")
         # A claim must outlive the sends made under it, or a second node could send the same
         # push while the first is still waiting for its answer.
         if settings.push_lease < 3 * settings.push_timeout:
@@ -91,9 +90,8 @@ class WebPush:
             raise ConfigError(
                 "TIDINGS_PUSH_PRESENCE_INTERVAL must be shorter than TIDINGS_PUSH_GRACE"
             )
-        for name in ("push_ttl", "push_batch", "push_concurrency", "max_push_subscriptions"):
-            if getattr(settings, name) <= 0:
-                raise ConfigError(f"TIDINGS_{name.upper()} must be positive")
+        counts = ("push_ttl", "push_batch", "push_concurrency", "max_push_subscriptions")
+        require_positive(settings, counts, "positive")
         if settings.max_push_endpoint_bytes < 64:
             raise ConfigError("TIDINGS_MAX_PUSH_ENDPOINT_BYTES must be at least 64")
 

@@ -302,7 +302,8 @@ const CLOSED_VIEW = {
  * bell-strings.js), `maxItems` (rows before "Load more", 50), `theme` ("light" | "dark"; default:
  * the system's), `categoryLabels` (object: {"billing": "Invoices"}, or per language
  * {"billing": {"en": "Invoices", "de": "Rechnungen"}}), `toasts` (boolean: a toast for each
- * arrival while the panel is closed; off by default).
+ * arrival while the panel is closed; off by default), `timeout` (number, 10000: ms a REST call or
+ * a stream connect may take before it is abandoned and retried).
  * Events: `new-notification` (the notification). Method: `refreshNotifications()` (a promise
  * that always resolves: a failure shows in the bell, from the client's `error` change).
  */
@@ -322,6 +323,7 @@ export const NotificationBell = {
     theme: { type: String, default: "" },
     categoryLabels: { type: Object, default: null },
     toasts: { type: Boolean, default: false },
+    timeout: { type: Number, default: 10000 },
   },
   emits: ["new-notification"],
   template: TEMPLATE,
@@ -375,6 +377,7 @@ export const NotificationBell = {
       baseUrl: this.baseUrl || undefined,
       pageSize: this.pageSize,
       heartbeat: this.heartbeat,
+      timeout: this.timeout,
       grouped: true,
       getToken: () => {
         if (this.getToken) return this.getToken();

@@ -12,7 +12,8 @@
 // a fresh token: no script needed, see token-url.js), no-push (never ask for the push key: the
 // server has none, or the page registers no service worker), category-labels (JSON:
 // {"billing": "Invoices"} or per language {"billing": {"en": "Invoices", "de": "Rechnungen"}}),
-// toasts (a toast for each arrival while the panel is closed; off by default).
+// toasts (a toast for each arrival while the panel is closed; off by default), timeout (ms a
+// REST call or a stream connect may take before it is abandoned and retried, 10000).
 // Properties: getToken (async () => token: on 401 and before a token's exp; wins over
 // token-url), strings (overrides, as the attribute), locale (the one in use, read-only), client
 // (the tidings.js client, read-only), open. Methods: show(), close(), toggle(). Events:
@@ -427,6 +428,7 @@ export class TidingsBell extends HTMLElement {
       baseUrl: this.getAttribute("base-url") || undefined,
       pageSize: number("page-size", 10),
       heartbeat: number("heartbeat", 15),
+      timeout: number("timeout", 10000),
       grouped: true,
       // Read when needed, so a host may set `bell.getToken` (or `token-url`) after the element
       // exists.

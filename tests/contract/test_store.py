@@ -411,6 +411,11 @@ async def test_prune_alongside_multi_user_publishes_never_fails(store: Store, cl
 class Stalled:
     """A real store whose `after` waits for the test first: a query the database sits on."""
 
+    # Not a batching store (store/bounded.py's `BatchedReads`, which MongoDB's is): there the
+    # catch-up reads wait in line instead (tests/unit/test_bounded.py); this is about slots.
+    after_many = None
+    position_many = None
+
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.release = asyncio.Event()

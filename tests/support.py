@@ -278,8 +278,9 @@ class ThreadServer(Server):
                     if HTTP.get(url, timeout=2).status_code == 200:
                         # The server's start-up tuned the collector for a server process
                         # (stalls.settle): the test process keeps its own settings.
-                        gc.unfreeze()
-                        gc.set_threshold(*self._gc_threshold)
+                        from tidings import stalls
+
+                        stalls.unsettle(self._gc_threshold)
                         return
             time.sleep(0.01)
         raise RuntimeError(f"tidings did not answer 200 on {url} within {self.start_timeout}s")

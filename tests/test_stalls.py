@@ -69,8 +69,7 @@ def collector() -> Iterator[None]:
     """The collector as the test process had it, back after a test that settles and tends."""
     thresholds = gc.get_threshold()
     yield
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
+    stalls.unsettle(thresholds)
 
 
 class Node:
@@ -103,3 +102,12 @@ def test_tending_freezes_young_objects_and_collects_all_once_memory_grew(
     assert ref() is None
     assert all(isinstance(n, Node) for n in live)  # the live ones stay
     assert stalls._peak > 1
+
+
+@pytest.mark.usefixtures("collector")
+def test_a_process_that_unsettled_is_not_tended() -> None:
+    stalls.settle()
+    stalls.unsettle(gc.get_threshold())
+    young = Node()
+    stalls.tend()
+    assert any(o is young for o in gc.get_objects(0) + gc.get_objects(1) + gc.get_objects(2))

@@ -33,15 +33,27 @@ TEND_EVERY = 0.5
 # again once the peak is half as large again (see there).
 _peak = 0
 GROWTH = 1.5
+# Whether this process runs a server that settled the collector (`tend` does nothing before).
+_tending = False
 
 
 def settle() -> None:
     """Freeze what start-up built and collect young objects less often (once, after start-up)."""
-    global _peak
+    global _peak, _tending
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
     _peak = _peak_rss()
+    _tending = True
+
+
+def unsettle(thresholds: tuple[int, ...]) -> None:
+    """Undo `settle` (and stop `tend`): for a process that runs a server in a thread beside
+    other work of its own, such as the test suite."""
+    global _tending
+    _tending = False
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def _peak_rss() -> int:
@@ -67,6 +79,8 @@ def tend() -> None:
     cache miss per object, and twice a second over a million objects took a third of a core.
     """
     global _peak
+    if not _tending:
+        return
     gc.freeze()
     if _peak_rss() > GROWTH * _peak:
         gc.unfreeze()

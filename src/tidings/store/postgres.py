@@ -10,6 +10,8 @@ past the retries answered as `StoreUnavailable` (503), never as an internal erro
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -76,6 +78,8 @@ MIGRATION_LOCK = 0x7469_6469_6E67
 ROLLBACK_ATTEMPTS = 3
 # The first key of the per-user advisory lock a subscribe takes (the second is the user's hash).
 PUSH_LOCK = 0x7075_7368
+# One-user publishes committed in one statement at most (group commit, `PostgresStore.add`).
+MAX_BATCH = 256
 
 T = TypeVar("T")
 
@@ -237,6 +241,17 @@ async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
+@dataclasses.dataclass(eq=False)
+class _Queued:
+    """A one-user publish waiting for the group commit: `wake` is set when it has its
+    `outcome`, or, with none, when its caller is to commit the queue (it leads)."""
+
+    draft: Draft
+    key: str | None
+    wake: asyncio.Future[None]
+    outcome: Stored | BaseException | None = None
+
+
 class PostgresStore(sql.SqlQueries):
     # The operations that are one shared statement come from `sql.SqlQueries`, in this spelling.
     dialect = sql.POSTGRES
@@ -246,6 +261,10 @@ class PostgresStore(sql.SqlQueries):
         self.clock = clock or Clock()
         self._pool_max = pool_max
         self._pool: asyncpg.Pool | None = None
+        # Group commit: one-user publishes that arrive while a batch is being written wait here
+        # and go together into the next statement; `_leading` while some caller is writing.
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._leading = False
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
@@ -298,7 +317,112 @@ class PostgresStore(sql.SqlQueries):
             await conn.fetchval("SELECT 1")
 
     async def add(self, draft: Draft, idempotency_key: str | None = None) -> Stored:
-        return await _retrying(lambda: self._add(draft, idempotency_key))
+        """One-user publishes are committed in groups, as the SQLite writer does: a publish
+        that finds none being written writes itself at once (one statement); those arriving
+        meanwhile queue, and the first of them, woken when that write is done, writes all the
+        queued ones in one statement and one round trip (`_PUBLISH_BATCH`), and so on. Nothing
+        waits for company, and under load a node sends one statement per batch, not per
+        publish. The caller that writes is one of the publishers (no task of its own), so an
+        answer costs no extra task switch. A batch to many users is one statement already."""
+        if len(draft.user_ids) != 1:
+            return await _retrying(lambda: self._add(draft, idempotency_key))
+        mine = _Queued(draft, idempotency_key, asyncio.get_running_loop().create_future())
+        self._queue.append(mine)
+        if self._leading:
+            try:
+                await mine.wake
+            except asyncio.CancelledError:
+                self._abandon(mine)
+                raise
+            if mine.outcome is not None:
+                return _answer(mine.outcome)
+        self._leading = True
+        batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+        try:
+            await self._commit_batch(batch)
+        finally:
+            self._hand_on()
+        assert mine.outcome is not None
+        return _answer(mine.outcome)
+
+    def _abandon(self, mine: _Queued) -> None:
+        """A queued caller was cancelled: its publish leaves the queue unwritten, and if it had
+        just been given the lead, the lead passes on."""
+        if mine in self._queue:
+            self._queue.remove(mine)
+            if mine.wake.done() and not mine.wake.cancelled():
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Wake the first queued caller to write the next batch, or let the next one lead."""
+        while self._queue and self._queue[0].wake.done():
+            # Its caller was cancelled and has not yet taken it out (`_abandon`).
+            self._queue.popleft()
+        if self._queue:
+            self._queue[0].wake.set_result(None)
+        else:
+            self._leading = False
+
+    async def _commit_batch(self, batch: list[_Queued]) -> None:
+        outcomes: list[Stored | BaseException]
+        try:
+            stored = None
+            if len(batch) > 1:
+                stored = await _retrying(lambda: self._add_batch(batch))
+            # One publish, or a batch that wrote nothing (a key in it used before, or a value
+            # the database refused): each on its own, so each gets its own answer.
+            outcomes = list(stored) if stored is not None else [await self._one(q) for q in batch]
+        except StoreUnavailable as exc:
+            outcomes = [exc] * len(batch)
+        except BaseException as exc:
+            # The writing caller was cancelled mid-statement (whether it committed is unknown,
+            # as with a connection lost then: the others are told to retry, 503), or failed
+            # unexpectedly: none of the others may wait for ever.
+            lost = exc
+            if isinstance(exc, asyncio.CancelledError):
+                lost = StoreUnavailable("PostgreSQL: the group commit was interrupted; retry")
+            _settle(batch, [lost] * len(batch))
+            raise
+        _settle(batch, outcomes)
+
+    async def _one(self, q: _Queued) -> Stored | BaseException:
+        try:
+            return await _retrying(lambda: self._add(q.draft, q.key))
+        except Exception as exc:
+            # Its own failure (a key reused for another publish, a value refused) is its
+            # caller's answer alone.
+            return exc
+
+    async def _add_batch(self, batch: list[_Queued]) -> list[Stored] | None:
+        """The batch in one statement, or None when the database refused it (nothing
+        written): a key in it taken, or a value one of the publishes carries."""
+        stamp = self.clock.now_ms()
+        drafts = [q.draft for q in batch]
+        inbox = [inbox_values(d) for d in drafts]
+        columns = (
+            [d.user_ids[0] for d in drafts],
+            [d.message for d in drafts],
+            [d.link for d in drafts],
+            [d.kind for d in drafts],
+            [encode_data(d.data) for d in drafts],
+            *([v[i] for v in inbox] for i in range(5)),
+            [q.key for q in batch],
+            [None if q.key is None else q.draft.fingerprint() for q in batch],
+        )
+        async with self._conn() as conn:
+            try:
+                rows = await conn.fetch(_PUBLISH_BATCH, *columns, stamp)
+            except asyncpg.PostgresError as exc:
+                # A rollback is retried and a lost server answered 503, the batch as a whole;
+                # what else the database refuses (a key taken, a value) is one publish's.
+                if isinstance(exc, (asyncpg.TransactionRollbackError, *UNAVAILABLE)):
+                    raise
+                return None
+        seqs = {r["i"]: r["seq"] for r in rows}
+        return [
+            Stored(made(d, ((d.user_ids[0], seqs[i]),), stamp))
+            for i, d in enumerate(drafts, start=1)
+        ]
 
     async def _add(self, draft: Draft, idempotency_key: str | None) -> Stored:
         stamp = self.clock.now_ms()
@@ -925,6 +1049,44 @@ _PUBLISH_KEYED = (
     "FROM n JOIN unnest($1::text[]) WITH ORDINALITY AS o (id, i) ON o.id = n.user_id), $13) "
     "SELECT user_id, seq FROM n"
 )
+
+
+# Group commit's statement: one-user publishes, the i-th publish's fields in the i-th element of
+# each array. A user with several of them is counted up by as many at once, and they take the
+# seqs below the new count in the order they came; the keys go in last, as in `_COUNT_UP`.
+_PUBLISH_BATCH = (
+    "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+    "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[], "
+    "$12::text[]) WITH ORDINALITY AS d (user_id, message, link, kind, data, category, actor, "
+    "actions, grp, expires_ms, key, fingerprint, i)), "
+    "c AS (SELECT user_id, count(*) AS n FROM d GROUP BY user_id), "
+    "s AS (INSERT INTO tidings_users AS u (user_id, last_seq) "
+    "SELECT user_id, n FROM c ORDER BY user_id "
+    "ON CONFLICT (user_id) DO UPDATE SET last_seq = u.last_seq + excluded.last_seq "
+    "RETURNING user_id, last_seq), "
+    "r AS (SELECT d.*, s.last_seq - c.n + row_number() OVER (PARTITION BY d.user_id "
+    "ORDER BY d.i) AS seq FROM d JOIN c USING (user_id) JOIN s USING (user_id)), "
+    f"n AS (INSERT INTO tidings_notifications ({COLUMNS}) "
+    "SELECT user_id, seq, message, link, kind, data, $13, NULL, category, actor, actions, grp, "
+    "expires_ms, NULL, NULL, NULL FROM r), "
+    "k AS (INSERT INTO tidings_idempotency (key, created_ms, refs, fingerprint) "
+    "SELECT key, $13, json_build_array(json_build_array(user_id, seq))::text, fingerprint "
+    "FROM r WHERE key IS NOT NULL) "
+    "SELECT i, seq FROM r"
+)
+
+
+def _settle(batch: list[_Queued], outcomes: Sequence[Stored | BaseException]) -> None:
+    for q, outcome in zip(batch, outcomes, strict=True):
+        q.outcome = outcome
+        if not q.wake.done():
+            q.wake.set_result(None)
+
+
+def _answer(outcome: Stored | BaseException) -> Stored:
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 async def _add_in(conn: Conn, draft: Draft, idempotency_key: str | None, stamp: int) -> Stored:

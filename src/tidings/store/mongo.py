@@ -143,8 +143,8 @@ NOT_IMPLEMENTED = 238
 # range, so reading beyond what was asked costs); on FerretDB every read is a scan of the whole
 # collection, so all are read in one.
 BATCH_SPAN = 2_000
-# `position_many` reads this many seqs above each user's floor; a user with more is searched
-# alone (`_newest`).
+# `position_many` reads this many seqs above each user's floor (on MongoDB; on FerretDB, all
+# of them: the read is a scan either way); a user with more is searched alone (`_newest`).
 SEARCH_SPAN = 100
 # What every read adds to its filter: tombstones are invisible.
 LIVE: Doc = {"deleted": {"$ne": True}}
@@ -227,10 +227,11 @@ def _notification(doc: Doc) -> Notification:
     )
 
 
-def _spans(ranges: list[tuple[int, int, T]], span: float) -> list[list[T]]:
+def _spans(ranges: Sequence[tuple[int, float, T]], span: float) -> list[list[T]]:
     """The ranges' items in groups, each group's ranges within one of at most `span` seqs."""
     groups: list[list[T]] = []
-    start = end = 0
+    start: float = 0
+    end: float = 0
     for low, high, item in sorted(ranges, key=lambda r: r[0]):
         if groups and max(end, high) - start <= span:
             groups[-1].append(item)
@@ -298,6 +299,7 @@ class MongoStore:
         # How far apart a batch's requests may be and still be read in one range (see
         # BATCH_SPAN): unbounded on a server that scans anyway (found at open).
         self._batch_span: float = BATCH_SPAN
+        self._search_span: float = SEARCH_SPAN
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -349,7 +351,7 @@ class MongoStore:
             await self._migrate()
             info = await self._client.admin.command("buildInfo")
         if "ferretdbVersion" in info:
-            self._batch_span = math.inf
+            self._batch_span = self._search_span = math.inf
 
     async def _migrate(self) -> None:
         meta = self._db["meta"]
@@ -820,10 +822,11 @@ class MongoStore:
                 u: max(int((r or {}).get("floor", 0)), pruned[u])
                 for u, r in zip(users, records, strict=True)
             }
-            ranges = [(floors[u], floors[u] + SEARCH_SPAN, u) for u in users]
+            span = self._search_span
+            ranges = [(floors[u], floors[u] + span, u) for u in users]
             for group in _spans(ranges, self._batch_span):
                 low = min(floors[u] for u in group)
-                high = max(floors[u] for u in group) + SEARCH_SPAN
+                high = max(floors[u] for u in group) + span
                 found = await self._seqs_between(list(group), low, high, {"seq": 1, "user_id": 1})
                 # As in `_newest`: pruning may have raised a floor meanwhile, removing
                 # documents this read missed; such a user is read alone.
@@ -835,7 +838,7 @@ class MongoStore:
                         int((record or {}).get("pruned_upto", 0)),
                     )
                     dense = seqs == list(range(floors[u] + 1, floors[u] + 1 + len(seqs)))
-                    if moved > floors[u] or not dense or floors[u] + SEARCH_SPAN in seqs:
+                    if moved > floors[u] or not dense or floors[u] + span in seqs:
                         continue
                     newest = seqs[-1] if seqs else floors[u]
                     known[u] = Position(last_seq=max(pruned[u], newest), pruned_upto=pruned[u])
@@ -850,10 +853,11 @@ class MongoStore:
         return [found.get(u) for u in user_ids]
 
     async def _seqs_between(
-        self, user_ids: list[str], low: int, high: int, projection: Doc | None
+        self, user_ids: list[str], low: int, high: float, projection: Doc | None
     ) -> dict[str, list[Doc]]:
         """The users' documents with `low < seq <= high` (tombstones too), by user."""
-        query: Doc = {"user_id": {"$in": user_ids}, "seq": {"$gt": low, "$lte": high}}
+        seqs: Doc = {"$gt": low} if high == math.inf else {"$gt": low, "$lte": high}
+        query: Doc = {"user_id": {"$in": user_ids}, "seq": seqs}
         found: dict[str, list[Doc]] = {}
         async for doc in self._notifications.find(query, projection):
             found.setdefault(doc["user_id"], []).append(doc)

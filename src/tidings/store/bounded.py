@@ -96,6 +96,17 @@ class _Slots:
                 return
         self.free += 1
 
+    async def run(
+        self, wait_s: float, busy: str, call: Operation, *args: Any, **kwargs: Any
+    ) -> Any:
+        """`call` holding one slot (see `take`)."""
+        if not self.try_take():
+            await self.take(wait_s, busy)
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            self.release()
+
 
 @runtime_checkable
 class BatchedReads(Protocol):
@@ -148,29 +159,16 @@ class BoundedStore(StoreWrapper):
             return admitted
 
         async def admitted_slot(*args: Any, **kwargs: Any) -> Any:
-            if not slots.try_take():
-                await slots.take(timeout, self._busy)
-            try:
-                return await call(*args, **kwargs)
-            finally:
-                slots.release()
+            return await slots.run(timeout, self._busy, call, *args, **kwargs)
 
         return admitted_slot
 
     async def catch_up(self, call: Operation, *args: Any, **kwargs: Any) -> Any:
         """`call` in a slot from the catch-up reads' share first, then one of all the slots."""
-        catch_up, slots, timeout = self._catch_up, self._slots, self.queue_timeout
-        if not catch_up.try_take():
-            await catch_up.take(timeout, self._catch_up_busy)
-        try:
-            if not slots.try_take():
-                await slots.take(timeout, self._busy)
-            try:
-                return await call(*args, **kwargs)
-            finally:
-                slots.release()
-        finally:
-            catch_up.release()
+        slots, timeout = self._slots, self.queue_timeout
+        return await self._catch_up.run(
+            timeout, self._catch_up_busy, slots.run, timeout, self._busy, call, *args, **kwargs
+        )
 
 
 Many = Callable[[list[Any]], Awaitable[list[Any]]]

@@ -19,6 +19,9 @@ from tests.support import HTTP, PUBLISHER_KEY, SECRET, Server, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# A wheel built and a fresh venv installed before the first test: started first on the workers.
+pytestmark = pytest.mark.slow
+
 # What `pip install tidings` brings and an app must not get from tidings-client.
 SERVER_ONLY = {"uvicorn", "fastapi", "starlette", "aiosqlite", "asyncpg", "pymongo", "redis"}
 

@@ -274,6 +274,8 @@ def test_head_and_log_settings_have_defaults_and_parse() -> None:
         ("max_head_bytes", "lots"),
         ("head_timeout", "0"),
         ("head_timeout", "-1"),
+        ("backlog", "0"),
+        ("backlog", "70000"),
         ("log_format", "xml"),
         ("log_level", "loud"),
     ],

@@ -85,6 +85,8 @@ class Settings:
     # The edge: bounded request heads (tidings.heads) and the log format (tidings.logs).
     max_head_bytes: int = 64 * 1024
     head_timeout: float = 10.0
+    # Connections the kernel holds for the server before it accepts them (listen backlog).
+    backlog: int = 4096
     log_format: str = "plain"
     log_level: str = "info"
     log_repeat_window: float = 10.0
@@ -231,6 +233,8 @@ class Settings:
             raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
         if self.head_timeout <= 0:
             raise ConfigError("TIDINGS_HEAD_TIMEOUT must be a positive number of seconds")
+        if not 1 <= self.backlog <= 65535:
+            raise ConfigError("TIDINGS_BACKLOG must be between 1 and 65535")
         if self.log_repeat_window <= 0:
             raise ConfigError("TIDINGS_LOG_REPEAT_WINDOW must be a positive number of seconds")
         if self.log_format.lower() not in LOG_FORMATS:

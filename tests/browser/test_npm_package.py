@@ -34,6 +34,9 @@ STATIC = ROOT / "src" / "tidings" / "web" / "static"
 # npm and Vite on a busy machine: minutes at worst, not hours.
 NPM_TIMEOUT = 300
 
+# npm pack and four Vite builds before the first test: started first on the parallel workers.
+pytestmark = pytest.mark.slow
+
 
 def npm() -> str:
     found = shutil.which("npm")

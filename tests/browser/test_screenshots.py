@@ -6,11 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.browser.conftest import require_chromium
 from tests.browser.screenshots import SHOTS
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
+
+# A browser through every state of the bell, in its own process: started first on the workers.
+pytestmark = pytest.mark.slow
 
 
 def test_the_screenshot_script_writes_every_picture(tmp_path: Path) -> None:

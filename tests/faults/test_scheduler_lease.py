@@ -11,7 +11,6 @@ order."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -37,12 +36,11 @@ LEASE = 2.0
 # and a loaded machine's slowness.
 WITHIN = LEASE + 8.0
 
-# The dying node: claims the due rows (its clock a second ahead) with the configured lease, says
-# so, and waits to be killed.
+# The dying node: claims the due rows (its clock a second ahead) with the lease it is given (B's,
+# LEASE), says so, and waits to be killed.
 CLAIMER = """
 import asyncio, sys
 from tidings.clock import Clock, now_ms
-from tidings.settings import Settings
 from tidings.store import create_store
 
 class Ahead(Clock):
@@ -53,7 +51,7 @@ async def main() -> None:
     store = create_store(sys.argv[1], clock=Ahead())
     await store.open()
     print("ready", flush=True)
-    lease_ms = int(Settings().scheduler_lease * 1000)
+    lease_ms = int(float(sys.argv[3]) * 1000)
     claimed = []
     while len(claimed) < int(sys.argv[2]):
         claimed += await store.claim_due(lease_ms, 100)
@@ -83,8 +81,8 @@ async def test_rows_a_killed_node_claimed_are_delivered_within_one_lease(
         CLAIMER,
         database,
         str(COUNT * len(USERS)),
+        str(LEASE),
         stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "TIDINGS_SCHEDULER_LEASE": str(LEASE)},
     )
     assert claimer.stdout is not None
     try:

@@ -554,7 +554,9 @@ samples every node with py-spy through the rate window and adds `profile` (µs p
 part of the path, summed over the nodes; folded stacks beside the nodes' logs in
 `bench/.work/run/cluster/`). What one such profile showed at 4 nodes on Redis (a loaded machine,
 so shares rather than totals): the store write ~45 % (asyncpg round trips: BEGIN, the
-statements, COMMIT, and the pool's reset query on release, which the store no longer sends),
+statements, COMMIT, and the pool's reset query on release, which the store no longer sends; a
+publish is now one statement in one round trip, and concurrent one-user publishes on a node
+share one, see PostgreSQL in docs/deploy.md),
 uvloop's own C code ~19 %, the bus ~11 % (half of it the write of each PUBLISH), the SSE writes
 ~10 %; a socket write costs tens of µs on this virtual machine, so the many-node path pays per
 round trip more than per byte."""

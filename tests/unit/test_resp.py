@@ -74,10 +74,12 @@ class _Transport(asyncio.WriteTransport):
     def __init__(self) -> None:
         super().__init__()
         self.sent = b""
+        self.writes = 0
         self.closing = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.sent += bytes(data)
+        self.writes += 1
 
     def is_closing(self) -> bool:
         return self.closing
@@ -114,6 +116,26 @@ async def test_a_call_takes_its_replies_in_order_and_a_lost_connection_fails_it(
     assert conn.closed()
     with pytest.raises(ConnectionError):
         conn.write(["PING"])
+
+
+async def test_calls_made_in_one_turn_go_out_in_one_write_and_each_gets_its_own_replies() -> None:
+    conn = RespConnection()
+    transport = _Transport()
+    _Protocol(conn).connection_made(transport)
+    # What a group commit's publishers do when their batch is answered: announce together.
+    calls = [asyncio.ensure_future(conn.call([["PUBLISH", f"u{i}", "m"]])) for i in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # their turn, then the write at the end of it
+    assert transport.writes == 1
+    assert transport.sent.count(b"PUBLISH") == 3
+    assert transport.sent.index(b"u0") < transport.sent.index(b"u1") < transport.sent.index(b"u2")
+    # A subscriber-style write after them goes after them: replies keep the order written.
+    conn.write(["PING"])
+    assert transport.writes == 2
+    assert transport.sent.endswith(b"*1\r\n$4\r\nPING\r\n")
+    conn._feed(b":0\r\n:1\r\n:2\r\n")
+    async with asyncio.timeout(2):
+        assert [await c for c in calls] == [[0], [1], [2]]
 
 
 async def test_a_malformed_reply_ends_the_connection() -> None:

@@ -146,7 +146,7 @@ def test_a_reconnect_that_gets_no_answer_is_abandoned_and_retried(behind_proxy: 
     server, proxy, page = behind_proxy("1")
     # The client's timeout shortened from its 10 s (the bell's `timeout` attribute), so the test
     # waits out 3 s, not 10, for each abandoned connect.
-    mount_bell(page, proxy.url, make_token("alice"), timeout="3000")
+    mount_bell(page, proxy.url, make_token("alice"))
     before = proxy.count(STREAM)
 
     # The proxy cuts the stream and then passes nothing: the browser's own reconnect (after

@@ -144,8 +144,8 @@ def test_two_pings_delivered_together_do_not_make_the_watchdog_reopen_the_stream
 
 def test_a_reconnect_that_gets_no_answer_is_abandoned_and_retried(behind_proxy: Setup) -> None:
     server, proxy, page = behind_proxy("1")
-    # The client's timeout shortened from its 10 s (the bell's `timeout` attribute), so the test
-    # waits out 3 s, not 10, for each abandoned connect.
+    # The client's default 10 s timeout: with 3 s (the bell's `timeout` attribute) the reopened
+    # stream's notification once failed to arrive in CI (not yet understood).
     mount_bell(page, proxy.url, make_token("alice"))
     before = proxy.count(STREAM)
 

@@ -738,28 +738,10 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
                 if count - before["statuses"].get(code, 0)
             },
             # Streams done (all their notifications in) this many seconds after ready.
-            "done_after_ready_s": {
-                q: round(v, 2)
-                for q, v in (
-                    ("p10", pct(after_ready, 0.1)),
-                    ("p50", pct(after_ready, 0.5)),
-                    ("p90", pct(after_ready, 0.9)),
-                    ("p99", pct(after_ready, 0.99)),
-                )
-                if v is not None
-            },
+            "done_after_ready_s": _spread(after_ready, pct),
             # Streams answered (response head) this many seconds after ready: the gap to the
             # line above is the server's catch-up, this one's own spread is the clients' return.
-            "opened_after_ready_s": {
-                q: round(v, 2)
-                for q, v in (
-                    ("p10", pct(opened_after, 0.1)),
-                    ("p50", pct(opened_after, 0.5)),
-                    ("p90", pct(opened_after, 0.9)),
-                    ("p99", pct(opened_after, 0.99)),
-                )
-                if v is not None
-            },
+            "opened_after_ready_s": _spread(opened_after, pct),
             # The server's CPU from its start to the last stream done (or the limit).
             "server_cpu_s": round(cpu1 - cpu0, 2),
             "open_at_end": st["open"],
@@ -998,3 +980,11 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     os.chdir(common.ROOT)
     sys.exit(main())
+
+
+def _spread(values: list[float], pct: Any) -> dict[str, float]:
+    """p10, p50, p90 and p99 of `values` (those there are), rounded to 10 ms."""
+    found = {
+        q: pct(values, f) for q, f in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+    }
+    return {q: round(v, 2) for q, v in found.items() if v is not None}

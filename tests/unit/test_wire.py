@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tidings.bus.wire import DEFAULT_LIMIT, decode, encode, resync_message
+from tidings.bus.wire import DEFAULT_LIMIT, decode, encode, encode_per_user, resync_message
 from tidings.events import (
     ArchiveChanged,
     Deleted,
@@ -276,3 +276,54 @@ def test_a_shared_body_too_large_for_a_message_travels_as_users_and_seqs() -> No
 
 def round_trip_shared(events: Sequence[Event], limit: int = DEFAULT_LIMIT) -> list[Event]:
     return [e for m in encode(events, limit, shared_bodies=True) for e in decode(m)]
+
+
+def test_a_publish_to_many_users_on_a_per_user_bus_is_each_users_own_message() -> None:
+    # A per-user bus (Redis, NATS) sends every user their own message; a broadcast's messages
+    # differ only in the user and the seq, and are encoded once and spliced: they must be
+    # exactly what encoding each user's events on its own gives, whatever the users are.
+    body: dict[str, object] = {
+        "data": {"by": "bob", "n": [1, 2]},
+        "category": "billing",
+        "actor": Actor("Ada", None),
+        "group": "g",
+    }
+    per_user: dict[str, list[Event]] = {}
+    for i, user in enumerate(["ann", 'o"dd\\one', "zoë ✓", "x" * 200, "bob"]):
+        per_user[user] = [Published(user, i + 1, notification(user, i + 1, "hi\nall", **body))]
+    per_user["cy"] = [ReadChanged("cy", 2, up_to=4)]
+    per_user["dee"] = [Published("dee", 3, notification("dee", 3)), Deleted("dee", 2, 0)]
+    per_user["eve"] = [Published("eve", 9, notification("eve", 9, "hi\nall", **body))]
+    # Small enough that the 200-character user's message no longer carries the body.
+    limit = len(encode([per_user["ann"][0]])[0]) + 100
+    got = list(encode_per_user(per_user, limit))
+    want = [(user, m) for user, events in per_user.items() for m in encode(events, limit)]
+    assert got == want
+    assert '"n":' not in dict(got)["x" * 200]
+
+
+def test_a_run_of_one_notification_messages_decodes_as_each_would_alone() -> None:
+    # The receiving node decodes a broadcast's messages as copies of the first one's
+    # notification; each must still be that message's own user, seq and SSE line, and a
+    # message with another body (or another kind) in between must not be taken for a copy.
+    shared = {"data": {"k": "é"}, "category": "c"}
+    sent: list[Event] = [
+        Published(f"user {i} ✓", 10 + i, notification(f"user {i} ✓", 10 + i, "hey", **shared))
+        for i in range(5)
+    ]
+    sent.insert(2, Published("ann", 4, notification("ann", 4, "other")))
+    sent.insert(4, ReadChanged("ann", 1, up_to=4))
+    sent.append(Published("bob", 99, notification("bob", 99, "hey", **shared, read_ms=5)))
+    sent.append(Published("cy", 100, notification("cy", 100, "hey", **shared)))
+    for raw in (True, False):
+        got = []
+        for event in sent:
+            (message,) = encode([event])
+            got += decode(message.encode() if raw else message)
+        assert got == sent
+        for before, after in zip(sent, got, strict=True):
+            if isinstance(before, Published):
+                assert isinstance(after, Published)
+                assert after.notification is not None
+                assert before.notification is not None
+                assert after.notification.line == before.notification.dumps()

@@ -256,10 +256,9 @@ class RoutedBus(Receiver):
             else:
                 per_user.setdefault(user_id, []).append(event)
         batches: dict[int, list[tuple[str | None, str]]] = {}
-        for user_id, mine in per_user.items():
-            batch = batches.setdefault(self.shard_of(user_id), [])
-            for message in wire.encode(mine, self.limit):
-                batch.append((user_id, message))
+        # A publish to many users: one encoding, spliced per user (`wire.encode_per_user`).
+        for user_id, message in wire.encode_per_user(per_user, self.limit):
+            batches.setdefault(self.shard_of(user_id), []).append((user_id, message))
         if node_wide:
             batch = batches.setdefault(self.home_shard(), [])
             for message in wire.encode(node_wide, self.limit):

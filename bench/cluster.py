@@ -59,6 +59,7 @@ CENTRIFUGO_METRIC = "centrifugo_node_messages_received_count"
 # run then says where the nodes' CPU went (bench/profile.py's parts, µs per notification) and
 # keeps the folded stacks next to the nodes' logs. Sampling costs the nodes a little CPU.
 PROFILE_ENV = "BENCH_CLUSTER_PROFILE"
+SHAPE_ENV = "BENCH_CLUSTER_SHAPE"
 PROFILE_HZ = 100
 # The streams are open and nothing is published: the nodes' CPU over this long, at the end of
 # the settle time, is their idle cost (heartbeats, timers), reported beside the busy figures.
@@ -798,6 +799,12 @@ def scenario_cluster(
     from bench.stores import fresh, services_env
 
     cc = QUICK if cfg.quick else FULL
+    # A smaller shape for an A/B on a shared machine, e.g.
+    # BENCH_CLUSTER_SHAPE="streams=2000,rate=800,seconds=6,broadcast_users=1000".
+    for pair in filter(None, os.environ.get(SHAPE_ENV, "").split(",")):
+        name, _, value = pair.partition("=")
+        kind = type(getattr(cc, name.strip()))
+        cc = replace(cc, **{name.strip(): kind(value.strip())})
     if nodes:
         cc = replace(cc, nodes=nodes)
     if repeat:

@@ -187,6 +187,13 @@ class NatsBus(RoutedBus):
         for user_id, message in messages:
             subject = self.home_subject() if user_id is None else self.user_subject(user_id)
             await client.publish(subject, message.encode())
+        # No flush (a PING and its PONG per announcement): the client's own flusher writes
+        # them, and `_confirm` makes the round trip once per TICK.
+
+    async def _confirm(self, shard: Shard) -> None:
+        client = self._client if self._client is not None else self._sender
+        if client is None or not client.is_connected:
+            raise ConnectionError("not connected to NATS")
         # The round trip that tells us the server has them (or that it is gone).
         await client.flush(timeout=ANNOUNCE_TIMEOUT)
 

@@ -184,7 +184,7 @@ class RedisBus(RoutedBus):
         state: dict[str, float | None],
         frame: Reply,
     ) -> None:
-        state["seen"], state["ping"] = asyncio.get_running_loop().time(), None
+        state["seen"], state["ping"] = conn._loop.time(), None
         if isinstance(frame, RespError):
             # MOVED (the cluster changed), or a refused command: connect afresh.
             conn.fail(ConnectionError(str(frame)))
@@ -269,9 +269,8 @@ class RedisBus(RoutedBus):
         log.warning("bus %s: a publish was refused: %s", shard.where, error)
         self._unconfirmed_lost(shard)
 
-    async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
-        conn = await self._publisher(shard)
-        commands = [
+    def _commands(self, messages: Sequence[tuple[str | None, str]]) -> list[list[str]]:
+        return [
             [
                 self.publish_cmd,
                 self.home_channel() if user_id is None else self.user_channel(user_id),
@@ -279,7 +278,17 @@ class RedisBus(RoutedBus):
             ]
             for user_id, message in messages
         ]
-        conn.send(commands)
+
+    def _publish_nowait(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> bool:
+        conn = self._publishers.get(shard.index)
+        if conn is None or not conn.writable() or conn.closed():
+            return False
+        conn.send(self._commands(messages))
+        return True
+
+    async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
+        conn = await self._publisher(shard)
+        conn.send(self._commands(messages))
         # A big batch (a broadcast) waits while the socket's buffer is full.
         await conn.drained()
 

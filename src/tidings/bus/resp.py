@@ -176,7 +176,9 @@ class RespConnection:
         self._reader: asyncio.Future[None] | None = None
         self._error: ConnectionError | None = None
         self._paused: asyncio.Future[None] | None = None
-        self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Kept: asyncio.get_running_loop() is a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
+        self._gone: asyncio.Future[None] = self._loop.create_future()
         # Calls made in one turn of the event loop, written together at its end (`call`).
         self._outgoing: list[bytes] = []
         # `send` with replies switched off (CLIENT REPLY OFF, `replies_off`): no reply to read.
@@ -303,7 +305,7 @@ class RespConnection:
         if self._error is not None:
             raise self._error
         if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._outgoing.append(b"".join(_command(c) for c in commands))
         if not self._quiet:
             self._waiting.extend([None] * len(commands))
@@ -323,6 +325,10 @@ class RespConnection:
         self._outgoing.append(_REPLY_ON + _command(["PING"]) + _REPLY_OFF)
         self._waiting.extend([None, pong])
         await pong
+
+    def writable(self) -> bool:
+        """True when `send` can go at once: connected, and the socket's buffer not full."""
+        return self._error is None and self._paused is None
 
     async def drained(self) -> None:
         """Return once the socket's buffer is below its high-water mark again (a big batch)."""

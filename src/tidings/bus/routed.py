@@ -115,6 +115,11 @@ class RoutedBus(Receiver):
         TICK). Raise when they cannot be written; call `_unconfirmed_lost` when a connection
         they went out on fails, or the engine refuses one."""
 
+    def _publish_nowait(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> bool:
+        """Write as `_publish` does when that needs no waiting (connected, buffer not full),
+        and say whether it did: the common case then costs no timeout to set up and cancel."""
+        return False
+
     @abc.abstractmethod
     async def _confirm(self, shard: Shard) -> None:
         """Return once the engine took everything `_publish` wrote before; raise if it cannot
@@ -353,9 +358,10 @@ class RoutedBus(Receiver):
         if not messages:
             return
         try:
-            # A publish to 10,000 users is 10,000 messages: give a large batch its time.
-            async with asyncio.timeout(ANNOUNCE_TIMEOUT + len(messages) / MESSAGES_PER_SECOND):
-                await self._publish(shard, messages)
+            if not self._publish_nowait(shard, messages):
+                # A publish to 10,000 users is 10,000 messages: give a large batch its time.
+                async with asyncio.timeout(ANNOUNCE_TIMEOUT + len(messages) / MESSAGES_PER_SECOND):
+                    await self._publish(shard, messages)
         except BaseException:
             # Stored but not announced: these users' streams must look once we can publish.
             shard.owe_all = shard.owe_all or owe_all

@@ -46,6 +46,8 @@ log = logging.getLogger("tidings.bus")
 OWED_MAX: Final = 10_000
 # The slowest rate a healthy engine takes messages at, for the time an announcement may take.
 MESSAGES_PER_SECOND: Final = 2_000
+# How long `close` waits for the engines to confirm what was announced last.
+CLOSE_CONFIRM: Final = 1.0
 
 
 class Shard(Link):
@@ -389,12 +391,14 @@ class RoutedBus(Receiver):
     async def close(self) -> None:
         self._closing = True
         # What was written reaches the engine before the connections close (`tidings send`
-        # has no tick to confirm it).
-        for shard in self.shards:
-            if shard.unconfirmed or shard.unconfirmed_home:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(ANNOUNCE_TIMEOUT):
-                        await self._confirm(shard)
+        # has no tick to confirm it); all shards at once, and briefly: a node stops in seconds.
+        pending = [s for s in self.shards if s.unconfirmed or s.unconfirmed_home]
+        if pending:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_CONFIRM):
+                    await asyncio.gather(
+                        *(self._confirm(s) for s in pending), return_exceptions=True
+                    )
         for shard in self.shards:
             task, shard.task = shard.task, None
             if task is not None:

@@ -174,8 +174,14 @@ async def test_with_replies_off_a_checkpoint_turns_them_on_for_one_ping() -> Non
     conn = RespConnection()
     transport = _Transport()
     _Protocol(conn).connection_made(transport)
-    conn.replies_off()
-    assert transport.sent == b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n"
+    turning = asyncio.ensure_future(conn.replies_off())
+    await asyncio.sleep(0)
+    assert transport.sent.count(b"REPLY") == 2  # OFF, then ON and a PING to see OFF took
+    conn._feed(b"+OK\r\n+PONG\r\n")
+    async with asyncio.timeout(2):
+        assert await turning
+    assert transport.sent.endswith(b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n")
+    transport.sent = b""
     conn.send([["PUBLISH", "a", "x"]])
     checkpoint = asyncio.ensure_future(conn.checkpoint())
     await asyncio.sleep(0)
@@ -206,3 +212,19 @@ async def test_with_replies_off_a_checkpoint_turns_them_on_for_one_ping() -> Non
             await lost
     with pytest.raises(ConnectionError):
         conn.send([["PUBLISH", "a", "z"]])
+
+
+async def test_a_server_that_refuses_client_reply_keeps_its_replies() -> None:
+    conn = RespConnection()
+    transport = _Transport()
+    _Protocol(conn).connection_made(transport)
+    turning = asyncio.ensure_future(conn.replies_off())
+    await asyncio.sleep(0)
+    conn._feed(b"-ERR unknown subcommand\r\n-ERR unknown subcommand\r\n+PONG\r\n")
+    async with asyncio.timeout(2):
+        assert not await turning
+    # Replies stay on: each sent command's reply is read and dropped, none piles up.
+    conn.send([["PUBLISH", "a", "x"]])
+    conn._feed(b":1\r\n")
+    assert not conn._replies
+    assert not conn._waiting

@@ -261,7 +261,12 @@ class RedisBus(RoutedBus):
                 conn = await RespConnection.open(self.endpoint(shard), CONNECT_TIMEOUT)
                 conn.on_error = functools.partial(self._refused, shard)
                 if self.replies_off:
-                    conn.replies_off()
+                    try:
+                        async with asyncio.timeout(CONNECT_TIMEOUT):
+                            await conn.replies_off()
+                    except BaseException:
+                        conn.close()
+                        raise
                 self._publishers[shard.index] = conn
         return conn
 

@@ -292,12 +292,28 @@ class RespConnection:
 
     # -- the publisher side: sent without waiting --------------------------------------------
 
-    def replies_off(self) -> None:
+    async def replies_off(self) -> bool:
         """CLIENT REPLY OFF: the server answers nothing `send` sends, so the publisher reads
         nothing per publish (a read is a loop wake-up and tens of µs of system time here);
-        `checkpoint` confirms what was sent. Not for a cluster: a MOVED would go unseen."""
+        `checkpoint` confirms what was sent. Not for a cluster: a MOVED would go unseen.
+
+        Only on a fresh connection, before any call. False (and replies stay on) when the server
+        refuses it (a proxy, a managed Redis without CLIENT REPLY)."""
+        # OFF has no answer when it works; ON then answers +OK, and the PING +PONG. A refused
+        # OFF answers an error first.
+        self.write(["CLIENT", "REPLY", "OFF"], ["CLIENT", "REPLY", "ON"], ["PING"])
+        refused = False
+        while True:
+            reply = await self.read()
+            if isinstance(reply, RespError):
+                refused = True
+            elif reply == b"PONG":
+                break
+        if refused:
+            return False
         self.write(["CLIENT", "REPLY", "OFF"])
         self._quiet = True
+        return True
 
     def send(self, commands: Sequence[Sequence[str | bytes | int]]) -> None:
         """Queue `commands` for this turn's write and return: nothing waits for the replies.

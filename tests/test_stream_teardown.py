@@ -14,7 +14,7 @@ import time
 
 from tests.conftest import ServerFactory
 from tests.raw_sse import stream_request
-from tests.support import make_token
+from tests.support import ThreadServer, make_token
 from tidings.hub import Subscriber
 
 STREAMS = 20
@@ -43,6 +43,7 @@ def _left(prefix: str) -> list[Subscriber]:
 def test_an_ended_stream_leaves_no_reference_cycle(make_server: ServerFactory) -> None:
     # In this process (uvicorn in a thread), so its objects can be looked at.
     server = make_server(thread=True)
+    assert isinstance(server, ThreadServer)
     prefix = f"teardown-{time.monotonic_ns()}-"
     gc.collect()
     gc.disable()  # only reference counting frees anything now

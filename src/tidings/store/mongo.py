@@ -86,11 +86,13 @@ from tidings.store.common import (
     PENDING,
     SCHEMA_VERSION,
     by_key,
+    by_skip,
     check_fingerprint,
     check_schema,
     chunks,
     counts_of,
     decode_preferences,
+    deliver_by_key,
     delivery_key,
     due,
     encode_data,
@@ -1178,21 +1180,15 @@ class MongoStore:
         return count
 
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
-        delivered: list[Stored] = []
         async with self._guard():
-            for group in by_key(rows):
-                stored = await self._deliver(group)
-                if stored is not None:
-                    delivered.append(stored)
-        return delivered
+            return await deliver_by_key(rows, self._deliver)
 
     async def _deliver(self, group: Sequence[Due]) -> Stored | None:
         key = group[0].key
         stamp = self.clock.now_ms()
-        for skip in {r.skip for r in group if r.skip is not None}:
-            users = [r.user_id for r in group if r.skip == skip]
+        skipped, wanted = by_skip(group)
+        for skip, users in skipped.items():
             await self._mark(key, users, skip, stamp)
-        wanted = [r.user_id for r in group if r.skip is None]
         if not wanted:
             return None
         # The rows still pending (not cancelled, not marked delivered by another node).

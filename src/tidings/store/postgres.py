@@ -47,10 +47,11 @@ from tidings.store.common import (
     SCHEMA_VERSION,
     WOKEN,
     Step,
-    by_key,
+    by_skip,
     check_fingerprint,
     check_schema,
     decode_preferences,
+    deliver_by_key,
     due,
     encode_data,
     encode_draft,
@@ -610,23 +611,19 @@ class PostgresStore(sql.SqlQueries):
         return await self._renew(sql.SCHEDULED, match, lease_ms)
 
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
-        delivered: list[Stored] = []
-        for group in by_key(rows):
-            stored = await _retrying(functools.partial(self._deliver, group))
-            if stored is not None:
-                delivered.append(stored)
-        return delivered
+        return await deliver_by_key(
+            rows, lambda group: _retrying(functools.partial(self._deliver, group))
+        )
 
     async def _deliver(self, group: Sequence[Due]) -> Stored | None:
         key = group[0].key
         stamp = self.clock.now_ms()
         async with self._conn() as conn, conn.transaction():
-            for skip in {r.skip for r in group if r.skip is not None}:
-                users = [r.user_id for r in group if r.skip == skip]
-                await _mark(conn, key, users, skip, stamp)
+            skipped, users = by_skip(group)
+            for skip, marked in skipped.items():
+                await _mark(conn, key, marked, skip, stamp)
             # The rows first, locked to commit: a cancel waits for this transaction and then
             # finds them delivered; a cancel (or another node) that came first leaves nothing.
-            users = [r.user_id for r in group if r.skip is None]
             changed = set(await _mark(conn, key, users, DELIVERED, stamp))
             if not changed:
                 return None

@@ -56,6 +56,7 @@ from tidings.store.common import (
     WOKEN,
     Step,
     by_key,
+    by_skip,
     check_fingerprint,
     check_schema,
     chunks,
@@ -1105,12 +1106,11 @@ def _deliver(c: sqlite3.Connection, rows: Sequence[Due], stamp: int) -> list[Sto
 
 def _deliver_key(c: sqlite3.Connection, group: Sequence[Due], stamp: int) -> Stored | None:
     key = group[0].key
-    for skip in {r.skip for r in group if r.skip is not None}:
-        users = [r.user_id for r in group if r.skip == skip]
-        _mark(c, key, users, skip, stamp)
+    skipped, users = by_skip(group)
+    for skip, marked in skipped.items():
+        _mark(c, key, marked, skip, stamp)
     # Marked first, in the same transaction as the add: a row cancelled or delivered by another
     # process meanwhile is not pending any more and is not stored; a crash leaves both or none.
-    users = [r.user_id for r in group if r.skip is None]
     changed = set(_mark(c, key, users, DELIVERED, stamp))
     if not changed:
         return None

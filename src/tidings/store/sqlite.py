@@ -236,6 +236,7 @@ class _Connection:
         # Started on first use. A daemon: a process that exits without closing the store is not
         # held up by it (what it had not committed was not acknowledged either).
         self._thread: threading.Thread | None = None
+        self._closed = False
         self._conn: sqlite3.Connection | None = None
         self._busy_timeout_ms = busy_timeout_ms
 
@@ -270,6 +271,9 @@ class _Connection:
     def submit(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the connection's thread, after what is queued there; nobody waits for
         it (`fn` answers its callers itself)."""
+        if self._closed:
+            # As an executor shut down: no connection reopened behind a closed store's back.
+            raise RuntimeError("the SQLite connection is closed")
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
@@ -302,6 +306,7 @@ class _Connection:
 
         if self._conn is not None:
             await self.run(_close)
+        self._closed = True
         if self._thread is not None:
             # Idle by now (the close was the last thing queued): the join is immediate.
             self._work.put(None)

@@ -15,7 +15,7 @@ the sender's CPU per answer.
 
 For an A/B, run it once per arm with `PYTHONPATH=<the arm's src>` (the server and the store come
 from there), arms interleaved, under `flock /work/wt/bench.lock` on a shared machine. Prints one
-line per run; nothing is written to bench/results (docs/benchmarks.md, section 12, quotes them).
+line per run; nothing is written to bench/results (docs/benchmarks.md, section 13, quotes them).
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ class Reader(asyncio.Protocol):
         self.closing = False
         self.connected = False
         self.dup_count = 0
+        # When the connect attempt now under way began (the storm's per-client service time).
+        self.attempt_at = 0.0
 
     def request(self) -> bytes:
         lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.gen.host}:{self.port}"]
@@ -199,6 +201,10 @@ class Reader(asyncio.Protocol):
                 self.gen.done += 1
                 self.gen.last_done = now
                 self.gen.done_at.append(now)
+                # The attempt that got it all: when the client came back, and how long the
+                # server took from there (accept queue, head, catch-up, the writes).
+                self.gen.returned_at.append(self.attempt_at)
+                self.gen.served_in.append(now - self.attempt_at)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connected:
@@ -241,6 +247,9 @@ class Readers:
         self.done_at = array("d")
         # When each stream's response head (200) came since the mark.
         self.opened_at = array("d")
+        # When each stream done since the mark had begun the connect attempt that got it there.
+        self.returned_at = array("d")
+        self.served_in = array("d")
         self.tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, reader: Reader) -> None:
@@ -253,6 +262,7 @@ class Readers:
     async def connect(self, reader: Reader) -> bool:
         loop = asyncio.get_running_loop()
         reader.ready = loop.create_future()
+        reader.attempt_at = time.time()
         try:
             await asyncio.wait_for(self._open(reader), CONNECT_TIMEOUT)
             return await asyncio.wait_for(reader.ready, HEAD_TIMEOUT)
@@ -818,6 +828,8 @@ async def main(host: str, port: int, source: str | None) -> None:
             readers.last_done = 0.0
             readers.done_at = array("d")
             readers.opened_at = array("d")
+            readers.returned_at = array("d")
+            readers.served_in = array("d")
             readers.stats.reset()
             mark_cpu, mark_wall = _cpu(), time.time()
             reply({"ok": True})
@@ -842,6 +854,8 @@ async def main(host: str, port: int, source: str | None) -> None:
                 out["kmax"] = {str(k): v for k, v in s.kmax.items()}
                 out["done_at"] = list(readers.done_at)
                 out["opened_at"] = list(readers.opened_at)
+                out["returned_at"] = list(readers.returned_at)
+                out["served_in"] = list(readers.served_in)
             reply(out)
         elif op == "publish":
             reply(await publisher.run(cmd))

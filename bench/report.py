@@ -342,6 +342,8 @@ def storm_section(data: dict[str, Any]) -> list[str]:
                 fmt(entry["server_ready_s"], " s"),
                 storm_cell(entry),
                 after_ready_cell(entry),
+                returned_cell(entry),
+                served_cell(entry),
                 fmt(entry["lost"]),
                 fmt(entry["duplicates"]),
                 fmt(entry["reconnect_attempts"]),
@@ -354,6 +356,8 @@ def storm_section(data: dict[str, Any]) -> list[str]:
         "server ready after",
         "every stream has its notifications after",
         "of it after ready (clients told retry ≤)",
+        "clients back after ready (p50 / p99)",
+        "from a client's return to its last notification (p50 / max)",
         "lost",
         "dup",
         "reconnect attempts",
@@ -382,6 +386,24 @@ def after_ready_cell(entry: dict[str, Any]) -> str:
     spread = entry.get("after_ready")
     cell = med(spread, " s") if spread is not None else fmt(entry["after_ready_s"], " s")
     return f"{cell} ({fmt(entry['drain_retry_max_ms'])} ms)"
+
+
+def returned_cell(entry: dict[str, Any]) -> str:
+    """When the clients began the attempt that got their notifications, after ready (the
+    median run's): the part of "after ready" that is the clients' `retry:`, not the server."""
+    spread = entry.get("returned_after_ready_s")
+    if not spread:
+        return "–"
+    return f"{fmt(spread.get('p50'), ' s')} / {fmt(spread.get('p99'), ' s')}"
+
+
+def served_cell(entry: dict[str, Any]) -> str:
+    """How long the server took per client from its return (the median run's): the server's
+    own part of the storm."""
+    spread = entry.get("served_in_s")
+    if not spread:
+        return "–"
+    return f"{fmt(spread.get('p50'), ' s')} / {fmt(spread.get('max'), ' s')}"
 
 
 def profile_section(data: dict[str, Any]) -> list[str]:

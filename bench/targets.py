@@ -195,6 +195,9 @@ class Tidings(Target):
         port = port or common.free_port()
         exe = str(Path(PYTHON).parent / "tidings")
         argv = [exe, "serve", "--port", str(port), "--log-level", "warning"]
+        # BENCH_TIDINGS_WORKERS=2: a scenario that runs one process (broadcast, storm) runs
+        # `--workers 2` instead, both cores as the Go peers use them; reported as its own run.
+        workers = max(workers, int(os.environ.get("BENCH_TIDINGS_WORKERS", "1")))
         if workers > 1:
             argv += ["--workers", str(workers)]
         return self._launch(argv, self.env(workdir), workdir, workers, port)

@@ -33,17 +33,25 @@ TEND_EVERY = 0.5
 # again once the peak is half as large again (see there).
 _peak = 0
 GROWTH = 1.5
+# At least this many seconds between two of those full collections. While 10,000 streams open
+# (a reconnect storm, a deploy) RSS grows fourfold in seconds, and each growth by half walked
+# every object again: 3-4 full collections of 0.2-0.9 s each, 12 % of a storm's CPU, one of
+# them landing in a broadcast (docs/benchmarks.md, "broadcast and storm, round 4"). One per
+# minute still finds the cyclic garbage of a process that keeps growing.
+FULL_EVERY = 60.0
+_last_full = 0.0
 # Whether this process runs a server that settled the collector (`tend` does nothing before).
 _tending = False
 
 
 def settle() -> None:
     """Freeze what start-up built and collect young objects less often (once, after start-up)."""
-    global _peak, _tending
+    global _peak, _tending, _last_full
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
     _peak = _peak_rss()
+    _last_full = time.monotonic()
     _tending = True
 
 
@@ -74,19 +82,21 @@ def tend() -> None:
     is still freed when it is no longer referenced), and a collection finds only what was made
     since the last freeze. Garbage in a reference cycle among frozen objects is not found, so
     once the process's peak memory has grown by half since the last full collection,
-    everything is collected once more (a long pause, as rare as that growth; in the soak only
-    while the streams first open). Not `gc.get_freeze_count()`: it walks the frozen list, a
-    cache miss per object, and twice a second over a million objects took a third of a core.
+    everything is collected once more (a long pause, as rare as that growth and at most once a
+    minute, FULL_EVERY; in the soak only while the streams first open). Not
+    `gc.get_freeze_count()`: it walks the frozen list, a cache miss per object, and twice a
+    second over a million objects took a third of a core.
     """
-    global _peak
+    global _peak, _last_full
     if not _tending:
         return
     gc.freeze()
-    if _peak_rss() > GROWTH * _peak:
+    if _peak_rss() > GROWTH * _peak and time.monotonic() - _last_full >= FULL_EVERY:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
         _peak = _peak_rss()
+        _last_full = time.monotonic()
 
 
 log = logging.getLogger("uvicorn.error")

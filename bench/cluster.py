@@ -59,6 +59,8 @@ CENTRIFUGO_METRIC = "centrifugo_node_messages_received_count"
 # run then says where the nodes' CPU went (bench/profile.py's parts, µs per notification) and
 # keeps the folded stacks next to the nodes' logs. Sampling costs the nodes a little CPU.
 PROFILE_ENV = "BENCH_CLUSTER_PROFILE"
+SHAPE_ENV = "BENCH_CLUSTER_SHAPE"
+ODD_ENV = "BENCH_CLUSTER_ODD_ENV"
 PROFILE_HZ = 100
 # The streams are open and nothing is published: the nodes' CPU over this long, at the end of
 # the settle time, is their idle cost (heartbeats, timers), reported beside the busy figures.
@@ -400,6 +402,13 @@ class TidingsNode(Tidings):
 
     def env(self, workdir: Path) -> dict[str, str]:
         env = super().env(workdir)
+        # An A/B in one run: BENCH_CLUSTER_ODD_ENV="PYTHONPATH=/tmp/b/src,…" for the odd nodes
+        # (node-1, node-3) only, so both variants share the load of the same moment.
+        index = workdir.name.removeprefix("node-")
+        if index.isdigit() and int(index) % 2 == 1:
+            for pair in filter(None, os.environ.get(ODD_ENV, "").split(",")):
+                name, _, value = pair.partition("=")
+                env[name.strip()] = value.strip()
         env["TIDINGS_DATABASE_URL"] = self.database_url
         if self.bus_url:
             env["TIDINGS_BUS_URL"] = self.bus_url
@@ -652,6 +661,12 @@ def one_run(
             if e0 is None or e1 is None
             else round((e1 - e0) / max(pub["sent"], 1) * 1e6, 1),
             bus_received_per_node=received,
+            # Each node's CPU over the window (with BENCH_CLUSTER_ODD_ENV: variant A on the even
+            # nodes, B on the odd ones, under the same load).
+            server_cpu_us_per_notification_per_node=[
+                round((b - a) / max(pub["sent"], 1) * 1e6, 1)
+                for a, b in zip(s0["cpu_each"], s1["cpu_each"], strict=True)
+            ],
             # One node on the local bus has no bus between nodes: its count (0) is no share.
             bus_received_share=None if engine == "local" else _share(received, pub["sent"]),
             publisher_processes=pub["processes"],
@@ -798,6 +813,12 @@ def scenario_cluster(
     from bench.stores import fresh, services_env
 
     cc = QUICK if cfg.quick else FULL
+    # A smaller shape for an A/B on a shared machine, e.g.
+    # BENCH_CLUSTER_SHAPE="streams=2000,rate=800,seconds=6,broadcast_users=1000".
+    for pair in filter(None, os.environ.get(SHAPE_ENV, "").split(",")):
+        name, _, value = pair.partition("=")
+        kind = type(getattr(cc, name.strip()))
+        cc = replace(cc, **{name.strip(): kind(value.strip())})
     if nodes:
         cc = replace(cc, nodes=nodes)
     if repeat:

@@ -566,6 +566,9 @@ for the plots this page keeps and the NATS client): `bench/run cluster` runs eve
 30 minutes; `--nodes 1,2,4`, `--engines local,redis,redis-hashed,redis-cluster,nats,centrifugo`
 and `--repeat 3` choose a subset. `bench/run cluster --quick` is a smoke run (1,000 streams,
 500/s for 2 s, N = 2, one run, under 2 minutes): its figures say only that every part works.
+`BENCH_CLUSTER_SHAPE="streams=2000,rate=800,seconds=6,broadcast_users=500"` runs a smaller
+shape (any field of `ClusterConfig`), for an A/B on a shared machine; its figures are not the
+issue's.
 
 Besides the table, each run in the result file records where the CPU went: `idle_cpu_pct` (all
 nodes with the streams open and nothing published, the last 2 s of the settle time),

@@ -300,6 +300,11 @@ class ThreadServer(Server):
     def kill(self) -> None:
         raise NotImplementedError("a thread cannot be killed: use a Server for this test")
 
+    def open_streams(self) -> int:
+        """The streams the server holds open, read in this process (no request, no garbage)."""
+        assert self._uvicorn is not None
+        return len(self._uvicorn.service.hub)
+
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             self.stop()

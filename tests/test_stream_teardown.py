@@ -14,7 +14,7 @@ import time
 
 from tests.conftest import ServerFactory
 from tests.raw_sse import stream_request
-from tests.support import make_token
+from tests.support import ThreadServer, make_token
 from tidings.hub import Subscriber
 
 STREAMS = 20
@@ -43,14 +43,21 @@ def _left(prefix: str) -> list[Subscriber]:
 def test_an_ended_stream_leaves_no_reference_cycle(make_server: ServerFactory) -> None:
     # In this process (uvicorn in a thread), so its objects can be looked at.
     server = make_server(thread=True)
+    assert isinstance(server, ThreadServer)
     prefix = f"teardown-{time.monotonic_ns()}-"
     gc.collect()
     gc.disable()  # only reference counting frees anything now
     try:
         for i in range(STREAMS):
             _open_and_leave(server.port, f"{prefix}{i}")
-        # The server notices each client leave and ends its stream; what ends it must not be
-        # kept alive by a cycle. A bounded wait: with the cycle they stay until a collection,
+        # The server notices each client leave and ends its stream (on a loaded machine that
+        # can take seconds: wait for it, as an event, not for a fixed time).
+        deadline = time.monotonic() + 30
+        while server.open_streams() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.open_streams() == 0, f"{server.open_streams()} streams still open"
+        # What ended them must not be kept alive by a cycle. A bounded wait (the ended streams'
+        # tasks finish after the hub let them go): with the cycle they stay until a collection,
         # which is disabled.
         deadline = time.monotonic() + 10
         while _left(prefix) and time.monotonic() < deadline:

@@ -242,7 +242,9 @@ class BoundedH11Protocol(_Guarded, H11Protocol):
 
 
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+    from tidings.answers import OneWriteCycle
 except ImportError:  # pragma: no cover - uvicorn[standard] installs httptools
     pass
 else:
@@ -276,6 +278,9 @@ else:
         def on_headers_complete(self) -> None:
             self._head.complete()
             super().on_headers_complete()
+            if type(self.cycle) is RequestResponseCycle:
+                # A complete answer in one write (tidings.answers): its task has not run yet.
+                self.cycle.__class__ = OneWriteCycle
 
         def on_message_complete(self) -> None:
             self._between = True

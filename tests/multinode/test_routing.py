@@ -13,7 +13,7 @@ import pytest
 
 from tests.multinode.cluster import Node, Publisher
 from tests.multinode.conftest import ROUTED_BUSES, ClusterFactory
-from tests.support import SENTINEL, Stream, make_token, open_stream
+from tests.support import SENTINEL, Stream, make_token, open_stream, run_cli
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -113,3 +113,20 @@ async def test_a_stream_moving_between_nodes_misses_nothing_and_the_old_node_let
     # Each node received the live notifications of its own hops and nothing else: none of the
     # ones published while it held no stream (it had let go of the user).
     assert received(one) == received(two) == len(hops) // 2, cluster.logs()
+
+
+@pytest.mark.parametrize("bus", ROUTED_BUSES)
+async def test_tidings_send_reaches_a_stream_on_a_running_node_live(
+    bus: str, make_cluster: ClusterFactory, request: pytest.FixtureRequest, tag: str
+) -> None:
+    # `tidings send` announces and exits at once: its announcement is pipelined (nothing waits
+    # for the engine's reply per publish), so closing the bus must still get it out.
+    cluster = make_cluster(request.getfixturevalue(f"{bus}_bus"), bus_linger=str(LINGER))
+    (node,) = cluster.start(1)
+    user = f"cli-{tag}"
+    async with open_stream(node.url, make_token(user)) as stream:
+        assert stream.status == 200
+        sent = await asyncio.to_thread(run_cli, cluster.env, "send", user, f"{tag}-from-cli")
+        assert sent.returncode == 0, sent.stderr
+        (got,) = await stream.notifications(1, timeout=10)
+        assert got["message"] == f"{tag}-from-cli"

@@ -147,3 +147,84 @@ async def test_a_malformed_reply_ends_the_connection() -> None:
     with pytest.raises(ConnectionError):
         async with asyncio.timeout(2):
             await conn.read()
+
+
+async def test_sent_commands_wait_for_nothing_and_a_checkpoint_confirms_them() -> None:
+    conn = RespConnection()
+    transport = _Transport()
+    _Protocol(conn).connection_made(transport)
+    refused: list[str] = []
+    conn.on_error = lambda error: refused.append(str(error))
+    # Replies on (a cluster): each reply is read and dropped; an error goes to on_error.
+    conn.send([["SPUBLISH", "a", "x"], ["SPUBLISH", "b", "y"]])
+    await asyncio.sleep(0)
+    assert transport.writes == 1
+    conn._feed(b":1\r\n-MOVED 3999 127.0.0.1:7001\r\n")
+    assert refused == ["MOVED 3999 127.0.0.1:7001"]
+    checkpoint = asyncio.ensure_future(conn.checkpoint())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert transport.sent.endswith(b"*1\r\n$4\r\nPING\r\n")
+    conn._feed(b"+PONG\r\n")
+    async with asyncio.timeout(2):
+        await checkpoint
+
+
+async def test_with_replies_off_a_checkpoint_turns_them_on_for_one_ping() -> None:
+    conn = RespConnection()
+    transport = _Transport()
+    _Protocol(conn).connection_made(transport)
+    turning = asyncio.ensure_future(conn.replies_off())
+    await asyncio.sleep(0)
+    assert transport.sent.count(b"REPLY") == 2  # OFF, then ON and a PING to see OFF took
+    conn._feed(b"+OK\r\n+PONG\r\n")
+    async with asyncio.timeout(2):
+        assert await turning
+    assert transport.sent.endswith(b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n")
+    transport.sent = b""
+    conn.send([["PUBLISH", "a", "x"]])
+    checkpoint = asyncio.ensure_future(conn.checkpoint())
+    await asyncio.sleep(0)
+    conn.send([["PUBLISH", "b", "y"]])  # while the checkpoint waits
+    await asyncio.sleep(0)
+    # In order: the publish, replies on for the PING, off again, then the next publish.
+    sent = transport.sent
+    order = [
+        sent.index(b"$1\r\na\r\n"),
+        sent.index(b"ON"),
+        sent.index(b"PING"),
+        sent.rindex(b"OFF"),
+    ]
+    assert order == sorted(order)
+    assert sent.index(b"$1\r\nb\r\n") > sent.rindex(b"OFF")
+    conn._feed(b"+OK\r\n")  # CLIENT REPLY ON's answer
+    await asyncio.sleep(0)
+    assert not checkpoint.done()
+    conn._feed(b"+PONG\r\n")
+    async with asyncio.timeout(2):
+        await checkpoint
+    # A lost connection fails a checkpoint in flight: what it covered is then owed.
+    lost = asyncio.ensure_future(conn.checkpoint())
+    await asyncio.sleep(0)
+    conn.close()
+    with pytest.raises(ConnectionError):
+        async with asyncio.timeout(2):
+            await lost
+    with pytest.raises(ConnectionError):
+        conn.send([["PUBLISH", "a", "z"]])
+
+
+async def test_a_server_that_refuses_client_reply_keeps_its_replies() -> None:
+    conn = RespConnection()
+    transport = _Transport()
+    _Protocol(conn).connection_made(transport)
+    turning = asyncio.ensure_future(conn.replies_off())
+    await asyncio.sleep(0)
+    conn._feed(b"-ERR unknown subcommand\r\n-ERR unknown subcommand\r\n+PONG\r\n")
+    async with asyncio.timeout(2):
+        assert not await turning
+    # Replies stay on: each sent command's reply is read and dropped, none piles up.
+    conn.send([["PUBLISH", "a", "x"]])
+    conn._feed(b":1\r\n")
+    assert not conn._replies
+    assert not conn._waiting

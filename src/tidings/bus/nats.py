@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from tidings.bus.redis import parse_urls
@@ -89,13 +89,12 @@ class NatsBus(RoutedBus):
         return f"{self.prefix}.n"
 
     async def _connect(self) -> Any:
-        import nats
-
         last: Exception | None = None
         for _ in range(len(self._order)):
             server = self._order[0]
+            client = _direct_client(self._message_data)
             try:
-                return await nats.connect(
+                await client.connect(
                     servers=[server],
                     allow_reconnect=False,  # our own reconnect resubscribes and resyncs
                     connect_timeout=CONNECT_TIMEOUT,
@@ -104,6 +103,7 @@ class NatsBus(RoutedBus):
                     error_cb=self._quiet,
                     name="tidings",
                 )
+                return client
             except Exception as exc:
                 last = exc
                 self._order.append(self._order.pop(0))
@@ -142,6 +142,9 @@ class NatsBus(RoutedBus):
 
     async def _message(self, msg: Any) -> None:
         self._received(msg.data)
+
+    def _message_data(self, data: bytes) -> None:
+        self._received(data)
 
     def _flush(self, shard: Shard) -> None:
         client = self._client
@@ -187,6 +190,13 @@ class NatsBus(RoutedBus):
         for user_id, message in messages:
             subject = self.home_subject() if user_id is None else self.user_subject(user_id)
             await client.publish(subject, message.encode())
+        # No flush (a PING and its PONG per announcement): the client's own flusher writes
+        # them, and `_confirm` makes the round trip once per TICK.
+
+    async def _confirm(self, shard: Shard) -> None:
+        client = self._client if self._client is not None else self._sender
+        if client is None or not client.is_connected:
+            raise ConnectionError("not connected to NATS")
         # The round trip that tells us the server has them (or that it is gone).
         await client.flush(timeout=ANNOUNCE_TIMEOUT)
 
@@ -201,3 +211,29 @@ class NatsBus(RoutedBus):
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("nats: subscribing failed: %r", task.exception())
+
+
+def _direct_client(handler: Callable[[bytes], None]) -> Any:
+    """A nats-py client that hands a message of a plain subscription straight to `handler`,
+    in the client's reading task, instead of queueing it for the subscription's own task: one
+    task wake-up and one Msg object less per received message. It relies on nats-py's private
+    `_process_msg` (nats-py as locked in constraints.txt); without it, the client as it is."""
+    from nats.aio.client import Client
+
+    if not hasattr(Client, "_process_msg"):
+        return Client()
+
+    class Direct(Client):
+        async def _process_msg(
+            self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+        ) -> None:
+            sub = self._subs.get(sid)
+            if sub is None or headers or reply or sub._jsi or sub._future or sub._max_msgs:
+                await super()._process_msg(sid, subject, reply, data, headers)
+                return
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+            sub._received += 1
+            handler(data)
+
+    return Direct()

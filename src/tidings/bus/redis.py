@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from typing import Final
 from redis.crc import key_slot
 
 from tidings.bus.base import Deliver
-from tidings.bus.resp import Endpoint, RespConnection, RespError
+from tidings.bus.resp import Endpoint, Reply, RespConnection, RespError
 from tidings.bus.routed import RoutedBus, Shard
 from tidings.bus.shared import (
     CONNECT_TIMEOUT,
@@ -101,6 +102,10 @@ class RedisBus(RoutedBus):
     subscribe_cmd = "SUBSCRIBE"
     unsubscribe_cmd = "UNSUBSCRIBE"
     publish_cmd = "PUBLISH"
+    # CLIENT REPLY OFF on the publishing connection: Redis answers no PUBLISH, the node reads
+    # nothing per announcement (a PUBLISH to a standalone Redis is refused only when the
+    # connection is gone, which the next write or the checkpoint sees).
+    replies_off = True
 
     def __init__(self, url: str, linger: float) -> None:
         urls, self.prefix = parse_urls(url)
@@ -152,6 +157,9 @@ class RedisBus(RoutedBus):
         self._subscribers[shard.index] = conn
         ticker: asyncio.Task[None] | None = None
         try:
+            # Each push is handled as it is parsed, in the protocol's callback: no task wakes
+            # per message on the receiving node (a loop wake-up is what costs here).
+            conn.on_push = functools.partial(self._pushed, shard, conn, shard_conn)
             users = self._connected(shard)
             # Open the publishing connection now, not in the first announcement's time.
             warm = asyncio.create_task(self._publisher(shard))
@@ -162,40 +170,47 @@ class RedisBus(RoutedBus):
             if commands:
                 conn.write(*commands)
             ticker = asyncio.create_task(self._keepalive(shard, conn, shard_conn))
-            home = self.home_channel().encode()
-            while True:
-                frame = await conn.read()
-                shard_conn["seen"], shard_conn["ping"] = loop.time(), None
-                if isinstance(frame, RespError):
-                    # MOVED (the cluster changed), or a refused command: connect afresh.
-                    raise ConnectionError(str(frame))
-                if not isinstance(frame, list) or len(frame) < 3:
-                    continue
-                kind = frame[0]
-                if kind in (b"message", b"smessage"):
-                    data = frame[2]
-                    if isinstance(data, bytes):
-                        self._received(data)
-                elif kind == b"sunsubscribe":
-                    # Not ours (ours is for a user dropped, or resubscribing meanwhile): the
-                    # cluster moved the slot away. Reconnect, reading the slot map again.
-                    channel = frame[1]
-                    user_id = self.user_of(channel) if isinstance(channel, bytes) else None
-                    if user_id in shard.users and user_id not in shard.inflight:
-                        raise ConnectionError(f"the cluster moved the slot of {channel!r}")
-                elif kind in (b"subscribe", b"ssubscribe"):
-                    channel = frame[1]
-                    if channel == home:
-                        self._home_confirmed()
-                    elif isinstance(channel, bytes):
-                        user_id = self.user_of(channel)
-                        if user_id is not None:
-                            self._confirmed(shard, user_id)
+            await conn.wait_closed()
         finally:
             self._subscribers.pop(shard.index, None)
             if ticker is not None:
                 ticker.cancel()
             await conn.aclose()
+
+    def _pushed(
+        self,
+        shard: Shard,
+        conn: RespConnection,
+        state: dict[str, float | None],
+        frame: Reply,
+    ) -> None:
+        state["seen"], state["ping"] = conn._loop.time(), None
+        if isinstance(frame, RespError):
+            # MOVED (the cluster changed), or a refused command: connect afresh.
+            conn.fail(ConnectionError(str(frame)))
+            return
+        if not isinstance(frame, list) or len(frame) < 3:
+            return
+        kind = frame[0]
+        if kind in (b"message", b"smessage"):
+            data = frame[2]
+            if isinstance(data, bytes):
+                self._received(data)
+        elif kind == b"sunsubscribe":
+            # Not ours (ours is for a user dropped, or resubscribing meanwhile): the cluster
+            # moved the slot away. Reconnect, reading the slot map again.
+            channel = frame[1]
+            user_id = self.user_of(channel) if isinstance(channel, bytes) else None
+            if user_id in shard.users and user_id not in shard.inflight:
+                conn.fail(ConnectionError(f"the cluster moved the slot of {channel!r}"))
+        elif kind in (b"subscribe", b"ssubscribe"):
+            channel = frame[1]
+            if channel == self.home_channel().encode():
+                self._home_confirmed()
+            elif isinstance(channel, bytes):
+                user_id = self.user_of(channel)
+                if user_id is not None:
+                    self._confirmed(shard, user_id)
 
     async def _keepalive(
         self, shard: Shard, conn: RespConnection, state: dict[str, float | None]
@@ -240,13 +255,27 @@ class RedisBus(RoutedBus):
         async with lock:
             conn = self._publishers.get(shard.index)
             if conn is None or conn.closed():
+                if conn is not None:
+                    # What went out on it unconfirmed may never have reached Redis.
+                    self._unconfirmed_lost(shard)
                 conn = await RespConnection.open(self.endpoint(shard), CONNECT_TIMEOUT)
+                conn.on_error = functools.partial(self._refused, shard)
+                if self.replies_off:
+                    try:
+                        async with asyncio.timeout(CONNECT_TIMEOUT):
+                            await conn.replies_off()
+                    except BaseException:
+                        conn.close()
+                        raise
                 self._publishers[shard.index] = conn
         return conn
 
-    async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
-        conn = await self._publisher(shard)
-        commands = [
+    def _refused(self, shard: Shard, error: RespError) -> None:
+        log.warning("bus %s: a publish was refused: %s", shard.where, error)
+        self._unconfirmed_lost(shard)
+
+    def _commands(self, messages: Sequence[tuple[str | None, str]]) -> list[list[str]]:
+        return [
             [
                 self.publish_cmd,
                 self.home_channel() if user_id is None else self.user_channel(user_id),
@@ -254,16 +283,32 @@ class RedisBus(RoutedBus):
             ]
             for user_id, message in messages
         ]
+
+    def _publish_nowait(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> bool:
+        conn = self._publishers.get(shard.index)
+        if conn is None or not conn.writable() or conn.closed():
+            return False
+        conn.send(self._commands(messages))
+        return True
+
+    async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
+        conn = await self._publisher(shard)
+        conn.send(self._commands(messages))
+        # A big batch (a broadcast) waits while the socket's buffer is full.
+        await conn.drained()
+
+    async def _confirm(self, shard: Shard) -> None:
+        # The connection they went out on, not a fresh one: if it failed, they are owed.
+        conn = self._publishers.get(shard.index)
+        if conn is None or conn.closed():
+            raise ConnectionError(f"bus {shard.where}: the publishing connection was lost")
         try:
-            replies = await conn.call(commands)
+            await conn.checkpoint()
         except BaseException:
-            # Unknown state (cancelled mid-pipeline, server gone): start with a fresh connection.
+            # No answer in time, or cancelled mid-way: start with a fresh connection.
             self._publishers.pop(shard.index, None)
             conn.close()
             raise
-        for reply in replies:
-            if isinstance(reply, RespError):
-                raise ConnectionError(f"bus {shard.where}: {reply}")
 
     async def _close_publishers(self) -> None:
         publishers, self._publishers = self._publishers, {}
@@ -277,6 +322,8 @@ class RedisClusterBus(RedisBus):
     subscribe_cmd = "SSUBSCRIBE"
     unsubscribe_cmd = "SUNSUBSCRIBE"
     publish_cmd = "SPUBLISH"
+    # Replies on: a MOVED (a slot that changed master) must be seen, and is (`_refused`).
+    replies_off = False
 
     def __init__(self, url: str, linger: float) -> None:
         plain = ",".join(
@@ -373,6 +420,7 @@ class RedisClusterBus(RedisBus):
                 publisher = self._publishers.pop(shard.index, None)
                 if publisher is not None:
                     publisher.close()
+                    self._unconfirmed_lost(shard)
         elif len(owners) > 1:
             # Resharding split this master's slots: routing them anew needs a restart.
             log.warning(

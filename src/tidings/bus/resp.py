@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 from urllib.parse import unquote, urlsplit
@@ -93,6 +93,10 @@ def _command(args: Sequence[str | bytes | int]) -> bytes:
         raw = arg if isinstance(arg, bytes) else str(arg).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
     return b"".join(out)
+
+
+_REPLY_ON: Final = _command(["CLIENT", "REPLY", "ON"])
+_REPLY_OFF: Final = _command(["CLIENT", "REPLY", "OFF"])
 
 
 class _Incomplete(Exception):
@@ -165,14 +169,25 @@ class RespConnection:
     def __init__(self) -> None:
         self._transport: asyncio.WriteTransport | None = None
         self._rest = b""
-        self._waiting: deque[asyncio.Future[Reply]] = deque()
+        # Who gets each reply, in order: a call's future, or None for a command sent without
+        # waiting (`send`), whose reply is dropped unless it is an error (`on_error`).
+        self._waiting: deque[asyncio.Future[Reply] | None] = deque()
         self._replies: deque[Reply] = deque()
         self._reader: asyncio.Future[None] | None = None
         self._error: ConnectionError | None = None
         self._paused: asyncio.Future[None] | None = None
-        self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Kept: asyncio.get_running_loop() is a getpid() system call on Python 3.11.
+        self._loop = asyncio.get_running_loop()
+        self._gone: asyncio.Future[None] = self._loop.create_future()
         # Calls made in one turn of the event loop, written together at its end (`call`).
         self._outgoing: list[bytes] = []
+        # `send` with replies switched off (CLIENT REPLY OFF, `replies_off`): no reply to read.
+        self._quiet = False
+        # Called with an error reply to a command sent by `send`.
+        self.on_error: Callable[[RespError], None] | None = None
+        # A subscriber's pushes, handled as they are parsed (no task wakes per message); when
+        # unset they queue for `read`. It may `fail` the connection; it must not raise.
+        self.on_push: Callable[[Reply], None] | None = None
 
     @classmethod
     async def open(cls, endpoint: Endpoint, timeout: float) -> RespConnection:  # noqa: ASYNC109
@@ -220,8 +235,15 @@ class RespConnection:
                     break
                 if self._waiting:
                     future = self._waiting.popleft()
-                    if not future.done():
+                    if future is None:
+                        if isinstance(reply, RespError) and self.on_error is not None:
+                            self.on_error(reply)
+                    elif not future.done():
                         future.set_result(reply)
+                elif self.on_push is not None:
+                    self.on_push(reply)
+                    if self._error is not None:
+                        return  # the handler ended the connection: nothing more to hand it
                 else:
                     self._replies.append(reply)
         except (ValueError, ConnectionError) as exc:
@@ -268,17 +290,92 @@ class RespConnection:
         # gather, not one await after another: a failure then also retrieves the others'.
         return list(await asyncio.gather(*futures))
 
+    # -- the publisher side: sent without waiting --------------------------------------------
+
+    async def replies_off(self) -> bool:
+        """CLIENT REPLY OFF: the server answers nothing `send` sends, so the publisher reads
+        nothing per publish (a read is a loop wake-up and tens of µs of system time here);
+        `checkpoint` confirms what was sent. Not for a cluster: a MOVED would go unseen.
+
+        Only on a fresh connection, before any call. False (and replies stay on) when the server
+        refuses it (a proxy, a managed Redis without CLIENT REPLY)."""
+        # OFF has no answer when it works; ON then answers +OK, and the PING +PONG. A refused
+        # OFF answers an error first.
+        self.write(["CLIENT", "REPLY", "OFF"], ["CLIENT", "REPLY", "ON"], ["PING"])
+        refused = False
+        while True:
+            reply = await self.read()
+            if isinstance(reply, RespError):
+                refused = True
+            elif reply == b"PONG":
+                break
+        if refused:
+            return False
+        self.write(["CLIENT", "REPLY", "OFF"])
+        self._quiet = True
+        return True
+
+    def send(self, commands: Sequence[Sequence[str | bytes | int]]) -> None:
+        """Queue `commands` for this turn's write and return: nothing waits for the replies.
+        An error reply goes to `on_error`; a lost connection shows in `closed()`."""
+        if self._error is not None:
+            raise self._error
+        if not self._outgoing:
+            self._loop.call_soon(self._flush)
+        self._outgoing.append(b"".join(_command(c) for c in commands))
+        if not self._quiet:
+            self._waiting.extend([None] * len(commands))
+
+    async def checkpoint(self) -> None:
+        """Return once the server has processed everything sent before (a PING's answer)."""
+        if not self._quiet:
+            await self.call([["PING"]])
+            return
+        if self._error is not None:
+            raise self._error
+        loop = asyncio.get_running_loop()
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        pong = loop.create_future()
+        # Replies on for one PING, then off again, in the same write as what came before.
+        self._outgoing.append(_REPLY_ON + _command(["PING"]) + _REPLY_OFF)
+        self._waiting.extend([None, pong])
+        await pong
+
+    def writable(self) -> bool:
+        """True when `send` can go at once: connected, and the socket's buffer not full."""
+        return self._error is None and self._paused is None
+
+    async def drained(self) -> None:
+        """Return once the socket's buffer is below its high-water mark again (a big batch)."""
+        if self._paused is not None:
+            await asyncio.shield(self._paused)
+
     def _fail(self, exc: ConnectionError) -> None:
         if self._error is None:
             self._error = exc
         while self._waiting:
             future = self._waiting.popleft()
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_exception(self._error)
         if self._reader is not None and not self._reader.done():
             self._reader.set_result(None)
         if self._transport is not None:
             self._transport.close()
+
+    def fail(self, exc: ConnectionError) -> None:
+        """End the connection with `exc`: every waiting call and `wait_closed` raise it."""
+        self._fail(exc)
+
+    async def wait_closed(self) -> None:
+        """Return... never: raise the error the connection ended with, once it ends."""
+        while self._error is None:
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        raise self._error
 
     def closed(self) -> bool:
         return self._error is not None or (

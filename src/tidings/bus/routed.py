@@ -46,6 +46,8 @@ log = logging.getLogger("tidings.bus")
 OWED_MAX: Final = 10_000
 # The slowest rate a healthy engine takes messages at, for the time an announcement may take.
 MESSAGES_PER_SECOND: Final = 2_000
+# How long `close` waits for the engines to confirm what was announced last.
+CLOSE_CONFIRM: Final = 1.0
 
 
 class Shard(Link):
@@ -62,6 +64,10 @@ class Shard(Link):
         self.inflight: dict[str, int] = {}
         self.owed: set[str] = set()
         self.owe_all = False
+        # Announced (written to the engine's connection) and not yet confirmed by a checkpoint:
+        # owed, like a failed announcement, if that connection turns out lost first.
+        self.unconfirmed: set[str] = set()
+        self.unconfirmed_home = False
         self.to_subscribe: set[str] = set()
         self.to_unsubscribe: set[str] = set()
         self.flush_scheduled = False
@@ -106,7 +112,20 @@ class RoutedBus(Receiver):
 
     @abc.abstractmethod
     async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
-        """Send `(user or None for the home channel, message)` in order, in one round trip."""
+        """Write `(user or None for the home channel, message)` in order, pipelined: return
+        once written, without waiting for the engine's answer (`_confirm` does, once per
+        TICK). Raise when they cannot be written; call `_unconfirmed_lost` when a connection
+        they went out on fails, or the engine refuses one."""
+
+    def _publish_nowait(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> bool:
+        """Write as `_publish` does when that needs no waiting (connected, buffer not full),
+        and say whether it did: the common case then costs no timeout to set up and cancel."""
+        return False
+
+    @abc.abstractmethod
+    async def _confirm(self, shard: Shard) -> None:
+        """Return once the engine took everything `_publish` wrote before; raise if it cannot
+        say so (the connection is gone)."""
 
     @abc.abstractmethod
     async def _close_publishers(self) -> None: ...
@@ -191,6 +210,8 @@ class RoutedBus(Receiver):
 
     def _lost(self, shard: Shard) -> None:
         was_live, shard.live = shard.live, False
+        # Most often the engine went away, and the publishing connection with it.
+        self._unconfirmed_lost(shard)
         shard.inflight.clear()
         shard.to_subscribe.clear()
         shard.to_unsubscribe.clear()
@@ -239,12 +260,51 @@ class RoutedBus(Receiver):
         self._dispatch([ScheduleHint(0)])
 
     async def _tick(self, shard: Shard) -> None:
-        """Called by `_listen` at least every TICK seconds while connected: pay owed resyncs."""
+        """Called by `_listen` at least every TICK seconds while connected: confirm what was
+        announced since the last tick, pay owed resyncs."""
+        await self._checkpoint(shard)
         if shard.owed or shard.owe_all:
             with contextlib.suppress(Exception):
                 await self._send({shard.index: []})
 
     # -- the publisher side -----------------------------------------------------------------
+
+    # An announcement is pipelined: a publish answers its caller as soon as its announcement is
+    # written, not after the engine's reply (one loop wake-up and one socket read less per
+    # publish on the path that pays per syscall). What is written and not yet confirmed is
+    # remembered per shard; a checkpoint per TICK (one round trip) confirms it, and a lost
+    # connection or a refused message turns it into owed resyncs, as a failed announcement
+    # always did: the store is the log, so a lost announcement delays and never loses.
+
+    async def _checkpoint(self, shard: Shard) -> None:
+        if not (shard.unconfirmed or shard.unconfirmed_home):
+            return
+        users, home = shard.unconfirmed, shard.unconfirmed_home
+        shard.unconfirmed, shard.unconfirmed_home = set(), False
+        try:
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT):
+                await self._confirm(shard)
+        except Exception:
+            self._owe(shard, users, home)
+            self._unconfirmed_lost(shard)
+
+    def _unconfirmed_lost(self, shard: Shard) -> None:
+        """The connection announcements went out on failed, or refused one: owe them all."""
+        users, home = shard.unconfirmed, shard.unconfirmed_home
+        shard.unconfirmed, shard.unconfirmed_home = set(), False
+        self._owe(shard, users, home)
+
+    def _owe(self, shard: Shard, users: set[str], home: bool) -> None:
+        if users or home:
+            log.warning(
+                "bus %s: announcements unconfirmed; their users' streams catch up from the store",
+                shard.where,
+            )
+        shard.owed |= users
+        shard.owe_all = shard.owe_all or home
+        if len(shard.owed) > OWED_MAX:
+            shard.owed.clear()
+            shard.owe_all = True
 
     async def announce(self, events: Sequence[Event]) -> None:
         per_user: dict[str, list[Event]] = {}
@@ -299,9 +359,10 @@ class RoutedBus(Receiver):
         if not messages:
             return
         try:
-            # A publish to 10,000 users is 10,000 messages: give a large batch its time.
-            async with asyncio.timeout(ANNOUNCE_TIMEOUT + len(messages) / MESSAGES_PER_SECOND):
-                await self._publish(shard, messages)
+            if not self._publish_nowait(shard, messages):
+                # A publish to 10,000 users is 10,000 messages: give a large batch its time.
+                async with asyncio.timeout(ANNOUNCE_TIMEOUT + len(messages) / MESSAGES_PER_SECOND):
+                    await self._publish(shard, messages)
         except BaseException:
             # Stored but not announced: these users' streams must look once we can publish.
             shard.owe_all = shard.owe_all or owe_all
@@ -313,11 +374,30 @@ class RoutedBus(Receiver):
                 shard.owed.clear()
                 shard.owe_all = True
             raise
+        # Written: owed again if the connection is lost before a checkpoint confirms it.
+        unconfirmed = shard.unconfirmed
+        unconfirmed |= owed
+        for whom, _ in batch:
+            if whom is None:
+                shard.unconfirmed_home = True
+            else:
+                unconfirmed.add(whom)
+        if owe_all:
+            shard.unconfirmed_home = True
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def close(self) -> None:
         self._closing = True
+        # What was written reaches the engine before the connections close (`tidings send`
+        # has no tick to confirm it); all shards at once, and briefly: a node stops in seconds.
+        pending = [s for s in self.shards if s.unconfirmed or s.unconfirmed_home]
+        if pending:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_CONFIRM):
+                    await asyncio.gather(
+                        *(self._confirm(s) for s in pending), return_exceptions=True
+                    )
         for shard in self.shards:
             task, shard.task = shard.task, None
             if task is not None:

@@ -4,7 +4,7 @@ check, the idempotency fingerprint check and chunking. Each backend keeps only i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tidings.models import (
@@ -16,6 +16,7 @@ from tidings.models import (
     Notification,
     Preferences,
     PushSubscription,
+    Stored,
     one_line_json,
 )
 from tidings.store.base import IdempotencyConflict, StoreUnavailable
@@ -382,6 +383,32 @@ def by_key(rows: Sequence[Due]) -> list[list[Due]]:
     for row in rows:
         groups.setdefault(row.key, []).append(row)
     return list(groups.values())
+
+
+def by_skip(group: Sequence[Due]) -> tuple[dict[str, list[str]], list[str]]:
+    """One key's claimed rows split: the users whose row is to be marked skipped, per reason
+    ("muted"), and the users the notification is to be stored for."""
+    skipped: dict[str, list[str]] = {}
+    wanted: list[str] = []
+    for row in group:
+        if row.skip is None:
+            wanted.append(row.user_id)
+        else:
+            skipped.setdefault(row.skip, []).append(row.user_id)
+    return skipped, wanted
+
+
+async def deliver_by_key(
+    rows: Sequence[Due], deliver: Callable[[Sequence[Due]], Awaitable[Stored | None]]
+) -> list[Stored]:
+    """`Store.deliver` one key at a time: `deliver(group)` stores one key's rows (None: none of
+    them was still pending); what was stored, in claim order."""
+    delivered: list[Stored] = []
+    for group in by_key(rows):
+        stored = await deliver(group)
+        if stored is not None:
+            delivered.append(stored)
+    return delivered
 
 
 # --- Web Push (issue 11) --------------------------------------------------------------------------

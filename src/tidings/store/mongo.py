@@ -86,11 +86,13 @@ from tidings.store.common import (
     PENDING,
     SCHEMA_VERSION,
     by_key,
+    by_skip,
     check_fingerprint,
     check_schema,
     chunks,
     counts_of,
     decode_preferences,
+    deliver_by_key,
     delivery_key,
     due,
     encode_data,
@@ -957,19 +959,9 @@ class MongoStore:
             query.update(AWAKE)
         else:
             query["seq"] = {"$in": sorted(set(ids or ()))}
-        async with self._guard():
-            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
-            if not seqs:
-                return []
-            await self._notifications.update_many(
-                {"user_id": user_id, "read_ms": None, "seq": {"$in": seqs}},
-                {"$set": {"read_ms": self.clock.now_ms()}},
-            )
-        return sorted(seqs)
+        return await self._change(query, {"read_ms": None}, {"read_ms": self.clock.now_ms()})
 
     async def mark_seen(self, user_id: str, up_to: int) -> list[int]:
-        # As mark_read: the seqs first, then the update of exactly those, so a notification
-        # published meanwhile (a higher seq) is never included.
         query: Doc = {
             "user_id": user_id,
             "seen_ms": None,
@@ -977,27 +969,24 @@ class MongoStore:
             **LIVE,
             **AWAKE,
         }
-        async with self._guard():
-            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
-            if not seqs:
-                return []
-            await self._notifications.update_many(
-                {"user_id": user_id, "seen_ms": None, "seq": {"$in": seqs}},
-                {"$set": {"seen_ms": self.clock.now_ms()}},
-            )
-        return sorted(seqs)
+        return await self._change(query, {"seen_ms": None}, {"seen_ms": self.clock.now_ms()})
 
     async def archive(self, user_id: str, ids: Sequence[int], archived: bool) -> list[int]:
         state = _archived(not archived)
         query: Doc = {"user_id": user_id, "seq": {"$in": sorted(set(ids))}, **LIVE, **state}
         stamp = self.clock.now_ms() if archived else None
+        return await self._change(query, state, {"archived_ms": stamp})
+
+    async def _change(self, query: Doc, still: Doc, change: Doc) -> list[int]:
+        """Set `change` on the user's notifications that `query` finds; their seqs, sorted. The
+        seqs first, then an update of exactly those where `still` holds, so a notification
+        published meanwhile (a higher seq) is never included."""
         async with self._guard():
             seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
             if not seqs:
                 return []
             await self._notifications.update_many(
-                {"user_id": user_id, "seq": {"$in": seqs}, **state},
-                {"$set": {"archived_ms": stamp}},
+                {"user_id": query["user_id"], "seq": {"$in": seqs}, **still}, {"$set": change}
             )
         return sorted(seqs)
 
@@ -1178,21 +1167,15 @@ class MongoStore:
         return count
 
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
-        delivered: list[Stored] = []
         async with self._guard():
-            for group in by_key(rows):
-                stored = await self._deliver(group)
-                if stored is not None:
-                    delivered.append(stored)
-        return delivered
+            return await deliver_by_key(rows, self._deliver)
 
     async def _deliver(self, group: Sequence[Due]) -> Stored | None:
         key = group[0].key
         stamp = self.clock.now_ms()
-        for skip in {r.skip for r in group if r.skip is not None}:
-            users = [r.user_id for r in group if r.skip == skip]
+        skipped, wanted = by_skip(group)
+        for skip, users in skipped.items():
             await self._mark(key, users, skip, stamp)
-        wanted = [r.user_id for r in group if r.skip is None]
         if not wanted:
             return None
         # The rows still pending (not cancelled, not marked delivered by another node).
@@ -1232,16 +1215,8 @@ class MongoStore:
 
     async def snooze(self, user_id: str, ids: Sequence[int], until_ms: int) -> list[int]:
         query: Doc = {"user_id": user_id, "seq": {"$in": sorted(set(ids))}, **LIVE}
-        async with self._guard():
-            seqs = [d["seq"] async for d in self._notifications.find(query, {"seq": 1})]
-            if not seqs:
-                return []
-            # `snooze_lease` back to 0: a new time is a new claim, whoever held the old one.
-            await self._notifications.update_many(
-                {"user_id": user_id, "seq": {"$in": seqs}, **LIVE},
-                {"$set": {"snoozed_ms": until_ms, "snooze_lease": 0}},
-            )
-        return sorted(seqs)
+        # `snooze_lease` back to 0: a new time is a new claim, whoever held the old one.
+        return await self._change(query, LIVE, {"snoozed_ms": until_ms, "snooze_lease": 0})
 
     async def unsnooze(self, user_id: str, ids: Sequence[int]) -> list[Notification]:
         query: Doc = {

@@ -47,10 +47,11 @@ from tidings.store.common import (
     SCHEMA_VERSION,
     WOKEN,
     Step,
-    by_key,
+    by_skip,
     check_fingerprint,
     check_schema,
     decode_preferences,
+    deliver_by_key,
     due,
     encode_data,
     encode_draft,
@@ -603,41 +604,26 @@ class PostgresStore(sql.SqlQueries):
         return [due(r["key"], r["user_id"], r["deliver_ms"], r["draft"]) for r in ordered]
 
     async def renew_due(self, rows: Sequence[Due], lease_ms: int) -> int:
-        if not rows:
-            return 0
-        async with self._conn() as conn:
-            # SKIP LOCKED: a row this node's delivery has locked is being committed; waiting for
-            # it would hold a connection for nothing.
-            found = await conn.fetch(
-                "UPDATE tidings_scheduled AS s SET lease_until = $1 FROM ("
-                "  SELECT key, user_id FROM tidings_scheduled "
-                "  WHERE (key, user_id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
-                "  AND state = 'pending' FOR UPDATE SKIP LOCKED) AS mine "
-                "WHERE s.key = mine.key AND s.user_id = mine.user_id RETURNING 1",
-                self.clock.now_ms() + lease_ms,
-                [r.key for r in rows],
-                [r.user_id for r in rows],
-            )
-        return len(found)
+        match = {
+            "key": ("text", [r.key for r in rows]),
+            "user_id": ("text", [r.user_id for r in rows]),
+        }
+        return await self._renew(sql.SCHEDULED, match, lease_ms)
 
     async def deliver(self, rows: Sequence[Due]) -> list[Stored]:
-        delivered: list[Stored] = []
-        for group in by_key(rows):
-            stored = await _retrying(functools.partial(self._deliver, group))
-            if stored is not None:
-                delivered.append(stored)
-        return delivered
+        return await deliver_by_key(
+            rows, lambda group: _retrying(functools.partial(self._deliver, group))
+        )
 
     async def _deliver(self, group: Sequence[Due]) -> Stored | None:
         key = group[0].key
         stamp = self.clock.now_ms()
         async with self._conn() as conn, conn.transaction():
-            for skip in {r.skip for r in group if r.skip is not None}:
-                users = [r.user_id for r in group if r.skip == skip]
-                await _mark(conn, key, users, skip, stamp)
+            skipped, users = by_skip(group)
+            for skip, marked in skipped.items():
+                await _mark(conn, key, marked, skip, stamp)
             # The rows first, locked to commit: a cancel waits for this transaction and then
             # finds them delivered; a cancel (or another node) that came first leaves nothing.
-            users = [r.user_id for r in group if r.skip is None]
             changed = set(await _mark(conn, key, users, DELIVERED, stamp))
             if not changed:
                 return None
@@ -687,20 +673,42 @@ class PostgresStore(sql.SqlQueries):
         return sorted((notification(r) for r in rows), key=lambda n: n.seq)
 
     async def renew_snoozed(self, claimed: Sequence[Snooze], lease_ms: int) -> int:
-        if not claimed:
+        # Only the snooze that was claimed (`snoozed_ms` too): one the user changed meanwhile is
+        # no longer this claim's to hold.
+        match: dict[str, tuple[str, list[Any]]] = {
+            "user_id": ("text", [c.user_id for c in claimed]),
+            "seq": ("bigint", [c.seq for c in claimed]),
+            "snoozed_ms": ("bigint", [c.until_ms for c in claimed]),
+        }
+        return await self._renew(sql.SNOOZED, match, lease_ms)
+
+    async def _renew(
+        self, rows: sql.Claimable, match: dict[str, tuple[str, list[Any]]], lease_ms: int
+    ) -> int:
+        """Move the lease of the claimed `rows` to `lease_ms` from now: those among `rows`
+        whose columns equal one entry of `match` (column: its type and one value a row) and
+        that are still claimable; how many it renewed."""
+        count = len(next(iter(match.values()))[1])
+        if not count:
             return 0
+        name = self.dialect.table(rows.table)
+        keys = [k.strip() for k in rows.key.split(",")]
+        # The claimed values as one row each (`c.v0, c.v1, ...`: unnest's own names, so that
+        # `rows.where` can only mean the table's columns).
+        arrays = ", ".join(f"${i}::{kind}[]" for i, (kind, _) in enumerate(match.values(), 2))
+        named = ", ".join(f"v{i}" for i in range(len(match)))
+        on = " AND ".join(f"t.{column} = c.v{i}" for i, column in enumerate(match))
         async with self._conn() as conn:
+            # SKIP LOCKED: a row this node's delivery has locked is being committed; waiting for
+            # it would hold a connection for nothing.
             found = await conn.fetch(
-                "UPDATE tidings_notifications AS n SET snooze_lease = $1 FROM ("
-                "  SELECT n.user_id, n.seq FROM tidings_notifications AS n "
-                "  JOIN unnest($2::text[], $3::bigint[], $4::bigint[]) AS c (user_id, seq, until) "
-                "  ON n.user_id = c.user_id AND n.seq = c.seq AND n.snoozed_ms = c.until "
-                "  FOR UPDATE OF n SKIP LOCKED) AS mine "
-                "WHERE n.user_id = mine.user_id AND n.seq = mine.seq RETURNING 1",
+                f"UPDATE {name} AS t SET {rows.lease} = $1 FROM ("
+                f"  SELECT {', '.join(f't.{k}' for k in keys)} FROM {name} AS t "
+                f"  JOIN unnest({arrays}) AS c ({named}) ON {on} "
+                f"  WHERE {rows.where} FOR UPDATE OF t SKIP LOCKED) AS mine "
+                f"WHERE {' AND '.join(f't.{k} = mine.{k}' for k in keys)} RETURNING 1",
                 self.clock.now_ms() + lease_ms,
-                [c.user_id for c in claimed],
-                [c.seq for c in claimed],
-                [c.until_ms for c in claimed],
+                *(values for _, values in match.values()),
             )
         return len(found)
 

@@ -205,29 +205,30 @@ def encode_per_user(
     that encoding spliced with its own user and seq."""
     key: tuple[Any, ...] | None = None
     tail = ""
+    # One user (the common publish) has nothing to share: no template to make.
+    many = len(per_user) > 1
     for user_id, mine in per_user.items():
-        event = mine[0] if len(mine) == 1 else None
+        event = mine[0] if many and len(mine) == 1 else None
         if not isinstance(event, Published) or event.notification is None:
             for message in encode(mine, limit):
                 yield user_id, message
             continue
         n = event.notification
-        if key is None or not _same_copy(n, key):
-            key = (*_body(n), n.read_ms, n.seen_ms, n.archived_ms)
-            first = encode([Published("", 0, n)], limit)
-            prefix = _ONE_HEAD + '"","s":0'
-            tail = (
-                first[0][len(prefix) :] if len(first) == 1 and first[0].startswith(prefix) else ""
-            )
-        message = ""
-        if tail.startswith(',"n":'):
+        if key is not None and _same_copy(n, key):
             message = f'{_ONE_HEAD}{_compact(user_id)},"s":{event.seq}{tail}'
-        if not message or len(message.encode()) > limit:
-            # No body to share, or too large with this user: as `encode` does it.
-            for message in encode(mine, limit):
+            if len(message.encode()) <= limit:
                 yield user_id, message
-            continue
-        yield user_id, message
+                continue
+        messages = encode(mine, limit)
+        for message in messages:
+            yield user_id, message
+        # This user's message, body and all, is the template for the next users of this body.
+        prefix = f'{_ONE_HEAD}{_compact(user_id)},"s":{event.seq}'
+        one = messages[0] if len(messages) == 1 else ""
+        if one.startswith(prefix) and one.startswith(',"n":', len(prefix)):
+            key, tail = (*_body(n), n.read_ms, n.seen_ms, n.archived_ms), one[len(prefix) :]
+        else:
+            key, tail = None, ""
 
 
 def _same_copy(n: Notification, key: tuple[Any, ...]) -> bool:

@@ -76,6 +76,16 @@ EVERY_KIND: list[Event] = [
 ]
 
 
+def assert_same_lines(sent: Sequence[Event], got: Sequence[Event]) -> None:
+    """Each received notification's SSE line is what the sender's would have written."""
+    for before, after in zip(sent, got, strict=True):
+        if isinstance(before, Published):
+            assert isinstance(after, Published)
+            assert after.notification is not None
+            assert before.notification is not None
+            assert after.notification.line == before.notification.dumps()
+
+
 def test_every_kind_of_event_arrives_as_it_was_sent() -> None:
     assert round_trip(EVERY_KIND) == EVERY_KIND
 
@@ -252,12 +262,7 @@ def test_a_publish_to_many_users_shares_one_body_per_message_between_workers() -
     got = [e for m in shared for e in decode(m)]
     assert got == events
     # What the streams write is what the sender's notifications would have written.
-    for sent, received in zip(events, got, strict=True):
-        if isinstance(sent, Published):
-            assert isinstance(received, Published)
-            assert received.notification is not None
-            assert sent.notification is not None
-            assert received.notification.line == sent.notification.dumps()
+    assert_same_lines(events, got)
 
 
 def test_shared_bodies_leave_single_and_already_read_notifications_as_they_were() -> None:
@@ -321,9 +326,4 @@ def test_a_run_of_one_notification_messages_decodes_as_each_would_alone() -> Non
             (message,) = encode([event])
             got += decode(message.encode() if raw else message)
         assert got == sent
-        for before, after in zip(sent, got, strict=True):
-            if isinstance(before, Published):
-                assert isinstance(after, Published)
-                assert after.notification is not None
-                assert before.notification is not None
-                assert after.notification.line == before.notification.dumps()
+        assert_same_lines(sent, got)

@@ -58,6 +58,7 @@ class LocalBus:
             self.socket_path = f"{socket_path}.{slot}"
             self.siblings = [f"{socket_path}.{k}" for k in range(count) if k != slot]
         self._deliver: Deliver | None = None
+        self._decode = wire.Decoder()
         self._sock: socket.socket | None = None
         self._peers: dict[str, socket.socket] = {}
         self.tally: Tally | None = None
@@ -81,7 +82,7 @@ class LocalBus:
             except (BlockingIOError, InterruptedError):
                 return
             if raw[:1] == b"[":
-                events = wire.decode(raw)
+                events = self._decode(raw)
                 if self.tally is not None:
                     self.tally.count += sum(1 for e in events if hasattr(e, "user_id"))
                 for event in events:

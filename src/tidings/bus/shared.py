@@ -61,13 +61,14 @@ class Receiver(abc.ABC):
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
         self.tally: Tally | None = None
+        self._decode = wire.Decoder()
 
     @abc.abstractmethod
     def name(self) -> str:
         """For log lines: the backend and where it is, without credentials."""
 
     def _received(self, raw: str | bytes) -> None:
-        events = wire.decode(raw)
+        events = self._decode(raw)
         if self.tally is not None:
             self.tally.count += sum(1 for e in events if hasattr(e, "user_id"))
         self._dispatch(events)

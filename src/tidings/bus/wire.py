@@ -33,7 +33,7 @@ from tidings.events import (
 from tidings.models import Action, Actor, Draft, Notification, one_line_json
 from tidings.store.common import made
 
-__all__ = ["decode", "encode", "encode_per_user", "resync_message"]
+__all__ = ["Decoder", "decode", "encode", "encode_per_user", "resync_message"]
 
 log = logging.getLogger("tidings.bus")
 
@@ -354,77 +354,96 @@ def resync_message() -> str:
     return '[{"t":"x"}]'
 
 
-# The last one-notification message decoded: its tail (all after the seq), its notification,
-# the tail of that notification's SSE line, and the user and seq its head named.
-_last: list[Any] = ["", None, None, None]
+class Decoder:
+    """`decode` with a memory of the last one-notification message it decoded, so that a run
+    of a broadcast's copies (the same message but for the user and the seq) is copied instead
+    of parsed. One per receiving connection's owner (a bus): the memory is not shared between
+    buses, nor between the event loops of one process."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        # Its tail (all after the seq), its notification, the tail of that notification's SSE
+        # line, and the user and seq its head named.
+        self._last: list[Any] = ["", None, None, None]
+
+    def __call__(self, raw: str | bytes) -> list[Event]:
+        """The events of one message; a malformed entry is skipped (and logged), never raised."""
+        try:
+            text = raw.decode() if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            log.warning("bus: ignoring a message that is not JSON")
+            return []
+        spliced = self._spliced(text)
+        if spliced is not None:
+            return spliced
+        events = _decode(text)
+        last = self._last
+        named, last[3] = last[3], None
+        if len(events) == 1 and named is not None and last[1] is None and text.endswith(last[0]):
+            event = events[0]
+            if (
+                isinstance(event, Published)
+                and event.notification is not None
+                and (event.user_id, event.seq) == named
+            ):
+                # The next message with this tail is a copy of this one (`_spliced`).
+                last[1] = event.notification
+        return events
+
+    def _spliced(self, text: str) -> list[Event] | None:
+        """The events of `text` when it is the same one-notification message as the last one
+        decoded but for the user and the seq: a copy of that notification, its SSE line spliced
+        from the last one's. None when it is not (then it is parsed, and remembered if it may
+        be)."""
+        at = len(_ONE_HEAD)
+        if not text.startswith(_ONE_HEAD) or text[at : at + 1] != '"':
+            return None
+        try:
+            user_id, end = _DECODER.raw_decode(text, at)
+        except ValueError:
+            return None
+        comma = text.find(",", end + 5)
+        digits = text[end + 5 : comma]
+        if (
+            not text.startswith(',"s":', end)
+            or comma < 0
+            or not (digits.isascii() and digits.isdigit())
+        ):
+            return None
+        seq = int(digits)
+        tail = text[comma:]
+        last = self._last
+        if tail != last[0]:
+            last[:] = [tail, None, None, (user_id, seq)]
+            return None
+        first: Notification | None = last[1]
+        if first is None or not tail.startswith(',"n":'):
+            last[3] = (user_id, seq)
+            return None
+        n: Notification = object.__new__(Notification)
+        own = vars(n)
+        own.update(vars(first))
+        own["user_id"] = user_id
+        own["seq"] = seq
+        own.pop("line", None)
+        line_tail = last[2]
+        if line_tail is None:
+            text0 = first.line
+            head = f'{{"id":{first.seq},"user_id":{one_line_json(first.user_id)}'
+            line_tail = last[2] = text0[len(head) :] if text0.startswith(head) else ""
+        if line_tail:
+            own["line"] = f'{{"id":{seq},"user_id":{one_line_json(user_id)}{line_tail}'
+        return [Published(user_id, seq, n)]
 
 
-def _spliced(text: str) -> list[Event] | None:
-    """The events of `text` when it is the same one-notification message as the last one decoded
-    but for the user and the seq: a copy of that notification, its SSE line spliced from the
-    last one's. None when it is not (then `decode` parses it, and remembers it if it may be)."""
-    at = len(_ONE_HEAD)
-    if not text.startswith(_ONE_HEAD) or text[at : at + 1] != '"':
-        return None
-    try:
-        user_id, end = _DECODER.raw_decode(text, at)
-    except ValueError:
-        return None
-    comma = text.find(",", end + 5)
-    digits = text[end + 5 : comma]
-    if (
-        not text.startswith(',"s":', end)
-        or comma < 0
-        or not (digits.isascii() and digits.isdigit())
-    ):
-        return None
-    seq = int(digits)
-    tail = text[comma:]
-    if tail != _last[0]:
-        _last[:] = [tail, None, None, (user_id, seq)]
-        return None
-    first: Notification | None = _last[1]
-    if first is None or not tail.startswith(',"n":'):
-        _last[3] = (user_id, seq)
-        return None
-    n: Notification = object.__new__(Notification)
-    own = vars(n)
-    own.update(vars(first))
-    own["user_id"] = user_id
-    own["seq"] = seq
-    own.pop("line", None)
-    line_tail = _last[2]
-    if line_tail is None:
-        text0 = first.line
-        head = f'{{"id":{first.seq},"user_id":{one_line_json(first.user_id)}'
-        line_tail = _last[2] = text0[len(head) :] if text0.startswith(head) else ""
-    if line_tail:
-        own["line"] = f'{{"id":{seq},"user_id":{one_line_json(user_id)}{line_tail}'
-    return [Published(user_id, seq, n)]
+_decoder = Decoder()
 
 
 def decode(raw: str | bytes) -> list[Event]:
-    """The events of one message; a malformed entry is skipped (and logged), never raised."""
-    try:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError:
-        log.warning("bus: ignoring a message that is not JSON")
-        return []
-    spliced = _spliced(text)
-    if spliced is not None:
-        return spliced
-    events = _decode(text)
-    named, _last[3] = _last[3], None
-    if len(events) == 1 and named is not None and _last[1] is None and text.endswith(_last[0]):
-        event = events[0]
-        if (
-            isinstance(event, Published)
-            and event.notification is not None
-            and (event.user_id, event.seq) == named
-        ):
-            # The next message with this tail is a copy of this one (`_spliced`).
-            _last[1] = event.notification
-    return events
+    """The events of one message; a malformed entry is skipped (and logged), never raised.
+    A bus keeps a `Decoder` of its own; this one is for everything else."""
+    return _decoder(raw)
 
 
 def _decode(raw: str) -> list[Event]:

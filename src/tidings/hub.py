@@ -334,14 +334,24 @@ class Hub:
             sub.push(item)
 
     async def heartbeat(self) -> None:
-        """Run until cancelled: one tick visits one slot of streams and queues their ping."""
+        """Run until cancelled: one tick visits one slot of streams and queues their ping.
+
+        The ticks keep to the clock: a wake-up that comes late (timers wake no sooner than a
+        millisecond, later on a busy loop) visits every slot that came due, so the period the
+        streams announce is the period they get, and a client's watchdog keyed to it holds."""
         tick = self.settings.heartbeat / HEARTBEAT_SLOTS
+        loop = asyncio.get_running_loop()
         slot = 0
+        due = loop.time() + tick
         while True:
-            await asyncio.sleep(tick)
-            for sub in list(self._slots[slot]):
-                sub.push(PING)
-            slot = (slot + 1) % HEARTBEAT_SLOTS
+            await asyncio.sleep(due - loop.time())
+            # After a stall longer than a round, one round of pings, not one per round missed.
+            due = max(due, loop.time() - self.settings.heartbeat)
+            while due <= loop.time():
+                for sub in list(self._slots[slot]):
+                    sub.push(PING)
+                slot = (slot + 1) % HEARTBEAT_SLOTS
+                due += tick
 
     def drain(self) -> None:
         """Close every stream with a jittered `retry:` so clients spread over other nodes."""

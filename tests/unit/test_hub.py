@@ -250,6 +250,29 @@ async def test_heartbeats_visit_a_sixteenth_of_the_streams_per_tick() -> None:
         beating.cancel()
 
 
+async def test_the_heartbeat_keeps_to_its_period_when_each_tick_wakes_late() -> None:
+    # 0.128 s over 512 slots is a 0.25 ms tick, and the event loop's timers wake no sooner than
+    # a millisecond: ticks counted one sleep each stretched the round four times (the watchdog of a
+    # client told the heartbeat then reopens the stream). Kept to the clock, every slot is visited
+    # within about one heartbeat.
+    heartbeat = 0.128
+    hub = make_hub(heartbeat=heartbeat)
+    subs = [hub.new_subscriber(f"user-{i}") for i in range(HEARTBEAT_SLOTS)]
+    for sub in subs:
+        hub.add(sub, None)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    beating = asyncio.create_task(hub.heartbeat())
+    try:
+        async with asyncio.timeout(5):
+            assert await subs[-1].take() == [PING]  # the last slot
+        took = loop.time() - began
+        assert all(queued(sub) == [PING] for sub in subs[:-1])
+        assert took < 3 * heartbeat, f"{took:.3f} s for one round of a {heartbeat} s heartbeat"
+    finally:
+        beating.cancel()
+
+
 async def test_a_stream_whose_token_expires_is_ended() -> None:
     hub = make_hub()
     sub = hub.new_subscriber("ann")

@@ -26,7 +26,8 @@ from tests.browser.proxy import PausingProxy
 from tests.conftest import ServerFactory
 from tests.support import Server, make_token
 
-# They time pings and the client's own timeouts: run alone, after the parallel pass.
+# They wait on pings and the client's own timeouts: one at a time, in the lane beside the
+# parallel pass.
 pytestmark = pytest.mark.serial
 
 STREAM = "/notifications/stream"

@@ -30,7 +30,7 @@ from tests.multinode.conftest import ClusterFactory, PrivateRedis
 from tests.support import free_port, make_token
 from tidings.bus.redis import jump_hash
 
-# A failover and reconnects timed in seconds: run alone, after the parallel pass.
+# A failover and reconnects timed in seconds: one at a time, in the lane beside the parallel pass.
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
 
 # A notification written to a stream within this long of its commit came live, not by catch-up.

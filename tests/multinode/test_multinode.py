@@ -211,7 +211,8 @@ def _restart(node: Node) -> None:
     node.start()
 
 
-@pytest.mark.serial
+# A latency bound: under the other workers' load one event in twenty came 113 ms late.
+@pytest.mark.alone
 async def test_a_stream_through_the_documented_nginx_gets_each_event_within_100_ms(
     behind_nginx: tuple[list[Node], Nginx], tag: str
 ) -> None:

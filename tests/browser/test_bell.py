@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.helpers import (
@@ -61,6 +62,8 @@ def test_a_notification_shows_within_a_second_for_its_user_only(
     assert unread(bob) == 1
 
 
+# Waits on timers more than it computes: in the lane beside the parallel pass (scripts/test).
+@pytest.mark.serial
 def test_what_was_published_while_the_server_was_down_shows_once_without_a_reload(
     browser: Browser, make_server: ServerFactory
 ) -> None:

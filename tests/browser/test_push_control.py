@@ -107,6 +107,8 @@ def test_offline_chromium_shows_why_push_could_not_be_turned_on(
     context.close()
 
 
+# Waits on timers more than it computes: in the lane beside the parallel pass (scripts/test).
+@pytest.mark.serial
 def test_a_push_service_that_never_answers_is_given_up_on(
     browser: Browser, push_server: Server, tmp_path: Path
 ) -> None:

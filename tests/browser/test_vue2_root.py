@@ -142,6 +142,8 @@ def app(make_server: ServerFactory) -> Iterator[tuple[App, Server]]:
         yield started, tidings
 
 
+# Waits on timers more than it computes: in the lane beside the parallel pass (scripts/test).
+@pytest.mark.serial
 def test_both_bells_in_a_vue2_root_stay_live_past_the_token_lifetime_under_strict_csp(
     browser: Browser, app: tuple[App, Server]
 ) -> None:

@@ -13,7 +13,9 @@ from tests.push.helpers import PUBLIC_KEY, PUSH_ENV, subscribe
 from tests.push.standin import standin
 from tests.support import make_token, open_stream
 
-pytestmark = pytest.mark.anyio
+# Waits on timers (a grace window, a lease, a token's lifetime) more than it computes: in the
+# lane of its own beside the parallel pass (scripts/test).
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 
 
 async def test_one_push_per_notification_and_none_for_an_open_stream_on_every_store(

@@ -15,7 +15,9 @@ from tests.multinode.cluster import Cluster
 from tests.smtp import SmtpSink, email_settings, listed_messages
 from tests.support import HTTP, PUBLISHER_KEY
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+# Waits on timers (a grace window, a lease, a token's lifetime) more than it computes: in the
+# lane of its own beside the parallel pass (scripts/test).
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
 
 LEASE = "6"  # seconds: how long a killed node's claim blocks the digest
 

@@ -14,7 +14,9 @@ from tests.multinode.cluster import Cluster
 from tests.smtp import SmtpSink, email_settings, listed_messages
 from tests.support import PUBLISHER_KEY
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+# Waits on timers (a grace window, a lease, a token's lifetime) more than it computes: in the
+# lane of its own beside the parallel pass (scripts/test).
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
 
 USERS = 6
 

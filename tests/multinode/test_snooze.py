@@ -15,7 +15,9 @@ import pytest
 from tests.multinode.cluster import Cluster
 from tests.support import SENTINEL, Stream, make_token, open_stream
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+# Waits on timers (a grace window, a lease, a token's lifetime) more than it computes: in the
+# lane of its own beside the parallel pass (scripts/test).
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
 
 AHEAD = timedelta(seconds=3)
 ARRIVAL = 30.0

@@ -49,6 +49,7 @@ from typing import Any
 
 from bench import common
 from bench.targets import PUBLISHER_KEY, SECRET, Centrifugo, Server, Target, Tidings
+from bench.trace import summarize as trace_summary
 
 ENGINES = ("local", "redis", "redis-hashed", "redis-cluster", "nats", "centrifugo")
 HASHED_INSTANCES = 2
@@ -61,6 +62,7 @@ CENTRIFUGO_METRIC = "centrifugo_node_messages_received_count"
 PROFILE_ENV = "BENCH_CLUSTER_PROFILE"
 SHAPE_ENV = "BENCH_CLUSTER_SHAPE"
 ODD_ENV = "BENCH_CLUSTER_ODD_ENV"
+TRACE_ENV = "BENCH_TRACE_DIR"
 PROFILE_HZ = 100
 # The streams are open and nothing is published: the nodes' CPU over this long, at the end of
 # the settle time, is their idle cost (heartbeats, timers), reported beside the busy figures.
@@ -383,6 +385,16 @@ def _sys_cpu(pid: int) -> float:
     return int(fields[12]) / common.CLK_TCK
 
 
+def _run_queue_wait(pid: int) -> float:
+    """Seconds a process's main thread (a node's event loop) has spent runnable and waiting for a
+    core (/proc/PID/schedstat, second field, ns): on a machine with more work than cores, the
+    part of a notification's latency that no code of the node's can shorten."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _cpu(pid: int | None) -> float | None:
     return None if pid is None else common.sample(pid)["cpu"]
 
@@ -524,6 +536,7 @@ class Nodes:
             "sys": sum(_sys_cpu(s.proc.pid) for s in self.servers),
             "rss": sum(x["rss"] for x in each),
             "rss_each": [x["rss"] for x in each],
+            "wait_each": [_run_queue_wait(s.proc.pid) for s in self.servers],
             "t": time.time(),
         }
 
@@ -579,7 +592,18 @@ def one_run(
     try:
         base, engine_mem0 = nodes.sample(), engines.memory(bus)
         template = nodes.targets[0]
-        gen = Generator(nodes.ports[0], reader_procs(cc.streams))
+        # Every run is traced per notification (bench/trace.py): the tail's parts in `tail`.
+        trace_dir = work / f"trace-{tag}"
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        before = os.environ.get(TRACE_ENV)
+        os.environ[TRACE_ENV] = str(trace_dir)
+        try:
+            gen = Generator(nodes.ports[0], reader_procs(cc.streams))
+        finally:
+            if before is None:
+                del os.environ[TRACE_ENV]
+            else:
+                os.environ[TRACE_ENV] = before
         names = users(cc.streams, f"c{tag}-")
         conns = [{**template.stream(u), "port": nodes.ports[i % n]} for i, u in enumerate(names)]
         opened = gen.open(conns)
@@ -667,6 +691,14 @@ def one_run(
                 round((b - a) / max(pub["sent"], 1) * 1e6, 1)
                 for a, b in zip(s0["cpu_each"], s1["cpu_each"], strict=True)
             ],
+            # Per node, the share of the window its event loop's thread was ready to run and
+            # waited for a core (the machine's contention, not the node's own work).
+            node_run_queue_wait_pct=[
+                round((b - a) / wall * 100, 1)
+                for a, b in zip(s0["wait_each"], s1["wait_each"], strict=True)
+            ],
+            # Where the slowest 1 % spent their time (bench/trace.py).
+            tail=trace_summary(trace_dir),
             # One node on the local bus has no bus between nodes: its count (0) is no share.
             bus_received_share=None if engine == "local" else _share(received, pub["sent"]),
             publisher_processes=pub["processes"],

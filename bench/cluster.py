@@ -386,13 +386,21 @@ def _sys_cpu(pid: int) -> float:
 
 
 def _run_queue_wait(pid: int) -> float:
-    """Seconds a process's main thread (a node's event loop) has spent runnable and waiting for a
-    core (/proc/PID/schedstat, second field, ns): on a machine with more work than cores, the
-    part of a notification's latency that no code of the node's can shorten."""
+    """Seconds the threads of a process have spent runnable and waiting for a core
+    (/proc/PID/task/*/schedstat, second field, ns). A tidings node's is almost all its event
+    loop's thread; Centrifugo's is spread over Go's threads. On a machine with more work than
+    cores it is the part of the latency that no code of the node's own can shorten."""
+    total = 0
     try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return 0.0
+    for task in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def _cpu(pid: int | None) -> float | None:
@@ -691,8 +699,9 @@ def one_run(
                 round((b - a) / max(pub["sent"], 1) * 1e6, 1)
                 for a, b in zip(s0["cpu_each"], s1["cpu_each"], strict=True)
             ],
-            # Per node, the share of the window its event loop's thread was ready to run and
-            # waited for a core (the machine's contention, not the node's own work).
+            # Per node, the share of the window its threads (a tidings node: its event loop)
+            # were ready to run and waited for a core: the machine's contention, not the node's
+            # own work.
             node_run_queue_wait_pct=[
                 round((b - a) / wall * 100, 1)
                 for a, b in zip(s0["wait_each"], s1["wait_each"], strict=True)

@@ -947,6 +947,16 @@ SPREAD = (
     "rss_per_stream_kb",
     "engine_bytes_per_stream",
 )
+# Where the time of the slowest 1 % went (bench/trace.py), and how long the nodes waited for a
+# core: (key in the case, how to read it from a run).
+TAIL_SPREAD: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
+    ("tail_queued_ms", lambda t: t["slowest_1pct"]["queued_ms"]),
+    ("tail_request_ms", lambda t: t["slowest_1pct"]["request_ms"]),
+    ("tail_answered_to_received_ms", lambda t: t["slowest_1pct"]["answered_to_received_ms"]),
+    ("all_request_ms", lambda t: t["all"]["request_ms"]),
+    ("all_answered_to_received_ms", lambda t: t["all"]["answered_to_received_ms"]),
+    ("tail_top_window_share", lambda t: t["slowest_top_window_share"]),
+)
 BROADCAST_SPREAD = ("last_ms", "publish_call_ms", "server_cpu_s", "bus_received_share")
 
 
@@ -980,6 +990,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             case["generator_limited"] = any(r["generator_limited"] for r in good)
             for key in SPREAD:
                 case[key], case[f"{key}_spread"] = _median([r.get(key) for r in good])
+            tails = [r["tail"] for r in good if r.get("tail")]
+            for key, get in TAIL_SPREAD:
+                case[key], case[f"{key}_spread"] = _median([get(t) for t in tails])
+            waits = [r["node_run_queue_wait_pct"] for r in good if r.get("node_run_queue_wait_pct")]
+            # Per node (the mean of the nodes), as a share of the rate window.
+            case["run_queue_wait_pct"], case["run_queue_wait_pct_spread"] = _median(
+                [sum(w) / len(w) for w in waits]
+            )
             b = [r["broadcast"] for r in good if "broadcast" in r]
             bc: dict[str, Any] = {
                 "users": b[0]["users"] if b else None,

@@ -706,8 +706,11 @@ def one_run(
                 round((b - a) / wall * 100, 1)
                 for a, b in zip(s0["wait_each"], s1["wait_each"], strict=True)
             ],
-            # Where the slowest 1 % spent their time (bench/trace.py).
+            # Where the slowest 1 % spent their time (bench/trace.py), from the files in
+            # `trace` (the nodes' ports in `node_ports`, node-0 first).
             tail=trace_summary(trace_dir),
+            trace=str(trace_dir),
+            node_ports=nodes.ports,
             # One node on the local bus has no bus between nodes: its count (0) is no share.
             bus_received_share=None if engine == "local" else _share(received, pub["sent"]),
             publisher_processes=pub["processes"],

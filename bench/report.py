@@ -584,7 +584,14 @@ publish is now one statement in one round trip, and concurrent one-user publishe
 share one, see PostgreSQL in docs/deploy.md),
 uvloop's own C code ~19 %, the bus ~11 % (half of it the write of each PUBLISH), the SSE writes
 ~10 %; a socket write costs tens of µs on this virtual machine, so the many-node path pays per
-round trip more than per byte."""
+round trip more than per byte.
+
+Every run is also traced per notification (`bench/trace.py`; the load generator's files in
+`trace`): `tail` splits the slowest 1 % against all notifications into the generator's own lag,
+the publish request and the time from its answer to the reader, says which nodes took and
+delivered them and how bunched in time they were; `node_run_queue_wait_pct` is, per node, the
+share of the rate window its threads were ready to run and waited for a core
+(`/proc/PID/task/*/schedstat`). The second table below gives their medians."""
 
 
 def cluster_section() -> list[str]:

@@ -206,6 +206,9 @@ class Hub:
         self.settings = settings
         self.metrics = metrics
         self.draining = False
+        # The longest `retry:` of this node's drain (set by `drain`; streams refused while
+        # draining get one within it too).
+        self.drain_top_ms = settings.drain_retry_max_ms
         self._users: dict[str, set[Subscriber]] = {}
         self._slots: list[set[Subscriber]] = [set() for _ in range(HEARTBEAT_SLOTS)]
         self._next_slot = 0
@@ -344,8 +347,14 @@ class Hub:
             slot = (slot + 1) % HEARTBEAT_SLOTS
 
     def drain(self) -> None:
-        """Close every stream with a jittered `retry:` so clients spread over other nodes."""
+        """Close every stream with a jittered `retry:` so clients spread over other nodes (or
+        over this one's restart), as wide as their number needs (`sse.drain_top_ms`)."""
         self.draining = True
-        top = self.settings.drain_retry_max_ms
-        for sub in list(self.subscribers()):
+        subs = list(self.subscribers())
+        settings = self.settings
+        top = sse.drain_top_ms(
+            len(subs), settings.drain_reconnects_per_s, settings.drain_retry_max_ms
+        )
+        self.drain_top_ms = top
+        for sub in subs:
             sub.push(End("drain", retry_ms=sse.drain_retry_ms(top)))

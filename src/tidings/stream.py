@@ -58,7 +58,7 @@ async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send
         # This node is going away: tell the client to come back (to another node) shortly.
         metrics.refused.labels("draining").inc()
         await send({"type": "http.response.start", "status": 200, "headers": list(sse.HEADERS)})
-        retry = sse.retry(sse.drain_retry_ms(settings.drain_retry_max_ms))
+        retry = sse.retry(sse.drain_retry_ms(hub.drain_top_ms))
         await send({"type": "http.response.body", "body": retry})
         return
 

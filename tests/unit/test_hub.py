@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from tests.unit.conftest import unit_settings
+from tidings import sse
 from tidings.events import Deleted, Published, ReadChanged, Resync, UserResync
 from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Subscriber
 from tidings.metrics import Metrics
@@ -276,6 +277,37 @@ async def test_a_removed_stream_gets_nothing_more_not_even_its_expiry() -> None:
     assert queued(sub) == []
 
 
+@pytest.mark.parametrize(
+    ("streams", "per_second", "top", "expected"),
+    [
+        (50, 5000, 5000, 1000),  # a few streams: the narrowest spread, 500..1,000 ms
+        (10_000, 5000, 5000, 2500),  # 10,000 at 5,000/s: two seconds wide
+        (10_000, 5000, 2000, 2000),  # never past TIDINGS_DRAIN_RETRY_MAX_MS
+        (100_000, 5000, 5000, 5000),
+        (3, 0, 5000, 5000),  # 0: always the whole spread
+        (10_001, 5000, 60_000, 2501),  # rounded up, not down
+    ],
+)
+def test_a_drain_spreads_its_streams_as_wide_as_their_number_needs(
+    streams: int, per_second: int, top: int, expected: int
+) -> None:
+    assert sse.drain_top_ms(streams, per_second, top) == expected
+
+
+async def test_a_large_drain_spreads_wider_up_to_the_maximum() -> None:
+    hub = make_hub(drain_retry_max_ms=5000, drain_reconnects_per_s=100)
+    subs = [hub.new_subscriber(f"user-{i}") for i in range(300)]
+    for sub in subs:
+        hub.add(sub, None)
+    hub.drain()
+    # 300 streams at 100/s: 3 s wide, from 500 ms.
+    assert hub.drain_top_ms == 3500
+    retries = [e.retry_ms for sub in subs if isinstance(e := queued(sub)[-1], End)]
+    assert len(retries) == 300
+    assert all(r is not None and 500 <= r <= 3500 for r in retries)
+    assert max(r for r in retries if r is not None) > 2500  # the whole width is used
+
+
 async def test_drain_ends_every_stream_with_a_spread_retry() -> None:
     hub = make_hub(drain_retry_max_ms=3000)
     subs = [hub.new_subscriber(f"user-{i}") for i in range(50)]
@@ -286,7 +318,9 @@ async def test_drain_ends_every_stream_with_a_spread_retry() -> None:
     ends = [queued(sub)[-1] for sub in subs]
     assert all(isinstance(e, End) and e.reason == "drain" for e in ends)
     retries = {e.retry_ms for e in ends if isinstance(e, End)}
-    assert all(r is not None and 500 <= r <= 3000 for r in retries)
+    # 50 streams at 5,000 reconnects/s need no more than the narrowest spread: back within 1 s.
+    assert hub.drain_top_ms == 1000
+    assert all(r is not None and 500 <= r <= 1000 for r in retries)
     assert len(retries) > 10  # spread, so clients do not all come back in the same instant
     emptied = asyncio.create_task(hub.emptied())
     for sub in subs[:-1]:

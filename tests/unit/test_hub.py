@@ -12,7 +12,7 @@ import pytest
 from tests.unit.conftest import unit_settings
 from tidings import sse
 from tidings.events import Deleted, Published, ReadChanged, Resync, UserResync
-from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Subscriber
+from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Item, Subscriber
 from tidings.metrics import Metrics
 from tidings.models import Notification
 
@@ -399,3 +399,92 @@ async def test_a_stream_about_to_read_the_store_forgets_the_checks_queued_so_far
     sub.forget_checks()
     assert [item.seq for item in queued(sub) if isinstance(item, Frame)] == [1]
     assert CHECK not in queued(sub)
+
+
+# --- frames written straight to an idle stream's connection (Subscriber.write) --------------------
+
+
+class Connection:
+    """A stream's connection as the hub sees it: what was written, and whether it takes more."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.writable = True
+
+    def write_frame(self, body: bytes) -> bool:
+        if not self.writable:
+            return False
+        self.written.append(body)
+        return True
+
+
+async def parked(
+    hub: Hub, user: str, last: int
+) -> tuple[Subscriber, Connection, asyncio.Task[list[Item]]]:
+    """A stream past its catch-up at `last`, waiting in `take` with nothing queued."""
+    sub = hub.new_subscriber(user)
+    hub.add(sub, None)
+    conn = Connection()
+    sub.writer = conn
+    sub.last = last
+    taking = asyncio.create_task(sub.take())
+    await asyncio.sleep(0)
+    return sub, conn, taking
+
+
+def published(user: str, seq: int) -> Published:
+    return Published(user, seq, Notification(user, seq, f"n{seq}", None, None, {}, 1))
+
+
+async def test_a_waiting_stream_gets_the_next_frames_written_without_waking_its_task() -> None:
+    hub = make_hub()
+    sub, conn, taking = await parked(hub, "ann", last=4)
+    hub.deliver(published("ann", 5))
+    hub.deliver(published("ann", 6))
+    await asyncio.sleep(0)
+    assert [b'"message":"n5"' in conn.written[0], b'"message":"n6"' in conn.written[1]] == [
+        True
+    ] * 2
+    assert sub.last == 6
+    assert not taking.done()  # the stream's task still waits: nothing for it to do
+    assert queued(sub) == []
+    taking.cancel()
+
+
+async def test_a_frame_out_of_order_or_without_a_body_wakes_the_stream_instead() -> None:
+    hub = make_hub()
+    for event in (published("ann", 7), Published("ann", 5)):  # a gap; only (user, seq)
+        sub, conn, taking = await parked(hub, "ann", last=4)
+        hub.deliver(event)
+        assert conn.written == []
+        assert sub.last == 4
+        assert [f.seq for f in await taking if isinstance(f, Frame)] == [event.seq]
+        hub.remove(sub)
+
+
+async def test_a_connection_that_takes_no_more_gets_the_frame_queued_in_order() -> None:
+    hub = make_hub()
+    sub, conn, taking = await parked(hub, "ann", last=4)
+    hub.deliver(published("ann", 5))
+    conn.writable = False  # the client reads slowly: the bounded queue takes over
+    hub.deliver(published("ann", 6))
+    hub.deliver(published("ann", 7))  # its task is woken: queued behind 6, never written ahead
+    assert len(conn.written) == 1
+    assert sub.last == 5
+    assert [f.seq for f in await taking if isinstance(f, Frame)] == [6, 7]
+
+
+async def test_a_stream_that_is_not_waiting_or_has_stopped_gets_nothing_written() -> None:
+    hub = make_hub()
+    busy = hub.new_subscriber("ann")  # its task is elsewhere (a catch-up read, a write)
+    hub.add(busy, None)
+    busy.writer = busy_conn = Connection()
+    busy.last = 4
+    hub.deliver(published("ann", 5))
+    assert busy_conn.written == []
+    assert [f.seq for f in queued(busy) if isinstance(f, Frame)] == [5]
+    stopped, conn, taking = await parked(hub, "bob", last=0)
+    stopped.abort("client")
+    hub.deliver(published("bob", 1))
+    assert conn.written == []
+    taking.cancel()

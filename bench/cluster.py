@@ -49,6 +49,7 @@ from typing import Any
 
 from bench import common
 from bench.targets import PUBLISHER_KEY, SECRET, Centrifugo, Server, Target, Tidings
+from bench.trace import summarize as trace_summary
 
 ENGINES = ("local", "redis", "redis-hashed", "redis-cluster", "nats", "centrifugo")
 HASHED_INSTANCES = 2
@@ -61,6 +62,7 @@ CENTRIFUGO_METRIC = "centrifugo_node_messages_received_count"
 PROFILE_ENV = "BENCH_CLUSTER_PROFILE"
 SHAPE_ENV = "BENCH_CLUSTER_SHAPE"
 ODD_ENV = "BENCH_CLUSTER_ODD_ENV"
+TRACE_ENV = "BENCH_TRACE_DIR"
 PROFILE_HZ = 100
 # The streams are open and nothing is published: the nodes' CPU over this long, at the end of
 # the settle time, is their idle cost (heartbeats, timers), reported beside the busy figures.
@@ -383,6 +385,24 @@ def _sys_cpu(pid: int) -> float:
     return int(fields[12]) / common.CLK_TCK
 
 
+def _run_queue_wait(pid: int) -> float:
+    """Seconds the threads of a process have spent runnable and waiting for a core
+    (/proc/PID/task/*/schedstat, second field, ns). A tidings node's is almost all its event
+    loop's thread; Centrifugo's is spread over Go's threads. On a machine with more work than
+    cores it is the part of the latency that no code of the node's own can shorten."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def _cpu(pid: int | None) -> float | None:
     return None if pid is None else common.sample(pid)["cpu"]
 
@@ -524,6 +544,7 @@ class Nodes:
             "sys": sum(_sys_cpu(s.proc.pid) for s in self.servers),
             "rss": sum(x["rss"] for x in each),
             "rss_each": [x["rss"] for x in each],
+            "wait_each": [_run_queue_wait(s.proc.pid) for s in self.servers],
             "t": time.time(),
         }
 
@@ -579,7 +600,18 @@ def one_run(
     try:
         base, engine_mem0 = nodes.sample(), engines.memory(bus)
         template = nodes.targets[0]
-        gen = Generator(nodes.ports[0], reader_procs(cc.streams))
+        # Every run is traced per notification (bench/trace.py): the tail's parts in `tail`.
+        trace_dir = work / f"trace-{tag}"
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        before = os.environ.get(TRACE_ENV)
+        os.environ[TRACE_ENV] = str(trace_dir)
+        try:
+            gen = Generator(nodes.ports[0], reader_procs(cc.streams))
+        finally:
+            if before is None:
+                del os.environ[TRACE_ENV]
+            else:
+                os.environ[TRACE_ENV] = before
         names = users(cc.streams, f"c{tag}-")
         conns = [{**template.stream(u), "port": nodes.ports[i % n]} for i, u in enumerate(names)]
         opened = gen.open(conns)
@@ -667,6 +699,18 @@ def one_run(
                 round((b - a) / max(pub["sent"], 1) * 1e6, 1)
                 for a, b in zip(s0["cpu_each"], s1["cpu_each"], strict=True)
             ],
+            # Per node, the share of the window its threads (a tidings node: its event loop)
+            # were ready to run and waited for a core: the machine's contention, not the node's
+            # own work.
+            node_run_queue_wait_pct=[
+                round((b - a) / wall * 100, 1)
+                for a, b in zip(s0["wait_each"], s1["wait_each"], strict=True)
+            ],
+            # Where the slowest 1 % spent their time (bench/trace.py), from the files in
+            # `trace` (the nodes' ports in `node_ports`, node-0 first).
+            tail=trace_summary(trace_dir),
+            trace=str(trace_dir),
+            node_ports=nodes.ports,
             # One node on the local bus has no bus between nodes: its count (0) is no share.
             bus_received_share=None if engine == "local" else _share(received, pub["sent"]),
             publisher_processes=pub["processes"],
@@ -906,6 +950,16 @@ SPREAD = (
     "rss_per_stream_kb",
     "engine_bytes_per_stream",
 )
+# Where the time of the slowest 1 % went (bench/trace.py), and how long the nodes waited for a
+# core: (key in the case, how to read it from a run).
+TAIL_SPREAD: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
+    ("tail_queued_ms", lambda t: t["slowest_1pct"]["queued_ms"]),
+    ("tail_request_ms", lambda t: t["slowest_1pct"]["request_ms"]),
+    ("tail_answered_to_received_ms", lambda t: t["slowest_1pct"]["answered_to_received_ms"]),
+    ("all_request_ms", lambda t: t["all"]["request_ms"]),
+    ("all_answered_to_received_ms", lambda t: t["all"]["answered_to_received_ms"]),
+    ("tail_top_window_share", lambda t: t["slowest_top_window_share"]),
+)
 BROADCAST_SPREAD = ("last_ms", "publish_call_ms", "server_cpu_s", "bus_received_share")
 
 
@@ -939,6 +993,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             case["generator_limited"] = any(r["generator_limited"] for r in good)
             for key in SPREAD:
                 case[key], case[f"{key}_spread"] = _median([r.get(key) for r in good])
+            tails = [r["tail"] for r in good if r.get("tail")]
+            for key, get in TAIL_SPREAD:
+                case[key], case[f"{key}_spread"] = _median([get(t) for t in tails])
+            waits = [r["node_run_queue_wait_pct"] for r in good if r.get("node_run_queue_wait_pct")]
+            # Per node (the mean of the nodes), as a share of the rate window.
+            case["run_queue_wait_pct"], case["run_queue_wait_pct_spread"] = _median(
+                [sum(w) / len(w) for w in waits]
+            )
             b = [r["broadcast"] for r in good if "broadcast" in r]
             bc: dict[str, Any] = {
                 "users": b[0]["users"] if b else None,

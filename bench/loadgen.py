@@ -35,6 +35,18 @@ CONNECT_TIMEOUT = 30.0
 HEAD_TIMEOUT = 120.0
 # Linux's socket option (24), named in Python's socket module only from 3.12.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+# BENCH_TRACE_DIR=<folder>: each process appends what it saw per notification there (readers:
+# k, receive time, node port; the publisher: k, scheduled, sent, answered, node port), so the
+# slow 1 % can be split into the publish's part and the delivery's (bench/trace.py).
+TRACE_DIR = os.environ.get("BENCH_TRACE_DIR", "")
+
+
+def _trace(kind: str, rows: list[Any]) -> None:
+    if not TRACE_DIR or not rows:
+        return
+    path = os.path.join(TRACE_DIR, f"{kind}-{os.getpid()}.jsonl")
+    with open(path, "a") as f:
+        f.write(json.dumps(rows) + "\n")
 
 
 class Stats:
@@ -47,6 +59,7 @@ class Stats:
         self.kmax: dict[int, float] = {}
         self.dups = 0
         self.events = 0
+        self.trace: list[tuple[int, float, int]] = []
 
 
 class Reader(asyncio.Protocol):
@@ -192,6 +205,8 @@ class Reader(asyncio.Protocol):
             self.seen.add(k)
             lat = now - float(mt.group(1))
             stats.lat.append(lat)
+            if TRACE_DIR:
+                stats.trace.append((k, now, self.port))
             stats.keys[k] = stats.keys.get(k, 0) + 1
             if lat > stats.kmax.get(k, -1.0):
                 stats.kmax[k] = lat
@@ -350,6 +365,7 @@ class Publisher:
         queue: asyncio.Queue[tuple[int, str, float] | None] = asyncio.Queue()
         ok: dict[int, str] = {}
         errors = 0
+        trace: list[tuple[int, float, float, float, int]] = []
         behind = 0.0
         rng = random.Random(cmd.get("seed", 1) * 1000 + offset)
 
@@ -365,7 +381,10 @@ class Publisher:
                     try:
                         if conn is None:
                             conn = await self._conn(port)
+                        sent = time.time()
                         status, _ = await http_call(conn, self.build(tpl, user, t, k))
+                        if TRACE_DIR:
+                            trace.append((k, t, sent, time.time(), port))
                         if 200 <= status < 300:
                             ok[k] = user
                         else:
@@ -395,6 +414,7 @@ class Publisher:
             queue.put_nowait(None)
         await asyncio.wait_for(asyncio.gather(*workers), 120)
         end = time.time()
+        _trace("publish", trace)
         return {
             "sent": len(ok),
             "errors": errors,
@@ -849,6 +869,8 @@ async def main(host: str, port: int, source: str | None) -> None:
                 "wall": time.time() - mark_wall,
             }
             if cmd.get("full"):
+                _trace("receive", s.trace)
+                s.trace = []
                 out["lat"] = list(s.lat)
                 out["keys"] = {str(k): v for k, v in s.keys.items()}
                 out["kmax"] = {str(k): v for k, v in s.kmax.items()}

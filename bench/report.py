@@ -584,7 +584,14 @@ publish is now one statement in one round trip, and concurrent one-user publishe
 share one, see PostgreSQL in docs/deploy.md),
 uvloop's own C code ~19 %, the bus ~11 % (half of it the write of each PUBLISH), the SSE writes
 ~10 %; a socket write costs tens of µs on this virtual machine, so the many-node path pays per
-round trip more than per byte."""
+round trip more than per byte.
+
+Every run is also traced per notification (`bench/trace.py`; the load generator's files in
+`trace`): `tail` splits the slowest 1 % against all notifications into the generator's own lag,
+the publish request and the time from its answer to the reader, says which nodes took and
+delivered them and how bunched in time they were; `node_run_queue_wait_pct` is, per node, the
+share of the rate window its threads were ready to run and waited for a core
+(`/proc/PID/task/*/schedstat`). The second table below gives their medians."""
 
 
 def cluster_section() -> list[str]:
@@ -707,6 +714,7 @@ def cluster_rows(data: dict[str, Any]) -> list[str]:
         "broadcast to all: last received",
     ]
     out += [*table(head, rows), ""]
+    out += tail_rows(data)
     notes = sorted({c["bus_received_note"] for c in data["cases"] if c.get("bus_received_note")})
     out += [f"- bus share –: {n}" for n in notes]
     out += [f"- **{k}** not measured: {v}" for k, v in data.get("skipped", {}).items()]
@@ -727,6 +735,52 @@ def cluster_rows(data: dict[str, Any]) -> list[str]:
         if data.get("criteria_note"):
             out += [f"({data['criteria_note']})", ""]
     return out
+
+
+def tail_rows(data: dict[str, Any]) -> list[str]:
+    """Where the slowest 1 % of each case spent their time (bench/trace.py), when traced."""
+    cases = [c for c in data["cases"] if c.get("tail_request_ms") is not None]
+    if not cases:
+        return []
+    rows = [
+        [
+            c["target"],
+            c["bus"],
+            fmt(c["nodes"]),
+            spread(c, "p99_ms", " ms"),
+            spread(c, "tail_queued_ms", " ms"),
+            spread(c, "tail_request_ms", " ms"),
+            spread(c, "tail_answered_to_received_ms", " ms"),
+            f"{spread(c, 'all_request_ms', ' ms')} / "
+            f"{spread(c, 'all_answered_to_received_ms', ' ms')}",
+            spread(c, "tail_top_window_share"),
+            spread(c, "run_queue_wait_pct", " %"),
+        ]
+        for c in cases
+    ]
+    head = [
+        "target",
+        "bus",
+        "nodes",
+        "p99",
+        "slowest 1 %: in the generator",
+        "slowest 1 %: publish request",
+        "slowest 1 %: answer to reader",
+        "median: request / answer to reader",
+        "slowest 1 % in the busiest 100 ms",
+        "nodes' wait for a core",
+    ]
+    return [
+        "Where the slowest 1 % spent their time (medians of the runs; `bench/trace.py`): the "
+        "publish request is the publishing node, the store's commit and the announcement's "
+        "write; answer to reader is the bus hop, the receiving node and the reader (below zero "
+        "when the stream had it before the publisher had its answer). A tail bunched in one "
+        "100 ms window is a stall; the nodes' wait for a core is the share of the rate window "
+        "each node's threads were ready to run and waited (`/proc/PID/task/*/schedstat`).",
+        "",
+        *table(head, rows),
+        "",
+    ]
 
 
 def _newest_with(

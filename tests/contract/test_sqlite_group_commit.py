@@ -148,7 +148,17 @@ async def test_a_batch_with_a_key_or_a_nul_is_written_publish_by_publish(
             store.add(Draft(user_ids=("bob",), message="after")),
         ],
     )
+    # A publish to many users keeps its own set-based path (`_add_bulk`).
+    many = tuple(f"m{i}" for i in range(40))
+    await queued_together(
+        store,
+        [
+            store.add(Draft(user_ids=many, message="to many")),
+            store.add(Draft(user_ids=("m3",), message="to one")),
+        ],
+    )
     assert sizes == [], f"written as one batch: {sizes}"
+    assert [n.message for n in await store.after("m3", 0, 10)] == ["to many", "to one"]
     assert [n.message for n in await store.after("alice", 0, 10)] == ["first", "plain 1"]
     assert [n.message for n in await store.after("bob", 0, 10)] == [
         "plain 2",

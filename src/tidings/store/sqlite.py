@@ -921,12 +921,16 @@ def _add_batch(
 
 def _batchable(work: list[tuple[Draft, str | None]]) -> bool:
     """Whether a batch can be written by `_add_many`: no idempotency key (a key's lookup and
-    replay are per publish), no user twice in one publish (`_add_rows` leaves that to the
-    primary key to refuse, alone in its savepoint), and no NUL in a text column (SQLite's JSON
-    functions end a string there; the HTTP API refuses NUL, the Python API may not)."""
+    replay are per publish), no publish to `BULK_MIN` users or more (`_add_bulk` binds its shared
+    columns once, where `_add_many` would carry them in every row's JSON), no user twice in one
+    publish (`_add_rows` leaves that to the primary key to refuse, alone in its savepoint), and no
+    NUL in a text column (SQLite's JSON functions end a string there; the HTTP API refuses NUL,
+    the Python API may not)."""
     for draft, key in work:
-        if key is not None or (
-            len(draft.user_ids) > 1 and len(set(draft.user_ids)) != len(draft.user_ids)
+        if (
+            key is not None
+            or len(draft.user_ids) >= BULK_MIN
+            or (len(draft.user_ids) > 1 and len(set(draft.user_ids)) != len(draft.user_ids))
         ):
             return False
         texts = (draft.message, draft.link, draft.kind, draft.category, draft.group)

@@ -9,7 +9,7 @@ notifications (one broadcast each); then, `--rounds` times, every user opens a s
 the `--missed` replayed notifications are in, and closes. Prints the server's CPU per reconnect
 (all threads, from /proc, including the close) for each round. What a reconnect storm costs per
 stream, without the storm's clients, restart and `retry:` waits, which a loaded machine makes
-vary by more than the change being measured (docs/benchmarks.md, section 16).
+vary by more than the change being measured (docs/benchmarks.md, section 17).
 
 For an A/B, run it once per arm with `PYTHONPATH=<the arm's src>`, arms interleaved, under
 `flock /work/wt/bench.lock` on a shared machine. Nothing is written to bench/results.

@@ -305,6 +305,11 @@ class ThreadServer(Server):
         assert self._uvicorn is not None
         return len(self._uvicorn.service.hub)
 
+    def streams_written_directly(self) -> int:
+        """Of those, the streams whose frames the hub may write to the connection itself."""
+        assert self._uvicorn is not None
+        return sum(sub.writer is not None for sub in self._uvicorn.service.hub.subscribers())
+
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             self.stop()

@@ -1,6 +1,7 @@
 """A complete answer leaves in one socket write (tidings.answers): the client's socket counts the
 data segments it received (TCP_INFO), and on loopback with TCP_NODELAY (uvloop's default) each
-server write is one segment. A stream keeps writing each frame as it comes."""
+server write is one segment. A stream's head leaves with its first frame (and what a reconnect
+replays), then the stream writes each frame as it comes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.support import PUBLISHER_KEY, Server, make_token
+from tests.support import PUBLISHER_KEY, ThreadServer, make_token
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="TCP_INFO is Linux's")
 
@@ -54,11 +55,13 @@ def _publish(sock: socket.socket, user: str, message: str) -> tuple[bytes, bytes
 
 
 @pytest.fixture
-def served(make_server: ServerFactory) -> Server:
-    return make_server(thread=True)
+def served(make_server: ServerFactory) -> ThreadServer:
+    server = make_server(thread=True)
+    assert isinstance(server, ThreadServer)
+    return server
 
 
-def test_a_publish_is_answered_in_one_segment(served: Server) -> None:
+def test_a_publish_is_answered_in_one_segment(served: ThreadServer) -> None:
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
         for i in range(3):  # each answer on a kept-alive connection, not only the first
             before = _segments_in(sock)
@@ -68,7 +71,7 @@ def test_a_publish_is_answered_in_one_segment(served: Server) -> None:
             assert _segments_in(sock) - before == 1
 
 
-def test_an_error_is_answered_in_one_segment_too(served: Server) -> None:
+def test_an_error_is_answered_in_one_segment_too(served: ThreadServer) -> None:
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
         sock.sendall(b"GET /api/notifications/nothing-here HTTP/1.1\r\nHost: t\r\n\r\n")
         head, body = _read_answer(sock)
@@ -77,7 +80,7 @@ def test_an_error_is_answered_in_one_segment_too(served: Server) -> None:
         assert _segments_in(sock) == 1
 
 
-def test_a_stream_still_writes_each_frame_when_it_comes(served: Server) -> None:
+def test_a_stream_still_writes_each_frame_when_it_comes(served: ThreadServer) -> None:
     token = make_token("bea")
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as stream:
         stream.sendall(
@@ -89,6 +92,9 @@ def test_a_stream_still_writes_each_frame_when_it_comes(served: Server) -> None:
             chunk = stream.recv(65536)
             assert chunk
             seen += chunk
+        assert _segments_in(stream) == 1, "the head and the first frame in one write"
+        # Past its first frame the hub writes the stream's frames to the connection itself.
+        assert served.streams_written_directly() == 1
         with socket.create_connection(("127.0.0.1", served.port), timeout=10) as publisher:
             _publish(publisher, "bea", "live")
         while b'"live"' not in seen:
@@ -97,3 +103,27 @@ def test_a_stream_still_writes_each_frame_when_it_comes(served: Server) -> None:
             seen += chunk
         assert seen.startswith(b"HTTP/1.1 200 ")
         assert b"transfer-encoding: chunked" in seen
+        assert seen.endswith(b"\r\n"), "each frame a whole chunk"
+        assert _segments_in(stream) == 2, "the live frame in a write of its own"
+
+
+def test_a_reconnect_gets_its_head_and_what_it_missed_in_one_segment(served: ThreadServer) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as publisher:
+        for i in range(3):  # a new user's seqs: 1, 2, 3
+            _publish(publisher, "cyd", f"missed {i}")
+    token = make_token("cyd")
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as stream:
+        stream.sendall(
+            b"GET /notifications/stream HTTP/1.1\r\nHost: t\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\n"
+            b"Last-Event-ID: 1\r\n\r\n"
+        )
+        seen = b""
+        while b'"missed 2"' not in seen:
+            chunk = stream.recv(65536)
+            assert chunk, f"the stream ended before its replay: {seen!r}"
+            seen += chunk
+        assert seen.startswith(b"HTTP/1.1 200 ")
+        assert b'"missed 0"' not in seen
+        assert b'"missed 1"' in seen
+        assert _segments_in(stream) == 1, "head, retry and the replay in one write"

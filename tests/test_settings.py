@@ -354,3 +354,11 @@ def test_the_smtp_url_forms() -> None:
         "h", 465, implicit_tls=True, username="u", password="p", verify=False
     )
     assert SmtpTarget.parse("smtp://h:2525").port == 2525
+
+
+def test_the_drain_reconnect_rate_is_a_count_per_second_or_zero() -> None:
+    assert from_env().drain_reconnects_per_s == 5000
+    assert from_env(drain_reconnects_per_s="0").drain_reconnects_per_s == 0
+    assert from_env(drain_reconnects_per_s="800").drain_reconnects_per_s == 800
+    assert "TIDINGS_DRAIN_RECONNECTS_PER_S" in refused(drain_reconnects_per_s="-1")
+    assert "TIDINGS_DRAIN_RECONNECTS_PER_S" in refused(drain_reconnects_per_s="fast")

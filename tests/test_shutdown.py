@@ -77,7 +77,9 @@ async def test_sigterm_with_a_thousand_streams_ends_each_cleanly_and_exits_withi
         assert len(response.retries) == 2, response.events
         drain_retries.append(response.retries[1])
         assert [e.event for e in response.events if e.event != "ping"] == ["message", "message"]
-    assert all(0 < r <= DRAIN_RETRY_MAX_MS for r in drain_retries)
+    # A thousand streams at TIDINGS_DRAIN_RECONNECTS_PER_S (5,000/s) need the narrowest spread:
+    # every client is back within a second, not up to TIDINGS_DRAIN_RETRY_MAX_MS.
+    assert all(500 <= r <= 1000 < DRAIN_RETRY_MAX_MS for r in drain_retries)
     # Jittered, so the clients do not all come back in the same instant.
     assert len(set(drain_retries)) > STREAMS // 10
     assert "Traceback" not in server.log()

@@ -75,6 +75,9 @@ async def serve_raw(
         started = True
         await send(message)
 
+    # The connection's own `send` under this wrapper: a stream writes frames to it directly
+    # (tidings.stream, Subscriber.write) once its head is out.
+    watched.inner = send  # type: ignore[attr-defined]
     try:
         await route.endpoint(service, scope, receive, watched)
     except Exception as exc:

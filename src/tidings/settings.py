@@ -65,6 +65,9 @@ class Settings:
     replay_max: int = 1000
     retry_ms: int = 3000
     drain_retry_max_ms: int = 5000
+    # The drain's spread is sized so its streams come back at about this many per second (0: always
+    # the whole 500 ms..drain_retry_max_ms).
+    drain_reconnects_per_s: int = 5000
     # The store: how much work may wait on it, and how durable a SQLite commit is.
     store_max_concurrency: int = 64
     store_queue_timeout: float = 1.0
@@ -235,6 +238,8 @@ class Settings:
             raise ConfigError("TIDINGS_MAX_HEAD_BYTES must be at least 1024")
         if self.head_timeout <= 0:
             raise ConfigError("TIDINGS_HEAD_TIMEOUT must be a positive number of seconds")
+        if self.drain_reconnects_per_s < 0:
+            raise ConfigError("TIDINGS_DRAIN_RECONNECTS_PER_S must be 0 (off) or a positive number")
         if not 1 <= self.backlog <= 65535:
             raise ConfigError("TIDINGS_BACKLOG must be between 1 and 65535")
         if self.log_repeat_window <= 0:

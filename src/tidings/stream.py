@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
 from tidings import sse
+from tidings.answers import OneWriteCycle
 from tidings.auth import read_user
 from tidings.clock import now_ms
 from tidings.errors import ApiError
@@ -58,7 +59,7 @@ async def stream_endpoint(service: Service, scope: Scope, receive: Receive, send
         # This node is going away: tell the client to come back (to another node) shortly.
         metrics.refused.labels("draining").inc()
         await send({"type": "http.response.start", "status": 200, "headers": list(sse.HEADERS)})
-        retry = sse.retry(sse.drain_retry_ms(settings.drain_retry_max_ms))
+        retry = sse.retry(sse.drain_retry_ms(hub.drain_top_ms))
         await send({"type": "http.response.body", "body": retry})
         return
 
@@ -139,6 +140,10 @@ async def _serve(
             if sub.reason is not None:
                 return
             watcher = tg.create_task(watch_disconnect())
+            owner = getattr(getattr(send, "inner", send), "__self__", None)
+            if isinstance(owner, OneWriteCycle):
+                # uvicorn's own connection, no middleware between: frames may go to it directly.
+                sub.writer = owner
             try:
                 out = head
                 if last < position.last_seq:
@@ -160,7 +165,10 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
     deliveries = service.metrics.deliveries
     ping = sse.ping(service.settings.heartbeat)
     while True:
+        # Frames written directly while the stream waits (Subscriber.write) move `last` on.
+        sub.last = last
         items = await sub.take()
+        last = sub.last
         out: list[bytes] = []
         end: End | None = None
         for item in items:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 
 import jwt
@@ -10,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from tests.support import SECRET, make_token
 from tests.unit.conftest import unit_settings
+from tidings import auth
 from tidings.auth import COOKIE_NAME, decode_token, mint_token, read_user
 from tidings.validation import ApiError
 
@@ -161,3 +165,92 @@ def test_every_minted_token_carries_iat() -> None:
         claims = jwt.decode(token, SECRET, algorithms=["HS256"])
         assert claims["exp"] - claims["iat"] == 600
         assert abs(claims["iat"] - time.time()) < 5
+
+
+# --- the plain-token path (auth._claims_if_plain) decides as PyJWT does ---------------------------
+
+
+def _signed(claims: dict[str, object], key: str = SECRET, **header: object) -> str:
+    """Signed by hand: PyJWT would refuse to write some of these headers."""
+    header = {"alg": "HS256", "typ": "JWT", **header}
+    digest = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[str(header["alg"])]
+    head, body = (jwt.utils.base64url_encode(json.dumps(x).encode()) for x in (header, claims))
+    signature = hmac.new(key.encode(), head + b"." + body, digest).digest()
+    return b".".join((head, body, jwt.utils.base64url_encode(signature))).decode()
+
+
+def _tokens() -> list[tuple[str, str]]:
+    now = int(time.time())
+    good = {"sub": "ann", "iat": now, "exp": now + 60}
+    plain = _signed(good)
+    head, payload, signature = plain.split(".")
+    unsigned = jwt.utils.base64url_encode(b'{"alg":"none"}').decode()
+    array = jwt.utils.base64url_encode(b"[1]").decode()
+    return [
+        ("plain", plain),
+        ("float times", _signed({"sub": "ann", "iat": now + 0.5, "exp": now + 60.5})),
+        ("integer sub", _signed({"sub": 42, "exp": now + 60})),
+        ("boolean sub", _signed({"sub": True, "exp": now + 60})),
+        ("sub not a user id", _signed({"sub": "a b\n", "exp": now + 60})),
+        ("no iat", _signed({"sub": "ann", "exp": now + 60})),
+        ("expired", _signed({"sub": "ann", "exp": now - 60})),
+        ("expired within the leeway", _signed({"sub": "ann", "exp": now - 2})),
+        ("iat ahead", _signed({"sub": "ann", "iat": now + 100, "exp": now + 600})),
+        ("iat ahead within the leeway", _signed({"sub": "ann", "iat": now + 3, "exp": now + 60})),
+        ("nbf ahead", _signed({"sub": "ann", "nbf": now + 100, "exp": now + 600})),
+        ("nbf a string", _signed({"sub": "ann", "nbf": "soon", "exp": now + 600})),
+        ("exp a numeric string", _signed({"sub": "ann", "exp": str(now + 60)})),
+        ("exp a boolean", _signed({"sub": "ann", "exp": True})),
+        ("exp beyond any clock", _signed({"sub": "ann", "exp": 10**30})),
+        ("exp null", _signed({"sub": "ann", "exp": None})),
+        ("no sub", _signed({"exp": now + 60})),
+        ("sub null", _signed({"sub": None, "exp": now + 60})),
+        ("other claims", _signed({**good, "name": "Ann", "iss": "app", "roles": [1]})),
+        ("aud", _signed({**good, "aud": "app"})),
+        ("jti a number", _signed({**good, "jti": 7})),
+        ("jti a string", _signed({**good, "jti": "x"})),
+        ("kid", _signed(good, kid="k1")),
+        ("kid a number", _signed(good, kid=1)),
+        ("typ other", _signed(good, typ="at+jwt")),
+        ("crit", _signed(good, crit=["exp"])),
+        ("HS512", _signed(good, alg="HS512")),
+        ("another secret", _signed(good, key="another-secret-0123456789-abcdefghijk")),
+        ("alg none", f"{unsigned}.{payload}."),
+        ("payload not an object", f"{head}.{array}.{signature}"),
+        ("tampered payload", f"{head}.{payload[:-2]}AA.{signature}"),
+        ("tampered signature", f"{head}.{payload}.{signature[:-2]}AA"),
+        ("no signature", f"{head}.{payload}."),
+        ("four segments", f"{head}.{payload}.{signature}.{signature}"),
+        ("a dot inside", f"{head}.{payload[:4]}.{payload[4:]}.{signature}"),
+        ("two segments", f"{head}.{payload}"),
+        ("not base64", f"{head}.{payload}.***"),
+        ("empty", ""),
+        ("text", "not a token"),
+    ]
+
+
+def _outcome(token: str) -> object:
+    try:
+        return decode_token(SECRET, token)
+    except ApiError as exc:
+        return (exc.status, exc.error, str(exc.detail))
+
+
+@pytest.mark.parametrize(("name", "token"), _tokens(), ids=[name for name, _ in _tokens()])
+def test_the_plain_token_path_decides_as_pyjwt_does(
+    name: str, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = _outcome(token)
+    monkeypatch.setattr(auth, "_claims_if_plain", lambda secret, token: None)
+    assert fast == _outcome(token), name
+
+
+def test_a_plain_token_takes_the_short_path_and_others_do_not() -> None:
+    now = int(time.time())
+    assert auth._claims_if_plain(SECRET, make_token("ann")) is not None
+    assert auth._claims_if_plain(SECRET, mint_token(SECRET, "bob", 60)[0]) is not None
+    assert auth._claims_if_plain(SECRET, _signed({"sub": "ann", "exp": now - 60})) is None
+    assert auth._claims_if_plain(OTHER_SECRET, make_token("ann")) is None
+    # A secret PyJWT refuses as an HMAC key is left to PyJWT, every time.
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n"
+    assert auth._claims_if_plain(pem, _signed({"sub": "ann", "exp": now + 60}, key=pem)) is None

@@ -10,8 +10,9 @@ import asyncio
 import pytest
 
 from tests.unit.conftest import unit_settings
+from tidings import sse
 from tidings.events import Deleted, Published, ReadChanged, Resync, UserResync
-from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Subscriber
+from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Item, Subscriber
 from tidings.metrics import Metrics
 from tidings.models import Notification
 
@@ -299,6 +300,37 @@ async def test_a_removed_stream_gets_nothing_more_not_even_its_expiry() -> None:
     assert queued(sub) == []
 
 
+@pytest.mark.parametrize(
+    ("streams", "per_second", "top", "expected"),
+    [
+        (50, 5000, 5000, 1000),  # a few streams: the narrowest spread, 500..1,000 ms
+        (10_000, 5000, 5000, 2500),  # 10,000 at 5,000/s: two seconds wide
+        (10_000, 5000, 2000, 2000),  # never past TIDINGS_DRAIN_RETRY_MAX_MS
+        (100_000, 5000, 5000, 5000),
+        (3, 0, 5000, 5000),  # 0: always the whole spread
+        (10_001, 5000, 60_000, 2501),  # rounded up, not down
+    ],
+)
+def test_a_drain_spreads_its_streams_as_wide_as_their_number_needs(
+    streams: int, per_second: int, top: int, expected: int
+) -> None:
+    assert sse.drain_top_ms(streams, per_second, top) == expected
+
+
+async def test_a_large_drain_spreads_wider_up_to_the_maximum() -> None:
+    hub = make_hub(drain_retry_max_ms=5000, drain_reconnects_per_s=100)
+    subs = [hub.new_subscriber(f"user-{i}") for i in range(300)]
+    for sub in subs:
+        hub.add(sub, None)
+    hub.drain()
+    # 300 streams at 100/s: 3 s wide, from 500 ms.
+    assert hub.drain_top_ms == 3500
+    retries = [e.retry_ms for sub in subs if isinstance(e := queued(sub)[-1], End)]
+    assert len(retries) == 300
+    assert all(r is not None and 500 <= r <= 3500 for r in retries)
+    assert max(r for r in retries if r is not None) > 2500  # the whole width is used
+
+
 async def test_drain_ends_every_stream_with_a_spread_retry() -> None:
     hub = make_hub(drain_retry_max_ms=3000)
     subs = [hub.new_subscriber(f"user-{i}") for i in range(50)]
@@ -309,7 +341,9 @@ async def test_drain_ends_every_stream_with_a_spread_retry() -> None:
     ends = [queued(sub)[-1] for sub in subs]
     assert all(isinstance(e, End) and e.reason == "drain" for e in ends)
     retries = {e.retry_ms for e in ends if isinstance(e, End)}
-    assert all(r is not None and 500 <= r <= 3000 for r in retries)
+    # 50 streams at 5,000 reconnects/s need no more than the narrowest spread: back within 1 s.
+    assert hub.drain_top_ms == 1000
+    assert all(r is not None and 500 <= r <= 1000 for r in retries)
     assert len(retries) > 10  # spread, so clients do not all come back in the same instant
     emptied = asyncio.create_task(hub.emptied())
     for sub in subs[:-1]:
@@ -388,3 +422,92 @@ async def test_a_stream_about_to_read_the_store_forgets_the_checks_queued_so_far
     sub.forget_checks()
     assert [item.seq for item in queued(sub) if isinstance(item, Frame)] == [1]
     assert CHECK not in queued(sub)
+
+
+# --- frames written straight to an idle stream's connection (Subscriber.write) --------------------
+
+
+class Connection:
+    """A stream's connection as the hub sees it: what was written, and whether it takes more."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.writable = True
+
+    def write_frame(self, body: bytes) -> bool:
+        if not self.writable:
+            return False
+        self.written.append(body)
+        return True
+
+
+async def parked(
+    hub: Hub, user: str, last: int
+) -> tuple[Subscriber, Connection, asyncio.Task[list[Item]]]:
+    """A stream past its catch-up at `last`, waiting in `take` with nothing queued."""
+    sub = hub.new_subscriber(user)
+    hub.add(sub, None)
+    conn = Connection()
+    sub.writer = conn
+    sub.last = last
+    taking = asyncio.create_task(sub.take())
+    await asyncio.sleep(0)
+    return sub, conn, taking
+
+
+def published(user: str, seq: int) -> Published:
+    return Published(user, seq, Notification(user, seq, f"n{seq}", None, None, {}, 1))
+
+
+async def test_a_waiting_stream_gets_the_next_frames_written_without_waking_its_task() -> None:
+    hub = make_hub()
+    sub, conn, taking = await parked(hub, "ann", last=4)
+    hub.deliver(published("ann", 5))
+    hub.deliver(published("ann", 6))
+    await asyncio.sleep(0)
+    assert [b'"message":"n5"' in conn.written[0], b'"message":"n6"' in conn.written[1]] == [
+        True
+    ] * 2
+    assert sub.last == 6
+    assert not taking.done()  # the stream's task still waits: nothing for it to do
+    assert queued(sub) == []
+    taking.cancel()
+
+
+async def test_a_frame_out_of_order_or_without_a_body_wakes_the_stream_instead() -> None:
+    hub = make_hub()
+    for event in (published("ann", 7), Published("ann", 5)):  # a gap; only (user, seq)
+        sub, conn, taking = await parked(hub, "ann", last=4)
+        hub.deliver(event)
+        assert conn.written == []
+        assert sub.last == 4
+        assert [f.seq for f in await taking if isinstance(f, Frame)] == [event.seq]
+        hub.remove(sub)
+
+
+async def test_a_connection_that_takes_no_more_gets_the_frame_queued_in_order() -> None:
+    hub = make_hub()
+    sub, conn, taking = await parked(hub, "ann", last=4)
+    hub.deliver(published("ann", 5))
+    conn.writable = False  # the client reads slowly: the bounded queue takes over
+    hub.deliver(published("ann", 6))
+    hub.deliver(published("ann", 7))  # its task is woken: queued behind 6, never written ahead
+    assert len(conn.written) == 1
+    assert sub.last == 5
+    assert [f.seq for f in await taking if isinstance(f, Frame)] == [6, 7]
+
+
+async def test_a_stream_that_is_not_waiting_or_has_stopped_gets_nothing_written() -> None:
+    hub = make_hub()
+    busy = hub.new_subscriber("ann")  # its task is elsewhere (a catch-up read, a write)
+    hub.add(busy, None)
+    busy.writer = busy_conn = Connection()
+    busy.last = 4
+    hub.deliver(published("ann", 5))
+    assert busy_conn.written == []
+    assert [f.seq for f in queued(busy) if isinstance(f, Frame)] == [5]
+    stopped, conn, taking = await parked(hub, "bob", last=0)
+    stopped.abort("client")
+    hub.deliver(published("bob", 1))
+    assert conn.written == []
+    taking.cancel()

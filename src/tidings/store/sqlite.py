@@ -899,6 +899,8 @@ def _add_batch(
             except Exception as exc:
                 c.execute("ROLLBACK")
                 return [exc]
+        elif _batchable(work) and _add_many(c, [draft for draft, _ in work], stamp, outcomes):
+            pass
         else:
             for draft, key in work:
                 c.execute("SAVEPOINT publish")
@@ -915,6 +917,105 @@ def _add_batch(
         c.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _batchable(work: list[tuple[Draft, str | None]]) -> bool:
+    """Whether a batch can be written by `_add_many`: no idempotency key (a key's lookup and
+    replay are per publish), no publish to `BULK_MIN` users or more (`_add_bulk` binds its shared
+    columns once, where `_add_many` would carry them in every row's JSON), no user twice in one
+    publish (`_add_rows` leaves that to the primary key to refuse, alone in its savepoint), and no
+    NUL in a text column (SQLite's JSON functions end a string there; the HTTP API refuses NUL,
+    the Python API may not)."""
+    for draft, key in work:
+        if (
+            key is not None
+            or len(draft.user_ids) >= BULK_MIN
+            or (len(draft.user_ids) > 1 and len(set(draft.user_ids)) != len(draft.user_ids))
+        ):
+            return False
+        texts = (draft.message, draft.link, draft.kind, draft.category, draft.group)
+        if any(t is not None and "\x00" in t for t in texts) or any(
+            "\x00" in u for u in draft.user_ids
+        ):
+            return False
+    return True
+
+
+def _add_many(
+    c: sqlite3.Connection,
+    drafts: list[Draft],
+    stamp: int,
+    outcomes: list[Stored | Exception],
+) -> bool:
+    """A batch of publishes in three statements, whatever its size, inside the caller's
+    transaction; False (and nothing written) when it fails, so the caller retries publish by
+    publish, each in its savepoint.
+
+    Why: the writer thread gives up the GIL inside every `sqlite3_step`, and when the event
+    loop's thread is busy it takes it and keeps it for its whole turn, or for the interpreter's
+    switch interval (5 ms). Row by row, a batch of N publishes steps 4N + 2 statements (savepoint,
+    upsert, insert, release), so under a saturated loop the writer advanced one statement per
+    switch interval and a batch of 256 took seconds: the 1,000-stream ladder's collapse above
+    2,000/s (docs/benchmarks.md, section 16). Here a batch is three steps: every user's seq
+    advanced by its count in the batch (one upsert over a JSON object), the new seqs read back as
+    one JSON value, and every row inserted by one INSERT … SELECT over a JSON array."""
+    counts: dict[str, int] = {}
+    for draft in drafts:
+        for user_id in draft.user_ids:
+            counts[user_id] = counts.get(user_id, 0) + 1
+    users = json.dumps(dict(sorted(counts.items())), ensure_ascii=False, separators=(",", ":"))
+    rows: list[list[Any]] = []
+    made_: list[tuple[Notification, ...]] = []
+    c.execute("SAVEPOINT batch")
+    try:
+        c.execute(
+            "INSERT INTO users (user_id, last_seq) SELECT key, value FROM json_each(?) WHERE true "
+            "ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
+            (users,),
+        )
+        (text,) = c.execute(
+            "SELECT json_group_object(user_id, last_seq) FROM users "
+            "WHERE user_id IN (SELECT key FROM json_each(?))",
+            (users,),
+        ).fetchone()
+        last: dict[str, int] = json.loads(text)
+        # Each user's seq before this batch; the batch's publishes take the next ones in order.
+        seq = {user_id: last[user_id] - n for user_id, n in counts.items()}
+        for draft in drafts:
+            pairs = []
+            for user_id in draft.user_ids:
+                seq[user_id] += 1
+                pairs.append((user_id, seq[user_id]))
+            data = encode_data(draft.data)
+            inbox = inbox_values(draft)
+            rows.extend(
+                [user_id, n, draft.message, draft.link, draft.kind, data, stamp, *inbox]
+                for user_id, n in pairs
+            )
+            made_.append(made(draft, pairs, stamp))
+        c.execute(
+            f"INSERT INTO notifications ({COLUMNS}) SELECT {_ROW_FIELDS} FROM json_each(?)",
+            (json.dumps(rows, ensure_ascii=False, separators=(",", ":")),),
+        )
+    except sqlite3.OperationalError:
+        raise  # the database itself failed: the whole batch fails
+    except Exception:
+        c.execute("ROLLBACK TO batch")
+        c.execute("RELEASE batch")
+        return False
+    c.execute("RELEASE batch")
+    outcomes.extend(Stored(new) for new in made_)
+    return True
+
+
+# The columns of `COLUMNS` from one JSON array per row (`_add_many`): user_id, seq, message,
+# link, kind, data, created_ms, then category, actor, actions, grp, expires_ms.
+_ROW_FIELDS = ", ".join(
+    [f"json_extract(value, '$[{i}]')" for i in range(7)]
+    + ["NULL"]
+    + [f"json_extract(value, '$[{i}]')" for i in range(7, 12)]
+    + ["NULL", "NULL", "NULL"]
+)
 
 
 def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> Stored:

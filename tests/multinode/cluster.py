@@ -75,6 +75,7 @@ class Publisher:
         self.stored: dict[str, list[int]] = {}
         self.attempts = 0
         self.failures = 0
+        self.last_failure = ""
 
     async def publish(self, base_url: str | list[str], user: str, message: str) -> int:
         """Store one notification; returns its seq. `base_url` may be a list to rotate over."""
@@ -87,16 +88,19 @@ class Publisher:
                     f"{url}/api/notifications",
                     json={"user_id": user, "message": message, "idempotency_key": message},
                 )
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 response = None
+                self.last_failure = f"{url}: {exc!r}"
             # 200 is an idempotent replay: an earlier attempt was stored, its answer was lost.
             if response is not None and response.status_code in (200, 201):
                 seq: int = response.json()["id"]
                 self.stored.setdefault(user, []).append(seq)
                 return seq
+            if response is not None:
+                self.last_failure = f"{url}: {response.status_code} {response.text[:300]}"
             self.failures += 1
             await asyncio.sleep(0.1)
-        raise AssertionError(f"could not publish {message!r}")
+        raise AssertionError(f"could not publish {message!r}; last: {self.last_failure}")
 
     async def aclose(self) -> None:
         await self.client.aclose()

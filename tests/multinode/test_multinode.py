@@ -86,7 +86,10 @@ async def test_a_publish_on_one_node_reaches_streams_on_the_others(
         assert on2.status == on3.status == 200
         for i in range(5):
             began = time.monotonic()
-            seq = await pub.publish(node1.url, user, f"{tag}-{i}")
+            try:
+                seq = await pub.publish(node1.url, user, f"{tag}-{i}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{cluster.logs()}") from None
             for stream in (on2, on3):
                 (got,) = await stream.notifications(1, timeout=5)
                 assert (got["id"], got["message"]) == (seq, f"{tag}-{i}")

@@ -70,6 +70,9 @@ class NatsBus(RoutedBus):
         super().__init__([",".join(self.servers)], linger)
         self._client: Any = None
         self._subs: dict[str, Any] = {}
+        # Users whose unsubscribe is sent but not yet confirmed by the server's PONG: the server
+        # still routes their subjects here, so `routed` still counts them.
+        self._leaving: set[str] = set()
         self._sender: Any = None
         # Tried in the order listed, from the one that last worked: list them in another order
         # on each node (or behind one DNS name) to spread the nodes over the servers.
@@ -154,29 +157,37 @@ class NatsBus(RoutedBus):
         unsubscribe = list(shard.to_unsubscribe)
         for user_id in subscribe:
             self._sent_subscribe(shard, user_id)
+        self._leaving.update(unsubscribe)
         task = asyncio.create_task(self._apply(client, shard, subscribe, unsubscribe))
         task.add_done_callback(_log_failure)
 
     async def _apply(
         self, client: Any, shard: Shard, subscribe: list[str], unsubscribe: list[str]
     ) -> None:
-        # In order: an unsubscribe and a resubscribe of one user must not swap.
-        async with self._apply_lock:
-            if client is not self._client:
-                return  # reconnected meanwhile: the new connection subscribed everyone
-            for user_id in unsubscribe:
-                sub = self._subs.pop(user_id, None)
-                if sub is not None:
-                    await sub.unsubscribe()
-            for user_id in subscribe:
-                if user_id not in self._subs:
-                    self._subs[user_id] = await client.subscribe(
-                        self.user_subject(user_id), cb=self._message
-                    )
-            await client.flush(timeout=PING_TIMEOUT)
-            if client is self._client:
+        try:
+            # In order: an unsubscribe and a resubscribe of one user must not swap.
+            async with self._apply_lock:
+                if client is not self._client:
+                    return  # reconnected meanwhile: the new connection subscribed everyone
+                for user_id in unsubscribe:
+                    sub = self._subs.pop(user_id, None)
+                    if sub is not None:
+                        await sub.unsubscribe()
                 for user_id in subscribe:
-                    self._confirmed(shard, user_id)
+                    if user_id not in self._subs:
+                        self._subs[user_id] = await client.subscribe(
+                            self.user_subject(user_id), cb=self._message
+                        )
+                await client.flush(timeout=PING_TIMEOUT)
+                if client is self._client:
+                    for user_id in subscribe:
+                        self._confirmed(shard, user_id)
+        finally:
+            # Confirmed, or the connection is gone (and its subscriptions with it).
+            self._leaving.difference_update(unsubscribe)
+
+    def routed(self) -> int:
+        return len(self._leaving.union(self._routes))
 
     async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
         client = self._client

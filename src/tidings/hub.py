@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
 from tidings import sse
-from tidings.clock import now_ms
 from tidings.events import (
     ArchiveChanged,
     Deleted,
@@ -330,7 +329,7 @@ class Hub:
                 # `push` never adds or removes streams, so the set is iterated as it is.
                 for sub in subs:
                     if sub.write(frame):
-                        self.metrics.deliveries.live(max(0.0, (now_ms() - frame.created_ms) / 1000))
+                        self.metrics.deliveries.live(frame.created_ms)
                     else:
                         sub.push(frame)
             return

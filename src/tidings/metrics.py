@@ -14,6 +14,7 @@ from prometheus_client.core import (
 )
 
 from tidings.bus.base import Tally
+from tidings.clock import now_ms
 
 __all__ = ["Metrics"]
 
@@ -31,8 +32,9 @@ class Deliveries:
         # One count per bucket (not cumulative), the last one past the largest bound.
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
 
-    def live(self, latency_s: float) -> None:
-        """A live delivery, `latency_s` after its commit."""
+    def live(self, created_ms: int) -> None:
+        """A live delivery of a notification committed at `created_ms`."""
+        latency_s = max(0.0, (now_ms() - created_ms) / 1000)
         self.delivered += 1
         self.latency_sum += latency_s
         self.latency_counts[bisect_left(LATENCY_BUCKETS, latency_s)] += 1

@@ -24,7 +24,6 @@ from starlette.types import Receive, Scope, Send
 from tidings import sse
 from tidings.answers import OneWriteCycle
 from tidings.auth import read_user
-from tidings.clock import now_ms
 from tidings.errors import ApiError
 from tidings.events import Unsnoozed
 from tidings.hub import CHECK, PING, UNSNOOZED, End, Frame, Refetch, Subscriber
@@ -178,7 +177,7 @@ async def _pump(service: Service, sub: Subscriber, last: int, send: Send) -> Non
                 if item.seq == last + 1 and item.body is not None:
                     out.append(item.body)
                     last = item.seq
-                    deliveries.live(max(0.0, (now_ms() - item.created_ms) / 1000))
+                    deliveries.live(item.created_ms)
                 else:
                     # A gap (an announcement overtook an earlier one, or the bus carried no
                     # body): everything up to here is committed, so the store has it.

@@ -899,9 +899,8 @@ def _add_batch(
             except Exception as exc:
                 c.execute("ROLLBACK")
                 return [exc]
-        elif _batchable(work) and _add_many(c, [draft for draft, _ in work], stamp, outcomes):
-            pass
-        else:
+        elif not (_batchable(work) and _add_many(c, [d for d, _ in work], stamp, outcomes)):
+            # Publish by publish, each in its savepoint.
             for draft, key in work:
                 c.execute("SAVEPOINT publish")
                 try:
@@ -951,14 +950,13 @@ def _add_many(
     transaction; False (and nothing written) when it fails, so the caller retries publish by
     publish, each in its savepoint.
 
-    Why: the writer thread gives up the GIL inside every `sqlite3_step`, and when the event
-    loop's thread is busy it takes it and keeps it for its whole turn, or for the interpreter's
-    switch interval (5 ms). Row by row, a batch of N publishes steps 4N + 2 statements (savepoint,
-    upsert, insert, release), so under a saturated loop the writer advanced one statement per
-    switch interval and a batch of 256 took seconds: the 1,000-stream ladder's collapse above
-    2,000/s (docs/benchmarks.md, section 16). Here a batch is three steps: every user's seq
-    advanced by its count in the batch (one upsert over a JSON object), the new seqs read back as
-    one JSON value, and every row inserted by one INSERT … SELECT over a JSON array."""
+    Why: row by row, a batch of N publishes steps 4N + 2 statements (savepoint, upsert, insert,
+    release), and the writer thread gives up the GIL in each. Here a batch is three steps: every
+    user's seq advanced by its count in the batch (one upsert over a JSON object), the new seqs
+    read back as one JSON value, and every row inserted by one INSERT … SELECT over a JSON array.
+    The writer's CPU per publish fell by about 15 % in every measured pair (docs/benchmarks.md,
+    section 16, which also says why this is not what limits the 1,000-stream ladder above
+    2,000/s)."""
     counts: dict[str, int] = {}
     for draft in drafts:
         for user_id in draft.user_ids:

@@ -360,12 +360,16 @@ class Decoder:
     of parsed. One per receiving connection's owner (a bus): the memory is not shared between
     buses, nor between the event loops of one process."""
 
-    __slots__ = ("_last",)
+    __slots__ = ("_first", "_line_tail", "_named", "_tail")
 
     def __init__(self) -> None:
-        # Its tail (all after the seq), its notification, the tail of that notification's SSE
-        # line, and the user and seq its head named.
-        self._last: list[Any] = ["", None, None, None]
+        # Of the last one-notification message seen: its tail (all after the seq), its
+        # notification once decoded, the tail of that notification's SSE line once cut, and the
+        # user and seq its head named (until it is decoded).
+        self._tail = ""
+        self._first: Notification | None = None
+        self._line_tail: str | None = None
+        self._named: tuple[str, int] | None = None
 
     def __call__(self, raw: str | bytes) -> list[Event]:
         """The events of one message; a malformed entry is skipped (and logged), never raised."""
@@ -378,9 +382,13 @@ class Decoder:
         if spliced is not None:
             return spliced
         events = _decode(text)
-        last = self._last
-        named, last[3] = last[3], None
-        if len(events) == 1 and named is not None and last[1] is None and text.endswith(last[0]):
+        named, self._named = self._named, None
+        if (
+            len(events) == 1
+            and named is not None
+            and self._first is None
+            and text.endswith(self._tail)
+        ):
             event = events[0]
             if (
                 isinstance(event, Published)
@@ -388,7 +396,7 @@ class Decoder:
                 and (event.user_id, event.seq) == named
             ):
                 # The next message with this tail is a copy of this one (`_spliced`).
-                last[1] = event.notification
+                self._first = event.notification
         return events
 
     def _spliced(self, text: str) -> list[Event] | None:
@@ -413,13 +421,13 @@ class Decoder:
             return None
         seq = int(digits)
         tail = text[comma:]
-        last = self._last
-        if tail != last[0]:
-            last[:] = [tail, None, None, (user_id, seq)]
+        if tail != self._tail:
+            self._tail, self._first, self._line_tail = tail, None, None
+            self._named = (user_id, seq)
             return None
-        first: Notification | None = last[1]
+        first = self._first
         if first is None or not tail.startswith(',"n":'):
-            last[3] = (user_id, seq)
+            self._named = (user_id, seq)
             return None
         n: Notification = object.__new__(Notification)
         own = vars(n)
@@ -427,11 +435,11 @@ class Decoder:
         own["user_id"] = user_id
         own["seq"] = seq
         own.pop("line", None)
-        line_tail = last[2]
+        line_tail = self._line_tail
         if line_tail is None:
             text0 = first.line
             head = f'{{"id":{first.seq},"user_id":{one_line_json(first.user_id)}'
-            line_tail = last[2] = text0[len(head) :] if text0.startswith(head) else ""
+            line_tail = self._line_tail = text0[len(head) :] if text0.startswith(head) else ""
         if line_tail:
             own["line"] = f'{{"id":{seq},"user_id":{one_line_json(user_id)}{line_tail}'
         return [Published(user_id, seq, n)]

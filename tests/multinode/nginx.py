@@ -84,8 +84,43 @@ class Nginx:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o755)
-        cert, key = make_certificate(self.folder)
-        self.https_port, self.http_port = free_port(), free_port()
+        make_certificate(self.folder)
+        # free_port() only asks the kernel for a port that is free now: two calls can return the
+        # same one, and another test can take it before nginx binds. Either failure names the
+        # port in nginx's own words, so each attempt picks fresh ports and the last words are
+        # what a failure reports.
+        words = ""
+        for _ in range(5):
+            self.https_port, self.http_port = self._two_free_ports()
+            conf = self._write_config()
+            test = subprocess.run(
+                [self.binary, "-t", "-q", "-p", str(self.folder), "-c", str(conf)],
+                capture_output=True,
+                text=True,
+            )
+            if test.returncode != 0:
+                words = test.stderr
+                if "listen" in words or "bind" in words:
+                    continue
+                raise RuntimeError(f"nginx -t refused the documented config:\n{words}")
+            if self._run(conf):
+                return
+            words = self.error_log()
+            if "bind" not in words:
+                break
+        raise RuntimeError(f"nginx did not start:\n{words}")
+
+    def _two_free_ports(self) -> tuple[int, int]:
+        taken = set(self.node_ports)
+        ports: list[int] = []
+        while len(ports) < 2:
+            port = free_port()
+            if port not in taken:
+                taken.add(port)
+                ports.append(port)
+        return ports[0], ports[1]
+
+    def _write_config(self) -> Path:
         site = documented_config()
         assert len(self.node_ports) == len(DOC_NODES)
         for doc_node, port in zip(DOC_NODES, self.node_ports, strict=True):
@@ -94,8 +129,8 @@ class Nginx:
         site = _replace(
             site, "listen 443 ssl http2;", f"listen 127.0.0.1:{self.https_port} ssl http2;"
         )
-        site = _replace(site, DOC_CERT, str(cert))
-        site = _replace(site, DOC_KEY, str(key))
+        site = _replace(site, DOC_CERT, str(self.folder / "cert.pem"))
+        site = _replace(site, DOC_KEY, str(self.folder / "key.pem"))
         temp = self.folder / "temp"
         temp.mkdir(exist_ok=True)
         temp.chmod(0o777)
@@ -118,11 +153,11 @@ http {{
 """
         conf = self.folder / "nginx.conf"
         conf.write_text(main)
-        subprocess.run(
-            [self.binary, "-t", "-q", "-p", str(self.folder), "-c", str(conf)],
-            check=True,
-            capture_output=True,
-        )
+        return conf
+
+    def _run(self, conf: Path) -> bool:
+        """Starts nginx and waits for it to answer; False when it exited instead."""
+        (self.folder / "error.log").unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [self.binary, "-p", str(self.folder), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
@@ -130,12 +165,14 @@ http {{
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
             try:
                 httpx.get(f"{self.url}/healthz", verify=self.ssl_context(), timeout=2)
-                return
+                return True
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError(f"nginx did not start:\n{self.error_log()}")
+        raise RuntimeError(f"nginx did not answer within 15 s:\n{self.error_log()}")
 
     def error_log(self) -> str:
         path = self.folder / "error.log"

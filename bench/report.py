@@ -421,7 +421,9 @@ def profile_section(data: dict[str, Any]) -> list[str]:
         "notification from /proc over the same window, give microseconds per notification. "
         "*event loop (uvloop, C)* is time below the last Python frame: uvloop's socket reads "
         "and writes, callbacks and selector, which py-spy does not see into. *store write* "
-        "includes the SQLite writer thread waiting for its disk flush.",
+        "includes the SQLite writer thread waiting for its disk flush (py-spy counts a thread "
+        "blocked in a system call as busy), so the shares overstate it: the last row gives "
+        "each thread's own CPU from /proc.",
         "",
     ]
     names: list[str] = []
@@ -444,6 +446,16 @@ def profile_section(data: dict[str, Any]) -> list[str]:
     rows.append(
         ["threads (share of samples)"]
         + [", ".join(f"{k} {v:.0%}" for k, v in e["threads"].items()) for _, e in found]
+    )
+    rows.append(
+        ["threads (CPU / notification, from /proc)"]
+        + [
+            ", ".join(
+                f"{k} {fmt(v)} µs" for k, v in e.get("thread_cpu_us_per_notification", {}).items()
+            )
+            or "–"
+            for _, e in found
+        ]
     )
     out += [*table(["part", *(name for name, _ in found)], rows), ""]
     return out + skipped_lines(data) + [""]

@@ -36,14 +36,17 @@ class Clock:
         self._fixed = self.now_ms() + ms
 
 
+# Cached: the notifications of one commit share their stamp, and a catch-up or a broadcast formats
+# the same few instants thousands of times.
+@functools.lru_cache(maxsize=4096)
 def iso_ms(ms: int) -> str:
     """`2026-11-27T21:07:50.123Z`, the one timestamp format of the API."""
     return f"{_iso_second(ms // 1000)}{ms % 1000:03d}Z"
 
 
-# Cached by the second, not the millisecond: each publish has a stamp of its own, so a cache by
-# the millisecond missed on every publish (strftime is most of `to_json`'s cost), while 1,000
-# publishes a second share one entry here; a catch-up or a broadcast formats the same few.
+# And the second's text cached on its own: each publish has a stamp of its own, so the cache
+# above misses on every publish, and strftime was most of `to_json`'s cost; 1,000 publishes a
+# second share one entry here.
 @functools.lru_cache(maxsize=4096)
 def _iso_second(second: int) -> str:
     moment = datetime.fromtimestamp(second, UTC)

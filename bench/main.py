@@ -523,6 +523,9 @@ def latency_levels(
                         1,
                     ),
                     "reader_cpu_share_max": round(st["cpu_share_max"], 3),
+                    # The readers' CPU for the round (all processes; they share the two cores
+                    # with the server, so their work is part of when the last one is read).
+                    "reader_cpu_s": round(st["cpu_total"], 3),
                 }
                 # A generator process at a core's worth, or a schedule it could not keep (its
                 # loop > 100 ms late to hand a publish out), means the row measured the generator.
@@ -625,9 +628,15 @@ def scenario_broadcast(target: Target, cfg: Config, work: Path) -> dict[str, Any
                     "lost": opened["opened"] - got,
                     "duplicates": st["dups"],
                     "last_ms": ms(st["kmax"].get(k)),
+                    # The first receipt: the request, the store's commit and the first write;
+                    # from there to `last_ms` is the fan-out.
+                    "first_ms": ms(min(st["lat"], default=None)),
                     "p50_ms": ms(pct(st["lat"], 0.5)),
                     "server_cpu_s": round(s1["cpu"] - s0["cpu"], 3),
                     "reader_cpu_share_max": round(st["cpu_share_max"], 3),
+                    # The readers' CPU for the round (all processes; they share the two cores
+                    # with the server, so their work is part of when the last one is read).
+                    "reader_cpu_s": round(st["cpu_total"], 3),
                 }
             )
             common.log(f"  -> {rounds[-1]}")

@@ -344,6 +344,8 @@ def storm_section(data: dict[str, Any]) -> list[str]:
                 after_ready_cell(entry),
                 returned_cell(entry),
                 served_cell(entry),
+                cpu_cell(entry),
+                fmt(entry.get("listen_overflows", "–")),
                 fmt(entry["lost"]),
                 fmt(entry["duplicates"]),
                 fmt(entry["reconnect_attempts"]),
@@ -358,11 +360,21 @@ def storm_section(data: dict[str, Any]) -> list[str]:
         "of it after ready (clients told retry ≤)",
         "clients back after ready (p50 / p99)",
         "from a client's return to its last notification (p50 / max)",
+        "CPU: server / readers",
+        "handshakes dropped (listen queue full)",
         "lost",
         "dup",
         "reconnect attempts",
     ]
     return out + table(head, rows) + [""] + skipped_lines(data) + [""]
+
+
+def cpu_cell(entry: dict[str, Any]) -> str:
+    """The server's CPU through the storm beside the readers' (the median run's): the readers
+    share the machine's cores with the server; older results have no readers' figure."""
+    readers = entry.get("generator_cpu_s")
+    server = fmt(entry.get("server_cpu_s"), " s")
+    return server if readers is None else f"{server} / {fmt(readers, ' s')}"
 
 
 def storm_cell(entry: dict[str, Any]) -> str:

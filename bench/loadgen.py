@@ -303,7 +303,8 @@ class Readers:
         (and closed ones in TIME_WAIT after reopens) that search cost the reader processes
         most of a core in the kernel, taken from the server's two: in the soak, and in the
         storm, where 10,000 streams reconnecting took the readers 11-21 s of CPU (10-18 s in the
-        kernel) against 3-4 s without the search (bench/changes.md, section 19)."""
+        kernel) against 3-4 s without the search (bench/changes.md: "the storm waited for its
+        own readers")."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

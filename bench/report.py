@@ -330,6 +330,16 @@ def broadcast_section(data: dict[str, Any]) -> list[str]:
 
 def storm_section(data: dict[str, Any]) -> list[str]:
     out = ["## 4. Reconnect storm", "", f"Source: `{data['_file']}`.", ""]
+    if any("generator_cpu_s" in entry for _, entry in targets(data)):
+        out += [
+            "The clients are the harness's reader processes on the same two cores as the server "
+            "(each connect leaves its source port to `connect()`; a `bind()` to port 0 before it "
+            "cost the readers 11–21 s of CPU per storm until 2026-12-07, bench/changes.md: the "
+            "storm waited for its own readers): their CPU is shown beside the server's, and a "
+            "handshake the full listen queue dropped waits TCP's 1 s (then 3 s) before its "
+            "client tries again.",
+            "",
+        ]
     rows = []
     for name, entry in targets(data):
         if "streams" not in entry:

@@ -41,7 +41,13 @@ PARTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("bus", r"tidings/bus/"),
         ("fan-out (hub, streams)", r"tidings/(hub|stream|sse|frames)\.py|^_(stream|ticker) \("),
         ("proxy-headers middleware", r"proxy_headers\.py"),
-        ("socket writes (uvicorn send)", r"RequestResponseCycle\.send |transport\.write"),
+        # tidings.answers' cycle writes a held head with its body (or a stream's first frames)
+        # and the hub's direct frames itself: the same socket writes.
+        (
+            "socket writes (uvicorn send)",
+            r"RequestResponseCycle\.send |transport\.write"
+            r"|OneWriteCycle\.(send|_send_whole|write_frame) ",
+        ),
         ("HTTP parse (uvicorn, httptools)", r"HttpToolsProtocol\."),
         (
             "publish route (app, routing)",

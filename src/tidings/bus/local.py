@@ -105,11 +105,20 @@ class LocalBus:
             # writes its own: a broadcast's socket writes are most of its time, and delivered
             # here first they kept the siblings waiting for all of this process's writes. What
             # a full sibling queue holds back is sent (waiting for room) after the local writes.
-            held = self._to_siblings_now(events) if self.siblings else []
-            for event in events:
-                self._deliver(event)
-            if held:
-                await self._to_siblings(held)
+            held: list[tuple[str, list[bytes]]] = []
+            if self.siblings:
+                try:
+                    held = self._to_siblings_now(events)
+                except Exception:
+                    # The siblings' streams catch up on their next event; this process's own
+                    # streams must not miss this one for it.
+                    log.exception("local bus: the siblings' copy of an announcement failed")
+            try:
+                for event in events:
+                    self._deliver(event)
+            finally:
+                if held:
+                    await self._to_siblings(held)
             return
         self._send_datagrams(events)
 
@@ -144,24 +153,44 @@ class LocalBus:
     def _lost(self, path: str, sock: socket.socket, exc: BaseException) -> None:
         # Gone, or stuck for seconds: its streams catch up on their next event.
         log.warning("local bus: sibling %s missed an announcement: %r", path, exc)
-        self._peers.pop(path, None)
+        if self._peers.get(path) is sock:
+            del self._peers[path]
         sock.close()
 
     async def _to_siblings(self, held: list[tuple[str, list[bytes]]]) -> None:
         loop = asyncio.get_running_loop()
-        for path, messages in held:
-            try:
-                # asyncio's lock is first come, first served: held announcements go in order.
-                async with self._order.setdefault(path, asyncio.Lock()):
-                    sock = self._peers.get(path)
-                    if sock is None:
-                        continue
-                    try:
-                        for raw in messages:
-                            await asyncio.wait_for(loop.sock_sendall(sock, raw), SEND_TIMEOUT)
-                    except (OSError, TimeoutError) as exc:
-                        self._lost(path, sock, exc)
-            finally:
+        done = 0
+        try:
+            for path, messages in held:
+                sending: socket.socket | None = None
+                try:
+                    # One limit for the wait behind earlier held announcements and the sends:
+                    # a sibling that reads, but too slowly to keep up, is let go like one that
+                    # stopped (its streams catch up), rather than holding every publish here.
+                    async with asyncio.timeout(SEND_TIMEOUT):
+                        # asyncio's lock is first come, first served: held ones go in order.
+                        async with self._order.setdefault(path, asyncio.Lock()):
+                            sending = self._peers.get(path)
+                            if sending is not None:
+                                try:
+                                    for raw in messages:
+                                        await loop.sock_sendall(sending, raw)
+                                except OSError as exc:
+                                    self._lost(path, sending, exc)
+                except TimeoutError as exc:
+                    if sending is not None:
+                        self._lost(path, sending, exc)
+                    else:
+                        # Still behind an earlier announcement, whose own (earlier) limit lets
+                        # the sibling go; this one is missed like any other it would have had.
+                        log.warning("local bus: sibling %s missed an announcement: %r", path, exc)
+                finally:
+                    self._held[path] -= 1
+                    done += 1
+        finally:
+            # Cancelled part-way (a shutdown): the siblings not reached are not held any more,
+            # or every later announcement to them would take this slow path.
+            for path, _ in held[done:]:
                 self._held[path] -= 1
 
     def _peer(self, path: str) -> socket.socket | None:

@@ -52,14 +52,17 @@ async def start_and_kill(folder: Path, tag: str) -> tuple[Cluster, Node, list[st
             await first.wait_for(1, ARRIVAL)
             assert first.received, cluster.logs()
             node.kill()
-        with contextlib.closing(sqlite3.connect(database)) as db:
-            (pending,) = db.execute(
-                "SELECT count(*) FROM scheduled WHERE state = 'pending'"
-            ).fetchone()
+        pending = await asyncio.to_thread(_pending, database)
     except BaseException:
         cluster.close()
         raise
-    return cluster, node, users, int(pending)
+    return cluster, node, users, pending
+
+
+def _pending(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        (pending,) = db.execute("SELECT count(*) FROM scheduled WHERE state = 'pending'").fetchone()
+    return int(pending)
 
 
 async def test_kill_9_on_sqlite_while_delivering_scheduled_notifications(

@@ -100,13 +100,13 @@ class Nginx:
             )
             if test.returncode != 0:
                 words = test.stderr
-                if "listen" in words or "bind" in words:
+                if "Address already in use" in words or "bind()" in words:
                     continue
                 raise RuntimeError(f"nginx -t refused the documented config:\n{words}")
             if self._run(conf):
                 return
             words = self.error_log()
-            if "bind" not in words:
+            if "Address already in use" not in words and "bind()" not in words:
                 break
         raise RuntimeError(f"nginx did not start:\n{words}")
 

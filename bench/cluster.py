@@ -637,6 +637,11 @@ def one_run(
             else round((engine_mem1 - engine_mem0) / max(opened["opened"], 1)),
             # All nodes together with the streams open and nothing published.
             idle_cpu_pct=round(idle_rate * 100, 1),
+            # The same per node (with BENCH_CLUSTER_ODD_ENV: A on the even nodes, B on the odd).
+            idle_cpu_pct_per_node=[
+                round((b - a) / max(idle["t"] - quiet0["t"], 1e-9) * 100, 2)
+                for a, b in zip(quiet0["cpu_each"], idle["cpu_each"], strict=True)
+            ],
         )
 
         # The rate window: publishes spread over every node.

@@ -556,8 +556,9 @@ API). The harness starts and stops its own redis-server and nats-server processe
 servers' own; PostgreSQL's CPU is in neither (the same store for every tidings case; Centrifugo
 has none). The store is the test server of `scripts/services`, which runs with
 `synchronous_commit=off`: a commit does not wait for its WAL flush, so a publish's round trip is
-shorter than on a server that keeps the default `on` (see PostgreSQL in docs/deploy.md). *bus share* is the most announcements any one node received from the bus during the
-rate window (`tidings_bus_announcements_received_total`; for Centrifugo its
+shorter than on a server that keeps the default `on` (see PostgreSQL in docs/deploy.md).
+*bus share* is the most announcements any one node received from the bus during the rate window
+(`tidings_bus_announcements_received_total`; for Centrifugo its
 `centrifugo_node_messages_received_count{type="publication"}`) divided by the announcements
 published: 1.0 means every node hears everything, 1/N is perfect routing. The cases run
 round-robin three times (`--repeat`); each figure is the median of the three, with the spread

@@ -64,6 +64,15 @@ def fill(server: Server, user: str) -> None:
     )
 
 
+def settle(page: Page) -> None:
+    """Until the fonts are loaded and the page has painted what it was told (the focus ring, the
+    mouse moved away): two animation frames. The bell has no transition to wait out."""
+    page.evaluate(
+        """() => document.fonts.ready.then(() => new Promise((done) =>
+               requestAnimationFrame(() => requestAnimationFrame(done))))"""
+    )
+
+
 def shoot(page: Page, path: Path) -> None:
     """The open bell and its dropdown, with a margin."""
     box = page.locator("tidings-bell .bell").bounding_box()
@@ -80,7 +89,7 @@ def shoot(page: Page, path: Path) -> None:
                  .every((img) => img.complete && img.naturalWidth > 0)"""
     )
     page.mouse.move(0, 0)  # no hover underline
-    page.wait_for_timeout(300)  # let the focus ring and fonts settle
+    settle(page)
     page.screenshot(
         path=str(path), clip={"x": left, "y": top, "width": right - left, "height": bottom - top}
     )
@@ -165,7 +174,7 @@ def main(out: Path) -> None:
                 page.context.close()
 
                 page = opened(browser, server, "alice", width=320)
-                page.wait_for_timeout(300)
+                settle(page)
                 page.screenshot(path=str(out / "bell-phone.png"))
                 print(out / "bell-phone.png")
                 page.context.close()

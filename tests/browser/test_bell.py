@@ -278,14 +278,25 @@ def test_an_expired_token_is_refreshed_through_the_callback_and_push_goes_on(
     )
     assert status == 200
     wait_live(page)
+    streams = page.evaluate("window.__streams.length")
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not minted:
         page.wait_for_timeout(100)  # not time.sleep: Playwright runs `mint` while it waits
     assert minted, "the refresh callback was not called"
+    # The bell then switches to a stream on the new credential. Until it has, the old stream is
+    # still open and "live" says nothing about the new one: wait for the new stream's first ping
+    # (the old one is closed before the new one opens), so the push below rides the refresh.
+    page.wait_for_function("n => window.__streams.length > n", arg=streams, timeout=TIMEOUT_MS)
+    pings = page.evaluate("window.__pings")
+    page.wait_for_function("n => window.__pings > n", arg=pings, timeout=TIMEOUT_MS)
     wait_live(page)
     server.publish("alice", "still here")
-    wait_arrival(page, "still here")
+    try:
+        wait_arrival(page, "still here")
+    except AssertionError as exc:
+        seen = page.evaluate("({streams: window.__streams, connection: window.__connection})")
+        raise AssertionError(f"{exc}; the page's streams and connection states: {seen}") from exc
     expect_badge(page, 1)
 
 

@@ -292,6 +292,11 @@ class MongoStore:
         self.takeover_ms = takeover_ms
         self._client: AsyncMongoClient[Doc] | None = None
         self._group_max = True
+        # On FerretDB v1 an update is a read of the whole document and a write of it, so a
+        # publish's floor hint could write back the `pruned_upto` a prune raised meanwhile (a hole
+        # no stream is told of): this process raises one user document at a time there (`_raise`).
+        # Two nodes can still interleave; MongoDB applies each `$max` atomically and needs none.
+        self._raising: asyncio.Lock | None = None
         # Whether every user's floor is a publish's first guess (see `_taken`): a store made by
         # this version. One made before holds notifications no floor knows of.
         self._hinted = False
@@ -354,6 +359,7 @@ class MongoStore:
             info = await self._client.admin.command("buildInfo")
         if "ferretdbVersion" in info:
             self._batch_span = self._search_span = math.inf
+            self._raising = asyncio.Lock()
 
     async def _migrate(self) -> None:
         meta = self._db["meta"]
@@ -754,9 +760,10 @@ class MongoStore:
                 if any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise StoreUnavailable("MongoDB: could not record the users' floors") from exc
         ops = [UpdateOne({"_id": u}, {"$max": dict.fromkeys(fields, s)}) for u, s in seqs.items()]
-        # Small bulk writes: FerretDB v1 stalls on an update command with ~100 statements.
-        for chunk in chunks(ops, BULK_UPDATES):
-            await self._users.bulk_write(list(chunk), ordered=False)
+        async with self._raising or contextlib.nullcontext():
+            # Small bulk writes: FerretDB v1 stalls on an update command with ~100 statements.
+            for chunk in chunks(ops, BULK_UPDATES):
+                await self._users.bulk_write(list(chunk), ordered=False)
 
     # -- reading ----------------------------------------------------------------------------------
 

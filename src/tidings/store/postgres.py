@@ -232,6 +232,15 @@ async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     transaction and take only transaction-scoped advisory locks."""
 
 
+def _lost(conn: Conn) -> bool:
+    """Whether a kept connection is gone: closed, or (after the server closed it) already taken
+    back by the pool, whose proxy then refuses every call."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 async def _retrying(run: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(ROLLBACK_ATTEMPTS):
         try:
@@ -290,7 +299,7 @@ class PostgresStore(sql.SqlQueries):
         lost server, a rollback, a cancelled caller) leaves it in an unknown state: it goes
         back to the pool, which resets or replaces it, and the next batch takes another."""
         conn = self._writer
-        if conn is None or conn.is_closed():
+        if conn is None or _lost(conn):
             self._writer = None
             if self._pool is None:
                 raise StoreUnavailable("PostgreSQL: the store is not open")

@@ -179,6 +179,20 @@ def sample(pid: int) -> dict[str, float]:
     return {"cpu": cpu, "rss": rss, "t": time.time()}
 
 
+def tcp_ext() -> dict[str, int]:
+    """The kernel's TcpExt counters (/proc/net/netstat; machine-wide: read them under the
+    bench lock). ListenOverflows counts handshakes dropped because a listen queue was full."""
+    found: dict[str, int] = {}
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return found
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            found.update(zip(names.split()[1:], map(int, values.split()[1:]), strict=False))
+    return found
+
+
 @contextlib.contextmanager
 def cleanup() -> Iterator[None]:
     def on_signal(signum: int, frame: Any) -> None:

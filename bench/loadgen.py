@@ -90,8 +90,10 @@ class Reader(asyncio.Protocol):
         self.closing = False
         self.connected = False
         self.dup_count = 0
-        # When the connect attempt now under way began (the storm's per-client service time).
+        # When the connect attempt now under way began (the storm's per-client service time),
+        # and when its TCP connection was made (the client's side of the handshake).
         self.attempt_at = 0.0
+        self.connected_at = 0.0
 
     def request(self) -> bytes:
         lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.gen.host}:{self.port}"]
@@ -106,6 +108,7 @@ class Reader(asyncio.Protocol):
         if self.transport is not None:
             self.gen.doubles += 1
         self.transport = transport  # type: ignore[assignment]
+        self.connected_at = time.time()
         self.buf.clear()
         self.sse.clear()
         self.head_done = False
@@ -220,6 +223,9 @@ class Reader(asyncio.Protocol):
                 # server took from there (accept queue, head, catch-up, the writes).
                 self.gen.returned_at.append(self.attempt_at)
                 self.gen.served_in.append(now - self.attempt_at)
+                # Of that, the handshake (a SYN the listen queue dropped waits TCP's 1, 3, 7 s
+                # backoff here) and what came after it (the server's queue and its work).
+                self.gen.connect_in.append(self.connected_at - self.attempt_at)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connected:
@@ -265,6 +271,7 @@ class Readers:
         # When each stream done since the mark had begun the connect attempt that got it there.
         self.returned_at = array("d")
         self.served_in = array("d")
+        self.connect_in = array("d")
         self.tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, reader: Reader) -> None:
@@ -291,10 +298,26 @@ class Readers:
             return False
 
     async def _open(self, reader: Reader) -> object:
+        """The source port is left to connect() (IP_BIND_ADDRESS_NO_PORT): a bind() to port 0
+        searches the source address's ports one by one, and with thousands of streams open
+        (and closed ones in TIME_WAIT after reopens) that search cost the reader processes
+        most of a core in the kernel, taken from the server's two: in the soak, and in the
+        storm, where 10,000 streams reconnecting took the readers 11-21 s of CPU (10-18 s in the
+        kernel) against 3-4 s without the search (bench/changes.md: "the storm waited for its
+        own readers")."""
         loop = asyncio.get_running_loop()
-        return await loop.create_connection(
-            lambda: reader, self.host, reader.port, local_addr=self.local_addr
-        )
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if self.local_addr is not None:
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind(self.local_addr)
+            await loop.sock_connect(sock, (self.host, reader.port))
+            return await loop.create_connection(lambda: reader, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     async def open_many(self, conns: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
         sem = asyncio.Semaphore(concurrency)
@@ -536,25 +559,6 @@ class SoakReaders(Readers):
         self.act_skipped = 0
         self.act_lat: list[float] = []
         self.acting: asyncio.Task[None] | None = None
-
-    async def _open(self, reader: Reader) -> object:
-        """As Readers._open, but the source port is left to connect() (IP_BIND_ADDRESS_NO_PORT):
-        a bind() to port 0 searches the source address's ports one by one, and with thousands
-        of streams open and ~19,000 closed ones in TIME_WAIT from the reopens, that search cost
-        the reader processes most of a core in the kernel, taken from the server's two."""
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            if self.local_addr is not None:
-                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-                sock.bind(self.local_addr)
-            await loop.sock_connect(sock, (self.host, reader.port))
-            return await loop.create_connection(lambda: reader, sock=sock)
-        except BaseException:
-            sock.close()
-            raise
 
     async def connect(self, reader: Reader) -> bool:
         ok = await super().connect(reader)
@@ -850,6 +854,7 @@ async def main(host: str, port: int, source: str | None) -> None:
             readers.opened_at = array("d")
             readers.returned_at = array("d")
             readers.served_in = array("d")
+            readers.connect_in = array("d")
             readers.stats.reset()
             mark_cpu, mark_wall = _cpu(), time.time()
             reply({"ok": True})
@@ -866,6 +871,8 @@ async def main(host: str, port: int, source: str | None) -> None:
                 "events": s.events,
                 "dups": s.dups,
                 "cpu": _cpu() - mark_cpu,
+                # The kernel's share of the process's CPU so far (not since the mark).
+                "cpu_system": os.times().system,
                 "wall": time.time() - mark_wall,
             }
             if cmd.get("full"):
@@ -878,6 +885,7 @@ async def main(host: str, port: int, source: str | None) -> None:
                 out["opened_at"] = list(readers.opened_at)
                 out["returned_at"] = list(readers.returned_at)
                 out["served_in"] = list(readers.served_in)
+                out["connect_in"] = list(readers.connect_in)
             reply(out)
         elif op == "publish":
             reply(await publisher.run(cmd))

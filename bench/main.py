@@ -202,6 +202,7 @@ class Generator:
         merged["last_done"] = max(r["last_done"] for r in replies)
         merged["cpu_share_max"] = max(r["cpu"] / max(r["wall"], 1e-9) for r in replies)
         merged["cpu_total"] = sum(r["cpu"] for r in replies)
+        merged["cpu_system"] = sum(r.get("cpu_system", 0.0) for r in replies)
         statuses: dict[str, int] = {}
         for r in replies:
             for code, count in r.get("statuses", {}).items():
@@ -215,12 +216,14 @@ class Generator:
             opened_at: list[float] = []
             returned_at: list[float] = []
             served_in: list[float] = []
+            connect_in: list[float] = []
             for r in replies:
                 lat += r["lat"]
                 done_at += r.get("done_at", [])
                 opened_at += r.get("opened_at", [])
                 returned_at += r.get("returned_at", [])
                 served_in += r.get("served_in", [])
+                connect_in += r.get("connect_in", [])
                 for k, v in r["keys"].items():
                     keys[int(k)] = keys.get(int(k), 0) + v
                 for k, v in r["kmax"].items():
@@ -233,6 +236,7 @@ class Generator:
                 opened_at=sorted(opened_at),
                 returned_at=sorted(returned_at),
                 served_in=sorted(served_in),
+                connect_in=sorted(connect_in),
             )
         return merged
 
@@ -519,6 +523,9 @@ def latency_levels(
                         1,
                     ),
                     "reader_cpu_share_max": round(st["cpu_share_max"], 3),
+                    # The readers' CPU for the round (all processes; they share the two cores
+                    # with the server, so their work is part of when the last one is read).
+                    "reader_cpu_s": round(st["cpu_total"], 3),
                 }
                 # A generator process at a core's worth, or a schedule it could not keep (its
                 # loop > 100 ms late to hand a publish out), means the row measured the generator.
@@ -621,9 +628,15 @@ def scenario_broadcast(target: Target, cfg: Config, work: Path) -> dict[str, Any
                     "lost": opened["opened"] - got,
                     "duplicates": st["dups"],
                     "last_ms": ms(st["kmax"].get(k)),
+                    # The first receipt: the request, the store's commit and the first write;
+                    # from there to `last_ms` is the fan-out.
+                    "first_ms": ms(min(st["lat"], default=None)),
                     "p50_ms": ms(pct(st["lat"], 0.5)),
                     "server_cpu_s": round(s1["cpu"] - s0["cpu"], 3),
                     "reader_cpu_share_max": round(st["cpu_share_max"], 3),
+                    # The readers' CPU for the round (all processes; they share the two cores
+                    # with the server, so their work is part of when the last one is read).
+                    "reader_cpu_s": round(st["cpu_total"], 3),
                 }
             )
             common.log(f"  -> {rounds[-1]}")
@@ -699,13 +712,23 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
         pub_s = time.time() - t_pub
         gen.mark(per)
         before = gen.stats()
+        tcp0 = common.tcp_ext()
         t0 = time.time()
         server = target.start(work, fresh=False, port=port)
         cpu0 = server.sample()["cpu"]
         spy = storm_profile(server, work)
         deadline = t0 + cfg.storm_limit
+        # Each half second after ready: the server's CPU in it, and the streams done by then
+        # (a server idle while streams wait shows as a gap).
+        timeline: list[tuple[float, float, int]] = []
+        cpu_prev, next_at = cpu0, t0 + server.startup_s + 0.5
         while time.time() < deadline:
             st = gen.stats()
+            if time.time() >= next_at:
+                cpu_now = server.sample()["cpu"]
+                at = round(time.time() - t0 - server.startup_s, 2)
+                timeline.append((at, round(cpu_now - cpu_prev, 2), st["done"]))
+                cpu_prev, next_at = cpu_now, next_at + 0.5
             if st["done"] >= opened["opened"]:
                 break
             time.sleep(0.25)
@@ -714,6 +737,7 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         st = gen.stats(full=True)
+        tcp1 = common.tcp_ext()
         received = sum(v for k, v in st["keys"].items() if 30_000_000 <= k < 30_000_000 + per)
         ready_at = t0 + server.startup_s
         after_ready = [max(0.0, t - ready_at) for t in st["done_at"]]
@@ -766,6 +790,18 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             "returned_after_ready_s": _spread(returned_after, pct),
             "served_in_s": _spread(st["served_in"], pct)
             | {"max": round(max(st["served_in"], default=0.0), 2)},
+            # Of `served_in_s`, the client's side of the handshake: a SYN dropped because the
+            # listen queue was full is sent again after TCP's backoff (1 s, then 3, 7, 15 s).
+            "connect_in_s": _spread(st["connect_in"], pct)
+            | {"max": round(max(st["connect_in"], default=0.0), 2)},
+            # Handshakes the kernel dropped meanwhile (machine-wide, read under the bench lock).
+            "listen_overflows": tcp1.get("ListenOverflows", 0) - tcp0.get("ListenOverflows", 0),
+            "listen_drops": tcp1.get("ListenDrops", 0) - tcp0.get("ListenDrops", 0),
+            # The readers' own CPU from the restart to the end (two cores, shared with the
+            # server): a generator short of CPU reads its answers late.
+            "generator_cpu_s": round(st["cpu_total"] - before["cpu_total"], 2),
+            "generator_system_cpu_s": round(st["cpu_system"] - before["cpu_system"], 2),
+            "timeline": timeline,
             # The server's CPU from its start to the last stream done (or the limit).
             "server_cpu_s": round(cpu1 - cpu0, 2),
             "open_at_end": st["open"],

@@ -41,7 +41,13 @@ PARTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("bus", r"tidings/bus/"),
         ("fan-out (hub, streams)", r"tidings/(hub|stream|sse|frames)\.py|^_(stream|ticker) \("),
         ("proxy-headers middleware", r"proxy_headers\.py"),
-        ("socket writes (uvicorn send)", r"RequestResponseCycle\.send |transport\.write"),
+        # tidings.answers' cycle writes a held head with its body (or a stream's first frames)
+        # and the hub's direct frames itself: the same socket writes.
+        (
+            "socket writes (uvicorn send)",
+            r"RequestResponseCycle\.send |transport\.write"
+            r"|OneWriteCycle\.(send|_send_whole|write_frame) ",
+        ),
         ("HTTP parse (uvicorn, httptools)", r"HttpToolsProtocol\."),
         (
             "publish route (app, routing)",
@@ -59,8 +65,10 @@ GENERIC = re.compile(r"/contextlib\.py|/typing\.py|<frozen|anyio/|asyncio/(tasks
 
 
 # A thread parked here is waiting for work, not working (py-spy cannot always tell).
+# `_Connection._serve` as the innermost frame: the SQLite thread in its SimpleQueue's get (C).
 IDLE = re.compile(
     r"^_worker \(concurrent/futures/thread\.py|^(Condition|Event)\.wait |^Queue\.get "
+    r"|^_Connection\._serve "
 )
 
 
@@ -98,6 +106,26 @@ def classify(folded: str) -> tuple[Counter[str], Counter[str], int]:
     return parts, threads, total
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the process's main thread (the event loop) and of its other threads
+    together (the SQLite writer, thread pools): Python 3.11 does not name the OS threads.
+
+    py-spy's shares count a thread blocked in a system call (the SQLite writer in its fsync,
+    a worker in its queue's get) as busy when it cannot tell, so its shares overstate a thread
+    that waits a lot; this is what each thread really ran."""
+    from bench.common import CLK_TCK
+
+    cpu: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = "main thread" if task.name == str(pid) else "other threads"
+        cpu[name] = cpu.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return cpu
+
+
 def profile_target(target: Target, work: Path, seconds: float) -> dict[str, Any]:
     from bench.main import Generator, reader_procs, users
 
@@ -125,6 +153,7 @@ def profile_target(target: Target, work: Path, seconds: float) -> dict[str, Any]
         time.sleep(0.5)
         gen.mark()
         s0 = server.sample()
+        t0 = thread_cpu(server.proc.pid)
         pub = gen.publish(
             {
                 "rate": RATE,
@@ -136,6 +165,7 @@ def profile_target(target: Target, work: Path, seconds: float) -> dict[str, Any]
             }
         )
         s1 = server.sample()
+        t1 = thread_cpu(server.proc.pid)
         _, err = spy_proc.communicate(timeout=60)
         if spy_proc.returncode != 0 or not folded.exists():
             return {"error": "py-spy failed: " + err.decode(errors="replace")[-600:]}
@@ -159,6 +189,12 @@ def profile_target(target: Target, work: Path, seconds: float) -> dict[str, Any]
                 for name, n in parts.most_common()
             },
             "threads": {name: round(n / max(total, 1), 4) for name, n in threads.most_common()},
+            # What each thread ran, per notification (from /proc, not from the samples).
+            "thread_cpu_us_per_notification": {
+                name: round((t1[name] - t0.get(name, 0.0)) / sent * 1e6, 1)
+                for name in sorted(t1, key=lambda k: t0.get(k, 0.0) - t1[k])
+                if t1[name] - t0.get(name, 0.0) > 0
+            },
             "folded": folded.name,
         }
     finally:

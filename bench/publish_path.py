@@ -101,7 +101,10 @@ def server(count: int, strace: bool, py_spy: str | None) -> str:
             tracer = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
         elif py_spy:
             argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "500"]
-            argv += ["--nonblocking", "-f", "raw", "-o", py_spy, "-p", str(proc.pid)]
+            # BENCH_PY_SPY_FLAGS="--native --threads": C frames too (py-spy then pauses the
+            # server for each sample, so its CPU figure is not comparable).
+            flags = os.environ.get("BENCH_PY_SPY_FLAGS", "--nonblocking").split()
+            argv += [*flags, "-f", "raw", "-o", py_spy, "-p", str(proc.pid)]
             tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if tracer is not None:
             time.sleep(1.0)  # attached before the first measured publish

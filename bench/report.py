@@ -330,6 +330,16 @@ def broadcast_section(data: dict[str, Any]) -> list[str]:
 
 def storm_section(data: dict[str, Any]) -> list[str]:
     out = ["## 4. Reconnect storm", "", f"Source: `{data['_file']}`.", ""]
+    if any("generator_cpu_s" in entry for _, entry in targets(data)):
+        out += [
+            "The clients are the harness's reader processes on the same two cores as the server "
+            "(each connect leaves its source port to `connect()`; a `bind()` to port 0 before it "
+            "cost the readers 11–21 s of CPU per storm until 2026-12-07, bench/changes.md: the "
+            "storm waited for its own readers): their CPU is shown beside the server's, and a "
+            "handshake the full listen queue dropped waits TCP's 1 s (then 3 s) before its "
+            "client tries again.",
+            "",
+        ]
     rows = []
     for name, entry in targets(data):
         if "streams" not in entry:
@@ -344,6 +354,8 @@ def storm_section(data: dict[str, Any]) -> list[str]:
                 after_ready_cell(entry),
                 returned_cell(entry),
                 served_cell(entry),
+                cpu_cell(entry),
+                fmt(entry.get("listen_overflows", "–")),
                 fmt(entry["lost"]),
                 fmt(entry["duplicates"]),
                 fmt(entry["reconnect_attempts"]),
@@ -358,11 +370,21 @@ def storm_section(data: dict[str, Any]) -> list[str]:
         "of it after ready (clients told retry ≤)",
         "clients back after ready (p50 / p99)",
         "from a client's return to its last notification (p50 / max)",
+        "CPU: server / readers",
+        "handshakes dropped (listen queue full)",
         "lost",
         "dup",
         "reconnect attempts",
     ]
     return out + table(head, rows) + [""] + skipped_lines(data) + [""]
+
+
+def cpu_cell(entry: dict[str, Any]) -> str:
+    """The server's CPU through the storm beside the readers' (the median run's): the readers
+    share the machine's cores with the server; older results have no readers' figure."""
+    readers = entry.get("generator_cpu_s")
+    server = fmt(entry.get("server_cpu_s"), " s")
+    return server if readers is None else f"{server} / {fmt(readers, ' s')}"
 
 
 def storm_cell(entry: dict[str, Any]) -> str:
@@ -421,7 +443,9 @@ def profile_section(data: dict[str, Any]) -> list[str]:
         "notification from /proc over the same window, give microseconds per notification. "
         "*event loop (uvloop, C)* is time below the last Python frame: uvloop's socket reads "
         "and writes, callbacks and selector, which py-spy does not see into. *store write* "
-        "includes the SQLite writer thread waiting for its disk flush.",
+        "includes the SQLite writer thread waiting for its disk flush (py-spy counts a thread "
+        "blocked in a system call as busy), so the shares overstate it: the last row gives "
+        "each thread's own CPU from /proc.",
         "",
     ]
     names: list[str] = []
@@ -444,6 +468,16 @@ def profile_section(data: dict[str, Any]) -> list[str]:
     rows.append(
         ["threads (share of samples)"]
         + [", ".join(f"{k} {v:.0%}" for k, v in e["threads"].items()) for _, e in found]
+    )
+    rows.append(
+        ["threads (CPU / notification, from /proc)"]
+        + [
+            ", ".join(
+                f"{k} {fmt(v)} µs" for k, v in e.get("thread_cpu_us_per_notification", {}).items()
+            )
+            or "–"
+            for _, e in found
+        ]
     )
     out += [*table(["part", *(name for name, _ in found)], rows), ""]
     return out + skipped_lines(data) + [""]

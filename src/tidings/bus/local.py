@@ -61,6 +61,10 @@ class LocalBus:
         self._decode = wire.Decoder()
         self._sock: socket.socket | None = None
         self._peers: dict[str, socket.socket] = {}
+        # Per sibling: announcements held back (its queue was full) and not sent yet, and the
+        # lock that sends them in order; while any is held, later ones queue behind it.
+        self._held: dict[str, int] = {}
+        self._order: dict[str, asyncio.Lock] = {}
         self.tally: Tally | None = None
 
     async def start(self, deliver: Deliver) -> None:
@@ -97,30 +101,68 @@ class LocalBus:
 
     async def announce(self, events: Sequence[Event]) -> None:
         if self._deliver is not None:
+            # The siblings' copy leaves first, so they write their streams while this process
+            # writes its own: a broadcast's socket writes are most of its time, and delivered
+            # here first they kept the siblings waiting for all of this process's writes. What
+            # a full sibling queue holds back is sent (waiting for room) after the local writes.
+            held = self._to_siblings_now(events) if self.siblings else []
             for event in events:
                 self._deliver(event)
-            if self.siblings:
-                await self._to_siblings(events)
+            if held:
+                await self._to_siblings(held)
             return
         self._send_datagrams(events)
 
-    async def _to_siblings(self, events: Sequence[Event]) -> None:
+    def _to_siblings_now(self, events: Sequence[Event]) -> list[tuple[str, list[bytes]]]:
+        """Send each sibling what its queue takes now; return, per sibling, what it did not."""
         # The siblings run this very code: a publish to many users goes as one body and its
         # (user, seq) pairs, not the body again per user.
         messages = [m.encode() for m in wire.encode(events, WIRE_LIMIT, shared_bodies=True)]
-        loop = asyncio.get_running_loop()
+        held: list[tuple[str, list[bytes]]] = []
         for path in self.siblings:
             sock = self._peer(path)
             if sock is None:
                 continue  # not started yet (or restarting): it holds no streams
+            rest: list[bytes] = []
+            if self._held.get(path):
+                rest = messages  # behind what is held already
+            else:
+                for i, raw in enumerate(messages):
+                    try:
+                        sock.send(raw)
+                    except (BlockingIOError, InterruptedError):
+                        rest = messages[i:]
+                        break
+                    except OSError as exc:
+                        self._lost(path, sock, exc)
+                        break
+            if rest:
+                self._held[path] = self._held.get(path, 0) + 1
+                held.append((path, rest))
+        return held
+
+    def _lost(self, path: str, sock: socket.socket, exc: BaseException) -> None:
+        # Gone, or stuck for seconds: its streams catch up on their next event.
+        log.warning("local bus: sibling %s missed an announcement: %r", path, exc)
+        self._peers.pop(path, None)
+        sock.close()
+
+    async def _to_siblings(self, held: list[tuple[str, list[bytes]]]) -> None:
+        loop = asyncio.get_running_loop()
+        for path, messages in held:
             try:
-                for raw in messages:
-                    await asyncio.wait_for(loop.sock_sendall(sock, raw), SEND_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
-                # Gone, or stuck for seconds: its streams catch up on their next event.
-                log.warning("local bus: sibling %s missed an announcement: %r", path, exc)
-                self._peers.pop(path, None)
-                sock.close()
+                # asyncio's lock is first come, first served: held announcements go in order.
+                async with self._order.setdefault(path, asyncio.Lock()):
+                    sock = self._peers.get(path)
+                    if sock is None:
+                        continue
+                    try:
+                        for raw in messages:
+                            await asyncio.wait_for(loop.sock_sendall(sock, raw), SEND_TIMEOUT)
+                    except (OSError, TimeoutError) as exc:
+                        self._lost(path, sock, exc)
+            finally:
+                self._held[path] -= 1
 
     def _peer(self, path: str) -> socket.socket | None:
         sock = self._peers.get(path)

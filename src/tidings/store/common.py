@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tidings.models import (
+    COMPACT,
     Action,
     Actor,
     Counts,
@@ -110,7 +111,7 @@ WOKEN = ", read_ms = NULL, seen_ms = NULL, snooze_lease = 0"
 def encode_data(data: dict[str, Any]) -> str:
     """`data` is stored as JSON text everywhere: FerretDB refuses keys with `.` or a leading
     `$` and nested arrays, and a string carries any JSON object through every store unchanged."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return COMPACT.encode(data)
 
 
 def decode_data(text: str) -> dict[str, Any]:
@@ -135,7 +136,7 @@ def encode_actions(actions: Sequence[Action]) -> str | None:
     them."""
     if not actions:
         return None
-    return json.dumps([a.to_json() for a in actions], ensure_ascii=False, separators=(",", ":"))
+    return COMPACT.encode([a.to_json() for a in actions])
 
 
 def decode_actions(text: str | None) -> tuple[Action, ...]:

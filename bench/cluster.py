@@ -385,11 +385,13 @@ def _sys_cpu(pid: int) -> float:
     return int(fields[12]) / common.CLK_TCK
 
 
-def _run_queue_wait(pid: int) -> float:
+def _run_queue_wait(pid: int, field: int = 1) -> float:
     """Seconds the threads of a process have spent runnable and waiting for a core
     (/proc/PID/task/*/schedstat, second field, ns). A tidings node's is almost all its event
     loop's thread; Centrifugo's is spread over Go's threads. On a machine with more work than
-    cores it is the part of the latency that no code of the node's own can shorten."""
+    cores it is the part of the latency that no code of the node's own can shorten. With
+    `field` 0: the seconds on a core instead (the CPU time, to the nanosecond, where /proc/PID/stat
+    counts 10 ms ticks: a node's idle CPU over 2 s is a handful of ticks)."""
     total = 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -397,7 +399,7 @@ def _run_queue_wait(pid: int) -> float:
         return 0.0
     for task in tasks:
         try:
-            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[field])
         except (OSError, IndexError, ValueError):
             continue
     return total / 1e9
@@ -545,6 +547,7 @@ class Nodes:
             "rss": sum(x["rss"] for x in each),
             "rss_each": [x["rss"] for x in each],
             "wait_each": [_run_queue_wait(s.proc.pid) for s in self.servers],
+            "oncpu_each": [_run_queue_wait(s.proc.pid, 0) for s in self.servers],
             "t": time.time(),
         }
 
@@ -615,7 +618,8 @@ def one_run(
         names = users(cc.streams, f"c{tag}-")
         conns = [{**template.stream(u), "port": nodes.ports[i % n]} for i, u in enumerate(names)]
         opened = gen.open(conns)
-        window = min(IDLE_WINDOW, cc.settle)
+        # A longer settle (BENCH_CLUSTER_SHAPE="settle=8") measures the idle cost longer.
+        window = min(max(IDLE_WINDOW, cc.settle - 1.0), cc.settle)
         time.sleep(cc.settle - window)
         quiet0 = nodes.sample()
         time.sleep(window)
@@ -637,6 +641,11 @@ def one_run(
             else round((engine_mem1 - engine_mem0) / max(opened["opened"], 1)),
             # All nodes together with the streams open and nothing published.
             idle_cpu_pct=round(idle_rate * 100, 1),
+            # The same per node (with BENCH_CLUSTER_ODD_ENV: A on the even nodes, B on the odd).
+            idle_cpu_pct_per_node=[
+                round((b - a) / max(idle["t"] - quiet0["t"], 1e-9) * 100, 2)
+                for a, b in zip(quiet0["oncpu_each"], idle["oncpu_each"], strict=True)
+            ],
         )
 
         # The rate window: publishes spread over every node.

@@ -588,8 +588,11 @@ Centrifugo at the same N with its Redis engine on one Redis instance (personal c
 API). The harness starts and stops its own redis-server and nats-server processes
 (bench/cluster.py). *server CPU* is all nodes together (from /proc), *engine CPU* the Redis or NATS
 servers' own; PostgreSQL's CPU is in neither (the same store for every tidings case; Centrifugo
-has none). *bus share* is the most announcements any one node received from the bus during the
-rate window (`tidings_bus_announcements_received_total`; for Centrifugo its
+has none). The store is the test server of `scripts/services`, which runs with
+`synchronous_commit=off`: a commit does not wait for its WAL flush, so a publish's round trip is
+shorter than on a server that keeps the default `on` (see PostgreSQL in docs/deploy.md).
+*bus share* is the most announcements any one node received from the bus during the rate window
+(`tidings_bus_announcements_received_total`; for Centrifugo its
 `centrifugo_node_messages_received_count{type="publication"}`) divided by the announcements
 published: 1.0 means every node hears everything, 1/N is perfect routing. The cases run
 round-robin three times (`--repeat`); each figure is the median of the three, with the spread

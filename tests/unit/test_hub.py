@@ -12,7 +12,17 @@ import pytest
 from tests.unit.conftest import unit_settings
 from tidings import sse
 from tidings.events import Deleted, Published, ReadChanged, Resync, UserResync
-from tidings.hub import CHECK, HEARTBEAT_SLOTS, PING, End, Frame, Hub, Item, Subscriber
+from tidings.hub import (
+    CHECK,
+    HEARTBEAT_SLOTS,
+    PING,
+    PINGS_PER_WAKE,
+    End,
+    Frame,
+    Hub,
+    Item,
+    Subscriber,
+)
 from tidings.metrics import Metrics
 from tidings.models import Notification
 
@@ -233,8 +243,9 @@ async def test_a_resync_asks_every_stream_to_check_the_store() -> None:
     assert [queued(sub) for sub in subs] == [[CHECK]] * 3
 
 
-async def test_heartbeats_visit_a_sixteenth_of_the_streams_per_tick() -> None:
-    # A 3.2 s heartbeat is a 0.2 s tick: the first tick pings one slot, the next is far away.
+async def test_heartbeats_visit_a_few_slots_per_wake_up() -> None:
+    # A 3.2 s heartbeat over 1,024 streams: a wake-up gathers about PINGS_PER_WAKE pings (0.1 s
+    # of slots), so the streams' pings are spread over the period, not sent at once.
     hub = make_hub(heartbeat=3.2)
     subs = [hub.new_subscriber(f"user-{i}") for i in range(2 * HEARTBEAT_SLOTS)]
     for sub in subs:
@@ -245,7 +256,7 @@ async def test_heartbeats_visit_a_sixteenth_of_the_streams_per_tick() -> None:
             first = await subs[0].take()
         pinged = [sub for sub in subs[1:] if queued(sub)]
         assert first == [PING]
-        assert len(pinged) == 1  # subs[0] and one other share the first slot
+        assert PINGS_PER_WAKE // 2 <= len(pinged) + 1 <= 2 * PINGS_PER_WAKE
         assert all(queued(sub) == [PING] for sub in pinged)
     finally:
         beating.cancel()
@@ -511,3 +522,38 @@ async def test_a_stream_that_is_not_waiting_or_has_stopped_gets_nothing_written(
     hub.deliver(published("bob", 1))
     assert conn.written == []
     taking.cancel()
+
+
+async def test_a_waiting_stream_gets_its_ping_written_and_a_busy_one_queued() -> None:
+    hub = make_hub(heartbeat=0.064)
+    sub, conn, taking = await parked(hub, "ann", last=4)
+    wrote = asyncio.Event()
+    sub.writer = Written(conn, wrote)
+    busy = hub.new_subscriber("bob")
+    hub.add(busy, None)
+    beating = asyncio.create_task(hub.heartbeat())
+    try:
+        async with asyncio.timeout(5):
+            assert await busy.take() == [PING]  # no task waits in take: queued, as before
+            await wrote.wait()
+        assert conn.written[0].startswith(b"event: ping\n")
+        assert not taking.done()  # written for it: its task was not woken
+        conn.writable = False  # a connection that takes no more gets it queued instead
+        assert await taking == [PING]
+    finally:
+        beating.cancel()
+        taking.cancel()
+
+
+class Written:
+    """A connection that says when something was written to it."""
+
+    def __init__(self, conn: Connection, wrote: asyncio.Event) -> None:
+        self.conn = conn
+        self.wrote = wrote
+
+    def write_frame(self, body: bytes) -> bool:
+        if self.conn.write_frame(body):
+            self.wrote.set()
+            return True
+        return False

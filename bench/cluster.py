@@ -385,26 +385,6 @@ def _sys_cpu(pid: int) -> float:
     return int(fields[12]) / common.CLK_TCK
 
 
-def _run_queue_wait(pid: int, field: int = 1) -> float:
-    """Seconds the threads of a process have spent runnable and waiting for a core
-    (/proc/PID/task/*/schedstat, second field, ns). A tidings node's is almost all its event
-    loop's thread; Centrifugo's is spread over Go's threads. On a machine with more work than
-    cores it is the part of the latency that no code of the node's own can shorten. With
-    `field` 0: the seconds on a core instead (the CPU time, to the nanosecond, where /proc/PID/stat
-    counts 10 ms ticks: a node's idle CPU over 2 s is a handful of ticks)."""
-    total = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0.0
-    for task in tasks:
-        try:
-            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[field])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
-
-
 def _cpu(pid: int | None) -> float | None:
     return None if pid is None else common.sample(pid)["cpu"]
 
@@ -546,8 +526,8 @@ class Nodes:
             "sys": sum(_sys_cpu(s.proc.pid) for s in self.servers),
             "rss": sum(x["rss"] for x in each),
             "rss_each": [x["rss"] for x in each],
-            "wait_each": [_run_queue_wait(s.proc.pid) for s in self.servers],
-            "oncpu_each": [_run_queue_wait(s.proc.pid, 0) for s in self.servers],
+            # Per node, seconds on a core (to the ns) and runnable waiting for one.
+            "sched_each": [common.schedstat(s.proc.pid) for s in self.servers],
             "t": time.time(),
         }
 
@@ -644,7 +624,7 @@ def one_run(
             # The same per node (with BENCH_CLUSTER_ODD_ENV: A on the even nodes, B on the odd).
             idle_cpu_pct_per_node=[
                 round((b - a) / max(idle["t"] - quiet0["t"], 1e-9) * 100, 2)
-                for a, b in zip(quiet0["oncpu_each"], idle["oncpu_each"], strict=True)
+                for (a, _), (b, _) in zip(quiet0["sched_each"], idle["sched_each"], strict=True)
             ],
         )
 
@@ -713,7 +693,7 @@ def one_run(
             # own work.
             node_run_queue_wait_pct=[
                 round((b - a) / wall * 100, 1)
-                for a, b in zip(s0["wait_each"], s1["wait_each"], strict=True)
+                for (_, a), (_, b) in zip(s0["sched_each"], s1["sched_each"], strict=True)
             ],
             # Where the slowest 1 % spent their time (bench/trace.py), from the files in
             # `trace` (the nodes' ports in `node_ports`, node-0 first).

@@ -179,6 +179,39 @@ def sample(pid: int) -> dict[str, float]:
     return {"cpu": cpu, "rss": rss, "t": time.time()}
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (utime + stime) of each thread of `pid`, by thread id; a thread that ends
+    while it is read is left out."""
+    out: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the threads of a process tree ran on a core, and spent runnable waiting for one
+    (/proc/…/task/*/schedstat, ns). The first is the CPU time to the nanosecond, where
+    /proc/PID/stat counts 10 ms ticks; the second, on a machine with more work than cores, is
+    the part of the latency that no code of the process's own can shorten."""
+    ran = waited = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    fields = Path(f"/proc/{p}/task/{tid}/schedstat").read_text().split()
+                    ran += int(fields[0]) / 1e9
+                    waited += int(fields[1]) / 1e9
+    return ran, waited
+
+
 def tcp_ext() -> dict[str, int]:
     """The kernel's TcpExt counters (/proc/net/netstat; machine-wide: read them under the
     bench lock). ListenOverflows counts handshakes dropped because a listen queue was full."""

@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench import common
 from bench.targets import PYTHON, Target
 
 STREAMS = 1_000
@@ -113,16 +114,10 @@ def thread_cpu(pid: int) -> dict[str, float]:
     py-spy's shares count a thread blocked in a system call (the SQLite writer in its fsync,
     a worker in its queue's get) as busy when it cannot tell, so its shares overstate a thread
     that waits a lot; this is what each thread really ran."""
-    from bench.common import CLK_TCK
-
     cpu: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        name = "main thread" if task.name == str(pid) else "other threads"
-        cpu[name] = cpu.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    for tid, seconds in common.thread_cpu(pid).items():
+        name = "main thread" if tid == pid else "other threads"
+        cpu[name] = cpu.get(name, 0.0) + seconds
     return cpu
 
 

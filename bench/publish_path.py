@@ -32,22 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import HOST, free_port
+from bench.common import HOST, free_port, thread_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 TIDINGS = Path(sys.executable).parent / "tidings"
 KEY = "bench-publisher-key"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _thread_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds per thread of `pid` (utime + stime)."""
-    out: dict[int, float] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / TICK
-    return out
 
 
 def _publish(sock: socket.socket, i: int) -> None:
@@ -108,12 +97,12 @@ def server(count: int, strace: bool, py_spy: str | None) -> str:
             tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if tracer is not None:
             time.sleep(1.0)  # attached before the first measured publish
-        before = _thread_cpu(proc.pid)
+        before = thread_cpu(proc.pid)
         started = time.perf_counter()
         for i in range(count):
             _publish(sock, i)
         wall = time.perf_counter() - started
-        after = _thread_cpu(proc.pid)
+        after = thread_cpu(proc.pid)
         sock.close()
         if tracer is not None:
             tracer.send_signal(signal.SIGINT)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import jwt
 
-from bench.common import HOST, free_port
-from bench.publish_path import KEY, ROOT, TIDINGS, _thread_cpu
+from bench.common import HOST, free_port, thread_cpu
+from bench.publish_path import KEY, ROOT, TIDINGS
 
 SECRET = "s" * 32
 
@@ -78,12 +78,12 @@ async def _run(port: int, pid: int, streams: int, missed: int, rounds: int, at_o
     gate = asyncio.Semaphore(at_once)
     lines = []
     for r in range(rounds):
-        before = _thread_cpu(pid)
+        before = thread_cpu(pid)
         started = time.perf_counter()
         await asyncio.gather(*(_reconnect(port, t, missed, gate) for t in tokens))
         wall = time.perf_counter() - started
         await asyncio.sleep(0.5)  # the server's side of the closes
-        after = _thread_cpu(pid)
+        after = thread_cpu(pid)
         cpu = sum(after.values()) - sum(before.get(t, 0.0) for t in after)
         lines.append(
             f"round {r + 1}: server {cpu / streams * 1e6:.0f} µs/reconnect "

@@ -112,20 +112,6 @@ def open_fds(pid: int) -> int:
     return total
 
 
-def run_wait(pid: int) -> tuple[float, float]:
-    """Seconds the process tree's threads ran, and waited for a CPU while runnable
-    (/proc/…/schedstat): on a shared machine, the second says how much the server was starved."""
-    ran = waited = 0.0
-    for p in common.tree(pid):
-        with contextlib.suppress(OSError):
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    fields = Path(f"/proc/{p}/task/{tid}/schedstat").read_text().split()
-                    ran += int(fields[0]) / 1e9
-                    waited += int(fields[1]) / 1e9
-    return ran, waited
-
-
 def set_nice(pid: int, nice: int) -> None:
     """Each process we spawn leads its own session, so its own scheduler autogroup (Linux): a
     plain nice value only ranks it within that group; the group's nice ranks it on the machine."""
@@ -220,8 +206,10 @@ class Soak:
         }
         gen._call(gen.publishers[:1], [publish], 30)
         self.last_server = self.server.sample()
-        self.last_wait = run_wait(self.server.proc.pid)[1]
-        self.last_gen_wait = {p.pid: run_wait(p.pid)[1] for p in [*gen.procs, *gen.publishers[:1]]}
+        self.last_wait = common.schedstat(self.server.proc.pid)[1]
+        self.last_gen_wait = {
+            p.pid: common.schedstat(p.pid)[1] for p in [*gen.procs, *gen.publishers[:1]]
+        }
         self.gc_from = self._log_size()
         return opened
 
@@ -253,8 +241,8 @@ class Soak:
         shares = [r["cpu"] / max(r["wall"], 1e-9) for r in [*readers, pub]]
         gen_cpu = sum(r["cpu"] for r in [*readers, pub])
         wall = max(now["t"] - self.last_server["t"], 1e-9)
-        waited = run_wait(pid)[1]
-        gen_wait = {p.pid: run_wait(p.pid)[1] for p in [*gen.procs, *gen.publishers[:1]]}
+        waited = common.schedstat(pid)[1]
+        gen_wait = {p.pid: common.schedstat(p.pid)[1] for p in [*gen.procs, *gen.publishers[:1]]}
         gen_waited = max(v - self.last_gen_wait.get(k, 0.0) for k, v in gen_wait.items())
         self.last_gen_wait = gen_wait
         probe = metrics.get("probe_s")

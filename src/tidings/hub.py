@@ -158,16 +158,7 @@ class Subscriber:
         """Write the next frame straight to the connection, if the stream is idle in `take`
         (nothing queued, its task parked) and its connection is writable: a broadcast then
         writes 10,000 streams in one pass, without waking 10,000 tasks to do it."""
-        waiter = self._waiter
-        if (
-            waiter is None
-            or waiter.done()
-            or frame.seq != self.last + 1
-            or frame.body is None
-            or self.reason is not None
-            or self.writer is None
-            or not self.writer.write_frame(frame.body)
-        ):
+        if frame.seq != self.last + 1 or frame.body is None or not self._write_if_idle(frame.body):
             return False
         self.last = frame.seq
         return True
@@ -175,6 +166,9 @@ class Subscriber:
     def write_ping(self, body: bytes) -> bool:
         """A heartbeat written straight to the connection of a stream idle in `take`, as
         `write` does a frame: an idle stream's ping then wakes no task."""
+        return self._write_if_idle(body)
+
+    def _write_if_idle(self, body: bytes) -> bool:
         waiter = self._waiter
         return (
             waiter is not None
@@ -406,7 +400,7 @@ class Hub:
             )
             await asyncio.sleep(max(due - loop.time(), gather))
             # After a stall longer than a round, one round of pings, not one per round missed.
-            due = max(due, loop.time() - self.settings.heartbeat)
+            due = max(due, loop.time() - heartbeat)
             while due <= loop.time():
                 for sub in list(self._slots[slot]):
                     if not sub.write_ping(ping):

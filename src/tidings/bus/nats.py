@@ -91,6 +91,10 @@ class NatsBus(RoutedBus):
     def home_subject(self) -> str:
         return f"{self.prefix}.n"
 
+    def _subject(self, user_id: str | None) -> str:
+        """Where an announcement for `user_id` goes (None: the node-wide subject)."""
+        return self.home_subject() if user_id is None else self.user_subject(user_id)
+
     async def _connect(self) -> Any:
         last: Exception | None = None
         for _ in range(len(self._order)):
@@ -197,11 +201,7 @@ class NatsBus(RoutedBus):
         direct = getattr(client, "direct_publish", None)
         if direct is None or not client.is_connected:
             return False
-        pairs = [
-            (self.home_subject() if user_id is None else self.user_subject(user_id), message)
-            for user_id, message in messages
-        ]
-        return bool(direct(pairs))
+        return bool(direct([(self._subject(user_id), message) for user_id, message in messages]))
 
     async def _publish(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> None:
         client = self._client
@@ -213,8 +213,7 @@ class NatsBus(RoutedBus):
         if client is None or not client.is_connected:
             raise ConnectionError("not connected to NATS")
         for user_id, message in messages:
-            subject = self.home_subject() if user_id is None else self.user_subject(user_id)
-            await client.publish(subject, message.encode())
+            await client.publish(self._subject(user_id), message.encode())
         drained = getattr(client, "drained", None)
         if drained is not None:
             # Written directly (`Direct`): a large batch waits here for the socket, as

@@ -70,9 +70,6 @@ class NatsBus(RoutedBus):
         super().__init__([",".join(self.servers)], linger)
         self._client: Any = None
         self._subs: dict[str, Any] = {}
-        # Users whose unsubscribe is sent but not yet confirmed by the server's PONG: the server
-        # still routes their subjects here, so `routed` still counts them.
-        self._leaving: set[str] = set()
         self._sender: Any = None
         # Tried in the order listed, from the one that last worked: list them in another order
         # on each node (or behind one DNS name) to spread the nodes over the servers.
@@ -161,7 +158,6 @@ class NatsBus(RoutedBus):
         unsubscribe = list(shard.to_unsubscribe)
         for user_id in subscribe:
             self._sent_subscribe(shard, user_id)
-        self._leaving.update(unsubscribe)
         task = asyncio.create_task(self._apply(client, shard, subscribe, unsubscribe))
         task.add_done_callback(_log_failure)
 
@@ -187,11 +183,9 @@ class NatsBus(RoutedBus):
                     for user_id in subscribe:
                         self._confirmed(shard, user_id)
         finally:
-            # Confirmed, or the connection is gone (and its subscriptions with it).
-            self._leaving.difference_update(unsubscribe)
-
-    def routed(self) -> int:
-        return len(self._leaving.union(self._routes))
+            # Confirmed by the server's PONG, or the connection is gone (and its subscriptions
+            # with it).
+            shard.leaving.difference_update(unsubscribe)
 
     def _publish_nowait(self, shard: Shard, messages: Sequence[tuple[str | None, str]]) -> bool:
         # The common case: connected, the socket's buffer not backed up. The PUB commands go

@@ -196,12 +196,14 @@ class RedisBus(RoutedBus):
             data = frame[2]
             if isinstance(data, bytes):
                 self._received(data)
-        elif kind == b"sunsubscribe":
-            # Not ours (ours is for a user dropped, or resubscribing meanwhile): the cluster
-            # moved the slot away. Reconnect, reading the slot map again.
+        elif kind in (b"unsubscribe", b"sunsubscribe"):
             channel = frame[1]
             user_id = self.user_of(channel) if isinstance(channel, bytes) else None
-            if user_id in shard.users and user_id not in shard.inflight:
+            if user_id is not None:
+                shard.leaving.discard(user_id)  # ours, confirmed: nothing more comes for them
+            # Not ours (ours is for a user dropped, or resubscribing meanwhile): the cluster
+            # moved the slot away. Reconnect, reading the slot map again.
+            if kind == b"sunsubscribe" and user_id in shard.users and user_id not in shard.inflight:
                 conn.fail(ConnectionError(f"the cluster moved the slot of {channel!r}"))
         elif kind in (b"subscribe", b"ssubscribe"):
             channel = frame[1]

@@ -70,6 +70,9 @@ class Shard(Link):
         self.unconfirmed_home = False
         self.to_subscribe: set[str] = set()
         self.to_unsubscribe: set[str] = set()
+        # Unsubscribes sent and not yet confirmed by the engine (each engine's `_flush` side
+        # discards them): the engine still routes these users here, so `routed` counts them.
+        self.leaving: set[str] = set()
         self.flush_scheduled = False
         self.task: asyncio.Task[None] | None = None
 
@@ -159,8 +162,10 @@ class RoutedBus(Receiver):
         self._lingering[user_id] = loop.call_later(self.linger, self._drop, user_id)
 
     def routed(self) -> int:
-        """How many users this node is subscribed for (held or lingering)."""
-        return len(self._routes)
+        """How many users this node is subscribed for (held, lingering, or let go of but not yet
+        confirmed unsubscribed by the engine)."""
+        routes = self._routes
+        return len(routes) + sum(len(s.leaving.difference(routes)) for s in self.shards)
 
     def _drop(self, user_id: str) -> None:
         self._lingering.pop(user_id, None)
@@ -188,6 +193,8 @@ class RoutedBus(Receiver):
             self._flush(shard)
         except Exception:
             log.warning("bus %s: subscribing failed", shard.where, exc_info=True)
+        else:
+            shard.leaving.update(shard.to_unsubscribe)
         shard.to_subscribe.clear()
         shard.to_unsubscribe.clear()
 
@@ -215,6 +222,7 @@ class RoutedBus(Receiver):
         shard.inflight.clear()
         shard.to_subscribe.clear()
         shard.to_unsubscribe.clear()
+        shard.leaving.clear()  # the connection's subscriptions went with it
         if not was_live:
             return  # another failed attempt: the routes are as the first failure left them
         loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@ still goes to the real server (MongoDB or FerretDB).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -274,3 +275,47 @@ async def test_a_delivery_stored_but_not_marked_is_stored_once_by_the_next_node(
         assert await store.cancel_scheduled("k1") == (0, ("delivered",))
     finally:
         await store.close()
+
+
+async def test_two_nodes_publishing_and_pruning_one_user_leave_no_unannounced_hole(
+    mongo_url: str,
+) -> None:
+    """One node publishes to a user while another prunes that user's oldest notifications.
+
+    On FerretDB v1 an update rewrites the whole user document from what it read, so a
+    publisher's floor hint could write back a `pruned_upto` the pruner had just raised, in
+    another process, where no lock of the store reaches: the notifications pruned meanwhile
+    would then be a hole that `position` does not announce. On MongoDB each update is atomic.
+    """
+    name = mongo_database(mongo_url)
+    publisher = await opened(MongoStore(mongo_url, name))
+    pruner = await opened(MongoStore(mongo_url, name))
+    try:
+        for i in range(5):
+            await publisher.add(Draft(user_ids=("alice",), message=f"n{i}"))
+
+        async def publish() -> None:
+            while True:
+                await publisher.add(Draft(user_ids=("alice",), message="more"))
+
+        async def pruned_upto_and_lowest() -> tuple[int, int]:
+            pruned = (await pruner.position("alice")).pruned_upto
+            [lowest] = await pruner.after("alice", 0, 1)
+            return pruned, lowest.seq
+
+        task = asyncio.create_task(publish())
+        try:
+            for _ in range(40):
+                assert await pruner.prune(Clock().now_ms() + 60_000, 1) == 1
+                # At or below pruned_upto may be gone; everything above it must be there.
+                pruned, lowest = await pruned_upto_and_lowest()
+                assert lowest == pruned + 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pruned, lowest = await pruned_upto_and_lowest()
+        assert lowest == pruned + 1
+    finally:
+        await publisher.close()
+        await pruner.close()

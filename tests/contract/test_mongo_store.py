@@ -319,3 +319,28 @@ async def test_two_nodes_publishing_and_pruning_one_user_leave_no_unannounced_ho
     finally:
         await publisher.close()
         await pruner.close()
+
+
+async def test_a_prune_takes_over_the_turn_of_a_node_that_died_holding_it(mongo_url: str) -> None:
+    """FerretDB: the turn to raise `pruned_upto` is leased, so a node that died holding it
+    (its turn never marked done) stops the others' pruning only until the lease runs out."""
+    name = mongo_database(mongo_url)
+    store = await opened(MongoStore(mongo_url, name))
+    try:
+        if not store._ferret:
+            pytest.skip("MongoDB raises pruned_upto atomically: no turns")
+        for i in range(3):
+            await store.add(Draft(user_ids=("alice",), message=f"n{i}"))
+        turns = store._db["turns"]
+        # The dead node's turn: taken, never done, its lease over a moment ago.
+        await turns.insert_one({"_id": 7, "until_ms": int(time.time() * 1000) - 1})
+        async with asyncio.timeout(10):  # without a takeover it would wait for ever
+            assert await store.prune(Clock().now_ms() + 60_000, 1) == 1
+        assert (await store.position("alice")).pruned_upto == 1
+        assert await turns.find_one({"_id": 8}) == {
+            "_id": 8,
+            "until_ms": pytest.approx(int(time.time() * 1000) + 30_000, abs=10_000),
+            "done": True,
+        }
+    finally:
+        await store.close()

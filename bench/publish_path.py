@@ -1,6 +1,7 @@
 """One node's publish path alone, where a loaded machine cannot change the batch size.
 
     .venv/bin/python -m bench.publish_path server [--count 3000] [--strace] [--py-spy FILE]
+                                                  [--granian]
     .venv/bin/python -m bench.publish_path store [--count 3000] [--rate 1000]
     .venv/bin/python -m bench.publish_path writes [--count 20000]
 
@@ -8,7 +9,8 @@
 notifications one after another, so every commit holds exactly one publish; prints the server's
 CPU per publish from /proc (all threads, and the loop's thread). With `--strace`, the syscalls
 per publish (`strace -c -f` attached after the warm-up); with `--py-spy FILE`, a raw py-spy
-profile of the run. `store`: `SqliteStore.add` in this process fed `--rate` one-user publishes/s
+profile of the run; with `--granian`, served by Granian (`tidings.granian_app`, the figures
+are its worker's). `store`: `SqliteStore.add` in this process fed `--rate` one-user publishes/s
 (open loop; 0: one after another), CPU per publish. `writes`: an answer of a publish's size
 written as head and body (two writes) against one, over loopback TCP to a reading process;
 the sender's CPU per answer.
@@ -62,7 +64,23 @@ def _publish(sock: socket.socket, i: int) -> None:
         rest += sock.recv(65536)
 
 
-def server(count: int, strace: bool, py_spy: str | None) -> str:
+def _granian_argv(port: int) -> list[str]:
+    """tidings served by Granian (as bench/targets.py's `tidings-granian`), for an A/B."""
+    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", HOST]
+    argv += ["--port", str(port), "--http", "1", "--no-ws", "--log-level", "warning"]
+    argv += ["--loop", os.environ.get("BENCH_GRANIAN_LOOP", "uvloop"), "--no-access-log"]
+    argv += os.environ.get("BENCH_GRANIAN_ARGS", "").split()
+    return [*argv, "tidings.granian_app:create"]
+
+
+def _serving_pid(pid: int) -> int:
+    """The process that serves: `pid` itself, or Granian's one worker under it."""
+    from bench.common import tree
+
+    return tree(pid)[-1]
+
+
+def server(count: int, strace: bool, py_spy: str | None, granian: bool = False) -> str:
     work = Path(tempfile.mkdtemp(prefix="publish-path-", dir=ROOT / "bench" / ".work"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
@@ -72,7 +90,10 @@ def server(count: int, strace: bool, py_spy: str | None) -> str:
         TIDINGS_PUBLISHER_KEYS=KEY,
     )
     argv = [str(TIDINGS), "serve", "--port", str(port), "--log-level", "warning"]
+    if granian:
+        argv = _granian_argv(port)
     proc = subprocess.Popen(argv, env=env, cwd=work)
+    pid = proc.pid
     try:
         for _ in range(600):
             try:
@@ -84,25 +105,26 @@ def server(count: int, strace: bool, py_spy: str | None) -> str:
             raise SystemExit("the server did not start")
         for i in range(300):  # warm-up: imports, statement caches, the first pages
             _publish(sock, i)
+        pid = _serving_pid(proc.pid)
         tracer: subprocess.Popen[bytes] | None = None
         if strace:
-            argv = ["strace", "-f", "-c", "-o", str(work / "strace.txt"), "-p", str(proc.pid)]
+            argv = ["strace", "-f", "-c", "-o", str(work / "strace.txt"), "-p", str(pid)]
             tracer = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
         elif py_spy:
             argv = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "500"]
             # BENCH_PY_SPY_FLAGS="--native --threads": C frames too (py-spy then pauses the
             # server for each sample, so its CPU figure is not comparable).
             flags = os.environ.get("BENCH_PY_SPY_FLAGS", "--nonblocking").split()
-            argv += [*flags, "-f", "raw", "-o", py_spy, "-p", str(proc.pid)]
+            argv += [*flags, "-f", "raw", "-o", py_spy, "-p", str(pid)]
             tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if tracer is not None:
             time.sleep(1.0)  # attached before the first measured publish
-        before = thread_cpu(proc.pid)
+        before = thread_cpu(pid)
         started = time.perf_counter()
         for i in range(count):
             _publish(sock, i)
         wall = time.perf_counter() - started
-        after = thread_cpu(proc.pid)
+        after = thread_cpu(pid)
         sock.close()
         if tracer is not None:
             tracer.send_signal(signal.SIGINT)
@@ -111,7 +133,7 @@ def server(count: int, strace: bool, py_spy: str | None) -> str:
         proc.terminate()
         proc.wait(30)
     total = sum(after.values()) - sum(before.get(t, 0.0) for t in after)
-    loop = after[proc.pid] - before[proc.pid]
+    loop = after[pid] - before[pid]
     line = (
         f"server {total / count * 1e6:.1f} µs/publish, loop thread {loop / count * 1e6:.1f}, "
         f"other threads {(total - loop) / count * 1e6:.1f}; wall {wall / count * 1e6:.0f} µs"
@@ -204,10 +226,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="store: publishes/s, 0 = serial")
     parser.add_argument("--strace", action="store_true", help="server: syscalls per publish")
     parser.add_argument("--py-spy", metavar="FILE", help="server: a raw py-spy profile to FILE")
+    parser.add_argument("--granian", action="store_true", help="server: served by Granian")
     args = parser.parse_args(argv)
     (ROOT / "bench" / ".work").mkdir(parents=True, exist_ok=True)
     if args.what == "server":
-        print(server(args.count or 3000, args.strace, args.py_spy))
+        print(server(args.count or 3000, args.strace, args.py_spy, args.granian))
     elif args.what == "store":
         print(store(args.count or 3000, args.rate))
     else:

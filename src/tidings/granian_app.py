@@ -1,0 +1,117 @@
+"""tidings served by Granian instead of uvicorn.
+
+    granian --interface asgi --factory tidings.granian_app:create
+
+The app is the same ASGI application `tidings serve` runs; what uvicorn's server did around it
+(`tidings.server.DrainingServer`) is done here from the ASGI lifespan, the only hook Granian
+gives an application:
+
+- the collector is settled once the service runs, and tended every `stalls.TEND_EVERY` s;
+- at shutdown the streams are drained (each closed with a jittered `retry:`) before the
+  service stops, as on SIGTERM under `tidings serve`.
+
+What uvicorn's internals bought (`heads.py`'s request-head guard, `answers.py`'s one-write
+answer, a stream's frames written straight to its transport) is not there: under Granian each
+frame is one ASGI `send`, the answer's head and body go out as Granian writes them, and Granian's
+own `--http1-header-read-timeout` bounds a slow request head. Settings come from the
+environment (TIDINGS_*), as for `tidings serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+from starlette.types import Message, Receive, Scope, Send
+
+from tidings import stalls
+from tidings.app import TidingsApp, create_app
+from tidings.logs import configure as configure_logs
+from tidings.settings import Settings
+
+__all__ = ["ServedApp", "create"]
+
+log = logging.getLogger("tidings")
+
+# How long the streams get to write their drain `retry:` before the service stops.
+DRAIN_GRACE_SECONDS = 1.5
+
+
+class ServedApp:
+    """`TidingsApp` with the server's start-up and shutdown work in its lifespan."""
+
+    def __init__(self, app: TidingsApp) -> None:
+        self.app = app
+        self.service = app.service
+        self._tending: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, self._on_shutdown(receive), self._on_started(send))
+
+    def _on_started(self, send: Send) -> Send:
+        async def started(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                stalls.watch(self.service.settings.debug_stalls)
+                stalls.settle()
+                loop = asyncio.get_running_loop()
+                self._tending = loop.create_task(_tend())
+                _drain_on_signals(loop, self.service.hub.drain)
+            await send(message)
+
+        return started
+
+    def _on_shutdown(self, receive: Receive) -> Receive:
+        async def received() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                if self._tending is not None:
+                    self._tending.cancel()
+                # Granian sends this once it stopped accepting; the open streams would keep
+                # their connections (and the service) busy: close them first, as
+                # `tidings serve` does on SIGTERM.
+                self.service.hub.drain()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_GRACE_SECONDS):
+                        await self.service.hub.emptied()
+            return message
+
+        return received
+
+
+def _drain_on_signals(loop: asyncio.AbstractEventLoop, drain: Callable[[], None]) -> None:
+    """Close the streams on SIGTERM and SIGINT, beside Granian's own handling of them.
+
+    Granian's worker stops on these signals through its loop's handler (`add_signal_handler`)
+    and then waits for every connection to end before it sends the lifespan's shutdown: a
+    stream never ends by itself, so without this a worker would wait for its
+    `--workers-kill-timeout` and the clients would see a cut connection, not a `retry:`. A
+    Python-level handler runs beside the loop's: the loop still learns of the signal through its
+    wake-up file descriptor, which every handled signal writes to.
+    """
+
+    def on_signal(signum: int, frame: object) -> None:
+        # A signal handler may run in the middle of the loop's work: hand over, don't touch.
+        loop.call_soon_threadsafe(drain)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+
+async def _tend() -> None:
+    while True:
+        await asyncio.sleep(stalls.TEND_EVERY)
+        stalls.tend()
+
+
+def create() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The app Granian serves (its `--factory` target): settings from the environment."""
+    settings = Settings.from_env(os.environ)
+    configure_logs(settings)
+    return ServedApp(create_app(settings))

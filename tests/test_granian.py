@@ -147,3 +147,19 @@ async def test_sigterm_ends_each_stream_with_a_retry_and_granian_exits(
         assert len(response.retries) == 2, response.events
         assert 500 <= response.retries[1] <= 1000
     assert "Traceback" not in server.log(), server.log()
+
+
+def test_granian_workers_on_the_local_bus_are_refused(tmp_path: Path) -> None:
+    """Several Granian workers would each bind the local bus's one socket: refused, not served
+    with publishes that miss the streams of the other workers."""
+    server = GranianServer(
+        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}"), log_path=tmp_path / "server.log"
+    )
+    server.spawn("--workers", "2")
+    try:
+        assert server.proc is not None
+        server.proc.wait(timeout=30)
+    finally:
+        server.close()
+    assert server.proc.returncode != 0
+    assert "Granian's --workers needs a shared bus" in server.log()

@@ -24,14 +24,15 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.types import Message, Receive, Scope, Send
 
 from tidings import stalls
 from tidings.app import TidingsApp, create_app
 from tidings.logs import configure as configure_logs
-from tidings.settings import Settings
+from tidings.settings import ConfigError, Settings
 
 __all__ = ["ServedApp", "create"]
 
@@ -110,8 +111,28 @@ async def _tend() -> None:
         stalls.tend()
 
 
+def _granian_workers(argv: list[str], env: Mapping[str, str]) -> int:
+    """How many workers the Granian command line (or GRANIAN_WORKERS) asks for; its workers
+    are forked from it, so they see the same `sys.argv`."""
+    found = env.get("GRANIAN_WORKERS", "1")
+    for i, arg in enumerate(argv):
+        if arg == "--workers" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith("--workers="):
+            found = arg.partition("=")[2]
+    return int(found) if found.isdigit() else 1
+
+
 def create() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The app Granian serves (its `--factory` target): settings from the environment."""
     settings = Settings.from_env(os.environ)
+    if settings.bus_url.startswith("local:") and _granian_workers(sys.argv, os.environ) > 1:
+        # Each worker would bind the local bus's one socket, the last taking it from the
+        # others: a publish on one worker would not reach the streams of another.
+        raise ConfigError(
+            "Granian's --workers needs a shared bus (TIDINGS_BUS_URL=redis://…, nats://… or "
+            "postgresql://…); on the local bus run one Granian worker, or `tidings serve "
+            "--workers N`"
+        )
     configure_logs(settings)
     return ServedApp(create_app(settings))

@@ -73,6 +73,16 @@ def _granian_argv(port: int) -> list[str]:
     return [*argv, "tidings.granian_app:create"]
 
 
+def _thread_names(pid: int) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names[int(tid)] = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:
+            continue
+    return names
+
+
 def _serving_pid(pid: int) -> int:
     """The process that serves: `pid` itself, or Granian's one worker under it."""
     from bench.common import tree
@@ -125,6 +135,7 @@ def server(count: int, strace: bool, py_spy: str | None, granian: bool = False) 
             _publish(sock, i)
         wall = time.perf_counter() - started
         after = thread_cpu(pid)
+        names = _thread_names(pid)
         sock.close()
         if tracer is not None:
             tracer.send_signal(signal.SIGINT)
@@ -138,6 +149,9 @@ def server(count: int, strace: bool, py_spy: str | None, granian: bool = False) 
         f"server {total / count * 1e6:.1f} µs/publish, loop thread {loop / count * 1e6:.1f}, "
         f"other threads {(total - loop) / count * 1e6:.1f}; wall {wall / count * 1e6:.0f} µs"
     )
+    rust = sum(after[t] - before.get(t, 0.0) for t in after if names.get(t, "").startswith("tokio"))
+    if rust:
+        line += f" (of the other threads, Granian's Rust runtime {rust / count * 1e6:.1f})"
     if strace:
         calls: list[str] = []
         for row in (work / "strace.txt").read_text().splitlines():

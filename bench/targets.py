@@ -61,6 +61,7 @@ class Target:
     multi_process_reason: str | None = None  # why it cannot span processes, if it cannot
     durable_reason: str | None = None  # why publishing while it is down cannot work, if not
     ready_path = "/healthz"
+    opt_in = False  # True: runs only when --targets names it
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -218,6 +219,7 @@ class TidingsGranian(Tidings):
     name = "tidings-granian"
     label = "tidings on Granian (SQLite, local bus)"
     multi_process_reason = "measured as one Granian worker (bench/changes.md, section 25)"
+    opt_in = True
 
     def available(self) -> str | None:
         try:

@@ -4,11 +4,12 @@
 
 The app is the same ASGI application `tidings serve` runs; what uvicorn's server did around it
 (`tidings.server.DrainingServer`) is done here from the ASGI lifespan, the only hook Granian
-gives an application:
+gives an application, once the service runs:
 
-- the collector is settled once the service runs, and tended every `stalls.TEND_EVERY` s;
-- at shutdown the streams are drained (each closed with a jittered `retry:`) before the
-  service stops, as on SIGTERM under `tidings serve`.
+- the collector is settled, and tended every `stalls.TEND_EVERY` s;
+- a handler for SIGTERM and SIGINT, beside Granian's, drains the streams (each closed with a
+  jittered `retry:`), as on SIGTERM under `tidings serve`; the lifespan's shutdown drains
+  whatever is still open before the service stops.
 
 What uvicorn's internals bought (`heads.py`'s request-head guard, `answers.py`'s one-write
 answer, a stream's frames written straight to its transport) is not there: under Granian each
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -35,8 +35,6 @@ from tidings.logs import configure as configure_logs
 from tidings.settings import ConfigError, Settings
 
 __all__ = ["ServedApp", "create"]
-
-log = logging.getLogger("tidings")
 
 # How long the streams get to write their drain `retry:` before the service stops.
 DRAIN_GRACE_SECONDS = 1.5

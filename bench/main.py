@@ -797,6 +797,9 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             # Handshakes the kernel dropped meanwhile (machine-wide, read under the bench lock).
             "listen_overflows": tcp1.get("ListenOverflows", 0) - tcp0.get("ListenOverflows", 0),
             "listen_drops": tcp1.get("ListenDrops", 0) - tcp0.get("ListenDrops", 0),
+            # The queue they overflowed: the server's backlog, as the kernel caps it (the bench
+            # changes neither: `BENCH_TIDINGS_ENV=TIDINGS_BACKLOG=…`, and somaxconn by hand).
+            "listen_backlog": listen_backlog(),
             # The readers' own CPU from the restart to the end (two cores, shared with the
             # server): a generator short of CPU reads its answers late.
             "generator_cpu_s": round(st["cpu_total"] - before["cpu_total"], 2),
@@ -849,6 +852,18 @@ def _spy(server: Server, output: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the first sample that matters
     return proc
+
+
+def listen_backlog() -> dict[str, int]:
+    """TIDINGS_BACKLOG of the storm's tidings server (BENCH_TIDINGS_ENV may set it), the
+    kernel's `net.core.somaxconn`, and the queue the server gets: the smaller of the two."""
+    backlog = Settings().backlog
+    for pair in os.environ.get("BENCH_TIDINGS_ENV", "").split(","):
+        name, _, value = pair.partition("=")
+        if name.strip() == "TIDINGS_BACKLOG":
+            backlog = int(value)
+    somaxconn = common.machine()["somaxconn"] or backlog
+    return {"backlog": backlog, "somaxconn": somaxconn, "queue": min(backlog, somaxconn)}
 
 
 def drain_retry_max_ms() -> int:

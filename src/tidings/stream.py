@@ -98,16 +98,8 @@ async def _serve(
     store = service.store
     metrics = service.metrics
     user_id = sub.user_id
-    resume_raw = conn.headers.get("last-event-id") or conn.query_params.get("last_event_id")
-    resume = None if resume_raw is None else _parse_seq(resume_raw)
-    missed: list[tuple[int, str]] | None = None
     try:
-        resumes = getattr(store, "resume", None)  # `base.Resumes`, where the store has it
-        if resumes is not None:
-            # Position and catch-up in one call, read with the other reconnects of this turn.
-            position, missed = await resumes(user_id, resume, settings.replay_max)
-        else:
-            position = await store.position(user_id)
+        position = await store.position(user_id)
     except StoreUnavailable:
         sub.reason = "store"
         metrics.refused.labels("store").inc()
@@ -123,8 +115,10 @@ async def _serve(
 
     head = [sse.retry(settings.retry_ms)]
     last = position.last_seq
+    resume_raw = conn.headers.get("last-event-id") or conn.query_params.get("last_event_id")
     reset: str | None = None
     if resume_raw is not None:
+        resume = _parse_seq(resume_raw)
         if resume is None:
             reset = "invalid"
         elif resume > position.last_seq:
@@ -152,12 +146,7 @@ async def _serve(
             try:
                 out = head
                 if last < position.last_seq:
-                    if missed is None:
-                        out, last = await _catch_up(service, sub, last, head)
-                    elif missed:
-                        out.append(_frames(missed))
-                        last = missed[-1][0]
-                        service.metrics.deliveries.replayed(len(missed))
+                    out, last = await _catch_up(service, sub, last, head)
                 await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
                 await _pump(service, sub, last, send)
             finally:
@@ -242,13 +231,6 @@ async def _catch_up(
         last = n.seq
     service.metrics.deliveries.replayed(len(found))
     return out, last
-
-
-def _frames(missed: list[tuple[int, str]]) -> bytes:
-    """`sse.notification` of each (seq, line), in one encode."""
-    return "".join(
-        [f"id: {seq}\nevent: new-notification\ndata: {line}\n\n" for seq, line in missed]
-    ).encode()
 
 
 async def _refetch(service: Service, event: Unsnoozed) -> bytes:

@@ -14,7 +14,7 @@ from tests.unit.fakes import FakeStore
 from tidings.metrics import Metrics
 from tidings.models import Draft, Notification, Position, Stored
 from tidings.store import StoreUnavailable
-from tidings.store.base import OPTIONAL, operations
+from tidings.store.base import operations
 from tidings.store.bounded import ADMISSION, BoundedStore
 from tidings.store.instrumented import InstrumentedStore
 
@@ -60,7 +60,7 @@ async def test_a_publish_gets_a_slot_while_reconnecting_streams_wait_on_a_slow_s
 
 def test_the_admission_table_names_only_store_operations() -> None:
     # A misspelt or removed name there would silently give that operation the default.
-    assert set(ADMISSION) <= set(operations()) | set(OPTIONAL)
+    assert set(ADMISSION) <= set(operations())
 
 
 async def test_every_operation_is_bounded_and_counted_by_name() -> None:

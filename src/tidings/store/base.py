@@ -16,7 +16,7 @@ backend holds only its I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol
 
 from tidings.models import (
     Counts,
@@ -34,7 +34,6 @@ from tidings.models import (
 )
 
 __all__ = [
-    "OPTIONAL",
     "EmailStore",
     "IdempotencyConflict",
     "InboxStore",
@@ -42,7 +41,6 @@ __all__ = [
     "PreferenceStore",
     "PresenceStore",
     "PushStore",
-    "Resumes",
     "ScheduleStore",
     "SnoozeStore",
     "Store",
@@ -372,25 +370,6 @@ class Store(
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` when the database cannot answer."""
-
-
-@runtime_checkable
-class Resumes(Protocol):
-    """A store that answers a reconnecting stream's two reads (its position, and what it missed
-    after its resume point) in one call, and many streams' in one read (an optional capability:
-    the SQLite store has it; a stream without it reads `position`, then `after`)."""
-
-    async def resume(
-        self, user_id: str, since: int | None, limit: int
-    ) -> tuple[Position, list[tuple[int, str]]]:
-        """The user's position, and the (seq, `Notification.line`) of each notification after
-        `since` up to that position's `last_seq`, ascending, deleted, pruned and expired ones
-        absent, as `after` gives them; none when `since` is None or needs a reset (beyond
-        `last_seq`, below `pruned_upto`, or more than `limit` behind). Both from one snapshot."""
-
-
-# Optional operations (each a capability protocol above) a wrapper wraps where its store has them.
-OPTIONAL = ("resume",)
 
 
 def operations() -> tuple[str, ...]:

@@ -45,10 +45,6 @@ ADMISSION: dict[str, Admission] = {
     # A stream's position and what it missed: the reads a reconnect storm is made of.
     "after": "catch_up",
     "position": "catch_up",
-    # Both at once, for many streams in one read (`Resumes`: SQLite, whose reads run inline on
-    # the loop and queue nowhere): a slot held while a stream waits for its batch would cap the
-    # batch at the catch-up share and shed a storm with 503.
-    "resume": "free",
 }
 
 

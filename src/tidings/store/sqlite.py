@@ -93,10 +93,6 @@ IN_CHUNK = 500
 BULK_MIN = 32
 # Decoded catch-up rows kept for reuse (`_replayed`); all dropped at once when full.
 TEMPLATES = 1024
-# Reconnects' reads (`resume`) answered by one statement at most; the rest wait for the loop's
-# next turn. It bounds one turn's work (this many streams' replays and writes, ~0.1 s), so the
-# loop accepts new connections between batches instead of letting the listen queue overflow.
-RESUME_BATCH = 256
 # The commit window is waited only when the previous commit ended less than this many windows ago.
 BUSY_GAP = 10
 
@@ -348,30 +344,11 @@ class _Inline:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self._conn.call(fn)
 
-    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return self._conn.call(fn)
-
     async def close(self) -> None:
         await self._conn.close()
 
 
 _Pending = tuple[Draft, "str | None", "asyncio.Future[Stored]"]
-# A reconnect's read waiting for its batch: user, resume point, `limit`, the caller's answer.
-_Resume = tuple[str, "int | None", int, "asyncio.Future[tuple[Position, list[tuple[int, str]]]]"]
-
-# `resume` for many streams: each request (its index, user, resume point, limit) with its
-# user's position and, where the resume point needs no reset, the rows after it up to that
-# position (at most `limit` then: one snapshot).
-_RESUME = (
-    "WITH r AS MATERIALIZED (SELECT key AS i, value ->> 0 AS user_id, value ->> 1 AS since, "
-    "value ->> 2 AS lim FROM json_each(?1)) "
-    "SELECT r.i, u.last_seq, u.pruned_upto, "
-    + ", ".join(f"n.{c.strip()}" for c in COLUMNS.split(","))
-    + " FROM r LEFT JOIN users AS u ON u.user_id = r.user_id "
-    "LEFT JOIN notifications AS n ON n.user_id = u.user_id AND n.seq > r.since "
-    "AND n.seq <= u.last_seq AND r.since >= u.pruned_upto AND u.last_seq - r.since <= r.lim "
-    "AND n.snoozed_ms IS NULL AND (n.expires_ms IS NULL OR n.expires_ms > ?2)"
-)
 
 
 def _settle(batch: list[_Pending], outcomes: Sequence[Stored | BaseException]) -> None:
@@ -418,9 +395,6 @@ class SqliteStore(sql.SqlQueries):
         self._flushing = False
         # Set while open: the loop the writer thread answers publishes on.
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Reconnects waiting for their batched read (`resume`), and whether a batch is due.
-        self._resumes: collections.deque[_Resume] = collections.deque()
-        self._resume_due = False
 
     async def open(self) -> None:
         parent = Path(self.path).parent
@@ -536,107 +510,6 @@ class SqliteStore(sql.SqlQueries):
         else:
             del own["line"]
         return n
-
-    async def resume(
-        self, user_id: str, since: int | None, limit: int
-    ) -> tuple[Position, list[tuple[int, str]]]:
-        """A reconnecting stream's position and what it missed (`base.Resumes`), read with the
-        other reconnects of this turn of the loop in one statement.
-
-        Alone, a reconnect costs two statements, each its own read transaction (WAL locks), and
-        a decode of every row into a `Notification` the stream only wants the line of. Here the
-        reconnects that arrive in one turn of the loop (thousands in a storm) are read together
-        after it, `RESUME_BATCH` at a time, and each row becomes its (seq, line) spliced from
-        the shared template (`_replayed`'s). Every stream in a batch registered with the hub
-        before the batch is read, as before its own read: nothing committed after the snapshot
-        is missed."""
-        loop = asyncio.get_running_loop()
-        if "\x00" in user_id:
-            # SQLite's JSON functions end a string at NUL: this user is read alone.
-            position = await self.position(user_id)
-            return position, self._alone(user_id, since, limit, position)
-        future: asyncio.Future[tuple[Position, list[tuple[int, str]]]] = loop.create_future()
-        self._resumes.append((user_id, since, limit, future))
-        if not self._resume_due:
-            self._resume_due = True
-            loop.call_soon(self._resume_batch)
-        return await future
-
-    def _alone(
-        self, user_id: str, since: int | None, limit: int, position: Position
-    ) -> list[tuple[int, str]]:
-        if since is None or not (position.pruned_upto <= since <= position.last_seq):
-            return []
-        if position.last_seq - since > limit:
-            return []
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = ? AND seq > ? AND seq <= ?"
-            f"{LIVE} ORDER BY seq"
-        )
-        params = (user_id, since, position.last_seq, self.clock.now_ms())
-        rows = self._reader.call(lambda c: c.execute(sql, params).fetchall())
-        return [(r[1], self._replayed(r).line) for r in rows]
-
-    def _resume_batch(self) -> None:
-        """On the loop, after the turn that queued them: answer up to `RESUME_BATCH` reconnects
-        with one read; the rest after the next turn."""
-        pending = self._resumes
-        batch: list[_Resume] = []
-        while pending and len(batch) < RESUME_BATCH:
-            item = pending.popleft()
-            if not item[3].done():  # its client left meanwhile
-                batch.append(item)
-        if pending:
-            asyncio.get_running_loop().call_soon(self._resume_batch)
-        else:
-            self._resume_due = False
-        if not batch:
-            return
-        requests = json.dumps(
-            [[user_id, since, limit] for user_id, since, limit, _ in batch],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        params = (requests, self.clock.now_ms())
-        try:
-            rows = self._reader.call(lambda c: c.execute(_RESUME, params).fetchall())
-        except Exception as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        answers: list[tuple[Position, list[tuple[int, str]]] | None] = [None] * len(batch)
-        templates = self._templates
-        at = -1
-        lines: list[tuple[int, str]] = []
-        head = ""
-        for row in rows:
-            if row[0] != at:
-                at = row[0]
-                answer = answers[at]
-                if answer is None:
-                    position = Position() if row[1] is None else Position(row[1], row[2])
-                    answer = answers[at] = (position, [])
-                lines = answer[1]
-                if row[3] is None:
-                    continue
-                head = f'"user_id":{one_line_json(row[3])}'
-            found = templates.get(row[5:])
-            if found is not None and found[1] is not None:
-                seq = row[4]
-                lines.append((seq, f'{{"id":{seq},{head}{found[1]}'))
-            else:
-                lines.append((row[4], self._replayed(row[3:]).line))
-        for answer in answers:
-            # No ORDER BY (a sort of the whole batch): SQLite's nested loop gives each request's
-            # rows together and in seq order; should a plan ever not, they are put in order here.
-            if answer is not None and any(
-                a[0] >= b[0] for a, b in zip(answer[1], answer[1][1:], strict=False)
-            ):
-                answer[1].sort()
-        for (*_, future), answer in zip(batch, answers, strict=True):
-            if not future.done():
-                future.set_result(answer if answer is not None else (Position(), []))
 
     async def position(self, user_id: str) -> Position:
         sql = "SELECT last_seq, pruned_upto FROM users WHERE user_id = ?"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from tidings.store.base import OPTIONAL, Store, operations
+from tidings.store.base import Store, operations
 
 __all__ = ["Operation", "StoreWrapper"]
 
@@ -27,9 +27,6 @@ class StoreWrapper:
         self.inner = inner
         for name in operations():
             setattr(self, name, self.around(name, getattr(inner, name)))
-        for name in OPTIONAL:
-            if hasattr(inner, name):
-                setattr(self, name, self.around(name, getattr(inner, name)))
 
     def around(self, name: str, call: Operation) -> Operation:
         """What runs in place of operation `name`; `call` itself to pass it through."""

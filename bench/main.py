@@ -799,8 +799,8 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             # Handshakes the kernel dropped meanwhile (machine-wide, read under the bench lock).
             "listen_overflows": tcp1.get("ListenOverflows", 0) - tcp0.get("ListenOverflows", 0),
             "listen_drops": tcp1.get("ListenDrops", 0) - tcp0.get("ListenDrops", 0),
-            # The queue they overflowed: the server's backlog, as the kernel caps it (the bench
-            # changes neither: `BENCH_TIDINGS_ENV=TIDINGS_BACKLOG=…`, and somaxconn by hand).
+            # The queue they overflowed: the server's backlog, as the kernel caps it
+            # (`BENCH_TIDINGS_ENV=TIDINGS_BACKLOG=…`; somaxconn only with BENCH_SOMAXCONN).
             "listen_backlog": listen_backlog()
             | ({"somaxconn_set_by_bench_from": somaxconn_was} if somaxconn_was else {}),
             # The readers' own CPU from the restart to the end (two cores, shared with the

@@ -10,6 +10,9 @@ Granian-served app; the fixtures below replace the ones they use (`shared`, `ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -72,7 +75,25 @@ class GranianServer(Server):
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own group: Granian's worker is a child process, which a kill of the main
+                # process alone would leave running (and serving).
+                start_new_session=True,
             )  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self._kill_group()
+        self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self._kill_group()
+            self.proc.wait(timeout=10)
+
+    def _kill_group(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")

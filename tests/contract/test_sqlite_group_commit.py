@@ -9,6 +9,7 @@ publish's failure its own (such a batch is written publish by publish instead).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
@@ -168,3 +169,52 @@ async def test_a_batch_with_a_key_or_a_nul_is_written_publish_by_publish(
     after = nul[1]
     assert isinstance(after, Stored)
     assert [n.seq for n in after.notifications] == [3]
+
+
+async def test_a_lone_publish_is_one_committed_statement(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """A one-user publish alone (`_add_one`: the TEMP view's trigger) stores what a publish in a
+    batch stores, answers the seq it stored, has committed by the time it is answered, and one
+    that fails leaves nothing behind."""
+    draft = Draft(
+        user_ids=("ada ✓",),
+        message='lone ü 😀 "q" \\ \n',
+        link="/a?b=1",
+        kind="k",
+        data={"nested": {"s": "ü", "z": None}, "big": 2**62},
+        category="social",
+        actor=Actor("Ada", "https://example.test/a.png"),
+        actions=(Action("Open", "/x"),),
+        group="g",
+        expires_ms=4_102_444_800_000,
+    )
+    answers = [await store.add(draft) for _ in range(3)]
+    assert not store._writer.connection().in_transaction
+    stored = await store.after("ada ✓", 0, 10)
+    assert [n.seq for n in stored] == [1, 2, 3]
+    for answer, n in zip(answers, stored, strict=True):
+        assert answer.notifications == (n,)
+        assert answer.notifications[0].dumps() == n.dumps()
+    # Another connection (another process) sees each as it is answered.
+    other = sqlite3.connect(tmp_path / "group.db")
+    try:
+        await store.add(Draft(user_ids=("bo",), message="plain"))
+        assert other.execute("SELECT seq FROM notifications WHERE user_id = 'bo'").fetchall() == [
+            (1,)
+        ]
+        # A row already at bo's next seq (written behind the store's back): the publish fails,
+        # and its seq advance is undone with it.
+        other.execute(
+            "INSERT INTO notifications (user_id, seq, message, data, created_ms) "
+            "VALUES ('bo', 2, 'behind', '{}', 0)"
+        )
+        other.commit()
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.add(Draft(user_ids=("bo",), message="clash"))
+        assert other.execute("SELECT last_seq FROM users WHERE user_id = 'bo'").fetchone() == (1,)
+    finally:
+        other.close()
+    assert not store._writer.connection().in_transaction
+    later = await store.add(Draft(user_ids=("ada ✓",), message="later"))
+    assert [n.seq for n in later.notifications] == [4]

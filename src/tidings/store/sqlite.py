@@ -401,6 +401,7 @@ class SqliteStore(sql.SqlQueries):
         if not parent.is_dir():
             raise StoreUnavailable(f"SQLite: folder {str(parent)!r} does not exist")
         await self._writer.run(_migrate)
+        await self._writer.run(_publish_one)
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
@@ -881,11 +882,82 @@ def _steps(c: sqlite3.Connection) -> list[Step]:
     return pending_steps("SQLite", features_of(version, recorded))
 
 
+# A one-user publish without an idempotency key (most publishes) as ONE statement: an INSERT into
+# this connection's TEMP view, whose INSTEAD OF trigger advances the user's seq and inserts the
+# row, RETURNING the new seq; in autocommit, so the statement is its own transaction (its write
+# lock taken when it starts, as `BEGIN IMMEDIATE` does, and its commit synced as any other).
+# Why: BEGIN, the upsert, the insert and COMMIT were five steps of the VM, and the writer thread
+# gives the GIL up in each and must win it back from the busy event loop after each; this is
+# two (the row, then the end of the statement, which commits). TEMP: the view and trigger live
+# in the writer connection alone, made when the store opens, so the database file's schema is
+# unchanged (no schema step; an older tidings opens the file as before, `tidings send` and any
+# other process write with their own). The RETURNING subquery runs after the trigger (SQLite
+# codes INSTEAD OF triggers before the AFTER ones, RETURNING among them);
+# tests/contract/test_sqlite_group_commit.py holds it to the stored row.
+PUBLISH_ONE = f"""
+CREATE TEMP VIEW IF NOT EXISTS publish_one (
+    user_id, message, link, kind, data, created_ms, category, actor, actions, grp, expires_ms
+) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+CREATE TEMP TRIGGER IF NOT EXISTS publish_one_insert INSTEAD OF INSERT ON publish_one
+BEGIN
+    INSERT INTO users (user_id, last_seq) VALUES (NEW.user_id, 1)
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1;
+    INSERT INTO notifications ({COLUMNS}) VALUES (
+        NEW.user_id, (SELECT last_seq FROM users WHERE user_id = NEW.user_id), NEW.message,
+        NEW.link, NEW.kind, NEW.data, NEW.created_ms, NULL, NEW.category, NEW.actor,
+        NEW.actions, NEW.grp, NEW.expires_ms, NULL, NULL, NULL
+    );
+END
+"""
+_INSERT_ONE = (
+    "INSERT INTO publish_one VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "RETURNING (SELECT last_seq FROM users WHERE user_id = ?)"
+)
+
+
+def _publish_one(c: sqlite3.Connection) -> None:
+    """On the writer connection, once the schema is current: `PUBLISH_ONE`'s view and trigger."""
+    c.executescript(PUBLISH_ONE)
+
+
+def _add_one(c: sqlite3.Connection, draft: Draft, stamp: int) -> Stored:
+    """A one-user publish without a key, alone: one statement, its own transaction."""
+    user_id = draft.user_ids[0]
+    try:
+        (seq,) = c.execute(
+            _INSERT_ONE,
+            (
+                user_id,
+                draft.message,
+                draft.link,
+                draft.kind,
+                encode_data(draft.data),
+                stamp,
+                *inbox_values(draft),
+                user_id,
+            ),
+        ).fetchone()
+    except BaseException:
+        # A statement that fails is undone by SQLite; one stopped between its steps is not.
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+        raise
+    # `fetchone` stepped the statement to its end, so it has committed (and synced) by now.
+    return Stored(made(draft, ((user_id, seq),), stamp))
+
+
 def _add_batch(
     c: sqlite3.Connection, work: list[tuple[Draft, str | None]], stamp: int
 ) -> list[Stored | Exception]:
     """One transaction for many publishes; one that fails is rolled back alone (a savepoint)."""
     outcomes: list[Stored | Exception] = []
+    if len(work) == 1 and work[0][1] is None and len(work[0][0].user_ids) == 1:
+        try:
+            return [_add_one(c, work[0][0], stamp)]
+        except sqlite3.OperationalError:
+            raise  # the database itself failed
+        except Exception as exc:
+            return [exc]
     c.execute("BEGIN IMMEDIATE")
     try:
         if len(work) == 1:

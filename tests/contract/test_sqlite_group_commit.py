@@ -1,5 +1,6 @@
 """SQLite's group commit: publishes that queue while the writer thread is busy are written by
-three statements for the whole batch (`_add_many`).
+one statement for the whole batch (`_add_many`), and a publish alone by one statement too
+(`_add_one`).
 
 What it must keep: each user's seqs gapless and in the order the publishes came, every field
 stored as a publish alone stores it, each caller answered with what was stored for it, and one
@@ -218,3 +219,36 @@ async def test_a_lone_publish_is_one_committed_statement(
     assert not store._writer.connection().in_transaction
     later = await store.add(Draft(user_ids=("ada ✓",), message="later"))
     assert [n.seq for n in later.notifications] == [4]
+
+
+async def test_a_batch_that_fails_is_written_publish_by_publish(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = observed_batches(monkeypatch)
+    await store.add(Draft(user_ids=("bo",), message="first"))
+    other = sqlite3.connect(tmp_path / "group.db")
+    try:
+        # A row already at bo's next seq: the batch's one statement fails and is undone whole.
+        other.execute(
+            "INSERT INTO notifications (user_id, seq, message, data, created_ms) "
+            "VALUES ('bo', 2, 'behind', '{}', 0)"
+        )
+        other.commit()
+    finally:
+        other.close()
+    outcomes = await queued_together(
+        store,
+        [
+            store.add(Draft(user_ids=("ada",), message="a1")),
+            store.add(Draft(user_ids=("bo",), message="clash")),
+            store.add(Draft(user_ids=("ada", "cy"), message="a2")),
+        ],
+    )
+    assert sizes == []
+    a1, clash, a2 = outcomes
+    assert isinstance(clash, sqlite3.IntegrityError)
+    assert isinstance(a1, Stored)
+    assert isinstance(a2, Stored)
+    assert [(n.user_id, n.seq) for n in a2.notifications] == [("ada", 2), ("cy", 1)]
+    assert [n.message for n in await store.after("ada", 0, 10)] == ["a1", "a2"]
+    assert [n.message for n in await store.after("bo", 0, 10)] == ["first", "behind"]

@@ -909,6 +909,24 @@ BEGIN
     );
 END
 """
+# A group-committed batch of publishes (`_add_many`) the same way: one INSERT into this view
+# carries every user's count in the batch (a JSON object) and every row (a JSON array, each row's
+# second field how many later rows of the batch are for the same user); the trigger advances each
+# user's seq by its count, then inserts each row at its user's new seq minus that number, and the
+# RETURNING subquery reads the new seqs back as one JSON object.
+PUBLISH_MANY = f"""
+CREATE TEMP VIEW IF NOT EXISTS publish_many (counts, rows) AS SELECT NULL, NULL;
+CREATE TEMP TRIGGER IF NOT EXISTS publish_many_insert INSTEAD OF INSERT ON publish_many
+BEGIN
+    INSERT INTO users (user_id, last_seq) SELECT key, value FROM json_each(NEW.counts) WHERE true
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq;
+    INSERT INTO notifications ({COLUMNS}) SELECT {{fields}} FROM json_each(NEW.rows);
+END
+"""
+_INSERT_MANY = (
+    "INSERT INTO publish_many VALUES (?, ?) RETURNING (SELECT json_group_object(user_id, "
+    "last_seq) FROM users WHERE user_id IN (SELECT key FROM json_each(?)))"
+)
 _INSERT_ONE = (
     "INSERT INTO publish_one VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "RETURNING (SELECT last_seq FROM users WHERE user_id = ?)"
@@ -918,6 +936,7 @@ _INSERT_ONE = (
 def _publish_one(c: sqlite3.Connection) -> None:
     """On the writer connection, once the schema is current: `PUBLISH_ONE`'s view and trigger."""
     c.executescript(PUBLISH_ONE)
+    c.executescript(PUBLISH_MANY.format(fields=_MANY_FIELDS))
 
 
 def _add_one(c: sqlite3.Connection, draft: Draft, stamp: int) -> Stored:
@@ -958,6 +977,8 @@ def _add_batch(
             raise  # the database itself failed
         except Exception as exc:
             return [exc]
+    if len(work) > 1 and _batchable(work) and _add_many(c, [d for d, _ in work], stamp, outcomes):
+        return outcomes
     c.execute("BEGIN IMMEDIATE")
     try:
         if len(work) == 1:
@@ -971,7 +992,7 @@ def _add_batch(
             except Exception as exc:
                 c.execute("ROLLBACK")
                 return [exc]
-        elif not (_batchable(work) and _add_many(c, [d for d, _ in work], stamp, outcomes)):
+        else:
             # Publish by publish, each in its savepoint.
             for draft, key in work:
                 c.execute("SAVEPOINT publish")
@@ -1018,63 +1039,55 @@ def _add_many(
     stamp: int,
     outcomes: list[Stored | Exception],
 ) -> bool:
-    """A batch of publishes in three statements, whatever its size, inside the caller's
-    transaction; False (and nothing written) when it fails, so the caller retries publish by
+    """A batch of publishes as one statement (`PUBLISH_MANY`), its own transaction, whatever its
+    size; False (and nothing written) when it fails, so the caller writes the batch publish by
     publish, each in its savepoint.
 
     Why: row by row, a batch of N publishes steps 4N + 2 statements (savepoint, upsert, insert,
-    release), and the writer thread gives up the GIL in each. Here a batch is three steps: every
-    user's seq advanced by its count in the batch (one upsert over a JSON object), the new seqs
-    read back as one JSON value, and every row inserted by one INSERT … SELECT over a JSON array.
-    The writer's CPU per publish fell by about 15 % in every measured pair (docs/benchmarks.md,
-    section 16, which also says why this is not what limits the 1,000-stream ladder above
-    2,000/s)."""
+    release), and the writer thread gives up the GIL in each and must win it back from the busy
+    event loop, up to a switch interval (5 ms) each time. Three set-based statements (round 5:
+    −15 % of the writer's CPU per publish) still made a batch's transaction eight steps of the
+    VM (BEGIN, SAVEPOINT, the upsert, the read-back and its end, the insert, RELEASE, COMMIT);
+    this is two (the seqs, then the end of the statement, which commits)."""
     counts: dict[str, int] = {}
     for draft in drafts:
         for user_id in draft.user_ids:
             counts[user_id] = counts.get(user_id, 0) + 1
     users = json.dumps(dict(sorted(counts.items())), ensure_ascii=False, separators=(",", ":"))
+    # Per row, how many later rows of this batch are for its user: its seq is the user's new
+    # last seq minus that.
+    later = dict(counts)
     rows: list[list[Any]] = []
-    made_: list[tuple[Notification, ...]] = []
-    c.execute("SAVEPOINT batch")
+    for draft in drafts:
+        data = encode_data(draft.data)
+        inbox = inbox_values(draft)
+        for user_id in draft.user_ids:
+            later[user_id] -= 1
+            back = later[user_id]
+            rows.append([user_id, back, draft.message, draft.link, draft.kind, data, stamp, *inbox])
     try:
-        c.execute(
-            "INSERT INTO users (user_id, last_seq) SELECT key, value FROM json_each(?) WHERE true "
-            "ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
-            (users,),
-        )
         (text,) = c.execute(
-            "SELECT json_group_object(user_id, last_seq) FROM users "
-            "WHERE user_id IN (SELECT key FROM json_each(?))",
-            (users,),
+            _INSERT_MANY,
+            (users, json.dumps(rows, ensure_ascii=False, separators=(",", ":")), users),
         ).fetchone()
-        last: dict[str, int] = json.loads(text)
-        # Each user's seq before this batch; the batch's publishes take the next ones in order.
-        seq = {user_id: last[user_id] - n for user_id, n in counts.items()}
-        for draft in drafts:
-            pairs = []
-            for user_id in draft.user_ids:
-                seq[user_id] += 1
-                pairs.append((user_id, seq[user_id]))
-            data = encode_data(draft.data)
-            inbox = inbox_values(draft)
-            rows.extend(
-                [user_id, n, draft.message, draft.link, draft.kind, data, stamp, *inbox]
-                for user_id, n in pairs
-            )
-            made_.append(made(draft, pairs, stamp))
-        c.execute(
-            f"INSERT INTO notifications ({COLUMNS}) SELECT {_ROW_FIELDS} FROM json_each(?)",
-            (json.dumps(rows, ensure_ascii=False, separators=(",", ":")),),
-        )
     except sqlite3.OperationalError:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
         raise  # the database itself failed: the whole batch fails
     except Exception:
-        c.execute("ROLLBACK TO batch")
-        c.execute("RELEASE batch")
+        # SQLite undid the statement (and with it the transaction it was).
+        if c.in_transaction:
+            c.execute("ROLLBACK")
         return False
-    c.execute("RELEASE batch")
-    outcomes.extend(Stored(new) for new in made_)
+    last: dict[str, int] = json.loads(text)
+    # Each user's seq before this batch; the batch's publishes take the next ones in order.
+    seq = {user_id: last[user_id] - n for user_id, n in counts.items()}
+    for draft in drafts:
+        pairs = []
+        for user_id in draft.user_ids:
+            seq[user_id] += 1
+            pairs.append((user_id, seq[user_id]))
+        outcomes.append(Stored(made(draft, pairs, stamp)))
     return True
 
 
@@ -1085,6 +1098,13 @@ _ROW_FIELDS = ", ".join(
     + ["NULL"]
     + [f"json_extract(value, '$[{i}]')" for i in range(7, 12)]
     + ["NULL", "NULL", "NULL"]
+)
+# The same for `PUBLISH_MANY`'s trigger, where the second field is the number of later rows of
+# the batch for the same user, and the seq is the user's new last seq minus it.
+_MANY_FIELDS = _ROW_FIELDS.replace(
+    "json_extract(value, '$[1]')",
+    "(SELECT last_seq FROM users WHERE user_id = json_extract(value, '$[0]'))"
+    " - json_extract(value, '$[1]')",
 )
 
 

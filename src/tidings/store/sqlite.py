@@ -4,7 +4,8 @@ Writes run on a thread of their own (a writer may wait for the database lock hel
 process, e.g. `tidings send`), a whole transaction per hop. Publishes that arrive while a
 transaction runs are committed together in the next one (group commit): under load that turns a
 thread hop and a commit per publish into one per batch. Writers take the lock with
-`BEGIN IMMEDIATE` before reading a user's last seq, so seq order is commit order, also across
+`BEGIN IMMEDIATE` (or, for a publish or batch written as one statement in autocommit, when that
+statement starts) before reading a user's last seq, so seq order is commit order, also across
 processes.
 
 Reads run inline on the event loop: in WAL mode a reader never waits for a writer, and an indexed

@@ -219,6 +219,9 @@ async def test_a_lone_publish_is_one_committed_statement(
     assert not store._writer.connection().in_transaction
     later = await store.add(Draft(user_ids=("ada ✓",), message="later"))
     assert [n.seq for n in later.notifications] == [4]
+    # The trigger passes a NUL on whole (the HTTP API refuses it; the Python API may not).
+    await store.add(Draft(user_ids=("n\x00ul",), message="nul \x00 inside"))
+    assert [n.message for n in await store.after("n\x00ul", 0, 10)] == ["nul \x00 inside"]
 
 
 async def test_a_batch_that_fails_is_written_publish_by_publish(

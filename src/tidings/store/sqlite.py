@@ -1118,7 +1118,12 @@ def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> St
         if found is not None:
             check_fingerprint(key, found[1], draft)
             return Stored(tuple(_fetch_refs(c, json.loads(found[0]))), replayed=True)
-    if len(draft.user_ids) >= BULK_MIN and len(set(draft.user_ids)) == len(draft.user_ids):
+    if (
+        len(draft.user_ids) >= BULK_MIN
+        and len(set(draft.user_ids)) == len(draft.user_ids)
+        # SQLite's JSON functions end a string at NUL (the HTTP API refuses it, Python may not).
+        and "\x00" not in "".join(draft.user_ids)
+    ):
         new = _add_bulk(c, draft, stamp)
     else:
         new = _add_rows(c, draft, stamp)

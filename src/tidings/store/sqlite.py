@@ -402,7 +402,7 @@ class SqliteStore(sql.SqlQueries):
         if not parent.is_dir():
             raise StoreUnavailable(f"SQLite: folder {str(parent)!r} does not exist")
         await self._writer.run(_migrate)
-        await self._writer.run(_publish_one)
+        await self._writer.run(_publish_views)
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
@@ -892,9 +892,10 @@ def _steps(c: sqlite3.Connection) -> list[Step]:
 # two (the row, then the end of the statement, which commits). TEMP: the view and trigger live
 # in the writer connection alone, made when the store opens, so the database file's schema is
 # unchanged (no schema step; an older tidings opens the file as before, `tidings send` and any
-# other process write with their own). The RETURNING subquery runs after the trigger (SQLite
-# codes INSTEAD OF triggers before the AFTER ones, RETURNING among them);
-# tests/contract/test_sqlite_group_commit.py holds it to the stored row.
+# other process write with their own). The RETURNING subquery reads the seq the trigger wrote:
+# SQLite runs RETURNING as the statement's last AFTER trigger, after the INSTEAD OF one (as we
+# read it, and measured with 3.40); tests/contract/test_sqlite_group_commit.py holds the answer
+# to the stored row, for a lone publish and a batch.
 PUBLISH_ONE = f"""
 CREATE TEMP VIEW IF NOT EXISTS publish_one (
     user_id, message, link, kind, data, created_ms, category, actor, actions, grp, expires_ms
@@ -934,8 +935,9 @@ _INSERT_ONE = (
 )
 
 
-def _publish_one(c: sqlite3.Connection) -> None:
-    """On the writer connection, once the schema is current: `PUBLISH_ONE`'s view and trigger."""
+def _publish_views(c: sqlite3.Connection) -> None:
+    """On the writer connection, once the schema is current: the TEMP views and triggers of
+    `PUBLISH_ONE` and `PUBLISH_MANY` (IF NOT EXISTS: a connection keeps them while it lives)."""
     c.executescript(PUBLISH_ONE)
     c.executescript(PUBLISH_MANY.format(fields=_MANY_FIELDS))
 

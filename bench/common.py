@@ -74,7 +74,16 @@ def _read_int(path: str) -> int | None:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("uvicorn", "uvloop", "httptools", "starlette", "fastapi", "aiosqlite", "tidings"):
+    for name in (
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "starlette",
+        "fastapi",
+        "aiosqlite",
+        "tidings",
+        "granian",
+    ):
         try:
             from importlib.metadata import version
 

@@ -689,10 +689,12 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
         return {"skipped": "left out of the full run to keep it under 22 minutes; see --quick"}
     n, per = cfg.storm_streams, cfg.storm_per_user
     common.log(f"storm: {target.name}, {n} streams, {per} each while down")
+    somaxconn_was = set_somaxconn()
     port = common.free_port()
-    server: Server | None = target.start(work, port=port)
+    server: Server | None = None
     gen = None
     try:
+        server = target.start(work, port=port)
         assert server is not None
         gen = Generator(port, reader_procs(n))
         names = users(n)
@@ -797,6 +799,10 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             # Handshakes the kernel dropped meanwhile (machine-wide, read under the bench lock).
             "listen_overflows": tcp1.get("ListenOverflows", 0) - tcp0.get("ListenOverflows", 0),
             "listen_drops": tcp1.get("ListenDrops", 0) - tcp0.get("ListenDrops", 0),
+            # The queue they overflowed: the server's backlog, as the kernel caps it
+            # (`BENCH_TIDINGS_ENV=TIDINGS_BACKLOG=…`; somaxconn only with BENCH_SOMAXCONN).
+            "listen_backlog": listen_backlog()
+            | ({"somaxconn_set_by_bench_from": somaxconn_was} if somaxconn_was else {}),
             # The readers' own CPU from the restart to the end (two cores, shared with the
             # server): a generator short of CPU reads its answers late.
             "generator_cpu_s": round(st["cpu_total"] - before["cpu_total"], 2),
@@ -813,6 +819,25 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
             gen.close()
         if server is not None:
             server.stop()
+        if somaxconn_was:
+            SOMAXCONN.write_text(f"{somaxconn_was}\n")
+            common.log(f"  net.core.somaxconn put back to {somaxconn_was}")
+
+
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def set_somaxconn() -> int | None:
+    """With BENCH_SOMAXCONN=N, raise the kernel's cap on listen queues to N for this storm (said
+    in the log, recorded in the result, put back afterwards); return the value it had. Off by
+    default: the bench does not change the machine unless asked."""
+    wanted = os.environ.get("BENCH_SOMAXCONN")
+    if not wanted:
+        return None
+    was = int(SOMAXCONN.read_text().strip())
+    SOMAXCONN.write_text(f"{int(wanted)}\n")
+    common.log(f"  net.core.somaxconn {was} -> {int(wanted)} for this storm (BENCH_SOMAXCONN)")
+    return was
 
 
 def _spread(values: list[float], pct: Any) -> dict[str, float]:
@@ -849,6 +874,18 @@ def _spy(server: Server, output: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the first sample that matters
     return proc
+
+
+def listen_backlog() -> dict[str, int]:
+    """TIDINGS_BACKLOG of the storm's tidings server (BENCH_TIDINGS_ENV may set it), the
+    kernel's `net.core.somaxconn`, and the queue the server gets: the smaller of the two."""
+    backlog = Settings().backlog
+    for pair in os.environ.get("BENCH_TIDINGS_ENV", "").split(","):
+        name, _, value = pair.partition("=")
+        if name.strip() == "TIDINGS_BACKLOG":
+            backlog = int(value)
+    somaxconn = common.machine()["somaxconn"] or backlog
+    return {"backlog": backlog, "somaxconn": somaxconn, "queue": min(backlog, somaxconn)}
 
 
 def drain_retry_max_ms() -> int:
@@ -988,7 +1025,8 @@ def main(argv: list[str] | None = None) -> int:
         levels = tuple(int(x) for x in args.idle_levels.split(","))
         cfg = dataclasses.replace(cfg, idle_levels=levels)
     wanted = set(filter(None, args.targets.split(",")))
-    targets = [t for t in all_targets() if not wanted or t.name in wanted]
+    # An opt-in target (tidings-granian) runs only when --targets names it: not in a full run.
+    targets = [t for t in all_targets() if t.name in wanted or (not wanted and not t.opt_in)]
     work = common.WORK / "run"
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -16,7 +16,7 @@ from bench.common import RESULTS, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOTS = RESULTS
-ORDER = ("tidings", "floor", "polling", "centrifugo", "mercure")
+ORDER = ("tidings", "tidings-granian", "floor", "polling", "centrifugo", "mercure")
 
 
 def newest(scenario: str) -> dict[str, Any] | None:

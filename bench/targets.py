@@ -61,6 +61,7 @@ class Target:
     multi_process_reason: str | None = None  # why it cannot span processes, if it cannot
     durable_reason: str | None = None  # why publishing while it is down cannot work, if not
     ready_path = "/healthz"
+    opt_in = False  # True: runs only when --targets names it
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -205,6 +206,48 @@ class Tidings(Target):
     def publish_offline(self, server: Server, users: list[str], per_user: int, k0: int) -> int:
         # Through tidings' own Python API, as `tidings send` does, with no server running.
         return _offline("tidings", self.env(server.workdir), users, per_user, k0)
+
+
+class TidingsGranian(Tidings):
+    """tidings' app served by Granian (`tidings.granian_app`) instead of `tidings serve`'s
+    uvicorn: the same store, bus and settings, one worker process with its Rust HTTP/1 I/O.
+
+    BENCH_GRANIAN_LOOP picks its loop (uvloop, asyncio, rloop; default uvloop, as uvicorn's),
+    BENCH_GRANIAN_ARGS adds options for an A/B ("--runtime-threads 2 --task-impl rust").
+    """
+
+    name = "tidings-granian"
+    label = "tidings on Granian (SQLite, local bus)"
+    multi_process_reason = "measured as one Granian worker (bench/changes.md, section 25)"
+    opt_in = True
+
+    def available(self) -> str | None:
+        try:
+            import granian  # noqa: F401
+        except ImportError:
+            return "granian is not installed (pip install 'tidings[granian]')"
+        return None
+
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"tidings {common.versions().get('tidings', '')}, granian {version('granian')}"
+
+    def start(self, workdir: Path, workers: int = 1, fresh: bool = True, port: int = 0) -> Server:
+        if fresh:
+            for p in workdir.glob("tidings.db*"):
+                p.unlink()
+        port = port or common.free_port()
+        loop = os.environ.get("BENCH_GRANIAN_LOOP", "uvloop")
+        argv = [PYTHON, "-m", "granian", "--interface", "asgi", "--factory"]
+        argv += ["--host", common.HOST, "--port", str(port), "--loop", loop, "--http", "1"]
+        # Granian admits `--backpressure` requests at a time per worker (default: its backlog,
+        # 1,024): every open stream is one, so it must exceed the streams a level opens.
+        argv += ["--no-ws", "--backlog", "4096", "--backpressure", "100000"]
+        argv += ["--log-level", "warning", "--no-access-log", "--workers-kill-timeout", "10"]
+        argv += os.environ.get("BENCH_GRANIAN_ARGS", "").split()
+        argv.append("tidings.granian_app:create")
+        return self._launch(argv, self.env(workdir), workdir, 1, port)
 
 
 class Polling(Target):
@@ -356,7 +399,7 @@ class Mercure(Target):
 
 
 def all_targets() -> list[Target]:
-    return [Tidings(), Polling(), Floor(), Centrifugo(), Mercure()]
+    return [Tidings(), TidingsGranian(), Polling(), Floor(), Centrifugo(), Mercure()]
 
 
 def which(name: str) -> str | None:

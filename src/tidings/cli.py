@@ -205,7 +205,8 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         access_log=False,
         # uvicorn's 2048 overflowed in a reconnect storm of 10,000 streams (~25,000 dropped
-        # handshakes, 0 with 4096): each drop costs its client TCP's backoff, seconds.
+        # handshakes, 0 with 4096): each drop costs its client TCP's backoff, seconds. The
+        # kernel caps it at net.core.somaxconn.
         backlog=settings.backlog,
         # uvicorn's proxy-headers middleware wraps every request, for a client address and
         # scheme tidings never reads; it is on only when FORWARDED_ALLOW_IPS names the proxies.

@@ -89,8 +89,10 @@ class Settings:
     # The edge: bounded request heads (tidings.heads) and the log format (tidings.logs).
     max_head_bytes: int = 64 * 1024
     head_timeout: float = 10.0
-    # Connections the kernel holds for the server before it accepts them (listen backlog).
-    backlog: int = 4096
+    # Connections the kernel holds for the server before it accepts them (listen backlog). Linux
+    # caps it at net.core.somaxconn without a word, so the default asks for the most and the
+    # operator's sysctl decides (docs/deploy.md, Sizing).
+    backlog: int = 65535
     log_format: str = "plain"
     log_level: str = "info"
     log_repeat_window: float = 10.0

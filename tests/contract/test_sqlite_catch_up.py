@@ -50,3 +50,18 @@ async def test_catch_up_after_a_broadcast_reads_every_user_as_stored(tmp_path: P
             assert [n.read_ms is not None for n in found] == [False, user == users[7], False]
     finally:
         await store.close()
+
+
+async def test_a_many_user_publish_with_a_nul_in_a_user_id_is_stored(tmp_path: Path) -> None:
+    # The set-based path reads the ids through SQLite's JSON functions, which end a string at
+    # NUL; such a publish (the Python API allows it) takes the row path instead.
+    store = create_store(f"sqlite:///{tmp_path / 'nul.db'}")
+    await store.open()
+    try:
+        users = ("a\x00b", *(f"u{i}" for i in range(40)))
+        stored = await store.add(Draft(users, "hello"))
+        assert [(n.user_id, n.seq) for n in stored.notifications] == [(u, 1) for u in users]
+        [found] = await store.after("a\x00b", 0, 10)
+        assert (found.user_id, found.message) == ("a\x00b", "hello")
+    finally:
+        await store.close()

@@ -1,5 +1,6 @@
 """SQLite's group commit: publishes that queue while the writer thread is busy are written by
-three statements for the whole batch (`_add_many`).
+one statement for the whole batch (`_add_many`), and a publish alone by one statement too
+(`_add_one`).
 
 What it must keep: each user's seqs gapless and in the order the publishes came, every field
 stored as a publish alone stores it, each caller answered with what was stored for it, and one
@@ -9,6 +10,7 @@ publish's failure its own (such a batch is written publish by publish instead).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
@@ -168,3 +170,88 @@ async def test_a_batch_with_a_key_or_a_nul_is_written_publish_by_publish(
     after = nul[1]
     assert isinstance(after, Stored)
     assert [n.seq for n in after.notifications] == [3]
+
+
+async def test_a_lone_publish_is_one_committed_statement(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """A one-user publish alone (`_add_one`: the TEMP view's trigger) stores what a publish in a
+    batch stores, answers the seq it stored, has committed by the time it is answered, and one
+    that fails leaves nothing behind."""
+    draft = Draft(
+        user_ids=("ada ✓",),
+        message='lone ü 😀 "q" \\ \n',
+        link="/a?b=1",
+        kind="k",
+        data={"nested": {"s": "ü", "z": None}, "big": 2**62},
+        category="social",
+        actor=Actor("Ada", "https://example.test/a.png"),
+        actions=(Action("Open", "/x"),),
+        group="g",
+        expires_ms=4_102_444_800_000,
+    )
+    answers = [await store.add(draft) for _ in range(3)]
+    assert not store._writer.connection().in_transaction
+    stored = await store.after("ada ✓", 0, 10)
+    assert [n.seq for n in stored] == [1, 2, 3]
+    for answer, n in zip(answers, stored, strict=True):
+        assert answer.notifications == (n,)
+        assert answer.notifications[0].dumps() == n.dumps()
+    # Another connection (another process) sees each as it is answered.
+    other = sqlite3.connect(tmp_path / "group.db")
+    try:
+        await store.add(Draft(user_ids=("bo",), message="plain"))
+        assert other.execute("SELECT seq FROM notifications WHERE user_id = 'bo'").fetchall() == [
+            (1,)
+        ]
+        # A row already at bo's next seq (written behind the store's back): the publish fails,
+        # and its seq advance is undone with it.
+        other.execute(
+            "INSERT INTO notifications (user_id, seq, message, data, created_ms) "
+            "VALUES ('bo', 2, 'behind', '{}', 0)"
+        )
+        other.commit()
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.add(Draft(user_ids=("bo",), message="clash"))
+        assert other.execute("SELECT last_seq FROM users WHERE user_id = 'bo'").fetchone() == (1,)
+    finally:
+        other.close()
+    assert not store._writer.connection().in_transaction
+    later = await store.add(Draft(user_ids=("ada ✓",), message="later"))
+    assert [n.seq for n in later.notifications] == [4]
+    # The trigger passes a NUL on whole (the HTTP API refuses it; the Python API may not).
+    await store.add(Draft(user_ids=("n\x00ul",), message="nul \x00 inside"))
+    assert [n.message for n in await store.after("n\x00ul", 0, 10)] == ["nul \x00 inside"]
+
+
+async def test_a_batch_that_fails_is_written_publish_by_publish(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = observed_batches(monkeypatch)
+    await store.add(Draft(user_ids=("bo",), message="first"))
+    other = sqlite3.connect(tmp_path / "group.db")
+    try:
+        # A row already at bo's next seq: the batch's one statement fails and is undone whole.
+        other.execute(
+            "INSERT INTO notifications (user_id, seq, message, data, created_ms) "
+            "VALUES ('bo', 2, 'behind', '{}', 0)"
+        )
+        other.commit()
+    finally:
+        other.close()
+    outcomes = await queued_together(
+        store,
+        [
+            store.add(Draft(user_ids=("ada",), message="a1")),
+            store.add(Draft(user_ids=("bo",), message="clash")),
+            store.add(Draft(user_ids=("ada", "cy"), message="a2")),
+        ],
+    )
+    assert sizes == []
+    a1, clash, a2 = outcomes
+    assert isinstance(clash, sqlite3.IntegrityError)
+    assert isinstance(a1, Stored)
+    assert isinstance(a2, Stored)
+    assert [(n.user_id, n.seq) for n in a2.notifications] == [("ada", 2), ("cy", 1)]
+    assert [n.message for n in await store.after("ada", 0, 10)] == ["a1", "a2"]
+    assert [n.message for n in await store.after("bo", 0, 10)] == ["first", "behind"]

@@ -4,7 +4,8 @@ Writes run on a thread of their own (a writer may wait for the database lock hel
 process, e.g. `tidings send`), a whole transaction per hop. Publishes that arrive while a
 transaction runs are committed together in the next one (group commit): under load that turns a
 thread hop and a commit per publish into one per batch. Writers take the lock with
-`BEGIN IMMEDIATE` before reading a user's last seq, so seq order is commit order, also across
+`BEGIN IMMEDIATE` (or, for a publish or batch written as one statement in autocommit, when that
+statement starts) before reading a user's last seq, so seq order is commit order, also across
 processes.
 
 Reads run inline on the event loop: in WAL mode a reader never waits for a writer, and an indexed
@@ -401,6 +402,7 @@ class SqliteStore(sql.SqlQueries):
         if not parent.is_dir():
             raise StoreUnavailable(f"SQLite: folder {str(parent)!r} does not exist")
         await self._writer.run(_migrate)
+        await self._writer.run(_publish_views)
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
@@ -881,11 +883,105 @@ def _steps(c: sqlite3.Connection) -> list[Step]:
     return pending_steps("SQLite", features_of(version, recorded))
 
 
+# A one-user publish without an idempotency key (most publishes) as ONE statement: an INSERT into
+# this connection's TEMP view, whose INSTEAD OF trigger advances the user's seq and inserts the
+# row, RETURNING the new seq; in autocommit, so the statement is its own transaction (its write
+# lock taken when it starts, as `BEGIN IMMEDIATE` does, and its commit synced as any other).
+# Why: BEGIN, the upsert, the insert and COMMIT were five steps of the VM, and the writer thread
+# gives the GIL up in each and must win it back from the busy event loop after each; this is
+# two (the row, then the end of the statement, which commits). TEMP: the view and trigger live
+# in the writer connection alone, made when the store opens, so the database file's schema is
+# unchanged (no schema step; an older tidings opens the file as before, `tidings send` and any
+# other process write with their own). The RETURNING subquery reads the seq the trigger wrote:
+# SQLite runs RETURNING as the statement's last AFTER trigger, after the INSTEAD OF one (as we
+# read it, and measured with 3.40); tests/contract/test_sqlite_group_commit.py holds the answer
+# to the stored row, for a lone publish and a batch.
+PUBLISH_ONE = f"""
+CREATE TEMP VIEW IF NOT EXISTS publish_one (
+    user_id, message, link, kind, data, created_ms, category, actor, actions, grp, expires_ms
+) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL;
+CREATE TEMP TRIGGER IF NOT EXISTS publish_one_insert INSTEAD OF INSERT ON publish_one
+BEGIN
+    INSERT INTO users (user_id, last_seq) VALUES (NEW.user_id, 1)
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + 1;
+    INSERT INTO notifications ({COLUMNS}) VALUES (
+        NEW.user_id, (SELECT last_seq FROM users WHERE user_id = NEW.user_id), NEW.message,
+        NEW.link, NEW.kind, NEW.data, NEW.created_ms, NULL, NEW.category, NEW.actor,
+        NEW.actions, NEW.grp, NEW.expires_ms, NULL, NULL, NULL
+    );
+END
+"""
+# A group-committed batch of publishes (`_add_many`) the same way: one INSERT into this view
+# carries every user's count in the batch (a JSON object) and every row (a JSON array, each row's
+# second field how many later rows of the batch are for the same user); the trigger advances each
+# user's seq by its count, then inserts each row at its user's new seq minus that number, and the
+# RETURNING subquery reads the new seqs back as one JSON object.
+PUBLISH_MANY = f"""
+CREATE TEMP VIEW IF NOT EXISTS publish_many (counts, rows) AS SELECT NULL, NULL;
+CREATE TEMP TRIGGER IF NOT EXISTS publish_many_insert INSTEAD OF INSERT ON publish_many
+BEGIN
+    INSERT INTO users (user_id, last_seq) SELECT key, value FROM json_each(NEW.counts) WHERE true
+        ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq;
+    INSERT INTO notifications ({COLUMNS}) SELECT {{fields}} FROM json_each(NEW.rows);
+END
+"""
+_INSERT_MANY = (
+    "INSERT INTO publish_many VALUES (?, ?) RETURNING (SELECT json_group_object(user_id, "
+    "last_seq) FROM users WHERE user_id IN (SELECT key FROM json_each(?)))"
+)
+_INSERT_ONE = (
+    "INSERT INTO publish_one VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "RETURNING (SELECT last_seq FROM users WHERE user_id = ?)"
+)
+
+
+def _publish_views(c: sqlite3.Connection) -> None:
+    """On the writer connection, once the schema is current: the TEMP views and triggers of
+    `PUBLISH_ONE` and `PUBLISH_MANY` (IF NOT EXISTS: a connection keeps them while it lives)."""
+    c.executescript(PUBLISH_ONE)
+    c.executescript(PUBLISH_MANY.format(fields=_MANY_FIELDS))
+
+
+def _add_one(c: sqlite3.Connection, draft: Draft, stamp: int) -> Stored:
+    """A one-user publish without a key, alone: one statement, its own transaction."""
+    user_id = draft.user_ids[0]
+    try:
+        (seq,) = c.execute(
+            _INSERT_ONE,
+            (
+                user_id,
+                draft.message,
+                draft.link,
+                draft.kind,
+                encode_data(draft.data),
+                stamp,
+                *inbox_values(draft),
+                user_id,
+            ),
+        ).fetchone()
+    except BaseException:
+        # A statement that fails is undone by SQLite; one stopped between its steps is not.
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+        raise
+    # `fetchone` stepped the statement to its end, so it has committed (and synced) by now.
+    return Stored(made(draft, ((user_id, seq),), stamp))
+
+
 def _add_batch(
     c: sqlite3.Connection, work: list[tuple[Draft, str | None]], stamp: int
 ) -> list[Stored | Exception]:
     """One transaction for many publishes; one that fails is rolled back alone (a savepoint)."""
     outcomes: list[Stored | Exception] = []
+    if len(work) == 1 and work[0][1] is None and len(work[0][0].user_ids) == 1:
+        try:
+            return [_add_one(c, work[0][0], stamp)]
+        except sqlite3.OperationalError:
+            raise  # the database itself failed
+        except Exception as exc:
+            return [exc]
+    if len(work) > 1 and _batchable(work) and _add_many(c, [d for d, _ in work], stamp, outcomes):
+        return outcomes
     c.execute("BEGIN IMMEDIATE")
     try:
         if len(work) == 1:
@@ -899,7 +995,7 @@ def _add_batch(
             except Exception as exc:
                 c.execute("ROLLBACK")
                 return [exc]
-        elif not (_batchable(work) and _add_many(c, [d for d, _ in work], stamp, outcomes)):
+        else:
             # Publish by publish, each in its savepoint.
             for draft, key in work:
                 c.execute("SAVEPOINT publish")
@@ -946,63 +1042,55 @@ def _add_many(
     stamp: int,
     outcomes: list[Stored | Exception],
 ) -> bool:
-    """A batch of publishes in three statements, whatever its size, inside the caller's
-    transaction; False (and nothing written) when it fails, so the caller retries publish by
+    """A batch of publishes as one statement (`PUBLISH_MANY`), its own transaction, whatever its
+    size; False (and nothing written) when it fails, so the caller writes the batch publish by
     publish, each in its savepoint.
 
     Why: row by row, a batch of N publishes steps 4N + 2 statements (savepoint, upsert, insert,
-    release), and the writer thread gives up the GIL in each. Here a batch is three steps: every
-    user's seq advanced by its count in the batch (one upsert over a JSON object), the new seqs
-    read back as one JSON value, and every row inserted by one INSERT … SELECT over a JSON array.
-    The writer's CPU per publish fell by about 15 % in every measured pair (docs/benchmarks.md,
-    section 16, which also says why this is not what limits the 1,000-stream ladder above
-    2,000/s)."""
+    release), and the writer thread gives up the GIL in each and must win it back from the busy
+    event loop, up to a switch interval (5 ms) each time. Three set-based statements (round 5:
+    −15 % of the writer's CPU per publish) still made a batch's transaction eight steps of the
+    VM (BEGIN, SAVEPOINT, the upsert, the read-back and its end, the insert, RELEASE, COMMIT);
+    this is two (the seqs, then the end of the statement, which commits)."""
     counts: dict[str, int] = {}
     for draft in drafts:
         for user_id in draft.user_ids:
             counts[user_id] = counts.get(user_id, 0) + 1
     users = json.dumps(dict(sorted(counts.items())), ensure_ascii=False, separators=(",", ":"))
+    # Per row, how many later rows of this batch are for its user: its seq is the user's new
+    # last seq minus that.
+    later = dict(counts)
     rows: list[list[Any]] = []
-    made_: list[tuple[Notification, ...]] = []
-    c.execute("SAVEPOINT batch")
+    for draft in drafts:
+        data = encode_data(draft.data)
+        inbox = inbox_values(draft)
+        for user_id in draft.user_ids:
+            later[user_id] -= 1
+            back = later[user_id]
+            rows.append([user_id, back, draft.message, draft.link, draft.kind, data, stamp, *inbox])
     try:
-        c.execute(
-            "INSERT INTO users (user_id, last_seq) SELECT key, value FROM json_each(?) WHERE true "
-            "ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq",
-            (users,),
-        )
         (text,) = c.execute(
-            "SELECT json_group_object(user_id, last_seq) FROM users "
-            "WHERE user_id IN (SELECT key FROM json_each(?))",
-            (users,),
+            _INSERT_MANY,
+            (users, json.dumps(rows, ensure_ascii=False, separators=(",", ":")), users),
         ).fetchone()
-        last: dict[str, int] = json.loads(text)
-        # Each user's seq before this batch; the batch's publishes take the next ones in order.
-        seq = {user_id: last[user_id] - n for user_id, n in counts.items()}
-        for draft in drafts:
-            pairs = []
-            for user_id in draft.user_ids:
-                seq[user_id] += 1
-                pairs.append((user_id, seq[user_id]))
-            data = encode_data(draft.data)
-            inbox = inbox_values(draft)
-            rows.extend(
-                [user_id, n, draft.message, draft.link, draft.kind, data, stamp, *inbox]
-                for user_id, n in pairs
-            )
-            made_.append(made(draft, pairs, stamp))
-        c.execute(
-            f"INSERT INTO notifications ({COLUMNS}) SELECT {_ROW_FIELDS} FROM json_each(?)",
-            (json.dumps(rows, ensure_ascii=False, separators=(",", ":")),),
-        )
     except sqlite3.OperationalError:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
         raise  # the database itself failed: the whole batch fails
     except Exception:
-        c.execute("ROLLBACK TO batch")
-        c.execute("RELEASE batch")
+        # SQLite undid the statement (and with it the transaction it was).
+        if c.in_transaction:
+            c.execute("ROLLBACK")
         return False
-    c.execute("RELEASE batch")
-    outcomes.extend(Stored(new) for new in made_)
+    last: dict[str, int] = json.loads(text)
+    # Each user's seq before this batch; the batch's publishes take the next ones in order.
+    seq = {user_id: last[user_id] - n for user_id, n in counts.items()}
+    for draft in drafts:
+        pairs = []
+        for user_id in draft.user_ids:
+            seq[user_id] += 1
+            pairs.append((user_id, seq[user_id]))
+        outcomes.append(Stored(made(draft, pairs, stamp)))
     return True
 
 
@@ -1013,6 +1101,13 @@ _ROW_FIELDS = ", ".join(
     + ["NULL"]
     + [f"json_extract(value, '$[{i}]')" for i in range(7, 12)]
     + ["NULL", "NULL", "NULL"]
+)
+# The same for `PUBLISH_MANY`'s trigger, where the second field is the number of later rows of
+# the batch for the same user, and the seq is the user's new last seq minus it.
+_MANY_FIELDS = _ROW_FIELDS.replace(
+    "json_extract(value, '$[1]')",
+    "(SELECT last_seq FROM users WHERE user_id = json_extract(value, '$[0]'))"
+    " - json_extract(value, '$[1]')",
 )
 
 
@@ -1025,7 +1120,12 @@ def _add(c: sqlite3.Connection, draft: Draft, key: str | None, stamp: int) -> St
         if found is not None:
             check_fingerprint(key, found[1], draft)
             return Stored(tuple(_fetch_refs(c, json.loads(found[0]))), replayed=True)
-    if len(draft.user_ids) >= BULK_MIN and len(set(draft.user_ids)) == len(draft.user_ids):
+    if (
+        len(draft.user_ids) >= BULK_MIN
+        and len(set(draft.user_ids)) == len(draft.user_ids)
+        # SQLite's JSON functions end a string at NUL (the HTTP API refuses it, Python may not).
+        and "\x00" not in "".join(draft.user_ids)
+    ):
         new = _add_bulk(c, draft, stamp)
     else:
         new = _add_rows(c, draft, stamp)

@@ -305,7 +305,7 @@ async def test_two_nodes_publishing_and_pruning_one_user_leave_no_unannounced_ho
 
         task = asyncio.create_task(publish())
         try:
-            for _ in range(40):
+            for _ in range(20):
                 assert await pruner.prune(Clock().now_ms() + 60_000, 1) == 1
                 # At or below pruned_upto may be gone; everything above it must be there.
                 pruned, lowest = await pruned_upto_and_lowest()

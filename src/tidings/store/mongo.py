@@ -826,8 +826,8 @@ class MongoStore:
         n+1, which the unique `_id` lets exactly one process do: the one atomic step FerretDB
         v1 has (an update's filter is no compare-and-set there). Turn n+1 is taken once turn n
         is done or its holder's lease ran out (it crashed). The holder marks its turn done (no
-        one else writes that document) and removes the turns two behind, so the collection stays
-        a few documents, each read a scan of almost nothing.
+        one else writes that document) and removes turns taken over two leases ago, so the
+        collection holds about a minute of turns (one per prune batch), a small scan.
         """
         turns = self._turns
         while True:

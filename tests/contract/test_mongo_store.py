@@ -7,6 +7,7 @@ still goes to the real server (MongoDB or FerretDB).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -272,5 +273,74 @@ async def test_a_delivery_stored_but_not_marked_is_stored_once_by_the_next_node(
             assert [n.seq for n in await store.after(user, 0, 10)] == [1]
         assert await store.claim_due(30_000, 10) == []
         assert await store.cancel_scheduled("k1") == (0, ("delivered",))
+    finally:
+        await store.close()
+
+
+async def test_two_nodes_publishing_and_pruning_one_user_leave_no_unannounced_hole(
+    mongo_url: str,
+) -> None:
+    """One node publishes to a user while another prunes that user's oldest notifications.
+
+    On FerretDB v1 an update rewrites the whole user document from what it read, so a
+    publisher's floor hint could write back a `pruned_upto` the pruner had just raised, in
+    another process, where no lock of the store reaches: the notifications pruned meanwhile
+    would then be a hole that `position` does not announce. On MongoDB each update is atomic.
+    """
+    name = mongo_database(mongo_url)
+    publisher = await opened(MongoStore(mongo_url, name))
+    pruner = await opened(MongoStore(mongo_url, name))
+    try:
+        for i in range(5):
+            await publisher.add(Draft(user_ids=("alice",), message=f"n{i}"))
+
+        async def publish() -> None:
+            while True:
+                await publisher.add(Draft(user_ids=("alice",), message="more"))
+
+        async def pruned_upto_and_lowest() -> tuple[int, int]:
+            pruned = (await pruner.position("alice")).pruned_upto
+            [lowest] = await pruner.after("alice", 0, 1)
+            return pruned, lowest.seq
+
+        task = asyncio.create_task(publish())
+        try:
+            for _ in range(20):
+                assert await pruner.prune(Clock().now_ms() + 60_000, 1) == 1
+                # At or below pruned_upto may be gone; everything above it must be there.
+                pruned, lowest = await pruned_upto_and_lowest()
+                assert lowest == pruned + 1
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pruned, lowest = await pruned_upto_and_lowest()
+        assert lowest == pruned + 1
+    finally:
+        await publisher.close()
+        await pruner.close()
+
+
+async def test_a_prune_takes_over_the_turn_of_a_node_that_died_holding_it(mongo_url: str) -> None:
+    """FerretDB: the turn to raise `pruned_upto` is leased, so a node that died holding it
+    (its turn never marked done) stops the others' pruning only until the lease runs out."""
+    name = mongo_database(mongo_url)
+    store = await opened(MongoStore(mongo_url, name))
+    try:
+        if not store._ferret:
+            pytest.skip("MongoDB raises pruned_upto atomically: no turns")
+        for i in range(3):
+            await store.add(Draft(user_ids=("alice",), message=f"n{i}"))
+        turns = store._db["turns"]
+        # The dead node's turn: taken, never done, its lease over a moment ago.
+        await turns.insert_one({"_id": 7, "until_ms": int(time.time() * 1000) - 1})
+        async with asyncio.timeout(10):  # without a takeover it would wait for ever
+            assert await store.prune(Clock().now_ms() + 60_000, 1) == 1
+        assert (await store.position("alice")).pruned_upto == 1
+        assert await turns.find_one({"_id": 8}) == {
+            "_id": 8,
+            "until_ms": pytest.approx(int(time.time() * 1000) + 30_000, abs=10_000),
+            "done": True,
+        }
     finally:
         await store.close()

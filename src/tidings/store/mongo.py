@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -139,6 +140,10 @@ IDEMPOTENCY_TAKEOVER_MS = 3_000
 TTL_MARGIN_DAYS = 1.0
 DUPLICATE_KEY = 11000
 BULK_UPDATES = 50
+# FerretDB: a process's turn to write users' documents (`_turn`) is taken from it after this
+# long (it crashed holding it); a turn is one prune batch's few bulk writes, milliseconds.
+TURN_LEASE_MS = 30_000
+TURN_POLL = 0.02
 NOT_IMPLEMENTED = 238
 # A batched catch-up read (`after_many`, `position_many`) reads one range of seqs for all its
 # users. On MongoDB, requests further apart than this are read in separate ranges (each an index
@@ -292,11 +297,14 @@ class MongoStore:
         self.takeover_ms = takeover_ms
         self._client: AsyncMongoClient[Doc] | None = None
         self._group_max = True
-        # On FerretDB v1 an update is a read of the whole document and a write of it, so a
-        # publish's floor hint could write back the `pruned_upto` a prune raised meanwhile (a hole
-        # no stream is told of): this process raises one user document at a time there (`_raise`).
-        # Two nodes can still interleave; MongoDB applies each `$max` atomically and needs none.
-        self._raising: asyncio.Lock | None = None
+        # FerretDB v1 runs an update as a read of the whole document and an unconditional write
+        # of it, whatever the filter (a compare-and-set by filter does not hold there either), so
+        # two writers of one user document, in any process, can write back a `pruned_upto` the
+        # other raised (a hole no stream is told of). There (`_ferret`), the publishers' floor
+        # hints go to documents of their own (`floors`), and a prune raises the users' documents
+        # only in its turn (`_turn`), one process at a time. MongoDB applies each `$max`
+        # atomically and needs neither.
+        self._ferret = False
         # Whether every user's floor is a publish's first guess (see `_taken`): a store made by
         # this version. One made before holds notifications no floor knows of.
         self._hinted = False
@@ -323,6 +331,16 @@ class MongoStore:
     @property
     def _users(self) -> AsyncCollection[Doc]:
         return self._db["users"]
+
+    @property
+    def _hints(self) -> AsyncCollection[Doc]:
+        # FerretDB only: the publishers' floor hints, one document per user (see `_ferret`).
+        return self._db["floors"]
+
+    @property
+    def _turns(self) -> AsyncCollection[Doc]:
+        # FerretDB only: whose turn it is to raise users' documents (see `_turn`).
+        return self._db["turns"]
 
     @property
     def _idempotency(self) -> AsyncCollection[Doc]:
@@ -359,7 +377,7 @@ class MongoStore:
             info = await self._client.admin.command("buildInfo")
         if "ferretdbVersion" in info:
             self._batch_span = self._search_span = math.inf
-            self._raising = asyncio.Lock()
+            self._ferret = True
 
     async def _migrate(self) -> None:
         meta = self._db["meta"]
@@ -622,7 +640,10 @@ class MongoStore:
         hints = {n.user_id: n.seq for n in result.values() if n is not None}
         self._remember(hints)
         if hints and len(hints) <= FLOOR_HINTS_MAX:
-            await self._raise(hints, ("floor",))
+            if self._ferret:
+                await self._hint(hints)
+            else:
+                await self._raise(hints, ("floor",))
         return result
 
     def _remember(self, seqs: dict[str, int]) -> None:
@@ -667,12 +688,13 @@ class MongoStore:
         user (a sort) or a count is a scan of every notification, which made each publish, and
         each stream's position, slower as the store grew (issue 22, item 3).
         """
-        floors = await self._floors(user_ids)
+        floors, pruned = await self._floors(user_ids)
         if guess:
             return {u: max(f, self._recent.get(u, 0)) for u, f in floors.items()}
-        return await self._newest({u: max(f, (known or {}).get(u, 0)) for u, f in floors.items()})
+        start = {u: max(f, (known or {}).get(u, 0)) for u, f in floors.items()}
+        return await self._newest(start, pruned)
 
-    async def _newest(self, floors: dict[str, int]) -> dict[str, int]:
+    async def _newest(self, floors: dict[str, int], pruned: dict[str, int]) -> dict[str, int]:
         """Per user, the newest seq handed out, from their floors (`_floors`) up.
 
         Every seq up to a floor was handed out, and the documents above it are there, one per
@@ -680,7 +702,9 @@ class MongoStore:
         bottom), so an exponential then binary search of point lookups finds the newest in
         O(log n) lookups for n publishes since the floor, however large the store. Should
         pruning raise a floor meanwhile (removing documents this search may have missed), it
-        searches that user again from the new floor.
+        searches that user again from the new floor. Only pruning (`pruned_upto` rising) calls
+        for that: a floor raised by publishes meanwhile only means newer seqs, and chasing it
+        never ends while a user is published to faster than a search takes.
 
         FerretDB v1 can lose one of two concurrent `$max` updates of a document, so a floor
         may lag below what pruning removed, leaving a hole above it that ends the search too
@@ -694,9 +718,10 @@ class MongoStore:
         while pending:
             found = await self._each(functools.partial(self._newest_from, floors), pending)
             newest.update(zip(pending, found, strict=True))
-            again = await self._floors(pending)
-            pending = [u for u in pending if again[u] > floors[u]]
-            floors = {**floors, **again}
+            again, now_pruned = await self._floors(pending)
+            pending = [u for u in pending if now_pruned[u] > pruned[u]]
+            floors = {**floors, **{u: max(floors[u], again[u]) for u in pending}}
+            pruned = {**pruned, **now_pruned}
         return {u: max(newest[u], floors[u]) for u in newest}
 
     async def _newest_from(self, floors: dict[str, int], user_id: str) -> int:
@@ -738,14 +763,41 @@ class MongoStore:
         async for doc in cursor:
             yield doc["user_id"], int(doc["seq"])
 
-    async def _floors(self, user_ids: Sequence[str]) -> dict[str, int]:
+    async def _floors(self, user_ids: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
+        """Per user, the floor (every seq up to it was handed out), and `pruned_upto`."""
         floors = dict.fromkeys(user_ids, 0)
+        pruned = dict.fromkeys(user_ids, 0)
         for chunk in chunks(user_ids, CHUNK):
             # Equality for one user: FerretDB v1 uses the `_id` index for that, not for `$in`.
             query = {"_id": chunk[0]} if len(chunk) == 1 else {"_id": {"$in": list(chunk)}}
             async for doc in self._users.find(query):
+                pruned[doc["_id"]] = doc.get("pruned_upto", 0)
                 floors[doc["_id"]] = max(doc.get("floor", 0), doc.get("pruned_upto", 0))
-        return floors
+            if self._ferret:
+                hints = {"_id": chunk[0]} if len(chunk) == 1 else {"_id": {"$in": list(chunk)}}
+                async for doc in self._hints.find(hints):
+                    floors[doc["_id"]] = max(floors[doc["_id"]], doc.get("floor", 0))
+        return floors, pruned
+
+    async def _hint(self, seqs: dict[str, int]) -> None:
+        """FerretDB: raise the users' floor hints, kept apart from their documents.
+
+        Two hints of one user can still overwrite each other (FerretDB's update is a read and
+        a write); a hint that lags costs that user's next publish one refused insert, never a
+        wrong seq, and it can no longer write back a prune's `pruned_upto`.
+        """
+        for chunk in chunks(list(seqs.items()), BULK_UPDATES):
+            ops = [UpdateOne({"_id": u}, {"$max": {"floor": s}}, upsert=True) for u, s in chunk]
+            try:
+                await self._hints.bulk_write(ops, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise StoreUnavailable("MongoDB: could not record the floor hints") from exc
+            except KeyError:
+                # Two first hints of one user raced on the upsert, and FerretDB v1 answered the
+                # loser without the counts PyMongo reads: a hint only, the next one lands.
+                pass
 
     async def _raise(self, seqs: dict[str, int], fields: tuple[str, ...]) -> None:
         """Raise the users' floor (and pruned_upto) to at least the given seqs."""
@@ -760,10 +812,46 @@ class MongoStore:
                 if any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise StoreUnavailable("MongoDB: could not record the users' floors") from exc
         ops = [UpdateOne({"_id": u}, {"$max": dict.fromkeys(fields, s)}) for u, s in seqs.items()]
-        async with self._raising or contextlib.nullcontext():
+        async with self._turn() if self._ferret else contextlib.nullcontext():
             # Small bulk writes: FerretDB v1 stalls on an update command with ~100 statements.
             for chunk in chunks(ops, BULK_UPDATES):
                 await self._users.bulk_write(list(chunk), ordered=False)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """FerretDB: hold the one turn, across every process on this database, to write users'
+        documents.
+
+        Turns are numbered documents in `turns`, and taking turn n+1 is inserting document
+        n+1, which the unique `_id` lets exactly one process do: the one atomic step FerretDB
+        v1 has (an update's filter is no compare-and-set there). Turn n+1 is taken once turn n
+        is done or its holder's lease ran out (it crashed). The holder marks its turn done (no
+        one else writes that document) and removes turns taken over two leases ago, so the
+        collection holds about a minute of turns (one per prune batch), a small scan.
+        """
+        turns = self._turns
+        while True:
+            latest = await turns.find_one({}, sort=[("_id", DESCENDING)])
+            # The wall clock, not `self.clock`: the lease is between processes.
+            now = int(time.time() * 1000)
+            if latest is None or latest.get("done") or latest.get("until_ms", 0) < now:
+                mine = 1 if latest is None else int(latest["_id"]) + 1
+                try:
+                    await turns.insert_one({"_id": mine, "until_ms": now + TURN_LEASE_MS})
+                except DuplicateKeyError:
+                    continue  # another process took it first
+                break
+            await asyncio.sleep(TURN_POLL)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(*UNAVAILABLE):
+                await turns.update_one({"_id": mine}, {"$set": {"done": True}})
+                # Only turns whose lease ended a lease ago: a process that read the latest
+                # turn before they were taken then finds its insert refused, not accepted for a
+                # number that was taken and removed meanwhile.
+                old = {"_id": {"$lt": mine - 1}, "until_ms": {"$lt": now - TURN_LEASE_MS}}
+                await turns.delete_many(old)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -300,24 +300,46 @@ class PostgresStore(sql.SqlQueries):
         back to the pool, which resets or replaces it, and the next batch takes another."""
         conn = self._writer
         if conn is None or _lost(conn):
-            self._writer = None
-            if self._pool is None:
-                raise StoreUnavailable("PostgreSQL: the store is not open")
-            try:
-                conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
-            except UNAVAILABLE as exc:
-                raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
-            self._writer = conn
+            conn = await self._take_writer()
         try:
             yield conn
         except BaseException as exc:
-            self._writer = None
-            await self._give_back(conn)
-            if isinstance(exc, asyncpg.TransactionRollbackError):
-                raise _RolledBack(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
-            if isinstance(exc, UNAVAILABLE):
-                raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
-            raise
+            raise await self._writer_failed(conn, exc)  # noqa: B904 (chained inside)
+
+    async def _add_writing(self, draft: Draft, idempotency_key: str | None) -> Stored:
+        """`_add` on the group commit's connection (`_writing`), for the lone publish a
+        node of a cluster mostly writes: without a context manager's frames around it."""
+        conn = self._writer
+        if conn is None or _lost(conn):
+            conn = await self._take_writer()
+        try:
+            return await _add_in(conn, draft, idempotency_key, self.clock.now_ms())
+        except BaseException as exc:
+            raise await self._writer_failed(conn, exc)  # noqa: B904 (chained inside)
+
+    async def _take_writer(self) -> Conn:
+        self._writer = None
+        if self._pool is None:
+            raise StoreUnavailable("PostgreSQL: the store is not open")
+        try:
+            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        self._writer = conn
+        return conn
+
+    async def _writer_failed(self, conn: Conn, exc: BaseException) -> BaseException:
+        """The writer's connection is in an unknown state: give it back; what to raise."""
+        self._writer = None
+        await self._give_back(conn)
+        if isinstance(exc, asyncpg.TransactionRollbackError):
+            error: BaseException = _RolledBack(f"PostgreSQL: {type(exc).__name__}: {exc}")
+        elif isinstance(exc, UNAVAILABLE):
+            error = StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}")
+        else:
+            return exc
+        error.__cause__ = exc
+        return error
 
     async def _give_back(self, conn: Conn) -> None:
         pool = self._pool
@@ -442,7 +464,7 @@ class PostgresStore(sql.SqlQueries):
 
     async def _one(self, q: _Queued) -> Stored | BaseException:
         try:
-            return await _retrying(lambda: self._add(q.draft, q.key, self._writing))
+            return await _retrying(functools.partial(self._add_writing, q.draft, q.key))
         except Exception as exc:
             # Its own failure (a key reused for another publish, a value refused) is its
             # caller's answer alone.
@@ -479,14 +501,9 @@ class PostgresStore(sql.SqlQueries):
             for i, d in enumerate(drafts, start=1)
         ]
 
-    async def _add(
-        self,
-        draft: Draft,
-        idempotency_key: str | None,
-        connection: Callable[[], contextlib.AbstractAsyncContextManager[Conn]] | None = None,
-    ) -> Stored:
+    async def _add(self, draft: Draft, idempotency_key: str | None) -> Stored:
         stamp = self.clock.now_ms()
-        async with (connection or self._conn)() as conn:
+        async with self._conn() as conn:
             return await _add_in(conn, draft, idempotency_key, stamp)
 
     async def position(self, user_id: str) -> Position:

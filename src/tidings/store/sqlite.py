@@ -973,6 +973,12 @@ def _add_batch(
 ) -> list[Stored | Exception]:
     """One transaction for many publishes; one that fails is rolled back alone (a savepoint)."""
     outcomes: list[Stored | Exception] = []
+    if c.in_transaction:
+        # Every writer function ends what it begins, so this is a bug elsewhere. The one-statement
+        # paths below would silently join that transaction and answer publishes a later ROLLBACK
+        # could undo (where `BEGIN IMMEDIATE` used to refuse loudly): undo it and fail the batch.
+        c.execute("ROLLBACK")
+        raise sqlite3.OperationalError("the writer connection was left inside a transaction")
     if len(work) == 1 and work[0][1] is None and len(work[0][0].user_ids) == 1:
         try:
             return [_add_one(c, work[0][0], stamp)]
@@ -1082,6 +1088,8 @@ def _add_many(
         if c.in_transaction:
             c.execute("ROLLBACK")
         return False
+    # Committed by now: nothing from here on may fail (the text is SQLite's own JSON object of
+    # the users this batch named; NUL, which SQLite's JSON cuts short, never gets here).
     last: dict[str, int] = json.loads(text)
     # Each user's seq before this batch; the batch's publishes take the next ones in order.
     seq = {user_id: last[user_id] - n for user_id, n in counts.items()}

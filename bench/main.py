@@ -689,11 +689,13 @@ def storm_once(target: Target, cfg: Config, work: Path) -> dict[str, Any]:
         return {"skipped": "left out of the full run to keep it under 22 minutes; see --quick"}
     n, per = cfg.storm_streams, cfg.storm_per_user
     common.log(f"storm: {target.name}, {n} streams, {per} each while down")
-    somaxconn_was = set_somaxconn()
-    port = common.free_port()
+    somaxconn_was = None
     server: Server | None = None
     gen = None
     try:
+        # Inside the try: whatever fails after it, `finally` puts somaxconn back.
+        somaxconn_was = set_somaxconn()
+        port = common.free_port()
         server = target.start(work, port=port)
         assert server is not None
         gen = Generator(port, reader_procs(n))

@@ -243,7 +243,9 @@ class TidingsGranian(Tidings):
         argv += ["--host", common.HOST, "--port", str(port), "--loop", loop, "--http", "1"]
         # Granian admits `--backpressure` requests at a time per worker (default: its backlog,
         # 1,024): every open stream is one, so it must exceed the streams a level opens.
-        argv += ["--no-ws", "--backlog", "4096", "--backpressure", "100000"]
+        # The listen queue as `tidings serve` asks for it (TIDINGS_BACKLOG's default; the kernel
+        # caps both at net.core.somaxconn), so a storm compares like with like.
+        argv += ["--no-ws", "--backlog", "65535", "--backpressure", "100000"]
         argv += ["--log-level", "warning", "--no-access-log", "--workers-kill-timeout", "10"]
         argv += os.environ.get("BENCH_GRANIAN_ARGS", "").split()
         argv.append("tidings.granian_app:create")

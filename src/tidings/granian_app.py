@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -95,12 +96,21 @@ def _drain_on_signals(loop: asyncio.AbstractEventLoop, drain: Callable[[], None]
     wake-up file descriptor, which every handled signal writes to.
     """
 
-    def on_signal(signum: int, frame: object) -> None:
-        # A signal handler may run in the middle of the loop's work: hand over, don't touch.
-        loop.call_soon_threadsafe(drain)
+    def chained(previous: Any) -> Callable[[int, Any], None]:
+        def on_signal(signum: int, frame: Any) -> None:
+            # A signal handler may run in the middle of the loop's work: hand over, don't
+            # touch. A second signal while the worker tears down finds the loop closed.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(drain)
+            # A loop without signal support has Granian install a Python-level handler of its
+            # own (granian._signals): it must still run.
+            if callable(previous):
+                previous(signum, frame)
+
+        return on_signal
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+        signal.signal(sig, chained(signal.getsignal(sig)))
 
 
 async def _tend() -> None:
@@ -122,15 +132,24 @@ def _granian_workers(argv: list[str], env: Mapping[str, str]) -> int:
 
 
 def create() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The app Granian serves (its `--factory` target): settings from the environment."""
-    settings = Settings.from_env(os.environ)
-    if settings.bus_url.startswith("local:") and _granian_workers(sys.argv, os.environ) > 1:
-        # Each worker would bind the local bus's one socket, the last taking it from the
-        # others: a publish on one worker would not reach the streams of another.
-        raise ConfigError(
-            "Granian's --workers needs a shared bus (TIDINGS_BUS_URL=redis://…, nats://… or "
-            "postgresql://…); on the local bus run one Granian worker, or `tidings serve "
-            "--workers N`"
-        )
+    """The app Granian serves (its `--factory` target): settings from the environment.
+
+    A configuration error is one line on stderr and exit status 2, as from `tidings serve`.
+    The refusal of several workers on the local bus reads Granian's command line and
+    GRANIAN_WORKERS; an embedded `Granian(..., workers=N).serve()` is not seen.
+    """
+    try:
+        settings = Settings.from_env(os.environ)
+        if settings.bus_url.startswith("local:") and _granian_workers(sys.argv, os.environ) > 1:
+            # Each worker would bind the local bus's one socket, the last taking it from the
+            # others: a publish on one worker would not reach the streams of another.
+            raise ConfigError(
+                "Granian's --workers needs a shared bus (TIDINGS_BUS_URL=redis://…, nats://… or "
+                "postgresql://…); on the local bus run one Granian worker, or `tidings serve "
+                "--workers N`"
+            )
+    except ConfigError as exc:
+        print(f"tidings: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     configure_logs(settings)
     return ServedApp(create_app(settings))

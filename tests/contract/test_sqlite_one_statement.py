@@ -23,6 +23,7 @@ import pytest
 from tests.contract.test_sqlite_group_commit import queued_together
 from tidings.models import Draft, Stored
 from tidings.store import StoreUnavailable, create_store
+from tidings.store import sqlite as sqlite_store
 from tidings.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -226,3 +227,40 @@ async def test_batches_mixing_users_get_each_users_next_seqs(store: SqliteStore)
             assert await seqs_of(outcome) == want
     for user, n in expected.items():
         assert [x.seq for x in await store.after(user, 0, 1000)] == list(range(1, n + 1))
+
+
+async def test_the_store_checks_at_open_that_the_one_statement_writes_hold(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """The check's own publishes are rolled back: no trace of them in the file."""
+    assert store._one_statement
+    assert stored(tmp_path / "one.db", sqlite_store.PROBE_USER) == (None, [])
+
+
+async def test_an_sqlite_that_answers_other_seqs_than_it_stored_gets_the_old_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a SQLite run `RETURNING` before the trigger (not a documented promise), the store
+    must see it at open and publish with a transaction of several statements instead."""
+    wrong = sqlite_store._INSERT_ONE.replace("RETURNING (SELECT", "RETURNING 100 + (SELECT")
+    assert wrong != sqlite_store._INSERT_ONE
+    monkeypatch.setattr(sqlite_store, "_INSERT_ONE", wrong)
+    found = create_store(f"sqlite:///{tmp_path / 'old.db'}")
+    assert isinstance(found, SqliteStore)
+    await found.open()
+    try:
+        assert not found._one_statement
+        lone = await found.add(Draft(user_ids=("x",), message="1"))
+        assert await seqs_of(lone) == [("x", 1)]
+        outcomes = await queued_together(
+            found,
+            [
+                found.add(Draft(user_ids=("x",), message="2")),
+                found.add(Draft(user_ids=("y", "x"), message="3")),
+            ],
+        )
+        assert [await seqs_of(o) for o in outcomes] == [[("x", 2)], [("y", 1), ("x", 3)]]
+    finally:
+        await found.close()
+    assert stored(tmp_path / "old.db", "x") == ((3,), [1, 2, 3])
+    assert stored(tmp_path / "old.db", sqlite_store.PROBE_USER) == (None, [])

@@ -394,6 +394,8 @@ class SqliteStore(sql.SqlQueries):
         self._pending: collections.deque[_Pending] = collections.deque()
         self._lock = threading.Lock()
         self._flushing = False
+        # Whether this SQLite returns what the one-statement writes stored (`_publish_views`).
+        self._one_statement = False
         # Set while open: the loop the writer thread answers publishes on.
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -402,7 +404,7 @@ class SqliteStore(sql.SqlQueries):
         if not parent.is_dir():
             raise StoreUnavailable(f"SQLite: folder {str(parent)!r} does not exist")
         await self._writer.run(_migrate)
-        await self._writer.run(_publish_views)
+        self._one_statement = await self._writer.run(_publish_views)
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
@@ -453,7 +455,11 @@ class SqliteStore(sql.SqlQueries):
             work = [(draft, key) for draft, key, _ in batch]
             outcomes: list[Stored | BaseException]
             try:
-                outcomes = list(_add_batch(self._writer.connection(), work, self.clock.now_ms()))
+                outcomes = list(
+                    _add_batch(
+                        self._writer.connection(), work, self.clock.now_ms(), self._one_statement
+                    )
+                )
             except sqlite3.OperationalError as exc:
                 outcomes = [StoreUnavailable(f"SQLite: {exc}")] * len(batch)
             except Exception as exc:
@@ -935,11 +941,56 @@ _INSERT_ONE = (
 )
 
 
-def _publish_views(c: sqlite3.Connection) -> None:
+def _publish_views(c: sqlite3.Connection) -> bool:
     """On the writer connection, once the schema is current: the TEMP views and triggers of
-    `PUBLISH_ONE` and `PUBLISH_MANY` (IF NOT EXISTS: a connection keeps them while it lives)."""
+    `PUBLISH_ONE` and `PUBLISH_MANY` (IF NOT EXISTS: a connection keeps them while it lives);
+    whether the one-statement writes answer what they stored (`_one_statement_holds`)."""
     c.executescript(PUBLISH_ONE)
     c.executescript(PUBLISH_MANY.format(fields=_MANY_FIELDS))
+    if _one_statement_holds(c):
+        return True
+    log.warning(
+        "SQLite %s: the one-statement publish did not read back what it stored; publishing "
+        "with a transaction of several statements instead (slower, as safe)",
+        sqlite3.sqlite_version,
+    )
+    return False
+
+
+PROBE_USER = "tidings:probe"
+
+
+def _one_statement_holds(c: sqlite3.Connection) -> bool:
+    """Whether `RETURNING` reads the seqs the views' triggers wrote, on this SQLite.
+
+    That SQLite runs an INSERT's RETURNING after its INSTEAD OF trigger is what its plan does
+    (3.40), not a promise of its documentation, and the library is the system's: so each
+    writer connection checks once, in a transaction it rolls back, with a lone publish and a
+    batch, against what another statement then reads.
+    """
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        lone = _add_one(c, Draft(user_ids=(PROBE_USER,), message="probe"), 0)
+        batch: list[Stored | Exception] = []
+        drafts = [Draft(user_ids=(PROBE_USER,), message="probe")] * 2
+        if not _add_many(c, drafts, 0, batch):
+            return False
+        answered = [n.seq for s in (lone, *batch) if isinstance(s, Stored) for n in s.notifications]
+        stored = [
+            row[0]
+            for row in c.execute(
+                "SELECT seq FROM notifications WHERE user_id = ? ORDER BY seq DESC LIMIT 3",
+                (PROBE_USER,),
+            )
+        ]
+        return len(answered) == 3 and answered == stored[::-1]
+    except sqlite3.OperationalError:
+        raise  # the database itself failed: opening fails as it would have
+    except Exception:
+        return False
+    finally:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
 
 
 def _add_one(c: sqlite3.Connection, draft: Draft, stamp: int) -> Stored:
@@ -969,7 +1020,10 @@ def _add_one(c: sqlite3.Connection, draft: Draft, stamp: int) -> Stored:
 
 
 def _add_batch(
-    c: sqlite3.Connection, work: list[tuple[Draft, str | None]], stamp: int
+    c: sqlite3.Connection,
+    work: list[tuple[Draft, str | None]],
+    stamp: int,
+    one_statement: bool = True,
 ) -> list[Stored | Exception]:
     """One transaction for many publishes; one that fails is rolled back alone (a savepoint)."""
     outcomes: list[Stored | Exception] = []
@@ -979,14 +1033,19 @@ def _add_batch(
         # could undo (where `BEGIN IMMEDIATE` used to refuse loudly): undo it and fail the batch.
         c.execute("ROLLBACK")
         raise sqlite3.OperationalError("the writer connection was left inside a transaction")
-    if len(work) == 1 and work[0][1] is None and len(work[0][0].user_ids) == 1:
+    if one_statement and len(work) == 1 and work[0][1] is None and len(work[0][0].user_ids) == 1:
         try:
             return [_add_one(c, work[0][0], stamp)]
         except sqlite3.OperationalError:
             raise  # the database itself failed
         except Exception as exc:
             return [exc]
-    if len(work) > 1 and _batchable(work) and _add_many(c, [d for d, _ in work], stamp, outcomes):
+    if (
+        one_statement
+        and len(work) > 1
+        and _batchable(work)
+        and _add_many(c, [d for d, _ in work], stamp, outcomes)
+    ):
         return outcomes
     c.execute("BEGIN IMMEDIATE")
     try:

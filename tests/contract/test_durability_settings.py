@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,14 +42,22 @@ async def test_sqlite_commits_at_the_configured_sync_level(
 
 
 async def _count_commits(store: SqliteStore) -> list[str]:
-    """The COMMITs the writer's connection runs from now on (SQLite's own statement trace)."""
+    """The commits the writer's connection makes from now on (SQLite's own statement trace):
+    each COMMIT, and each one-statement publish or batch that starts outside a transaction (it
+    commits by itself). SQLite traces each trigger program of a statement again, with the
+    statement's own text: counted once."""
     commits: list[str] = []
 
-    def trace(statement: str) -> None:
-        if statement == "COMMIT":
-            commits.append(statement)  # list.append: safe from the writer thread
+    def install(c: sqlite3.Connection) -> None:
+        def trace(statement: str) -> None:
+            one = statement.startswith(("INSERT INTO publish_one ", "INSERT INTO publish_many "))
+            alone = one and not c.in_transaction and commits[-1:] != [statement]
+            if statement == "COMMIT" or alone:
+                commits.append(statement)  # list.append: safe from the writer thread
 
-    await store._writer.run(lambda c: c.set_trace_callback(trace))
+        c.set_trace_callback(trace)
+
+    await store._writer.run(install)
     return commits
 
 

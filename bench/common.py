@@ -43,19 +43,28 @@ def machine() -> dict[str, Any]:
         for line in f:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
-    model = ""
+    # The first processor's block. "AMD EPYC" alone named two hosts whose figures differed by
+    # 2-3x (bench/changes.md, section 28): the family, model and clock tell them apart.
+    cpu: dict[str, str] = {}
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
+            if not line.strip():
                 break
+            key, _, value = line.partition(":")
+            cpu[key.strip()] = value.strip()
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     load = os.getloadavg()
     return {
         "cores": os.cpu_count(),
-        "cpu": model,
+        "cpu": cpu.get("model name", ""),
+        "cpu_id": "family {} model {} stepping {}".format(
+            cpu.get("cpu family", "?"), cpu.get("model", "?"), cpu.get("stepping", "?")
+        ),
+        "cpu_mhz": cpu.get("cpu MHz", ""),
+        "bogomips": cpu.get("bogomips", ""),
+        "avx512": "avx512f" in cpu.get("flags", "").split(),
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
         "os": platform.platform(),

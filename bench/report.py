@@ -695,6 +695,13 @@ def measured(value: Any) -> str:
     return fmt(value)
 
 
+def cpu_detail(m: dict[str, Any]) -> str:
+    """The CPU's family, model and clock, where a result records them (since section 28)."""
+    if "cpu_id" not in m:
+        return ""
+    return f", {m['cpu_id']}, {float(m['cpu_mhz'] or 0):.0f} MHz"
+
+
 def cluster_table(path: str, data: dict[str, Any]) -> list[str]:
     m, e = data["machine"], data.get("engines", {}).get("versions", {})
     out = [
@@ -952,7 +959,8 @@ def render() -> str:
         out += [
             "## Machine and versions",
             "",
-            f"- {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+            f"- {m['cores']} cores ({m['cpu']}{cpu_detail(m)}), {m['memory_gib']} GiB, "
+            f"Linux {m['kernel']}, "
             f"open files {m['nofile'][0]}, somaxconn {m['somaxconn']}, load at start "
             f"{m['loadavg_at_start']}",
             f"- Python {v.get('python')}, uvicorn {v.get('uvicorn')}, uvloop {v.get('uvloop')}, "

@@ -199,6 +199,26 @@ async def test_claims_come_oldest_due_first_and_in_batches(store: Store, clock: 
     assert [d.draft.message for d in await store.claim_due(LEASE, 2)] == ["m3"]
 
 
+async def test_rows_due_at_once_are_claimed_in_the_order_they_were_scheduled(
+    store: Store, clock: Clock
+) -> None:
+    # Twelve schedules in one millisecond (the clock is set, not running), all due at the same
+    # instant, claimed in batches of 5: the order they were made in, not their keys' ("k10"
+    # sorts before "k2"). A fast machine schedules several in one millisecond.
+    due_ms = clock.now_ms() + 1_000
+    for i in range(12):
+        draft = Draft(user_ids=("alice",), message=f"m{i}", deliver_ms=due_ms)
+        assert await store.schedule(draft, f"k{i}") is not None
+    clock.advance(1_000)
+    claimed: list[str] = []
+    while batch := await store.claim_due(LEASE, 5):
+        assert len(batch) <= 5
+        claimed += [d.draft.message for d in batch]
+        assert await store.deliver(batch)
+    assert claimed == [f"m{i}" for i in range(12)]
+    assert [n.message for n in await store.after("alice", 0, 20)] == claimed
+
+
 async def test_pruning_removes_done_rows_and_keeps_pending_ones(store: Store, clock: Clock) -> None:
     await store.schedule(later(clock, 1_000, user_ids=("alice",)), "done")
     await store.schedule(later(clock, 9_000_000, user_ids=("alice",)), "pending")

@@ -29,6 +29,7 @@ __all__ = [
     "PUSH_COLUMNS",
     "SCHEMA_VERSION",
     "WOKEN",
+    "OrderStamps",
     "Step",
     "by_key",
     "check_fingerprint",
@@ -358,6 +359,31 @@ def due(key: str, user_id: str, deliver_ms: int, draft_text: str) -> Due:
     return Due(
         key=key, user_id=user_id, deliver_ms=deliver_ms, draft=decode_draft(draft_text, user_id)
     )
+
+
+class OrderStamps:
+    """The `created_ms` of scheduled rows: later than the one before, in this process.
+
+    Rows due at the same instant are claimed by (`deliver_ms`, `created_ms`, `key`). Two
+    schedules within one millisecond had the same stamp and went by key: "k10" before "k9"
+    (`tests/contract/test_scheduled_store.py`). Each stamp is now at least the one before plus
+    1 ms, so one process's schedules keep the order they were made in, as long as that stays
+    within `AHEAD_MS` of the clock (more than 1,000 schedules a second, sustained, would run
+    ahead): past it the clock's reading again, ties by key. Concurrent schedules, or two nodes',
+    have no order to keep. The stamp is only this order; a delivered notification is stamped
+    when it is delivered."""
+
+    AHEAD_MS = 1_000
+
+    def __init__(self) -> None:
+        self._last = -1
+
+    def next(self, now: int) -> int:
+        stamp = max(now, self._last + 1)
+        if stamp - now > self.AHEAD_MS:
+            stamp = now
+        self._last = stamp
+        return stamp
 
 
 def used_now(key: str) -> IdempotencyConflict:

@@ -86,6 +86,7 @@ from tidings.store.common import (
     FEATURES,
     PENDING,
     SCHEMA_VERSION,
+    OrderStamps,
     by_key,
     by_skip,
     check_fingerprint,
@@ -297,6 +298,7 @@ class MongoStore:
         self.takeover_ms = takeover_ms
         self._client: AsyncMongoClient[Doc] | None = None
         self._group_max = True
+        self._order = OrderStamps()
         # FerretDB v1 runs an update as a read of the whole document and an unconditional write
         # of it, whatever the filter (a compare-and-set by filter does not hold there either), so
         # two writers of one user document, in any process, can write back a `pruned_upto` the
@@ -1174,6 +1176,7 @@ class MongoStore:
     async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
         assert draft.deliver_ms is not None
         stamp = self.clock.now_ms()
+        order = self._order.next(stamp)
         fingerprint = draft.fingerprint()
         async with self._guard():
             found = await self._scheduled.find_one({"key": key}, {"fp": 1})
@@ -1194,7 +1197,7 @@ class MongoStore:
                     "deliver_ms": draft.deliver_ms,
                     "draft": text,
                     "fp": fingerprint,
-                    "created_ms": stamp,
+                    "created_ms": order,
                     "state": PENDING,
                     "lease_until": 0,
                     "done_ms": None,

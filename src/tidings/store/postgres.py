@@ -46,6 +46,7 @@ from tidings.store.common import (
     PUSH_COLUMNS,
     SCHEMA_VERSION,
     WOKEN,
+    OrderStamps,
     Step,
     by_skip,
     check_fingerprint,
@@ -277,6 +278,7 @@ class PostgresStore(sql.SqlQueries):
         self._leading = False
         # The group commit's connection, kept between its batches (`_writing`).
         self._writer: Conn | None = None
+        self._order = OrderStamps()
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[Conn]:
@@ -636,6 +638,7 @@ class PostgresStore(sql.SqlQueries):
     async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
         assert draft.deliver_ms is not None
         stamp = self.clock.now_ms()
+        order = self._order.next(stamp)
         fingerprint = draft.fingerprint()
         async with self._conn() as conn, conn.transaction():
             found = await conn.fetchval(
@@ -658,7 +661,7 @@ class PostgresStore(sql.SqlQueries):
                     draft.deliver_ms,
                     encode_draft(draft),
                     fingerprint,
-                    stamp,
+                    order,
                 )
                 # Whoever got there first, every row of the key must be this publish.
                 found = await conn.fetchval(

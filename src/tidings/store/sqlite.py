@@ -56,6 +56,7 @@ from tidings.store.common import (
     PUSH_COLUMNS,
     SCHEMA_VERSION,
     WOKEN,
+    OrderStamps,
     Step,
     by_key,
     by_skip,
@@ -398,6 +399,7 @@ class SqliteStore(sql.SqlQueries):
         self._one_statement = False
         # Set while open: the loop the writer thread answers publishes on.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._order = OrderStamps()
 
     async def open(self) -> None:
         parent = Path(self.path).parent
@@ -638,7 +640,10 @@ class SqliteStore(sql.SqlQueries):
 
     async def schedule(self, draft: Draft, key: str) -> Scheduled | None:
         stamp = self.clock.now_ms()
-        return await self._writer.run(lambda c: _transaction(c, _schedule, draft, key, stamp))
+        order = self._order.next(stamp)
+        return await self._writer.run(
+            lambda c: _transaction(c, _schedule, draft, key, stamp, order)
+        )
 
     async def claim_due(self, lease_ms: int, limit: int) -> list[Due]:
         # One statement: SQLite runs it as one transaction under the write lock, so two
@@ -1389,7 +1394,9 @@ def _transaction(c: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
     return result
 
 
-def _schedule(c: sqlite3.Connection, draft: Draft, key: str, stamp: int) -> Scheduled | None:
+def _schedule(
+    c: sqlite3.Connection, draft: Draft, key: str, stamp: int, order: int
+) -> Scheduled | None:
     assert draft.deliver_ms is not None
     found = c.execute("SELECT fingerprint FROM scheduled WHERE key = ? LIMIT 1", (key,)).fetchone()
     if found is not None:
@@ -1404,7 +1411,7 @@ def _schedule(c: sqlite3.Connection, draft: Draft, key: str, stamp: int) -> Sche
     c.executemany(
         "INSERT INTO scheduled (key, user_id, deliver_ms, draft, fingerprint, created_ms) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [(key, u, draft.deliver_ms, text, fingerprint, stamp) for u in draft.user_ids],
+        [(key, u, draft.deliver_ms, text, fingerprint, order) for u in draft.user_ids],
     )
     return Scheduled(key, draft.deliver_ms, draft.user_ids)
 

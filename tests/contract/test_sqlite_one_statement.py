@@ -264,3 +264,29 @@ async def test_an_sqlite_that_answers_other_seqs_than_it_stored_gets_the_old_wri
         await found.close()
     assert stored(tmp_path / "old.db", "x") == ((3,), [1, 2, 3])
     assert stored(tmp_path / "old.db", sqlite_store.PROBE_USER) == (None, [])
+
+
+async def test_opening_waits_for_no_other_writer(tmp_path: Path) -> None:
+    """The check is of the library, on a database in memory: a store opens at once while another
+    process holds the file's write lock (a long prune, `tidings send`), and publishes after."""
+    path = tmp_path / "busy.db"
+    first = create_store(f"sqlite:///{path}")
+    await first.open()  # the schema, made once
+    await first.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        store = create_store(f"sqlite:///{path}")
+        assert isinstance(store, SqliteStore)
+        began = time.monotonic()
+        await store.open()
+        assert time.monotonic() - began < 2
+        assert store._one_statement
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:
+        assert await seqs_of(await store.add(Draft(user_ids=("x",), message="1"))) == [("x", 1)]
+    finally:
+        await store.close()
+    assert stored(path, sqlite_store.PROBE_USER) == (None, [])

@@ -950,9 +950,8 @@ def _publish_views(c: sqlite3.Connection) -> bool:
     """On the writer connection, once the schema is current: the TEMP views and triggers of
     `PUBLISH_ONE` and `PUBLISH_MANY` (IF NOT EXISTS: a connection keeps them while it lives);
     whether the one-statement writes answer what they stored (`_one_statement_holds`)."""
-    c.executescript(PUBLISH_ONE)
-    c.executescript(PUBLISH_MANY.format(fields=_MANY_FIELDS))
-    if _one_statement_holds(c):
+    _make_views(c)
+    if _one_statement_holds():
         return True
     log.warning(
         "SQLite %s: the one-statement publish did not read back what it stored; publishing "
@@ -962,17 +961,37 @@ def _publish_views(c: sqlite3.Connection) -> bool:
     return False
 
 
+def _make_views(c: sqlite3.Connection) -> None:
+    c.executescript(PUBLISH_ONE)
+    c.executescript(PUBLISH_MANY.format(fields=_MANY_FIELDS))
+
+
 PROBE_USER = "tidings:probe"
 
 
-def _one_statement_holds(c: sqlite3.Connection) -> bool:
+def _one_statement_holds() -> bool:
     """Whether `RETURNING` reads the seqs the views' triggers wrote, on this SQLite.
 
     That SQLite runs an INSERT's RETURNING after its INSTEAD OF trigger is what its plan does
     (3.40), not a promise of its documentation, and the library is the system's: so each
-    writer connection checks once, in a transaction it rolls back, with a lone publish and a
-    batch, against what another statement then reads.
+    writer connection checks once, with a lone publish and a batch, against what another
+    statement then reads. The check is of the library, not of the file: it runs on a database
+    of its own in memory (the same schema and views), so opening the store takes no write lock
+    on the file and waits for nobody (another node's long prune, `tidings send`).
     """
+    c = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        _upgrade(c)
+        _make_views(c)
+        return _probe(c)
+    except sqlite3.OperationalError as exc:
+        log.warning("SQLite: the one-statement publish could not be checked: %s", exc)
+        return False
+    finally:
+        c.close()
+
+
+def _probe(c: sqlite3.Connection) -> bool:
     c.execute("BEGIN IMMEDIATE")
     try:
         lone = _add_one(c, Draft(user_ids=(PROBE_USER,), message="probe"), 0)
@@ -990,8 +1009,9 @@ def _one_statement_holds(c: sqlite3.Connection) -> bool:
         ]
         return len(answered) == 3 and answered == stored[::-1]
     except sqlite3.OperationalError:
-        raise  # the database itself failed: opening fails as it would have
+        raise
     except Exception:
+        log.exception("SQLite: the one-statement publish's check failed")
         return False
     finally:
         if c.in_transaction:

@@ -32,6 +32,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tidings import stalls
 from tidings.app import TidingsApp, create_app
+from tidings.bus.factory import is_local
 from tidings.logs import configure as configure_logs
 from tidings.settings import ConfigError, Settings
 
@@ -140,7 +141,7 @@ def create() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """
     try:
         settings = Settings.from_env(os.environ)
-        if settings.bus_url.startswith("local:") and _granian_workers(sys.argv, os.environ) > 1:
+        if is_local(settings.bus_url) and _granian_workers(sys.argv, os.environ) > 1:
             # Each worker would bind the local bus's one socket, the last taking it from the
             # others: a publish on one worker would not reach the streams of another.
             raise ConfigError(
@@ -148,8 +149,10 @@ def create() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
                 "postgresql://…); on the local bus run one Granian worker, or `tidings serve "
                 "--workers N`"
             )
+        configure_logs(settings)
+        # Inside the `try`: the store's and the bus's factories refuse a URL they cannot serve.
+        app = create_app(settings)
     except ConfigError as exc:
         print(f"tidings: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    configure_logs(settings)
-    return ServedApp(create_app(settings))
+    return ServedApp(app)

@@ -5,17 +5,27 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from tidings.bus.base import Bus
 from tidings.settings import ConfigError
 from tidings.store.factory import database_key
 
-__all__ = ["create_bus"]
+__all__ = ["create_bus", "is_local"]
+
+
+def _parts(url: str) -> SplitResult:
+    return urlsplit(url.split(",", 1)[0].strip())
+
+
+def is_local(url: str) -> bool:
+    """Whether `url` names the local bus (one process, or `tidings serve --workers N`'s own
+    siblings), read as `create_bus` reads it."""
+    return _parts(url).scheme == "local"
 
 
 def create_bus(url: str, database_url: str, linger: float = 5.0) -> Bus:
-    parts = urlsplit(url.split(",", 1)[0].strip())
+    parts = _parts(url)
     if parts.scheme == "local":
         from tidings.bus.local import LocalBus
 

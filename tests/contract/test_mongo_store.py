@@ -277,6 +277,32 @@ async def test_a_delivery_stored_but_not_marked_is_stored_once_by_the_next_node(
         await store.close()
 
 
+async def test_a_retry_completing_a_schedule_keeps_the_first_calls_place_in_the_order(
+    mongo_url: str,
+) -> None:
+    """A first call that stopped after some users' rows: the retry adds the others with the first
+    call's stamp, so a key scheduled in between, due at the same instant, comes after it."""
+    clock = Clock(time.time_ns() // 1_000_000)
+    store = await opened(MongoStore(mongo_url, mongo_database(mongo_url), clock=clock))
+    try:
+        due = clock.now_ms() + 1_000
+        first = Draft(user_ids=("alice", "bob"), message="first", deliver_ms=due)
+        await store.schedule(first, "k-first")
+        # What a first call that stopped midway leaves: bob's row missing.
+        await store._scheduled.delete_one({"key": "k-first", "user_id": "bob"})
+        clock.advance(5)
+        await store.schedule(Draft(user_ids=("bob",), message="between", deliver_ms=due), "k-a")
+        clock.advance(5)
+        retried = await store.schedule(first, "k-first")
+        assert retried is not None
+        assert not retried.replayed
+        clock.advance(1_000)
+        claimed = await store.claim_due(30_000, 10)
+        assert [d.draft.message for d in claimed if d.user_id == "bob"] == ["first", "between"]
+    finally:
+        await store.close()
+
+
 PUBLISHES_BESIDE_PRUNES = 200
 
 

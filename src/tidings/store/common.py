@@ -367,11 +367,11 @@ class OrderStamps:
     Rows due at the same instant are claimed by (`deliver_ms`, `created_ms`, `key`). Two
     schedules within one millisecond had the same stamp and went by key: "k10" before "k9"
     (`tests/contract/test_scheduled_store.py`). Each stamp is now at least the one before plus
-    1 ms, so one process's schedules keep the order they were made in, as long as that stays
-    within `AHEAD_MS` of the clock (more than 1,000 schedules a second, sustained, would run
-    ahead): past it the clock's reading again, ties by key. Concurrent schedules, or two nodes',
-    have no order to keep. The stamp is only this order; a delivered notification is stamped
-    when it is delivered."""
+    1 ms, so one process's schedules keep the order they were made in, but never more than
+    `AHEAD_MS` ahead of the clock: a burst of more than 1,000 schedules a second holds there, its
+    stamps then equal, and those go by key (never before what was scheduled earlier). Two
+    processes, or concurrent schedules, have no order to keep. The stamp is only this order; a
+    delivered notification is stamped when it is delivered."""
 
     AHEAD_MS = 1_000
 
@@ -379,9 +379,8 @@ class OrderStamps:
         self._last = -1
 
     def next(self, now: int) -> int:
-        stamp = max(now, self._last + 1)
-        if stamp - now > self.AHEAD_MS:
-            stamp = now
+        # Never before the last one, even when the clock steps back.
+        stamp = max(self._last, min(max(now, self._last + 1), now + self.AHEAD_MS))
         self._last = stamp
         return stamp
 

@@ -1179,14 +1179,16 @@ class MongoStore:
         order = self._order.next(stamp)
         fingerprint = draft.fingerprint()
         async with self._guard():
-            found = await self._scheduled.find_one({"key": key}, {"fp": 1})
+            found = await self._scheduled.find_one({"key": key}, {"fp": 1, "created_ms": 1})
             if found is None and draft.deliver_ms <= stamp:
                 return None
             if found is None and await self._idempotency.find_one({"_id": key}, {"_id": 1}):
                 raise used_now(key)
             if found is not None:
                 check_fingerprint(key, found["fp"], draft)
-                # A first call that failed midway left some users out: the retry completes it.
+                # A first call that failed midway left some users out: the retry completes it,
+                # in the first call's place in the order.
+                order = int(found.get("created_ms", order))
             text = encode_draft(draft)
             docs = [
                 {

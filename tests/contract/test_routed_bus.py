@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from tests.conftest import service_url
+from tidings.bus import routed
 from tidings.bus.base import Tally
 from tidings.bus.factory import create_bus
 from tidings.bus.nats import NatsBus
 from tidings.bus.redis import RedisBus
 from tidings.bus.routed import RoutedBus
-from tidings.events import Event, Published, ScheduleHint, UserResync
+from tidings.events import Event, Published, Resync, ScheduleHint, UserResync
 from tidings.models import Notification
 
 pytestmark = pytest.mark.anyio
@@ -217,3 +218,51 @@ async def test_an_announcement_lost_with_its_connection_before_it_was_confirmed_
     # And the bus publishes on a fresh connection afterwards.
     await three.announce([Published("unconfirmed", 2)])
     await one_in.until(lambda: 2 in one_in.published("unconfirmed"))
+
+
+@pytest.mark.parametrize("engine", ["redis_hashed", "redis_cluster"])
+async def test_past_owed_max_on_another_shard_every_node_hears_one_resync(engine: str) -> None:
+    """More users owed a resync on one shard than OWED_MAX: one node-wide resync instead, sent on
+    the shard that carries the node-wide channel (on another instance nobody listens; a cluster
+    master that does not own the channel's slot answers MOVED, again and again)."""
+    url = bus_url(engine, f"c{uuid.uuid4().hex[:8]}")
+    async with contextlib.AsyncExitStack() as stack:
+        made: list[Node] = []
+        for _ in range(2):
+            bus = create_bus(url, "sqlite:///unused.db", LINGER)
+            assert isinstance(bus, RoutedBus)
+            inbox = Inbox()
+            await bus.start(inbox)
+            stack.push_async_callback(bus.close)
+            made.append((bus, inbox))
+        (one, _), (_, two_in) = made
+        other = next(s for s in one.shards if s.index != one.home_shard())
+        one._owe(other, {f"u{i}" for i in range(routed.OWED_MAX + 1)}, False)
+        await one._send({})
+        await two_in.until(lambda: any(isinstance(e, Resync) for e in two_in.events))
+        assert not any(s.owe_all or s.owed for s in one.shards)
+
+
+async def test_a_checkpoint_cancelled_midway_owes_what_it_was_confirming() -> None:
+    """The listener cancels its ticker when the connection drops, possibly in the middle of a
+    checkpoint: the users that checkpoint was confirming are owed a resync, not forgotten."""
+    bus = create_bus(bus_url("redis", f"c{uuid.uuid4().hex[:8]}"), "sqlite:///unused.db", LINGER)
+    assert isinstance(bus, RoutedBus)
+    await bus.start(Inbox())
+    try:
+        shard = bus.shards[0]
+        stuck = asyncio.Event()
+
+        async def never(_: object) -> None:
+            await stuck.wait()
+
+        bus._confirm = never  # type: ignore[method-assign,assignment]
+        shard.unconfirmed.add("alice")
+        checkpoint = asyncio.create_task(bus._checkpoint(shard))
+        await asyncio.sleep(0.05)
+        checkpoint.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await checkpoint
+        assert "alice" in shard.owed
+    finally:
+        await bus.close()

@@ -292,9 +292,13 @@ class RoutedBus(Receiver):
         try:
             async with asyncio.timeout(ANNOUNCE_TIMEOUT):
                 await self._confirm(shard)
-        except Exception:
+        except BaseException as exc:
+            # Cancelled too (the connection's listener stops its ticker): what this checkpoint
+            # took out to confirm is owed, not forgotten.
             self._owe(shard, users, home)
             self._unconfirmed_lost(shard)
+            if not isinstance(exc, Exception):
+                raise
 
     def _unconfirmed_lost(self, shard: Shard) -> None:
         """The connection announcements went out on failed, or refused one: owe them all."""
@@ -310,9 +314,15 @@ class RoutedBus(Receiver):
             )
         shard.owed |= users
         shard.owe_all = shard.owe_all or home
+        self._owed_bound(shard)
+
+    def _owed_bound(self, shard: Shard) -> None:
+        """Past OWED_MAX users owed on a shard, one node-wide resync instead: owed on the home
+        shard, whose connection carries the node-wide channel (on another shard nobody would
+        hear it: another instance, or a cluster master that answers MOVED)."""
         if len(shard.owed) > OWED_MAX:
             shard.owed.clear()
-            shard.owe_all = True
+            self.shards[self.home_shard()].owe_all = True
 
     async def announce(self, events: Sequence[Event]) -> None:
         per_user: dict[str, list[Event]] = {}
@@ -378,9 +388,7 @@ class RoutedBus(Receiver):
             shard.owed.update(u for u, _ in batch if u is not None)
             if any(u is None for u, _ in batch):
                 shard.owe_all = True
-            if len(shard.owed) > OWED_MAX:
-                shard.owed.clear()
-                shard.owe_all = True
+            self._owed_bound(shard)
             raise
         # Written: owed again if the connection is lost before a checkpoint confirms it.
         unconfirmed = shard.unconfirmed

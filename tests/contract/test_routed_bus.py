@@ -266,3 +266,33 @@ async def test_a_checkpoint_cancelled_midway_owes_what_it_was_confirming() -> No
         assert "alice" in shard.owed
     finally:
         await bus.close()
+
+
+async def test_a_nats_subscription_left_unconfirmed_reconnects_and_the_user_is_resynced() -> None:
+    """No PONG in time for a subscription: the connection starts afresh (subscribing everyone),
+    so the user's stream is not left waiting for a confirmation that never comes."""
+    inbox = Inbox()
+    bus = create_bus(bus_url("nats", f"c{uuid.uuid4().hex[:8]}"), "sqlite:///unused.db", LINGER)
+    assert isinstance(bus, NatsBus)
+    await bus.start(inbox)
+    try:
+        client = bus._client
+        real = client.flush
+        calls = 0
+
+        async def late_once(timeout: float | None = None) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise TimeoutError("no PONG in time")
+            await real(timeout=timeout)
+
+        client.flush = late_once
+        route = bus.join("u")
+        assert route is not None
+        await asyncio.wait_for(route, 10)
+        await inbox.until(lambda: UserResync("u") in inbox.events, timeout=10)
+        assert bus._client is not client
+        assert not bus.shards[0].inflight
+    finally:
+        await bus.close()

@@ -173,12 +173,23 @@ class NatsBus(RoutedBus):
                     sub = self._subs.pop(user_id, None)
                     if sub is not None:
                         await sub.unsubscribe()
-                for user_id in subscribe:
-                    if user_id not in self._subs:
-                        self._subs[user_id] = await client.subscribe(
-                            self.user_subject(user_id), cb=self._message
-                        )
-                await client.flush(timeout=PING_TIMEOUT)
+                try:
+                    for user_id in subscribe:
+                        if user_id not in self._subs:
+                            self._subs[user_id] = await client.subscribe(
+                                self.user_subject(user_id), cb=self._message
+                            )
+                    await client.flush(timeout=PING_TIMEOUT)
+                except Exception as exc:
+                    # Not confirmed (no PONG in time): these users' counts would never come
+                    # down, their streams would wait out ROUTE_WAIT and miss their resync. A
+                    # fresh connection subscribes everyone again and resyncs them (`_lost`).
+                    if client is self._client:
+                        log.warning("nats: a subscription went unconfirmed (%r); reconnecting", exc)
+                        with contextlib.suppress(Exception):
+                            async with asyncio.timeout(1.0):
+                                await client.close()
+                    return
                 if client is self._client:
                     for user_id in subscribe:
                         self._confirmed(shard, user_id)

@@ -156,6 +156,7 @@ class RedisBus(RoutedBus):
         shard_conn: dict[str, float | None] = {"seen": loop.time(), "ping": None}
         self._subscribers[shard.index] = conn
         ticker: asyncio.Task[None] | None = None
+        warm: asyncio.Task[RespConnection] | None = None
         try:
             # Each push is handled as it is parsed, in the protocol's callback: no task wakes
             # per message on the receiving node (a loop wake-up is what costs here).
@@ -175,6 +176,12 @@ class RedisBus(RoutedBus):
             self._subscribers.pop(shard.index, None)
             if ticker is not None:
                 ticker.cancel()
+            if warm is not None and not warm.done():
+                # Still connecting when the bus closes: stopped and waited for, so that no
+                # publishing connection is stored after `close` closed the others.
+                warm.cancel()
+                with contextlib.suppress(BaseException):
+                    await warm
             await conn.aclose()
 
     def _pushed(

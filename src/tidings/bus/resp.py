@@ -195,10 +195,12 @@ class RespConnection:
         loop = asyncio.get_running_loop()
         conn = cls()
         async with asyncio.timeout(timeout):
-            await loop.create_connection(
-                lambda: _Protocol(conn), endpoint.host, endpoint.port, ssl=context
-            )
             try:
+                # Inside the `try`: cancelled just as the connection is made, the socket would
+                # otherwise be left open with nobody to close it.
+                await loop.create_connection(
+                    lambda: _Protocol(conn), endpoint.host, endpoint.port, ssl=context
+                )
                 if endpoint.password is not None:
                     login = [endpoint.password]
                     if endpoint.username is not None:

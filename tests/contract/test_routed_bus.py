@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -296,3 +297,53 @@ async def test_a_nats_subscription_left_unconfirmed_reconnects_and_the_user_is_r
         assert not bus.shards[0].inflight
     finally:
         await bus.close()
+
+
+async def test_nats_user_dropped_and_joined_while_resubscribing_has_one_subscription() -> None:
+    """After a reconnect the node subscribes its users again, one SUB after another. A user
+    dropped and joined again meanwhile must end with one subscription: two would deliver each of
+    its events twice."""
+    url = bus_url("nats", f"c{uuid.uuid4().hex[:8]}")
+    inbox, other_in = Inbox(), Inbox()
+    bus = create_bus(url, "sqlite:///unused.db", LINGER)
+    other = create_bus(url, "sqlite:///unused.db", LINGER)
+    assert isinstance(bus, NatsBus)
+    assert isinstance(other, RoutedBus)
+    await bus.start(inbox)
+    await other.start(other_in)
+    try:
+        await joined(bus, inbox, "u1")
+        gate = asyncio.Event()
+        blocked = asyncio.Event()
+        connect = bus._connect
+
+        async def gated_connect() -> Any:
+            client = await connect()
+            subscribe = client.subscribe
+
+            async def gated(subject: str, **kwargs: Any) -> Any:
+                if subject == bus.user_subject("u1"):
+                    blocked.set()
+                    await gate.wait()
+                return await subscribe(subject, **kwargs)
+
+            client.subscribe = gated
+            return client
+
+        bus._connect = gated_connect  # type: ignore[method-assign]
+        await bus._client.close()  # the listener reconnects, and resubscribes u1 behind the gate
+        await asyncio.wait_for(blocked.wait(), 10)
+        bus.leave("u1")
+        await asyncio.sleep(LINGER * 2)  # dropped: its unsubscribe goes out
+        route = bus.join("u1")  # and joined again: its subscribe goes out
+        assert route is not None
+        await asyncio.sleep(0.1)
+        gate.set()
+        await asyncio.wait_for(route, 10)
+        await other.announce([Published("u1", 7, body("u1", 7))])
+        await inbox.until(lambda: inbox.published("u1") != [])
+        await asyncio.sleep(0.3)
+        assert inbox.published("u1") == [7]
+    finally:
+        await bus.close()
+        await other.close()

@@ -122,13 +122,17 @@ class NatsBus(RoutedBus):
         self._subs = {}
         try:
             users = self._connected(shard)
-            await client.subscribe(self.home_subject(), cb=self._message)
-            for user_id in users:
-                self._subs[user_id] = await client.subscribe(
-                    self.user_subject(user_id), cb=self._message
-                )
-            # One round trip: once the server answers, every SUB before it is in force.
-            await client.flush(timeout=PING_TIMEOUT)
+            # Under the lock `_apply` takes: a user dropped or joined again while these SUBs go
+            # out is changed after them, in order (not subscribed twice, nor left subscribed).
+            async with self._apply_lock:
+                await client.subscribe(self.home_subject(), cb=self._message)
+                for user_id in users:
+                    if user_id not in self._subs:
+                        self._subs[user_id] = await client.subscribe(
+                            self.user_subject(user_id), cb=self._message
+                        )
+                # One round trip: once the server answers, every SUB before it is in force.
+                await client.flush(timeout=PING_TIMEOUT)
             self._home_confirmed()
             for user_id in users:
                 self._confirmed(shard, user_id)

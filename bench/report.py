@@ -699,7 +699,9 @@ def cpu_detail(m: dict[str, Any]) -> str:
     """The CPU's family, model and clock, where a result records them (since section 28)."""
     if "cpu_id" not in m:
         return ""
-    return f", {m['cpu_id']}, {float(m['cpu_mhz'] or 0):.0f} MHz"
+    # Not every CPU reports its clock in /proc/cpuinfo (ARM does not).
+    mhz = f", {float(m['cpu_mhz']):.0f} MHz" if m.get("cpu_mhz") else ""
+    return f", {m['cpu_id']}{mhz}"
 
 
 def cluster_table(path: str, data: dict[str, Any]) -> list[str]:

@@ -126,11 +126,7 @@ class NatsBus(RoutedBus):
             # out is changed after them, in order (not subscribed twice, nor left subscribed).
             async with self._apply_lock:
                 await client.subscribe(self.home_subject(), cb=self._message)
-                for user_id in users:
-                    if user_id not in self._subs:
-                        self._subs[user_id] = await client.subscribe(
-                            self.user_subject(user_id), cb=self._message
-                        )
+                await self._subscribe(client, users)
                 # One round trip: once the server answers, every SUB before it is in force.
                 await client.flush(timeout=PING_TIMEOUT)
             self._home_confirmed()
@@ -147,6 +143,14 @@ class NatsBus(RoutedBus):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await client.close()
+
+    async def _subscribe(self, client: Any, users: list[str]) -> None:
+        """SUB for each of `users` not subscribed yet on `client` (under `_apply_lock`)."""
+        for user_id in users:
+            if user_id not in self._subs:
+                self._subs[user_id] = await client.subscribe(
+                    self.user_subject(user_id), cb=self._message
+                )
 
     async def _message(self, msg: Any) -> None:
         self._received(msg.data)
@@ -178,11 +182,7 @@ class NatsBus(RoutedBus):
                     if sub is not None:
                         await sub.unsubscribe()
                 try:
-                    for user_id in subscribe:
-                        if user_id not in self._subs:
-                            self._subs[user_id] = await client.subscribe(
-                                self.user_subject(user_id), cb=self._message
-                            )
+                    await self._subscribe(client, subscribe)
                     await client.flush(timeout=PING_TIMEOUT)
                 except Exception as exc:
                     # Not confirmed (no PONG in time): these users' counts would never come

@@ -173,40 +173,35 @@ async def test_sigterm_ends_each_stream_with_a_retry_and_granian_exits(
     assert "Traceback" not in server.log(), server.log()
 
 
+def refused(tmp_path: Path, extra: dict[str, str], *args: str) -> str:
+    """Start Granian with settings it must refuse; its log, once it has exited non-zero with
+    one line, as from `tidings serve`, not a traceback per worker."""
+    server = GranianServer(
+        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}", extra),
+        log_path=tmp_path / "server.log",
+    )
+    server.spawn(*args)
+    try:
+        assert server.proc is not None
+        server.proc.wait(timeout=30)
+    finally:
+        server.close()
+    assert server.proc.returncode != 0
+    assert "Traceback" not in server.log(), server.log()
+    return server.log()
+
+
 @pytest.mark.parametrize("bus", [None, " LOCAL://"], ids=["default", "spelled-otherwise"])
 def test_granian_workers_on_the_local_bus_are_refused(tmp_path: Path, bus: str | None) -> None:
     """Several Granian workers would each bind the local bus's one socket: refused, not served
     with publishes that miss the streams of the other workers (however the URL is spelled that
     the bus reads as local)."""
     extra = {} if bus is None else {"TIDINGS_BUS_URL": bus}
-    server = GranianServer(
-        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}", extra),
-        log_path=tmp_path / "server.log",
-    )
-    server.spawn("--workers", "2")
-    try:
-        assert server.proc is not None
-        server.proc.wait(timeout=30)
-    finally:
-        server.close()
-    assert server.proc.returncode != 0
-    assert "Granian's --workers needs a shared bus" in server.log()
-    # One line, as from `tidings serve`, not a traceback per worker.
-    assert "Traceback" not in server.log(), server.log()
+    log = refused(tmp_path, extra, "--workers", "2")
+    assert "Granian's --workers needs a shared bus" in log
 
 
 def test_a_bus_url_it_cannot_serve_is_one_line_and_no_traceback(tmp_path: Path) -> None:
     """The bus's factory refuses the URL when the app is made: said as `tidings serve` says it."""
-    server = GranianServer(
-        env=tidings_env(f"sqlite:///{tmp_path / 'tidings.db'}", {"TIDINGS_BUS_URL": "foo://x"}),
-        log_path=tmp_path / "server.log",
-    )
-    server.spawn()
-    try:
-        assert server.proc is not None
-        server.proc.wait(timeout=30)
-    finally:
-        server.close()
-    assert server.proc.returncode != 0
-    assert "tidings: TIDINGS_BUS_URL: unsupported scheme 'foo'" in server.log(), server.log()
-    assert "Traceback" not in server.log(), server.log()
+    log = refused(tmp_path, {"TIDINGS_BUS_URL": "foo://x"})
+    assert "tidings: TIDINGS_BUS_URL: unsupported scheme 'foo'" in log, log
